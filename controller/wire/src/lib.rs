@@ -1,0 +1,211 @@
+//! The JSON spoken between `pi-init` and the controller.
+//!
+//! Field names and meanings follow upstream PureBoot's Pi API (`PiBootResponse`, the
+//! `installed` / `install-failed` callbacks, `register-pi`). Everything we add is optional,
+//! so `pi-init` boots from an upstream-shaped answer and upstream's scripts still read ours.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /api/v1/boot/pi?serial=<8 hex>&mac=<aa:bb:..>` answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PiBootResponse {
+    /// Node state as the controller sees it (`discovered`, `installing`, `active`, ...).
+    pub state: String,
+    /// What the Pi should do; `None` means the controller has nothing for it.
+    #[serde(default)]
+    pub action: Option<BootAction>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub nfs_server: Option<String>,
+    /// Path of the export root on the server (holds `base/` and `nodes/`).
+    #[serde(default)]
+    pub nfs_path: Option<String>,
+    /// Where to POST [`InstalledReport`] once the new root is ready.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    #[serde(default)]
+    pub image_url: Option<String>,
+    #[serde(default)]
+    pub target_device: Option<String>,
+
+    // --- pureboot extensions (all optional) ---
+    /// Base image under `<nfs_path>/base/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<String>,
+    /// `tmpfs` | `image` | `nfs` | `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// 32 lowercase hex, stable per node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_id: Option<String>,
+    /// Extra NFS mount options (comma separated), e.g. `rsize=65536`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs_options: Option<String>,
+    /// Where to POST [`InstallFailedReport`]; when absent pi-init derives it from
+    /// `callback_url` (`.../installed` -> `.../install-failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_url: Option<String>,
+    /// Seconds to wait before asking again when `action` is `wait`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u32>,
+}
+
+/// `action` values. Unknown strings are kept, so a newer controller never breaks parsing;
+/// pi-init treats them as a failure with a clear message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BootAction {
+    NfsBoot,
+    LocalBoot,
+    Wait,
+    DeployImage,
+    #[serde(untagged)]
+    Other(String),
+}
+
+/// Body of `POST /api/v1/nodes/{id}/installed`. Upstream reads `success` and `mode`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstalledReport {
+    pub success: bool,
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    /// `4.2`, `4.1`, `4.0` or `3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs_version: Option<String>,
+    /// The overlay mode actually used (after any fallback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Milliseconds from pi-init's start to the callback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<u64>,
+    /// Human-readable notes of what did not go as asked (e.g. overlay nfs -> tmpfs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub degradations: Vec<String>,
+    /// Per-step durations, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepTiming>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTiming {
+    pub step: String,
+    pub ms: u64,
+}
+
+/// Body of `POST /api/v1/nodes/{id}/install-failed`. Upstream reads `error`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallFailedReport {
+    pub error: String,
+    /// The pi-init step that failed (`network`, `controller`, `nfs-mount`, `overlay`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// Body of `POST /api/v1/nodes/register-pi`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterPiRequest {
+    pub serial: String,
+    pub mac: String,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub ip_address: Option<String>,
+}
+
+/// Every error answer of the controller: `{"error": "...", "detail": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl PiBootResponse {
+    /// The install-failed URL: the explicit one, else derived from the callback URL.
+    pub fn failure_url(&self) -> Option<String> {
+        if let Some(u) = &self.failure_url {
+            return Some(u.clone());
+        }
+        let cb = self.callback_url.as_deref()?;
+        cb.strip_suffix("/installed")
+            .map(|base| format!("{base}/install-failed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_shaped_answer_parses() {
+        // As upstream's server answers a pending node: only its own fields.
+        let json = r#"{"state":"installing","action":"nfs_boot","message":"Booting from NFS",
+            "nfs_server":"10.0.2.2","nfs_path":"/srv/nfsroot",
+            "callback_url":"http://10.0.2.2:8080/api/v1/nodes/5f0c/installed",
+            "image_url":null,"target_device":null}"#;
+        let r: PiBootResponse = serde_json::from_str(json).unwrap();
+        assert_eq!(r.action, Some(BootAction::NfsBoot));
+        assert_eq!(r.nfs_path.as_deref(), Some("/srv/nfsroot"));
+        assert_eq!(r.base_image, None);
+        assert_eq!(
+            r.failure_url().as_deref(),
+            Some("http://10.0.2.2:8080/api/v1/nodes/5f0c/install-failed")
+        );
+    }
+
+    #[test]
+    fn minimal_and_unknown_actions() {
+        let r: PiBootResponse = serde_json::from_str(r#"{"state":"discovered"}"#).unwrap();
+        assert_eq!(r.action, None);
+        let r: PiBootResponse =
+            serde_json::from_str(r#"{"state":"x","action":"reflash_bios"}"#).unwrap();
+        assert_eq!(r.action, Some(BootAction::Other("reflash_bios".into())));
+        let r: PiBootResponse = serde_json::from_str(r#"{"state":"x","action":null}"#).unwrap();
+        assert_eq!(r.action, None);
+        assert!(serde_json::from_str::<PiBootResponse>(r#"{"action":"wait"}"#).is_err());
+    }
+
+    #[test]
+    fn extensions_are_omitted_when_absent() {
+        let r = PiBootResponse { state: "active".into(), ..Default::default() };
+        let s = serde_json::to_string(&r).unwrap();
+        assert!(!s.contains("overlay_mode"), "{s}");
+        assert!(s.contains("\"callback_url\":null"), "upstream fields always present: {s}");
+        let back: PiBootResponse = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn reports_round_trip() {
+        let rep = InstalledReport {
+            success: true,
+            mode: "nfs_boot".into(),
+            nfs_version: Some("3".into()),
+            degradations: vec!["overlay nfs refused: EINVAL; using tmpfs".into()],
+            ..Default::default()
+        };
+        let s = serde_json::to_string(&rep).unwrap();
+        assert!(s.starts_with(r#"{"success":true,"mode":"nfs_boot""#), "{s}");
+        assert_eq!(serde_json::from_str::<InstalledReport>(&s).unwrap(), rep);
+        let f: InstallFailedReport = serde_json::from_str(r#"{"error":"boom"}"#).unwrap();
+        assert_eq!(f.error, "boom");
+    }
+}

@@ -1,0 +1,1 @@
+//! Harness for virtual Pi boots.
