@@ -1,1 +1,3 @@
+mod net;
+
 fn main() {}
