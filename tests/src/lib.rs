@@ -1,1 +1,24 @@
-//! Harness for virtual Pi boots.
+//! Harness for virtual Pi boots: a private network namespace holding nfs-ganesha (+ rpcbind),
+//! the controller and QEMU `virt` guests running Debian's arm64 kernel with our initramfs.
+//!
+//! Data flows one way: [`env::TestEnv`] finds what the set-up made (kernel, busybox, built
+//! binaries) or says why a scenario must skip; a [`lab::Lab`] starts the servers for one
+//! scenario; [`qemu::VirtualPi`] boots a guest and returns its console; [`console`] reads
+//! the console into typed facts the scenarios assert on. Everything stops on drop.
+
+pub mod console;
+pub mod controller;
+pub mod env;
+pub mod guest_root;
+pub mod initramfs;
+pub mod lab;
+pub mod netns;
+pub mod nfs_server;
+pub mod process;
+pub mod qemu;
+pub mod workdir;
+
+/// Serial numbers the scenarios use: 8 lowercase hex digits, one per guest.
+pub fn serial(n: u32) -> String {
+    format!("e2e{n:05x}")
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# pureboot set-up, shared by tests/demo.sh and tests/test.sh.
+#
+# Run as root on Debian bookworm. Idempotent: a second run only checks and exits.
+# Installs the Debian packages the virtual Pi needs, the rustup target for pi-init, and fills
+# the git-ignored cache (.cache/ at the repository root, or $PUREBOOT_CACHE) with:
+#   kernel/     Debian's arm64 kernel package, unpacked, depmod run; kernel/vmlinuz, kernel/version
+#   busybox/    busybox-static for arm64, unpacked; busybox/busybox
+#   debian-root/ a debootstrap'ed arm64 bookworm (minbase + systemd-sysv + udev), only with
+#                PUREBOOT_DEBIAN_ROOT=1 (scenario 10; about 90 s and 260 MB)
+# No prompts: CI has no stdin.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${PUREBOOT_CACHE:-$REPO/.cache}"
+export DEBIAN_FRONTEND=noninteractive
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (apt-get, depmod and the cache need it): sudo $0"
+
+PACKAGES=(
+  qemu-system-arm nfs-ganesha nfs-ganesha-vfs rpcbind e2fsprogs kmod cpio busybox-static
+  qemu-user-static binfmt-support debootstrap dnsmasq iproute2 curl zstd xz-utils
+  util-linux ca-certificates build-essential pkg-config
+)
+
+# --- Debian packages ---------------------------------------------------------------------
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  apt-get update -q
+  # Packaged services (rpcbind, ganesha) must not start on the host: the tests run their own
+  # in a private network namespace. policy-rc.d stops invoke-rc.d from starting them.
+  policy_added=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    policy_added=1
+  fi
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || { [ -n "$policy_added" ] && rm -f /usr/sbin/policy-rc.d; die "apt-get install failed"; }
+  [ -n "$policy_added" ] && rm -f /usr/sbin/policy-rc.d
+else
+  say "Debian packages: all ${#PACKAGES[@]} present"
+fi
+
+# --- Rust target for pi-init -------------------------------------------------------------
+if command -v rustup >/dev/null 2>&1; then
+  if rustup target list --installed | grep -qx aarch64-unknown-linux-musl; then
+    say "rustup target aarch64-unknown-linux-musl: present"
+  else
+    say "adding rustup target aarch64-unknown-linux-musl"
+    rustup target add aarch64-unknown-linux-musl
+  fi
+else
+  die "rustup not found: install Rust with rustup first (https://rustup.rs)"
+fi
+
+# --- arm64 packages into the cache ---------------------------------------------------------
+mkdir -p "$CACHE"
+APT_DIR="$CACHE/apt-arm64"
+apt_arm64() { # <apt-get|apt-cache> <args...>
+  local tool="$1"; shift
+  "$tool" -q -oAPT::Sandbox::User=root -oAPT::Architecture=arm64 -oAPT::Architectures=arm64 \
+    -oDir::State::Lists="$APT_DIR/lists" -oDir::Cache="$APT_DIR/cache" \
+    -oDir::State::status=/dev/null "$@"
+}
+arm64_lists_ready=
+arm64_update() {
+  [ -n "$arm64_lists_ready" ] && return 0
+  mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$APT_DIR/debs"
+  say "apt update for arm64 (private lists under $APT_DIR)"
+  apt_arm64 apt-get update >/dev/null
+  arm64_lists_ready=1
+}
+arm64_download() { # <package> -> path of the .deb
+  local pkg="$1" deb
+  deb="$(ls "$APT_DIR/debs/${pkg}_"*_arm64.deb 2>/dev/null | head -n1 || true)"
+  if [ -z "$deb" ]; then
+    arm64_update
+    say "downloading $pkg:arm64" >&2
+    (cd "$APT_DIR/debs" && apt_arm64 apt-get download "$pkg:arm64" >/dev/null)
+    deb="$(ls "$APT_DIR/debs/${pkg}_"*_arm64.deb | head -n1)"
+  fi
+  printf '%s\n' "$deb"
+}
+
+# Kernel: linux-image-arm64 is a meta package; its Depends names the versioned image.
+KDIR="$CACHE/kernel"
+if [ -s "$KDIR/vmlinuz" ] && [ -s "$KDIR/version" ] && [ -s "$KDIR/root/lib/modules/$(cat "$KDIR/version")/modules.dep" ]; then
+  say "arm64 kernel: $(cat "$KDIR/version") in $KDIR"
+else
+  arm64_update
+  # Several versions may be listed (bookworm, security): take the newest.
+  kpkg="$(apt_arm64 apt-cache show linux-image-arm64 | sed -n 's/^Depends: *//p' | tr ',' '\n' \
+          | sed 's/^ *//; s/[ (].*//' | grep -E '^linux-image-[0-9].*-arm64$' | sort -V | tail -n1)"
+  [ -n "$kpkg" ] || die "could not resolve linux-image-arm64 to a versioned kernel package"
+  kdeb="$(arm64_download "$kpkg")"
+  rm -rf "$KDIR.tmp" && mkdir -p "$KDIR.tmp/root"
+  say "unpacking $(basename "$kdeb")"
+  dpkg-deb -x "$kdeb" "$KDIR.tmp/root"
+  kver="$(ls "$KDIR.tmp/root/lib/modules" | head -n1)"
+  [ -n "$kver" ] || die "no /lib/modules/<version> in $kdeb"
+  say "depmod -b for $kver (Debian ships no modules.dep)"
+  depmod -b "$KDIR.tmp/root" "$kver"
+  ln -s "root/boot/vmlinuz-$kver" "$KDIR.tmp/vmlinuz"
+  printf '%s\n' "$kver" > "$KDIR.tmp/version"
+  rm -rf "$KDIR" && mv "$KDIR.tmp" "$KDIR"
+  say "arm64 kernel: $kver in $KDIR"
+fi
+
+# busybox-static for arm64: the tiny test roots and the baseline initramfs are built from it.
+BDIR="$CACHE/busybox"
+if [ -x "$BDIR/busybox" ]; then
+  say "arm64 busybox: $BDIR/busybox"
+else
+  bdeb="$(arm64_download busybox-static)"
+  rm -rf "$BDIR.tmp" && mkdir -p "$BDIR.tmp/root"
+  dpkg-deb -x "$bdeb" "$BDIR.tmp/root"
+  ln -s root/bin/busybox "$BDIR.tmp/busybox"
+  rm -rf "$BDIR" && mv "$BDIR.tmp" "$BDIR"
+  say "arm64 busybox: $BDIR/busybox"
+fi
+
+# --- Debian arm64 root for scenario 10 (opt-in; tests/test.sh turns it on) -------------------
+DROOT="$CACHE/debian-root"
+if [ "${PUREBOOT_DEBIAN_ROOT:-0}" = 1 ]; then
+  if [ -e "$DROOT/.complete" ]; then
+    say "Debian arm64 root: $DROOT"
+  else
+    # debootstrap's second stage runs arm64 binaries: qemu-user-static through binfmt_misc.
+    if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+      say "mounting binfmt_misc"
+      mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    fi
+    if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+      say "registering qemu-aarch64 with binfmt_misc"
+      update-binfmts --enable qemu-aarch64 || update-binfmts --import qemu-aarch64
+    fi
+    mirror="$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v security | head -n1)"
+    mirror="${mirror:-http://deb.debian.org/debian}"
+    say "debootstrap arm64 bookworm minbase + systemd-sysv,udev from $mirror (about 90 s)"
+    rm -rf "$DROOT"
+    debootstrap --arch=arm64 --variant=minbase --include=systemd-sysv,udev bookworm "$DROOT" "$mirror" \
+      > "$CACHE/debootstrap.log" 2>&1 || { tail -n 30 "$CACHE/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE/debootstrap.log)"; }
+    touch "$DROOT/.complete"
+    say "Debian arm64 root: $DROOT ($(du -sh "$DROOT" | cut -f1))"
+  fi
+fi
+
+say "done; cache: $CACHE"

@@ -1,0 +1,165 @@
+//! What a virtual Pi scenario needs from the machine, found once: root, the cache filled by
+//! tests/setup.sh, host tools, and the project's built binaries. When something is missing the
+//! scenario skips and says which command provides it; with `PUREBOOT_E2E_STRICT=1` (set by
+//! tests/test.sh and CI) a missing piece is a failure instead, so CI cannot pass by skipping.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+#[derive(Clone, Debug)]
+pub struct TestEnv {
+    pub repo: PathBuf,
+    pub cache: PathBuf,
+    pub kernel: PathBuf,
+    pub kernel_version: String,
+    /// The unpacked kernel package: holds lib/modules/<version>.
+    pub modules_root: PathBuf,
+    pub busybox: PathBuf,
+    pub target_dir: PathBuf,
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+impl TestEnv {
+    /// The base environment every boot needs (root, cache, QEMU, ganesha).
+    pub fn get() -> Result<&'static TestEnv, String> {
+        static ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
+        ENV.get_or_init(TestEnv::probe)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn probe() -> Result<TestEnv, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(
+                "not root: namespaces, ganesha and mknod need root (run tests/test.sh as root)"
+                    .into(),
+            );
+        }
+        let repo = repo_root();
+        let cache = std::env::var_os("PUREBOOT_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo.join(".cache"));
+        let setup = "run `sudo tests/setup.sh`";
+        let kernel = cache.join("kernel/vmlinuz");
+        let kernel_version = std::fs::read_to_string(cache.join("kernel/version"))
+            .map(|s| s.trim().to_string())
+            .map_err(|_| format!("no arm64 kernel in {}: {setup}", cache.display()))?;
+        if !kernel.exists() {
+            return Err(format!("{} missing: {setup}", kernel.display()));
+        }
+        let busybox = cache.join("busybox/busybox");
+        if !busybox.exists() {
+            return Err(format!("{} missing: {setup}", busybox.display()));
+        }
+        for tool in [
+            "qemu-system-aarch64",
+            "ganesha.nfsd",
+            "rpcbind",
+            "unshare",
+            "nsenter",
+            "ss",
+            "curl",
+            "cpio",
+            "modinfo",
+        ] {
+            if which(tool).is_none() {
+                return Err(format!("`{tool}` not found: {setup}"));
+            }
+        }
+        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo.join("target"));
+        Ok(TestEnv {
+            modules_root: cache.join("kernel/root"),
+            repo,
+            cache,
+            kernel,
+            kernel_version,
+            busybox,
+            target_dir,
+        })
+    }
+
+    /// A release binary of the project; the error says how to build it.
+    pub fn binary(&self, name: &str) -> Result<PathBuf, String> {
+        let (path, build) = if name == "pi-init" {
+            (
+                self.target_dir
+                    .join("aarch64-unknown-linux-musl/release/pi-init"),
+                "cargo build --release -p pi-init --target aarch64-unknown-linux-musl",
+            )
+        } else {
+            (
+                self.target_dir.join("release").join(name),
+                "cargo build --release --workspace",
+            )
+        };
+        let var = format!("PUREBOOT_{}_BIN", name.to_uppercase().replace('-', "_"));
+        if let Some(p) = std::env::var_os(&var) {
+            return Ok(PathBuf::from(p));
+        }
+        if path.exists() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "{} not built: run `{build}` (or set {var})",
+                path.display()
+            ))
+        }
+    }
+
+    /// The cached Debian arm64 root (scenario 10).
+    pub fn debian_root(&self) -> Result<PathBuf, String> {
+        let root = self.cache.join("debian-root");
+        if root.join(".complete").exists() {
+            Ok(root)
+        } else {
+            Err(format!(
+                "no Debian arm64 root in {}: run `sudo PUREBOOT_DEBIAN_ROOT=1 tests/setup.sh`",
+                root.display()
+            ))
+        }
+    }
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Whether skipping is forbidden (tests/test.sh and CI set PUREBOOT_E2E_STRICT=1).
+pub fn strict() -> bool {
+    std::env::var("PUREBOOT_E2E_STRICT").is_ok_and(|v| v == "1")
+}
+
+/// Unwraps a prerequisite or skips the scenario loudly (returns from the test), unless strict.
+#[macro_export]
+macro_rules! require {
+    ($scenario:expr, $what:expr) => {
+        match $what {
+            Ok(v) => v,
+            Err(why) => {
+                if $crate::env::strict() {
+                    panic!(
+                        "{}: prerequisite missing (PUREBOOT_E2E_STRICT=1): {}",
+                        $scenario, why
+                    );
+                }
+                eprintln!("SKIPPED {}: {}", $scenario, why);
+                println!("SKIPPED {}: {}", $scenario, why);
+                return;
+            }
+        }
+    };
+}

@@ -1,0 +1,64 @@
+//! The two initramfs images a virtual Pi boots, each built once per test run:
+//! pi-init's (by `pureboot-image initramfs --preset qemu-virt`) and the busybox baseline
+//! (tests/baseline/build.sh, the seed's shell flow).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::env::TestEnv;
+use crate::process;
+
+fn out_dir(env: &TestEnv) -> Result<PathBuf, String> {
+    let dir = env.target_dir.join("pureboot-e2e");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// pi-init's initramfs for the QEMU virt board.
+pub fn pi_init(env: &TestEnv) -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let image = env.binary("pureboot-image")?;
+            let pi_init = env.binary("pi-init")?;
+            let out = out_dir(env)?.join("pi-init.cpio.gz");
+            process::run(
+                Command::new(image)
+                    .arg("initramfs")
+                    .arg("--pi-init")
+                    .arg(pi_init)
+                    .arg("--modules-root")
+                    .arg(&env.modules_root)
+                    .arg("--kver")
+                    .arg(&env.kernel_version)
+                    .args(["--preset", "qemu-virt"])
+                    .arg("--busybox")
+                    .arg(&env.busybox)
+                    .arg("-o")
+                    .arg(&out),
+            )
+            .map_err(|e| format!("pureboot-image initramfs: {e}"))?;
+            Ok(out)
+        })
+        .clone()
+}
+
+/// The busybox baseline initramfs.
+pub fn baseline(env: &TestEnv) -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = out_dir(env)?.join("baseline.cpio.gz");
+            process::run(
+                Command::new("bash")
+                    .arg(env.repo.join("tests/baseline/build.sh"))
+                    .arg("-o")
+                    .arg(&out)
+                    .arg("--cache")
+                    .arg(&env.cache),
+            )?;
+            Ok(out)
+        })
+        .clone()
+}

@@ -1,0 +1,224 @@
+//! One scenario's world: a scratch directory, a private namespace, nfs-ganesha exporting
+//! `<dir>/nfs`, and (optionally) the controller serving that tree. Guests boot inside it.
+//! Dropping the lab stops everything (controller, ganesha, rpcbind, the namespace).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::console::GuestReport;
+use crate::controller::{Controller, NodeSpec, Settings};
+use crate::env::TestEnv;
+use crate::guest_root;
+use crate::netns::Netns;
+use crate::nfs_server::{NfsServer, Protocols};
+use crate::qemu::{BootRun, Outcome, VirtualPi, HOST_FROM_GUEST};
+use crate::workdir::WorkDir;
+use crate::{initramfs, process};
+
+/// The base image name the tiny root is imported as.
+pub const TINY: &str = "tiny";
+/// The workflow the scenarios assign nodes to.
+pub const WORKFLOW: &str = "pi-diskless-nfs";
+
+#[derive(Clone, Debug)]
+pub struct LabOptions {
+    pub protocols: Protocols,
+    /// Start the controller's daemon (the CLI is available either way when `controller`).
+    pub serve: bool,
+    pub controller: bool,
+    pub auto_register: bool,
+    pub default_base_image: String,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            protocols: Protocols::V3AndV4,
+            serve: true,
+            controller: true,
+            auto_register: true,
+            default_base_image: TINY.to_string(),
+        }
+    }
+}
+
+pub struct Lab {
+    pub name: String,
+    pub env: &'static TestEnv,
+    // Drop order matters: the controller, then the NFS server, then the namespace.
+    pub controller: Option<Controller>,
+    pub nfs: NfsServer,
+    pub ns: Netns,
+    pub dir: WorkDir,
+}
+
+impl Lab {
+    pub fn start(name: &str, env: &'static TestEnv, opts: LabOptions) -> Result<Lab, String> {
+        let dir = WorkDir::new(name).map_err(|e| e.to_string())?;
+        let ns = Netns::new().map_err(|e| e.to_string())?;
+        let export = dir.join("nfs");
+        for d in ["base", "nodes"] {
+            std::fs::create_dir_all(export.join(d)).map_err(|e| e.to_string())?;
+        }
+        let nfs = NfsServer::start(&ns, dir.path(), &export, opts.protocols)?;
+        let controller = if opts.controller {
+            let mut c = Controller::new(
+                &env.binary("pureboot-controller")?,
+                dir.path(),
+                &Settings {
+                    nfs_root: export.clone(),
+                    database: dir.join("controller.db"),
+                    workflows_dir: env.repo.join("workflows"),
+                    auto_register: opts.auto_register,
+                    default_base_image: opts.default_base_image.clone(),
+                },
+            )?;
+            if opts.serve {
+                c.serve(&ns)?;
+            }
+            Some(c)
+        } else {
+            None
+        };
+        Ok(Lab {
+            name: name.to_string(),
+            env,
+            controller,
+            nfs,
+            ns,
+            dir,
+        })
+    }
+
+    pub fn export(&self) -> &Path {
+        &self.nfs.export
+    }
+
+    pub fn controller(&self) -> &Controller {
+        self.controller
+            .as_ref()
+            .expect("this lab runs a controller")
+    }
+
+    pub fn controller_mut(&mut self) -> &mut Controller {
+        self.controller
+            .as_mut()
+            .expect("this lab runs a controller")
+    }
+
+    /// Builds the tiny busybox root and its tarball in the lab's directory.
+    pub fn tiny_root_tarball(&self) -> Result<PathBuf, String> {
+        let root = self.dir.join("tiny-root");
+        guest_root::build_tiny_root(&self.env.busybox, &root)?;
+        guest_root::tarball(&root, &self.dir.join("tiny-root.tar"))
+    }
+
+    /// Imports the tiny root as base image `name` through the controller's CLI.
+    pub fn import_tiny_root(&self, name: &str) -> Result<(), String> {
+        let tar = self.tiny_root_tarball()?;
+        self.controller().import_image(&tar, name)
+    }
+
+    /// Without a controller: unpacks the tiny root straight into `base/<name>` and writes a
+    /// node layer for `serial` (what the controller would have rendered).
+    pub fn stage_without_controller(
+        &self,
+        name: &str,
+        serial: &str,
+        hostname: &str,
+    ) -> Result<(), String> {
+        let tar = self.tiny_root_tarball()?;
+        let base = self.export().join("base").join(name);
+        std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
+        process::run(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&base)
+                .arg("-xf")
+                .arg(&tar),
+        )?;
+        let etc = self.export().join("nodes").join(serial).join("upper/etc");
+        std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
+        std::fs::write(etc.join("hostname"), format!("{hostname}\n")).map_err(|e| e.to_string())?;
+        std::fs::write(etc.join("machine-id"), format!("{serial:0>32}\n"))
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    pub fn add_node(&self, serial: &str, spec: NodeSpec) -> Result<(), String> {
+        self.controller().add_node(serial, &spec)
+    }
+
+    /// A virtual Pi booting pi-init's initramfs, pointed at the lab's controller.
+    pub fn pi(&self, serial: &str) -> Result<VirtualPi, String> {
+        let initrd = initramfs::pi_init(self.env)?;
+        Ok(VirtualPi::new(serial, &self.env.kernel, &initrd)
+            .arg(format!(
+                "pureboot.url=http://{HOST_FROM_GUEST}:{}",
+                crate::controller::PORT
+            ))
+            .arg("pureboot.log=debug"))
+    }
+
+    /// Boots `pi` to the end (poweroff, reboot or timeout). `label` names the console file.
+    pub fn boot(&self, pi: &VirtualPi, label: &str) -> Result<BootRun, String> {
+        pi.boot(&self.ns, &self.dir.join(&format!("console-{label}.log")))
+    }
+
+    /// Boots several guests at once and waits for all of them.
+    pub fn boot_together(&self, pis: &[VirtualPi]) -> Result<Vec<BootRun>, String> {
+        let running = pis
+            .iter()
+            .map(|pi| {
+                pi.start(
+                    &self.ns,
+                    &self.dir.join(&format!("console-{}.log", pi.serial)),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(running.into_iter().map(|r| r.wait()).collect())
+    }
+
+    /// Tails of the server logs, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        let mut s = format!(
+            "----- {}: ganesha log -----\n{}\n",
+            self.name,
+            self.nfs.log_tail(15)
+        );
+        if let Some(c) = &self.controller {
+            s += &format!(
+                "----- {}: controller log -----\n{}\n",
+                self.name,
+                c.log_tail(40)
+            );
+        }
+        s
+    }
+
+    /// The guest's report, or a panic showing the console and the servers' logs.
+    pub fn expect_report(&self, run: &BootRun) -> GuestReport {
+        match GuestReport::find(&run.console) {
+            Some(r) if run.outcome == Outcome::Exited => r,
+            _ => panic!(
+                "{}: guest {} did not reach its root's init and power off\n{}\n{}",
+                self.name,
+                run.serial,
+                run.dump(),
+                self.diagnostics()
+            ),
+        }
+    }
+
+    /// Asserts `cond`, else panics with `what`, the console and the logs.
+    pub fn check(&self, cond: bool, what: &str, run: &BootRun) {
+        if !cond {
+            panic!(
+                "{}: {what}\n{}\n{}",
+                self.name,
+                run.dump(),
+                self.diagnostics()
+            );
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! One virtual Pi: QEMU `virt` (cortex-a57, 512 MB, TCG) with Debian's arm64 kernel, an
+//! initramfs and a command line, user-mode networking (the guest is 10.0.2.15 by DHCP and sees
+//! the namespace's 127.0.0.1 as 10.0.2.2), its serial console captured to a file. A boot is
+//! bounded: past its timeout QEMU is killed and the run reports `TimedOut`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::netns::Netns;
+use crate::process::Daemon;
+
+/// The host as the guest sees it (QEMU user networking).
+pub const HOST_FROM_GUEST: &str = "10.0.2.2";
+
+#[derive(Clone, Debug)]
+pub struct VirtualPi {
+    /// 8 lowercase hex digits, given on the command line (the virt board has no Pi serial).
+    pub serial: String,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// Parameters after the fixed ones (console, panic, serial).
+    pub cmdline: Vec<String>,
+    pub memory_mb: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// QEMU exited by itself (poweroff, or a reboot under -no-reboot).
+    Exited,
+    TimedOut,
+}
+
+#[derive(Debug)]
+pub struct BootRun {
+    pub serial: String,
+    pub console: String,
+    pub console_path: PathBuf,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+}
+
+/// A guest that is running; [`Running::wait`] bounds and collects it.
+pub struct Running {
+    pi: VirtualPi,
+    qemu: Daemon,
+    console_path: PathBuf,
+    started: Instant,
+}
+
+impl VirtualPi {
+    pub fn new(serial: &str, kernel: &Path, initrd: &Path) -> VirtualPi {
+        VirtualPi {
+            serial: serial.to_string(),
+            kernel: kernel.to_path_buf(),
+            initrd: initrd.to_path_buf(),
+            cmdline: Vec::new(),
+            memory_mb: 512,
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    pub fn arg(mut self, param: impl Into<String>) -> Self {
+        self.cmdline.push(param.into());
+        self
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// A MAC unique per serial (QEMU's 52:54:00 prefix + the serial's low 24 bits).
+    pub fn mac(&self) -> String {
+        let s = &self.serial;
+        format!("52:54:00:{}:{}:{}", &s[2..4], &s[4..6], &s[6..8])
+    }
+
+    pub fn kernel_cmdline(&self) -> String {
+        let mut parts = vec![
+            "console=ttyAMA0".to_string(),
+            // A dying PID 1 must end the run (with -no-reboot) rather than hang until timeout.
+            "panic=-1".to_string(),
+            format!("pureboot.serial={}", self.serial),
+        ];
+        parts.extend(self.cmdline.iter().cloned());
+        parts.join(" ")
+    }
+
+    pub fn qemu_args(&self) -> Vec<String> {
+        [
+            "-M",
+            "virt",
+            "-cpu",
+            "cortex-a57",
+            "-smp",
+            "1",
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            "-m".into(),
+            self.memory_mb.to_string(),
+            "-kernel".into(),
+            self.kernel.display().to_string(),
+            "-initrd".into(),
+            self.initrd.display().to_string(),
+            "-append".into(),
+            self.kernel_cmdline(),
+            "-netdev".into(),
+            "user,id=n0".into(),
+            "-device".into(),
+            format!("virtio-net-pci,netdev=n0,mac={}", self.mac()),
+        ])
+        .collect()
+    }
+
+    /// Starts QEMU in `ns`; the console goes to `console_path`.
+    pub fn start(&self, ns: &Netns, console_path: &Path) -> Result<Running, String> {
+        let mut cmd: Command = ns.command("qemu-system-aarch64");
+        cmd.args(self.qemu_args());
+        let qemu = Daemon::spawn(&format!("qemu {}", self.serial), cmd, console_path)
+            .map_err(|e| e.to_string())?;
+        Ok(Running {
+            pi: self.clone(),
+            qemu,
+            console_path: console_path.to_path_buf(),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn boot(&self, ns: &Netns, console_path: &Path) -> Result<BootRun, String> {
+        Ok(self.start(ns, console_path)?.wait())
+    }
+}
+
+impl Running {
+    /// Waits for QEMU to exit, at most the guest's timeout; kills it past that.
+    pub fn wait(mut self) -> BootRun {
+        let left = self.pi.timeout.saturating_sub(self.started.elapsed());
+        let outcome = match self.qemu.wait_timeout(left) {
+            Some(_) => Outcome::Exited,
+            None => {
+                self.qemu.stop(Duration::from_millis(500));
+                Outcome::TimedOut
+            }
+        };
+        BootRun {
+            serial: self.pi.serial.clone(),
+            console: std::fs::read_to_string(&self.console_path).unwrap_or_default(),
+            console_path: self.console_path.clone(),
+            outcome,
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+impl BootRun {
+    /// The console framed for a failure message.
+    pub fn dump(&self) -> String {
+        format!(
+            "----- console of {} ({:?} after {:.1} s, {}) -----\n{}\n----- end of console -----",
+            self.serial,
+            self.outcome,
+            self.elapsed.as_secs_f64(),
+            self.console_path.display(),
+            self.console.replace('\r', "")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_and_qemu_arguments() {
+        let pi = VirtualPi::new("d83add36", Path::new("/k"), Path::new("/i.cpio.gz"))
+            .arg("pureboot.url=http://10.0.2.2:8080");
+        assert_eq!(pi.mac(), "52:54:00:3a:dd:36");
+        assert_eq!(
+            pi.kernel_cmdline(),
+            "console=ttyAMA0 panic=-1 pureboot.serial=d83add36 pureboot.url=http://10.0.2.2:8080"
+        );
+        let args = pi.qemu_args();
+        let after = |flag: &str| args[args.iter().position(|a| a == flag).unwrap() + 1].clone();
+        assert_eq!(after("-M"), "virt");
+        assert_eq!(after("-cpu"), "cortex-a57");
+        assert_eq!(after("-m"), "512");
+        assert_eq!(after("-initrd"), "/i.cpio.gz");
+        assert_eq!(
+            after("-device"),
+            "virtio-net-pci,netdev=n0,mac=52:54:00:3a:dd:36"
+        );
+        assert!(args.contains(&"-no-reboot".to_string()));
+    }
+
+    #[test]
+    fn macs_differ_per_serial() {
+        let a = VirtualPi::new("00000001", Path::new("/k"), Path::new("/i"));
+        let b = VirtualPi::new("00000002", Path::new("/k"), Path::new("/i"));
+        assert_ne!(a.mac(), b.mac());
+    }
+}

@@ -1,0 +1,62 @@
+//! The busybox baseline (the seed's shell flow) boots a virtual Pi from ganesha. It needs no
+//! pureboot binary, so it proves the harness itself (namespace, rpcbind, ganesha, QEMU, the
+//! tiny root) and gives the figure pi-init is measured against (issue 6).
+
+use std::time::Duration;
+
+use pureboot_tests::console::time_of;
+use pureboot_tests::env::TestEnv;
+use pureboot_tests::lab::{Lab, LabOptions, TINY};
+use pureboot_tests::qemu::{VirtualPi, HOST_FROM_GUEST};
+use pureboot_tests::{initramfs, require, serial};
+
+#[test]
+fn baseline_shell_flow_boots_the_tiny_root_over_nfsv4() {
+    let name = "baseline";
+    let env = require!(name, TestEnv::get());
+    let initrd = require!(name, initramfs::baseline(env));
+    let lab = Lab::start(
+        name,
+        env,
+        LabOptions {
+            controller: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let s = serial(0xb);
+    lab.stage_without_controller(TINY, &s, "pi-baseline")
+        .unwrap();
+
+    let pi = VirtualPi::new(&s, &env.kernel, &initrd)
+        .arg(format!("pureboot.nfs_server={HOST_FROM_GUEST}"))
+        .arg(format!("pureboot.nfs_path={}", lab.export().display()))
+        .arg(format!("pureboot.base_image={TINY}"))
+        .timeout(Duration::from_secs(120));
+    let run = lab.boot(&pi, "baseline").unwrap();
+    let report = lab.expect_report(&run);
+
+    assert_eq!(
+        report.get("hostname"),
+        "pi-baseline",
+        "hostname from the node layer"
+    );
+    assert!(
+        report.get("nfs").starts_with('4'),
+        "NFSv4 root: {:?}",
+        report
+    );
+    assert_eq!(report.get("root_fs"), "overlay");
+    let start = time_of(&run.console, "baseline: start");
+    let exec = time_of(&run.console, "baseline: exec");
+    lab.check(
+        start.is_some() && exec.is_some(),
+        "baseline markers on the console",
+        &run,
+    );
+    println!(
+        "baseline: start -> exec of the new root's init: {:.3} s (QEMU run {:.1} s)",
+        exec.unwrap() - start.unwrap(),
+        run.elapsed.as_secs_f64()
+    );
+}
