@@ -1,1 +1,6 @@
-pub mod placeholder {}
+//! pureboot controller: boot API, node registry, workflows and per-serial NFS trees.
+
+pub mod config;
+pub mod domain;
+pub mod templates;
+pub mod workflows;

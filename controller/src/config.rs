@@ -1,0 +1,431 @@
+//! Typed controller settings: a TOML file, then `PUREBOOT_*` environment overrides.
+//!
+//! A missing file means local defaults (loopback only). Every key is declared once in
+//! [`KEYS`], which drives both the environment names and the type check, so a malformed
+//! file or variable is an error naming the key instead of a generic serde message.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config {origin}: unknown key `{key}`")]
+    UnknownKey { origin: String, key: String },
+    #[error("config {origin}: key `{key}` must be {expected}, found {found}")]
+    WrongType {
+        origin: String,
+        key: String,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("config: key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Config {
+    /// Address the HTTP API binds (never a wildcard by default).
+    pub listen: String,
+    /// Base URL nodes use to reach the controller (callback URLs); default `http://{listen}`.
+    pub public_url: Option<String>,
+    /// NFS server address announced to nodes.
+    pub nfs_server: String,
+    pub database: PathBuf,
+    pub workflows_dir: PathBuf,
+    /// Bearer token of the management API; without one that API refuses every request.
+    pub admin_token: Option<String>,
+    /// Register unknown serials as `discovered` (else they get `local_boot`).
+    pub auto_register: bool,
+    /// Per-request timeout of the HTTP API, seconds.
+    pub request_timeout_secs: u64,
+    /// Largest accepted request body, bytes.
+    pub body_limit_bytes: u64,
+    pub nfs: NfsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct NfsConfig {
+    pub enabled: bool,
+    /// Export root holding `base/` and `nodes/`; also the `nfs_path` nodes mount.
+    pub root_path: PathBuf,
+    pub base_dir: String,
+    pub nodes_dir: String,
+    pub default_base_image: String,
+    /// Size of a node's `persist.img` for overlay mode `image`.
+    pub persist_size_mb: u64,
+    /// Extra mount options announced to nodes (comma separated).
+    pub nfs_options: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            nfs_server: "127.0.0.1".into(),
+            database: "pureboot.db".into(),
+            workflows_dir: "workflows".into(),
+            admin_token: None,
+            auto_register: true,
+            request_timeout_secs: 10,
+            body_limit_bytes: 64 * 1024,
+            nfs: NfsConfig::default(),
+        }
+    }
+}
+
+impl Default for NfsConfig {
+    fn default() -> Self {
+        NfsConfig {
+            enabled: true,
+            root_path: "/srv/nfsroot".into(),
+            base_dir: "base".into(),
+            nodes_dir: "nodes".into(),
+            default_base_image: "ubuntu-arm64".into(),
+            persist_size_mb: 256,
+            nfs_options: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Bool,
+    Int,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Str => "a string",
+            Kind::Bool => "a boolean",
+            Kind::Int => "a non-negative integer",
+        }
+    }
+
+    fn matches(self, v: &toml::Value) -> bool {
+        match (self, v) {
+            (Kind::Str, toml::Value::String(_)) | (Kind::Bool, toml::Value::Boolean(_)) => true,
+            (Kind::Int, toml::Value::Integer(i)) => *i >= 0,
+            _ => false,
+        }
+    }
+
+    fn parse_env(self, raw: &str) -> Option<toml::Value> {
+        match self {
+            Kind::Str => Some(toml::Value::String(raw.to_string())),
+            Kind::Bool => match raw.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Some(toml::Value::Boolean(true)),
+                "0" | "false" | "no" | "off" => Some(toml::Value::Boolean(false)),
+                _ => None,
+            },
+            Kind::Int => raw
+                .parse::<i64>()
+                .ok()
+                .filter(|i| *i >= 0)
+                .map(toml::Value::Integer),
+        }
+    }
+}
+
+/// Every key: (table, key, kind). Table "" is the top level.
+const KEYS: &[(&str, &str, Kind)] = &[
+    ("", "listen", Kind::Str),
+    ("", "public_url", Kind::Str),
+    ("", "nfs_server", Kind::Str),
+    ("", "database", Kind::Str),
+    ("", "workflows_dir", Kind::Str),
+    ("", "admin_token", Kind::Str),
+    ("", "auto_register", Kind::Bool),
+    ("", "request_timeout_secs", Kind::Int),
+    ("", "body_limit_bytes", Kind::Int),
+    ("nfs", "enabled", Kind::Bool),
+    ("nfs", "root_path", Kind::Str),
+    ("nfs", "base_dir", Kind::Str),
+    ("nfs", "nodes_dir", Kind::Str),
+    ("nfs", "default_base_image", Kind::Str),
+    ("nfs", "persist_size_mb", Kind::Int),
+    ("nfs", "nfs_options", Kind::Str),
+];
+
+const TABLES: &[&str] = &["nfs"];
+
+fn dotted(table: &str, key: &str) -> String {
+    if table.is_empty() {
+        key.to_string()
+    } else {
+        format!("{table}.{key}")
+    }
+}
+
+/// `PUREBOOT_NFS_ROOT_PATH` for (`nfs`, `root_path`).
+fn env_name(table: &str, key: &str) -> String {
+    format!(
+        "PUREBOOT_{}",
+        dotted(table, key).replace('.', "_").to_ascii_uppercase()
+    )
+}
+
+impl Config {
+    /// Reads `path` (missing = defaults) and applies the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, |name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::load`], with the environment passed in (tests).
+    pub fn load_with_env(
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })
+            }
+        };
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.into(),
+                    message: e.message().to_string(),
+                })?;
+        check_keys(&table, &path.display().to_string())?;
+        apply_env(&mut table, env)?;
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.into(),
+                    message: e.message().to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Base URL for callback URLs announced to nodes, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        let url = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen));
+        url.trim_end_matches('/').to_string()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "listen",
+                message: format!("{:?} is not an ip:port address", self.listen),
+            });
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    key: "public_url",
+                    message: format!("{url:?} must start with http:// or https://"),
+                });
+            }
+        }
+        if !self.nfs.root_path.is_absolute() {
+            return Err(ConfigError::Invalid {
+                key: "nfs.root_path",
+                message: format!("{} must be an absolute path", self.nfs.root_path.display()),
+            });
+        }
+        for (key, dir) in [
+            ("nfs.base_dir", &self.nfs.base_dir),
+            ("nfs.nodes_dir", &self.nfs.nodes_dir),
+        ] {
+            if dir.is_empty() || dir.contains('/') || dir.starts_with('.') {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("{dir:?} must be a single directory name"),
+                });
+            }
+        }
+        if self.request_timeout_secs == 0 || self.body_limit_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                key: "request_timeout_secs/body_limit_bytes",
+                message: "must be greater than zero".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn kind_of(table: &str, key: &str) -> Option<Kind> {
+    KEYS.iter()
+        .find(|(t, k, _)| *t == table && *k == key)
+        .map(|(_, _, kind)| *kind)
+}
+
+fn check_keys(table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
+    for (key, value) in table {
+        if TABLES.contains(&key.as_str()) {
+            let Some(inner) = value.as_table() else {
+                return Err(ConfigError::WrongType {
+                    origin: origin.into(),
+                    key: key.clone(),
+                    expected: "a table",
+                    found: value.type_str().into(),
+                });
+            };
+            for (k, v) in inner {
+                check_value(key, k, v, origin)?;
+            }
+        } else {
+            check_value("", key, value, origin)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_value(
+    table: &str,
+    key: &str,
+    value: &toml::Value,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    let Some(kind) = kind_of(table, key) else {
+        return Err(ConfigError::UnknownKey {
+            origin: origin.into(),
+            key: dotted(table, key),
+        });
+    };
+    if !kind.matches(value) {
+        return Err(ConfigError::WrongType {
+            origin: origin.into(),
+            key: dotted(table, key),
+            expected: kind.name(),
+            found: value.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    for (tbl, key, kind) in KEYS {
+        let name = env_name(tbl, key);
+        let Some(raw) = env(&name) else { continue };
+        let value = kind.parse_env(&raw).ok_or_else(|| ConfigError::WrongType {
+            origin: format!("environment {name}"),
+            key: dotted(tbl, key),
+            expected: kind.name(),
+            found: format!("{raw:?}"),
+        })?;
+        let target = if tbl.is_empty() {
+            &mut *table
+        } else {
+            table
+                .entry(tbl.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .expect("checked to be a table")
+        };
+        target.insert(key.to_string(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(text: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("controller.toml");
+        if let Some(t) = text {
+            std::fs::write(&path, t).unwrap();
+        }
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_with_env(&path, |n| env.get(n).cloned())
+    }
+
+    #[test]
+    fn missing_file_gives_loopback_defaults() {
+        let c = load(None, &[]).unwrap();
+        assert_eq!(c, Config::default());
+        assert!(c.listen.starts_with("127.0.0.1:"));
+        assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn file_and_env_layer() {
+        let text = r#"
+            listen = "127.0.0.1:9000"
+            public_url = "http://10.0.2.2:9000/"
+            admin_token = "s3cret"
+            [nfs]
+            root_path = "/exports/pi"
+            persist_size_mb = 512
+        "#;
+        let c = load(
+            Some(text),
+            &[
+                ("PUREBOOT_NFS_ROOT_PATH", "/srv/other"),
+                ("PUREBOOT_AUTO_REGISTER", "false"),
+                ("PUREBOOT_NFS_SERVER", "10.0.2.2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9000");
+        assert_eq!(c.public_url(), "http://10.0.2.2:9000");
+        assert_eq!(c.nfs.root_path, PathBuf::from("/srv/other"));
+        assert_eq!(c.nfs.persist_size_mb, 512);
+        assert_eq!(
+            c.nfs_server, "10.0.2.2",
+            "top-level nfs_server, not a [nfs] key"
+        );
+        assert!(!c.auto_register);
+        assert_eq!(c.admin_token.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn malformed_values_name_the_key() {
+        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+            ("auto_register = \"yes\"", &[], "auto_register"),
+            ("[nfs]\npersist_size_mb = -1", &[], "nfs.persist_size_mb"),
+            ("[nfs]\nroot = \"/x\"", &[], "nfs.root"),
+            ("colour = 1", &[], "colour"),
+            ("nfs = 3", &[], "nfs"),
+            (
+                "",
+                &[("PUREBOOT_NFS_ENABLED", "maybe")],
+                "PUREBOOT_NFS_ENABLED",
+            ),
+            ("listen = \"localhost\"", &[], "listen"),
+            ("[nfs]\nroot_path = \"relative\"", &[], "nfs.root_path"),
+            ("[nfs]\nbase_dir = \"../up\"", &[], "nfs.base_dir"),
+            ("listen = ", &[], "controller.toml"),
+        ];
+        for (i, (text, env, needle)) in cases.iter().enumerate() {
+            let err = load(Some(text), env).expect_err(&format!("case {i}: {text:?} must fail"));
+            assert!(
+                err.to_string().contains(needle),
+                "case {i}: {err} lacks {needle}"
+            );
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The boot decision: node + its (rendered) workflow + settings -> the answer to the Pi,
+//! the state to move to, and the node tree the answer relies on.
+
+use pureboot_wire::{BootAction, PiBootResponse};
+
+use super::node::{Node, OverlayMode};
+use super::state::NodeState;
+use crate::workflows::{InstallMethod, Workflow};
+
+/// Seconds a discovered node waits before asking again.
+pub const DISCOVERED_RETRY_SECS: u32 = 5;
+/// Seconds a node waits when the controller cannot answer it yet (broken workflow ...).
+pub const BLOCKED_RETRY_SECS: u32 = 30;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootSettings {
+    pub public_url: String,
+    pub nfs_server: String,
+    /// The export root (holds `base/` and `nodes/`), announced as `nfs_path`.
+    pub nfs_path: String,
+    pub default_base_image: String,
+    pub nfs_options: Option<String>,
+    pub nfs_enabled: bool,
+}
+
+/// The node's workflow as far as the caller could resolve it.
+pub enum WorkflowState<'a> {
+    Unassigned,
+    /// Rendered for this node.
+    Ready(&'a Workflow),
+    /// Assigned but unusable: missing, broken file or failed render; the text says which.
+    Unusable(String),
+}
+
+/// The per-node files and layer an `nfs_boot` answer promises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeTreePlan {
+    pub base_image: String,
+    pub overlay: OverlayMode,
+    pub hostname: String,
+    pub machine_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub response: PiBootResponse,
+    pub next_state: Option<NodeState>,
+    pub tree: Option<NodeTreePlan>,
+}
+
+impl Decision {
+    fn answer(state: NodeState, action: BootAction, message: String) -> Decision {
+        Decision {
+            response: PiBootResponse {
+                state: state.as_str().into(),
+                action: Some(action),
+                message: Some(message),
+                ..Default::default()
+            },
+            next_state: None,
+            tree: None,
+        }
+    }
+
+    fn wait(state: NodeState, secs: u32, message: String) -> Decision {
+        let mut d = Decision::answer(state, BootAction::Wait, message);
+        d.response.retry_after = Some(secs);
+        d
+    }
+}
+
+/// Answer to a serial the registry does not know and will not register.
+pub fn unregistered() -> PiBootResponse {
+    PiBootResponse {
+        state: "unknown".into(),
+        action: Some(BootAction::LocalBoot),
+        message: Some("Node not registered. Auto-registration disabled.".into()),
+        ..Default::default()
+    }
+}
+
+pub fn callback_url(public_url: &str, node_id: &str) -> String {
+    format!("{public_url}/api/v1/nodes/{node_id}/installed")
+}
+
+pub fn decide(node: &Node, workflow: WorkflowState<'_>, s: &BootSettings) -> Decision {
+    use NodeState::*;
+    match node.state {
+        Discovered => {
+            return Decision::wait(
+                node.state,
+                DISCOVERED_RETRY_SECS,
+                "Awaiting workflow assignment".into(),
+            )
+        }
+        Retired | Deprovisioning | Migrating | ServingSource | CloningTarget => {
+            return Decision::answer(
+                node.state,
+                BootAction::LocalBoot,
+                format!("State: {}", node.state),
+            )
+        }
+        Reprovision => {
+            return Decision::wait(
+                node.state,
+                BLOCKED_RETRY_SECS,
+                "Marked for reprovisioning; assign a workflow".into(),
+            )
+        }
+        Pending | Installing | InstallFailed | Installed | Active => {}
+    }
+    let wf = match workflow {
+        WorkflowState::Ready(wf) => wf,
+        WorkflowState::Unassigned => {
+            return Decision::wait(
+                node.state,
+                BLOCKED_RETRY_SECS,
+                "No workflow assigned".into(),
+            )
+        }
+        WorkflowState::Unusable(why) => return Decision::wait(node.state, BLOCKED_RETRY_SECS, why),
+    };
+    match wf.install_method {
+        InstallMethod::Nfs if !s.nfs_enabled => Decision::wait(
+            node.state,
+            BLOCKED_RETRY_SECS,
+            format!(
+                "Workflow {} needs NFS, but NFS is disabled in the controller config",
+                wf.id
+            ),
+        ),
+        InstallMethod::Nfs => nfs_boot(node, wf, s),
+        InstallMethod::Image if node.state == Pending => {
+            let mut d = Decision::answer(
+                Installing,
+                BootAction::DeployImage,
+                format!("Deploying {}", wf.name),
+            );
+            d.response.image_url = wf.image_url.clone();
+            d.response.target_device = wf.target_device.clone();
+            d.response.callback_url = Some(callback_url(&s.public_url, &node.id));
+            d.next_state = Some(Installing);
+            d
+        }
+        InstallMethod::Image => Decision::answer(
+            node.state,
+            BootAction::LocalBoot,
+            "Boot from local storage".into(),
+        ),
+        other => Decision::answer(
+            node.state,
+            BootAction::LocalBoot,
+            format!(
+                "Workflow method '{}' not supported for Pi",
+                serde_json::to_value(other)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or("?")
+            ),
+        ),
+    }
+}
+
+/// A diskless node gets `nfs_boot` on every boot; each boot is a new `installing` round
+/// that its callback completes.
+fn nfs_boot(node: &Node, wf: &Workflow, s: &BootSettings) -> Decision {
+    let plan = NodeTreePlan {
+        base_image: node
+            .base_image
+            .clone()
+            .or_else(|| wf.base_image.clone())
+            .unwrap_or_else(|| s.default_base_image.clone()),
+        overlay: node
+            .overlay_mode
+            .or(wf.overlay)
+            .unwrap_or(OverlayMode::Tmpfs),
+        hostname: node
+            .hostname
+            .clone()
+            .or_else(|| wf.hostname.clone())
+            .unwrap_or_else(|| node.effective_hostname()),
+        machine_id: node.machine_id.clone(),
+    };
+    let callback = callback_url(&s.public_url, &node.id);
+    let response = PiBootResponse {
+        state: NodeState::Installing.as_str().into(),
+        action: Some(BootAction::NfsBoot),
+        message: Some(format!("NFS boot: {}", wf.name)),
+        nfs_server: Some(
+            wf.nfs_server
+                .clone()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| s.nfs_server.clone()),
+        ),
+        nfs_path: Some(s.nfs_path.clone()),
+        failure_url: callback
+            .strip_suffix("/installed")
+            .map(|b| format!("{b}/install-failed")),
+        callback_url: Some(callback),
+        image_url: None,
+        target_device: None,
+        base_image: Some(plan.base_image.clone()),
+        overlay_mode: Some(plan.overlay.as_str().into()),
+        hostname: Some(plan.hostname.clone()),
+        machine_id: Some(plan.machine_id.clone()),
+        nfs_options: s.nfs_options.clone(),
+        retry_after: None,
+    };
+    let next_state = (node.state != NodeState::Installing).then_some(NodeState::Installing);
+    Decision {
+        response,
+        next_state,
+        tree: Some(plan),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::templates::Templates;
+    use crate::workflows::load_file;
+    use std::path::Path;
+
+    fn settings() -> BootSettings {
+        BootSettings {
+            public_url: "http://10.0.2.2:8080".into(),
+            nfs_server: "10.0.2.2".into(),
+            nfs_path: "/srv/nfsroot".into(),
+            default_base_image: "debian-arm64".into(),
+            nfs_options: Some("rsize=65536".into()),
+            nfs_enabled: true,
+        }
+    }
+
+    fn node(state: NodeState) -> Node {
+        Node {
+            id: "5f0c1b2a-0000-4000-8000-00000000abcd".into(),
+            serial: "d83add36".into(),
+            full_serial: None,
+            mac: Some("dc:a6:32:01:02:03".into()),
+            model: None,
+            hostname: None,
+            state,
+            workflow_id: Some("pi-diskless-nfs".into()),
+            machine_id: "0123456789abcdef0123456789abcdef".into(),
+            overlay_mode: None,
+            base_image: None,
+            last_boot_at: None,
+            last_ip: None,
+            conflict: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn diskless() -> Workflow {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/pi-diskless-nfs.yaml");
+        let mut wf = load_file(&path, &Templates::new()).unwrap();
+        wf.nfs_server = None;
+        wf.overlay = None;
+        wf
+    }
+
+    #[test]
+    fn diskless_node_gets_nfs_boot_in_every_running_state() {
+        let wf = diskless();
+        for state in [
+            NodeState::Pending,
+            NodeState::Installing,
+            NodeState::InstallFailed,
+            NodeState::Installed,
+            NodeState::Active,
+        ] {
+            let d = decide(&node(state), WorkflowState::Ready(&wf), &settings());
+            let r = &d.response;
+            assert_eq!(r.action, Some(BootAction::NfsBoot), "{state}");
+            assert_eq!(r.state, "installing");
+            assert_eq!(r.nfs_server.as_deref(), Some("10.0.2.2"));
+            assert_eq!(r.nfs_path.as_deref(), Some("/srv/nfsroot"));
+            assert_eq!(r.callback_url.as_deref(), Some("http://10.0.2.2:8080/api/v1/nodes/5f0c1b2a-0000-4000-8000-00000000abcd/installed"));
+            assert_eq!(
+                r.failure_url,
+                r.failure_url(),
+                "explicit failure_url matches the derived one"
+            );
+            assert_eq!(r.base_image.as_deref(), Some("debian-arm64"));
+            assert_eq!(r.overlay_mode.as_deref(), Some("tmpfs"));
+            assert_eq!(r.hostname.as_deref(), Some("pi-d83add36"));
+            assert_eq!(r.nfs_options.as_deref(), Some("rsize=65536"));
+            let expected_next = (state != NodeState::Installing).then_some(NodeState::Installing);
+            assert_eq!(d.next_state, expected_next, "{state}");
+            if let Some(next) = d.next_state {
+                assert!(
+                    state.can_transition(next),
+                    "{state} -> {next} must be a legal edge"
+                );
+            }
+            assert_eq!(
+                d.tree.as_ref().unwrap().machine_id,
+                "0123456789abcdef0123456789abcdef"
+            );
+        }
+    }
+
+    #[test]
+    fn node_settings_win_over_workflow_and_defaults() {
+        let mut wf = diskless();
+        wf.base_image = Some("wf-image".into());
+        wf.overlay = Some(OverlayMode::Image);
+        wf.hostname = Some("wf-host".into());
+        wf.nfs_server = Some("192.168.1.10".into());
+        let d = decide(
+            &node(NodeState::Pending),
+            WorkflowState::Ready(&wf),
+            &settings(),
+        );
+        assert_eq!(d.response.base_image.as_deref(), Some("wf-image"));
+        assert_eq!(d.response.overlay_mode.as_deref(), Some("image"));
+        assert_eq!(d.response.hostname.as_deref(), Some("wf-host"));
+        assert_eq!(d.response.nfs_server.as_deref(), Some("192.168.1.10"));
+        let mut n = node(NodeState::Active);
+        n.base_image = Some("mine".into());
+        n.overlay_mode = Some(OverlayMode::Nfs);
+        n.hostname = Some("kitchen".into());
+        let d = decide(&n, WorkflowState::Ready(&wf), &settings());
+        assert_eq!(
+            d.tree.unwrap(),
+            NodeTreePlan {
+                base_image: "mine".into(),
+                overlay: OverlayMode::Nfs,
+                hostname: "kitchen".into(),
+                machine_id: n.machine_id.clone(),
+            }
+        );
+    }
+
+    #[test]
+    fn nodes_without_a_usable_workflow_wait() {
+        let wf = diskless();
+        let d = decide(
+            &node(NodeState::Discovered),
+            WorkflowState::Ready(&wf),
+            &settings(),
+        );
+        assert_eq!(d.response.action, Some(BootAction::Wait));
+        assert_eq!(d.response.retry_after, Some(DISCOVERED_RETRY_SECS));
+        assert_eq!((d.next_state, d.tree), (None, None));
+        let d = decide(
+            &node(NodeState::Pending),
+            WorkflowState::Unusable("workflow x not found".into()),
+            &settings(),
+        );
+        assert_eq!(d.response.action, Some(BootAction::Wait));
+        assert_eq!(d.response.message.as_deref(), Some("workflow x not found"));
+        let d = decide(
+            &node(NodeState::Retired),
+            WorkflowState::Ready(&wf),
+            &settings(),
+        );
+        assert_eq!(d.response.action, Some(BootAction::LocalBoot));
+        let mut off = settings();
+        off.nfs_enabled = false;
+        let d = decide(&node(NodeState::Pending), WorkflowState::Ready(&wf), &off);
+        assert_eq!(d.response.action, Some(BootAction::Wait));
+        assert!(d.tree.is_none());
+    }
+}

@@ -1,0 +1,240 @@
+//! One minijinja environment for every workflow string. Undefined names are errors (unless
+//! the template gives a `default`), so a workflow never silently renders an empty server.
+
+use std::collections::BTreeMap;
+
+use minijinja::{Environment, UndefinedBehavior};
+
+use crate::workflows::Workflow;
+
+/// Names visible to templates: controller settings, node fields, then the workflow's
+/// rendered `variables`.
+pub type Vars = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("workflow {workflow}: field {field}: {message}")]
+pub struct RenderError {
+    pub workflow: String,
+    pub field: String,
+    pub message: String,
+}
+
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Templates {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Values are shell snippets, hostnames and paths, not HTML.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_keep_trailing_newline(true);
+        Templates { env }
+    }
+
+    /// Renders one string; the error message carries minijinja's reason (e.g. which name
+    /// is undefined).
+    pub fn render_str(&self, source: &str, vars: &Vars) -> Result<String, String> {
+        self.env.render_str(source, vars).map_err(describe)
+    }
+
+    /// Syntax check of every string field (at load), as `(field path, reason)`.
+    pub fn check_workflow(&self, wf: &Workflow) -> Result<(), (String, String)> {
+        let mut value = serde_json::to_value(wf).expect("workflow serialises");
+        walk_strings(&mut value, String::new(), &mut |path, s| {
+            self.env
+                .template_from_str(s)
+                .map(|_| ())
+                .map_err(|e| (path.to_string(), describe(e)))
+        })
+    }
+
+    /// The workflow with every string field rendered for one node. `variables` are
+    /// rendered first (against `base`) and then join the context of the other fields.
+    pub fn render_workflow(&self, wf: &Workflow, base: &Vars) -> Result<Workflow, RenderError> {
+        let err = |field: String, message: String| RenderError {
+            workflow: wf.id.clone(),
+            field,
+            message,
+        };
+        let mut vars = base.clone();
+        let mut rendered_vars = BTreeMap::new();
+        for (name, source) in &wf.variables {
+            let value = self
+                .render_str(source, base)
+                .map_err(|m| err(format!("variables.{name}"), m))?;
+            rendered_vars.insert(name.clone(), value.clone());
+            vars.insert(name.clone(), value);
+        }
+        let mut value = serde_json::to_value(wf).expect("workflow serialises");
+        if let Some(obj) = value.as_object_mut() {
+            obj.remove("variables");
+        }
+        walk_strings(&mut value, String::new(), &mut |path, s| {
+            if path == "id" {
+                return Ok(());
+            }
+            *s = self
+                .render_str(s, &vars)
+                .map_err(|m| (path.to_string(), m))?;
+            Ok(())
+        })
+        .map_err(|(field, message)| err(field, message))?;
+        let mut out: Workflow = serde_json::from_value(value).map_err(|e| {
+            err(
+                "-".into(),
+                format!("rendered value no longer fits the field: {e}"),
+            )
+        })?;
+        out.variables = rendered_vars;
+        Ok(out)
+    }
+}
+
+fn describe(e: minijinja::Error) -> String {
+    match e.detail() {
+        Some(detail) => format!("{}: {detail}", e.kind()),
+        None => e.kind().to_string(),
+    }
+}
+
+/// Visits every string leaf with its dotted path (`post_boot[0].script`).
+fn walk_strings<E>(
+    value: &mut serde_json::Value,
+    path: String,
+    f: &mut dyn FnMut(&str, &mut String) -> Result<(), E>,
+) -> Result<(), E> {
+    match value {
+        serde_json::Value::String(s) => f(&path, s),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                walk_strings(item, format!("{path}[{i}]"), f)?;
+            }
+            Ok(())
+        }
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk_strings(v, child, f)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflows::{load_file, InstallMethod};
+    use std::path::Path;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn seed(name: &str) -> Workflow {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../workflows")
+            .join(name);
+        load_file(&path, &Templates::new()).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_undefined() {
+        let t = Templates::new();
+        assert_eq!(
+            t.render_str("{{ nfs_server | default('192.168.1.10') }}", &vars(&[]))
+                .unwrap(),
+            "192.168.1.10"
+        );
+        assert_eq!(
+            t.render_str(
+                "{{ nfs_server | default('192.168.1.10') }}",
+                &vars(&[("nfs_server", "10.0.2.2")])
+            )
+            .unwrap(),
+            "10.0.2.2"
+        );
+        let err = t.render_str("{{ k3s_token }}", &vars(&[])).unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
+        assert_eq!(
+            t.render_str("a<b & 'c'", &vars(&[])).unwrap(),
+            "a<b & 'c'",
+            "no HTML escaping"
+        );
+    }
+
+    #[test]
+    fn seed_workflows_render_per_node() {
+        let t = Templates::new();
+        let base = vars(&[
+            ("nfs_server", "10.0.2.2"),
+            ("serial", "d83add36"),
+            ("hostname", "pi-d83add36"),
+        ]);
+        let wf = t
+            .render_workflow(&seed("pi-diskless-nfs.yaml"), &base)
+            .unwrap();
+        assert_eq!(wf.nfs_server.as_deref(), Some("10.0.2.2"));
+        assert_eq!(wf.install_method, InstallMethod::Nfs);
+
+        let k3s = t
+            .render_workflow(&seed("pi-k3s-worker.yaml"), &base)
+            .unwrap();
+        assert_eq!(k3s.nfs_server.as_deref(), Some("10.0.2.2"));
+        assert_eq!(k3s.variables["k3s_server"], "https://k3s-master:6443");
+        let mut with_server = base.clone();
+        with_server.insert("k3s_server".into(), "https://10.0.0.1:6443".into());
+        let k3s = t
+            .render_workflow(&seed("pi-k3s-worker.yaml"), &with_server)
+            .unwrap();
+        assert_eq!(k3s.variables["k3s_server"], "https://10.0.0.1:6443");
+        assert!(
+            k3s.post_boot[0]
+                .script
+                .contains("K3S_URL=\"${k3s_server}\""),
+            "shell syntax untouched"
+        );
+    }
+
+    #[test]
+    fn variables_feed_fields_and_undefined_names_the_field() {
+        let t = Templates::new();
+        let mut wf = seed("pi-diskless-nfs.yaml");
+        wf.variables
+            .insert("site".into(), "{{ serial }}-lab".into());
+        wf.hostname = Some("{{ site }}".into());
+        let out = t
+            .render_workflow(&wf, &vars(&[("serial", "d83add36")]))
+            .unwrap();
+        assert_eq!(out.hostname.as_deref(), Some("d83add36-lab"));
+
+        wf.base_image = Some("{{ image_name }}".into());
+        let err = t
+            .render_workflow(&wf, &vars(&[("serial", "d83add36")]))
+            .unwrap_err();
+        assert_eq!(err.field, "base_image");
+        assert!(err.to_string().contains("undefined"), "{err}");
+        wf.base_image = None;
+        wf.variables.insert("token".into(), "{{ secret }}".into());
+        let err = t
+            .render_workflow(&wf, &vars(&[("serial", "d83add36")]))
+            .unwrap_err();
+        assert_eq!(err.field, "variables.token");
+    }
+}

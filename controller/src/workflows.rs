@@ -1,0 +1,361 @@
+//! Workflow definitions: `workflows/*.yaml` (and `.yml`), loaded and checked once.
+//!
+//! Fields follow the seed's examples and upstream's `Workflow` model; unknown fields are
+//! refused so a typo is an error naming file and field instead of a silently ignored key.
+//! `target_device: null` loads (upstream rejects it). Every string field is a template,
+//! checked for syntax here and rendered per node by [`crate::templates`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::OverlayMode;
+use crate::templates::Templates;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallMethod {
+    /// Diskless: root over NFS, `nfs_boot` on every boot.
+    Nfs,
+    Image,
+    Kernel,
+    Sanboot,
+    Chain,
+    Deploy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostBootStep {
+    pub name: String,
+    pub script: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, alias = "architecture")]
+    pub arch: Option<String>,
+    pub install_method: InstallMethod,
+    /// NFS server announced to nodes (a template; defaults to the controller's setting).
+    #[serde(default)]
+    pub nfs_server: Option<String>,
+    /// Informational in pureboot: nodes always mount the configured export root.
+    #[serde(default)]
+    pub nfs_base_path: Option<String>,
+    #[serde(default)]
+    pub image_url: Option<String>,
+    #[serde(default)]
+    pub target_device: Option<String>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub post_boot: Vec<PostBootStep>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    // Upstream fields, kept so its workflow files load.
+    #[serde(default)]
+    pub boot_params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub kernel_path: Option<String>,
+    #[serde(default)]
+    pub initrd_path: Option<String>,
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    #[serde(default)]
+    pub boot_mode: Option<String>,
+    #[serde(default)]
+    pub boot_url: Option<String>,
+    #[serde(default)]
+    pub source_device: Option<String>,
+    #[serde(default)]
+    pub post_script_url: Option<String>,
+    // pureboot extensions.
+    /// Overlay mode for nodes of this workflow (a node's own setting wins).
+    #[serde(default)]
+    pub overlay: Option<OverlayMode>,
+    /// Base image under `base/` (a node's own setting wins; else the configured default).
+    #[serde(default)]
+    pub base_image: Option<String>,
+    /// Hostname template, e.g. `k3s-{{ serial }}` (a node's own hostname wins).
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("workflow {file}: {field}: {message}")]
+pub struct WorkflowError {
+    pub file: String,
+    /// Dotted path of the offending field, or `-` when the file as a whole is wrong.
+    pub field: String,
+    pub message: String,
+}
+
+/// Loaded workflows by id, plus the files that failed (by file stem), so a node assigned
+/// to a broken workflow can be told why.
+#[derive(Debug, Clone, Default)]
+pub struct Workflows {
+    by_id: BTreeMap<String, (PathBuf, Workflow)>,
+    broken: BTreeMap<String, WorkflowError>,
+}
+
+pub enum Lookup<'a> {
+    Found(&'a Workflow),
+    Broken(&'a WorkflowError),
+    Missing,
+}
+
+impl Workflows {
+    /// Loads every `*.yaml`/`*.yml` in `dir`. A missing directory is an empty set;
+    /// broken files are collected, not fatal (see [`Workflows::errors`]).
+    pub fn load_dir(dir: &Path, templates: &Templates) -> std::io::Result<Workflows> {
+        let mut set = Workflows::default();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                log::warn!(
+                    "workflows directory {} does not exist: no workflows",
+                    dir.display()
+                );
+                return Ok(set);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            match load_file(&path, templates) {
+                Ok(wf) => {
+                    if let Some((first, _)) = set.by_id.get(&wf.id) {
+                        let err = WorkflowError {
+                            file: path.display().to_string(),
+                            field: "id".into(),
+                            message: format!(
+                                "duplicate id {:?}, already defined in {}",
+                                wf.id,
+                                first.display()
+                            ),
+                        };
+                        set.broken.insert(stem, err);
+                    } else {
+                        set.by_id.insert(wf.id.clone(), (path, wf));
+                    }
+                }
+                Err(err) => {
+                    set.broken.insert(stem, err);
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    pub fn get(&self, id: &str) -> Lookup<'_> {
+        if let Some((_, wf)) = self.by_id.get(id) {
+            Lookup::Found(wf)
+        } else if let Some(err) = self.broken.get(id) {
+            Lookup::Broken(err)
+        } else {
+            Lookup::Missing
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Path, &Workflow)> {
+        self.by_id.values().map(|(p, w)| (p.as_path(), w))
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &WorkflowError> {
+        self.broken.values()
+    }
+}
+
+/// Parses and checks one file: YAML shape, id, and template syntax of every string field.
+pub fn load_file(path: &Path, templates: &Templates) -> Result<Workflow, WorkflowError> {
+    let file = path.display().to_string();
+    let whole = |message: String| WorkflowError {
+        file: file.clone(),
+        field: "-".into(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| whole(format!("cannot read: {e}")))?;
+    let wf: Workflow = serde_yaml::from_str(&text).map_err(|e| split_yaml_error(&file, &e))?;
+    check(&wf).map_err(|(field, message)| WorkflowError {
+        file: file.clone(),
+        field,
+        message,
+    })?;
+    templates
+        .check_workflow(&wf)
+        .map_err(|(field, message)| WorkflowError {
+            file: file.clone(),
+            field,
+            message,
+        })?;
+    Ok(wf)
+}
+
+/// serde_yaml says `path.to.field: message at line L column C`; keep the path as the field.
+fn split_yaml_error(file: &str, e: &serde_yaml::Error) -> WorkflowError {
+    let text = e.to_string();
+    let (field, message) = match text.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') && path != "." => {
+            (path.to_string(), rest.to_string())
+        }
+        _ => {
+            // Missing/unknown top-level fields carry the name in backticks.
+            let named = text.split('`').nth(1).filter(|_| text.contains("field `"));
+            (named.unwrap_or("-").to_string(), text.clone())
+        }
+    };
+    WorkflowError {
+        file: file.into(),
+        field,
+        message,
+    }
+}
+
+fn check(wf: &Workflow) -> Result<(), (String, String)> {
+    let id_ok = !wf.id.is_empty()
+        && wf
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !wf.id.starts_with('.');
+    if !id_ok {
+        return Err((
+            "id".into(),
+            format!("{:?}: use letters, digits, '-', '_', '.'", wf.id),
+        ));
+    }
+    if wf.name.trim().is_empty() {
+        return Err(("name".into(), "must not be empty".into()));
+    }
+    for name in wf.variables.keys() {
+        let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return Err((
+                format!("variables.{name}"),
+                "not a valid variable name".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn repo_workflows() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows")
+    }
+
+    #[test]
+    fn seed_workflows_load() {
+        let set = Workflows::load_dir(&repo_workflows(), &Templates::new()).unwrap();
+        let errors: Vec<String> = set.errors().map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let Lookup::Found(diskless) = set.get("pi-diskless-nfs") else {
+            panic!("pi-diskless-nfs missing")
+        };
+        assert_eq!(diskless.install_method, InstallMethod::Nfs);
+        assert_eq!(diskless.target_device, None, "target_device: null loads");
+        let Lookup::Found(k3s) = set.get("pi-k3s-worker") else {
+            panic!("pi-k3s-worker missing")
+        };
+        assert_eq!(k3s.post_boot.len(), 1);
+        assert!(k3s.variables.contains_key("k3s_token"));
+    }
+
+    #[test]
+    fn broken_workflows_name_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "id: w\nname: W\ninstall_method: nfs\n";
+        let cases = [
+            ("unknown.yaml", format!("{base}nfs_sever: x\n"), "nfs_sever"),
+            (
+                "missing.yaml",
+                "name: W\ninstall_method: nfs\n".to_string(),
+                "id",
+            ),
+            (
+                "method.yaml",
+                "id: w\nname: W\ninstall_method: floppy\n".to_string(),
+                "install_method",
+            ),
+            ("overlay.yaml", format!("{base}overlay: zram\n"), "overlay"),
+            (
+                "vartype.yaml",
+                format!("{base}variables:\n  port: [1]\n"),
+                "variables.port",
+            ),
+            (
+                "syntax.yaml",
+                format!("{base}nfs_server: \"{{{{ nfs_server \"\n"),
+                "nfs_server",
+            ),
+            (
+                "badid.yaml",
+                "id: ../x\nname: W\ninstall_method: nfs\n".to_string(),
+                "id",
+            ),
+            ("notmap.yaml", "- 1\n".to_string(), "-"),
+        ];
+        let t = Templates::new();
+        for (file, text, field) in &cases {
+            let path = write(dir.path(), file, text);
+            let err = load_file(&path, &t).expect_err(file);
+            assert_eq!(&err.field, field, "{file}: {err}");
+            assert!(err.to_string().contains(file), "{err}");
+        }
+        let set = Workflows::load_dir(dir.path(), &t).unwrap();
+        assert_eq!(set.errors().count(), cases.len());
+        assert!(
+            matches!(set.get("unknown"), Lookup::Broken(_)),
+            "broken files are found by stem"
+        );
+        assert!(matches!(set.get("nothing"), Lookup::Missing));
+    }
+
+    #[test]
+    fn duplicate_ids_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.yaml",
+            "id: same\nname: A\ninstall_method: nfs\n",
+        );
+        write(
+            dir.path(),
+            "b.yml",
+            "id: same\nname: B\ninstall_method: nfs\n",
+        );
+        let set = Workflows::load_dir(dir.path(), &Templates::new()).unwrap();
+        let Lookup::Found(wf) = set.get("same") else {
+            panic!()
+        };
+        assert_eq!(wf.name, "A");
+        let err = set.errors().next().unwrap();
+        assert!(err.message.contains("duplicate id"), "{err}");
+        assert!(err.file.ends_with("b.yml"), "{err}");
+    }
+}
