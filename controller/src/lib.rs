@@ -2,5 +2,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod store;
 pub mod templates;
 pub mod workflows;
+pub mod nfs_tree;

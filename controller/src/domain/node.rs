@@ -1,40 +1,11 @@
 //! A registered node as the domain sees it.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::state::NodeState;
 
-/// Where a node's writable layer lives (see DESIGN.md, overlay modes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OverlayMode {
-    Tmpfs,
-    Image,
-    Nfs,
-    None,
-}
-
-impl OverlayMode {
-    pub const ALL: [OverlayMode; 4] = [
-        OverlayMode::Tmpfs,
-        OverlayMode::Image,
-        OverlayMode::Nfs,
-        OverlayMode::None,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OverlayMode::Tmpfs => "tmpfs",
-            OverlayMode::Image => "image",
-            OverlayMode::Nfs => "nfs",
-            OverlayMode::None => "none",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<OverlayMode> {
-        Self::ALL.into_iter().find(|m| m.as_str() == s)
-    }
-}
+/// Where a node's writable layer lives; the NFS tree's type, shared so the two never drift.
+pub use crate::nfs_tree::OverlayMode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Node {

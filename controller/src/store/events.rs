@@ -1,0 +1,170 @@
+//! The append-only `boot_events` log (triggers refuse UPDATE and DELETE).
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{sql, StoreError, Tx, NOW};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `GET /boot/pi`, with the answer given.
+    BootRequest,
+    Registered,
+    Installed,
+    InstallFailed,
+    StateChange,
+    /// A second machine claimed this short serial.
+    Conflict,
+    /// An operator changed the node (assign, update).
+    Admin,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::BootRequest => "boot_request",
+            EventKind::Registered => "registered",
+            EventKind::Installed => "installed",
+            EventKind::InstallFailed => "install_failed",
+            EventKind::StateChange => "state_change",
+            EventKind::Conflict => "conflict",
+            EventKind::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub node_id: Option<&'a str>,
+    pub serial: &'a str,
+    pub kind: EventKind,
+    pub ip: Option<&'a str>,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub id: i64,
+    pub node_id: Option<String>,
+    pub serial: String,
+    pub kind: String,
+    pub at: String,
+    pub ip: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+impl Tx<'_> {
+    pub fn append_event(&self, e: &NewEvent<'_>) -> Result<i64, StoreError> {
+        self.tx
+            .execute(
+                &format!("INSERT INTO boot_events (node_id, serial, kind, at, ip, detail) VALUES (?1, ?2, ?3, {NOW}, ?4, ?5)"),
+                params![e.node_id, e.serial, e.kind.as_str(), e.ip, e.detail.to_string()],
+            )
+            .map_err(sql("append event"))?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// The newest `limit` events of a serial (which survive the node's removal), oldest first.
+    pub fn events_for_serial(&self, serial: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare(
+                "SELECT id, node_id, serial, kind, at, ip, detail FROM
+                   (SELECT * FROM boot_events WHERE serial = ?1 ORDER BY id DESC LIMIT ?2)
+                 ORDER BY id",
+            )
+            .map_err(sql("read events"))?;
+        let rows = stmt
+            .query_map(params![serial, limit], |r| {
+                let detail: String = r.get(6)?;
+                Ok(Event {
+                    id: r.get(0)?,
+                    node_id: r.get(1)?,
+                    serial: r.get(2)?,
+                    kind: r.get(3)?,
+                    at: r.get(4)?,
+                    ip: r.get(5)?,
+                    detail: serde_json::from_str(&detail)
+                        .unwrap_or(serde_json::Value::String(detail)),
+                })
+            })
+            .map_err(sql("read events"))?;
+        rows.map(|r| r.map_err(sql("read events"))).collect()
+    }
+
+    pub fn count_events(&self, serial: &str, kind: EventKind) -> Result<i64, StoreError> {
+        self.tx
+            .query_row(
+                "SELECT COUNT(*) FROM boot_events WHERE serial = ?1 AND kind = ?2",
+                params![serial, kind.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(sql("count events"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{NewNode, Store};
+    use super::*;
+    use crate::domain::{NodeRef, NodeState, Serial};
+
+    #[test]
+    fn nodes_and_events_round_trip_and_events_are_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let node = store
+            .write(|tx| {
+                let n = tx.insert_node(&NewNode {
+                    serial: "d83add36".into(),
+                    ..Default::default()
+                })?;
+                tx.append_event(&NewEvent {
+                    node_id: Some(&n.id),
+                    serial: &n.serial,
+                    kind: EventKind::BootRequest,
+                    ip: Some("10.0.2.15"),
+                    detail: serde_json::json!({"action": "wait"}),
+                })?;
+                Ok::<_, StoreError>(n)
+            })
+            .unwrap();
+        assert_eq!(node.state, NodeState::Discovered);
+        assert_eq!(node.machine_id.len(), 32);
+        let by_serial = store
+            .read(|tx| tx.find_node(&NodeRef::Serial(Serial::parse("D83ADD36").unwrap())))
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_serial, node);
+
+        let mut changed = node.clone();
+        changed.state = NodeState::Pending;
+        changed.hostname = Some("kitchen".into());
+        let saved = store.write(|tx| tx.save_node(&changed)).unwrap();
+        assert_eq!(
+            (saved.state, saved.hostname.as_deref(), &saved.machine_id),
+            (NodeState::Pending, Some("kitchen"), &node.machine_id)
+        );
+
+        let events = store
+            .read(|tx| tx.events_for_serial("d83add36", 10))
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].detail["action"], "wait");
+        let err = store
+            .write(|tx| {
+                tx.tx
+                    .execute("DELETE FROM boot_events", [])
+                    .map_err(sql("delete"))
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        let dup = store.write(|tx| {
+            tx.insert_node(&NewNode {
+                serial: "d83add36".into(),
+                ..Default::default()
+            })
+        });
+        assert!(dup.is_err(), "serial is unique");
+    }
+}

@@ -1,0 +1,111 @@
+//! Schema migrations: numbered, applied once each, recorded in `schema_migrations`.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use super::{sql, StoreError};
+
+/// Append only; never edit a released step.
+const MIGRATIONS: &[&str] = &[
+    // 1: nodes and the append-only boot event log.
+    "CREATE TABLE nodes (
+        id           TEXT PRIMARY KEY,
+        serial       TEXT NOT NULL UNIQUE,
+        full_serial  TEXT,
+        mac          TEXT,
+        model        TEXT,
+        hostname     TEXT,
+        state        TEXT NOT NULL,
+        workflow_id  TEXT,
+        machine_id   TEXT NOT NULL,
+        overlay_mode TEXT,
+        base_image   TEXT,
+        last_boot_at TEXT,
+        last_ip      TEXT,
+        conflict     TEXT,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    CREATE TABLE boot_events (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        node_id TEXT,
+        serial  TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        at      TEXT NOT NULL,
+        ip      TEXT,
+        detail  TEXT NOT NULL
+    );
+    CREATE INDEX boot_events_by_node ON boot_events(node_id, id);
+    CREATE INDEX boot_events_by_serial ON boot_events(serial, id);
+    CREATE TRIGGER boot_events_no_update BEFORE UPDATE ON boot_events
+        BEGIN SELECT RAISE(ABORT, 'boot_events is append-only'); END;
+    CREATE TRIGGER boot_events_no_delete BEFORE DELETE ON boot_events
+        BEGIN SELECT RAISE(ABORT, 'boot_events is append-only'); END;",
+];
+
+pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+        r.get::<_, Option<i64>>(0)
+    })
+    .optional()
+    .map_err(sql("read schema version"))
+    .map(|v| v.flatten().unwrap_or(0))
+}
+
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql("begin migration"))?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY,
+            applied_at TEXT NOT NULL
+        )",
+    )
+    .map_err(sql("create schema_migrations"))?;
+    let current = current_version(&tx)?;
+    for (i, step) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= current {
+            continue;
+        }
+        tx.execute_batch(step).map_err(sql("apply migration"))?;
+        tx.execute(
+            &format!(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, {})",
+                super::NOW
+            ),
+            [version],
+        )
+        .map_err(sql("record migration"))?;
+        log::info!("database migrated to schema version {version}");
+    }
+    tx.commit().map_err(sql("commit migration"))
+}
+
+pub(super) fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_reopen_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), latest());
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), latest());
+        let mode: String = store
+            .conn
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}

@@ -1,0 +1,149 @@
+//! The SQLite registry: the only place with SQL.
+//!
+//! One connection per process behind a mutex; WAL and a busy timeout let the CLI and the
+//! daemon share the file. Every write runs in `BEGIN IMMEDIATE`, so a read-then-write (a
+//! boot request) holds the write lock from its first read and two requests for one serial
+//! cannot interleave, in this process or across processes.
+
+mod events;
+mod migrations;
+mod nodes;
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+pub use events::{Event, EventKind, NewEvent};
+pub use nodes::{NewNode, NodeFilter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {op}: {source}")]
+    Sql {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database holds an invalid {what}: {value:?}")]
+    Corrupt { what: &'static str, value: String },
+}
+
+pub(crate) fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sql { op, source }
+}
+
+/// SQL expression for "now" as RFC 3339 UTC with milliseconds.
+pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+/// A write (or read) transaction; the registry operations live on it.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // A missing folder would give SQLite's bare "unable to open database file".
+            if !parent.is_dir() {
+                return Err(open_err(rusqlite::Error::InvalidPath(parent.to_path_buf())));
+            }
+        }
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        migrations::migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Runs `f` in an immediate transaction; commits when it returns `Ok`.
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("begin transaction"))?;
+        let tx = Tx { tx };
+        let out = f(&tx)?;
+        tx.tx.commit().map_err(sql("commit"))?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a deferred (read) transaction: one consistent snapshot.
+    pub fn read<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction().map_err(sql("begin transaction"))?;
+        let out = f(&Tx { tx });
+        out
+    }
+
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.read(|tx| migrations::current_version(&tx.tx))
+    }
+}
+
+/// A random version-4 UUID in its text form.
+pub(crate) fn new_uuid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::NodeRef;
+
+    #[test]
+    fn uuids_parse_as_node_refs() {
+        let id = new_uuid();
+        assert_eq!(id.as_bytes()[14], b'4');
+        assert_eq!(NodeRef::parse(&id).unwrap(), NodeRef::Id(id.clone()));
+        assert_ne!(id, new_uuid());
+    }
+
+    #[test]
+    fn missing_folder_is_named() {
+        let err = Store::open(Path::new("/nonexistent-dir/x.db"))
+            .err()
+            .expect("must fail");
+        assert!(err.to_string().contains("/nonexistent-dir"), "{err}");
+    }
+}

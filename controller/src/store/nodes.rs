@@ -1,0 +1,190 @@
+//! The `nodes` table.
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::{sql, StoreError, Tx, NOW};
+use crate::domain::{Node, NodeRef, NodeState, OverlayMode};
+
+const COLUMNS: &str =
+    "id, serial, full_serial, mac, model, hostname, state, workflow_id, machine_id,
+    overlay_mode, base_image, last_boot_at, last_ip, conflict, created_at, updated_at";
+
+/// What registration knows; everything else starts empty.
+#[derive(Debug, Clone, Default)]
+pub struct NewNode {
+    pub serial: String,
+    pub full_serial: Option<String>,
+    pub mac: Option<String>,
+    pub model: Option<String>,
+    pub hostname: Option<String>,
+    pub workflow_id: Option<String>,
+    pub overlay_mode: Option<OverlayMode>,
+    pub base_image: Option<String>,
+    pub last_ip: Option<String>,
+    pub state: Option<NodeState>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NodeFilter {
+    pub state: Option<NodeState>,
+    pub workflow_id: Option<String>,
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(Node, String, Option<String>)> {
+    let state: String = r.get(6)?;
+    let overlay: Option<String> = r.get(9)?;
+    let node = Node {
+        id: r.get(0)?,
+        serial: r.get(1)?,
+        full_serial: r.get(2)?,
+        mac: r.get(3)?,
+        model: r.get(4)?,
+        hostname: r.get(5)?,
+        state: NodeState::Discovered,
+        workflow_id: r.get(7)?,
+        machine_id: r.get(8)?,
+        overlay_mode: None,
+        base_image: r.get(10)?,
+        last_boot_at: r.get(11)?,
+        last_ip: r.get(12)?,
+        conflict: r.get(13)?,
+        created_at: r.get(14)?,
+        updated_at: r.get(15)?,
+    };
+    Ok((node, state, overlay))
+}
+
+/// Text columns to typed fields; a bad value is reported, not defaulted.
+fn typed((mut node, state, overlay): (Node, String, Option<String>)) -> Result<Node, StoreError> {
+    node.state = NodeState::parse(&state).ok_or(StoreError::Corrupt {
+        what: "node state",
+        value: state,
+    })?;
+    node.overlay_mode = match overlay {
+        None => None,
+        Some(o) => Some(o.parse::<OverlayMode>().map_err(|_| StoreError::Corrupt {
+            what: "overlay mode",
+            value: o,
+        })?),
+    };
+    Ok(node)
+}
+
+impl Tx<'_> {
+    pub fn find_node(&self, node: &NodeRef) -> Result<Option<Node>, StoreError> {
+        let (column, value) = match node {
+            NodeRef::Id(id) => ("id", id.as_str()),
+            NodeRef::Serial(s) => ("serial", s.as_str()),
+        };
+        let row = self
+            .tx
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM nodes WHERE {column} = ?1"),
+                [value],
+                from_row,
+            )
+            .optional()
+            .map_err(sql("find node"))?;
+        row.map(typed).transpose()
+    }
+
+    pub fn list_nodes(&self, filter: &NodeFilter) -> Result<Vec<Node>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM nodes
+                 WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR workflow_id = ?2)
+                 ORDER BY serial"
+            ))
+            .map_err(sql("list nodes"))?;
+        let rows = stmt
+            .query_map(
+                params![filter.state.map(|s| s.as_str()), filter.workflow_id],
+                from_row,
+            )
+            .map_err(sql("list nodes"))?;
+        rows.map(|r| r.map_err(sql("list nodes")).and_then(typed))
+            .collect()
+    }
+
+    /// Inserts a node with a fresh id and machine-id.
+    pub fn insert_node(&self, new: &NewNode) -> Result<Node, StoreError> {
+        let id = super::new_uuid();
+        let machine_id = format!("{:032x}", rand::random::<u128>());
+        let state = new.state.unwrap_or(NodeState::Discovered);
+        self.tx
+            .execute(
+                &format!(
+                    "INSERT INTO nodes (id, serial, full_serial, mac, model, hostname, state, workflow_id,
+                        machine_id, overlay_mode, base_image, last_ip, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, {NOW}, {NOW})"
+                ),
+                params![
+                    id,
+                    new.serial,
+                    new.full_serial,
+                    new.mac,
+                    new.model,
+                    new.hostname,
+                    state.as_str(),
+                    new.workflow_id,
+                    machine_id,
+                    new.overlay_mode.map(|m| m.as_str()),
+                    new.base_image,
+                    new.last_ip,
+                ],
+            )
+            .map_err(sql("insert node"))?;
+        self.find_node(&NodeRef::Id(id))
+            .map(|n| n.expect("row just inserted"))
+    }
+
+    /// Writes every mutable field of `node` (id, serial, machine-id and creation time stay).
+    pub fn save_node(&self, node: &Node) -> Result<Node, StoreError> {
+        self.tx
+            .execute(
+                &format!(
+                    "UPDATE nodes SET full_serial = ?2, mac = ?3, model = ?4, hostname = ?5, state = ?6,
+                        workflow_id = ?7, overlay_mode = ?8, base_image = ?9, last_boot_at = ?10,
+                        last_ip = ?11, conflict = ?12, updated_at = {NOW}
+                     WHERE id = ?1"
+                ),
+                params![
+                    node.id,
+                    node.full_serial,
+                    node.mac,
+                    node.model,
+                    node.hostname,
+                    node.state.as_str(),
+                    node.workflow_id,
+                    node.overlay_mode.map(|m| m.as_str()),
+                    node.base_image,
+                    node.last_boot_at,
+                    node.last_ip,
+                    node.conflict,
+                ],
+            )
+            .map_err(sql("update node"))?;
+        self.find_node(&NodeRef::Id(node.id.clone()))
+            .map(|n| n.expect("row just updated"))
+    }
+
+    /// Marks a boot: `last_boot_at` = now (the database clock), `last_ip`.
+    pub fn touch_boot(&self, node_id: &str, ip: Option<&str>) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                &format!("UPDATE nodes SET last_boot_at = {NOW}, last_ip = COALESCE(?2, last_ip) WHERE id = ?1"),
+                params![node_id, ip],
+            )
+            .map_err(sql("record boot time"))?;
+        Ok(())
+    }
+
+    pub fn delete_node(&self, node_id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .tx
+            .execute("DELETE FROM nodes WHERE id = ?1", [node_id])
+            .map_err(sql("delete node"))?;
+        Ok(n > 0)
+    }
+}
