@@ -1,17 +1,31 @@
 //! Network bring-up: keep an address the kernel already configured, else link up, wait for
 //! carrier, then static `ip=` or the built-in DHCP client. Routes and /etc/resolv.conf.
 //!
-//! Interface agreed between the pi-init modules (stub: filled in by the net work).
+//! Pure parts (`ip_param`, `dhcp::message`, `dhcp::frame`, the text parsers) are separate
+//! from the parts that touch the kernel (`link`, `config`, `dhcp::socket`).
+
+mod config;
+mod dhcp;
+mod ifreq;
+mod ip_param;
+mod link;
+#[cfg(test)]
+mod netns_tests;
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+pub use ip_param::parse_ip_param;
 
 /// The kernel's `ip=` parameter, parsed (`ip=dhcp`, `ip=off`, or the colon form
 /// `<client>:<server>:<gw>:<netmask>:<hostname>:<device>:<autoconf>:<dns0>:<dns1>:<ntp0>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IpParam {
     /// `ip=dhcp`, `ip=on`, `ip=any`, `ip=both`, `ip=bootp`, or no `ip=` at all.
-    Dhcp { device: Option<String> },
+    Dhcp {
+        device: Option<String>,
+    },
     /// `ip=off` / `ip=none`: do not configure; use what is there.
     Off,
     Static(StaticIp),
@@ -28,12 +42,6 @@ pub struct StaticIp {
     pub dns: Vec<Ipv4Addr>,
 }
 
-/// Parse the value of `ip=` (without the `ip=` prefix). Errors name the bad field.
-pub fn parse_ip_param(value: &str) -> Result<IpParam, String> {
-    let _ = value;
-    Err("ip= parsing not implemented yet".into())
-}
-
 /// What the boot asks of the network step.
 #[derive(Debug, Clone)]
 pub struct NetRequest {
@@ -45,7 +53,26 @@ pub struct NetRequest {
     pub carrier_timeout: Duration,
     pub dhcp_timeout: Duration,
     /// Written to /etc/resolv.conf when set (DHCP or `ip=` DNS servers).
-    pub resolv_conf: Option<std::path::PathBuf>,
+    pub resolv_conf: Option<PathBuf>,
+    /// Sent to the DHCP server (option 12) so its leases and DNS name the node.
+    pub hostname: Option<String>,
+    /// Where sysfs is mounted (`/sys`); a parameter so tests can point at a fake tree.
+    pub sysfs: PathBuf,
+}
+
+impl Default for NetRequest {
+    fn default() -> Self {
+        NetRequest {
+            ip: IpParam::Dhcp { device: None },
+            iface: None,
+            iface_timeout: Duration::from_secs(10),
+            carrier_timeout: Duration::from_secs(10),
+            dhcp_timeout: Duration::from_secs(30),
+            resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
+            hostname: None,
+            sysfs: PathBuf::from("/sys"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +106,16 @@ pub struct NetError {
     pub message: String,
 }
 
+impl NetError {
+    fn new(stage: &'static str, iface: Option<&str>, message: impl Into<String>) -> Self {
+        NetError {
+            stage,
+            iface: iface.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+}
+
 impl std::fmt::Display for NetError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.iface {
@@ -92,6 +129,129 @@ impl std::error::Error for NetError {}
 
 /// Bring the network up as `req` says. Blocking; bounded by the request's timeouts.
 pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
-    let _ = req;
-    Err(NetError { stage: "interface", iface: None, message: "not implemented yet".into() })
+    let sys = link::Sysfs::new(&req.sysfs);
+    let wanted = wanted_iface(req);
+
+    let present = sys.wait_for_interfaces(wanted.as_deref(), req.iface_timeout)?;
+    log::info!("net: interfaces present: {}", present.join(" "));
+
+    // The kernel (ip= with a built-in driver) or an earlier attempt may have configured one.
+    let existing_on: Vec<&str> = match &wanted {
+        Some(name) => vec![name.as_str()],
+        None => present.iter().map(String::as_str).collect(),
+    };
+    if let Some(found) = link::existing_ipv4(&existing_on)? {
+        log::info!(
+            "net: {} already has {}/{}; keeping it",
+            found.iface,
+            found.addr,
+            found.prefix_len
+        );
+        return config::describe_existing(&sys, found);
+    }
+    if req.ip == IpParam::Off {
+        return Err(NetError::new(
+            "address",
+            wanted.as_deref(),
+            format!(
+                "ip=off but no IPv4 address is configured on {}",
+                existing_on.join(", ")
+            ),
+        ));
+    }
+
+    let iface = bring_link_up(&sys, wanted.as_deref(), &present, req)?;
+    let mac = sys.mac(&iface)?;
+    log::info!("net: using {iface} (mac {mac})");
+
+    let (setting, source) = match &req.ip {
+        IpParam::Static(s) => (config::Setting::from_static(s), NetSource::Static),
+        _ => {
+            let lease =
+                dhcp::obtain_lease(&iface, &mac, req.hostname.as_deref(), req.dhcp_timeout)?;
+            (lease.setting, NetSource::Dhcp)
+        }
+    };
+    config::apply(&iface, &setting, req.resolv_conf.as_deref())?;
+    Ok(NetConfig {
+        iface,
+        mac,
+        addr: setting.addr,
+        prefix_len: setting.prefix_len,
+        gateway: setting.gateway,
+        dns: setting.dns,
+        server: setting.server,
+        source,
+    })
+}
+
+/// `pureboot.iface=` wins over the device named in `ip=`.
+fn wanted_iface(req: &NetRequest) -> Option<String> {
+    let from_ip = match &req.ip {
+        IpParam::Dhcp { device } => device.clone(),
+        IpParam::Static(s) => s.device.clone(),
+        IpParam::Off => None,
+    };
+    req.iface.clone().or(from_ip)
+}
+
+/// Set the link up and wait for carrier: on the named interface, or on every candidate,
+/// taking the first (in name order) that gets carrier.
+fn bring_link_up(
+    sys: &link::Sysfs,
+    wanted: Option<&str>,
+    present: &[String],
+    req: &NetRequest,
+) -> Result<String, NetError> {
+    let candidates: Vec<String> = match wanted {
+        Some(name) => vec![name.to_owned()],
+        None => present.to_vec(),
+    };
+    for name in &candidates {
+        link::set_up(name)?;
+    }
+    match sys.wait_for_carrier(&candidates, req.carrier_timeout) {
+        Ok(name) => {
+            log::info!("net: carrier on {name}");
+            Ok(name)
+        }
+        // An address can be set without carrier; the controller request retries later.
+        Err(e) if matches!(req.ip, IpParam::Static(_)) => {
+            log::warn!("{e}; configuring the static address anyway");
+            Ok(candidates[0].clone())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pureboot_iface_wins_over_ip_device() {
+        let mut req = NetRequest {
+            ip: IpParam::Dhcp {
+                device: Some("eth1".into()),
+            },
+            ..NetRequest::default()
+        };
+        assert_eq!(wanted_iface(&req).as_deref(), Some("eth1"));
+        req.iface = Some("eth0".into());
+        assert_eq!(wanted_iface(&req).as_deref(), Some("eth0"));
+        req.iface = None;
+        req.ip = IpParam::Off;
+        assert_eq!(wanted_iface(&req), None);
+    }
+
+    #[test]
+    fn error_names_stage_and_interface() {
+        let e = NetError::new("carrier", Some("eth0"), "no carrier within 10 ms");
+        assert_eq!(
+            e.to_string(),
+            "network carrier on eth0: no carrier within 10 ms"
+        );
+        let e = NetError::new("interface", None, "none appeared");
+        assert_eq!(e.to_string(), "network interface: none appeared");
+    }
 }
