@@ -101,7 +101,9 @@ impl TestEnv {
                 "cargo build --release --workspace",
             )
         };
-        let var = format!("PUREBOOT_{}_BIN", name.to_uppercase().replace('-', "_"));
+        // PUREBOOT_CONTROLLER_BIN, PUREBOOT_IMAGE_BIN, PUREBOOT_PI_INIT_BIN
+        let short = name.strip_prefix("pureboot-").unwrap_or(name);
+        let var = format!("PUREBOOT_{}_BIN", short.to_uppercase().replace('-', "_"));
         if let Some(p) = std::env::var_os(&var) {
             return Ok(PathBuf::from(p));
         }
@@ -143,6 +145,12 @@ pub fn strict() -> bool {
     std::env::var("PUREBOOT_E2E_STRICT").is_ok_and(|v| v == "1")
 }
 
+/// Says on the real stderr (not the test harness's captured output) that a scenario skipped.
+pub fn announce_skip(scenario: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {scenario}: {why}");
+}
+
 /// Unwraps a prerequisite or skips the scenario loudly (returns from the test), unless strict.
 #[macro_export]
 macro_rules! require {
@@ -156,8 +164,7 @@ macro_rules! require {
                         $scenario, why
                     );
                 }
-                eprintln!("SKIPPED {}: {}", $scenario, why);
-                println!("SKIPPED {}: {}", $scenario, why);
+                $crate::env::announce_skip($scenario, &why);
                 return;
             }
         }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# README command 2 — test it: set-up, build, the workspace's tests, then the virtual Pi
+# scenarios (tests/tests/*.rs: the busybox baseline and the ten of issue 5).
+#
+#   sudo tests/test.sh
+#
+# Exits non-zero on any failure; ends with a summary of every step and the test counts.
+# Missing prerequisites make scenarios fail here (PUREBOOT_E2E_STRICT=1), never skip.
+set -uo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+export PUREBOOT_E2E_STRICT=1 PUREBOOT_DEBIAN_ROOT=1 CARGO_TERM_COLOR=never
+LOG_DIR="$REPO/target/pureboot-e2e"
+mkdir -p "$LOG_DIR"
+START=$(date +%s)
+declare -a SUMMARY=()
+FAILED=0
+
+# step <label> <command...>: runs, tees output to a log, records pass/fail and duration.
+step() {
+  local label="$1"; shift
+  local log="$LOG_DIR/step-${#SUMMARY[@]}.log" t0 rc
+  t0=$(date +%s)
+  echo "=== $label: $*"
+  "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  local took=$(( $(date +%s) - t0 ))
+  if [ "$rc" = 0 ]; then
+    SUMMARY+=("ok     ${took}s  $label")
+  else
+    SUMMARY+=("FAILED ${took}s  $label (exit $rc, log $log)")
+    FAILED=1
+  fi
+  return "$rc"
+}
+
+summary() {
+  local passed=0 failed=0 ignored=0 skipped
+  # Sum cargo's "test result:" lines over every test step.
+  while read -r p f i; do
+    passed=$((passed + p)); failed=$((failed + f)); ignored=$((ignored + i))
+  done < <(cat "$LOG_DIR"/step-*.log 2>/dev/null \
+           | sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed; \([0-9]*\) ignored.*/\1 \2 \3/p')
+  skipped=$(cat "$LOG_DIR"/step-*.log 2>/dev/null | grep -c '^SKIPPED ' || true)
+  echo
+  echo "=== summary ($(( $(date +%s) - START )) s in all)"
+  printf '  %s\n' "${SUMMARY[@]}"
+  # cargo counts a skipped scenario as passed: report it as skipped.
+  echo "tests: $((passed - skipped)) passed, $failed failed, $((ignored + skipped)) skipped"
+  if [ "$FAILED" = 0 ]; then echo "test.sh: ALL PASSED"; else echo "test.sh: FAILED"; fi
+}
+trap summary EXIT
+
+rm -f "$LOG_DIR"/step-*.log
+step "set-up (tests/setup.sh)" bash tests/setup.sh || exit 1
+step "build: workspace binaries (release)" cargo build --release --workspace || exit 1
+step "build: pi-init for aarch64-unknown-linux-musl (release)" \
+  cargo build --release -p pi-init --target aarch64-unknown-linux-musl || exit 1
+step "cargo test --workspace (unit and HTTP tests)" \
+  cargo test --workspace --exclude pureboot-tests
+step "harness self-tests" cargo test -p pureboot-tests --lib --bins
+# Two scenarios at a time: QEMU under TCG on 2 cores; every boot inside is bounded.
+step "virtual Pi scenarios" timeout --kill-after=30 4500 \
+  cargo test -p pureboot-tests --test '*' -- --test-threads=2 --show-output
+exit "$FAILED"
