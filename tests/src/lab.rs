@@ -90,6 +90,23 @@ impl Lab {
         })
     }
 
+    /// A lab with NFS only (no controller): the tiny root unpacked as `tiny` and a node layer
+    /// for `serial` written directly, as the controller would have rendered it.
+    pub fn without_controller(
+        name: &str,
+        env: &'static TestEnv,
+        serial: &str,
+        hostname: &str,
+    ) -> Result<Lab, String> {
+        let opts = LabOptions {
+            controller: false,
+            ..Default::default()
+        };
+        let lab = Lab::start(name, env, opts)?;
+        lab.stage_without_controller(TINY, serial, hostname)?;
+        Ok(lab)
+    }
+
     pub fn export(&self) -> &Path {
         &self.nfs.export
     }

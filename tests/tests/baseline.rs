@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pureboot_tests::console::time_of;
 use pureboot_tests::env::TestEnv;
-use pureboot_tests::lab::{Lab, LabOptions, TINY};
+use pureboot_tests::lab::{Lab, TINY};
 use pureboot_tests::qemu::{VirtualPi, HOST_FROM_GUEST};
 use pureboot_tests::{initramfs, require, serial};
 
@@ -15,18 +15,8 @@ fn baseline_shell_flow_boots_the_tiny_root_over_nfsv4() {
     let name = "baseline";
     let env = require!(name, TestEnv::get());
     let initrd = require!(name, initramfs::baseline(env));
-    let lab = Lab::start(
-        name,
-        env,
-        LabOptions {
-            controller: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
     let s = serial(0xb);
-    lab.stage_without_controller(TINY, &s, "pi-baseline")
-        .unwrap();
+    let lab = Lab::without_controller(name, env, &s, "pi-baseline").unwrap();
 
     let pi = VirtualPi::new(&s, &env.kernel, &initrd)
         .arg(format!("pureboot.nfs_server={HOST_FROM_GUEST}"))

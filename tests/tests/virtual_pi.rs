@@ -228,17 +228,8 @@ fn s03_nfsv3_only_server_falls_back() {
 fn s04_controller_down_command_line_root_boots() {
     let name = "s04-no-controller";
     let env = pi_init_env!(name);
-    let lab = Lab::start(
-        name,
-        env,
-        LabOptions {
-            controller: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
     let s = serial(4);
-    lab.stage_without_controller(TINY, &s, "unused").unwrap();
+    let lab = Lab::without_controller(name, env, &s, "unused").unwrap();
     let root = lab.export().join("base").join(TINY);
 
     // Nothing listens on 10.0.2.2:8080: pi-init must boot from the kernel's nfsroot= form.
