@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::netns::Netns;
-use crate::nfs_server::wait_until;
 use crate::process::{self, Daemon};
 use crate::qemu::HOST_FROM_GUEST;
+use crate::wait::wait_until;
 
 pub const PORT: u16 = 8080;
 pub const TOKEN: &str = "e2e-admin-token";

@@ -16,6 +16,7 @@ pub mod netns;
 pub mod nfs_server;
 pub mod process;
 pub mod qemu;
+pub mod wait;
 pub mod workdir;
 
 /// Serial numbers the scenarios use: 8 lowercase hex digits, one per guest.

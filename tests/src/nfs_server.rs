@@ -4,10 +4,11 @@
 //! seen), `Squash = No_Root_Squash`, NLM off, fixed NFS/MNT ports, no grace period.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::netns::Netns;
 use crate::process::Daemon;
+use crate::wait::wait_until;
 
 pub const NFS_PORT: u16 = 2049;
 pub const MNT_PORT: u16 = 20048;
@@ -110,22 +111,6 @@ impl Drop for NfsServer {
     fn drop(&mut self) {
         // ganesha shuts down slowly on SIGTERM: a short grace, then SIGKILL.
         self.ganesha.stop(Duration::from_secs(2));
-    }
-}
-
-/// Polls `ready` every 50 ms until it holds or `limit` passes.
-pub fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> Result<(), ()> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if ready() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if ready() {
-        Ok(())
-    } else {
-        Err(())
     }
 }
 

@@ -11,8 +11,9 @@ use pureboot_tests::controller::{mentions, node_state, objects, NodeSpec};
 use pureboot_tests::env::TestEnv;
 use pureboot_tests::guest_root;
 use pureboot_tests::lab::{Lab, LabOptions, TINY, WORKFLOW};
-use pureboot_tests::nfs_server::{wait_until, Protocols};
+use pureboot_tests::nfs_server::Protocols;
 use pureboot_tests::qemu::{Outcome, HOST_FROM_GUEST};
+use pureboot_tests::wait::poll;
 use pureboot_tests::{initramfs, require, serial};
 use serde_json::Value;
 
@@ -70,7 +71,7 @@ fn installed_report(node: &Value) -> Option<&serde_json::Map<String, Value>> {
 /// to the guest powering off only by milliseconds, but the CLI reads the database).
 fn node_when(lab: &Lab, serial: &str, done: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
-    let _ = wait_until(Duration::from_secs(10), || {
+    let _ = poll(Duration::from_secs(10), Duration::from_millis(300), || {
         last = lab.controller().node(serial).unwrap_or(Value::Null);
         done(&last)
     });
@@ -265,7 +266,7 @@ fn s05_wait_then_nfs_boot() {
     let guest = pi
         .start(&lab.ns, &lab.dir.join("console-boot.log"))
         .unwrap();
-    let discovered = wait_until(Duration::from_secs(90), || {
+    let discovered = poll(Duration::from_secs(90), Duration::from_millis(500), || {
         lab.controller()
             .node(&s)
             .map(|n| node_state(&n) == Some("discovered"))
