@@ -1,3 +1,491 @@
-mod net;
+//! pi-init: PID 1 of the pureboot initramfs. Early mounts, logging, then one boot attempt
+//! (`run`): serial, modules (background thread) with network and controller, NFS, overlay,
+//! init check, mounts moved, callback, switch root, exec. Every failure goes through one
+//! path: a `FAILED at <step>` line, install-failed to the controller, the failure policy.
+//! PID 1 never returns and never panics out: a panic is caught and handled like a failure.
+//!
+//! Not PID 1, it is a dry run for tests: `pi-init [--cmdline FILE] [--sysroot DIR]
+//! [--answer FILE]` prints what it would boot and mounts nothing.
 
-fn main() {}
+mod cmdline;
+mod controller;
+mod log;
+mod loopdev;
+mod modules;
+mod net;
+mod nfs;
+mod overlay;
+mod plan;
+mod report;
+mod serial;
+mod switch_root;
+mod sys;
+#[cfg(test)]
+mod testutil;
+
+#[cfg(test)]
+mod namespace_test;
+
+use ::log::{error, info, warn};
+use cmdline::{Cmdline, FailurePolicy, OverlayMode};
+use nix::mount::{MntFlags, MsFlags};
+use plan::{Decision, Instructions, NfsPlan};
+use report::Report;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use sys::{LinuxSys, MountArgs, Sys};
+
+/// proc and sysfs: nothing to execute, no devices.
+const KERNEL_FS: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// Early mounts, tolerating any already there (source, target, fstype, flags, data).
+#[rustfmt::skip]
+const EARLY_MOUNTS: [(&str, &str, &str, MsFlags, &str); 4] = [
+    ("proc", "/proc", "proc", KERNEL_FS, ""),
+    ("sysfs", "/sys", "sysfs", KERNEL_FS, ""),
+    ("devtmpfs", "/dev", "devtmpfs", MsFlags::MS_NOSUID, "mode=0755"),
+    ("tmpfs", "/run", "tmpfs", MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV), "mode=0755"),
+];
+
+/// Where the NFS export, the writable layer and the new root are mounted.
+const MNT: &str = "/mnt";
+
+fn main() {
+    let start = Instant::now();
+    let pid1 = nix::unistd::getpid().as_raw() == 1;
+    if pid1 {
+        early_mounts(&LinuxSys);
+    }
+    log::init(pid1);
+    info!("start");
+    if pid1 {
+        init_main(start)
+    }
+    std::process::exit(dry_run(std::env::args().skip(1).collect()));
+}
+
+fn early_mounts(sys: &dyn Sys) {
+    for (source, target, fstype, flags, data) in EARLY_MOUNTS {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if sys::mounted_fstype(&sys::parse_mountinfo(&mounts), target).is_some() {
+            continue;
+        }
+        let _ = std::fs::create_dir_all(target);
+        let m = MountArgs::new(source, Path::new(target), fstype, flags, data);
+        match sys.mount(&m) {
+            Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
+            // The logger is not up yet: the kernel console is all there is.
+            Err(e) => eprintln!("pi-init: early mount: {m}: {e}"),
+        }
+    }
+}
+
+/// The step that failed and why.
+struct Failure {
+    step: &'static str,
+    error: String,
+}
+
+fn fail<E: std::fmt::Display>(step: &'static str) -> impl Fn(E) -> Failure {
+    move |e| Failure {
+        step,
+        error: e.to_string(),
+    }
+}
+
+/// What a failed attempt leaves for the failure path.
+struct Attempt {
+    report: Report,
+    failure_url: Option<String>,
+}
+
+fn init_main(start: Instant) -> ! {
+    let sys = LinuxSys;
+    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let cmd = cmdline::parse(&text);
+    log::set_level(cmd.log_level);
+    cmd.warnings.iter().for_each(|w| warn!("command line: {w}"));
+    let mut attempt = 1;
+    loop {
+        let mut a = Attempt {
+            report: Report::new(start),
+            failure_url: None,
+        };
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&sys, &cmd, &mut a)));
+        let f = match result {
+            Ok(f) => f,
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Failure {
+                    step: "panic",
+                    error: msg,
+                }
+            }
+        };
+        error!("FAILED at {}: {}", f.step, f.error);
+        if let Some(url) = &a.failure_url {
+            controller::post_callback(&controller::Ureq, url, &a.report.failed(f.step, &f.error));
+        }
+        info!("applying failure policy {}", cmd.on_failure.as_str());
+        match cmd.on_failure {
+            FailurePolicy::Retry if attempt < cmd.retries => {
+                attempt += 1;
+                info!("boot attempt {attempt} of {} in 2 s", cmd.retries);
+                std::thread::sleep(Duration::from_secs(2));
+                release_mounts(&sys);
+            }
+            FailurePolicy::Retry => {
+                info!("{} boot attempts failed", cmd.retries);
+                power(&cmd, nix::sys::reboot::RebootMode::RB_AUTOBOOT)
+            }
+            FailurePolicy::Shell if Path::new("/bin/sh").exists() => {
+                rescue_shell();
+                info!("shell exited: booting again");
+                release_mounts(&sys);
+            }
+            FailurePolicy::Shell => {
+                warn!("no /bin/sh in the initramfs: rebooting instead");
+                power(&cmd, nix::sys::reboot::RebootMode::RB_AUTOBOOT)
+            }
+            FailurePolicy::Reboot => power(&cmd, nix::sys::reboot::RebootMode::RB_AUTOBOOT),
+            FailurePolicy::Halt => power(&cmd, nix::sys::reboot::RebootMode::RB_POWER_OFF),
+        }
+    }
+}
+
+/// Undo a failed attempt's mounts so the next one starts clean.
+fn release_mounts(sys: &dyn Sys) {
+    for m in ["root", "rw", "nfs"] {
+        let _ = sys.umount(&Path::new(MNT).join(m), MntFlags::MNT_DETACH);
+    }
+}
+
+fn rescue_shell() {
+    match std::process::Command::new("/bin/sh").status() {
+        Ok(s) => info!("shell: {s}"),
+        Err(e) => error!("shell: {e}"),
+    }
+}
+
+/// Reboot or power off; as the kernel's `panic=` would, wait that many seconds first.
+fn power(cmd: &Cmdline, mode: nix::sys::reboot::RebootMode) -> ! {
+    let delay = cmd.panic.filter(|s| *s > 0).map_or(5, |s| s as u64);
+    info!(
+        "{} in {delay} s",
+        if mode == nix::sys::reboot::RebootMode::RB_POWER_OFF {
+            "power off"
+        } else {
+            "reboot"
+        }
+    );
+    std::thread::sleep(Duration::from_secs(delay));
+    nix::unistd::sync();
+    let e = nix::sys::reboot::reboot(mode).unwrap_err();
+    error!("reboot: {e}");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// One boot attempt. Returns only on failure (success ends in exec).
+fn run(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Failure {
+    match boot(sys, cmd, a) {
+        Err(f) => f,
+        Ok(never) => match never {},
+    }
+}
+
+enum Never {}
+
+fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure> {
+    let r = &mut a.report;
+    let serial = r
+        .time("serial", |_| {
+            serial::read(Path::new("/"), cmd.serial.as_deref())
+        })
+        .map_err(fail("serial"))?;
+    info!(
+        "serial {} ({}, from {})",
+        serial.short, serial.full, serial.source
+    );
+    r.facts.serial = Some(serial.short.clone());
+    r.facts.full_serial = Some(serial.full.clone());
+    // Callback URL from the command line until the controller names one.
+    a.failure_url = cmd
+        .callback
+        .as_deref()
+        .and_then(|c| c.strip_suffix("/installed"))
+        .map(|b| format!("{b}/install-failed"));
+
+    let list = modules::read_list(Path::new(modules::LIST_PATH));
+    // Modules load on their own thread (the NIC driver first) while this one waits for the
+    // interface, configures it and asks the controller; joined before NFS is mounted.
+    let (net, answer) = std::thread::scope(|s| {
+        let loader = s.spawn(|| {
+            let t = Instant::now();
+            (modules::load_all(sys, &list), t.elapsed())
+        });
+        let net = r
+            .time("network", |_| net::bring_up(&net_request(cmd)))
+            .map_err(fail("network"));
+        let answer = net
+            .as_ref()
+            .ok()
+            .map(|n| r.time("controller", |_| ask_controller(cmd, &serial.short, &n.mac)));
+        match loader.join() {
+            Ok((sum, took)) => {
+                info!("modules: {}", sum.line());
+                r.step("modules", took);
+            }
+            Err(_) => error!("module loader panicked; continuing without it"),
+        }
+        (net, answer)
+    });
+    let net = net?;
+    info!(
+        "network {}: {}/{} mac {} ({:?})",
+        net.iface, net.addr, net.prefix_len, net.mac, net.source
+    );
+    r.facts.mac = Some(net.mac.clone());
+    r.facts.ip_address = Some(net.addr.to_string());
+    let answer = answer.expect("asked once the network is up");
+
+    let ins = match &answer {
+        controller::Outcome::Answer(resp) => Instructions::Controller(resp),
+        controller::Outcome::Unreachable(why) => {
+            warn!("{why}");
+            Instructions::None(why)
+        }
+    };
+    match plan::decide(cmd, &serial, net.addr, net.server, ins) {
+        Decision::Nfs(p) => {
+            a.failure_url = p.failure_url.clone().or(a.failure_url.take());
+            nfs_boot(sys, cmd, &p, &serial, net.addr, &mut a.report)
+        }
+        Decision::Local { device } => local_boot(sys, cmd, &device, &mut a.report),
+        Decision::Fail(why) => Err(Failure {
+            step: "controller",
+            error: why,
+        }),
+    }
+}
+
+fn net_request(cmd: &Cmdline) -> net::NetRequest {
+    net::NetRequest {
+        ip: cmd
+            .ip
+            .clone()
+            .unwrap_or(net::IpParam::Dhcp { device: None }),
+        iface: cmd.iface.clone(),
+        // Under QEMU TCG the NIC driver's modules take a while to load.
+        iface_timeout: Duration::from_secs(20),
+        hostname: cmd.hostname.clone(),
+        ..Default::default()
+    }
+}
+
+fn ask_controller(cmd: &Cmdline, serial: &str, mac: &str) -> controller::Outcome {
+    let Some(base) = &cmd.url else {
+        return controller::Outcome::Unreachable("no pureboot.url= on the command line".into());
+    };
+    let url = controller::boot_url(base, serial, mac);
+    let policy = controller::AskPolicy::new(cmd.timeout, cmd.wait);
+    controller::ask(&controller::Ureq, &mut std::thread::sleep, &url, &policy)
+}
+
+fn nfs_boot(
+    sys: &dyn Sys,
+    cmd: &Cmdline,
+    p: &NfsPlan,
+    serial: &serial::Serial,
+    client: Ipv4Addr,
+    r: &mut Report,
+) -> Result<Never, Failure> {
+    let paths = overlay::Paths::under(Path::new(MNT));
+    let export = format!("{}:{}", p.nfs.server, p.nfs.path);
+    info!(
+        "booting {export} (from the {}), overlay {}",
+        p.source,
+        p.overlay.as_str()
+    );
+    // The export is written only when the writable layer lives on it.
+    let read_only = matches!(p.overlay, OverlayMode::Tmpfs | OverlayMode::None);
+    std::fs::create_dir_all(&paths.nfs).map_err(fail("nfs-mount"))?;
+    let mounted = r
+        .time("nfs-mount", |_| {
+            let retry = nfs::RetryPolicy::default();
+            nfs::mount(
+                sys,
+                &p.nfs,
+                &paths.nfs,
+                Some(client),
+                read_only,
+                &retry,
+                &mut std::thread::sleep,
+            )
+        })
+        .map_err(fail("nfs-mount"))?;
+    info!(
+        "NFS v{} from {}",
+        mounted.version.as_str(),
+        mounted.server_ip
+    );
+    r.facts.nfs_version = Some(mounted.version.as_str().to_string());
+
+    let req = overlay::Request {
+        mode: p.overlay,
+        layout: p.nfs.layout,
+        serial: &serial.short,
+        full_serial: &serial.full,
+        base_image: p.base_image.as_deref(),
+        hostname: &p.hostname,
+        machine_id: p.machine_id.as_deref(),
+        export,
+    };
+    let done = r
+        .time("overlay", |r| overlay::assemble(sys, &paths, &req, r))
+        .map_err(fail("overlay"))?;
+    r.facts.overlay_mode = Some(done.mode.as_str().to_string());
+    r.facts.base_image = done.base_image;
+    r.facts.hostname = Some(p.hostname.clone());
+    enter_and_exec(sys, cmd, &paths.newroot, p.callback_url.as_deref(), r)
+}
+
+fn local_boot(
+    sys: &dyn Sys,
+    cmd: &Cmdline,
+    device: &str,
+    r: &mut Report,
+) -> Result<Never, Failure> {
+    let newroot = Path::new(MNT).join("root");
+    let fstype = cmd.rootfstype.as_deref().unwrap_or("ext4");
+    let flags = if cmd.root_rw {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_RDONLY
+    };
+    r.time("local-mount", |_| {
+        // The block driver may still be probing.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new(device).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::fs::create_dir_all(&newroot).map_err(|e| e.to_string())?;
+        let m = MountArgs::new(device, &newroot, fstype, flags, "");
+        sys.mount(&m).map_err(|e| format!("{m}: {e}"))
+    })
+    .map_err(fail("local-mount"))?;
+    enter_and_exec(sys, cmd, &newroot, None, r)
+}
+
+/// The common tail: init check, mounts moved, callback, switch, exec.
+fn enter_and_exec(
+    sys: &dyn Sys,
+    cmd: &Cmdline,
+    newroot: &Path,
+    callback: Option<&str>,
+    r: &mut Report,
+) -> Result<Never, Failure> {
+    let (init, resolved) = r
+        .time("init-check", |_| {
+            switch_root::find_init(newroot, cmd.init.as_deref())
+        })
+        .map_err(fail("init-check"))?;
+    info!("init {init} ({})", resolved.display());
+    let mounts =
+        sys::parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+    let kind = switch_root::root_kind(&mounts);
+    r.time("move-mounts", |_| {
+        switch_root::move_mounts(sys, newroot, &mounts)
+    })
+    .map_err(fail("move-mounts"))?;
+    if let Some(url) = callback {
+        let body = r.installed();
+        r.time("callback", |_| {
+            controller::post_callback(&controller::Ureq, url, &body)
+        });
+    }
+    r.time("switch-root", |_| switch_root::enter(sys, newroot, kind))
+        .map_err(fail("switch-root"))?;
+    info!("exec {init}");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    Err(Failure {
+        step: "exec",
+        error: switch_root::exec_init(&init, &args),
+    })
+}
+
+/// Not PID 1: parse and decide, print, mount nothing. Exit status 0 when bootable.
+fn dry_run(args: Vec<String>) -> i32 {
+    let mut cmdline_file = PathBuf::from("/proc/cmdline");
+    let mut sysroot = PathBuf::from("/");
+    let mut answer_file = None;
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().map(PathBuf::from);
+        match a.as_str() {
+            "--cmdline" => cmdline_file = value().unwrap_or(cmdline_file),
+            "--sysroot" => sysroot = value().unwrap_or(sysroot),
+            "--answer" => answer_file = value(),
+            other => {
+                eprintln!("pi-init: unknown argument {other:?}\nusage: pi-init [--cmdline FILE] [--sysroot DIR] [--answer FILE]");
+                return 2;
+            }
+        }
+    }
+    info!("not PID 1: dry run, nothing is mounted");
+    let text = match std::fs::read_to_string(&cmdline_file) {
+        Ok(t) => t,
+        Err(e) => {
+            error!("{}: {e}", cmdline_file.display());
+            return 2;
+        }
+    };
+    let cmd = cmdline::parse(&text);
+    cmd.warnings.iter().for_each(|w| warn!("command line: {w}"));
+    println!("{cmd:#?}");
+    let serial = match serial::read(&sysroot, cmd.serial.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("FAILED at serial: {e}");
+            return 1;
+        }
+    };
+    println!("{serial:?}");
+    let answer: Option<pureboot_wire::PiBootResponse> =
+        match answer_file.map(std::fs::read_to_string) {
+            Some(Ok(t)) => match serde_json::from_str(&t) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    error!("answer: {e}");
+                    return 2;
+                }
+            },
+            Some(Err(e)) => {
+                error!("answer: {e}");
+                return 2;
+            }
+            None => None,
+        };
+    let ins = match &answer {
+        Some(a) => Instructions::Controller(a),
+        None => Instructions::None("no controller answer given (--answer)"),
+    };
+    let decision = plan::decide(&cmd, &serial, Ipv4Addr::UNSPECIFIED, None, ins);
+    println!("{decision:#?}");
+    match decision {
+        Decision::Fail(why) => {
+            error!("FAILED at controller: {why}");
+            1
+        }
+        _ => 0,
+    }
+}

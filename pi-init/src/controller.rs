@@ -1,0 +1,397 @@
+//! Talking to the controller: ask what to boot (`GET /api/v1/boot/pi`), with timeouts,
+//! bounded retries with backoff and `wait` polling; post the callbacks (never fatal).
+//! HTTP goes through [`Http`] so the retry and polling logic is tested without a network.
+
+use pureboot_wire::{BootAction, PiBootResponse};
+use std::time::Duration;
+
+pub trait Http {
+    /// GET `url`; the status and body of any HTTP answer, or a transport error.
+    fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), String>;
+    /// POST a JSON body; the status of any HTTP answer, or a transport error.
+    fn post_json(&self, url: &str, body: &str, timeout: Duration) -> Result<u16, String>;
+}
+
+/// Plain HTTP through ureq.
+pub struct Ureq;
+
+impl Ureq {
+    fn agent(timeout: Duration) -> ureq::Agent {
+        ureq::AgentBuilder::new()
+            .timeout_connect(timeout)
+            .timeout_read(timeout)
+            .timeout_write(timeout)
+            .build()
+    }
+}
+
+impl Http for Ureq {
+    fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), String> {
+        match Self::agent(timeout).get(url).call() {
+            Ok(r) => Ok((r.status(), r.into_string().map_err(|e| e.to_string())?)),
+            Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap_or_default())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn post_json(&self, url: &str, body: &str, timeout: Duration) -> Result<u16, String> {
+        let req = Self::agent(timeout)
+            .post(url)
+            .set("Content-Type", "application/json");
+        match req.send_string(body) {
+            Ok(r) => Ok(r.status()),
+            Err(ureq::Error::Status(code, _)) => Ok(code),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// `{base}/api/v1/boot/pi?serial=<8 hex>&mac=<aa:bb:..>`.
+pub fn boot_url(base: &str, serial: &str, mac: &str) -> String {
+    format!(
+        "{}/api/v1/boot/pi?serial={serial}&mac={mac}",
+        base.trim_end_matches('/')
+    )
+}
+
+#[derive(Debug, Clone)]
+pub struct AskPolicy {
+    pub timeout: Duration,
+    /// Failed requests in a row before the controller counts as unreachable.
+    pub attempts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Poll interval on `wait` when the answer names none.
+    pub wait: Duration,
+}
+
+impl AskPolicy {
+    pub fn new(timeout: Duration, wait: Duration) -> Self {
+        AskPolicy {
+            timeout,
+            attempts: 5,
+            first_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(4),
+            wait,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The controller's answer (never `wait`: that is polled here).
+    Answer(PiBootResponse),
+    /// No usable answer; the reason names the URL and the last error.
+    Unreachable(String),
+}
+
+/// Ask until there is an answer other than `wait`, or the controller counts as unreachable:
+/// `attempts` transport errors, 5xx answers or unreadable bodies in a row (backing off between
+/// them), or one 4xx (asking again would get the same).
+pub fn ask(http: &dyn Http, sleep: &mut dyn FnMut(Duration), url: &str, p: &AskPolicy) -> Outcome {
+    let mut failures = 0;
+    let mut backoff = p.first_backoff;
+    loop {
+        let err = match http.get(url, p.timeout) {
+            Ok((200..=299, body)) => match serde_json::from_str::<PiBootResponse>(&body) {
+                Ok(r) if r.action == Some(BootAction::Wait) => {
+                    let delay = r
+                        .retry_after
+                        .map_or(p.wait, |s| Duration::from_secs(s.into()));
+                    log::info!(
+                        "controller says wait (state {}{}); asking again in {} s",
+                        r.state,
+                        r.message
+                            .as_deref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default(),
+                        delay.as_secs()
+                    );
+                    sleep(delay);
+                    failures = 0;
+                    backoff = p.first_backoff;
+                    continue;
+                }
+                Ok(r) => return Outcome::Answer(r),
+                Err(e) => format!("unreadable answer: {e}"),
+            },
+            Ok((code @ 400..=499, body)) => {
+                return Outcome::Unreachable(format!(
+                    "GET {url}: HTTP {code}: {}",
+                    error_text(&body)
+                ))
+            }
+            Ok((code, body)) => format!("HTTP {code}: {}", error_text(&body)),
+            Err(e) => e,
+        };
+        failures += 1;
+        if failures >= p.attempts {
+            return Outcome::Unreachable(format!("GET {url}: {err} ({failures} attempts)"));
+        }
+        log::warn!(
+            "controller: GET {url}: {err}; retrying in {} ms",
+            backoff.as_millis()
+        );
+        sleep(backoff);
+        backoff = (backoff * 2).min(p.max_backoff);
+    }
+}
+
+/// The `error` of an ApiError body, else the body itself (shortened).
+fn error_text(body: &str) -> String {
+    match serde_json::from_str::<pureboot_wire::ApiError>(body) {
+        Ok(e) => match e.detail {
+            Some(d) => format!("{}: {d}", e.error),
+            None => e.error,
+        },
+        Err(_) => body.chars().take(200).collect(),
+    }
+}
+
+/// POST a callback once with a short timeout. Failure is logged, never fatal: upstream's
+/// callback demands authentication a Pi does not have (401).
+pub fn post_callback(http: &dyn Http, url: &str, body: &impl serde::Serialize) -> bool {
+    let body = match serde_json::to_string(body) {
+        Ok(b) => b,
+        Err(e) => {
+            log::warn!("callback {url}: cannot encode: {e}");
+            return false;
+        }
+    };
+    match http.post_json(url, &body, Duration::from_secs(2)) {
+        Ok(code @ 200..=299) => {
+            log::info!("callback {url}: HTTP {code}");
+            true
+        }
+        Ok(code) => {
+            log::warn!("callback {url}: HTTP {code}; booting anyway");
+            false
+        }
+        Err(e) => {
+            log::warn!("callback {url}: {e}; booting anyway");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    /// Answers GETs from a script; records POSTs.
+    struct ScriptedHttp {
+        answers: RefCell<VecDeque<Result<(u16, String), String>>>,
+        gets: RefCell<u32>,
+        posts: RefCell<Vec<(String, String)>>,
+    }
+
+    impl ScriptedHttp {
+        fn new(answers: Vec<Result<(u16, &str), &str>>) -> Self {
+            ScriptedHttp {
+                answers: RefCell::new(
+                    answers
+                        .into_iter()
+                        .map(|a| a.map(|(c, b)| (c, b.to_string())).map_err(String::from))
+                        .collect(),
+                ),
+                gets: RefCell::new(0),
+                posts: RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Http for ScriptedHttp {
+        fn get(&self, _url: &str, _t: Duration) -> Result<(u16, String), String> {
+            *self.gets.borrow_mut() += 1;
+            self.answers
+                .borrow_mut()
+                .pop_front()
+                .expect("more GETs than scripted")
+        }
+        fn post_json(&self, url: &str, body: &str, _t: Duration) -> Result<u16, String> {
+            self.posts.borrow_mut().push((url.into(), body.into()));
+            Ok(401)
+        }
+    }
+
+    const NFS: &str =
+        r#"{"state":"installing","action":"nfs_boot","nfs_server":"10.0.2.2","nfs_path":"/srv"}"#;
+
+    fn run(http: &ScriptedHttp) -> (Outcome, Vec<Duration>) {
+        let mut slept = Vec::new();
+        let p = AskPolicy::new(Duration::from_secs(1), Duration::from_secs(10));
+        let out = ask(
+            http,
+            &mut |d| slept.push(d),
+            "http://c/api/v1/boot/pi?serial=x&mac=y",
+            &p,
+        );
+        (out, slept)
+    }
+
+    #[test]
+    fn url_shape() {
+        assert_eq!(
+            boot_url("http://10.0.2.2:8080/", "d83add36", "52:54:00:12:34:56"),
+            "http://10.0.2.2:8080/api/v1/boot/pi?serial=d83add36&mac=52:54:00:12:34:56"
+        );
+    }
+
+    #[test]
+    fn transient_errors_back_off_then_answer() {
+        let http = ScriptedHttp::new(vec![
+            Err("connection refused"),
+            Ok((503, "busy")),
+            Ok((200, NFS)),
+        ]);
+        let (out, slept) = run(&http);
+        match out {
+            Outcome::Answer(r) => assert_eq!(r.nfs_path.as_deref(), Some("/srv")),
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(
+            slept,
+            [Duration::from_millis(500), Duration::from_millis(1000)]
+        );
+    }
+
+    #[test]
+    fn wait_polls_with_retry_after_or_the_default() {
+        let http = ScriptedHttp::new(vec![
+            Ok((
+                200,
+                r#"{"state":"discovered","action":"wait","retry_after":3}"#,
+            )),
+            Ok((200, r#"{"state":"discovered","action":"wait"}"#)),
+            Ok((200, NFS)),
+        ]);
+        let (out, slept) = run(&http);
+        assert!(matches!(out, Outcome::Answer(_)));
+        assert_eq!(slept, [Duration::from_secs(3), Duration::from_secs(10)]);
+    }
+
+    #[test]
+    fn bounded_retries_then_unreachable() {
+        let http = ScriptedHttp::new(vec![Err("timed out"); 5]);
+        let (out, slept) = run(&http);
+        match out {
+            Outcome::Unreachable(e) => {
+                assert!(e.contains("timed out") && e.contains("5 attempts"), "{e}")
+            }
+            o => panic!("{o:?}"),
+        }
+        let ms: Vec<u128> = slept.iter().map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [500, 1000, 2000, 4000], "exponential, capped");
+        assert_eq!(*http.gets.borrow(), 5);
+    }
+
+    #[test]
+    fn client_error_is_final_and_readable() {
+        let http = ScriptedHttp::new(vec![Ok((
+            404,
+            r#"{"error":"unknown node","detail":"d83add36"}"#,
+        ))]);
+        let (out, slept) = run(&http);
+        assert_eq!(
+            out,
+            Outcome::Unreachable(
+                "GET http://c/api/v1/boot/pi?serial=x&mac=y: HTTP 404: unknown node: d83add36"
+                    .into()
+            )
+        );
+        assert!(slept.is_empty());
+        // A garbage 200 body counts as a failed attempt, not as an answer.
+        let http = ScriptedHttp::new(vec![Ok((200, "<html>")), Ok((200, NFS))]);
+        assert!(matches!(run(&http).0, Outcome::Answer(_)));
+    }
+
+    #[test]
+    fn callback_failure_is_not_fatal() {
+        let http = ScriptedHttp::new(vec![]);
+        let ok = post_callback(
+            &http,
+            "http://c/installed",
+            &serde_json::json!({"success": true}),
+        );
+        assert!(!ok, "401 is reported as not delivered");
+        assert_eq!(http.posts.borrow()[0].1, r#"{"success":true}"#);
+    }
+
+    /// The real client against a one-shot HTTP server on loopback.
+    #[test]
+    fn ureq_round_trip_on_loopback() {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut head = String::new();
+                let mut len = 0;
+                loop {
+                    let mut l = String::new();
+                    r.read_line(&mut l).unwrap();
+                    if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    if l == "\r\n" {
+                        break;
+                    }
+                    head += &l;
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                seen.push((
+                    head.lines().next().unwrap().to_string(),
+                    String::from_utf8(body).unwrap(),
+                ));
+                let reply = NFS;
+                write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                )
+                .unwrap();
+            }
+            seen
+        });
+        let base = format!("http://{addr}");
+        let (code, body) = Ureq
+            .get(
+                &boot_url(&base, "d83add36", "aa:bb"),
+                Duration::from_secs(2),
+            )
+            .unwrap();
+        assert_eq!(code, 200);
+        assert!(body.contains("nfs_boot"));
+        assert!(post_callback(
+            &Ureq,
+            &format!("{base}/api/v1/nodes/x/installed"),
+            &serde_json::json!({"a": 1})
+        ));
+        let seen = server.join().unwrap();
+        assert_eq!(
+            seen[0].0,
+            "GET /api/v1/boot/pi?serial=d83add36&mac=aa:bb HTTP/1.1"
+        );
+        assert_eq!(
+            seen[1],
+            (
+                "POST /api/v1/nodes/x/installed HTTP/1.1".into(),
+                r#"{"a":1}"#.into()
+            )
+        );
+        // Nothing listening: a transport error, quickly.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert!(Ureq
+            .get(&format!("http://{dead}/"), Duration::from_millis(500))
+            .is_err());
+    }
+}

@@ -1,0 +1,583 @@
+//! The new root: an overlay of the node layer (`nodes/<serial>/upper`) over the base image,
+//! with the writable layer the mode asks for (DESIGN.md, "Overlay modes"):
+//! `tmpfs` (default), `image` (the node's ext4 `persist.img` on a loop device), `nfs` (upper on
+//! NFS; refused by common kernels, then tmpfs and a recorded degradation), `none` (read-only).
+//! The shared base is only ever a lower layer or a read-only bind: never written.
+
+use crate::cmdline::{OverlayMode, RootLayout};
+use crate::report::Report;
+use crate::sys::{MountArgs, Sys};
+use nix::mount::MsFlags;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Where things are mounted (the initramfs' `/mnt/...`; temporary directories in tests).
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The NFS export (or plain root).
+    pub nfs: PathBuf,
+    /// The writable layer's filesystem (tmpfs or the loop-mounted image).
+    pub rw: PathBuf,
+    /// The assembled root.
+    pub newroot: PathBuf,
+}
+
+impl Paths {
+    pub fn under(dir: &Path) -> Self {
+        Paths {
+            nfs: dir.join("nfs"),
+            rw: dir.join("rw"),
+            newroot: dir.join("root"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub mode: OverlayMode,
+    pub layout: RootLayout,
+    pub serial: &'a str,
+    pub full_serial: &'a str,
+    pub base_image: Option<&'a str>,
+    pub hostname: &'a str,
+    pub machine_id: Option<&'a str>,
+    /// `server:path`, for error messages.
+    pub export: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assembled {
+    /// The mode actually used (after any fallback).
+    pub mode: OverlayMode,
+    pub base_image: Option<String>,
+}
+
+/// `lowerdir=a:b[,upperdir=u,workdir=w]`. Paths holding `:` or `,` would need escaping; none
+/// of ours can (serials are hex, image names are checked), so they are refused.
+pub fn overlay_options(
+    lowers: &[PathBuf],
+    upper: Option<(&Path, &Path)>,
+) -> Result<String, String> {
+    let all = lowers
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(upper.into_iter().flat_map(|(u, w)| [u, w]));
+    for p in all {
+        let s = p
+            .to_str()
+            .ok_or_else(|| format!("{} is not UTF-8", p.display()))?;
+        if s.contains([':', ',']) {
+            return Err(format!("overlay path {s:?} contains ':' or ','"));
+        }
+    }
+    let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+    let mut o = format!("lowerdir={}", lower.join(":"));
+    if let Some((u, w)) = upper {
+        o += &format!(",upperdir={},workdir={}", u.display(), w.display());
+    }
+    Ok(o)
+}
+
+/// A machine-id stable per serial: 128 bits of FNV-1a over the full serial, as 32 hex digits.
+pub fn machine_id_for(full_serial: &str) -> String {
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for b in b"pureboot-machine-id:".iter().chain(full_serial.as_bytes()) {
+        h ^= u128::from(*b);
+        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    format!("{h:032x}")
+}
+
+/// The base image to use: the one named, else the only one there. Never "the first of many".
+pub fn choose_base(base_dir: &Path, named: Option<&str>, export: &str) -> Result<String, String> {
+    let mut available: Vec<String> = fs::read_dir(base_dir)
+        .map_err(|e| format!("cannot list {export}/base: {e}"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    available.sort();
+    match named {
+        Some(n) if available.iter().any(|a| a == n) => Ok(n.to_string()),
+        Some(n) => Err(format!(
+            "base image {n:?} not found at {export}/base/{n} (available: {})",
+            list_or_none(&available)
+        )),
+        None if available.len() == 1 => Ok(available.remove(0)),
+        None => Err(format!(
+            "no base image named (controller base_image or pureboot.base_image=) and {export}/base holds {}",
+            list_or_none(&available)
+        )),
+    }
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn mkdirs(p: &Path) -> Result<(), String> {
+    fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))
+}
+
+fn mount(sys: &dyn Sys, m: MountArgs) -> Result<(), String> {
+    sys.mount(&m)
+        .map_err(|e| format!("{m}: {e} ({})", e.desc()))
+}
+
+/// Write hostname and machine-id into the writable layer, keeping any already there (a
+/// persistent image keeps its own).
+fn write_identity(upper: &Path, hostname: &str, machine_id: &str) -> Result<(), String> {
+    let etc = upper.join("etc");
+    mkdirs(&etc)?;
+    for (name, value) in [("hostname", hostname), ("machine-id", machine_id)] {
+        let p = etc.join(name);
+        if !p.exists() {
+            fs::write(&p, format!("{value}\n"))
+                .map_err(|e| format!("write {}: {e}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writable layer on a fresh tmpfs: (upper, work).
+fn tmpfs_layer(sys: &dyn Sys, paths: &Paths) -> Result<(PathBuf, PathBuf), String> {
+    mkdirs(&paths.rw)?;
+    mount(
+        sys,
+        MountArgs::new("tmpfs", &paths.rw, "tmpfs", MsFlags::empty(), "mode=0755"),
+    )?;
+    upper_and_work(&paths.rw)
+}
+
+fn upper_and_work(root: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let (u, w) = (root.join("upper"), root.join("work"));
+    mkdirs(&u)?;
+    mkdirs(&w)?;
+    Ok((u, w))
+}
+
+/// Writable layer inside the node's ext4 image.
+fn image_layer(sys: &dyn Sys, paths: &Paths, img: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let dev = sys
+        .loop_attach(img, false)
+        .map_err(|e| format!("loop device for {}: {e}", img.display()))?;
+    mkdirs(&paths.rw)?;
+    let dev_path = dev.path.display().to_string();
+    mount(
+        sys,
+        MountArgs::new(&dev_path, &paths.rw, "ext4", MsFlags::empty(), ""),
+    )?;
+    drop(dev); // the mount holds the device now
+    upper_and_work(&paths.rw)
+}
+
+pub fn assemble(
+    sys: &dyn Sys,
+    paths: &Paths,
+    req: &Request,
+    report: &mut Report,
+) -> Result<Assembled, String> {
+    let (base, base_image, node_dir) = match req.layout {
+        RootLayout::Tree => {
+            let image = choose_base(&paths.nfs.join("base"), req.base_image, &req.export)?;
+            (
+                paths.nfs.join("base").join(&image),
+                Some(image),
+                Some(paths.nfs.join("nodes").join(req.serial)),
+            )
+        }
+        RootLayout::Plain => (paths.nfs.clone(), None, None),
+    };
+    let node_upper = node_dir
+        .as_ref()
+        .map(|d| d.join("upper"))
+        .filter(|u| u.is_dir());
+    let machine_id = req
+        .machine_id
+        .map(String::from)
+        .unwrap_or_else(|| machine_id_for(req.full_serial));
+    mkdirs(&paths.newroot)?;
+
+    let mut mode = req.mode;
+    if node_dir.is_none() && matches!(mode, OverlayMode::Image | OverlayMode::Nfs) {
+        report.degrade(format!(
+            "overlay {} needs a pureboot export tree (nodes/<serial>/); {} is a plain root: using tmpfs",
+            mode.as_str(),
+            req.export
+        ));
+        mode = OverlayMode::Tmpfs;
+    }
+
+    if mode == OverlayMode::Nfs {
+        let node = node_dir.as_ref().expect("tree layout checked above");
+        match nfs_upper(sys, paths, node, &base, req.hostname, &machine_id) {
+            Ok(()) => return Ok(Assembled { mode, base_image }),
+            Err(e) => {
+                report.degrade(format!("overlay upper on NFS refused ({e}); using tmpfs"));
+                mode = OverlayMode::Tmpfs;
+            }
+        }
+    }
+
+    let lowers: Vec<PathBuf> = node_upper.iter().cloned().chain([base.clone()]).collect();
+    if mode == OverlayMode::None {
+        if lowers.len() >= 2 {
+            let o = overlay_options(&lowers, None)?;
+            mount(
+                sys,
+                MountArgs::new("overlay", &paths.newroot, "overlay", MsFlags::MS_RDONLY, &o),
+            )?;
+        } else {
+            report.degrade(
+                "overlay none without a node layer: hostname and machine-id come from the base"
+                    .into(),
+            );
+            let src = base.display().to_string();
+            mount(
+                sys,
+                MountArgs::new(
+                    &src,
+                    &paths.newroot,
+                    "",
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    "",
+                ),
+            )?;
+            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            mount(sys, MountArgs::new("", &paths.newroot, "", ro, ""))?;
+        }
+        return Ok(Assembled { mode, base_image });
+    }
+
+    let (upper, work) = match mode {
+        OverlayMode::Image => {
+            let img = node_dir
+                .as_ref()
+                .expect("tree layout checked above")
+                .join("persist.img");
+            match image_layer(sys, paths, &img) {
+                Ok(uw) => uw,
+                Err(e) => {
+                    report.degrade(format!(
+                        "overlay image unavailable ({e}); using tmpfs, writes will not persist"
+                    ));
+                    mode = OverlayMode::Tmpfs;
+                    tmpfs_layer(sys, paths)?
+                }
+            }
+        }
+        _ => tmpfs_layer(sys, paths)?,
+    };
+    if node_upper.is_none() {
+        write_identity(&upper, req.hostname, &machine_id)?;
+    }
+    let o = overlay_options(&lowers, Some((&upper, &work)))?;
+    mount(
+        sys,
+        MountArgs::new("overlay", &paths.newroot, "overlay", MsFlags::empty(), &o),
+    )?;
+    Ok(Assembled { mode, base_image })
+}
+
+/// Mode nfs: the node directory on NFS is the upper layer.
+fn nfs_upper(
+    sys: &dyn Sys,
+    paths: &Paths,
+    node: &Path,
+    base: &Path,
+    hostname: &str,
+    mid: &str,
+) -> Result<(), String> {
+    let (upper, work) = upper_and_work(node)?;
+    write_identity(&upper, hostname, mid)?;
+    let o = overlay_options(&[base.to_path_buf()], Some((&upper, &work)))?;
+    mount(
+        sys,
+        MountArgs::new("overlay", &paths.newroot, "overlay", MsFlags::empty(), &o),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::{Call, FakeSys};
+    use crate::testutil::TempDir;
+    use nix::errno::Errno;
+    use std::time::Instant;
+
+    /// An export tree: base/bookworm (+ base/trixie when `two`), node layer when `node`.
+    fn tree(node: bool, two: bool) -> (TempDir, Paths) {
+        let d = TempDir::new();
+        let p = Paths::under(d.path());
+        fs::create_dir_all(p.nfs.join("base/bookworm/etc")).unwrap();
+        fs::write(p.nfs.join("base/bookworm/etc/hostname"), "base\n").unwrap();
+        if two {
+            fs::create_dir_all(p.nfs.join("base/trixie")).unwrap();
+        }
+        if node {
+            fs::create_dir_all(p.nfs.join("nodes/d83add36/upper/etc")).unwrap();
+        }
+        (d, p)
+    }
+
+    fn req(mode: OverlayMode, base: Option<&str>) -> Request<'static> {
+        Request {
+            mode,
+            layout: RootLayout::Tree,
+            serial: "d83add36",
+            full_serial: "10000000d83add36",
+            base_image: base.map(|b| Box::leak(b.to_string().into_boxed_str()) as &str),
+            hostname: "pi-d83add36",
+            machine_id: None,
+            export: "10.0.2.2:/srv/nfs".into(),
+        }
+    }
+
+    fn overlay_data(sys: &FakeSys) -> String {
+        sys.mounts()
+            .iter()
+            .rev()
+            .find(|m| m.fstype.as_deref() == Some("overlay"))
+            .unwrap()
+            .data
+            .clone()
+            .unwrap()
+    }
+
+    #[test]
+    fn options_per_shape() {
+        let l = [
+            PathBuf::from("/mnt/nfs/nodes/a/upper"),
+            PathBuf::from("/mnt/nfs/base/b"),
+        ];
+        assert_eq!(
+            overlay_options(&l, Some((Path::new("/mnt/rw/upper"), Path::new("/mnt/rw/work")))).unwrap(),
+            "lowerdir=/mnt/nfs/nodes/a/upper:/mnt/nfs/base/b,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work"
+        );
+        assert_eq!(
+            overlay_options(&l[1..], None).unwrap(),
+            "lowerdir=/mnt/nfs/base/b"
+        );
+        assert!(overlay_options(&[PathBuf::from("/a:b")], None).is_err());
+        assert!(overlay_options(&[PathBuf::from("/a,b")], None).is_err());
+    }
+
+    #[test]
+    fn machine_id_is_stable_per_serial() {
+        let a = machine_id_for("10000000d83add36");
+        assert_eq!(a, machine_id_for("10000000d83add36"));
+        assert_ne!(
+            a,
+            machine_id_for("20000000d83add36"),
+            "same short serial, other board"
+        );
+        assert_eq!(a.len(), 32);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    }
+
+    #[test]
+    fn base_image_choice() {
+        let (_d, p) = tree(false, true);
+        let base = p.nfs.join("base");
+        assert_eq!(
+            choose_base(&base, Some("trixie"), "s:/x").unwrap(),
+            "trixie"
+        );
+        let e = choose_base(&base, Some("buster"), "10.0.2.2:/srv/nfs").unwrap_err();
+        assert!(
+            e.contains("\"buster\" not found at 10.0.2.2:/srv/nfs/base/buster"),
+            "{e}"
+        );
+        assert!(e.contains("bookworm, trixie"), "{e}");
+        let e = choose_base(&base, None, "s:/x").unwrap_err();
+        assert!(
+            e.contains("no base image named"),
+            "never the first of many: {e}"
+        );
+        let (_d, p) = tree(false, false);
+        assert_eq!(
+            choose_base(&p.nfs.join("base"), None, "s:/x").unwrap(),
+            "bookworm"
+        );
+        assert!(choose_base(&p.nfs.join("nope"), None, "s:/x")
+            .unwrap_err()
+            .contains("cannot list s:/x/base"));
+    }
+
+    #[test]
+    fn tmpfs_mode_with_node_layer() {
+        let (_d, p) = tree(true, false);
+        let sys = FakeSys::new();
+        let mut r = Report::new(Instant::now());
+        let a = assemble(&sys, &p, &req(OverlayMode::Tmpfs, None), &mut r).unwrap();
+        assert_eq!(
+            a,
+            Assembled {
+                mode: OverlayMode::Tmpfs,
+                base_image: Some("bookworm".into())
+            }
+        );
+        let m = sys.mounts();
+        assert_eq!(
+            (m[0].fstype.as_deref(), &m[0].target),
+            (Some("tmpfs"), &p.rw)
+        );
+        let n = p.nfs.display();
+        let rw = p.rw.display();
+        assert_eq!(
+            overlay_data(&sys),
+            format!("lowerdir={n}/nodes/d83add36/upper:{n}/base/bookworm,upperdir={rw}/upper,workdir={rw}/work")
+        );
+        assert!(
+            !p.rw.join("upper/etc/hostname").exists(),
+            "node layer present: nothing written"
+        );
+        assert!(r.degradations.is_empty());
+    }
+
+    #[test]
+    fn missing_node_layer_writes_identity_into_the_writable_layer_only() {
+        let (_d, p) = tree(false, false);
+        let sys = FakeSys::new();
+        let mut r = Report::new(Instant::now());
+        assemble(&sys, &p, &req(OverlayMode::Tmpfs, Some("bookworm")), &mut r).unwrap();
+        assert!(
+            overlay_data(&sys).starts_with(&format!("lowerdir={}/base/bookworm,", p.nfs.display()))
+        );
+        assert_eq!(
+            fs::read_to_string(p.rw.join("upper/etc/hostname")).unwrap(),
+            "pi-d83add36\n"
+        );
+        let mid = fs::read_to_string(p.rw.join("upper/etc/machine-id")).unwrap();
+        assert_eq!(mid, format!("{}\n", machine_id_for("10000000d83add36")));
+        assert_eq!(
+            fs::read_to_string(p.nfs.join("base/bookworm/etc/hostname")).unwrap(),
+            "base\n"
+        );
+        assert!(
+            !p.nfs.join("base/bookworm/etc/machine-id").exists(),
+            "base never written"
+        );
+        assert!(
+            !p.nfs.join("nodes").exists(),
+            "nothing created on NFS in tmpfs mode"
+        );
+    }
+
+    #[test]
+    fn image_mode_uses_the_loop_device_and_falls_back_when_absent() {
+        let (_d, p) = tree(true, false);
+        let img = p.nfs.join("nodes/d83add36/persist.img");
+        fs::write(&img, b"").unwrap();
+        let sys = FakeSys::new();
+        let mut r = Report::new(Instant::now());
+        let a = assemble(&sys, &p, &req(OverlayMode::Image, None), &mut r).unwrap();
+        assert_eq!(a.mode, OverlayMode::Image);
+        assert!(sys.calls().contains(&Call::LoopAttach(img.clone(), false)));
+        let m = sys.mounts();
+        assert_eq!(
+            (m[0].source.as_deref(), m[0].fstype.as_deref()),
+            (Some("/dev/loop7"), Some("ext4"))
+        );
+        assert!(
+            p.rw.join("upper").is_dir() && p.rw.join("work").is_dir(),
+            "created on first use"
+        );
+
+        // The fake cannot fail a loop attach, but a failing ext4 mount degrades the same way.
+        let sys = FakeSys::new();
+        sys.script_mounts([Err(Errno::EINVAL)]);
+        let mut r = Report::new(Instant::now());
+        let a = assemble(&sys, &p, &req(OverlayMode::Image, None), &mut r).unwrap();
+        assert_eq!(a.mode, OverlayMode::Tmpfs);
+        assert!(
+            r.degradations[0].contains("overlay image unavailable"),
+            "{:?}",
+            r.degradations
+        );
+    }
+
+    #[test]
+    fn nfs_mode_refused_falls_back_to_tmpfs_and_says_so() {
+        let (_d, p) = tree(true, false);
+        let sys = FakeSys::new();
+        sys.script_mounts([Err(Errno::EINVAL)]);
+        let mut r = Report::new(Instant::now());
+        let a = assemble(&sys, &p, &req(OverlayMode::Nfs, None), &mut r).unwrap();
+        assert_eq!(a.mode, OverlayMode::Tmpfs);
+        let m = sys.mounts();
+        let n = p.nfs.display();
+        assert_eq!(
+            m[0].data.as_deref().unwrap(),
+            format!("lowerdir={n}/base/bookworm,upperdir={n}/nodes/d83add36/upper,workdir={n}/nodes/d83add36/work")
+        );
+        assert_eq!(m[1].fstype.as_deref(), Some("tmpfs"));
+        assert!(overlay_data(&sys).contains(&format!(
+            "lowerdir={n}/nodes/d83add36/upper:{n}/base/bookworm"
+        )));
+        assert_eq!(r.degradations.len(), 1);
+        assert!(
+            r.degradations[0].contains("refused") && r.degradations[0].contains("EINVAL"),
+            "{:?}",
+            r.degradations
+        );
+        // Accepted: one overlay mount, no fallback.
+        let sys = FakeSys::new();
+        let mut r = Report::new(Instant::now());
+        assert_eq!(
+            assemble(&sys, &p, &req(OverlayMode::Nfs, None), &mut r)
+                .unwrap()
+                .mode,
+            OverlayMode::Nfs
+        );
+        assert_eq!(sys.mounts().len(), 1);
+    }
+
+    #[test]
+    fn none_mode_is_read_only() {
+        let (_d, p) = tree(true, false);
+        let sys = FakeSys::new();
+        let mut r = Report::new(Instant::now());
+        assemble(&sys, &p, &req(OverlayMode::None, None), &mut r).unwrap();
+        let m = sys.mounts();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].flags, MsFlags::MS_RDONLY);
+        assert!(!m[0].data.as_deref().unwrap().contains("upperdir"));
+
+        let (_d, p) = tree(false, false);
+        let sys = FakeSys::new();
+        let mut r = Report::new(Instant::now());
+        assemble(&sys, &p, &req(OverlayMode::None, None), &mut r).unwrap();
+        let m = sys.mounts();
+        assert_eq!(m[0].flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert!(m[1]
+            .flags
+            .contains(MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY));
+        assert_eq!(r.degradations.len(), 1);
+    }
+
+    #[test]
+    fn plain_root_gets_tmpfs_over_the_whole_export() {
+        let (_d, p) = tree(false, false);
+        let sys = FakeSys::new();
+        let mut r = Report::new(Instant::now());
+        let mut q = req(OverlayMode::Image, None);
+        q.layout = RootLayout::Plain;
+        let a = assemble(&sys, &p, &q, &mut r).unwrap();
+        assert_eq!(
+            a,
+            Assembled {
+                mode: OverlayMode::Tmpfs,
+                base_image: None
+            }
+        );
+        assert!(overlay_data(&sys).starts_with(&format!("lowerdir={},", p.nfs.display())));
+        assert!(r.degradations[0].contains("plain root"));
+    }
+}

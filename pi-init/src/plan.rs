@@ -1,0 +1,394 @@
+//! Pure: the command line, the serial, the network and the controller's answer (or its
+//! absence) decide what to boot. Every value's source is fixed here, once.
+
+use crate::cmdline::{Cmdline, NfsRoot, OverlayMode, RootLayout};
+use crate::serial::Serial;
+use pureboot_wire::{BootAction, PiBootResponse};
+use std::net::Ipv4Addr;
+
+/// Where the NFS root is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NfsTarget {
+    /// A name or an address; resolved when mounting.
+    pub server: String,
+    pub path: String,
+    /// Extra mount options (comma separated), from the controller and `pureboot.nfs_opts=`.
+    pub options: Option<String>,
+    pub v4_only: bool,
+    pub layout: RootLayout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NfsPlan {
+    pub nfs: NfsTarget,
+    /// Base image under `base/` (tree layout); None: choose when the export is visible.
+    pub base_image: Option<String>,
+    pub overlay: OverlayMode,
+    pub hostname: String,
+    pub machine_id: Option<String>,
+    pub callback_url: Option<String>,
+    pub failure_url: Option<String>,
+    /// `controller` or `command line`, for the log.
+    pub source: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Nfs(Box<NfsPlan>),
+    /// Boot the local block device named by `root=`.
+    Local {
+        device: String,
+    },
+    /// Nothing bootable; the message says why.
+    Fail(String),
+}
+
+/// The controller's answer, or why there is none.
+pub enum Instructions<'a> {
+    Controller(&'a PiBootResponse),
+    /// No `pureboot.url=`, or the controller stayed unreachable.
+    None(&'a str),
+}
+
+/// Decide. `dhcp_server` is the server the network step learned (the kernel's default NFS
+/// server when `nfsroot=` names none); `client` replaces `%s` in a kernel `nfsroot=` path.
+pub fn decide(
+    c: &Cmdline,
+    serial: &Serial,
+    client: Ipv4Addr,
+    dhcp_server: Option<Ipv4Addr>,
+    ins: Instructions,
+) -> Decision {
+    let r = match ins {
+        Instructions::Controller(r) => r,
+        Instructions::None(why) => {
+            return match c.fallback_nfs_root() {
+                Some(root) => from_cmdline(c, serial, client, dhcp_server, root),
+                None => Decision::Fail(format!("{why}, and the command line names no NFS root")),
+            }
+        }
+    };
+    match &r.action {
+        Some(BootAction::NfsBoot) => from_answer(c, serial, dhcp_server, r),
+        Some(BootAction::LocalBoot) => match &c.root_device {
+            Some(d) => Decision::Local { device: d.clone() },
+            None => Decision::Fail(format!(
+                "controller says local_boot (state {}) but root= names no block device",
+                r.state
+            )),
+        },
+        other => {
+            let action = match other {
+                None => "none".to_string(),
+                Some(a) => serde_json::to_string(a)
+                    .unwrap_or_default()
+                    .trim_matches('"')
+                    .to_string(),
+            };
+            let msg = r
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            Decision::Fail(format!(
+                "controller answered action {action} (state {}){msg}; pi-init only boots nfs_boot and local_boot",
+                r.state
+            ))
+        }
+    }
+}
+
+fn from_answer(c: &Cmdline, s: &Serial, dhcp: Option<Ipv4Addr>, r: &PiBootResponse) -> Decision {
+    let server = r
+        .nfs_server
+        .clone()
+        .or_else(|| c.nfs_server.clone())
+        .or(dhcp.map(|a| a.to_string()));
+    let path = r.nfs_path.clone().or_else(|| c.nfs_path.clone());
+    let (Some(server), Some(path)) = (server, path) else {
+        return Decision::Fail(format!(
+            "controller says nfs_boot (state {}) but names no nfs_server/nfs_path, nor does the command line",
+            r.state
+        ));
+    };
+    let overlay = match r.overlay_mode.as_deref().map(str::parse::<OverlayMode>) {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => return Decision::Fail(format!("controller's overlay_mode: {e}")),
+        None => c.overlay,
+    };
+    let callback_url = r.callback_url.clone().or_else(|| c.callback.clone());
+    Decision::Nfs(Box::new(NfsPlan {
+        nfs: NfsTarget {
+            server,
+            path,
+            options: join_opts(r.nfs_options.as_deref(), c.nfs_opts.as_deref()),
+            v4_only: false,
+            layout: RootLayout::Tree,
+        },
+        base_image: r.base_image.clone().or_else(|| c.base_image.clone()),
+        overlay,
+        hostname: r
+            .hostname
+            .clone()
+            .or_else(|| c.hostname.clone())
+            .unwrap_or(default_hostname(s)),
+        machine_id: r.machine_id.clone(),
+        failure_url: r
+            .failure_url()
+            .or_else(|| c.callback.as_deref().and_then(derive_failure_url)),
+        callback_url,
+        source: "controller",
+    }))
+}
+
+fn from_cmdline(
+    c: &Cmdline,
+    s: &Serial,
+    client: Ipv4Addr,
+    dhcp: Option<Ipv4Addr>,
+    root: NfsRoot,
+) -> Decision {
+    let Some(server) = root.server.clone().or(dhcp.map(|a| a.to_string())) else {
+        return Decision::Fail(format!(
+            "the command line's NFS root {} names no server and the network gave none",
+            root.path
+        ));
+    };
+    // The kernel's `nfsroot=` substitutes `%s` with the client address; so do we.
+    let path = root.path.replace("%s", &client.to_string());
+    Decision::Nfs(Box::new(NfsPlan {
+        nfs: NfsTarget {
+            server,
+            path,
+            options: join_opts(root.options.as_deref(), c.nfs_opts.as_deref()),
+            v4_only: root.v4_only,
+            layout: root.layout,
+        },
+        base_image: c.base_image.clone(),
+        overlay: c.overlay,
+        hostname: c.hostname.clone().unwrap_or(default_hostname(s)),
+        machine_id: None,
+        callback_url: c.callback.clone(),
+        failure_url: c.callback.as_deref().and_then(derive_failure_url),
+        source: "command line",
+    }))
+}
+
+pub fn default_hostname(s: &Serial) -> String {
+    format!("pi-{}", s.short)
+}
+
+fn derive_failure_url(callback: &str) -> Option<String> {
+    callback
+        .strip_suffix("/installed")
+        .map(|b| format!("{b}/install-failed"))
+}
+
+fn join_opts(a: Option<&str>, b: Option<&str>) -> Option<String> {
+    let v: Vec<&str> = [a, b]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!v.is_empty()).then(|| v.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmdline::parse;
+
+    fn serial() -> Serial {
+        Serial {
+            full: "10000000d83add36".into(),
+            short: "d83add36".into(),
+            source: "test",
+        }
+    }
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+    const DHCP: Option<Ipv4Addr> = Some(Ipv4Addr::new(10, 0, 2, 2));
+
+    fn answer(json: &str) -> PiBootResponse {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// Decide from a controller answer, with no DHCP server known.
+    fn ask(c: &Cmdline, r: &PiBootResponse) -> Decision {
+        decide(c, &serial(), CLIENT, None, Instructions::Controller(r))
+    }
+
+    fn nfs(d: Decision) -> NfsPlan {
+        match d {
+            Decision::Nfs(p) => *p,
+            other => panic!("expected an NFS plan, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn upstream_shaped_answer_is_enough() {
+        let r = answer(
+            r#"{"state":"installing","action":"nfs_boot","message":"Booting from NFS",
+            "nfs_server":"10.0.2.2","nfs_path":"/srv/nfsroot",
+            "callback_url":"http://10.0.2.2:8080/api/v1/nodes/5f0c/installed",
+            "image_url":null,"target_device":null}"#,
+        );
+        let c = parse("pureboot.url=http://10.0.2.2:8080");
+        let p = nfs(ask(&c, &r));
+        assert_eq!(p.nfs.server, "10.0.2.2");
+        assert_eq!(p.nfs.path, "/srv/nfsroot");
+        assert_eq!(p.nfs.layout, RootLayout::Tree);
+        assert_eq!(p.overlay, OverlayMode::Tmpfs);
+        assert_eq!(p.hostname, "pi-d83add36");
+        assert_eq!(p.base_image, None);
+        assert_eq!(
+            p.failure_url.as_deref(),
+            Some("http://10.0.2.2:8080/api/v1/nodes/5f0c/install-failed")
+        );
+        assert_eq!(p.source, "controller");
+    }
+
+    #[test]
+    fn our_extensions_win_over_the_command_line() {
+        let r = answer(
+            r#"{"state":"active","action":"nfs_boot","nfs_server":"nfs.lan","nfs_path":"/x",
+            "base_image":"bookworm","overlay_mode":"image","hostname":"node7",
+            "machine_id":"0123456789abcdef0123456789abcdef","nfs_options":"port=2049"}"#,
+        );
+        let c = parse("pureboot.overlay=none pureboot.base_image=old pureboot.hostname=h pureboot.nfs_opts=mountport=2050");
+        let p = nfs(ask(&c, &r));
+        assert_eq!(
+            (p.overlay, p.base_image.as_deref()),
+            (OverlayMode::Image, Some("bookworm"))
+        );
+        assert_eq!(p.hostname, "node7");
+        assert_eq!(
+            p.machine_id.as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(p.nfs.options.as_deref(), Some("port=2049,mountport=2050"));
+        // Missing in the answer: the command line's values.
+        let r = answer(r#"{"state":"active","action":"nfs_boot","nfs_path":"/x"}"#);
+        let p = nfs(decide(
+            &c,
+            &serial(),
+            CLIENT,
+            DHCP,
+            Instructions::Controller(&r),
+        ));
+        assert_eq!(
+            (p.overlay, p.base_image.as_deref(), p.hostname.as_str()),
+            (OverlayMode::None, Some("old"), "h")
+        );
+        assert_eq!(
+            p.nfs.server, "10.0.2.2",
+            "DHCP server when nobody names one"
+        );
+        let bad = answer(
+            r#"{"state":"a","action":"nfs_boot","nfs_server":"s","nfs_path":"/x","overlay_mode":"zfs"}"#,
+        );
+        assert!(matches!(ask(&c, &bad), Decision::Fail(e) if e.contains("zfs")));
+    }
+
+    #[test]
+    fn other_actions() {
+        let c = parse("root=/dev/mmcblk0p2");
+        let local = answer(r#"{"state":"active","action":"local_boot"}"#);
+        assert_eq!(
+            ask(&c, &local),
+            Decision::Local {
+                device: "/dev/mmcblk0p2".into()
+            }
+        );
+        let c2 = parse("");
+        let d = ask(&c2, &local);
+        assert!(
+            matches!(d, Decision::Fail(ref e) if e.contains("local_boot")),
+            "{d:?}"
+        );
+        for (json, needle) in [
+            (
+                r#"{"state":"installing","action":"deploy_image","message":"flash it"}"#,
+                "deploy_image (state installing): flash it",
+            ),
+            (r#"{"state":"retired"}"#, "action none (state retired)"),
+            (
+                r#"{"state":"x","action":"reflash_bios"}"#,
+                "action reflash_bios",
+            ),
+            (
+                r#"{"state":"x","action":"nfs_boot"}"#,
+                "names no nfs_server",
+            ),
+        ] {
+            let d = ask(&c, &answer(json));
+            assert!(
+                matches!(d, Decision::Fail(ref e) if e.contains(needle)),
+                "{json}: {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unreachable_controller_falls_back_to_the_command_line() {
+        let c = parse("root=/dev/nfs nfsroot=/srv/roots/%s,vers=3 pureboot.nfs_opts=port=2049");
+        let p = nfs(decide(
+            &c,
+            &serial(),
+            CLIENT,
+            DHCP,
+            Instructions::None("controller unreachable"),
+        ));
+        assert_eq!(p.nfs.server, "10.0.2.2");
+        assert_eq!(p.nfs.path, "/srv/roots/10.0.2.15");
+        assert_eq!(p.nfs.options.as_deref(), Some("vers=3,port=2049"));
+        assert_eq!(p.nfs.layout, RootLayout::Plain);
+        assert_eq!(p.source, "command line");
+
+        let c = parse("pureboot.nfs_server=nas pureboot.nfs_path=/srv root=nfs4:other:/y pureboot.callback=http://c/n/1/installed");
+        let p = nfs(decide(
+            &c,
+            &serial(),
+            CLIENT,
+            None,
+            Instructions::None("no pureboot.url"),
+        ));
+        assert_eq!(
+            (p.nfs.server.as_str(), p.nfs.layout),
+            ("nas", RootLayout::Tree)
+        );
+        assert_eq!(
+            p.failure_url.as_deref(),
+            Some("http://c/n/1/install-failed")
+        );
+
+        let c = parse("root=nfs4:other:/y");
+        assert!(
+            nfs(decide(&c, &serial(), CLIENT, None, Instructions::None("x")))
+                .nfs
+                .v4_only
+        );
+
+        let d = decide(
+            &parse("nfsroot=/y"),
+            &serial(),
+            CLIENT,
+            None,
+            Instructions::None("x"),
+        );
+        assert!(
+            matches!(d, Decision::Fail(ref e) if e.contains("names no server")),
+            "{d:?}"
+        );
+        let d = decide(
+            &parse("quiet"),
+            &serial(),
+            CLIENT,
+            None,
+            Instructions::None("controller unreachable"),
+        );
+        assert_eq!(
+            d,
+            Decision::Fail("controller unreachable, and the command line names no NFS root".into())
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! What the boot did, for the controller: per-step timings, degradations, and the callback
+//! bodies built from them.
+
+use pureboot_wire::{InstallFailedReport, InstalledReport, StepTiming};
+use std::time::{Duration, Instant};
+
+/// Facts about the boot that the callback reports, filled in as steps finish.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BootFacts {
+    pub serial: Option<String>,
+    pub full_serial: Option<String>,
+    pub mac: Option<String>,
+    pub ip_address: Option<String>,
+    pub nfs_version: Option<String>,
+    pub overlay_mode: Option<String>,
+    pub base_image: Option<String>,
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    start: Instant,
+    pub steps: Vec<StepTiming>,
+    pub degradations: Vec<String>,
+    pub facts: BootFacts,
+}
+
+impl Report {
+    pub fn new(start: Instant) -> Self {
+        Report {
+            start,
+            steps: Vec::new(),
+            degradations: Vec::new(),
+            facts: BootFacts::default(),
+        }
+    }
+
+    /// Record a finished step and print the agreed timing line.
+    pub fn step(&mut self, name: &str, took: Duration) {
+        crate::log::step_done(name, took);
+        self.steps.push(StepTiming {
+            step: name.to_string(),
+            ms: took.as_millis() as u64,
+        });
+    }
+
+    /// Run `f` as step `name`, timing it whatever it returns.
+    pub fn time<T>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> T) -> T {
+        let t = Instant::now();
+        let out = f(self);
+        self.step(name, t.elapsed());
+        out
+    }
+
+    /// Something did not go as asked but the boot goes on; the controller is told.
+    pub fn degrade(&mut self, what: String) {
+        log::warn!("degraded: {what}");
+        self.degradations.push(what);
+    }
+
+    pub fn elapsed_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    pub fn installed(&self) -> InstalledReport {
+        let f = self.facts.clone();
+        InstalledReport {
+            success: true,
+            mode: "nfs_boot".into(),
+            serial: f.serial,
+            full_serial: f.full_serial,
+            mac: f.mac,
+            ip_address: f.ip_address,
+            nfs_version: f.nfs_version,
+            overlay_mode: f.overlay_mode,
+            base_image: f.base_image,
+            hostname: f.hostname,
+            elapsed_ms: Some(self.elapsed_ms()),
+            degradations: self.degradations.clone(),
+            steps: self.steps.clone(),
+        }
+    }
+
+    pub fn failed(&self, step: &str, error: &str) -> InstallFailedReport {
+        InstallFailedReport {
+            error: error.to_string(),
+            step: Some(step.to_string()),
+            serial: self.facts.serial.clone(),
+            mac: self.facts.mac.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_body_carries_what_happened() {
+        let mut r = Report::new(Instant::now());
+        r.facts.serial = Some("d83add36".into());
+        r.facts.nfs_version = Some("3".into());
+        r.facts.overlay_mode = Some("tmpfs".into());
+        r.step("modules", Duration::from_millis(120));
+        let v = r.time("network", |r| {
+            r.degrade("overlay nfs refused (EINVAL); using tmpfs".into());
+            7
+        });
+        assert_eq!(v, 7);
+        let body = serde_json::to_value(r.installed()).unwrap();
+        assert_eq!(body["success"], true);
+        assert_eq!(body["mode"], "nfs_boot");
+        assert_eq!(body["serial"], "d83add36");
+        assert_eq!(body["nfs_version"], "3");
+        assert_eq!(body["overlay_mode"], "tmpfs");
+        assert_eq!(body["steps"][0]["step"], "modules");
+        assert_eq!(body["steps"][0]["ms"], 120);
+        assert_eq!(body["steps"][1]["step"], "network");
+        assert!(body["degradations"][0].as_str().unwrap().contains("EINVAL"));
+        assert!(body["elapsed_ms"].is_u64());
+
+        let f = serde_json::to_value(r.failed("nfs-mount", "no server")).unwrap();
+        assert_eq!(f["error"], "no server");
+        assert_eq!(f["step"], "nfs-mount");
+        assert_eq!(f["serial"], "d83add36");
+    }
+}

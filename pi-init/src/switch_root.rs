@@ -1,0 +1,375 @@
+//! Entering the new root, in klibc `run_init`'s order: check first (init resolved inside the
+//! new root), move /dev /proc /sys /run across, then the point of no return. From the
+//! initramfs (rootfs cannot be pivoted: EINVAL) delete its contents without crossing mounts,
+//! MS_MOVE the new root onto `/`, chroot; from a real mount (a test's namespace) pivot_root.
+
+use crate::sys::{MountArgs, MountPoint, Sys};
+use nix::mount::MntFlags;
+use std::ffi::CString;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Mounts carried into the new root.
+pub const MOVED_MOUNTS: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
+/// Tried in order when `init=` names none.
+pub const DEFAULT_INITS: [&str; 2] = ["/sbin/init", "/lib/systemd/systemd"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootKind {
+    /// `/` is the kernel's rootfs (initramfs).
+    Initramfs,
+    /// `/` is an ordinary mount: pivot_root works.
+    RealMount,
+}
+
+pub fn root_kind(mounts: &[MountPoint]) -> RootKind {
+    match crate::sys::mounted_fstype(mounts, "/").as_deref() {
+        Some("rootfs") => RootKind::Initramfs,
+        _ => RootKind::RealMount,
+    }
+}
+
+/// Resolve `path` inside `root` the way the kernel will once `root` is `/`: absolute symlink
+/// targets start again at `root`, relative ones at the link's directory, `..` stops at `root`.
+/// Returns the resolved path relative to `root` (starting with `/`).
+pub fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf, String> {
+    let mut todo: Vec<String> = components(path);
+    todo.reverse();
+    let mut cur: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                cur.pop();
+                continue;
+            }
+            _ => cur.push(c),
+        }
+        let inside: PathBuf = cur.iter().collect();
+        let on_disk = root.join(&inside);
+        let meta = match std::fs::symlink_metadata(&on_disk) {
+            Ok(m) => m,
+            Err(e) => {
+                return Err(format!(
+                    "{path}: /{} in the new root: {e}",
+                    inside.display()
+                ))
+            }
+        };
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                return Err(format!("{path}: too many symbolic links in the new root"));
+            }
+            let target = std::fs::read_link(&on_disk)
+                .map_err(|e| format!("readlink {}: {e}", on_disk.display()))?;
+            let target = target.to_string_lossy().into_owned();
+            cur.pop();
+            if target.starts_with('/') {
+                cur.clear();
+            }
+            todo.extend(components(&target).into_iter().rev());
+        }
+    }
+    Ok(Path::new("/").join(cur.iter().collect::<PathBuf>()))
+}
+
+fn components(p: &str) -> Vec<String> {
+    Path::new(p)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The init to exec: `init=` (which must work, as the kernel insists), else the defaults.
+/// Returns (the path to exec, what it resolves to inside the new root).
+pub fn find_init(root: &Path, requested: Option<&str>) -> Result<(String, PathBuf), String> {
+    let candidates: Vec<&str> = match requested {
+        Some(r) => vec![r],
+        None => DEFAULT_INITS.to_vec(),
+    };
+    let mut why = Vec::new();
+    for c in &candidates {
+        match resolve_in_root(root, c).and_then(|r| executable(root, c, r)) {
+            Ok(r) => return Ok((c.to_string(), r)),
+            Err(e) => why.push(e),
+        }
+    }
+    Err(format!("no init in the new root: {}", why.join("; ")))
+}
+
+fn executable(root: &Path, name: &str, resolved: PathBuf) -> Result<PathBuf, String> {
+    let on_disk = root.join(resolved.strip_prefix("/").unwrap_or(&resolved));
+    let m = std::fs::metadata(&on_disk)
+        .map_err(|e| format!("{name} -> {}: {e}", resolved.display()))?;
+    if !m.is_file() || m.permissions().mode() & 0o111 == 0 {
+        return Err(format!(
+            "{name} -> {} is not an executable file",
+            resolved.display()
+        ));
+    }
+    Ok(resolved)
+}
+
+/// Move /dev /proc /sys /run (those that are mounts) into the new root.
+pub fn move_mounts(sys: &dyn Sys, newroot: &Path, mounts: &[MountPoint]) -> Result<(), String> {
+    for m in MOVED_MOUNTS {
+        if crate::sys::mounted_fstype(mounts, m).is_none() {
+            log::debug!("{m} is not a mount; not moved");
+            continue;
+        }
+        let target = newroot.join(&m[1..]);
+        if !target.is_dir() {
+            std::fs::create_dir_all(&target)
+                .map_err(|e| format!("mkdir {}: {e}", target.display()))?;
+        }
+        let args = MountArgs::move_mount(Path::new(m), &target);
+        sys.mount(&args).map_err(|e| format!("{args}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Delete everything under `dir` that lives on device `dev`; other filesystems (the new
+/// root, the NFS mount) are left alone. Failures are logged: the boot goes on.
+pub fn delete_tree(dir: &Path, dev: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.dev() != dev {
+            continue;
+        }
+        let r = if m.is_dir() {
+            delete_tree(&p, dev);
+            std::fs::remove_dir(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        if let Err(e) = r {
+            log::debug!("initramfs cleanup: {}: {e}", p.display());
+        }
+    }
+}
+
+const RAMFS_MAGIC: i64 = 0x858458f6;
+const TMPFS_MAGIC: i64 = 0x01021994;
+
+/// Make `newroot` the root. After this the old root is gone: only exec is left.
+pub fn enter(sys: &dyn Sys, newroot: &Path, kind: RootKind) -> Result<(), String> {
+    let step = |what: &str, e: nix::errno::Errno| format!("{what}: {e} ({})", e.desc());
+    sys.chdir(newroot)
+        .map_err(|e| step(&format!("chdir {}", newroot.display()), e))?;
+    match kind {
+        RootKind::RealMount => {
+            // pivot_root(".", ".") stacks the old root on the new one; detach it at once.
+            sys.pivot_root(Path::new("."), Path::new("."))
+                .map_err(|e| step("pivot_root", e))?;
+            sys.umount(Path::new("."), MntFlags::MNT_DETACH)
+                .map_err(|e| step("umount old root", e))?;
+        }
+        RootKind::Initramfs => {
+            let root = std::fs::metadata("/").map_err(|e| format!("stat /: {e}"))?;
+            let here =
+                std::fs::metadata(".").map_err(|e| format!("stat {}: {e}", newroot.display()))?;
+            if root.dev() == here.dev() {
+                return Err(format!("{} is not a mount of its own", newroot.display()));
+            }
+            let fs = nix::sys::statfs::statfs("/").map_err(|e| step("statfs /", e))?;
+            let magic = fs.filesystem_type().0 as i64;
+            if magic != RAMFS_MAGIC && magic != TMPFS_MAGIC {
+                return Err(format!(
+                    "/ is not ramfs/tmpfs (magic {magic:#x}): refusing to delete it"
+                ));
+            }
+            if !Path::new("/init").is_file() {
+                return Err(
+                    "/init is not a file: not in an initramfs, refusing to delete /".into(),
+                );
+            }
+            delete_tree(Path::new("/"), root.dev());
+            let args = MountArgs::move_mount(Path::new("."), Path::new("/"));
+            sys.mount(&args).map_err(|e| step(&args.to_string(), e))?;
+            sys.chroot(Path::new(".")).map_err(|e| step("chroot", e))?;
+        }
+    }
+    sys.chdir(Path::new("/")).map_err(|e| step("chdir /", e))
+}
+
+/// Put the console on fds 0-2 and exec init. Returns only on failure.
+pub fn exec_init(init: &str, args: &[String]) -> String {
+    if let Ok(fd) = nix::fcntl::open(
+        "/dev/console",
+        nix::fcntl::OFlag::O_RDWR,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        for target in 0..3 {
+            let _ = nix::unistd::dup2(fd, target);
+        }
+        if fd > 2 {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+    let argv: Result<Vec<CString>, _> = std::iter::once(init)
+        .chain(args.iter().map(String::as_str))
+        .map(CString::new)
+        .collect();
+    let Ok(argv) = argv else {
+        return format!("exec {init}: NUL in an argument");
+    };
+    match nix::unistd::execv(&argv[0], &argv) {
+        Err(e) => format!("exec {init}: {e} ({})", e.desc()),
+        Ok(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::{parse_mountinfo, Call, FakeSys};
+    use crate::testutil::TempDir;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn exe(p: &Path) {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn init_resolves_inside_the_new_root() {
+        let d = TempDir::new();
+        let r = d.path();
+        exe(&r.join("lib/systemd/systemd"));
+        fs::create_dir_all(r.join("sbin")).unwrap();
+        // Debian: an absolute symlink, which from the initramfs points at the wrong tree.
+        symlink("/lib/systemd/systemd", r.join("sbin/init")).unwrap();
+        symlink("../lib/systemd/systemd", r.join("sbin/rel-init")).unwrap();
+        // usrmerge: /bin -> usr/bin (relative directory link), then an absolute one inside.
+        exe(&r.join("usr/bin/busybox"));
+        symlink("usr/bin", r.join("bin")).unwrap();
+        symlink("/bin/busybox", r.join("usr/bin/sh")).unwrap();
+        symlink("/../../../lib/systemd/systemd", r.join("sbin/escape")).unwrap();
+        symlink("loop2", r.join("sbin/loop1")).unwrap();
+        symlink("loop1", r.join("sbin/loop2")).unwrap();
+        fs::write(r.join("sbin/noexec"), "").unwrap();
+
+        let cases: &[(&str, &str)] = &[
+            ("/sbin/init", "/lib/systemd/systemd"),
+            ("/sbin/rel-init", "/lib/systemd/systemd"),
+            ("/bin/sh", "/usr/bin/busybox"),
+            ("/sbin/./../sbin/init", "/lib/systemd/systemd"),
+            ("/sbin/escape", "/lib/systemd/systemd"),
+        ];
+        for (i, (p, want)) in cases.iter().enumerate() {
+            assert_eq!(
+                resolve_in_root(r, p).unwrap(),
+                PathBuf::from(want),
+                "test[{i}]: {p}"
+            );
+        }
+        assert!(resolve_in_root(r, "/sbin/loop1")
+            .unwrap_err()
+            .contains("too many"));
+        assert!(resolve_in_root(r, "/sbin/missing")
+            .unwrap_err()
+            .contains("/sbin/missing"));
+
+        assert_eq!(
+            find_init(r, None).unwrap(),
+            ("/sbin/init".into(), "/lib/systemd/systemd".into())
+        );
+        assert_eq!(
+            find_init(r, Some("/bin/sh")).unwrap().1,
+            PathBuf::from("/usr/bin/busybox")
+        );
+        let e = find_init(r, Some("/sbin/noexec")).unwrap_err();
+        assert!(e.contains("not an executable"), "{e}");
+        // init= that fails does not fall back to the defaults (the kernel would not either).
+        assert!(find_init(r, Some("/nope")).is_err());
+    }
+
+    #[test]
+    fn dangling_default_init_falls_to_systemd() {
+        let d = TempDir::new();
+        exe(&d.path().join("lib/systemd/systemd"));
+        fs::create_dir_all(d.path().join("sbin")).unwrap();
+        symlink("/nowhere", d.path().join("sbin/init")).unwrap();
+        assert_eq!(find_init(d.path(), None).unwrap().0, "/lib/systemd/systemd");
+        let e = find_init(&d.path().join("empty"), None).unwrap_err();
+        assert!(
+            e.contains("/sbin/init") && e.contains("/lib/systemd/systemd"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn root_kind_and_mount_moves() {
+        let initramfs = parse_mountinfo(
+            "1 1 0:2 / / rw - rootfs rootfs rw\n2 1 0:5 / /dev rw - devtmpfs devtmpfs rw\n\
+             3 1 0:20 / /proc rw - proc proc rw\n4 1 0:21 / /sys rw - sysfs sysfs rw\n",
+        );
+        assert_eq!(root_kind(&initramfs), RootKind::Initramfs);
+        let host = parse_mountinfo("27 1 254:0 / / rw - ext4 /dev/vda rw\n");
+        assert_eq!(root_kind(&host), RootKind::RealMount);
+
+        let d = TempDir::new();
+        let sys = FakeSys::new();
+        move_mounts(&sys, d.path(), &initramfs).unwrap();
+        let moved: Vec<_> = sys
+            .mounts()
+            .into_iter()
+            .map(|m| (m.source.unwrap(), m.target))
+            .collect();
+        assert_eq!(
+            moved,
+            [
+                ("/dev".to_string(), d.path().join("dev")),
+                ("/proc".into(), d.path().join("proc")),
+                ("/sys".into(), d.path().join("sys"))
+            ],
+            "/run is not a mount here: not moved"
+        );
+        assert!(sys
+            .mounts()
+            .iter()
+            .all(|m| m.flags == nix::mount::MsFlags::MS_MOVE));
+    }
+
+    #[test]
+    fn real_mount_uses_pivot_root() {
+        let sys = FakeSys::new();
+        enter(&sys, Path::new("/mnt/root"), RootKind::RealMount).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                Call::Chdir("/mnt/root".into()),
+                Call::PivotRoot(".".into(), ".".into()),
+                Call::Umount(".".into()),
+                Call::Chdir("/".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn initramfs_path_refuses_a_root_that_is_not_one() {
+        // The host's / is not ramfs/tmpfs with /init: the checks stop before deleting anything.
+        let d = TempDir::new();
+        let sys = FakeSys::new();
+        let e = enter(&sys, d.path(), RootKind::Initramfs).unwrap_err();
+        assert!(e.contains("refusing") || e.contains("not a mount"), "{e}");
+        assert!(!sys
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Mount(_) | Call::Chroot(_))));
+    }
+}
