@@ -1,0 +1,92 @@
+//! The one error type of the NFS tree. Every message names what it is about: the path,
+//! the serial, the image or the archive entry, so an operator can act on it directly.
+
+use std::io;
+use std::path::PathBuf;
+
+pub type Result<T, E = NfsTreeError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NfsTreeError {
+    #[error("invalid serial number {0:?}: expected 8 hex digits")]
+    InvalidSerial(String),
+
+    #[error(
+        "invalid base image name {0:?}: use letters, digits, '.', '_' and '-', \
+         not starting with '.'"
+    )]
+    InvalidImageName(String),
+
+    #[error("invalid machine-id {0:?}: expected 32 hex digits")]
+    InvalidMachineId(String),
+
+    #[error("invalid hostname {0:?}: expected RFC 1123 labels (letters, digits, '-')")]
+    InvalidHostname(String),
+
+    #[error("invalid persist image size {0} MiB: expected 16..=1048576")]
+    InvalidPersistSize(u64),
+
+    #[error("Base image not found: {name} (no directory {path})")]
+    BaseImageNotFound { name: String, path: PathBuf },
+
+    #[error("base image already exists: {name} ({path})")]
+    ImageExists { name: String, path: PathBuf },
+
+    #[error("an import of base image {0} is already in progress")]
+    ImportInProgress(String),
+
+    #[error("archive {archive}: {reason}")]
+    UnsupportedArchive { archive: String, reason: String },
+
+    /// An entry that would write outside the target; the whole archive is refused.
+    #[error("archive {archive}: refusing unsafe entry {entry:?}: {reason}")]
+    UnsafeEntry {
+        archive: String,
+        entry: String,
+        reason: String,
+    },
+
+    /// An entry that cannot be extracted as asked (e.g. a file replacing a directory).
+    #[error("archive {archive}: cannot extract entry {entry:?}: {reason}")]
+    BadEntry {
+        archive: String,
+        entry: String,
+        reason: String,
+    },
+
+    #[error("archive {archive}: entry {entry:?}: {source}")]
+    EntryIo {
+        archive: String,
+        entry: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Reading, decompressing or parsing the archive itself failed (e.g. it is truncated).
+    #[error("archive {archive}: {source}")]
+    Archive {
+        archive: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("mkfs.ext4 failed for {path}: {detail}")]
+    Mkfs { path: PathBuf, detail: String },
+}
+
+/// `map_err` helper: `.map_err(io_err("create", &path))`.
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(io::Error) -> NfsTreeError {
+    let path = path.into();
+    move |source| NfsTreeError::Io { op, path, source }
+}

@@ -1,0 +1,423 @@
+//! Executes [`EntryPlan`]s inside one target directory. Parents are opened one component at
+//! a time with `O_NOFOLLOW` starting from the target's own fd, so an entry can only land in
+//! a real directory below the target; the last component is created with `O_EXCL` /
+//! `mkdirat` / `symlinkat` / `linkat` / `mknodat`, none of which follow a symlink there.
+//! Directory metadata is applied at the end (deepest first) so a read-only directory or a
+//! new child never spoils what the archive says.
+
+use std::ffi::{CStr, CString};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use super::entry_path::{self, Components};
+use super::fsops::{self, MTime};
+use super::tar_entry::{EntryKind, EntryPlan, Meta};
+use super::EntryError;
+
+const BUF_SIZE: usize = 1 << 20;
+
+/// Counts for the summary and the progress line.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ExtractStats {
+    pub entries: u64,
+    pub bytes: u64,
+    /// Members not created: device nodes when not root, ignored member types.
+    pub skipped: u64,
+}
+
+/// The chain of directories opened for the last entry, reused while entries stay in it.
+/// Valid for the whole run because a directory is never removed or replaced (an entry
+/// that would replace one is refused).
+struct DirChain {
+    names: Components,
+    fds: Vec<OwnedFd>,
+}
+
+struct DeferredDir {
+    path: Components,
+    meta: Meta,
+}
+
+pub(crate) struct Extractor {
+    root: OwnedFd,
+    chain: DirChain,
+    deferred: Vec<DeferredDir>,
+    /// Root keeps owners and creates device nodes; anyone else gets their own files.
+    privileged: bool,
+    buf: Vec<u8>,
+    pub stats: ExtractStats,
+}
+
+fn io(e: io::Error) -> EntryError {
+    EntryError::Io(e)
+}
+
+fn cname(name: &[u8]) -> Result<CString, EntryError> {
+    fsops::cstring(name).map_err(io)
+}
+
+/// One step down from `dir` into `name`, refusing anything that is not a real directory.
+fn step_into(
+    dir: BorrowedFd,
+    name: &[u8],
+    create: bool,
+    so_far: &[Vec<u8>],
+) -> Result<OwnedFd, EntryError> {
+    let c = cname(name)?;
+    match fsops::open_dir_at(dir, &c) {
+        Ok(fd) => Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {
+            match fsops::mkdir_at(dir, &c, 0o755) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => return Err(io(e)),
+            }
+            fsops::open_dir_at(dir, &c).map_err(io)
+        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
+            let mut here = so_far.to_vec();
+            here.push(name.to_vec());
+            let shown = entry_path::display(&here);
+            match fsops::lstat_at(dir, &c) {
+                Ok(st) if fsops::file_type(&st) == libc::S_IFLNK => {
+                    Err(EntryError::Unsafe(format!("parent {shown} is a symlink")))
+                }
+                _ => Err(EntryError::Invalid(format!(
+                    "parent {shown} is not a directory"
+                ))),
+            }
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Opens the directory `path` (relative to `root`) without the chain cache.
+fn open_existing_dir(root: BorrowedFd, path: &[Vec<u8>]) -> Result<OwnedFd, EntryError> {
+    let mut fd = fsops::open_dir_at(root, c".").map_err(io)?;
+    for (i, name) in path.iter().enumerate() {
+        fd = step_into(fd.as_fd(), name, false, &path[..i])?;
+    }
+    Ok(fd)
+}
+
+impl Extractor {
+    pub(crate) fn new(root: OwnedFd) -> Self {
+        Extractor {
+            root,
+            chain: DirChain {
+                names: Vec::new(),
+                fds: Vec::new(),
+            },
+            deferred: Vec::new(),
+            privileged: fsops::is_root(),
+            buf: vec![0; BUF_SIZE],
+            stats: ExtractStats::default(),
+        }
+    }
+
+    /// Opens (creating missing directories) the parent of an entry through the chain cache.
+    fn parent(&mut self, dir: &[Vec<u8>]) -> Result<BorrowedFd<'_>, EntryError> {
+        let keep = self
+            .chain
+            .names
+            .iter()
+            .zip(dir)
+            .take_while(|(a, b)| a == b)
+            .count();
+        self.chain.names.truncate(keep);
+        self.chain.fds.truncate(keep);
+        for i in keep..dir.len() {
+            let fd = {
+                let at = self
+                    .chain
+                    .fds
+                    .last()
+                    .map_or(self.root.as_fd(), |f| f.as_fd());
+                step_into(at, &dir[i], true, &dir[..i])?
+            };
+            self.chain.names.push(dir[i].clone());
+            self.chain.fds.push(fd);
+        }
+        Ok(self
+            .chain
+            .fds
+            .last()
+            .map_or(self.root.as_fd(), |f| f.as_fd()))
+    }
+
+    /// Runs one plan; `data` is the member's content (read only for regular files).
+    pub(crate) fn apply(
+        &mut self,
+        plan: EntryPlan,
+        data: &mut dyn Read,
+        on_bytes: &mut dyn FnMut(u64),
+    ) -> Result<(), EntryError> {
+        let EntryPlan { path, kind, meta } = plan;
+        self.stats.entries += 1;
+        let Some((name, dir)) = path.split_last() else {
+            // "./": the image root itself.
+            return match kind {
+                EntryKind::Dir => {
+                    self.deferred.push(DeferredDir { path, meta });
+                    Ok(())
+                }
+                _ => Err(EntryError::Invalid(
+                    "the archive root is not a directory".into(),
+                )),
+            };
+        };
+        let name = cname(name)?;
+        match kind {
+            EntryKind::Dir => {
+                let parent = self.parent(dir)?;
+                make_dir(parent, &name)?;
+                self.deferred.push(DeferredDir { path, meta });
+                Ok(())
+            }
+            EntryKind::File { size } => self.write_file(dir, &name, size, &meta, data, on_bytes),
+            EntryKind::Symlink { target } => {
+                let target = cname(&target)?;
+                let privileged = self.privileged;
+                let parent = self.parent(dir)?;
+                replace_with(parent, &name, |p, n| fsops::symlink_at(&target, p, n))?;
+                finish_by_name(parent, &name, &meta, privileged, false)
+            }
+            EntryKind::HardLink { target } => self.hard_link(dir, &name, &target),
+            EntryKind::CharDevice { major, minor } => {
+                self.node(dir, &name, libc::S_IFCHR, major, minor, &meta)
+            }
+            EntryKind::BlockDevice { major, minor } => {
+                self.node(dir, &name, libc::S_IFBLK, major, minor, &meta)
+            }
+            EntryKind::Fifo => self.node(dir, &name, libc::S_IFIFO, 0, 0, &meta),
+            EntryKind::Ignored { why } => {
+                log::debug!("import: ignoring {why}");
+                self.stats.skipped += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn write_file(
+        &mut self,
+        dir: &[Vec<u8>],
+        name: &CStr,
+        size: u64,
+        meta: &Meta,
+        data: &mut dyn Read,
+        on_bytes: &mut dyn FnMut(u64),
+    ) -> Result<(), EntryError> {
+        let privileged = self.privileged;
+        let parent = self.parent(dir)?;
+        let mut file = replace_with(parent, name, fsops::create_file_at)?;
+        let mut written = 0u64;
+        loop {
+            let n = read_full(data, &mut self.buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&self.buf[..n]).map_err(io)?;
+            written += n as u64;
+            on_bytes(n as u64);
+        }
+        if written != size {
+            return Err(EntryError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("archive ends inside this file ({written} of {size} bytes)"),
+            )));
+        }
+        self.stats.bytes += written;
+        apply_fd_meta(file.as_fd(), meta, privileged)
+    }
+
+    fn hard_link(
+        &mut self,
+        dir: &[Vec<u8>],
+        name: &CStr,
+        target: &Components,
+    ) -> Result<(), EntryError> {
+        let shown = entry_path::display(target);
+        let (tname, tdir) = target
+            .split_last()
+            .ok_or_else(|| EntryError::Unsafe("hard link to the image root".into()))?;
+        let tparent = open_existing_dir(self.root.as_fd(), tdir)?;
+        let tname = cname(tname)?;
+        let st = fsops::lstat_at(tparent.as_fd(), &tname).map_err(|e| {
+            EntryError::Invalid(format!(
+                "hard link target {shown} is not in the archive before it: {e}"
+            ))
+        })?;
+        match fsops::file_type(&st) {
+            libc::S_IFDIR => {
+                return Err(EntryError::Unsafe(format!(
+                    "hard link to directory {shown}"
+                )))
+            }
+            libc::S_IFLNK => {
+                let points_to = fsops::readlink_at(tparent.as_fd(), &tname).map_err(io)?;
+                if entry_path::symlink_escapes(tdir.len(), &points_to) {
+                    return Err(EntryError::Unsafe(format!(
+                        "hard link to symlink {shown} -> {} which points outside the image",
+                        String::from_utf8_lossy(&points_to)
+                    )));
+                }
+            }
+            _ => {}
+        }
+        let parent = self.parent(dir)?;
+        replace_with(parent, name, |p, n| {
+            fsops::link_at(tparent.as_fd(), &tname, p, n)
+        })
+    }
+
+    fn node(
+        &mut self,
+        dir: &[Vec<u8>],
+        name: &CStr,
+        file_type: libc::mode_t,
+        major: u32,
+        minor: u32,
+        meta: &Meta,
+    ) -> Result<(), EntryError> {
+        if file_type != libc::S_IFIFO && !self.privileged {
+            log::warn!(
+                "import: not root, skipping device node {}",
+                name.to_string_lossy()
+            );
+            self.stats.skipped += 1;
+            return Ok(());
+        }
+        let privileged = self.privileged;
+        let parent = self.parent(dir)?;
+        let dev = libc::makedev(major, minor);
+        replace_with(parent, name, |p, n| {
+            fsops::mknod_at(p, n, file_type | 0o600, dev)
+        })?;
+        finish_by_name(parent, name, meta, privileged, true)
+    }
+
+    /// Applies the deferred directory metadata, deepest first (later duplicates win).
+    pub(crate) fn finish(&mut self) -> Result<(), (String, EntryError)> {
+        self.chain.names.clear();
+        self.chain.fds.clear();
+        let mut dirs = std::mem::take(&mut self.deferred);
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.path.len()));
+        let root_listed = dirs.iter().any(|d| d.path.is_empty());
+        for d in &dirs {
+            let fd = open_existing_dir(self.root.as_fd(), &d.path)
+                .map_err(|e| (entry_path::display(&d.path), e))?;
+            apply_fd_meta(fd.as_fd(), &d.meta, self.privileged)
+                .map_err(|e| (entry_path::display(&d.path), e))?;
+        }
+        if !root_listed {
+            // The target was made private while it filled; an image root is world-readable.
+            fsops::fchmod(self.root.as_fd(), 0o755).map_err(|e| (".".to_string(), io(e)))?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates a directory entry; an existing directory is kept, anything else replaced.
+/// Created private (0700) so nothing is readable before its real mode is set at the end.
+fn make_dir(parent: BorrowedFd, name: &CStr) -> Result<(), EntryError> {
+    match fsops::mkdir_at(parent, name, 0o700) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            let st = fsops::lstat_at(parent, name).map_err(io)?;
+            if fsops::file_type(&st) == libc::S_IFDIR {
+                return Ok(());
+            }
+            fsops::unlink_at(parent, name).map_err(io)?;
+            fsops::mkdir_at(parent, name, 0o700).map_err(io)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Runs `create`; if the name exists, removes it (never a directory) and tries once more,
+/// as tar does when a later member has the same name. The old object is unlinked, never
+/// opened, so a symlink left there is replaced, not written through.
+fn replace_with<T>(
+    parent: BorrowedFd,
+    name: &CStr,
+    mut create: impl FnMut(BorrowedFd, &CStr) -> io::Result<T>,
+) -> Result<T, EntryError> {
+    match create(parent, name) {
+        Ok(v) => Ok(v),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            let st = fsops::lstat_at(parent, name).map_err(io)?;
+            if fsops::file_type(&st) == libc::S_IFDIR {
+                return Err(EntryError::Invalid("would replace a directory".into()));
+            }
+            fsops::unlink_at(parent, name).map_err(io)?;
+            create(parent, name).map_err(io)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Owner, mode, xattrs, then mtime on an open file or directory. The order matters:
+/// chown clears setuid and file capabilities, so mode and xattrs come after it.
+fn apply_fd_meta(fd: BorrowedFd, meta: &Meta, privileged: bool) -> Result<(), EntryError> {
+    if privileged {
+        fsops::fchown(fd, meta.uid, meta.gid).map_err(io)?;
+    }
+    fsops::fchmod(fd, meta.mode).map_err(io)?;
+    for (xname, value) in wanted_xattrs(meta, privileged) {
+        fsops::fsetxattr(fd, xname, value).map_err(|e| xattr_error(xname, e))?;
+    }
+    fsops::set_mtime(fd, meta.mtime).map_err(io)
+}
+
+/// The same for names that cannot be opened (symlinks, device nodes, fifos).
+fn finish_by_name(
+    parent: BorrowedFd,
+    name: &CStr,
+    meta: &Meta,
+    privileged: bool,
+    has_mode: bool,
+) -> Result<(), EntryError> {
+    if privileged {
+        fsops::chown_at(parent, name, meta.uid, meta.gid).map_err(io)?;
+    }
+    if has_mode {
+        fsops::chmod_at(parent, name, meta.mode).map_err(io)?;
+    }
+    for (xname, value) in wanted_xattrs(meta, privileged) {
+        fsops::lsetxattr_at(parent, name, xname, value).map_err(|e| xattr_error(xname, e))?;
+    }
+    set_mtime_at(parent, name, meta.mtime)
+}
+
+fn set_mtime_at(parent: BorrowedFd, name: &CStr, mtime: MTime) -> Result<(), EntryError> {
+    fsops::set_mtime_at(parent, name, mtime).map_err(io)
+}
+
+/// Root restores every xattr; anyone else can only set `user.*` ones.
+fn wanted_xattrs(meta: &Meta, privileged: bool) -> impl Iterator<Item = (&CStr, &[u8])> {
+    meta.xattrs
+        .iter()
+        .filter(move |(n, _)| privileged || n.to_bytes().starts_with(b"user."))
+        .map(|(n, v)| (n.as_c_str(), v.as_slice()))
+}
+
+fn xattr_error(name: &CStr, e: io::Error) -> EntryError {
+    EntryError::Io(io::Error::new(
+        e.kind(),
+        format!("setting xattr {}: {e}", name.to_string_lossy()),
+    ))
+}
+
+/// Fills `buf` as far as the reader allows, so writes are large.
+pub(crate) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,388 @@
+//! Base image import: a tar archive (plain, gzip, xz or zstd, told by its magic bytes)
+//! becomes `base/<name>/`, or nothing at all.
+//!
+//! The archive is streamed into `base/.import-<name>-<random>/` and renamed to
+//! `base/<name>` only once every member is written, the end-of-archive marker was seen, the
+//! compressed stream checked out to its end and the data is on disk. A failure removes the
+//! temporary directory; a crash leaves it behind, hidden from `base_images()` and removed by
+//! the next import of that name (imports of one name are serialised by a lock file).
+
+mod entry_path;
+mod extract;
+mod format;
+mod fsops;
+mod pipeline;
+mod progress;
+mod tar_entry;
+
+#[cfg(test)]
+mod test_archives;
+#[cfg(test)]
+mod tests;
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, BufReader, Read};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use format::ArchiveFormat;
+pub use progress::{render as render_progress, ImportProgress, ImportSummary, TerminalProgress};
+
+use super::error::{io_err, NfsTreeError, Result};
+use super::fs_util::{random_suffix, remove_tree};
+use extract::{read_full, ExtractStats, Extractor};
+
+/// Why one member could not be extracted; turned into an [`NfsTreeError`] naming it.
+#[derive(Debug)]
+pub(crate) enum EntryError {
+    /// It would write outside the target: the archive is refused.
+    Unsafe(String),
+    /// It cannot be extracted as described.
+    Invalid(String),
+    Io(io::Error),
+}
+
+fn entry_error(archive: &str, entry: &str, e: EntryError) -> NfsTreeError {
+    let (archive, entry) = (archive.to_string(), entry.to_string());
+    match e {
+        EntryError::Unsafe(reason) => NfsTreeError::UnsafeEntry {
+            archive,
+            entry,
+            reason,
+        },
+        EntryError::Invalid(reason) => NfsTreeError::BadEntry {
+            archive,
+            entry,
+            reason,
+        },
+        EntryError::Io(source) => NfsTreeError::EntryIo {
+            archive,
+            entry,
+            source,
+        },
+    }
+}
+
+fn archive_error(archive: &str) -> impl Fn(io::Error) -> NfsTreeError + '_ {
+    move |source| NfsTreeError::Archive {
+        archive: archive.to_string(),
+        source,
+    }
+}
+
+fn cname(name: &str) -> CString {
+    // Image names are validated ([A-Za-z0-9._-]) before they get here.
+    CString::new(name).expect("validated image name has no NUL")
+}
+
+/// Imports the archive file at `archive` as `base/<name>`.
+pub(crate) fn import_file(
+    base: &Path,
+    archive: &Path,
+    name: &str,
+    progress: &mut dyn FnMut(ImportProgress),
+) -> Result<ImportSummary> {
+    let file = fs::File::open(archive).map_err(io_err("open archive", archive))?;
+    let size = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    import_reader(
+        base,
+        file,
+        &archive.display().to_string(),
+        size,
+        name,
+        progress,
+    )
+}
+
+/// Imports from any stream (a file, stdin, an HTTP body); `label` names it in errors.
+pub(crate) fn import_reader(
+    base: &Path,
+    reader: impl Read + Send,
+    label: &str,
+    size: Option<u64>,
+    name: &str,
+    progress: &mut dyn FnMut(ImportProgress),
+) -> Result<ImportSummary> {
+    let started = Instant::now();
+    fs::create_dir_all(base).map_err(io_err("create", base))?;
+    let base_fd = fsops::open_dir(base).map_err(io_err("open", base))?;
+    let _lock = NameLock::acquire(base_fd.as_fd(), base, name)?;
+
+    let final_name = cname(name);
+    let final_path = base.join(name);
+    if fsops::lstat_at(base_fd.as_fd(), &final_name).is_ok() {
+        return Err(NfsTreeError::ImageExists {
+            name: name.into(),
+            path: final_path,
+        });
+    }
+    remove_stale_temps(base, name)?;
+
+    let (temp_name, temp_fd) = make_temp_dir(base_fd.as_fd(), base, name)?;
+    let temp_path = base.join(&temp_name);
+    let outcome = extract_stream(temp_fd.as_fd(), reader, label, size, progress).and_then(|done| {
+        fsops::syncfs(temp_fd.as_fd()).map_err(io_err("sync", &temp_path))?;
+        publish(
+            base_fd.as_fd(),
+            &cname(&temp_name),
+            &final_name,
+            name,
+            &final_path,
+        )?;
+        Ok(done)
+    });
+    let (format, stats, archive_bytes) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            if let Err(rm) = remove_tree(&temp_path) {
+                log::error!(
+                    "import {name}: could not remove {}: {rm}",
+                    temp_path.display()
+                );
+            }
+            return Err(e);
+        }
+    };
+    if let Err(e) = fsops::fsync(base_fd.as_fd()) {
+        log::warn!("import {name}: fsync {}: {e}", base.display());
+    }
+    Ok(ImportSummary {
+        name: name.into(),
+        path: final_path,
+        format,
+        entries: stats.entries,
+        bytes: stats.bytes,
+        skipped: stats.skipped,
+        archive_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Renames the finished tree to its name, never replacing an existing one.
+fn publish(
+    base: BorrowedFd,
+    temp: &CString,
+    final_name: &CString,
+    name: &str,
+    final_path: &Path,
+) -> Result<()> {
+    let exists = || NfsTreeError::ImageExists {
+        name: name.into(),
+        path: final_path.to_path_buf(),
+    };
+    match fsops::rename_at(base, temp, base, final_name, libc::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Err(exists()),
+        // No RENAME_NOREPLACE on this filesystem: the name lock makes check-then-rename safe
+        // against other imports.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            if fsops::lstat_at(base, final_name).is_ok() {
+                return Err(exists());
+            }
+            fsops::rename_at(base, temp, base, final_name, 0)
+                .map_err(io_err("rename into", final_path))
+        }
+        Err(e) => Err(NfsTreeError::Io {
+            op: "rename into",
+            path: final_path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// Decompresses (on a second thread) and extracts every member into `target`.
+fn extract_stream(
+    target: BorrowedFd,
+    reader: impl Read + Send,
+    label: &str,
+    size: Option<u64>,
+    progress: &mut dyn FnMut(ImportProgress),
+) -> Result<(ArchiveFormat, ExtractStats, u64)> {
+    let count = Arc::new(AtomicU64::new(0));
+    let mut counted = pipeline::CountingReader::new(reader, count.clone());
+    let mut head = vec![0u8; 512];
+    let n = read_full(&mut counted, &mut head).map_err(archive_error(label))?;
+    head.truncate(n);
+    let format = format::detect(&head).map_err(|reason| NfsTreeError::UnsupportedArchive {
+        archive: label.into(),
+        reason,
+    })?;
+    let input = BufReader::with_capacity(1 << 20, io::Cursor::new(head).chain(counted));
+    let mut decoded = format::decoder(format, input).map_err(archive_error(label))?;
+
+    let root = fsops::open_dir_at(target, c".").map_err(archive_error(label))?;
+    let (producer, chunks) = pipeline::channel();
+    let stats = std::thread::scope(|s| {
+        s.spawn(move || producer.run(&mut decoded));
+        extract_members(Extractor::new(root), chunks, label, &count, size, progress)
+    })?;
+    Ok((format, stats, count.load(Ordering::Relaxed)))
+}
+
+fn extract_members(
+    mut extractor: Extractor,
+    chunks: pipeline::ChunkReader,
+    label: &str,
+    count: &AtomicU64,
+    size: Option<u64>,
+    progress: &mut dyn FnMut(ImportProgress),
+) -> Result<ExtractStats> {
+    let mut archive = tar::Archive::new(chunks);
+    let mut done = ImportProgress {
+        archive_size: size,
+        ..Default::default()
+    };
+    for entry in archive.entries().map_err(archive_error(label))? {
+        let mut entry = entry.map_err(archive_error(label))?;
+        let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let plan = tar_entry::plan(&mut entry).map_err(|e| entry_error(label, &shown, e))?;
+        let mut on_bytes = |n: u64| {
+            done.bytes += n;
+            done.archive_bytes_read = count.load(Ordering::Relaxed);
+            progress(done);
+        };
+        extractor
+            .apply(plan, &mut entry, &mut on_bytes)
+            .map_err(|e| entry_error(label, &shown, e))?;
+        done.entries += 1;
+        done.archive_bytes_read = count.load(Ordering::Relaxed);
+        progress(done);
+    }
+    extractor
+        .finish()
+        .map_err(|(entry, e)| entry_error(label, &entry, e))?;
+
+    let mut chunks = archive.into_inner();
+    // The tar reader stops at an all-zero block or at the end of the stream; only the first
+    // is a complete archive.
+    if chunks.last_read_hit_end() {
+        return Err(NfsTreeError::Archive {
+            archive: label.into(),
+            source: io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "archive ends without its end-of-archive block (truncated?)",
+            ),
+        });
+    }
+    // Read to the end so the compressor's own checks (gzip CRC, xz/zstd checksums) run.
+    io::copy(&mut chunks, &mut io::sink()).map_err(archive_error(label))?;
+    Ok(extractor.stats)
+}
+
+/// `.import-<name>-<8 hex>`: exactly the temporary directories of this name's imports.
+fn is_temp_of(name: &str, candidate: &str) -> bool {
+    let Some(rest) = candidate
+        .strip_prefix(".import-")
+        .and_then(|r| r.strip_prefix(name))
+    else {
+        return false;
+    };
+    rest.len() == 9 && rest.starts_with('-') && rest[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Removes what a crashed import of `name` left. Runs under the name lock.
+fn remove_stale_temps(base: &Path, name: &str) -> Result<()> {
+    for entry in fs::read_dir(base).map_err(io_err("list", base))? {
+        let entry = entry.map_err(io_err("list", base))?;
+        let file_name = entry.file_name();
+        if is_temp_of(name, &file_name.to_string_lossy()) {
+            let path = entry.path();
+            log::info!("import {name}: removing stale {}", path.display());
+            remove_tree(&path).map_err(io_err("remove stale import", &path))?;
+        }
+    }
+    Ok(())
+}
+
+fn make_temp_dir(base_fd: BorrowedFd, base: &Path, name: &str) -> Result<(String, OwnedFd)> {
+    for _ in 0..8 {
+        let temp = format!(".import-{name}-{}", random_suffix());
+        let c = cname(&temp);
+        // Private while it fills; the archive's root entry (or 0755) is applied at the end.
+        match fsops::mkdir_at(base_fd, &c, 0o700) {
+            Ok(()) => {
+                let fd =
+                    fsops::open_dir_at(base_fd, &c).map_err(io_err("open", base.join(&temp)))?;
+                return Ok((temp, fd));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+            Err(e) => {
+                return Err(NfsTreeError::Io {
+                    op: "create",
+                    path: base.join(temp),
+                    source: e,
+                })
+            }
+        }
+    }
+    Err(NfsTreeError::Io {
+        op: "create temporary directory in",
+        path: base.to_path_buf(),
+        source: io::Error::from_raw_os_error(libc::EEXIST),
+    })
+}
+
+/// `base/.import-<name>.lock`, flock'ed for the whole import. Removed on drop while still
+/// held; a waiter that locked the removed file notices (inode changed) and starts over.
+struct NameLock {
+    base: OwnedFd,
+    name: CString,
+    _file: fs::File,
+}
+
+impl NameLock {
+    fn acquire(base_fd: BorrowedFd, base: &Path, image: &str) -> Result<NameLock> {
+        let lock_name = format!(".import-{image}.lock");
+        let c = cname(&lock_name);
+        let path = base.join(&lock_name);
+        loop {
+            let flags = libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+            // SAFETY: valid dirfd and C string; the fd is owned by the File.
+            let fd = unsafe {
+                libc::openat(
+                    std::os::fd::AsRawFd::as_raw_fd(&base_fd),
+                    c.as_ptr(),
+                    flags,
+                    0o600 as libc::c_uint,
+                )
+            };
+            if fd < 0 {
+                return Err(NfsTreeError::Io {
+                    op: "open lock",
+                    path,
+                    source: io::Error::last_os_error(),
+                });
+            }
+            let file = unsafe { fs::File::from_raw_fd(fd) };
+            if !fsops::try_lock_exclusive(file.as_fd()).map_err(io_err("lock", &path))? {
+                return Err(NfsTreeError::ImportInProgress(image.to_string()));
+            }
+            let held = fsops::fstat(file.as_fd()).map_err(io_err("stat", &path))?;
+            match fsops::lstat_at(base_fd, &c) {
+                Ok(now) if now.st_dev == held.st_dev && now.st_ino == held.st_ino => {
+                    let base = base_fd.try_clone_to_owned().map_err(io_err("dup", base))?;
+                    return Ok(NameLock {
+                        base,
+                        name: c,
+                        _file: file,
+                    });
+                }
+                _ => continue,
+            }
+        }
+    }
+}
+
+impl Drop for NameLock {
+    fn drop(&mut self) {
+        let _ = fsops::unlink_at(self.base.as_fd(), &self.name);
+    }
+}

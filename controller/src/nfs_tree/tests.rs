@@ -1,0 +1,355 @@
+//! The seed's `test_nfs_manager.py`, ported test for test (classes become sections), plus
+//! the persist image. Import tests live in `import/tests.rs`.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use tempfile::TempDir;
+
+use super::*;
+
+fn tree(tmp: &TempDir) -> NfsTree {
+    let t = NfsTree::with_default_dirs(tmp.path());
+    t.ensure_directories().unwrap();
+    t
+}
+
+fn files(hostname: Option<&str>) -> NodeFiles {
+    NodeFiles {
+        hostname: hostname.map(str::to_string),
+        machine_id: generate_machine_id(),
+    }
+}
+
+/// TestNFSManagerOverlay's fixture: a base image with bin/ and etc/.
+fn tree_with_base(tmp: &TempDir) -> NfsTree {
+    let t = tree(tmp);
+    let base = t.base_path().join("ubuntu-arm64");
+    fs::create_dir_all(base.join("bin")).unwrap();
+    fs::create_dir_all(base.join("etc")).unwrap();
+    t
+}
+
+// --- TestNFSManagerInit ---
+
+#[test]
+fn init_with_defaults() {
+    let tmp = TempDir::new().unwrap();
+    let t = NfsTree::with_default_dirs(tmp.path());
+    assert_eq!(t.root(), tmp.path());
+    assert_eq!(t.base_path(), tmp.path().join("base"));
+    assert_eq!(t.nodes_path(), tmp.path().join("nodes"));
+    assert!(!t.base_path().exists(), "construction touches nothing");
+}
+
+#[test]
+fn init_with_custom_dirs() {
+    let tmp = TempDir::new().unwrap();
+    let t = NfsTree::new(tmp.path(), "images", "overlays");
+    assert_eq!(t.base_path(), tmp.path().join("images"));
+    assert_eq!(t.nodes_path(), tmp.path().join("overlays"));
+}
+
+// --- TestNFSManagerValidation: the serial table is in serial.rs; here through the tree ---
+
+#[test]
+fn validate_serial_through_the_tree() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree(&tmp);
+    assert!(t.node_path("ABCDEF12").is_ok());
+    assert!(matches!(
+        t.node_path("../etc/passwd"),
+        Err(NfsTreeError::InvalidSerial(_))
+    ));
+}
+
+// --- TestNFSManagerDirectories ---
+
+#[test]
+fn ensure_directories_creates_structure() {
+    let tmp = TempDir::new().unwrap();
+    let t = NfsTree::with_default_dirs(tmp.path().join("srv/nfs"));
+    t.ensure_directories().unwrap();
+    assert!(t.base_path().is_dir());
+    assert!(t.nodes_path().is_dir());
+    t.ensure_directories().unwrap();
+}
+
+#[test]
+fn get_node_path() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree(&tmp);
+    assert_eq!(
+        t.node_path("d83add36").unwrap(),
+        t.nodes_path().join("d83add36")
+    );
+}
+
+#[test]
+fn get_node_path_normalizes_case() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree(&tmp);
+    assert_eq!(
+        t.node_path("D83ADD36").unwrap(),
+        t.nodes_path().join("d83add36")
+    );
+}
+
+#[test]
+fn get_node_path_invalid_serial() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree(&tmp);
+    let err = t.node_path("invalid").unwrap_err();
+    assert!(
+        matches!(err, NfsTreeError::InvalidSerial(ref s) if s == "invalid"),
+        "{err}"
+    );
+}
+
+// --- TestNFSManagerOverlay ---
+
+#[test]
+fn create_node_overlay() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree_with_base(&tmp);
+    let merged = t
+        .create_node_overlay("d83add36", "ubuntu-arm64", &files(None))
+        .unwrap();
+    let node = t.nodes_path().join("d83add36");
+    assert!(node.join("upper").is_dir());
+    assert!(node.join("work").is_dir());
+    assert_eq!(merged, node.join("merged"));
+    assert!(merged.is_dir());
+    // Default hostname, as the seed: pi-<serial>.
+    assert_eq!(
+        fs::read_to_string(node.join("upper/etc/hostname")).unwrap(),
+        "pi-d83add36\n"
+    );
+}
+
+#[test]
+fn create_node_overlay_sets_hostname() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree_with_base(&tmp);
+    t.create_node_overlay("d83add36", "ubuntu-arm64", &files(Some("test-pi")))
+        .unwrap();
+    let hostname = t.nodes_path().join("d83add36/upper/etc/hostname");
+    assert_eq!(fs::read_to_string(hostname).unwrap().trim(), "test-pi");
+}
+
+#[test]
+fn create_node_overlay_writes_machine_id() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree_with_base(&tmp);
+    let f = files(None);
+    t.create_node_overlay("D83ADD36", "ubuntu-arm64", &f)
+        .unwrap();
+    let written = fs::read_to_string(t.nodes_path().join("d83add36/upper/etc/machine-id")).unwrap();
+    let id = written.trim();
+    assert_eq!(id.len(), 32);
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    // The registry's id, not a fresh one: stable across re-creation.
+    assert_eq!(id, f.machine_id);
+    t.create_node_overlay("d83add36", "ubuntu-arm64", &f)
+        .unwrap();
+    let again = fs::read_to_string(t.nodes_path().join("d83add36/upper/etc/machine-id")).unwrap();
+    assert_eq!(again, written);
+    let bad = NodeFiles {
+        hostname: None,
+        machine_id: "not-an-id".into(),
+    };
+    assert!(matches!(
+        t.create_node_tree("d83add36", &bad),
+        Err(NfsTreeError::InvalidMachineId(_))
+    ));
+}
+
+#[test]
+fn create_node_overlay_invalid_base() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree_with_base(&tmp);
+    let err = t
+        .create_node_overlay("d83add36", "nonexistent", &files(None))
+        .unwrap_err();
+    assert!(
+        matches!(err, NfsTreeError::BaseImageNotFound { ref name, .. } if name == "nonexistent")
+    );
+    assert!(err.to_string().contains("Base image not found"), "{err}");
+    assert!(
+        !t.nodes_path().join("d83add36").exists(),
+        "nothing created for a missing base"
+    );
+    // The boot path's variant does not need the base.
+    t.create_node_tree("d83add36", &files(None)).unwrap();
+    assert!(t.nodes_path().join("d83add36/upper/etc/hostname").is_file());
+}
+
+#[test]
+fn create_node_overlay_refuses_bad_input() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree_with_base(&tmp);
+    assert!(matches!(
+        t.create_node_overlay("../../x", "ubuntu-arm64", &files(None)),
+        Err(NfsTreeError::InvalidSerial(_))
+    ));
+    assert!(matches!(
+        t.create_node_overlay("d83add36", "../base", &files(None)),
+        Err(NfsTreeError::InvalidImageName(_))
+    ));
+    assert!(matches!(
+        t.create_node_overlay("d83add36", "ubuntu-arm64", &files(Some("bad/host"))),
+        Err(NfsTreeError::InvalidHostname(_))
+    ));
+}
+
+#[test]
+fn delete_node_overlay() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree_with_base(&tmp);
+    t.create_node_overlay("d83add36", "ubuntu-arm64", &files(None))
+        .unwrap();
+    assert!(t.delete_node_overlay("d83add36").unwrap());
+    assert!(!t.nodes_path().join("d83add36").exists());
+    assert!(
+        t.base_path().join("ubuntu-arm64/bin").is_dir(),
+        "the base is untouched"
+    );
+}
+
+#[test]
+fn delete_nonexistent_overlay() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree_with_base(&tmp);
+    assert!(!t.delete_node_overlay("00000000").unwrap());
+}
+
+// --- TestNFSManagerInfo ---
+
+fn tree_with_two_bases(tmp: &TempDir) -> NfsTree {
+    let t = tree(tmp);
+    fs::create_dir(t.base_path().join("ubuntu-arm64")).unwrap();
+    fs::create_dir(t.base_path().join("alpine-arm64")).unwrap();
+    t
+}
+
+#[test]
+fn get_base_images() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree_with_two_bases(&tmp);
+    // Not images: a plain file, a hidden temp dir, a symlink to a directory.
+    fs::write(t.base_path().join("README"), "x").unwrap();
+    fs::create_dir(t.base_path().join(".import-debian-0badf00d")).unwrap();
+    std::os::unix::fs::symlink(tmp.path(), t.base_path().join("link")).unwrap();
+    assert_eq!(t.base_images().unwrap(), ["alpine-arm64", "ubuntu-arm64"]);
+}
+
+#[test]
+fn get_base_images_without_base_dir() {
+    let tmp = TempDir::new().unwrap();
+    let t = NfsTree::with_default_dirs(tmp.path().join("absent"));
+    assert!(t.base_images().unwrap().is_empty());
+}
+
+#[test]
+fn get_node_info_exists() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree_with_two_bases(&tmp);
+    fs::create_dir_all(t.base_path().join("ubuntu-arm64/bin")).unwrap();
+    let f = files(Some("my-pi"));
+    t.create_node_overlay("d83add36", "ubuntu-arm64", &f)
+        .unwrap();
+    let info = t.node_info("D83ADD36").unwrap().expect("node info");
+    assert_eq!(info.serial, "d83add36");
+    assert_eq!(info.hostname.as_deref(), Some("my-pi"));
+    assert_eq!(info.machine_id.as_deref(), Some(f.machine_id.as_str()));
+    assert_eq!(info.path, t.nodes_path().join("d83add36"));
+    assert_eq!(info.upper_dir, info.path.join("upper"));
+    assert_eq!(info.merged_dir, info.path.join("merged"));
+    assert!(!info.has_persist_image);
+}
+
+#[test]
+fn get_node_info_not_found() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree_with_two_bases(&tmp);
+    assert_eq!(t.node_info("00000000").unwrap(), None);
+}
+
+// --- persist.img ---
+
+fn tool(name: &str) -> Command {
+    for dir in ["/usr/sbin", "/sbin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return Command::new(p);
+        }
+    }
+    Command::new(name)
+}
+
+#[test]
+fn persist_image_is_ext4_with_upper_and_work() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree(&tmp);
+    let image = t.create_persist_image("D83ADD36", 32).unwrap();
+    assert_eq!(image, t.nodes_path().join("d83add36/persist.img"));
+    let meta = fs::metadata(&image).unwrap();
+    assert_eq!(meta.len(), 32 << 20);
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        meta.blocks() * 512 < meta.len(),
+        "sparse: {} blocks",
+        meta.blocks()
+    );
+
+    let header = tool("dumpe2fs").arg("-h").arg(&image).output().unwrap();
+    let header = String::from_utf8_lossy(&header.stdout);
+    assert!(
+        header.contains("Filesystem magic number:  0xEF53"),
+        "{header}"
+    );
+    assert!(
+        header.contains("Filesystem volume name:   pb-d83add36"),
+        "{header}"
+    );
+    let ls = tool("debugfs")
+        .arg("-R")
+        .arg("ls -l /")
+        .arg(&image)
+        .output()
+        .unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    for dir in ["upper", "work"] {
+        assert!(
+            ls.lines()
+                .any(|l| l.trim_end().ends_with(&format!(" {dir}")) && l.contains("40755")),
+            "{dir} in:\n{ls}"
+        );
+    }
+    // No temporary files left next to it.
+    let names: Vec<_> = fs::read_dir(image.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["persist.img"]);
+    assert!(t.node_info("d83add36").unwrap().unwrap().has_persist_image);
+}
+
+#[test]
+fn persist_image_is_never_replaced() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree(&tmp);
+    let image = t.create_persist_image("d83add36", 16).unwrap();
+    fs::write(&image, b"a node's data").unwrap();
+    assert_eq!(t.create_persist_image("d83add36", 64).unwrap(), image);
+    assert_eq!(fs::read(&image).unwrap(), b"a node's data");
+    assert!(matches!(
+        t.create_persist_image("d83add36", 1),
+        Err(NfsTreeError::InvalidPersistSize(1))
+    ));
+    assert!(matches!(
+        t.create_persist_image("nope", 16),
+        Err(NfsTreeError::InvalidSerial(_))
+    ));
+}
