@@ -12,6 +12,9 @@ use super::NetError;
 /// carrier: short, because this wait sits on the boot's critical path.
 const POLL: Duration = Duration::from_millis(10);
 
+/// How long an interface seen in sysfs may stay unknown to SIOCGIFFLAGS.
+const REGISTER_GRACE: Duration = Duration::from_millis(500);
+
 /// ARPHRD_ETHER: Ethernet and Wi-Fi; excludes tunnels (sit0, tunl0) that modules create.
 const ARPHRD_ETHER: &str = "1";
 
@@ -161,7 +164,14 @@ pub fn set_up(iface: &str) -> Result<(), NetError> {
     let fail =
         |what: &str, e: std::io::Error| NetError::new("link", Some(iface), format!("{what}: {e}"));
     let sock = ControlSocket::open().map_err(|e| fail("control socket", e))?;
-    let flags = sock.flags(iface).map_err(|e| fail("SIOCGIFFLAGS", e))?;
+    // A driver loading on another thread shows its interface in sysfs an instant before the
+    // interface can be looked up by name (ENODEV): give it a moment.
+    let flags = poll_until(REGISTER_GRACE, || match sock.flags(iface) {
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => None,
+        other => Some(other),
+    })
+    .unwrap_or_else(|| Err(std::io::Error::from_raw_os_error(libc::ENODEV)))
+    .map_err(|e| fail("SIOCGIFFLAGS", e))?;
     if flags & libc::IFF_UP as libc::c_short == 0 {
         sock.set_flags(iface, flags | libc::IFF_UP as libc::c_short)
             .map_err(|e| fail("SIOCSIFFLAGS (up)", e))?;
@@ -313,6 +323,15 @@ mod tests {
         );
         assert_eq!(mac_bytes("dc:a6:32:01:02:0g"), None);
         assert_eq!(normalize_mac("dc:a6:32:01:02:0f:00"), None);
+    }
+
+    #[test]
+    fn set_up_on_a_missing_interface_is_a_bounded_link_error() {
+        let started = Instant::now();
+        let err = set_up("pbnone0").unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!((err.stage, err.iface.as_deref()), ("link", Some("pbnone0")));
+        assert!(err.message.starts_with("SIOCGIFFLAGS"), "{err}");
     }
 
     #[test]
