@@ -1,1 +1,251 @@
-fn main() {}
+//! `pureboot-image initramfs | modules | tftp`: command line in, files out.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use pureboot_image::codec::Compression;
+use pureboot_image::initramfs::{self, Extra, Inputs};
+use pureboot_image::kmod::{self, LoadPlan, ModuleDb, Request};
+use pureboot_image::presets;
+use pureboot_image::tftp::{self, Model, Serial, Target};
+
+#[derive(Parser)]
+#[command(
+    name = "pureboot-image",
+    version,
+    about = "Builds the pureboot initramfs and Pi TFTP folders"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the initramfs: pi-init as /init, kernel modules and their load list.
+    Initramfs(InitramfsArgs),
+    /// Print the module load list a build would write, without building.
+    Modules(ModuleArgs),
+    /// Write a Pi netboot folder: <out>/<serial>/ or, with --discovery, <out>/ itself.
+    Tftp(TftpArgs),
+}
+
+#[derive(Args)]
+struct ModuleArgs {
+    /// Directory holding lib/modules/<kver> (a root tree, or an unpacked kernel package).
+    #[arg(long)]
+    modules_root: PathBuf,
+    /// Kernel version; optional when lib/modules holds exactly one.
+    #[arg(long)]
+    kver: Option<String>,
+    /// Named module set, loaded first (NIC driver first).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(presets::names()))]
+    preset: Option<String>,
+    /// Module name or alias, optionally with parameters ("virtio_net napi_tx=1"); repeatable.
+    #[arg(long = "module", value_name = "NAME")]
+    modules: Vec<String>,
+}
+
+#[derive(Args)]
+struct InitramfsArgs {
+    #[command(flatten)]
+    modules: ModuleArgs,
+    /// The pi-init binary (static aarch64), installed as /init.
+    #[arg(long)]
+    pi_init: PathBuf,
+    #[arg(long, value_enum, default_value = "gzip")]
+    compress: Compression,
+    /// Extra file, SRC:DEST (DEST inside the initramfs); repeatable.
+    #[arg(long = "extra", value_name = "SRC:DEST")]
+    extras: Vec<Extra>,
+    /// Static busybox, installed as /bin/busybox with /bin/sh (for the `shell` policy).
+    #[arg(long)]
+    busybox: Option<PathBuf>,
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+}
+
+#[derive(Args)]
+struct TftpArgs {
+    /// The Pi's 8-hex serial (its TFTP folder name).
+    #[arg(
+        long,
+        required_unless_present = "discovery",
+        conflicts_with = "discovery"
+    )]
+    serial: Option<Serial>,
+    /// Write the shared folder unknown Pis fall back to (the TFTP root).
+    #[arg(long)]
+    discovery: bool,
+    /// Pi model; for --discovery a comma-separated list.
+    #[arg(long, value_enum, value_delimiter = ',', required = true)]
+    model: Vec<Model>,
+    /// Kernel image, served as kernel8.img.
+    #[arg(long)]
+    kernel: PathBuf,
+    /// Initramfs, served as initramfs.img.
+    #[arg(long)]
+    initramfs: PathBuf,
+    /// Raspberry Pi firmware files (start*.elf, fixup*.dat, bootcode.bin, *.dtb).
+    #[arg(long)]
+    firmware_dir: PathBuf,
+    /// Controller base URL as the Pi reaches it (pureboot.url=).
+    #[arg(long)]
+    controller_url: String,
+    /// More kernel parameters, space-separated (e.g. "pureboot.log=debug pureboot.overlay=image").
+    #[arg(long)]
+    cmdline_extra: Option<String>,
+    /// Kernel console(s); repeatable.
+    #[arg(long = "console", default_values = ["serial0,115200", "tty1"])]
+    consoles: Vec<String>,
+    /// Device tree to use instead of the model's (e.g. bcm2710-rpi-3-b-plus.dtb).
+    #[arg(long)]
+    dtb: Option<String>,
+    /// TFTP root.
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Initramfs(args) => build_initramfs(&args),
+        Command::Modules(args) => print_modules(&args),
+        Command::Tftp(args) => write_tftp(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pureboot-image: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The module tree and the resolved plan; notes (built-in, not found) go to stderr.
+fn resolve_modules(args: &ModuleArgs) -> Result<(ModuleDb, LoadPlan)> {
+    let kver = match &args.kver {
+        Some(kver) => kver.clone(),
+        None => kmod::detect_kver(&args.modules_root)?,
+    };
+    let db = ModuleDb::load(&args.modules_root, &kver)?;
+    let mut requests = Vec::new();
+    if let Some(name) = &args.preset {
+        let preset = presets::find(name).context("unknown preset")?;
+        let selection = preset.select(&db);
+        if !selection.not_found.is_empty() {
+            eprintln!(
+                "note: preset {name}: not in this kernel: {}",
+                selection.not_found.join(", ")
+            );
+        }
+        requests.extend(selection.requests);
+    }
+    requests.extend(args.modules.iter().map(|m| Request::parse(m)));
+    let plan = db.resolve(&requests)?;
+    if !plan.builtin.is_empty() {
+        let names: Vec<&str> = plan.builtin.iter().map(String::as_str).collect();
+        eprintln!(
+            "note: built into the kernel (nothing to load): {}",
+            names.join(", ")
+        );
+    }
+    for missing in &plan.missing_softdeps {
+        eprintln!("warning: soft dependency not found, skipped as modprobe would: {missing}");
+    }
+    Ok((db, plan))
+}
+
+fn print_modules(args: &ModuleArgs) -> Result<()> {
+    let (db, plan) = resolve_modules(args)?;
+    print!("{}", initramfs::load_list(&db.kver, &plan));
+    Ok(())
+}
+
+fn build_initramfs(args: &InitramfsArgs) -> Result<()> {
+    let (db, plan) = resolve_modules(&args.modules)?;
+    let mtime = source_date_epoch()?;
+    let entries = initramfs::assemble(&Inputs {
+        pi_init: &args.pi_init,
+        db: &db,
+        plan: &plan,
+        extras: &args.extras,
+        busybox: args.busybox.as_deref(),
+    })?;
+    let built = initramfs::build(&entries, mtime, args.compress)?;
+    write_atomically(&args.output, &built.bytes)?;
+    println!(
+        "{}: {} entries ({} files), {} modules for {}, {} uncompressed, {} {}",
+        args.output.display(),
+        built.entries,
+        built.files,
+        plan.modules.len(),
+        db.kver,
+        size(built.uncompressed),
+        size(built.bytes.len() as u64),
+        args.compress.name(),
+    );
+    Ok(())
+}
+
+fn write_tftp(args: TftpArgs) -> Result<()> {
+    let target = match args.serial {
+        Some(serial) => {
+            if args.model.len() != 1 {
+                bail!("a node folder is for one --model; several are for --discovery");
+            }
+            Target::Node(serial)
+        }
+        None => Target::Discovery,
+    };
+    let mut models = args.model;
+    models.sort();
+    models.dedup();
+    let spec = tftp::Spec {
+        target,
+        models,
+        kernel: args.kernel,
+        initramfs: args.initramfs,
+        firmware_dir: args.firmware_dir,
+        controller_url: args.controller_url,
+        consoles: args.consoles,
+        cmdline_extra: args
+            .cmdline_extra
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+        dtb: args.dtb,
+    };
+    let plan = tftp::plan(&spec)?;
+    for (path, how) in tftp::apply(&args.output, &plan)? {
+        println!("{:?}\t{}", how, args.output.join(path).display());
+    }
+    Ok(())
+}
+
+/// Reproducible builds: every mtime is SOURCE_DATE_EPOCH, or 0 when unset.
+fn source_date_epoch() -> Result<u32> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(0),
+        Ok(text) => text.trim().parse().with_context(|| {
+            format!("SOURCE_DATE_EPOCH={text:?}: expected seconds since 1970 (u32)")
+        }),
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+fn size(bytes: u64) -> String {
+    format!("{:.1} MiB ({bytes} B)", bytes as f64 / (1024.0 * 1024.0))
+}
