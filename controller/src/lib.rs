@@ -1,8 +1,12 @@
 //! pureboot controller: boot API, node registry, workflows and per-serial NFS trees.
 
+pub mod app;
 pub mod config;
 pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod nfs_tree;
+pub mod service;
 pub mod store;
 pub mod templates;
 pub mod workflows;
-pub mod nfs_tree;

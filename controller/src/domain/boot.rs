@@ -161,26 +161,31 @@ pub fn decide(node: &Node, workflow: WorkflowState<'_>, s: &BootSettings) -> Dec
     }
 }
 
-/// A diskless node gets `nfs_boot` on every boot; each boot is a new `installing` round
-/// that its callback completes.
-fn nfs_boot(node: &Node, wf: &Workflow, s: &BootSettings) -> Decision {
-    let plan = NodeTreePlan {
+/// What a node's tree holds: node settings win over the workflow's, then the defaults.
+pub fn tree_plan(node: &Node, wf: Option<&Workflow>, default_base_image: &str) -> NodeTreePlan {
+    NodeTreePlan {
         base_image: node
             .base_image
             .clone()
-            .or_else(|| wf.base_image.clone())
-            .unwrap_or_else(|| s.default_base_image.clone()),
+            .or_else(|| wf.and_then(|w| w.base_image.clone()))
+            .unwrap_or_else(|| default_base_image.to_string()),
         overlay: node
             .overlay_mode
-            .or(wf.overlay)
+            .or(wf.and_then(|w| w.overlay))
             .unwrap_or(OverlayMode::Tmpfs),
         hostname: node
             .hostname
             .clone()
-            .or_else(|| wf.hostname.clone())
+            .or_else(|| wf.and_then(|w| w.hostname.clone()))
             .unwrap_or_else(|| node.effective_hostname()),
         machine_id: node.machine_id.clone(),
-    };
+    }
+}
+
+/// A diskless node gets `nfs_boot` on every boot; each boot is a new `installing` round
+/// that its callback completes.
+fn nfs_boot(node: &Node, wf: &Workflow, s: &BootSettings) -> Decision {
+    let plan = tree_plan(node, Some(wf), &s.default_base_image);
     let callback = callback_url(&s.public_url, &node.id);
     let response = PiBootResponse {
         state: NodeState::Installing.as_str().into(),

@@ -92,6 +92,25 @@ impl Mac {
     }
 }
 
+/// Operator-set hostname: RFC 1123 labels (letters, digits, inner `-`), at most 253 bytes.
+pub fn parse_hostname(s: &str) -> Result<String, InvalidId> {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if s.len() <= 253 && s.split('.').all(label_ok) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(InvalidId {
+            what: "hostname",
+            value: s.into(),
+            expected: "RFC 1123 labels (letters, digits, '-')",
+        })
+    }
+}
+
 /// `{id}` in the management API: a node UUID or an 8-hex serial.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeRef {
@@ -179,6 +198,14 @@ mod tests {
             "dc:a6:32:01:02:003",
         ] {
             assert!(Mac::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hostnames() {
+        assert_eq!(parse_hostname("Kitchen-Pi.lan").unwrap(), "kitchen-pi.lan");
+        for bad in ["", "-x", "x-", "a b", "a..b", "a/b", &"x".repeat(64)] {
+            assert!(parse_hostname(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -6,6 +6,6 @@ pub mod ids;
 pub mod node;
 pub mod state;
 
-pub use ids::{FullSerial, Mac, NodeRef, Serial};
+pub use ids::{parse_hostname, FullSerial, InvalidId, Mac, NodeRef, Serial};
 pub use node::{Node, OverlayMode};
 pub use state::{InvalidTransition, NodeState};

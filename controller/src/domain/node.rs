@@ -37,3 +37,70 @@ impl Node {
             .unwrap_or_else(|| format!("pi-{}", self.serial))
     }
 }
+
+impl Node {
+    /// Why a boot claiming this short serial looks like a different machine: a full serial
+    /// or MAC that differs from the one on record. Empty when nothing disagrees.
+    pub fn claim_conflicts(&self, mac: Option<&str>, full_serial: Option<&str>) -> Vec<String> {
+        let mut out = Vec::new();
+        if let (Some(known), Some(claimed)) = (self.full_serial.as_deref(), full_serial) {
+            if known != claimed {
+                out.push(format!(
+                    "full serial {claimed} differs from recorded {known}"
+                ));
+            }
+        }
+        if let (Some(known), Some(claimed)) = (self.mac.as_deref(), mac) {
+            if known != claimed {
+                out.push(format!("MAC {claimed} differs from recorded {known}"));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicting_claims() {
+        let node = Node {
+            id: "x".into(),
+            serial: "d83add36".into(),
+            full_serial: Some("10000000d83add36".into()),
+            mac: Some("dc:a6:32:01:02:03".into()),
+            model: None,
+            hostname: None,
+            state: NodeState::Active,
+            workflow_id: None,
+            machine_id: String::new(),
+            overlay_mode: None,
+            base_image: None,
+            last_boot_at: None,
+            last_ip: None,
+            conflict: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        };
+        assert!(node
+            .claim_conflicts(Some("dc:a6:32:01:02:03"), Some("10000000d83add36"))
+            .is_empty());
+        assert!(
+            node.claim_conflicts(None, None).is_empty(),
+            "nothing claimed, nothing to compare"
+        );
+        let c = node.claim_conflicts(Some("dc:a6:32:ff:ff:ff"), Some("20000000d83add36"));
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(
+            c[0].contains("20000000d83add36") && c[1].contains("dc:a6:32:ff:ff:ff"),
+            "{c:?}"
+        );
+        let mut fresh = node.clone();
+        fresh.mac = None;
+        fresh.full_serial = None;
+        assert!(fresh
+            .claim_conflicts(Some("aa:aa:aa:aa:aa:aa"), Some("20000000d83add36"))
+            .is_empty());
+    }
+}

@@ -1,0 +1,85 @@
+//! `App::build(config)`: opens the registry, loads workflows, binds the listener (port 0
+//! allowed, for tests) and serves until Ctrl-C / SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{router, AppState};
+use crate::metrics::Metrics;
+use crate::service::Services;
+
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let listen = config.listen.clone();
+        let services = tokio::task::spawn_blocking(move || Services::open(config)).await??;
+        if services.config.nfs.enabled {
+            if let Err(e) = services.tree.ensure_directories() {
+                // Not fatal: the export may be mounted later; boots will report it.
+                log::warn!("NFS tree not ready: {e}");
+            }
+        }
+        let listener = TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        let state = AppState {
+            services: Arc::new(services),
+            metrics: Arc::new(Metrics::default()),
+        };
+        Ok(App {
+            listener,
+            addr,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn services(&self) -> Arc<Services> {
+        self.state.services.clone()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    log::info!("shutting down");
+}

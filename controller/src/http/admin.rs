@@ -1,0 +1,181 @@
+//! Management API (bearer token): nodes, their events, workflows, base images.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::error::ApiErr;
+use super::pi::parse_node_ref;
+use super::{blocking, AppState};
+use crate::domain::{Node, NodeState};
+use crate::service::{NodeDetail, NodeSpec, NodeUpdate, ServiceError, RECENT_EVENTS};
+use crate::store::{Event, NodeFilter};
+use crate::workflows::Workflow;
+
+/// Byte-wise comparison that does not stop at the first difference.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub async fn require_admin(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(expected) = st.services.config.admin_token.as_deref() else {
+        return ApiErr::unauthorized("management API disabled: no admin_token configured")
+            .into_response();
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if same_secret(token.trim().as_bytes(), expected.as_bytes()) => {
+            next.run(req).await
+        }
+        Some(_) => ApiErr::unauthorized("invalid bearer token").into_response(),
+        None => ApiErr::unauthorized("missing Authorization: Bearer <admin_token>").into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+    workflow: Option<String>,
+}
+
+pub async fn list_nodes(
+    State(st): State<AppState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<Node>>, ApiErr> {
+    let q = q?.0;
+    let state = q
+        .state
+        .map(|s| {
+            NodeState::parse(&s).ok_or_else(|| ApiErr::bad_request(format!("unknown state {s:?}")))
+        })
+        .transpose()?;
+    let filter = NodeFilter {
+        state,
+        workflow_id: q.workflow,
+    };
+    Ok(Json(blocking(&st, move |s| s.list_nodes(&filter)).await?))
+}
+
+pub async fn add_node(
+    State(st): State<AppState>,
+    body: Result<Json<NodeSpec>, JsonRejection>,
+) -> Result<(StatusCode, Json<Node>), ApiErr> {
+    let spec = body?.0;
+    Ok((
+        StatusCode::CREATED,
+        Json(blocking(&st, move |s| s.add_node(&spec)).await?),
+    ))
+}
+
+pub async fn show_node(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeDetail>, ApiErr> {
+    let r = parse_node_ref(&id)?;
+    Ok(Json(
+        blocking(&st, move |s| s.node_detail(&r, RECENT_EVENTS)).await?,
+    ))
+}
+
+pub async fn update_node(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<NodeUpdate>, JsonRejection>,
+) -> Result<Json<Node>, ApiErr> {
+    let r = parse_node_ref(&id)?;
+    let upd = body?.0;
+    Ok(Json(blocking(&st, move |s| s.update_node(&r, &upd)).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignBody {
+    workflow_id: String,
+}
+
+pub async fn assign(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<AssignBody>, JsonRejection>,
+) -> Result<Json<Node>, ApiErr> {
+    let r = parse_node_ref(&id)?;
+    let wf = body?.0.workflow_id;
+    Ok(Json(blocking(&st, move |s| s.assign(&r, &wf)).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    keep_tree: bool,
+}
+
+pub async fn delete_node(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<DeleteQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiErr> {
+    let r = parse_node_ref(&id)?;
+    let keep = q?.0.keep_tree;
+    let (node, tree_removed) = blocking(&st, move |s| s.remove_node(&r, keep)).await?;
+    Ok(Json(json!({"removed": node, "tree_removed": tree_removed})))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    limit: Option<u32>,
+}
+
+pub async fn node_events(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Json<Vec<Event>>, ApiErr> {
+    let r = parse_node_ref(&id)?;
+    let limit = q?.0.limit.unwrap_or(RECENT_EVENTS).clamp(1, 10_000);
+    Ok(Json(
+        blocking(&st, move |s| s.node_detail(&r, limit).map(|d| d.events)).await?,
+    ))
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkflowList {
+    workflows: Vec<Workflow>,
+    /// Files that failed to load, with file and field.
+    errors: Vec<String>,
+}
+
+pub async fn list_workflows(State(st): State<AppState>) -> Json<WorkflowList> {
+    let w = &st.services.workflows;
+    Json(WorkflowList {
+        workflows: w.iter().map(|(_, wf)| wf.clone()).collect(),
+        errors: w.errors().map(|e| e.to_string()).collect(),
+    })
+}
+
+pub async fn list_images(State(st): State<AppState>) -> Result<Json<Value>, ApiErr> {
+    let images = blocking(&st, |s| s.base_images()).await?;
+    let default = st.services.config.nfs.default_base_image.clone();
+    Ok(Json(json!({"images": images, "default": default})))
+}
+
+pub async fn show_workflow(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Workflow>, ApiErr> {
+    match st.services.workflows.get(&id) {
+        crate::workflows::Lookup::Found(wf) => Ok(Json(wf.clone())),
+        crate::workflows::Lookup::Broken(e) => Err(ServiceError::Invalid(e.to_string()).into()),
+        crate::workflows::Lookup::Missing => {
+            Err(ServiceError::NotFound(format!("no workflow {id:?}")).into())
+        }
+    }
+}

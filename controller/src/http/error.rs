@@ -1,0 +1,109 @@
+//! Every error answer: a status and `pureboot_wire::ApiError` as JSON. Only server faults
+//! are logged as errors; bad input is the client's business.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pureboot_wire::ApiError;
+
+use crate::nfs_tree::NfsTreeError;
+use crate::service::ServiceError;
+
+#[derive(Debug)]
+pub struct ApiErr {
+    pub status: StatusCode,
+    pub body: ApiError,
+}
+
+impl ApiErr {
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> ApiErr {
+        ApiErr {
+            status,
+            body: ApiError {
+                error: code.into(),
+                detail: Some(detail.into()),
+            },
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> ApiErr {
+        ApiErr::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> ApiErr {
+        ApiErr::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    pub fn internal(detail: impl Into<String>) -> ApiErr {
+        ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+    }
+}
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+impl From<ServiceError> for ApiErr {
+    fn from(e: ServiceError) -> ApiErr {
+        let detail = e.to_string();
+        match e {
+            ServiceError::BadInput(_) | ServiceError::Invalid(_) => ApiErr::bad_request(detail),
+            ServiceError::NotFound(_) => ApiErr::new(StatusCode::NOT_FOUND, "not_found", detail),
+            ServiceError::Conflict(_) => ApiErr::new(StatusCode::CONFLICT, "conflict", detail),
+            ServiceError::Transition(_) => {
+                ApiErr::new(StatusCode::CONFLICT, "invalid_transition", detail)
+            }
+            ServiceError::Tree(t) => tree_error(t, detail),
+            ServiceError::Store(_) => {
+                log::error!("{detail}");
+                ApiErr::internal(detail)
+            }
+        }
+    }
+}
+
+fn tree_error(e: NfsTreeError, detail: String) -> ApiErr {
+    use NfsTreeError::*;
+    match e {
+        InvalidSerial(_)
+        | InvalidImageName(_)
+        | InvalidMachineId(_)
+        | InvalidHostname(_)
+        | InvalidPersistSize(_) => ApiErr::bad_request(detail),
+        BaseImageNotFound { .. } => ApiErr::new(StatusCode::NOT_FOUND, "not_found", detail),
+        ImageExists { .. } | ImportInProgress(_) => {
+            ApiErr::new(StatusCode::CONFLICT, "conflict", detail)
+        }
+        _ => {
+            log::error!("{detail}");
+            ApiErr::internal(detail)
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiErr {
+    fn from(r: JsonRejection) -> ApiErr {
+        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "bad_request"
+        };
+        ApiErr::new(r.status(), code, r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiErr {
+    fn from(r: QueryRejection) -> ApiErr {
+        ApiErr::new(r.status(), "bad_request", r.body_text())
+    }
+}

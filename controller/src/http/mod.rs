@@ -1,0 +1,147 @@
+//! The HTTP API: every route in [`router`], handlers by audience (`pi`, `admin`), errors
+//! as JSON (`error`), plus health, metrics and the request limits.
+
+mod admin;
+mod error;
+mod pi;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{BoxError, Json, Router};
+use serde_json::json;
+use tower::ServiceBuilder;
+
+pub use error::ApiErr;
+
+use crate::metrics::Metrics;
+use crate::service::{ServiceError, Services};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Arc<Services>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Runs blocking service code (SQLite, filesystem) off the async workers.
+async fn blocking<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&Services) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ApiErr> {
+    let services = st.services.clone();
+    match tokio::task::spawn_blocking(move || f(&services)).await {
+        Ok(result) => result.map_err(ApiErr::from),
+        Err(join) => {
+            log::error!("request handler panicked: {join}");
+            Err(ApiErr::internal(
+                "request handler failed; see the controller log",
+            ))
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let config = &state.services.config;
+    let timeout = Duration::from_secs(config.request_timeout_secs);
+    let body_limit = usize::try_from(config.body_limit_bytes).unwrap_or(usize::MAX);
+
+    let pi = Router::new()
+        .route("/api/v1/boot/pi", get(pi::boot_pi))
+        .route("/api/v1/nodes/register-pi", post(pi::register_pi))
+        .route("/api/v1/nodes/{id}/installed", post(pi::installed))
+        .route(
+            "/api/v1/nodes/{id}/install-failed",
+            post(pi::install_failed),
+        );
+
+    let admin = Router::new()
+        .route(
+            "/api/v1/nodes",
+            get(admin::list_nodes).post(admin::add_node),
+        )
+        .route(
+            "/api/v1/nodes/{id}",
+            get(admin::show_node)
+                .patch(admin::update_node)
+                .delete(admin::delete_node),
+        )
+        .route("/api/v1/nodes/{id}/assign", post(admin::assign))
+        .route("/api/v1/nodes/{id}/events", get(admin::node_events))
+        .route("/api/v1/workflows", get(admin::list_workflows))
+        .route("/api/v1/workflows/{id}", get(admin::show_workflow))
+        .route("/api/v1/images", get(admin::list_images))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ));
+
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(pi)
+        .merge(admin)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn_with_state(state.clone(), track_latency))
+                .layer(HandleErrorLayer::new(on_timeout))
+                .timeout(timeout),
+        )
+        .with_state(state)
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    match blocking(&st, |s| Ok(s.store.schema_version()?)).await {
+        Ok(v) => Json(json!({"status": "ok", "schema_version": v, "workflows": st.services.workflows.iter().count()}))
+            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "error": e.body}))).into_response(),
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn track_latency(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    st.metrics
+        .request(start.elapsed(), resp.status().is_server_error());
+    resp
+}
+
+async fn on_timeout(err: BoxError) -> ApiErr {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ApiErr::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "request took too long; try again",
+        )
+    } else {
+        ApiErr::internal(format!("unhandled error: {err}"))
+    }
+}
+
+async fn not_found() -> ApiErr {
+    ApiErr::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiErr {
+    ApiErr::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}

@@ -1,0 +1,134 @@
+//! Endpoints a Pi calls (upstream-compatible; no authentication, as upstream's Pi side).
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use pureboot_wire::{BootAction, PiBootResponse, RegisterPiRequest};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::ApiErr;
+use super::{blocking, AppState};
+use crate::domain::{FullSerial, Mac, Node, NodeRef, Serial};
+use crate::service::BootRequest;
+
+#[derive(Debug, Deserialize)]
+pub struct BootQuery {
+    serial: Option<String>,
+    mac: Option<String>,
+    full_serial: Option<String>,
+    mode: Option<String>,
+}
+
+fn parse_boot(q: BootQuery, ip: String) -> Result<BootRequest, ApiErr> {
+    let raw = q
+        .serial
+        .ok_or_else(|| ApiErr::bad_request("missing query parameter serial"))?;
+    let serial = Serial::parse(&raw).map_err(|e| ApiErr::bad_request(e.to_string()))?;
+    let mac = q
+        .mac
+        .filter(|m| !m.is_empty())
+        .map(|m| Mac::parse(&m))
+        .transpose();
+    let full_serial = q
+        .full_serial
+        .filter(|f| !f.is_empty())
+        .map(|f| FullSerial::parse(&f, &serial))
+        .transpose();
+    Ok(BootRequest {
+        mac: mac.map_err(|e| ApiErr::bad_request(e.to_string()))?,
+        full_serial: full_serial.map_err(|e| ApiErr::bad_request(e.to_string()))?,
+        serial,
+        mode: q.mode,
+        ip: Some(ip),
+    })
+}
+
+pub async fn boot_pi(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    query: Result<Query<BootQuery>, QueryRejection>,
+) -> Result<Json<PiBootResponse>, ApiErr> {
+    let req = parse_boot(query?.0, peer.ip().to_string())?;
+    let metrics = st.metrics.clone();
+    let resp = blocking(&st, move |s| s.boot(&req)).await?;
+    metrics.boot(match &resp.action {
+        None => "none",
+        Some(BootAction::NfsBoot) => "nfs_boot",
+        Some(BootAction::LocalBoot) => "local_boot",
+        Some(BootAction::Wait) => "wait",
+        Some(BootAction::DeployImage) => "deploy_image",
+        Some(BootAction::Other(_)) => "other",
+    });
+    Ok(Json(resp))
+}
+
+pub async fn register_pi(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<RegisterPiRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Node>), ApiErr> {
+    let req = body?.0;
+    let (node, created) = blocking(&st, move |s| {
+        s.register_pi(&req, Some(&peer.ip().to_string()))
+    })
+    .await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(node),
+    ))
+}
+
+/// `{id}` path segment: a node UUID or an 8-hex serial.
+pub(super) fn parse_node_ref(id: &str) -> Result<NodeRef, ApiErr> {
+    NodeRef::parse(id).map_err(|e| ApiErr::bad_request(e.to_string()))
+}
+
+/// Both callbacks: the body is kept whole in the event log; the reply is the node.
+async fn callback(
+    st: AppState,
+    kind: &'static str,
+    id: String,
+    peer: SocketAddr,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Node>, ApiErr> {
+    let node_ref = parse_node_ref(&id)?;
+    let body = body?.0;
+    let ip = peer.ip().to_string();
+    let metrics = st.metrics.clone();
+    let outcome = blocking(&st, move |s| {
+        Ok(if kind == "installed" {
+            s.installed(&node_ref, &body, Some(&ip))
+        } else {
+            s.install_failed(&node_ref, &body, Some(&ip))
+        })
+    })
+    .await?;
+    metrics.callback(kind, if outcome.is_ok() { "ok" } else { "rejected" });
+    Ok(Json(outcome?))
+}
+
+pub async fn installed(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Node>, ApiErr> {
+    callback(st, "installed", id, peer, body).await
+}
+
+pub async fn install_failed(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Node>, ApiErr> {
+    callback(st, "install_failed", id, peer, body).await
+}

@@ -1,0 +1,168 @@
+//! Prometheus text metrics: boot answers by action, callbacks, failures, request latency.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram.
+const BUCKETS: [f64; 11] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Inner {
+    boots: BTreeMap<String, u64>,
+    callbacks: BTreeMap<(String, String), u64>,
+    node_failures: u64,
+    server_errors: u64,
+    latency: Histogram,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// One answered boot request (`action` as on the wire, `none` for null).
+    pub fn boot(&self, action: &str) {
+        self.with(|m| *m.boots.entry(action.to_string()).or_default() += 1);
+    }
+
+    /// `kind` = `installed` | `install_failed`; `outcome` = `ok` | `rejected`.
+    pub fn callback(&self, kind: &str, outcome: &str) {
+        self.with(|m| {
+            *m.callbacks
+                .entry((kind.to_string(), outcome.to_string()))
+                .or_default() += 1;
+            if kind == "install_failed" {
+                m.node_failures += 1;
+            }
+        });
+    }
+
+    pub fn request(&self, elapsed: Duration, server_error: bool) {
+        let secs = elapsed.as_secs_f64();
+        self.with(|m| {
+            let h = &mut m.latency;
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                if secs <= *bound {
+                    h.counts[i] += 1;
+                }
+            }
+            h.count += 1;
+            h.sum += secs;
+            if server_error {
+                m.server_errors += 1;
+            }
+        });
+    }
+
+    pub fn render(&self) -> String {
+        self.with(|m| {
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                "# HELP pureboot_boot_requests_total Boot requests answered, by action."
+            );
+            let _ = writeln!(out, "# TYPE pureboot_boot_requests_total counter");
+            for (action, n) in &m.boots {
+                let _ = writeln!(
+                    out,
+                    "pureboot_boot_requests_total{{action=\"{action}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP pureboot_callbacks_total Node callbacks, by kind and outcome."
+            );
+            let _ = writeln!(out, "# TYPE pureboot_callbacks_total counter");
+            for ((kind, outcome), n) in &m.callbacks {
+                let _ = writeln!(
+                    out,
+                    "pureboot_callbacks_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP pureboot_node_failures_total Boot failures reported by nodes."
+            );
+            let _ = writeln!(out, "# TYPE pureboot_node_failures_total counter");
+            let _ = writeln!(out, "pureboot_node_failures_total {}", m.node_failures);
+            let _ = writeln!(
+                out,
+                "# HELP pureboot_http_server_errors_total Responses with a 5xx status."
+            );
+            let _ = writeln!(out, "# TYPE pureboot_http_server_errors_total counter");
+            let _ = writeln!(out, "pureboot_http_server_errors_total {}", m.server_errors);
+            let _ = writeln!(
+                out,
+                "# HELP pureboot_http_request_duration_seconds HTTP request latency."
+            );
+            let _ = writeln!(
+                out,
+                "# TYPE pureboot_http_request_duration_seconds histogram"
+            );
+            let h = &m.latency;
+            for (bound, n) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(
+                    out,
+                    "pureboot_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "pureboot_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(out, "pureboot_http_request_duration_seconds_sum {}", h.sum);
+            let _ = writeln!(
+                out,
+                "pureboot_http_request_duration_seconds_count {}",
+                h.count
+            );
+            out
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let m = Metrics::default();
+        m.request(Duration::from_millis(3), false);
+        m.request(Duration::from_millis(30), true);
+        m.boot("nfs_boot");
+        m.boot("nfs_boot");
+        m.callback("install_failed", "ok");
+        let text = m.render();
+        assert!(text.contains("le=\"0.001\"} 0\n"), "{text}");
+        assert!(text.contains("le=\"0.005\"} 1\n"), "{text}");
+        assert!(text.contains("le=\"0.05\"} 2\n"), "{text}");
+        assert!(text.contains("le=\"+Inf\"} 2\n"), "{text}");
+        assert!(
+            text.contains("pureboot_boot_requests_total{action=\"nfs_boot\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("pureboot_node_failures_total 1\n"), "{text}");
+        assert!(
+            text.contains("pureboot_http_server_errors_total 1\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! Base images and node overlays on the NFS export, for the CLI and the management API.
+
+use std::path::{Path, PathBuf};
+
+use super::{ServiceError, Services};
+use crate::domain::boot::tree_plan;
+use crate::domain::NodeRef;
+use crate::nfs_tree::{ImportProgress, ImportSummary, NodeInfo};
+use crate::store::NodeFilter;
+
+impl Services {
+    pub fn base_images(&self) -> Result<Vec<String>, ServiceError> {
+        match self.tree.base_images() {
+            Ok(list) => Ok(list),
+            // No export tree yet: no images, not an error.
+            Err(_) if !self.tree.base_path().exists() => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn import_image(
+        &self,
+        archive: &Path,
+        name: &str,
+        progress: &mut dyn FnMut(ImportProgress),
+    ) -> Result<ImportSummary, ServiceError> {
+        self.tree.ensure_directories()?;
+        Ok(self.tree.import_base_image(archive, name, progress)?)
+    }
+
+    /// Refuses while a node names the image explicitly (its next boot would fail).
+    pub fn remove_image(&self, name: &str) -> Result<bool, ServiceError> {
+        let users: Vec<String> = self
+            .list_nodes(&NodeFilter::default())?
+            .into_iter()
+            .filter(|n| n.base_image.as_deref() == Some(name))
+            .map(|n| n.serial)
+            .collect();
+        if !users.is_empty() {
+            return Err(ServiceError::Conflict(format!(
+                "base image {name} is used by node(s) {}; change their base image first",
+                users.join(", ")
+            )));
+        }
+        Ok(self.tree.remove_base_image(name)?)
+    }
+
+    /// Creates (or refreshes) a registered node's tree as its next boot would.
+    pub fn create_overlay(&self, node_ref: &NodeRef) -> Result<PathBuf, ServiceError> {
+        let node = self.store.read(|tx| self.find(tx, node_ref))?;
+        let rendered = self.rendered_workflow(&node).ok().flatten();
+        let plan = tree_plan(
+            &node,
+            rendered.as_ref(),
+            &self.config.nfs.default_base_image,
+        );
+        self.prepare_node_tree(&node, &plan)?;
+        Ok(self.tree.node_path(&node.serial)?)
+    }
+
+    pub fn overlay_info(&self, serial: &str) -> Result<Option<NodeInfo>, ServiceError> {
+        Ok(self.tree.node_info(serial)?)
+    }
+
+    pub fn remove_overlay(&self, serial: &str) -> Result<bool, ServiceError> {
+        Ok(self.tree.delete_node_overlay(serial)?)
+    }
+}

@@ -1,0 +1,160 @@
+//! The controller's use cases, shared by the HTTP API and the CLI: each runs one store
+//! transaction around a domain decision, then does the filesystem work it implies.
+//! Calls block (SQLite, the NFS tree); async callers use `spawn_blocking`.
+
+mod boot;
+mod images;
+mod nodes;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+pub use boot::{BootRequest, CallbackOutcome};
+pub use nodes::{NodeDetail, NodeSpec, NodeUpdate, RECENT_EVENTS};
+
+use crate::config::Config;
+use crate::domain::boot::{BootSettings, WorkflowState};
+use crate::domain::{InvalidId, InvalidTransition, Node};
+use crate::nfs_tree::{NfsTree, NfsTreeError};
+use crate::store::{Store, StoreError};
+use crate::templates::{Templates, Vars};
+use crate::workflows::{Lookup, Workflow, Workflows};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    BadInput(#[from] InvalidId),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is valid but contradicts the registry (already exists, in use ...).
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Transition(#[from] InvalidTransition),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tree(#[from] NfsTreeError),
+}
+
+pub struct Services {
+    pub config: Config,
+    pub store: Store,
+    pub workflows: Workflows,
+    pub templates: Templates,
+    pub tree: NfsTree,
+    /// Node-tree writes of this process, one at a time (two boots of one serial).
+    tree_lock: Mutex<()>,
+}
+
+impl Services {
+    /// Opens the database and loads workflows; broken workflow files are logged, not fatal,
+    /// so one bad file does not stop every other node from booting.
+    pub fn open(config: Config) -> anyhow::Result<Services> {
+        use anyhow::Context;
+        let store = Store::open(&config.database)?;
+        let templates = Templates::new();
+        let workflows =
+            Workflows::load_dir(&config.workflows_dir, &templates).with_context(|| {
+                format!(
+                    "reading workflows directory {}",
+                    config.workflows_dir.display()
+                )
+            })?;
+        for err in workflows.errors() {
+            log::error!("{err}");
+        }
+        let tree = NfsTree::new(
+            &config.nfs.root_path,
+            &config.nfs.base_dir,
+            &config.nfs.nodes_dir,
+        );
+        Ok(Services {
+            config,
+            store,
+            workflows,
+            templates,
+            tree,
+            tree_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn boot_settings(&self) -> BootSettings {
+        BootSettings {
+            public_url: self.config.public_url(),
+            nfs_server: self.config.nfs_server.clone(),
+            nfs_path: self.config.nfs.root_path.display().to_string(),
+            default_base_image: self.config.nfs.default_base_image.clone(),
+            nfs_options: self.config.nfs.nfs_options.clone(),
+            nfs_enabled: self.config.nfs.enabled,
+        }
+    }
+
+    /// Template context for one node: controller settings, then node fields (absent
+    /// fields stay undefined so a template's `default` applies).
+    pub fn template_vars(&self, node: &Node) -> Vars {
+        let s = self.boot_settings();
+        let mut v: Vars = BTreeMap::new();
+        v.insert("nfs_server".into(), s.nfs_server);
+        v.insert("nfs_path".into(), s.nfs_path);
+        v.insert("public_url".into(), s.public_url.clone());
+        v.insert("controller_url".into(), s.public_url);
+        v.insert("default_base_image".into(), s.default_base_image);
+        v.insert("node_id".into(), node.id.clone());
+        v.insert("serial".into(), node.serial.clone());
+        v.insert("hostname".into(), node.effective_hostname());
+        for (k, val) in [
+            ("full_serial", &node.full_serial),
+            ("mac", &node.mac),
+            ("ip", &node.last_ip),
+            ("model", &node.model),
+        ] {
+            if let Some(val) = val {
+                v.insert(k.into(), val.clone());
+            }
+        }
+        v
+    }
+
+    /// The node's workflow, rendered for it; `Err` explains why it cannot be used.
+    pub fn rendered_workflow(&self, node: &Node) -> Result<Option<Workflow>, String> {
+        let Some(id) = node.workflow_id.as_deref() else {
+            return Ok(None);
+        };
+        match self.workflows.get(id) {
+            Lookup::Found(wf) => self
+                .templates
+                .render_workflow(wf, &self.template_vars(node))
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            Lookup::Broken(e) => Err(format!("workflow {id} is broken: {e}")),
+            Lookup::Missing => Err(format!(
+                "workflow {id} not found in {}",
+                self.config.workflows_dir.display()
+            )),
+        }
+    }
+
+    fn workflow_exists(&self, id: &str) -> Result<(), ServiceError> {
+        match self.workflows.get(id) {
+            Lookup::Found(_) => Ok(()),
+            Lookup::Broken(e) => Err(ServiceError::Invalid(format!(
+                "workflow {id} is broken: {e}"
+            ))),
+            Lookup::Missing => Err(ServiceError::Invalid(format!(
+                "unknown workflow {id:?} (see `workflow list`)"
+            ))),
+        }
+    }
+}
+
+/// Helper so callers can pass an already rendered workflow result to the domain.
+fn workflow_state<'a>(rendered: &'a Result<Option<Workflow>, String>) -> WorkflowState<'a> {
+    match rendered {
+        Ok(Some(wf)) => WorkflowState::Ready(wf),
+        Ok(None) => WorkflowState::Unassigned,
+        Err(why) => WorkflowState::Unusable(why.clone()),
+    }
+}

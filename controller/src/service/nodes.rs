@@ -1,0 +1,244 @@
+//! Operator actions on nodes (HTTP management API and CLI alike).
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{ServiceError, Services};
+use crate::domain::{parse_hostname, Mac, Node, NodeRef, NodeState, OverlayMode, Serial};
+use crate::nfs_tree::{validate_image_name, NodeInfo};
+use crate::store::{Event, EventKind, NewEvent, NewNode, NodeFilter, Tx};
+
+/// `node add` / `POST /api/v1/nodes`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub serial: String,
+    #[serde(default)]
+    pub workflow_id: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub overlay_mode: Option<OverlayMode>,
+    #[serde(default)]
+    pub base_image: Option<String>,
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub full_serial: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// `PATCH /api/v1/nodes/{id}`: absent = unchanged, `null` = cleared (where clearable).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeUpdate {
+    #[serde(default, with = "double_option")]
+    pub hostname: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    pub overlay_mode: Option<Option<OverlayMode>>,
+    #[serde(default, with = "double_option")]
+    pub base_image: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    pub workflow_id: Option<Option<String>>,
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Clears the duplicate-serial flag once an operator has looked at it.
+    #[serde(default)]
+    pub clear_conflict: bool,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeDetail {
+    #[serde(flatten)]
+    pub node: Node,
+    /// Most recent events, oldest first.
+    pub events: Vec<Event>,
+    /// The node's directory on the NFS export, if it has one.
+    pub tree: Option<NodeInfo>,
+}
+
+pub const RECENT_EVENTS: u32 = 50;
+
+fn checked_hostname(h: Option<&str>) -> Result<Option<String>, ServiceError> {
+    Ok(h.map(parse_hostname).transpose()?)
+}
+
+fn checked_image(name: Option<&str>) -> Result<Option<String>, ServiceError> {
+    if let Some(n) = name {
+        validate_image_name(n).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    }
+    Ok(name.map(Into::into))
+}
+
+fn admin_event<'a>(node: &'a Node, detail: serde_json::Value) -> NewEvent<'a> {
+    NewEvent {
+        node_id: Some(&node.id),
+        serial: &node.serial,
+        kind: EventKind::Admin,
+        ip: None,
+        detail,
+    }
+}
+
+impl Services {
+    pub fn list_nodes(&self, filter: &NodeFilter) -> Result<Vec<Node>, ServiceError> {
+        Ok(self.store.read(|tx| tx.list_nodes(filter))?)
+    }
+
+    pub fn node_detail(&self, node_ref: &NodeRef, events: u32) -> Result<NodeDetail, ServiceError> {
+        let (node, events) = self.store.read(|tx| {
+            let node = self.find(tx, node_ref)?;
+            let events = tx.events_for_serial(&node.serial, events)?;
+            Ok::<_, ServiceError>((node, events))
+        })?;
+        let tree = self.tree.node_info(&node.serial)?;
+        Ok(NodeDetail { node, events, tree })
+    }
+
+    pub fn add_node(&self, spec: &NodeSpec) -> Result<Node, ServiceError> {
+        let serial = Serial::parse(&spec.serial)?;
+        let mac = spec.mac.as_deref().map(Mac::parse).transpose()?;
+        let full_serial = spec
+            .full_serial
+            .as_deref()
+            .map(|f| crate::domain::FullSerial::parse(f, &serial))
+            .transpose()?;
+        let hostname = checked_hostname(spec.hostname.as_deref())?;
+        let base_image = checked_image(spec.base_image.as_deref())?;
+        if let Some(wf) = &spec.workflow_id {
+            self.workflow_exists(wf)?;
+        }
+        self.store.write(|tx| {
+            if let Some(existing) = tx.find_node(&NodeRef::Serial(serial.clone()))? {
+                return Err(ServiceError::Conflict(format!(
+                    "node {} already registered (state {}); use assign or update",
+                    existing.serial, existing.state
+                )));
+            }
+            let node = tx.insert_node(&NewNode {
+                serial: serial.as_str().into(),
+                full_serial: full_serial.map(|f| f.as_str().into()),
+                mac: mac.map(|m| m.as_str().into()),
+                model: spec.model.clone(),
+                hostname,
+                workflow_id: spec.workflow_id.clone(),
+                overlay_mode: spec.overlay_mode,
+                base_image,
+                last_ip: None,
+                state: Some(if spec.workflow_id.is_some() {
+                    NodeState::Pending
+                } else {
+                    NodeState::Discovered
+                }),
+            })?;
+            tx.append_event(&admin_event(
+                &node,
+                json!({"action": "add", "workflow_id": node.workflow_id, "state": node.state}),
+            ))?;
+            Ok(node)
+        })
+    }
+
+    /// Assigns a workflow; a node waiting for one (discovered, reprovision, install_failed)
+    /// becomes `pending`. A running diskless node keeps its state and picks the workflow
+    /// up at its next boot.
+    pub fn assign(&self, node_ref: &NodeRef, workflow_id: &str) -> Result<Node, ServiceError> {
+        self.workflow_exists(workflow_id)?;
+        self.store.write(|tx| {
+            let mut node = self.find(tx, node_ref)?;
+            let from = node.state;
+            if matches!(from, NodeState::Discovered | NodeState::Reprovision | NodeState::InstallFailed | NodeState::Retired) {
+                node.state = from.transition(NodeState::Pending)?;
+            }
+            node.workflow_id = Some(workflow_id.into());
+            tx.append_event(&admin_event(&node, json!({"action": "assign", "workflow_id": workflow_id, "from": from, "to": node.state})))?;
+            Ok(tx.save_node(&node)?)
+        })
+    }
+
+    pub fn update_node(&self, node_ref: &NodeRef, upd: &NodeUpdate) -> Result<Node, ServiceError> {
+        let hostname = upd
+            .hostname
+            .as_ref()
+            .map(|h| checked_hostname(h.as_deref()))
+            .transpose()?;
+        let base_image = upd
+            .base_image
+            .as_ref()
+            .map(|b| checked_image(b.as_deref()))
+            .transpose()?;
+        if let Some(Some(wf)) = &upd.workflow_id {
+            self.workflow_exists(wf)?;
+        }
+        let state = upd
+            .state
+            .as_deref()
+            .map(|s| {
+                NodeState::parse(s)
+                    .ok_or_else(|| ServiceError::Invalid(format!("unknown state {s:?}")))
+            })
+            .transpose()?;
+        self.store.write(|tx| {
+            let mut node = self.find(tx, node_ref)?;
+            let before = node.clone();
+            if let Some(h) = hostname {
+                node.hostname = h;
+            }
+            if let Some(b) = base_image {
+                node.base_image = b;
+            }
+            if let Some(o) = upd.overlay_mode {
+                node.overlay_mode = o;
+            }
+            if let Some(w) = &upd.workflow_id {
+                node.workflow_id = w.clone();
+            }
+            if upd.clear_conflict {
+                node.conflict = None;
+            }
+            if let Some(to) = state.filter(|s| *s != node.state) {
+                node.state = node.state.transition(to)?;
+            }
+            tx.append_event(&admin_event(
+                &node,
+                json!({"action": "update", "before": before, "after": node}),
+            ))?;
+            Ok(tx.save_node(&node)?)
+        })
+    }
+
+    /// Removes the node from the registry (its event history stays) and, unless
+    /// `keep_tree`, its directory on the export.
+    pub fn remove_node(
+        &self,
+        node_ref: &NodeRef,
+        keep_tree: bool,
+    ) -> Result<(Node, bool), ServiceError> {
+        let node = self.store.write(|tx: &Tx<'_>| {
+            let node = self.find(tx, node_ref)?;
+            tx.append_event(&admin_event(
+                &node,
+                json!({"action": "remove", "keep_tree": keep_tree}),
+            ))?;
+            tx.delete_node(&node.id)?;
+            Ok::<_, ServiceError>(node)
+        })?;
+        let tree_removed = if keep_tree {
+            false
+        } else {
+            let _guard = self.tree_lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.tree.delete_node_overlay(&node.serial)?
+        };
+        Ok((node, tree_removed))
+    }
+}
