@@ -81,37 +81,32 @@ pub fn obtain_lease(
 pub fn run(
     t: &mut impl Transport,
     client: &Client,
-    mut xid: u32,
+    xid: u32,
     deadline: Instant,
 ) -> Result<Lease, String> {
-    let started = Instant::now();
+    let mut s = Session {
+        t,
+        client,
+        xid,
+        started: Instant::now(),
+        deadline,
+    };
     loop {
-        let secs = || started.elapsed().as_secs().min(u64::from(u16::MAX)) as u16;
-        let offer = exchange(
-            t,
-            client,
-            xid,
-            deadline,
+        let offer = s.exchange(
             "OFFER",
-            |s| client.discover(xid, s),
+            |c, xid, secs| c.discover(xid, secs),
             |r| r.kind == MsgType::Offer,
-            secs,
         )?;
         let server = offer.options.server_id;
         log::debug!("net: dhcp offer {} from {:?}", offer.yiaddr, server);
-        let answer = exchange(
-            t,
-            client,
-            xid,
-            deadline,
+        let answer = s.exchange(
             "ACK",
-            |s| client.request(xid, s, offer.yiaddr, server),
+            |c, xid, secs| c.request(xid, secs, offer.yiaddr, server),
             // Only the chosen server's answer counts (others may answer the broadcast REQUEST).
             |r| {
                 matches!(r.kind, MsgType::Ack | MsgType::Nak)
                     && (server.is_none() || r.options.server_id == server)
             },
-            secs,
         )?;
         if answer.kind == MsgType::Ack {
             return Ok(lease_from(&answer, &offer));
@@ -120,67 +115,83 @@ pub fn run(
             "net: dhcp server {server:?} refused {} (NAK); starting over",
             offer.yiaddr
         );
-        xid = xid.wrapping_add(1);
+        s.xid = s.xid.wrapping_add(1);
     }
 }
 
-/// Send what `build` makes, retransmitting with backoff, until a reply passes `wanted`.
-#[allow(clippy::too_many_arguments)]
-fn exchange(
-    t: &mut impl Transport,
-    client: &Client,
+/// One conversation: who asks, the current transaction id, and when to give up.
+struct Session<'a, T: Transport> {
+    t: &'a mut T,
+    client: &'a Client,
     xid: u32,
+    started: Instant,
     deadline: Instant,
-    awaiting: &str,
-    build: impl Fn(u16) -> Vec<u8>,
-    wanted: impl Fn(&Reply) -> bool,
-    secs: impl Fn() -> u16,
-) -> Result<Reply, String> {
-    let mut buf = vec![0u8; 2048];
-    let mut interval = FIRST_RETRY;
-    let mut sent = 0u32;
-    let mut ignored = 0u32;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(format!(
-                "no {awaiting} after {sent} attempts ({ignored} other packets ignored) within the DHCP timeout"
-            ));
-        }
-        let packet = frame::build(
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::BROADCAST,
-            frame::CLIENT_PORT,
-            frame::SERVER_PORT,
-            &build(secs()),
-        );
-        t.send(&packet)
-            .map_err(|e| format!("sending for {awaiting}: {e}"))?;
-        sent += 1;
-        let resend_at = (now + interval).min(deadline);
-        while let Some(left) = resend_at
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-        {
-            let Some(got) = t
-                .recv(&mut buf, left)
-                .map_err(|e| format!("receiving {awaiting}: {e}"))?
-            else {
-                break;
-            };
-            match accept(&buf[..got.len], !got.csum_pending, xid, &client.mac) {
-                Ok(reply) if wanted(&reply) => return Ok(reply),
-                Ok(reply) => log::debug!(
-                    "net: dhcp ignoring {:?} while awaiting {awaiting}",
-                    reply.kind
-                ),
-                Err(why) => {
-                    ignored += 1;
-                    log::trace!("net: dhcp ignoring packet: {why}");
+}
+
+impl<T: Transport> Session<'_, T> {
+    /// The `secs` field: seconds since the client began (servers may prioritise by it).
+    fn secs(&self) -> u16 {
+        self.started.elapsed().as_secs().min(u64::from(u16::MAX)) as u16
+    }
+
+    /// Send what `build` makes, retransmitting with backoff, until a reply passes `wanted`.
+    fn exchange(
+        &mut self,
+        awaiting: &str,
+        build: impl Fn(&Client, u32, u16) -> Vec<u8>,
+        wanted: impl Fn(&Reply) -> bool,
+    ) -> Result<Reply, String> {
+        let mut buf = vec![0u8; 2048];
+        let mut interval = FIRST_RETRY;
+        let (mut sent, mut ignored) = (0u32, 0u32);
+        loop {
+            let now = Instant::now();
+            if now >= self.deadline {
+                return Err(format!(
+                    "no {awaiting} after {sent} attempts ({ignored} other packets ignored) within the DHCP timeout"
+                ));
+            }
+            let packet = frame::build(
+                Ipv4Addr::UNSPECIFIED,
+                Ipv4Addr::BROADCAST,
+                frame::CLIENT_PORT,
+                frame::SERVER_PORT,
+                &build(self.client, self.xid, self.secs()),
+            );
+            self.t
+                .send(&packet)
+                .map_err(|e| format!("sending for {awaiting}: {e}"))?;
+            sent += 1;
+            let resend_at = (now + interval).min(self.deadline);
+            while let Some(left) = resend_at
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            {
+                let received = self.t.recv(&mut buf, left);
+                let Some(got) = received.map_err(|e| format!("receiving {awaiting}: {e}"))? else {
+                    break;
+                };
+                match accept(
+                    &buf[..got.len],
+                    !got.csum_pending,
+                    self.xid,
+                    &self.client.mac,
+                ) {
+                    Ok(reply) if wanted(&reply) => return Ok(reply),
+                    Ok(reply) => {
+                        log::debug!(
+                            "net: dhcp ignoring {:?} while awaiting {awaiting}",
+                            reply.kind
+                        )
+                    }
+                    Err(why) => {
+                        ignored += 1;
+                        log::trace!("net: dhcp ignoring packet: {why}");
+                    }
                 }
             }
+            interval = (interval * 2).min(MAX_RETRY);
         }
-        interval = (interval * 2).min(MAX_RETRY);
     }
 }
 

@@ -136,7 +136,7 @@ impl PacketSocket {
             };
         }
         // A packet socket also sees what we send ourselves; skip those.
-        if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
             return Ok(None);
         }
         let mut csum_pending = !self.aux;
