@@ -1,6 +1,7 @@
 //! pureboot controller: boot API, node registry, workflows and per-serial NFS trees.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;

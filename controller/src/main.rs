@@ -1,1 +1,15 @@
-fn main() {}
+//! `pureboot-controller`: the daemon (`serve`) and the admin CLI.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("PUREBOOT_LOG", "info")).init();
+    let cli = pureboot_controller::cli::Cli::parse();
+    match pureboot_controller::cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

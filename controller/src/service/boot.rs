@@ -151,7 +151,9 @@ impl Services {
     /// A missing base image is only a warning: the Pi then reports which one it lacked.
     pub fn prepare_node_tree(&self, node: &Node, plan: &NodeTreePlan) -> Result<(), NfsTreeError> {
         let _guard = self.tree_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.tree.ensure_directories()?;
+        if !self.tree.nodes_path().is_dir() {
+            self.tree.ensure_directories()?;
+        }
         let files = NodeFiles {
             hostname: Some(plan.hostname.clone()),
             machine_id: plan.machine_id.clone(),
