@@ -1,0 +1,498 @@
+//! The `pureboot-image` binary end to end, on a small module tree built by each test.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pureboot_image::cpio::{self, Kind, Record};
+
+const KVER: &str = "6.1.0-test-arm64";
+
+/// A fake `lib/modules/<KVER>` with compressed and plain modules, depmod's files, and a
+/// pretend pi-init. Module bodies are distinct so a mix-up shows.
+struct Tree {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    pi_init: PathBuf,
+}
+
+fn body(name: &str) -> Vec<u8> {
+    format!("\x7fELF fake module {name} ")
+        .repeat(40)
+        .into_bytes()
+}
+
+fn fake_tree() -> Tree {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let dir = root.join("lib/modules").join(KVER);
+    let modules: &[(&str, &str)] = &[
+        ("kernel/drivers/net/virtio_net.ko.xz", "virtio_net"),
+        ("kernel/net/core/failover.ko.zst", "failover"),
+        ("kernel/drivers/net/net_failover.ko.gz", "net_failover"),
+        ("kernel/fs/ext4/ext4.ko", "ext4"),
+        ("kernel/fs/jbd2/jbd2.ko.xz", "jbd2"),
+        ("kernel/crypto/crc32c_generic.ko.zst", "crc32c_generic"),
+        ("kernel/fs/overlayfs/overlay.ko", "overlay"),
+    ];
+    for (path, name) in modules {
+        let file = dir.join(path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(file, compress(path, &body(name))).unwrap();
+    }
+    fs::write(
+        dir.join("modules.dep"),
+        "kernel/drivers/net/virtio_net.ko.xz: kernel/drivers/net/net_failover.ko.gz kernel/net/core/failover.ko.zst\n\
+         kernel/net/core/failover.ko.zst:\n\
+         kernel/drivers/net/net_failover.ko.gz: kernel/net/core/failover.ko.zst\n\
+         kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko.xz\n\
+         kernel/fs/jbd2/jbd2.ko.xz:\n\
+         kernel/crypto/crc32c_generic.ko.zst:\n\
+         kernel/fs/overlayfs/overlay.ko:\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("modules.softdep"),
+        "softdep ext4 pre: crypto-crc32c\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("modules.alias"),
+        "alias crypto-crc32c crc32c_generic\nalias fs-overlay overlay\nalias fs-ext4 ext4\n",
+    )
+    .unwrap();
+    fs::write(dir.join("modules.builtin"), "kernel/fs/nfs/nfs.ko\n").unwrap();
+    let pi_init = tmp.path().join("pi-init");
+    fs::write(&pi_init, b"\x7fELF pretend pi-init").unwrap();
+    Tree {
+        _tmp: tmp,
+        root,
+        pi_init,
+    }
+}
+
+fn compress(path: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if path.ends_with(".xz") {
+        xz2::read::XzEncoder::new(data, 6)
+            .read_to_end(&mut out)
+            .unwrap();
+    } else if path.ends_with(".zst") {
+        out = zstd::stream::encode_all(data, 3).unwrap();
+    } else if path.ends_with(".gz") {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        out = encoder.finish().unwrap();
+    } else {
+        out = data.to_vec();
+    }
+    out
+}
+
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pureboot-image"));
+    command.args(args).env_remove("SOURCE_DATE_EPOCH");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn failure(output: Output) -> String {
+    assert!(
+        !output.status.success(),
+        "unexpected success: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8(output.stderr).unwrap()
+}
+
+/// Builds into `out` with `--module` for each name; returns the summary line.
+fn build(
+    tree: &Tree,
+    out: &Path,
+    modules: &[&str],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> String {
+    let mut args = vec![
+        "initramfs",
+        "--pi-init",
+        tree.pi_init.to_str().unwrap(),
+        "--modules-root",
+        tree.root.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    for module in modules {
+        args.extend(["--module", module]);
+    }
+    args.extend(extra);
+    ok(run(&args, env))
+}
+
+fn records(path: &Path) -> Vec<Record> {
+    let mut archive = Vec::new();
+    flate2::read::GzDecoder::new(fs::File::open(path).unwrap())
+        .read_to_end(&mut archive)
+        .unwrap();
+    cpio::read_archive(&archive).unwrap()
+}
+
+fn file_data<'a>(records: &'a [Record], path: &str) -> &'a [u8] {
+    match &records
+        .iter()
+        .find(|r| r.entry.path == path)
+        .unwrap_or_else(|| panic!("{path} missing"))
+        .entry
+        .kind
+    {
+        Kind::File(data) => data,
+        other => panic!("{path} is {other:?}"),
+    }
+}
+
+#[test]
+fn initramfs_has_the_agreed_layout_and_plain_modules_in_load_order() {
+    let tree = fake_tree();
+    let out = tree.root.join("../initrd.cpio.gz");
+    let summary = build(
+        &tree,
+        &out,
+        &["virtio_net", "fs-overlay", "ext4", "nfs"],
+        &[],
+        &[],
+    );
+    assert!(
+        summary.contains("7 modules") && summary.contains("gzip"),
+        "{summary}"
+    );
+
+    let records = records(&out);
+    let by_path: BTreeMap<&str, &Record> =
+        records.iter().map(|r| (r.entry.path.as_str(), r)).collect();
+    for dir in [
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "tmp",
+        "etc",
+        "mnt",
+        "lib/modules",
+    ] {
+        assert_eq!(by_path[dir].entry.kind, Kind::Dir, "{dir}");
+    }
+    let console = &by_path["dev/console"].entry;
+    assert_eq!(
+        (console.kind.clone(), console.perm),
+        (Kind::CharDev { major: 5, minor: 1 }, 0o600)
+    );
+    assert_eq!(file_data(&records, "init"), b"\x7fELF pretend pi-init");
+    assert_eq!(by_path["init"].entry.perm, 0o755);
+
+    let list = String::from_utf8(file_data(&records, "etc/pureboot/modules").to_vec()).unwrap();
+    let loaded: Vec<&str> = list.lines().filter(|l| !l.starts_with('#')).collect();
+    let base = format!("/lib/modules/{KVER}/kernel");
+    let expected: Vec<String> = [
+        "net/core/failover.ko",
+        "drivers/net/net_failover.ko",
+        "drivers/net/virtio_net.ko",
+        "fs/overlayfs/overlay.ko",
+        // ext4's softdep pre: crypto-crc32c, through modules.alias.
+        "crypto/crc32c_generic.ko",
+        "fs/jbd2/jbd2.ko",
+        "fs/ext4/ext4.ko",
+    ]
+    .iter()
+    .map(|p| format!("{base}/{p}"))
+    .collect();
+    assert_eq!(loaded, expected);
+    // Every listed module is in the archive, decompressed to its original bytes.
+    for line in &loaded {
+        let path = line.trim_start_matches('/');
+        let name = path.rsplit('/').next().unwrap().trim_end_matches(".ko");
+        assert_eq!(file_data(&records, path), body(name), "{path}");
+    }
+    // Parents come before children; inode numbers count up in archive order.
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!(record.ino as usize, i + 1);
+        if let Some((parent, _)) = record.entry.path.rsplit_once('/') {
+            let at = records
+                .iter()
+                .position(|r| r.entry.path == parent)
+                .expect(parent);
+            assert!(at < i, "{parent} after {}", record.entry.path);
+        }
+    }
+}
+
+#[test]
+fn debian_cpio_lists_the_same_names() {
+    let Ok(probe) = Command::new("cpio").arg("--version").output() else {
+        eprintln!("SKIP debian_cpio_lists_the_same_names: no `cpio` binary (apt-get install cpio)");
+        return;
+    };
+    assert!(probe.status.success());
+    let tree = fake_tree();
+    let out = tree.root.join("../plain.cpio");
+    build(&tree, &out, &["ext4"], &["--compress", "none"], &[]);
+    let listing = Command::new("cpio")
+        .args(["-t", "--quiet", "-F", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        listing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    let names: Vec<String> = String::from_utf8(listing.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let ours: Vec<String> = cpio::read_archive(&fs::read(&out).unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.entry.path)
+        .collect();
+    assert_eq!(names, ours);
+    assert!(names.contains(&"dev/console".to_string()));
+}
+
+#[test]
+fn builds_are_byte_identical_and_honour_source_date_epoch() {
+    let tree = fake_tree();
+    let dir = tree.root.parent().unwrap().to_path_buf();
+    let modules = ["virtio_net", "ext4"];
+    build(&tree, &dir.join("a.gz"), &modules, &[], &[]);
+    build(&tree, &dir.join("b.gz"), &modules, &[], &[]);
+    build(
+        &tree,
+        &dir.join("c.gz"),
+        &modules,
+        &[],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    );
+    let a = fs::read(dir.join("a.gz")).unwrap();
+    assert_eq!(a, fs::read(dir.join("b.gz")).unwrap(), "two builds differ");
+    assert_ne!(a, fs::read(dir.join("c.gz")).unwrap());
+    assert!(records(&dir.join("a.gz"))
+        .iter()
+        .all(|r| r.mtime == 0 && r.uid == 0 && r.gid == 0));
+    assert!(records(&dir.join("c.gz"))
+        .iter()
+        .all(|r| r.mtime == 1_700_000_000));
+
+    let err = failure(run(
+        &[
+            "initramfs",
+            "--pi-init",
+            tree.pi_init.to_str().unwrap(),
+            "--modules-root",
+            tree.root.to_str().unwrap(),
+            "-o",
+            dir.join("d.gz").to_str().unwrap(),
+        ],
+        &[("SOURCE_DATE_EPOCH", "yesterday")],
+    ));
+    assert!(err.contains("SOURCE_DATE_EPOCH"), "{err}");
+}
+
+#[test]
+fn zstd_output_holds_the_same_archive() {
+    let tree = fake_tree();
+    let dir = tree.root.parent().unwrap().to_path_buf();
+    build(&tree, &dir.join("a.gz"), &["ext4"], &[], &[]);
+    build(
+        &tree,
+        &dir.join("a.zst"),
+        &["ext4"],
+        &["--compress", "zstd"],
+        &[],
+    );
+    let zst = zstd::stream::decode_all(fs::File::open(dir.join("a.zst")).unwrap()).unwrap();
+    assert_eq!(
+        cpio::read_archive(&zst).unwrap(),
+        records(&dir.join("a.gz"))
+    );
+}
+
+#[test]
+fn busybox_and_extras_land_where_asked() {
+    let tree = fake_tree();
+    let dir = tree.root.parent().unwrap().to_path_buf();
+    fs::write(dir.join("busybox"), b"bb").unwrap();
+    fs::write(dir.join("hello"), b"hi").unwrap();
+    let busybox = dir.join("busybox").display().to_string();
+    let extra = format!("{}:/usr/share/hello", dir.join("hello").display());
+    build(
+        &tree,
+        &dir.join("a.gz"),
+        &[],
+        &["--busybox", &busybox, "--extra", &extra],
+        &[],
+    );
+    let records = records(&dir.join("a.gz"));
+    assert_eq!(file_data(&records, "bin/busybox"), b"bb");
+    assert_eq!(file_data(&records, "usr/share/hello"), b"hi");
+    let sh = records.iter().find(|r| r.entry.path == "bin/sh").unwrap();
+    assert_eq!(sh.entry.kind, Kind::Symlink("busybox".into()));
+
+    let clash = format!("{}:/init", dir.join("hello").display());
+    let err = failure(run(
+        &[
+            "initramfs",
+            "--pi-init",
+            tree.pi_init.to_str().unwrap(),
+            "--modules-root",
+            tree.root.to_str().unwrap(),
+            "--extra",
+            &clash,
+            "-o",
+            dir.join("b.gz").to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert!(err.contains("init is added twice"), "{err}");
+}
+
+#[test]
+fn missing_module_and_missing_modules_dep_are_clear_errors() {
+    let tree = fake_tree();
+    let out = tree.root.join("../x.gz");
+    let args = |module: &'static str| {
+        vec![
+            "initramfs".to_string(),
+            "--pi-init".into(),
+            tree.pi_init.display().to_string(),
+            "--modules-root".into(),
+            tree.root.display().to_string(),
+            "--module".into(),
+            module.into(),
+            "-o".into(),
+            out.display().to_string(),
+        ]
+    };
+    let err = failure(run(&args("e1000e"), &[]));
+    assert!(err.contains("\"e1000e\"") && err.contains(KVER), "{err}");
+    assert!(!out.exists());
+
+    fs::remove_file(tree.root.join("lib/modules").join(KVER).join("modules.dep")).unwrap();
+    let err = failure(run(&args("ext4"), &[]));
+    let expected = format!("depmod -b {} {KVER}", tree.root.display());
+    assert!(err.contains(&expected), "{err}");
+}
+
+#[test]
+fn kver_must_be_named_when_several_exist() {
+    let tree = fake_tree();
+    fs::create_dir_all(tree.root.join("lib/modules/5.10.0-other")).unwrap();
+    let err = failure(run(
+        &[
+            "modules",
+            "--modules-root",
+            tree.root.to_str().unwrap(),
+            "--module",
+            "ext4",
+        ],
+        &[],
+    ));
+    assert!(
+        err.contains("--kver") && err.contains("5.10.0-other"),
+        "{err}"
+    );
+    let list = ok(run(
+        &[
+            "modules",
+            "--modules-root",
+            tree.root.to_str().unwrap(),
+            "--kver",
+            KVER,
+            "--module",
+            "ext4",
+        ],
+        &[],
+    ));
+    assert_eq!(
+        list.lines().filter(|l| !l.starts_with('#')).count(),
+        3,
+        "{list}"
+    );
+}
+
+#[test]
+fn tftp_refuses_bad_serials_and_writes_a_node_folder() {
+    let tree = fake_tree();
+    let dir = tree.root.parent().unwrap().to_path_buf();
+    let fw = dir.join("fw");
+    fs::create_dir_all(&fw).unwrap();
+    for name in ["start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb"] {
+        fs::write(fw.join(name), name).unwrap();
+    }
+    fs::write(dir.join("Image"), b"kernel").unwrap();
+    let (kernel, fw, initrd) = (
+        dir.join("Image"),
+        fw.display().to_string(),
+        tree.pi_init.display().to_string(),
+    );
+    let kernel = kernel.display().to_string();
+    let out = dir.join("tftp").display().to_string();
+    let tftp = |serial: &str| {
+        run(
+            &[
+                "tftp",
+                "--serial",
+                serial,
+                "--model",
+                "pi4",
+                "--kernel",
+                &kernel,
+                "--initramfs",
+                &initrd,
+                "--firmware-dir",
+                &fw,
+                "--controller-url",
+                "http://192.168.1.10:8080",
+                "--cmdline-extra",
+                "pureboot.log=debug  pureboot.overlay=image",
+                "-o",
+                &out,
+            ],
+            &[],
+        )
+    };
+    for bad in ["d83add3", "d83add3z", "../etc00", "10000000d83add36"] {
+        let err = failure(tftp(bad));
+        assert!(err.contains("not 8 hex digits"), "{bad}: {err}");
+    }
+    assert!(!dir.join("tftp").exists(), "a refused serial wrote files");
+    ok(tftp("D83ADD36"));
+    let cmdline = fs::read_to_string(dir.join("tftp/d83add36/cmdline.txt")).unwrap();
+    assert_eq!(
+        cmdline,
+        "console=serial0,115200 console=tty1 pureboot.url=http://192.168.1.10:8080 \
+         pureboot.serial=d83add36 pureboot.log=debug pureboot.overlay=image\n"
+    );
+    let config = fs::read_to_string(dir.join("tftp/d83add36/config.txt")).unwrap();
+    assert!(
+        config.contains("initramfs initramfs.img followkernel"),
+        "{config}"
+    );
+    assert_eq!(
+        fs::read(dir.join("tftp/d83add36/initramfs.img")).unwrap(),
+        fs::read(&tree.pi_init).unwrap()
+    );
+}
