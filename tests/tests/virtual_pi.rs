@@ -17,11 +17,17 @@ use pureboot_tests::wait::poll;
 use pureboot_tests::{initramfs, require, serial};
 use serde_json::Value;
 
-/// Checks every prerequisite of a pi-init boot (skips or, under test.sh, fails).
+/// Checks every prerequisite of a pi-init boot (skips or, under test.sh, fails); the
+/// controller's binary too unless the scenario runs without one.
 macro_rules! pi_init_env {
-    ($name:expr) => {{
+    ($name:expr, without_controller) => {{
         let env = require!($name, TestEnv::get());
         require!($name, initramfs::pi_init(env));
+        env
+    }};
+    ($name:expr) => {{
+        let env = pi_init_env!($name, without_controller);
+        require!($name, env.binary("pureboot-controller"));
         env
     }};
 }
@@ -228,7 +234,7 @@ fn s03_nfsv3_only_server_falls_back() {
 #[test]
 fn s04_controller_down_command_line_root_boots() {
     let name = "s04-no-controller";
-    let env = pi_init_env!(name);
+    let env = pi_init_env!(name, without_controller);
     let s = serial(4);
     let lab = Lab::without_controller(name, env, &s, "unused").unwrap();
     let root = lab.export().join("base").join(TINY);
