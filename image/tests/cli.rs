@@ -119,6 +119,21 @@ fn failure(output: Output) -> String {
     String::from_utf8(output.stderr).unwrap()
 }
 
+/// `initramfs` with the tree's pi-init and modules, output `out`, then `extra` arguments.
+fn initramfs_args(tree: &Tree, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "initramfs".into(),
+        "--pi-init".into(),
+        tree.pi_init.display().to_string(),
+        "--modules-root".into(),
+        tree.root.display().to_string(),
+        "-o".into(),
+        out.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
 /// Builds into `out` with `--module` for each name; returns the summary line.
 fn build(
     tree: &Tree,
@@ -127,20 +142,9 @@ fn build(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> String {
-    let mut args = vec![
-        "initramfs",
-        "--pi-init",
-        tree.pi_init.to_str().unwrap(),
-        "--modules-root",
-        tree.root.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    for module in modules {
-        args.extend(["--module", module]);
-    }
+    let mut args: Vec<&str> = modules.iter().flat_map(|m| ["--module", m]).collect();
     args.extend(extra);
-    ok(run(&args, env))
+    ok(run(&initramfs_args(tree, out, &args), env))
 }
 
 fn records(path: &Path) -> Vec<Record> {
@@ -297,15 +301,7 @@ fn builds_are_byte_identical_and_honour_source_date_epoch() {
         .all(|r| r.mtime == 1_700_000_000));
 
     let err = failure(run(
-        &[
-            "initramfs",
-            "--pi-init",
-            tree.pi_init.to_str().unwrap(),
-            "--modules-root",
-            tree.root.to_str().unwrap(),
-            "-o",
-            dir.join("d.gz").to_str().unwrap(),
-        ],
+        &initramfs_args(&tree, &dir.join("d.gz"), &[]),
         &[("SOURCE_DATE_EPOCH", "yesterday")],
     ));
     assert!(err.contains("SOURCE_DATE_EPOCH"), "{err}");
@@ -352,20 +348,8 @@ fn busybox_and_extras_land_where_asked() {
     assert_eq!(sh.entry.kind, Kind::Symlink("busybox".into()));
 
     let clash = format!("{}:/init", dir.join("hello").display());
-    let err = failure(run(
-        &[
-            "initramfs",
-            "--pi-init",
-            tree.pi_init.to_str().unwrap(),
-            "--modules-root",
-            tree.root.to_str().unwrap(),
-            "--extra",
-            &clash,
-            "-o",
-            dir.join("b.gz").to_str().unwrap(),
-        ],
-        &[],
-    ));
+    let args = initramfs_args(&tree, &dir.join("b.gz"), &["--extra", &clash]);
+    let err = failure(run(&args, &[]));
     assert!(err.contains("init is added twice"), "{err}");
 }
 
@@ -373,19 +357,7 @@ fn busybox_and_extras_land_where_asked() {
 fn missing_module_and_missing_modules_dep_are_clear_errors() {
     let tree = fake_tree();
     let out = tree.root.join("../x.gz");
-    let args = |module: &'static str| {
-        vec![
-            "initramfs".to_string(),
-            "--pi-init".into(),
-            tree.pi_init.display().to_string(),
-            "--modules-root".into(),
-            tree.root.display().to_string(),
-            "--module".into(),
-            module.into(),
-            "-o".into(),
-            out.display().to_string(),
-        ]
-    };
+    let args = |module: &str| initramfs_args(&tree, &out, &["--module", module]);
     let err = failure(run(&args("e1000e"), &[]));
     assert!(err.contains("\"e1000e\"") && err.contains(KVER), "{err}");
     assert!(!out.exists());
