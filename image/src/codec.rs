@@ -17,10 +17,11 @@ impl Compression {
             Compression::None => Ok(data.to_vec()),
             Compression::Gzip => {
                 // No file name, mtime 0, a fixed OS byte: the header carries nothing variable.
+                // Level 6: level 9 saved 0.2% on the qemu-virt image and took 2.7x as long.
                 let mut encoder = flate2::GzBuilder::new()
                     .mtime(0)
                     .operating_system(3)
-                    .write(Vec::new(), flate2::Compression::best());
+                    .write(Vec::new(), flate2::Compression::default());
                 encoder.write_all(data)?;
                 encoder.finish()
             }
