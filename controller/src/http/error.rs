@@ -58,6 +58,9 @@ impl From<ServiceError> for ApiErr {
         let detail = e.to_string();
         match e {
             ServiceError::BadInput(_) | ServiceError::Invalid(_) => ApiErr::bad_request(detail),
+            ServiceError::Unprocessable(_) => {
+                ApiErr::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", detail)
+            }
             ServiceError::NotFound(_) => ApiErr::new(StatusCode::NOT_FOUND, "not_found", detail),
             ServiceError::Conflict(_) => ApiErr::new(StatusCode::CONFLICT, "conflict", detail),
             ServiceError::Transition(_) => {

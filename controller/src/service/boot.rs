@@ -181,7 +181,7 @@ impl Services {
         peer_ip: Option<&str>,
     ) -> CallbackOutcome {
         let report: InstalledReport = serde_json::from_value(body.clone())
-            .map_err(|e| ServiceError::Invalid(format!("installed report: {e}")))?;
+            .map_err(|e| ServiceError::Unprocessable(format!("installed report: {e}")))?;
         let ip = report.ip_address.clone().or(peer_ip.map(Into::into));
         let outcome = self.store.write(|tx| {
             let mut node = self.find(tx, node_ref)?;
@@ -222,7 +222,7 @@ impl Services {
         peer_ip: Option<&str>,
     ) -> CallbackOutcome {
         let report: InstallFailedReport = serde_json::from_value(body.clone())
-            .map_err(|e| ServiceError::Invalid(format!("install-failed report: {e}")))?;
+            .map_err(|e| ServiceError::Unprocessable(format!("install-failed report: {e}")))?;
         let outcome = self.store.write(|tx| {
             let mut node = self.find(tx, node_ref)?;
             tx.append_event(&event(

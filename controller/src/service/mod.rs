@@ -26,6 +26,9 @@ pub enum ServiceError {
     BadInput(#[from] InvalidId),
     #[error("{0}")]
     Invalid(String),
+    /// Well-formed JSON of the wrong shape (a callback body missing `error` ...).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     NotFound(String),
     /// The request is valid but contradicts the registry (already exists, in use ...).

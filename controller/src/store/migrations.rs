@@ -82,6 +82,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(sql("commit migration"))
 }
 
+#[cfg(test)]
 pub(super) fn latest() -> i64 {
     MIGRATIONS.len() as i64
 }

@@ -139,6 +139,63 @@ mod tests {
         assert_ne!(id, new_uuid());
     }
 
+    /// Two connections stand in for the daemon and the CLI: read-then-insert of one serial
+    /// must serialise. Each round all threads race on a fresh serial; with a deferred
+    /// transaction the loser's upgrade fails (SQLITE_BUSY_SNAPSHOT) or hits UNIQUE.
+    #[test]
+    fn two_connections_register_one_serial_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let stores = [Store::open(&path).unwrap(), Store::open(&path).unwrap()];
+        let (rounds, per_store) = (30u32, 2);
+        let barrier = std::sync::Barrier::new(stores.len() * per_store);
+        let failures = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|scope| {
+            for store in &stores {
+                for _ in 0..per_store {
+                    let (barrier, failures) = (&barrier, &failures);
+                    scope.spawn(move || {
+                        for round in 0..rounds {
+                            let serial =
+                                crate::domain::Serial::parse(&format!("{round:08x}")).unwrap();
+                            barrier.wait();
+                            let result = store.write(|tx| {
+                                let node = match tx.find_node(&NodeRef::Serial(serial.clone()))? {
+                                    Some(n) => n,
+                                    None => tx.insert_node(&NewNode {
+                                        serial: serial.to_string(),
+                                        ..Default::default()
+                                    })?,
+                                };
+                                tx.append_event(&NewEvent {
+                                    node_id: Some(&node.id),
+                                    serial: &node.serial,
+                                    kind: EventKind::BootRequest,
+                                    ip: None,
+                                    detail: serde_json::Value::Null,
+                                })?;
+                                Ok::<_, StoreError>(())
+                            });
+                            if let Err(e) = result {
+                                eprintln!("round {round}: {e}");
+                                failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        assert_eq!(failures.into_inner(), 0, "no request may fail");
+        let nodes = stores[0]
+            .read(|tx| tx.list_nodes(&NodeFilter::default()))
+            .unwrap();
+        assert_eq!(nodes.len(), rounds as usize, "one node per serial");
+        let events = stores[1]
+            .read(|tx| tx.count_events("00000007", EventKind::BootRequest))
+            .unwrap();
+        assert_eq!(events, (stores.len() * per_store) as i64);
+    }
+
     #[test]
     fn missing_folder_is_named() {
         let err = Store::open(Path::new("/nonexistent-dir/x.db"))

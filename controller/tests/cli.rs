@@ -1,0 +1,241 @@
+//! The binary as the e2e tests drive it: CLI commands on the same config and database
+//! while the daemon serves.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pureboot-controller"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn ok_json(config: &Path, args: &[&str]) -> Value {
+    let out = cli(config, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn write_config(app: &common::TestApp) -> std::path::PathBuf {
+    let c = &app.config;
+    let path = app.dir.path().join("controller.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\nadmin_token = \"{}\"\npublic_url = \"http://10.0.2.2:8080\"\nnfs_server = \"10.0.2.2\"\n[nfs]\nroot_path = \"{}\"\ndefault_base_image = \"debian-arm64\"\n",
+        c.database.display(),
+        c.workflows_dir.display(),
+        common::TOKEN,
+        c.nfs.root_path.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn cli_and_daemon_share_the_registry() {
+    let app = common::spawn_app();
+    let config = write_config(&app);
+    let added = ok_json(
+        &config,
+        &[
+            "--json",
+            "node",
+            "add",
+            "D83ADD36",
+            "--workflow",
+            "pi-diskless-nfs",
+            "--hostname",
+            "kitchen",
+            "--overlay",
+            "tmpfs",
+            "--mac",
+            "dc:a6:32:01:02:03",
+        ],
+    );
+    assert_eq!(added["state"], "pending");
+    let (_, r) = app.boot("serial=d83add36&mac=dc:a6:32:01:02:03");
+    assert_eq!(
+        r["action"], "nfs_boot",
+        "the daemon sees the CLI's node: {r}"
+    );
+    assert_eq!(r["hostname"], "kitchen");
+
+    let shown = ok_json(&config, &["node", "show", "d83add36", "--json"]);
+    assert_eq!(shown["state"], "installing");
+    let kinds: Vec<&str> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["admin", "state_change", "boot_request"]);
+
+    let listed = cli(&config, &["node", "list"]);
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        table.starts_with("SERIAL")
+            && table.contains("d83add36  installing  pi-diskless-nfs  kitchen"),
+        "{table}"
+    );
+
+    let out = cli(&config, &["node", "assign", "d83add36", "no-such-workflow"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-workflow"));
+
+    let removed = ok_json(&config, &["--json", "node", "rm", "d83add36"]);
+    assert_eq!(removed["tree_removed"], true);
+    assert_eq!(app.admin_get("/api/v1/nodes/d83add36").0, 404);
+}
+
+#[test]
+fn image_import_list_rm() {
+    let app = common::spawn_app();
+    let config = write_config(&app);
+    let src = app.dir.path().join("src");
+    std::fs::create_dir_all(src.join("sbin")).unwrap();
+    std::fs::write(src.join("sbin/init"), "#!/bin/sh\n").unwrap();
+    let archive = app.dir.path().join("root.tar");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let summary = ok_json(
+        &config,
+        &[
+            "--json",
+            "image",
+            "import",
+            archive.to_str().unwrap(),
+            "busybox",
+        ],
+    );
+    assert_eq!(summary["name"], "busybox");
+    assert!(app.nfs_root().join("base/busybox/sbin/init").is_file());
+    let list = ok_json(&config, &["--json", "image", "list"]);
+    assert_eq!(list["images"], serde_json::json!(["busybox"]));
+    assert_eq!(
+        app.admin_get("/api/v1/images").1["images"],
+        serde_json::json!(["busybox"])
+    );
+
+    // In use by a node: refused.
+    ok_json(
+        &config,
+        &[
+            "--json",
+            "node",
+            "add",
+            "0000beef",
+            "--base-image",
+            "busybox",
+        ],
+    );
+    let out = cli(&config, &["image", "rm", "busybox"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0000beef"));
+    ok_json(&config, &["--json", "node", "rm", "0000beef"]);
+    ok_json(&config, &["--json", "image", "rm", "busybox"]);
+    assert!(!app.nfs_root().join("base/busybox").exists());
+}
+
+#[test]
+fn workflow_validate_names_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "workflows_dir = \"{}\"\n",
+            common::repo_workflows().display()
+        ),
+    )
+    .unwrap();
+    let ok = cli(&config, &["workflow", "validate"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "id: b\nname: B\ninstall_method: nfs\nhostname: \"{{ rack }}\"\n",
+    )
+    .unwrap();
+    let out = cli(&config, &["workflow", "validate", broken.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("broken.yaml") && text.contains("hostname") && text.contains("undefined"),
+        "{text}"
+    );
+
+    let bad_config = dir.path().join("bad.toml");
+    std::fs::write(&bad_config, "[nfs]\npersist_size_mb = \"big\"\n").unwrap();
+    let out = cli(&bad_config, &["node", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nfs.persist_size_mb"));
+}
+
+#[test]
+fn serve_prints_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let mut c = common::test_config(dir.path());
+    c.workflows_dir = common::repo_workflows();
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n[nfs]\nroot_path = \"{}\"\n",
+            c.database.display(),
+            c.workflows_dir.display(),
+            c.nfs.root_path.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pureboot-controller"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("pureboot-controller listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    let health: Value = ureq::get(&format!("{url}/healthz"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,172 @@
+//! `spawn_app()`: the real server on 127.0.0.1 port 0 with a temporary database and NFS
+//! root, run on its own runtime thread so tests can use a blocking HTTP client.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pureboot_controller::app::App;
+use pureboot_controller::config::Config;
+use pureboot_controller::service::Services;
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-token";
+
+pub struct TestApp {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub services: Arc<Services>,
+    pub config: Config,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn repo_workflows() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows")
+}
+
+pub fn test_config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.listen = "127.0.0.1:0".into();
+    c.public_url = Some("http://10.0.2.2:8080".into());
+    c.nfs_server = "10.0.2.2".into();
+    c.database = dir.join("registry.db");
+    c.workflows_dir = repo_workflows();
+    c.admin_token = Some(TOKEN.into());
+    c.nfs.root_path = dir.join("nfsroot");
+    c.nfs.default_base_image = "debian-arm64".into();
+    c.body_limit_bytes = 4096;
+    c
+}
+
+pub fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {})
+}
+
+pub fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    adjust(&mut config);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let cfg = config.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = App::build(cfg).await.expect("app builds");
+            tx.send((app.local_addr(), app.services())).unwrap();
+            app.run_until(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let (addr, services) = rx.recv().expect("server started");
+    TestApp {
+        base: format!("http://{addr}"),
+        dir,
+        services,
+        config,
+        shutdown: Some(stop_tx),
+        thread: Some(thread),
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// (status, JSON body) whatever the status; a non-JSON body fails the test.
+fn finish(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text:?}"));
+    (status, body)
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        finish(ureq::get(&self.url(path)).call())
+    }
+
+    pub fn admin_get(&self, path: &str) -> (u16, Value) {
+        finish(
+            ureq::get(&self.url(path))
+                .set("Authorization", &format!("Bearer {TOKEN}"))
+                .call(),
+        )
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        finish(ureq::post(&self.url(path)).send_json(body.clone()))
+    }
+
+    pub fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        finish(
+            ureq::post(&self.url(path))
+                .set("Content-Type", "application/json")
+                .send_string(body),
+        )
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let req =
+            ureq::request(method, &self.url(path)).set("Authorization", &format!("Bearer {TOKEN}"));
+        finish(match body {
+            Some(b) => req.send_json(b.clone()),
+            None => req.call(),
+        })
+    }
+
+    pub fn boot(&self, query: &str) -> (u16, Value) {
+        self.get(&format!("/api/v1/boot/pi?{query}"))
+    }
+
+    pub fn add_node(&self, body: Value) -> Value {
+        let (status, node) = self.admin("POST", "/api/v1/nodes", Some(&body));
+        assert_eq!(status, 201, "{node}");
+        node
+    }
+
+    pub fn node(&self, id: &str) -> Value {
+        let (status, node) = self.admin_get(&format!("/api/v1/nodes/{id}"));
+        assert_eq!(status, 200, "{node}");
+        node
+    }
+
+    pub fn event_kinds(&self, id: &str) -> Vec<String> {
+        self.node(id)["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn nfs_root(&self) -> PathBuf {
+        self.config.nfs.root_path.clone()
+    }
+}

@@ -1,0 +1,578 @@
+//! The HTTP API against the real server (127.0.0.1, port 0, temporary database and NFS root).
+
+mod common;
+
+use common::{spawn_app, spawn_app_with, TOKEN};
+use serde_json::{json, Value};
+
+const SERIAL: &str = "d83add36";
+const MAC: &str = "dc:a6:32:01:02:03";
+
+fn read(path: std::path::PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn unknown_serial_is_registered_as_discovered_and_waits() {
+    let app = spawn_app();
+    let (status, r) = app.boot(&format!("serial=D83ADD36&mac={MAC}&mode=discovery"));
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["state"], "discovered");
+    assert_eq!(r["action"], "wait");
+    assert_eq!(r["retry_after"], 5);
+    let (_, r) = app.boot(&format!("serial={SERIAL}&mac={MAC}"));
+    assert_eq!(r["action"], "wait");
+
+    let (status, nodes) = app.admin_get("/api/v1/nodes");
+    assert_eq!(status, 200);
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    assert_eq!(nodes[0]["serial"], SERIAL, "serial stored lowercase");
+    assert_eq!(nodes[0]["state"], "discovered");
+    assert_eq!(nodes[0]["mac"], MAC);
+    assert_eq!(
+        app.event_kinds(SERIAL),
+        ["registered", "boot_request", "boot_request"]
+    );
+    assert!(
+        !app.nfs_root().join("nodes").join(SERIAL).exists(),
+        "no tree before a workflow"
+    );
+}
+
+#[test]
+fn unknown_serial_gets_local_boot_when_auto_register_is_off() {
+    let app = spawn_app_with(|c| c.auto_register = false);
+    let (status, r) = app.boot(&format!("serial={SERIAL}&mac={MAC}"));
+    assert_eq!(status, 200);
+    assert_eq!(r["action"], "local_boot");
+    assert_eq!(r["state"], "unknown");
+    let (_, nodes) = app.admin_get("/api/v1/nodes");
+    assert_eq!(nodes, json!([]));
+    let (status, _) = app.admin_get(&format!("/api/v1/nodes/{SERIAL}"));
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn assigned_diskless_node_gets_nfs_boot_on_every_boot() {
+    let app = spawn_app();
+    let node = app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs", "overlay_mode": "tmpfs", "hostname": "kitchen"}));
+    let id = node["id"].as_str().unwrap().to_string();
+    assert_eq!(node["state"], "pending");
+    let root = app.nfs_root();
+    let mut machine_ids = Vec::new();
+    for round in 0..3 {
+        let (status, r) = app.boot(&format!(
+            "serial={SERIAL}&mac={MAC}&full_serial=10000000{SERIAL}"
+        ));
+        assert_eq!(status, 200, "round {round}: {r}");
+        assert_eq!(r["action"], "nfs_boot", "round {round}: {r}");
+        assert_eq!(r["state"], "installing");
+        assert_eq!(
+            r["nfs_server"], "10.0.2.2",
+            "workflow template rendered from settings"
+        );
+        assert_eq!(r["nfs_path"], root.display().to_string(), "the export root");
+        assert_eq!(
+            r["callback_url"],
+            format!("http://10.0.2.2:8080/api/v1/nodes/{id}/installed")
+        );
+        assert_eq!(
+            r["failure_url"],
+            format!("http://10.0.2.2:8080/api/v1/nodes/{id}/install-failed")
+        );
+        assert_eq!(r["base_image"], "debian-arm64", "configured default");
+        assert_eq!(
+            r["overlay_mode"], "tmpfs",
+            "node setting beats the workflow's image"
+        );
+        assert_eq!(r["hostname"], "kitchen");
+        machine_ids.push(r["machine_id"].as_str().unwrap().to_string());
+        assert_eq!(app.node(&id)["state"], "installing");
+
+        let (status, n) = app.post(
+            &format!("/api/v1/nodes/{id}/installed"),
+            &json!({"success": true, "mode": "nfs_boot", "ip_address": "10.0.2.15", "elapsed_ms": 900 + round,
+                    "steps": [{"step": "nfs-mount", "ms": 150}]}),
+        );
+        assert_eq!(status, 200, "round {round}: {n}");
+        assert_eq!(n["state"], "active");
+        assert_eq!(n["last_ip"], "10.0.2.15");
+        assert!(n["last_boot_at"].as_str().is_some());
+    }
+    assert!(
+        machine_ids
+            .iter()
+            .all(|m| m == &machine_ids[0] && m.len() == 32),
+        "{machine_ids:?}"
+    );
+    let upper = root.join("nodes").join(SERIAL).join("upper/etc");
+    assert_eq!(read(upper.join("hostname")), "kitchen\n");
+    assert_eq!(read(upper.join("machine-id")).trim(), machine_ids[0]);
+
+    let detail = app.node(SERIAL);
+    let installed: Vec<&Value> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "installed")
+        .collect();
+    assert_eq!(installed.len(), 3);
+    assert_eq!(
+        installed[2]["detail"]["steps"][0]["step"], "nfs-mount",
+        "full callback body kept"
+    );
+    assert_eq!(installed[2]["detail"]["elapsed_ms"], 902);
+    assert!(detail["tree"]["path"].as_str().unwrap().ends_with(SERIAL));
+}
+
+#[test]
+fn workflow_templates_and_overlay_image_reach_the_node() {
+    let app = spawn_app();
+    app.add_node(
+        json!({"serial": "0000beef", "workflow_id": "pi-k3s-worker", "base_image": "k3s-base"}),
+    );
+    let (_, r) = app.boot("serial=0000beef");
+    assert_eq!(r["action"], "nfs_boot", "{r}");
+    assert_eq!(
+        r["hostname"], "k3s-0000beef",
+        "workflow hostname template rendered per node"
+    );
+    assert_eq!(r["base_image"], "k3s-base", "node's base image");
+    assert_eq!(
+        read(app.nfs_root().join("nodes/0000beef/upper/etc/hostname")),
+        "k3s-0000beef\n"
+    );
+
+    // pi-diskless-nfs asks for overlay `image`: the node gets a persist.img.
+    if which("mkfs.ext4").is_none() {
+        eprintln!("SKIP overlay image part: mkfs.ext4 not installed");
+        return;
+    }
+    app.add_node(json!({"serial": "0000cafe", "workflow_id": "pi-diskless-nfs"}));
+    let (status, r) = app.boot("serial=0000cafe");
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["overlay_mode"], "image");
+    let img = app.nfs_root().join("nodes/0000cafe/persist.img");
+    let meta = std::fs::metadata(&img).unwrap_or_else(|e| panic!("{}: {e}", img.display()));
+    assert_eq!(meta.len(), 256 * 1024 * 1024, "persist_size_mb default");
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.exists())
+}
+
+#[test]
+fn callbacks_move_state_or_answer_409() {
+    let app = spawn_app();
+    // A discovered node has not been told to boot: its callback is an invalid transition.
+    app.boot(&format!("serial={SERIAL}"));
+    let (status, e) = app.post(
+        &format!("/api/v1/nodes/{SERIAL}/installed"),
+        &json!({"success": true, "mode": "nfs_boot"}),
+    );
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(e["error"], "invalid_transition");
+    assert!(
+        e["detail"].as_str().unwrap().contains("'discovered'"),
+        "{e}"
+    );
+    assert_eq!(app.node(SERIAL)["state"], "discovered");
+    assert!(
+        app.event_kinds(SERIAL).contains(&"installed".to_string()),
+        "refused report still recorded"
+    );
+
+    let (status, n) = app.admin(
+        "POST",
+        &format!("/api/v1/nodes/{SERIAL}/assign"),
+        Some(&json!({"workflow_id": "pi-diskless-nfs"})),
+    );
+    assert_eq!((status, n["state"].clone()), (200, json!("pending")), "{n}");
+    app.boot(&format!("serial={SERIAL}"));
+    let (status, n) = app.post(
+        &format!("/api/v1/nodes/{SERIAL}/install-failed"),
+        &json!({"error": "Base image not found: debian-arm64", "step": "overlay"}),
+    );
+    assert_eq!(status, 200, "{n}");
+    assert_eq!(n["state"], "install_failed");
+    let events = app.node(SERIAL)["events"].clone();
+    let failed = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "install_failed")
+        .unwrap();
+    assert_eq!(
+        failed["detail"]["error"],
+        "Base image not found: debian-arm64"
+    );
+    let (status, _) = app.post(
+        &format!("/api/v1/nodes/{SERIAL}/install-failed"),
+        &json!({"error": "again"}),
+    );
+    assert_eq!(
+        status, 409,
+        "install_failed -> install_failed is not a transition"
+    );
+
+    // The next boot retries: nfs_boot again.
+    let (_, r) = app.boot(&format!("serial={SERIAL}"));
+    assert_eq!(r["action"], "nfs_boot");
+    let (status, _) = app.post(
+        &format!("/api/v1/nodes/{SERIAL}/installed"),
+        &json!({"success": true, "mode": "nfs_boot"}),
+    );
+    assert_eq!(status, 200);
+    let (status, e) = app.admin(
+        "PATCH",
+        &format!("/api/v1/nodes/{SERIAL}"),
+        Some(&json!({"state": "pending"})),
+    );
+    assert_eq!(status, 409, "active -> pending: {e}");
+    let (status, n) = app.admin(
+        "PATCH",
+        &format!("/api/v1/nodes/{SERIAL}"),
+        Some(&json!({"state": "retired"})),
+    );
+    assert_eq!((status, n["state"].clone()), (200, json!("retired")));
+    let (_, r) = app.boot(&format!("serial={SERIAL}"));
+    assert_eq!(r["action"], "local_boot", "retired nodes are not served");
+}
+
+#[test]
+fn management_api_requires_the_bearer_token() {
+    let app = spawn_app();
+    for path in [
+        "/api/v1/nodes",
+        "/api/v1/workflows",
+        "/api/v1/images",
+        "/api/v1/nodes/d83add36/events",
+    ] {
+        let (status, e) = app.get(path);
+        assert_eq!(status, 401, "{path}: {e}");
+        assert_eq!(e["error"], "unauthorized");
+        let resp = ureq::get(&app.url(path))
+            .set("Authorization", "Bearer wrong")
+            .call();
+        assert!(matches!(resp, Err(ureq::Error::Status(401, _))), "{path}");
+    }
+    let (status, w) = app.admin_get("/api/v1/workflows");
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = w["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["pi-diskless-nfs", "pi-k3s-worker"]);
+    assert_eq!(
+        app.admin_get("/api/v1/images").1,
+        json!({"images": [], "default": "debian-arm64"})
+    );
+
+    let no_token = spawn_app_with(|c| c.admin_token = None);
+    let resp = ureq::get(&no_token.url("/api/v1/nodes"))
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .call();
+    assert!(
+        matches!(resp, Err(ureq::Error::Status(401, _))),
+        "no admin_token configured: API closed"
+    );
+}
+
+#[test]
+fn bad_input_gets_4xx_json_never_500() {
+    let app = spawn_app();
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    let big = format!("{{\"error\": \"{}\"}}", "x".repeat(10_000));
+    let cases: Vec<(&str, (u16, Value))> = vec![
+        ("no serial", app.get("/api/v1/boot/pi")),
+        ("short serial", app.boot("serial=d83add3")),
+        ("path serial", app.boot("serial=..%2F..%2Fetc")),
+        ("bad mac", app.boot(&format!("serial={SERIAL}&mac=zz:zz"))),
+        (
+            "foreign full serial",
+            app.boot(&format!("serial={SERIAL}&full_serial=10000000aaaaaaaa")),
+        ),
+        (
+            "malformed json",
+            app.post_raw(
+                &format!("/api/v1/nodes/{SERIAL}/installed"),
+                "{\"success\": tru",
+            ),
+        ),
+        (
+            "wrong json shape",
+            app.post_raw(
+                &format!("/api/v1/nodes/{SERIAL}/installed"),
+                "{\"success\": \"yes\", \"mode\": 1}",
+            ),
+        ),
+        (
+            "oversized body",
+            app.post_raw(&format!("/api/v1/nodes/{SERIAL}/install-failed"), &big),
+        ),
+        (
+            "bad node id",
+            app.post(
+                &"/api/v1/nodes/not-a-node/installed".to_string(),
+                &json!({"success": true, "mode": "nfs_boot"}),
+            ),
+        ),
+        (
+            "unknown node",
+            app.post(
+                &"/api/v1/nodes/0badc0de/installed".to_string(),
+                &json!({"success": true, "mode": "nfs_boot"}),
+            ),
+        ),
+        (
+            "register bad mac",
+            app.post(
+                "/api/v1/nodes/register-pi",
+                &json!({"serial": SERIAL, "mac": "nope"}),
+            ),
+        ),
+        (
+            "add bad hostname",
+            app.admin(
+                "POST",
+                "/api/v1/nodes",
+                Some(&json!({"serial": "0000aaaa", "hostname": "-bad-"})),
+            ),
+        ),
+        (
+            "add unknown workflow",
+            app.admin(
+                "POST",
+                "/api/v1/nodes",
+                Some(&json!({"serial": "0000aaaa", "workflow_id": "nope"})),
+            ),
+        ),
+        (
+            "add bad image name",
+            app.admin(
+                "POST",
+                "/api/v1/nodes",
+                Some(&json!({"serial": "0000aaaa", "base_image": "../etc"})),
+            ),
+        ),
+        (
+            "add unknown field",
+            app.admin(
+                "POST",
+                "/api/v1/nodes",
+                Some(&json!({"serial": "0000aaaa", "colour": "red"})),
+            ),
+        ),
+        (
+            "add existing",
+            app.admin("POST", "/api/v1/nodes", Some(&json!({"serial": SERIAL}))),
+        ),
+        (
+            "bad state filter",
+            app.admin_get("/api/v1/nodes?state=sleeping"),
+        ),
+        ("no route", app.get("/api/v2/nothing")),
+    ];
+    for (what, (status, body)) in &cases {
+        assert!((400..500).contains(status), "{what}: {status} {body}");
+        assert!(
+            body["error"].is_string() && body["detail"].is_string(),
+            "{what}: {body}"
+        );
+    }
+    let status_of = |what: &str| cases.iter().find(|(w, _)| *w == what).unwrap().1 .0;
+    assert_eq!(status_of("oversized body"), 413);
+    assert_eq!(status_of("unknown node"), 404);
+    assert_eq!(status_of("add existing"), 409);
+    assert_eq!(status_of("wrong json shape"), 422);
+    assert_eq!(
+        app.node(SERIAL)["state"],
+        "pending",
+        "nothing above changed the node"
+    );
+}
+
+#[test]
+fn concurrent_boots_of_one_serial_neither_lose_events_nor_duplicate_the_node() {
+    let app = spawn_app();
+    let (threads, per_thread) = (8, 6);
+    let base = app.base.clone();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                (0..per_thread)
+                    .map(|_| {
+                        let r: Value =
+                            ureq::get(&format!("{base}/api/v1/boot/pi?serial=abcd0001&mac={MAC}"))
+                                .call()
+                                .unwrap()
+                                .into_json()
+                                .unwrap();
+                        r["action"].as_str().unwrap().to_string()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let actions: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(actions.iter().all(|a| a == "wait"), "{actions:?}");
+    let (_, nodes) = app.admin_get("/api/v1/nodes");
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "one node: {nodes}");
+    let (_, events) = app.admin_get("/api/v1/nodes/abcd0001/events?limit=1000");
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "boot_request").count(),
+        threads * per_thread
+    );
+    assert_eq!(kinds.iter().filter(|k| **k == "registered").count(), 1);
+    assert_eq!(kinds[0], "registered");
+
+    // The same for an assigned node: each boot is one installing round, nothing interleaves.
+    app.admin(
+        "POST",
+        "/api/v1/nodes/abcd0001/assign",
+        Some(&json!({"workflow_id": "pi-k3s-worker"})),
+    );
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let r: Value = ureq::get(&format!("{base}/api/v1/boot/pi?serial=abcd0001"))
+                    .call()
+                    .unwrap()
+                    .into_json()
+                    .unwrap();
+                r["machine_id"].as_str().unwrap().to_string()
+            })
+        })
+        .collect();
+    let ids: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(ids.iter().all(|i| i == &ids[0]), "{ids:?}");
+    let (_, events) = app.admin_get("/api/v1/nodes/abcd0001/events?limit=1000");
+    let changes: Vec<(&str, &str)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "state_change")
+        .map(|e| {
+            (
+                e["detail"]["from"].as_str().unwrap(),
+                e["detail"]["to"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [("pending", "installing")],
+        "exactly one transition for 8 concurrent boots"
+    );
+}
+
+#[test]
+fn a_second_machine_claiming_a_short_serial_is_flagged() {
+    let app = spawn_app();
+    let (_, r) = app.boot(&format!(
+        "serial={SERIAL}&mac={MAC}&full_serial=10000000{SERIAL}"
+    ));
+    assert_eq!(r["action"], "wait");
+    assert_eq!(app.node(SERIAL)["conflict"], Value::Null);
+    // Same machine again: no flag.
+    app.boot(&format!(
+        "serial={SERIAL}&mac={MAC}&full_serial=10000000{SERIAL}"
+    ));
+    assert_eq!(app.node(SERIAL)["conflict"], Value::Null);
+    // A Pi 5 with the same low 32 bits.
+    let (status, _) = app.boot(&format!(
+        "serial={SERIAL}&mac=dc:a6:32:ff:ff:ff&full_serial=20000000{SERIAL}"
+    ));
+    assert_eq!(status, 200);
+    let node = app.node(SERIAL);
+    let flag = node["conflict"].as_str().expect("flagged");
+    assert!(
+        flag.contains(&format!("20000000{SERIAL}")) && flag.contains("dc:a6:32:ff:ff:ff"),
+        "{flag}"
+    );
+    assert_eq!(
+        node["full_serial"],
+        format!("10000000{SERIAL}"),
+        "first claim kept"
+    );
+    assert!(app.event_kinds(SERIAL).contains(&"conflict".to_string()));
+    let (_, nodes) = app.admin_get("/api/v1/nodes");
+    assert_eq!(nodes.as_array().unwrap().len(), 1);
+    let (status, n) = app.admin(
+        "PATCH",
+        &format!("/api/v1/nodes/{SERIAL}"),
+        Some(&json!({"clear_conflict": true})),
+    );
+    assert_eq!((status, n["conflict"].clone()), (200, Value::Null));
+}
+
+#[test]
+fn register_pi_health_metrics_and_delete() {
+    let app = spawn_app();
+    let req = json!({"serial": "0000abcd", "mac": "DC-A6-32-00-00-01", "model": "pi4", "ip_address": "10.0.2.15"});
+    let (status, n) = app.post("/api/v1/nodes/register-pi", &req);
+    assert_eq!(
+        (status, n["mac"].clone(), n["state"].clone()),
+        (201, json!("dc:a6:32:00:00:01"), json!("discovered"))
+    );
+    let (status, _) = app.post("/api/v1/nodes/register-pi", &req);
+    assert_eq!(status, 200, "second registration updates");
+
+    let (status, h) = app.get("/healthz");
+    assert_eq!(
+        (status, h["status"].clone(), h["workflows"].clone()),
+        (200, json!("ok"), json!(2))
+    );
+
+    app.boot("serial=0000abcd");
+    let text = ureq::get(&app.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        text.contains("pureboot_boot_requests_total{action=\"wait\"} 1"),
+        "{text}"
+    );
+    let count: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("pureboot_http_request_duration_seconds_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(count >= 4, "{count}");
+
+    app.admin(
+        "POST",
+        "/api/v1/nodes/0000abcd/assign",
+        Some(&json!({"workflow_id": "pi-k3s-worker"})),
+    );
+    app.boot("serial=0000abcd");
+    assert!(app.nfs_root().join("nodes/0000abcd").is_dir());
+    let (status, r) = app.admin("DELETE", "/api/v1/nodes/0000abcd", None);
+    assert_eq!(
+        (status, r["tree_removed"].clone()),
+        (200, json!(true)),
+        "{r}"
+    );
+    assert!(!app.nfs_root().join("nodes/0000abcd").exists());
+    assert_eq!(app.admin_get("/api/v1/nodes/0000abcd").0, 404);
+}
