@@ -56,6 +56,7 @@ struct InitramfsArgs {
     /// The pi-init binary (static aarch64), installed as /init.
     #[arg(long)]
     pi_init: PathBuf,
+    /// Initramfs compression; the kernel needs the matching CONFIG_RD_GZIP / CONFIG_RD_ZSTD.
     #[arg(long, value_enum, default_value = "gzip")]
     compress: Compression,
     /// Extra file, SRC:DEST (DEST inside the initramfs); repeatable.
@@ -64,6 +65,7 @@ struct InitramfsArgs {
     /// Static busybox, installed as /bin/busybox with /bin/sh (for the `shell` policy).
     #[arg(long)]
     busybox: Option<PathBuf>,
+    /// The initramfs file to write.
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
 }

@@ -74,10 +74,20 @@ pub fn plan(spec: &Spec) -> Result<Vec<Placement>> {
             )
         }
     };
+    let mut device_trees = Vec::new();
+    for model in &spec.models {
+        let names = match &spec.dtb {
+            Some(dtb) => vec![dtb.as_str()],
+            None => model.device_trees().to_vec(),
+        };
+        let (name, src) = firmware(&spec.firmware_dir, &names)?;
+        device_trees.push((*model, name, src));
+    }
+    let chosen: Vec<(Model, &str)> = device_trees.iter().map(|(m, n, _)| (*m, *n)).collect();
     let mut out = vec![
         text(
             folder.join("config.txt"),
-            render::config_txt(&label, &spec.models, spec.dtb.as_deref()),
+            render::config_txt(&label, &chosen),
         ),
         text(
             folder.join("cmdline.txt"),
@@ -97,23 +107,28 @@ pub fn plan(spec: &Spec) -> Result<Vec<Placement>> {
             existing(&spec.initramfs, "--initramfs")?,
         ),
     ];
-    let dtbs: Vec<&str> = match &spec.dtb {
-        Some(dtb) => vec![dtb.as_str()],
-        None => spec.models.iter().map(|m| m.device_tree()).collect(),
-    };
+    let mut files = Vec::new();
     for model in &spec.models {
         for name in model.firmware() {
-            out.push(from(folder.join(name), firmware(&spec.firmware_dir, name)?));
+            files.push((folder.join(name), firmware(&spec.firmware_dir, &[name])?.1));
         }
         for name in model.root_files() {
-            out.push(from(
+            files.push((
                 PathBuf::from(name),
-                firmware(&spec.firmware_dir, name)?,
+                firmware(&spec.firmware_dir, &[name])?.1,
             ));
         }
     }
-    for dtb in dtbs {
-        out.push(from(folder.join(dtb), firmware(&spec.firmware_dir, dtb)?));
+    files.extend(
+        device_trees
+            .into_iter()
+            .map(|(_, name, src)| (folder.join(name), src)),
+    );
+    for (dest, src) in files {
+        // Models share files (one --dtb for all): each destination once.
+        if !out.iter().any(|p| p.dest == dest) {
+            out.push(from(dest, src));
+        }
     }
     Ok(out)
 }
@@ -139,21 +154,22 @@ fn existing(path: &Path, what: &str) -> Result<PathBuf> {
     Ok(path.to_path_buf())
 }
 
-/// A firmware file or device tree from the firmware folder; device trees may also sit in
-/// `broadcom/`, as in Debian's `/usr/lib/linux-image-*/`.
-fn firmware(dir: &Path, name: &str) -> Result<PathBuf> {
-    let candidates = [dir.join(name), dir.join("broadcom").join(name)];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .with_context(|| {
-            format!(
-                "{name} not found in --firmware-dir {} (nor its broadcom/): \
-             copy it from the Raspberry Pi firmware's boot/ folder",
-                dir.display()
-            )
-        })
+/// The first of `names` in the firmware folder, and where it is; device trees may also sit
+/// in `broadcom/`, as in Debian's `/usr/lib/linux-image-*/`.
+fn firmware<'a>(dir: &Path, names: &[&'a str]) -> Result<(&'a str, PathBuf)> {
+    for name in names {
+        for candidate in [dir.join(name), dir.join("broadcom").join(name)] {
+            if candidate.is_file() {
+                return Ok((name, candidate));
+            }
+        }
+    }
+    bail!(
+        "{} not found in --firmware-dir {} (nor its broadcom/): \
+         copy it from the Raspberry Pi firmware's boot/ folder",
+        names.join(" or "),
+        dir.display()
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,7 +329,7 @@ mod tests {
             assert_eq!(listing(&root), expected, "{model:?}");
             let config = read(root.join("d83add36/config.txt"));
             assert!(
-                config.contains(&format!("\ndevice_tree={}\n", model.device_tree())),
+                config.contains(&format!("\ndevice_tree={}\n", model.device_trees()[0])),
                 "{config}"
             );
             assert!(
@@ -326,7 +342,7 @@ mod tests {
             assert!(cmdline.contains("pureboot.url=http://10.0.0.1:8080 pureboot.serial=d83add36"));
             assert_eq!(read(root.join("d83add36/kernel8.img")), "kernel");
             assert_eq!(read(root.join("d83add36/initramfs.img")), "initramfs");
-            let dtb = read(root.join("d83add36").join(model.device_tree()));
+            let dtb = read(root.join("d83add36").join(model.device_trees()[0]));
             assert_eq!(dtb, format!("dtb{}", &model.name()[2..]));
         }
     }
@@ -389,6 +405,37 @@ mod tests {
         assert!(
             cmdline.contains("pureboot.mode=discovery") && !cmdline.contains("pureboot.serial")
         );
+    }
+
+    #[test]
+    fn device_tree_falls_back_to_mainline_name_or_takes_the_override() {
+        let f = fixture();
+        fs::remove_file(f.dir.join("fw/bcm2710-rpi-3-b.dtb")).unwrap();
+        fs::write(f.dir.join("fw/broadcom/bcm2837-rpi-3-b.dtb"), "mainline").unwrap();
+        fs::write(f.dir.join("fw/bcm2710-rpi-3-b-plus.dtb"), "plus").unwrap();
+        let serial: Serial = "0123abcd".parse().unwrap();
+        let root = f.dir.join("tftp");
+        apply(
+            &root,
+            &plan(&spec(&f, Target::Node(serial.clone()), &[Model::Pi3])).unwrap(),
+        )
+        .unwrap();
+        let config = read(root.join("0123abcd/config.txt"));
+        assert!(
+            config.contains("\ndevice_tree=bcm2837-rpi-3-b.dtb\n"),
+            "{config}"
+        );
+        assert_eq!(read(root.join("0123abcd/bcm2837-rpi-3-b.dtb")), "mainline");
+
+        let mut plus = spec(&f, Target::Node(serial), &[Model::Pi3]);
+        plus.dtb = Some("bcm2710-rpi-3-b-plus.dtb".into());
+        apply(&root, &plan(&plus).unwrap()).unwrap();
+        let config = read(root.join("0123abcd/config.txt"));
+        assert!(
+            config.contains("\ndevice_tree=bcm2710-rpi-3-b-plus.dtb\n"),
+            "{config}"
+        );
+        assert!(!config.contains("bcm2837"), "{config}");
     }
 
     #[test]

@@ -27,11 +27,13 @@ impl Model {
         }
     }
 
-    pub fn device_tree(self) -> &'static str {
+    /// Device tree names, preferred first: the Raspberry Pi kernel's name, then mainline's
+    /// (Debian ships `bcm2837-rpi-3-b.dtb` for the Pi 3).
+    pub fn device_trees(self) -> &'static [&'static str] {
         match self {
-            Model::Pi3 => "bcm2710-rpi-3-b.dtb",
-            Model::Pi4 => "bcm2711-rpi-4-b.dtb",
-            Model::Pi5 => "bcm2712-rpi-5-b.dtb",
+            Model::Pi3 => &["bcm2710-rpi-3-b.dtb", "bcm2837-rpi-3-b.dtb"],
+            Model::Pi4 => &["bcm2711-rpi-4-b.dtb"],
+            Model::Pi5 => &["bcm2712-rpi-5-b.dtb"],
         }
     }
 

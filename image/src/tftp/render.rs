@@ -14,7 +14,7 @@ pub const INITRAMFS: &str = "initramfs.img";
 
 /// config.txt. One model: its device tree. Several (a discovery folder): one conditional
 /// section per model, so each Pi picks its own.
-pub fn config_txt(label: &str, models: &[Model], dtb_override: Option<&str>) -> String {
+pub fn config_txt(label: &str, device_trees: &[(Model, &str)]) -> String {
     let mut lines = vec![
         format!("# pureboot: {label}, written by pureboot-image"),
         "arm_64bit=1".into(),
@@ -23,13 +23,12 @@ pub fn config_txt(label: &str, models: &[Model], dtb_override: Option<&str>) -> 
         format!("initramfs {INITRAMFS} followkernel"),
         "enable_uart=1".into(),
     ];
-    match (models, dtb_override) {
-        (_, Some(dtb)) => lines.push(format!("device_tree={dtb}")),
-        ([model], None) => lines.push(format!("device_tree={}", model.device_tree())),
-        (models, None) => {
-            for model in models {
+    match device_trees {
+        [(_, dtb)] => lines.push(format!("device_tree={dtb}")),
+        several => {
+            for (model, dtb) in several {
                 lines.push(format!("[{}]", model.name()));
-                lines.push(format!("device_tree={}", model.device_tree()));
+                lines.push(format!("device_tree={dtb}"));
             }
             lines.push("[all]".into());
         }
@@ -64,7 +63,10 @@ mod tests {
 
     #[test]
     fn single_model_config() {
-        let text = config_txt("node d83add36 (pi4)", &[Model::Pi4], None);
+        let text = config_txt(
+            "node d83add36 (pi4)",
+            &[(Model::Pi4, "bcm2711-rpi-4-b.dtb")],
+        );
         let lines: Vec<&str> = text.lines().skip(1).collect();
         assert_eq!(
             lines,
@@ -80,7 +82,13 @@ mod tests {
 
     #[test]
     fn discovery_config_has_a_section_per_model_and_ends_unconditional() {
-        let text = config_txt("discovery", &[Model::Pi3, Model::Pi5], None);
+        let text = config_txt(
+            "discovery",
+            &[
+                (Model::Pi3, "bcm2710-rpi-3-b.dtb"),
+                (Model::Pi5, "bcm2712-rpi-5-b.dtb"),
+            ],
+        );
         let tail: Vec<&str> = text.lines().skip(5).collect();
         assert_eq!(
             tail,
@@ -92,13 +100,6 @@ mod tests {
                 "[all]"
             ]
         );
-    }
-
-    #[test]
-    fn dtb_override_wins() {
-        let text = config_txt("x", &[Model::Pi3], Some("bcm2710-rpi-3-b-plus.dtb"));
-        assert!(text.contains("\ndevice_tree=bcm2710-rpi-3-b-plus.dtb\n"));
-        assert!(!text.contains("bcm2710-rpi-3-b.dtb"));
     }
 
     #[test]
