@@ -203,13 +203,7 @@ fn bring_link_up(
     present: &[String],
     req: &NetRequest,
 ) -> Result<String, NetError> {
-    let candidates: Vec<String> = match wanted {
-        Some(name) => vec![name.to_owned()],
-        None => present.to_vec(),
-    };
-    for name in &candidates {
-        link::set_up(name)?;
-    }
+    let candidates = set_candidates_up(wanted, present)?;
     match sys.wait_for_carrier(&candidates, req.carrier_timeout) {
         Ok(name) => {
             log::info!("net: carrier on {name}");
@@ -221,6 +215,33 @@ fn bring_link_up(
             Ok(candidates[0].clone())
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The named interface must come up. Unnamed, any one will do: one that refuses (a Wi-Fi
+/// chip without firmware, rfkill) is left out rather than failing the boot.
+fn set_candidates_up(wanted: Option<&str>, present: &[String]) -> Result<Vec<String>, NetError> {
+    if let Some(name) = wanted {
+        link::set_up(name)?;
+        return Ok(vec![name.to_owned()]);
+    }
+    let mut last_err = None;
+    let up: Vec<String> = present
+        .iter()
+        .filter(|name| match link::set_up(name) {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!("{e}; skipping it");
+                last_err = Some(e);
+                false
+            }
+        })
+        .cloned()
+        .collect();
+    match last_err {
+        Some(e) if up.is_empty() => Err(e),
+        _ if up.is_empty() => Err(NetError::new("link", None, "no interface to set up")),
+        _ => Ok(up),
     }
 }
 
@@ -242,6 +263,24 @@ mod tests {
         req.iface = None;
         req.ip = IpParam::Off;
         assert_eq!(wanted_iface(&req), None);
+    }
+
+    #[test]
+    fn unnamed_interfaces_that_cannot_come_up_are_skipped() {
+        // Uses the host's lo only when it is already up, so nothing is changed.
+        let lo_flags = std::fs::read_to_string("/sys/class/net/lo/flags").unwrap_or_default();
+        if u32::from_str_radix(lo_flags.trim().trim_start_matches("0x"), 16)
+            .map_or(true, |f| f & 1 == 0)
+        {
+            eprintln!("SKIP: lo is not up here");
+            return;
+        }
+        let present = ["pbnone0".to_string(), "lo".to_string()];
+        assert_eq!(set_candidates_up(None, &present).unwrap(), ["lo"]);
+        let err = set_candidates_up(None, &present[..1]).unwrap_err();
+        assert_eq!((err.stage, err.iface.as_deref()), ("link", Some("pbnone0")));
+        let err = set_candidates_up(Some("pbnone0"), &present).unwrap_err();
+        assert_eq!(err.stage, "link");
     }
 
     #[test]
