@@ -404,7 +404,8 @@ mod tests {
 
     #[test]
     fn malformed_values_name_the_key() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             ("auto_register = \"yes\"", &[], "auto_register"),
             ("[nfs]\npersist_size_mb = -1", &[], "nfs.persist_size_mb"),
             ("[nfs]\nroot = \"/x\"", &[], "nfs.root"),

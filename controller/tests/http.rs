@@ -320,14 +320,14 @@ fn bad_input_gets_4xx_json_never_500() {
         (
             "bad node id",
             app.post(
-                &"/api/v1/nodes/not-a-node/installed".to_string(),
+                "/api/v1/nodes/not-a-node/installed",
                 &json!({"success": true, "mode": "nfs_boot"}),
             ),
         ),
         (
             "unknown node",
             app.post(
-                &"/api/v1/nodes/0badc0de/installed".to_string(),
+                "/api/v1/nodes/0badc0de/installed",
                 &json!({"success": true, "mode": "nfs_boot"}),
             ),
         ),
@@ -575,4 +575,45 @@ fn register_pi_health_metrics_and_delete() {
     );
     assert!(!app.nfs_root().join("nodes/0000abcd").exists());
     assert_eq!(app.admin_get("/api/v1/nodes/0000abcd").0, 404);
+}
+
+#[test]
+fn workflow_problems_are_explained_to_the_node() {
+    let wf_dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(wf_dir.path().join(name), text).unwrap();
+    write(
+        "needs-rack.yaml",
+        "id: needs-rack\nname: R\ninstall_method: nfs\nbase_image: \"{{ rack }}-image\"\n",
+    );
+    write(
+        "bad-host.yaml",
+        "id: bad-host\nname: H\ninstall_method: nfs\nhostname: \"pi_{{ serial }}\"\n",
+    );
+    let dir = wf_dir.path().to_path_buf();
+    let app = spawn_app_with(move |c| c.workflows_dir = dir);
+
+    app.add_node(json!({"serial": "0000000a", "workflow_id": "needs-rack"}));
+    let (status, r) = app.boot("serial=0000000a");
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["action"], "wait");
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("needs-rack") && msg.contains("base_image") && msg.contains("undefined"),
+        "{msg}"
+    );
+    assert_eq!(
+        app.node("0000000a")["state"],
+        "pending",
+        "nothing to boot, no transition"
+    );
+
+    // Renders, but to a hostname the node tree refuses: a server fault, named, in JSON.
+    app.add_node(json!({"serial": "0000000b", "workflow_id": "bad-host"}));
+    let (status, e) = app.boot("serial=0000000b");
+    assert_eq!(status, 500, "{e}");
+    let detail = e["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("0000000b") && detail.contains("pi_0000000b"),
+        "{detail}"
+    );
 }

@@ -108,7 +108,11 @@ impl Services {
             Ok((decision.response, decision.tree, Some(node)))
         })?;
         if let (Some(plan), Some(node)) = (plan, node) {
-            self.prepare_node_tree(&node, &plan)?;
+            self.prepare_node_tree(&node, &plan)
+                .map_err(|source| ServiceError::NodeTree {
+                    serial: node.serial.clone(),
+                    source,
+                })?;
         }
         if response.action == Some(BootAction::Wait) {
             log::debug!("node {} waits: {:?}", req.serial, response.message);

@@ -40,6 +40,14 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tree(#[from] NfsTreeError),
+    /// The node tree a boot answer relies on could not be prepared: the server's fault,
+    /// whatever the underlying error (e.g. a workflow rendering an invalid hostname).
+    #[error("preparing the node tree of {serial}: {source}")]
+    NodeTree {
+        serial: String,
+        #[source]
+        source: NfsTreeError,
+    },
 }
 
 pub struct Services {

@@ -101,6 +101,8 @@ impl Store {
     ) -> Result<T, E> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction().map_err(sql("begin transaction"))?;
+        // Bound first: the transaction borrows `conn` and must drop before the guard.
+        #[allow(clippy::let_and_return)]
         let out = f(&Tx { tx });
         out
     }

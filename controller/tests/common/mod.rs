@@ -27,16 +27,18 @@ pub fn repo_workflows() -> PathBuf {
 }
 
 pub fn test_config(dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".into();
-    c.public_url = Some("http://10.0.2.2:8080".into());
-    c.nfs_server = "10.0.2.2".into();
-    c.database = dir.join("registry.db");
-    c.workflows_dir = repo_workflows();
-    c.admin_token = Some(TOKEN.into());
+    let mut c = Config {
+        listen: "127.0.0.1:0".into(),
+        public_url: Some("http://10.0.2.2:8080".into()),
+        nfs_server: "10.0.2.2".into(),
+        database: dir.join("registry.db"),
+        workflows_dir: repo_workflows(),
+        admin_token: Some(TOKEN.into()),
+        body_limit_bytes: 4096,
+        ..Config::default()
+    };
     c.nfs.root_path = dir.join("nfsroot");
     c.nfs.default_base_image = "debian-arm64".into();
-    c.body_limit_bytes = 4096;
     c
 }
 
