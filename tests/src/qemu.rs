@@ -82,6 +82,9 @@ impl VirtualPi {
             "console=ttyAMA0".to_string(),
             // A dying PID 1 must end the run (with -no-reboot) rather than hang until timeout.
             "panic=-1".to_string(),
+            // The kernel rate-limits /dev/kmsg writers to 10 lines per 5 s by default and
+            // pi-init's timing lines go there: the tests must see every one of them.
+            "printk.devkmsg=on".to_string(),
             format!("pureboot.serial={}", self.serial),
         ];
         parts.extend(self.cmdline.iter().cloned());
@@ -185,7 +188,8 @@ mod tests {
         assert_eq!(pi.mac(), "52:54:00:3a:dd:36");
         assert_eq!(
             pi.kernel_cmdline(),
-            "console=ttyAMA0 panic=-1 pureboot.serial=d83add36 pureboot.url=http://10.0.2.2:8080"
+            "console=ttyAMA0 panic=-1 printk.devkmsg=on pureboot.serial=d83add36 \
+             pureboot.url=http://10.0.2.2:8080"
         );
         let args = pi.qemu_args();
         let after = |flag: &str| args[args.iter().position(|a| a == flag).unwrap() + 1].clone();

@@ -280,7 +280,7 @@ fn s05_wait_then_nfs_boot() {
     });
     let assigned = discovered.is_ok().then(|| {
         lab.controller()
-            .cli(&["node", "assign", &s, "--workflow", WORKFLOW])
+            .cli(&["node", "assign", &s, WORKFLOW])
     });
     let run = guest.wait();
     lab.check(
