@@ -403,6 +403,13 @@ mod tests {
     }
 
     #[test]
+    fn example_file_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("controller.example.toml");
+        let c = Config::load_with_env(&path, |_| None).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
     fn malformed_values_name_the_key() {
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
         let cases: &[Case] = &[

@@ -25,6 +25,19 @@ pub enum InstallMethod {
     Deploy,
 }
 
+impl InstallMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstallMethod::Nfs => "nfs",
+            InstallMethod::Image => "image",
+            InstallMethod::Kernel => "kernel",
+            InstallMethod::Sanboot => "sanboot",
+            InstallMethod::Chain => "chain",
+            InstallMethod::Deploy => "deploy",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostBootStep {

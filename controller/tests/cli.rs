@@ -93,6 +93,36 @@ fn cli_and_daemon_share_the_registry() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-workflow"));
 
+    let out = cli(&config, &["node", "add", "d83add36"]);
+    assert!(!out.status.success(), "a managed node is not re-added");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already registered"));
+
+    // A node that only announced itself is adopted by `node add`.
+    app.boot("serial=0000d00d&mac=dc:a6:32:00:d0:0d");
+    let adopted = ok_json(
+        &config,
+        &[
+            "--json",
+            "node",
+            "add",
+            "0000d00d",
+            "--workflow",
+            "pi-k3s-worker",
+            "--overlay",
+            "none",
+        ],
+    );
+    assert_eq!(
+        (adopted["state"].as_str(), adopted["mac"].as_str()),
+        (Some("pending"), Some("dc:a6:32:00:d0:0d"))
+    );
+    let (_, r) = app.boot("serial=0000d00d");
+    assert_eq!(
+        (r["action"].as_str(), r["overlay_mode"].as_str()),
+        (Some("nfs_boot"), Some("none")),
+        "{r}"
+    );
+
     let removed = ok_json(&config, &["--json", "node", "rm", "d83add36"]);
     assert_eq!(removed["tree_removed"], true);
     assert_eq!(app.admin_get("/api/v1/nodes/d83add36").0, 404);

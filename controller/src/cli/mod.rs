@@ -475,13 +475,10 @@ impl Output {
         let rows: Vec<Vec<String>> = list
             .iter()
             .map(|(p, w)| {
-                let method = serde_json::to_value(w.install_method)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from));
                 vec![
                     w.id.clone(),
                     w.name.clone(),
-                    method.unwrap_or_default(),
+                    w.install_method.as_str().to_string(),
                     file_name(p),
                 ]
             })

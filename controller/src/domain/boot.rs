@@ -150,13 +150,7 @@ pub fn decide(node: &Node, workflow: WorkflowState<'_>, s: &BootSettings) -> Dec
         other => Decision::answer(
             node.state,
             BootAction::LocalBoot,
-            format!(
-                "Workflow method '{}' not supported for Pi",
-                serde_json::to_value(other)
-                    .unwrap_or_default()
-                    .as_str()
-                    .unwrap_or("?")
-            ),
+            format!("Workflow method '{}' not supported for Pi", other.as_str()),
         ),
     }
 }

@@ -1,8 +1,6 @@
 //! What a Pi asks and reports: the boot request, `register-pi` and the two callbacks.
 
-use pureboot_wire::{
-    BootAction, InstallFailedReport, InstalledReport, PiBootResponse, RegisterPiRequest,
-};
+use pureboot_wire::{InstallFailedReport, InstalledReport, PiBootResponse, RegisterPiRequest};
 use serde_json::{json, Value};
 
 use super::{workflow_state, ServiceError, Services};
@@ -114,9 +112,18 @@ impl Services {
                     source,
                 })?;
         }
-        if response.action == Some(BootAction::Wait) {
-            log::debug!("node {} waits: {:?}", req.serial, response.message);
-        }
+        log::info!(
+            "boot {} from {}: {:?} ({}){}",
+            req.serial,
+            ip.unwrap_or("?"),
+            response.action,
+            response.state,
+            response
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        );
         Ok(response)
     }
 

@@ -105,6 +105,8 @@ impl Services {
         Ok(NodeDetail { node, events, tree })
     }
 
+    /// Registers a node, or adopts one that is only `discovered` (the operator's fields
+    /// win; MAC and full serial already seen are kept).
     pub fn add_node(&self, spec: &NodeSpec) -> Result<Node, ServiceError> {
         let serial = Serial::parse(&spec.serial)?;
         let mac = spec.mac.as_deref().map(Mac::parse).transpose()?;
@@ -118,12 +120,35 @@ impl Services {
         if let Some(wf) = &spec.workflow_id {
             self.workflow_exists(wf)?;
         }
+        let state = if spec.workflow_id.is_some() {
+            NodeState::Pending
+        } else {
+            NodeState::Discovered
+        };
         self.store.write(|tx| {
-            if let Some(existing) = tx.find_node(&NodeRef::Serial(serial.clone()))? {
-                return Err(ServiceError::Conflict(format!(
-                    "node {} already registered (state {}); use assign or update",
-                    existing.serial, existing.state
-                )));
+            if let Some(mut existing) = tx.find_node(&NodeRef::Serial(serial.clone()))? {
+                // A node that only announced itself is adopted with the operator's settings;
+                // anything further along is already managed.
+                if existing.state != NodeState::Discovered {
+                    return Err(ServiceError::Conflict(format!(
+                        "node {} already registered (state {}); use assign or update",
+                        existing.serial, existing.state
+                    )));
+                }
+                let from = existing.state;
+                existing.state = if state == from { from } else { from.transition(state)? };
+                existing.hostname = hostname.or(existing.hostname);
+                existing.base_image = base_image.or(existing.base_image);
+                existing.overlay_mode = spec.overlay_mode.or(existing.overlay_mode);
+                existing.workflow_id = spec.workflow_id.clone().or(existing.workflow_id);
+                existing.model = spec.model.clone().or(existing.model);
+                existing.mac = existing.mac.or(mac.map(|m| m.as_str().into()));
+                existing.full_serial = existing.full_serial.or(full_serial.map(|f| f.as_str().into()));
+                tx.append_event(&admin_event(
+                    &existing,
+                    json!({"action": "adopt", "workflow_id": existing.workflow_id, "from": from, "to": existing.state}),
+                ))?;
+                return Ok(tx.save_node(&existing)?);
             }
             let node = tx.insert_node(&NewNode {
                 serial: serial.as_str().into(),
@@ -135,11 +160,7 @@ impl Services {
                 overlay_mode: spec.overlay_mode,
                 base_image,
                 last_ip: None,
-                state: Some(if spec.workflow_id.is_some() {
-                    NodeState::Pending
-                } else {
-                    NodeState::Discovered
-                }),
+                state: Some(state),
             })?;
             tx.append_event(&admin_event(
                 &node,
