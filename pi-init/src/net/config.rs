@@ -121,6 +121,8 @@ pub fn describe_existing(sys: &Sysfs, found: ExistingAddr) -> Result<NetConfig, 
         dns,
         server,
         source: NetSource::Existing,
+        // The kernel's ip= code sets the host name itself; /proc/net/pnp does not carry it.
+        hostname: None,
     })
 }
 

@@ -96,6 +96,9 @@ pub struct NetConfig {
     /// DHCP `server identifier` / `siaddr` / `ip=` server field, when known.
     pub server: Option<Ipv4Addr>,
     pub source: NetSource,
+    /// The host name the network gave (DHCP option 12, or the `ip=` hostname field); a
+    /// fallback for when the controller names none.
+    pub hostname: Option<String>,
 }
 
 #[derive(Debug)]
@@ -164,12 +167,16 @@ pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
     let mac = sys.mac(&iface)?;
     log::info!("net: using {iface} (mac {mac})");
 
-    let (setting, source) = match &req.ip {
-        IpParam::Static(s) => (config::Setting::from_static(s), NetSource::Static),
+    let (setting, source, hostname) = match &req.ip {
+        IpParam::Static(s) => (
+            config::Setting::from_static(s),
+            NetSource::Static,
+            s.hostname.clone(),
+        ),
         _ => {
             let lease =
                 dhcp::obtain_lease(&iface, &mac, req.hostname.as_deref(), req.dhcp_timeout)?;
-            (lease.setting, NetSource::Dhcp)
+            (lease.setting, NetSource::Dhcp, lease.hostname)
         }
     };
     config::apply(&iface, &setting, req.resolv_conf.as_deref())?;
@@ -182,6 +189,7 @@ pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
         dns: setting.dns,
         server: setting.server,
         source,
+        hostname,
     })
 }
 

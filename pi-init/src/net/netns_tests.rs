@@ -217,6 +217,7 @@ fn dnsmasq(lab: &Lab, leases: &Path) -> KillOnDrop {
         "--dhcp-option=option:router,192.168.77.1",
         "--dhcp-option=option:dns-server,192.168.77.53",
         "--dhcp-option=option:domain-name,pureboot.test",
+        "--dhcp-option=12,pi-from-dhcp",
     ]);
     cmd.arg(format!("--interface={SERVER_IF}"));
     cmd.arg(format!("--dhcp-leasefile={}", leases.display()));
@@ -224,7 +225,17 @@ fn dnsmasq(lab: &Lab, leases: &Path) -> KillOnDrop {
         "--pid-file={}",
         lab.dir.join("dnsmasq.pid").display()
     ));
-    KillOnDrop(cmd.spawn().expect("starting dnsmasq"))
+    let mut server = KillOnDrop(cmd.spawn().expect("starting dnsmasq"));
+    // Ready once it wrote its pid file; a bad option makes it exit instead.
+    let pid_file = lab.dir.join("dnsmasq.pid");
+    let ready = link::poll_until(Duration::from_secs(5), || {
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("dnsmasq exited at start-up ({status}); see its stderr above");
+        }
+        pid_file.exists().then_some(())
+    });
+    assert!(ready.is_some(), "dnsmasq did not start within 5 s");
+    server
 }
 
 #[test]
@@ -253,6 +264,7 @@ fn inner_dhcp_lease_from_dnsmasq() {
     assert_eq!(cfg.gateway, Some(Ipv4Addr::new(192, 168, 77, 1)));
     assert_eq!(cfg.dns, [Ipv4Addr::new(192, 168, 77, 53)]);
     assert_eq!(cfg.server, Some(Ipv4Addr::new(192, 168, 77, 1)));
+    assert_eq!(cfg.hostname.as_deref(), Some("pi-from-dhcp"));
 
     let addrs = client_ip(&["-4", "-o", "addr", "show", "dev", CLIENT_IF]);
     assert!(addrs.contains(&format!("inet {}/24", cfg.addr)), "{addrs}");
@@ -315,6 +327,7 @@ fn inner_static_ip_param() {
     // The interface comes from the ip= device field.
     let cfg = bring_up(&lab.request(param, None)).expect("static bring-up");
     assert_eq!(cfg.source, NetSource::Static);
+    assert_eq!(cfg.hostname.as_deref(), Some("pi-static"));
     assert_eq!(
         (cfg.iface.as_str(), cfg.addr, cfg.prefix_len),
         (CLIENT_IF, Ipv4Addr::new(192, 168, 78, 9), 24)
