@@ -11,8 +11,18 @@ pub(crate) fn random_suffix() -> String {
 }
 
 /// Writes a whole file under a temporary name and renames it into place, so a reader (a
-/// Pi over NFS) sees the old content or the new, never a torn one.
+/// Pi over NFS) sees the old content or the new, never a torn one. Content and mode that
+/// are already there are left alone: node files are refreshed on every boot request, and
+/// an unchanged file should cost a read, not an fsync.
 pub(crate) fn write_atomic(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if meta.is_file()
+            && meta.permissions().mode() & 0o7777 == mode
+            && fs::read(path).is_ok_and(|old| old == content)
+        {
+            return Ok(());
+        }
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -58,4 +68,42 @@ fn make_dirs_writable(path: &Path) -> io::Result<()> {
         make_dirs_writable(&entry?.path())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn write_atomic_replaces_changes_and_keeps_identical_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("hostname");
+        write_atomic(&path, b"a\n", 0o644).unwrap();
+        let first = fs::metadata(&path).unwrap().ino();
+        write_atomic(&path, b"a\n", 0o644).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().ino(),
+            first,
+            "unchanged: not rewritten"
+        );
+        write_atomic(&path, b"b\n", 0o644).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"b\n");
+        assert_ne!(
+            fs::metadata(&path).unwrap().ino(),
+            first,
+            "changed: replaced by rename"
+        );
+        write_atomic(&path, b"b\n", 0o600).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().mode() & 0o7777,
+            0o600,
+            "mode change applied"
+        );
+        assert_eq!(
+            fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "no temporary files left"
+        );
+    }
 }

@@ -535,3 +535,38 @@ fn remove_base_image_removes_only_that_image() {
     ));
     fx.assert_nothing_published("a");
 }
+
+/// Throughput on a real archive, for issue 6: `PUREBOOT_IMPORT_ARCHIVE=<file> cargo test
+/// --release -p pureboot-controller --lib import_throughput -- --ignored --nocapture`.
+/// The tree lands under `PUREBOOT_IMPORT_DEST` (default: a temp dir) and is removed
+/// afterwards unless `PUREBOOT_IMPORT_KEEP` is set (to compare it with GNU tar's).
+#[test]
+#[ignore = "needs PUREBOOT_IMPORT_ARCHIVE; a measurement, not a check"]
+fn import_throughput() {
+    let Some(archive) = std::env::var_os("PUREBOOT_IMPORT_ARCHIVE") else {
+        eprintln!("SKIPPED import_throughput: set PUREBOOT_IMPORT_ARCHIVE to an archive file");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root =
+        std::env::var_os("PUREBOOT_IMPORT_DEST").map_or(tmp.path().to_path_buf(), PathBuf::from);
+    let tree = NfsTree::with_default_dirs(root);
+    let name = format!("bench-{}", std::process::id());
+    let s = tree
+        .import_base_image(Path::new(&archive), &name, &mut |_| {})
+        .unwrap();
+    println!(
+        "import {}: {} {} entries, {:.1} MB in {:.2} s = {:.1} MB/s",
+        Path::new(&archive).display(),
+        s.format,
+        s.entries,
+        s.bytes as f64 / 1e6,
+        s.seconds,
+        s.mb_per_second()
+    );
+    if std::env::var_os("PUREBOOT_IMPORT_KEEP").is_none() {
+        tree.remove_base_image(&name).unwrap();
+    } else {
+        println!("kept {}", s.path.display());
+    }
+}
