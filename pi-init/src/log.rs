@@ -16,6 +16,8 @@ struct Sinks {
     console: Option<File>,
     /// The kernel's console log level (first field of /proc/sys/kernel/printk).
     console_loglevel: u8,
+    /// printk_devkmsg as found, restored before exec.
+    devkmsg: Option<String>,
 }
 
 struct Logger {
@@ -27,6 +29,7 @@ static LOGGER: Logger = Logger {
         kmsg: None,
         console: None,
         console_loglevel: 7,
+        devkmsg: None,
     }),
 };
 
@@ -80,6 +83,10 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
+/// The kernel rate-limits writes to /dev/kmsg (10 lines per 5 s by default), which would drop
+/// the step lines; lift the limit while pi-init runs.
+const DEVKMSG: &str = "/proc/sys/kernel/printk_devkmsg";
+
 /// Install the logger. As PID 1, open /dev/kmsg and /dev/console (devtmpfs must be mounted);
 /// otherwise log to stderr only.
 pub fn init(pid1: bool) {
@@ -93,9 +100,23 @@ pub fn init(pid1: bool) {
         {
             s.console_loglevel = l;
         }
+        if let Ok(old) = std::fs::read_to_string(DEVKMSG) {
+            // Fails when the command line locked it (printk.devkmsg=): nothing to do then.
+            if std::fs::write(DEVKMSG, "on\n").is_ok() {
+                s.devkmsg = Some(old);
+            }
+        }
     }
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(LevelFilter::Info);
+}
+
+/// Give the booted system the kmsg rate limit it would have had (call just before exec).
+pub fn restore_kmsg_ratelimit() {
+    let mut s = LOGGER.sinks.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(old) = s.devkmsg.take() {
+        let _ = std::fs::write(DEVKMSG, old);
+    }
 }
 
 pub fn set_level(level: LevelFilter) {

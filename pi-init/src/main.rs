@@ -416,6 +416,7 @@ fn enter_and_exec(
     r.time("switch-root", |_| switch_root::enter(sys, newroot, kind))
         .map_err(fail("switch-root"))?;
     info!("exec {init}");
+    log::restore_kmsg_ratelimit();
     let args: Vec<String> = std::env::args().skip(1).collect();
     Err(Failure {
         step: "exec",
