@@ -3,7 +3,8 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::new().filter_or("PUREBOOT_LOG", "info")).init();
+    // RUST_LOG as usual; `info` when unset.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = pureboot_controller::cli::Cli::parse();
     match pureboot_controller::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

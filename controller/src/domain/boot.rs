@@ -233,22 +233,9 @@ mod tests {
 
     fn node(state: NodeState) -> Node {
         Node {
-            id: "5f0c1b2a-0000-4000-8000-00000000abcd".into(),
-            serial: "d83add36".into(),
-            full_serial: None,
             mac: Some("dc:a6:32:01:02:03".into()),
-            model: None,
-            hostname: None,
-            state,
             workflow_id: Some("pi-diskless-nfs".into()),
-            machine_id: "0123456789abcdef0123456789abcdef".into(),
-            overlay_mode: None,
-            base_image: None,
-            last_boot_at: None,
-            last_ip: None,
-            conflict: None,
-            created_at: String::new(),
-            updated_at: String::new(),
+            ..Node::sample("d83add36", state)
         }
     }
 

@@ -60,21 +60,19 @@ impl Node {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conflicting_claims() {
-        let node = Node {
-            id: "x".into(),
-            serial: "d83add36".into(),
-            full_serial: Some("10000000d83add36".into()),
-            mac: Some("dc:a6:32:01:02:03".into()),
+impl Node {
+    /// A registered node with nothing optional set (test fixture).
+    pub fn sample(serial: &str, state: NodeState) -> Node {
+        Node {
+            id: "5f0c1b2a-0000-4000-8000-00000000abcd".into(),
+            serial: serial.into(),
+            full_serial: None,
+            mac: None,
             model: None,
             hostname: None,
-            state: NodeState::Active,
+            state,
             workflow_id: None,
-            machine_id: String::new(),
+            machine_id: "0123456789abcdef0123456789abcdef".into(),
             overlay_mode: None,
             base_image: None,
             last_boot_at: None,
@@ -82,6 +80,20 @@ mod tests {
             conflict: None,
             created_at: String::new(),
             updated_at: String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicting_claims() {
+        let node = Node {
+            full_serial: Some("10000000d83add36".into()),
+            mac: Some("dc:a6:32:01:02:03".into()),
+            ..Node::sample("d83add36", NodeState::Active)
         };
         assert!(node
             .claim_conflicts(Some("dc:a6:32:01:02:03"), Some("10000000d83add36"))
