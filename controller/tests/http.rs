@@ -522,6 +522,24 @@ fn a_second_machine_claiming_a_short_serial_is_flagged() {
         Some(&json!({"clear_conflict": true})),
     );
     assert_eq!((status, n["conflict"].clone()), (200, Value::Null));
+
+    // pi-init's installed report names the machine too.
+    app.admin(
+        "POST",
+        &format!("/api/v1/nodes/{SERIAL}/assign"),
+        Some(&json!({"workflow_id": "pi-k3s-worker"})),
+    );
+    app.boot(&format!("serial={SERIAL}"));
+    let report = json!({"success": true, "mode": "nfs_boot", "serial": SERIAL, "full_serial": format!("30000000{SERIAL}"), "mac": MAC});
+    let (status, n) = app.post(&format!("/api/v1/nodes/{SERIAL}/installed"), &report);
+    assert_eq!(status, 200, "{n}");
+    assert!(
+        n["conflict"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("30000000{SERIAL}")),
+        "{n}"
+    );
 }
 
 #[test]

@@ -55,6 +55,18 @@ fn record_transitions(
     Ok(())
 }
 
+/// MAC and full serial from an installed report, where they are well-formed; a malformed
+/// one is ignored (the report is still recorded whole).
+fn claimed_identity(node: &Node, report: &InstalledReport) -> (Option<Mac>, Option<FullSerial>) {
+    let serial = Serial::parse(&node.serial).ok();
+    let mac = report.mac.as_deref().and_then(|m| Mac::parse(m).ok());
+    let full = match (report.full_serial.as_deref(), serial) {
+        (Some(f), Some(s)) => FullSerial::parse(f, &s).ok(),
+        _ => None,
+    };
+    (mac, full)
+}
+
 impl Services {
     pub fn boot(&self, req: &BootRequest) -> Result<PiBootResponse, ServiceError> {
         let mac = req.mac.as_ref().map(|m| m.as_str());
@@ -196,6 +208,15 @@ impl Services {
         let ip = report.ip_address.clone().or(peer_ip.map(Into::into));
         let outcome = self.store.write(|tx| {
             let mut node = self.find(tx, node_ref)?;
+            // The report names the machine too (pi-init sends its full serial and MAC).
+            let (mac, full_serial) = claimed_identity(&node, &report);
+            self.note_claim(
+                tx,
+                &mut node,
+                mac.as_ref().map(Mac::as_str),
+                full_serial.as_ref().map(FullSerial::as_str),
+                ip.as_deref(),
+            )?;
             tx.append_event(&event(
                 &node,
                 EventKind::Installed,
