@@ -1,0 +1,315 @@
+//! The node, image, workflow and overlay commands: a service call, then a table or JSON.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use super::{node_ref, print_json, table, ImageCmd, NodeCmd, OverlayCmd};
+use crate::domain::{NodeState, Serial};
+use crate::nfs_tree::TerminalProgress;
+use crate::service::{NodeSpec, Services, RECENT_EVENTS};
+use crate::store::NodeFilter;
+
+pub struct Output {
+    pub json: bool,
+}
+
+impl Output {
+    pub fn node(&self, s: &Services, cmd: NodeCmd) -> Result<()> {
+        match cmd {
+            NodeCmd::List { state, workflow } => {
+                let state = state
+                    .map(|st| {
+                        NodeState::parse(&st).with_context(|| format!("unknown state {st:?}"))
+                    })
+                    .transpose()?;
+                let nodes = s.list_nodes(&NodeFilter {
+                    state,
+                    workflow_id: workflow,
+                })?;
+                if self.json {
+                    return print_json(&nodes);
+                }
+                let rows: Vec<Vec<String>> = nodes
+                    .iter()
+                    .map(|n| {
+                        vec![
+                            n.serial.clone(),
+                            n.state.to_string(),
+                            table::opt(&n.workflow_id),
+                            n.effective_hostname(),
+                            table::opt(&n.mac),
+                            table::opt(&n.last_ip),
+                            table::opt(&n.last_boot_at),
+                            if n.conflict.is_some() {
+                                "CONFLICT".into()
+                            } else {
+                                String::new()
+                            },
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table::render(
+                        &[
+                            "SERIAL",
+                            "STATE",
+                            "WORKFLOW",
+                            "HOSTNAME",
+                            "MAC",
+                            "LAST IP",
+                            "LAST BOOT",
+                            ""
+                        ],
+                        &rows
+                    )
+                );
+                Ok(())
+            }
+            NodeCmd::Show { id } => {
+                let d = s.node_detail(&node_ref(&id)?, RECENT_EVENTS)?;
+                if self.json {
+                    return print_json(&d);
+                }
+                let n = &d.node;
+                let fields = [
+                    ("id", n.id.clone()),
+                    ("serial", n.serial.clone()),
+                    ("full serial", table::opt(&n.full_serial)),
+                    ("mac", table::opt(&n.mac)),
+                    ("state", n.state.to_string()),
+                    ("workflow", table::opt(&n.workflow_id)),
+                    ("hostname", n.effective_hostname()),
+                    ("machine-id", n.machine_id.clone()),
+                    (
+                        "overlay",
+                        n.overlay_mode
+                            .map(|o| o.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                    ),
+                    ("base image", table::opt(&n.base_image)),
+                    ("last boot", table::opt(&n.last_boot_at)),
+                    ("last ip", table::opt(&n.last_ip)),
+                    ("conflict", table::opt(&n.conflict)),
+                    (
+                        "tree",
+                        d.tree
+                            .as_ref()
+                            .map(|t| t.path.display().to_string())
+                            .unwrap_or_else(|| "-".into()),
+                    ),
+                ];
+                for (k, v) in fields {
+                    println!("{k:<12} {v}");
+                }
+                let rows: Vec<Vec<String>> = d
+                    .events
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.at.clone(),
+                            e.kind.clone(),
+                            table::opt(&e.ip),
+                            e.detail.to_string(),
+                        ]
+                    })
+                    .collect();
+                println!();
+                print!("{}", table::render(&["AT", "EVENT", "IP", "DETAIL"], &rows));
+                Ok(())
+            }
+            NodeCmd::Add {
+                serial,
+                workflow,
+                hostname,
+                overlay,
+                base_image,
+                mac,
+            } => {
+                let node = s.add_node(&NodeSpec {
+                    serial,
+                    workflow_id: workflow,
+                    hostname,
+                    overlay_mode: overlay,
+                    base_image,
+                    mac,
+                    ..Default::default()
+                })?;
+                self.done(
+                    &node,
+                    &format!(
+                        "added node {} ({}), state {}",
+                        node.serial, node.id, node.state
+                    ),
+                )
+            }
+            NodeCmd::Assign { id, workflow } => {
+                let node = s.assign(&node_ref(&id)?, &workflow)?;
+                self.done(
+                    &node,
+                    &format!(
+                        "node {} assigned to {workflow}, state {}",
+                        node.serial, node.state
+                    ),
+                )
+            }
+            NodeCmd::Rm { id, keep_tree } => {
+                let (node, tree) = s.remove_node(&node_ref(&id)?, keep_tree)?;
+                let v = serde_json::json!({"removed": node, "tree_removed": tree});
+                self.done(
+                    &v,
+                    &format!(
+                        "removed node {}{}",
+                        node.serial,
+                        if tree { " and its tree" } else { "" }
+                    ),
+                )
+            }
+        }
+    }
+
+    pub fn image(&self, s: &Services, cmd: ImageCmd) -> Result<()> {
+        match cmd {
+            ImageCmd::Import { archive, name } => {
+                let mut progress = TerminalProgress::new();
+                let summary = s.import_image(&archive, &name, &mut |p| progress.update(p))?;
+                progress.finish();
+                self.done(
+                    &summary,
+                    &format!(
+                        "imported {} as {}: {} entries, {:.1} MB in {:.1} s ({:.1} MB/s)",
+                        archive.display(),
+                        summary.path.display(),
+                        summary.entries,
+                        summary.bytes as f64 / 1e6,
+                        summary.seconds,
+                        summary.mb_per_second()
+                    ),
+                )
+            }
+            ImageCmd::List => {
+                let images = s.base_images()?;
+                let default = &s.config.nfs.default_base_image;
+                if self.json {
+                    return print_json(&serde_json::json!({"images": images, "default": default}));
+                }
+                let rows: Vec<Vec<String>> = images
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            i.clone(),
+                            if i == default {
+                                "default".into()
+                            } else {
+                                String::new()
+                            },
+                        ]
+                    })
+                    .collect();
+                print!("{}", table::render(&["IMAGE", ""], &rows));
+                Ok(())
+            }
+            ImageCmd::Rm { name } => {
+                if !s.remove_image(&name)? {
+                    bail!("no base image {name}");
+                }
+                self.done(
+                    &serde_json::json!({"removed": name}),
+                    &format!("removed base image {name}"),
+                )
+            }
+        }
+    }
+
+    pub fn workflows(&self, s: &Services) -> Result<()> {
+        let list: Vec<_> = s
+            .workflows
+            .iter()
+            .map(|(p, w)| (p.to_path_buf(), w.clone()))
+            .collect();
+        let errors: Vec<String> = s.workflows.errors().map(|e| e.to_string()).collect();
+        if self.json {
+            let wfs: Vec<_> = list.iter().map(|(_, w)| w).collect();
+            return print_json(&serde_json::json!({"workflows": wfs, "errors": errors}));
+        }
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|(p, w)| {
+                vec![
+                    w.id.clone(),
+                    w.name.clone(),
+                    w.install_method.as_str().to_string(),
+                    file_name(p),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table::render(&["ID", "NAME", "METHOD", "FILE"], &rows)
+        );
+        for e in &errors {
+            eprintln!("ERROR {e}");
+        }
+        Ok(())
+    }
+
+    pub fn overlay(&self, s: &Services, cmd: OverlayCmd) -> Result<()> {
+        match cmd {
+            OverlayCmd::Create { id } => {
+                let path = s.create_overlay(&node_ref(&id)?)?;
+                self.done(
+                    &serde_json::json!({"path": path}),
+                    &format!("node tree ready at {}", path.display()),
+                )
+            }
+            OverlayCmd::Info { serial } => {
+                let serial = Serial::parse(&serial)?;
+                let Some(info) = s.overlay_info(serial.as_str())? else {
+                    bail!("no node tree for {serial}")
+                };
+                if self.json {
+                    return print_json(&info);
+                }
+                println!("path        {}", info.path.display());
+                println!("hostname    {}", table::opt(&info.hostname));
+                println!("machine-id  {}", table::opt(&info.machine_id));
+                println!(
+                    "persist.img {}",
+                    if info.has_persist_image {
+                        info.persist_image.display().to_string()
+                    } else {
+                        "-".into()
+                    }
+                );
+                Ok(())
+            }
+            OverlayCmd::Rm { serial } => {
+                let serial = Serial::parse(&serial)?;
+                if !s.remove_overlay(serial.as_str())? {
+                    bail!("no node tree for {serial}");
+                }
+                self.done(
+                    &serde_json::json!({"removed": serial.as_str()}),
+                    &format!("removed node tree of {serial}"),
+                )
+            }
+        }
+    }
+
+    fn done(&self, v: &impl Serialize, text: &str) -> Result<()> {
+        if self.json {
+            print_json(v)
+        } else {
+            println!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,81 @@
+//! `workflow validate`: load each file and render it for a made-up node, so syntax errors,
+//! unknown fields and undefined names all show, with file and field.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use super::print_json;
+use crate::config::Config;
+use crate::templates::{Templates, Vars};
+use crate::workflows::load_file;
+
+pub fn run(config: &Config, files: &[PathBuf], json: bool) -> Result<()> {
+    let templates = Templates::new();
+    let paths: Vec<PathBuf> = if files.is_empty() {
+        let dir = &config.workflows_dir;
+        let mut p: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading workflows directory {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        p.sort();
+        p
+    } else {
+        files.to_vec()
+    };
+    let sample = sample_vars(config);
+    let mut results = Vec::new();
+    for path in &paths {
+        let outcome = load_file(path, &templates)
+            .map_err(|e| e.to_string())
+            .and_then(|wf| {
+                templates
+                    .render_workflow(&wf, &sample)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            });
+        results.push(serde_json::json!({
+            "file": path.display().to_string(),
+            "ok": outcome.is_ok(),
+            "error": outcome.as_ref().err(),
+            "id": outcome.as_ref().ok().map(|w| w.id.clone()),
+        }));
+    }
+    let failed = results.iter().filter(|r| r["ok"] == false).count();
+    if json {
+        print_json(&results)?;
+    } else {
+        for r in &results {
+            match r["error"].as_str() {
+                None => println!(
+                    "ok      {} ({})",
+                    r["file"].as_str().unwrap_or("?"),
+                    r["id"].as_str().unwrap_or("?")
+                ),
+                Some(e) => println!("ERROR   {e}"),
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} workflow file(s) invalid", results.len());
+    }
+    Ok(())
+}
+
+/// Template context of a made-up node, so `validate` also catches undefined names.
+fn sample_vars(config: &Config) -> Vars {
+    let s = config.public_url();
+    [
+        ("nfs_server", config.nfs_server.clone()),
+        ("nfs_path", config.nfs.root_path.display().to_string()),
+        ("public_url", s.clone()),
+        ("controller_url", s),
+        ("default_base_image", config.nfs.default_base_image.clone()),
+        ("node_id", "00000000-0000-4000-8000-000000000000".into()),
+        ("serial", "00000000".into()),
+        ("hostname", "pi-00000000".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
