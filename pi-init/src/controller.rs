@@ -107,6 +107,7 @@ pub fn ask(http: &dyn Http, sleep: &mut dyn FnMut(Duration), url: &str, p: &AskP
                             .unwrap_or_default(),
                         delay.as_secs()
                     );
+                    crate::watchdog::progress();
                     sleep(delay);
                     failures = 0;
                     backoff = p.first_backoff;

@@ -22,6 +22,7 @@ mod switch_root;
 mod sys;
 #[cfg(test)]
 mod testutil;
+mod watchdog;
 
 #[cfg(test)]
 mod namespace_test;
@@ -108,6 +109,11 @@ fn init_main(start: Instant) -> ! {
     let cmd = cmdline::parse(&text);
     log::set_level(cmd.log_level);
     cmd.warnings.iter().for_each(|w| warn!("command line: {w}"));
+    if let Some(t) = cmd.watchdog {
+        if let Err(e) = watchdog::arm(Path::new("/dev/watchdog"), t) {
+            error!("{e}; booting without it");
+        }
+    }
     let mut attempt = 1;
     loop {
         let mut a = Attempt {
@@ -147,7 +153,9 @@ fn init_main(start: Instant) -> ! {
                 power(&cmd, nix::sys::reboot::RebootMode::RB_AUTOBOOT)
             }
             FailurePolicy::Shell if Path::new("/bin/sh").exists() => {
+                watchdog::keep_fed();
                 rescue_shell();
+                watchdog::progress();
                 info!("shell exited: booting again");
                 release_mounts(&sys);
             }
@@ -417,6 +425,7 @@ fn enter_and_exec(
         .map_err(fail("switch-root"))?;
     info!("exec {init}");
     log::restore_kmsg_ratelimit();
+    watchdog::hand_over();
     let args: Vec<String> = std::env::args().skip(1).collect();
     Err(Failure {
         step: "exec",

@@ -38,6 +38,7 @@ impl Report {
     /// Record a finished step and print the agreed timing line.
     pub fn step(&mut self, name: &str, took: Duration) {
         crate::log::step_done(name, took);
+        crate::watchdog::progress();
         self.steps.push(StepTiming {
             step: name.to_string(),
             ms: took.as_millis() as u64,

@@ -1,0 +1,143 @@
+//! Optional hardware watchdog (`pureboot.watchdog=<s>`): armed at start and fed from a thread
+//! until the switch, so a boot that hangs anywhere ends in a reboot. The thread feeds only
+//! while the boot makes progress (a step finished, a `wait` poll answered) within the timeout:
+//! a step stuck in the kernel stops the feeding. At hand-over the device is closed without
+//! the magic 'V', so it stays armed and the new init (systemd's RuntimeWatchdogSec) must take
+//! it over in time.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+/// Milliseconds since EPOCH of the last sign of progress.
+static PROGRESS: AtomicU64 = AtomicU64::new(0);
+
+fn now_ms() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// The boot moved on: keep feeding.
+pub fn progress() {
+    PROGRESS.store(now_ms(), Ordering::Relaxed);
+}
+
+/// `WDIOC_SETTIMEOUT` = _IOWR('W', 6, int).
+const WDIOC_SETTIMEOUT: libc::c_ulong = 0xC004_5706;
+
+/// One watchdog per boot, so its state is global like the device.
+static STOP: AtomicBool = AtomicBool::new(false);
+static FEEDER: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+
+/// How often to feed a watchdog of `timeout`: a third of it, at least every 100 ms.
+pub fn feed_interval(timeout: Duration) -> Duration {
+    (timeout / 3).max(Duration::from_millis(100))
+}
+
+/// Feed regardless of progress (a rescue shell is waiting on a person) until the next
+/// [`progress`].
+pub fn keep_fed() {
+    PROGRESS.store(u64::MAX, Ordering::Relaxed);
+}
+
+/// Open `device`, set its timeout and start feeding it.
+pub fn arm(device: &Path, timeout: Duration) -> Result<(), String> {
+    let mut dev: File = OpenOptions::new()
+        .write(true)
+        .open(device) // std opens with O_CLOEXEC
+        .map_err(|e| format!("watchdog {}: {e}", device.display()))?;
+    let mut secs: libc::c_int = timeout.as_secs().clamp(1, i32::MAX as u64) as libc::c_int;
+    // SAFETY: WDIOC_SETTIMEOUT reads and writes one int through the pointer.
+    let r = unsafe { libc::ioctl(dev.as_raw_fd(), WDIOC_SETTIMEOUT as _, &mut secs) };
+    if r != 0 {
+        // A device (or a test's plain file) that keeps its own timeout: feed it anyway.
+        let e = std::io::Error::last_os_error();
+        log::warn!("watchdog {}: cannot set the timeout: {e}", device.display());
+    }
+    STOP.store(false, Ordering::Relaxed);
+    let every = feed_interval(timeout);
+    let stall = timeout.as_millis() as u64;
+    progress();
+    let feeder = std::thread::spawn(move || {
+        let mut starving = false;
+        while !STOP.load(Ordering::Relaxed) {
+            let idle = now_ms().saturating_sub(PROGRESS.load(Ordering::Relaxed));
+            if idle < stall {
+                let _ = dev.write_all(b"\0");
+                starving = false;
+            } else if !starving {
+                log::error!(
+                    "watchdog: no progress for {} s; letting it reset the board",
+                    idle / 1000
+                );
+                starving = true;
+            }
+            std::thread::sleep(every);
+        }
+    });
+    log::info!("watchdog {} armed: {} s", device.display(), secs);
+    *FEEDER.lock().unwrap_or_else(|e| e.into_inner()) = Some(feeder);
+    Ok(())
+}
+
+/// Stop feeding and close the device without the magic 'V': it stays armed for the next init.
+pub fn hand_over() {
+    STOP.store(true, Ordering::Relaxed);
+    if let Some(f) = FEEDER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = f.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    #[test]
+    fn interval_is_a_third_with_a_floor() {
+        assert_eq!(
+            feed_interval(Duration::from_secs(30)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            feed_interval(Duration::from_millis(150)),
+            Duration::from_millis(100)
+        );
+    }
+
+    /// One test drives the global progress mark: progress feeds, a stall starves, hand-over stops.
+    #[test]
+    fn feeds_a_fake_device_while_the_boot_progresses() {
+        let d = TempDir::new();
+        let dev = d.path().join("watchdog");
+        std::fs::write(&dev, b"").unwrap();
+        let fed = || std::fs::read(&dev).unwrap().len();
+        arm(&dev, Duration::from_millis(600)).unwrap();
+        for _ in 0..6 {
+            std::thread::sleep(Duration::from_millis(100));
+            progress();
+        }
+        let while_progressing = fed();
+        assert!(
+            while_progressing >= 2,
+            "fed {while_progressing} times in 600 ms at 200 ms"
+        );
+        // No progress: feeding stops once the timeout has passed.
+        std::thread::sleep(Duration::from_millis(1000));
+        let stalled = fed();
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(fed(), stalled, "a stalled boot is not fed");
+        progress();
+        std::thread::sleep(Duration::from_millis(450));
+        assert!(fed() > stalled, "progress resumes feeding");
+        hand_over();
+        let at_hand_over = fed();
+        std::thread::sleep(Duration::from_millis(450));
+        assert_eq!(fed(), at_hand_over, "no feeding after hand-over");
+        assert!(arm(&d.path().join("absent"), Duration::from_secs(1)).is_err());
+    }
+}
