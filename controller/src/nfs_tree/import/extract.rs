@@ -67,12 +67,17 @@ fn step_into(
     match fsops::open_dir_at(dir, &c) {
         Ok(fd) => Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {
-            match fsops::mkdir_at(dir, &c, 0o755) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            // A directory the archive implies but does not list: 0755 whatever the umask.
+            let made = match fsops::mkdir_at(dir, &c, 0o755) {
+                Ok(()) => true,
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
                 Err(e) => return Err(io(e)),
+            };
+            let fd = fsops::open_dir_at(dir, &c).map_err(io)?;
+            if made {
+                fsops::fchmod(fd.as_fd(), 0o755).map_err(io)?;
             }
-            fsops::open_dir_at(dir, &c).map_err(io)
+            Ok(fd)
         }
         Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
             let mut here = so_far.to_vec();
