@@ -95,9 +95,11 @@ pub fn ask(http: &dyn Http, sleep: &mut dyn FnMut(Duration), url: &str, p: &AskP
         let err = match http.get(url, p.timeout) {
             Ok((200..=299, body)) => match serde_json::from_str::<PiBootResponse>(&body) {
                 Ok(r) if r.action == Some(BootAction::Wait) => {
+                    // Never a tight loop, whatever the answer says.
                     let delay = r
                         .retry_after
-                        .map_or(p.wait, |s| Duration::from_secs(s.into()));
+                        .map_or(p.wait, |s| Duration::from_secs(s.into()))
+                        .max(Duration::from_secs(1));
                     log::info!(
                         "controller says wait (state {}{}); asking again in {} s",
                         r.state,
@@ -266,11 +268,20 @@ mod tests {
                 r#"{"state":"discovered","action":"wait","retry_after":3}"#,
             )),
             Ok((200, r#"{"state":"discovered","action":"wait"}"#)),
+            Ok((
+                200,
+                r#"{"state":"discovered","action":"wait","retry_after":0}"#,
+            )),
             Ok((200, NFS)),
         ]);
         let (out, slept) = run(&http);
         assert!(matches!(out, Outcome::Answer(_)));
-        assert_eq!(slept, [Duration::from_secs(3), Duration::from_secs(10)]);
+        let s: Vec<u64> = slept.iter().map(Duration::as_secs).collect();
+        assert_eq!(
+            s,
+            [3, 10, 1],
+            "retry_after, the default, and never below 1 s"
+        );
     }
 
     #[test]

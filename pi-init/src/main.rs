@@ -267,7 +267,20 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
     let answer = answer.expect("asked once the network is up");
 
     let ins = match &answer {
-        controller::Outcome::Answer(resp) => Instructions::Controller(resp),
+        controller::Outcome::Answer(resp) => {
+            info!(
+                "controller: state {}, action {:?}{}",
+                resp.state,
+                resp.action,
+                resp.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            );
+            // Known now, so even an answer pi-init cannot boot is reported back.
+            a.failure_url = resp.failure_url().or(a.failure_url.take());
+            Instructions::Controller(resp)
+        }
         controller::Outcome::Unreachable(why) => {
             warn!("{why}");
             Instructions::None(why)
