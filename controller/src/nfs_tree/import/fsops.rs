@@ -68,13 +68,22 @@ pub(crate) fn open_dir_at(dir: BorrowedFd, name: &CStr) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Creates a new regular file (never opening an existing one or following a symlink).
-pub(crate) fn create_file_at(dir: BorrowedFd, name: &CStr) -> io::Result<File> {
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+fn open_file_at(dir: BorrowedFd, name: &CStr, flags: c_int) -> io::Result<File> {
+    let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     // SAFETY: valid dirfd and C string; the returned fd is owned by the File.
     let fd =
         cvt(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, 0o600 as libc::c_uint) })?;
     Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Creates a new regular file (never opening an existing one or following a symlink).
+pub(crate) fn create_file_at(dir: BorrowedFd, name: &CStr) -> io::Result<File> {
+    open_file_at(dir, name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
+}
+
+/// Opens a lock file, creating it if missing (never through a symlink).
+pub(crate) fn open_lock_file_at(dir: BorrowedFd, name: &CStr) -> io::Result<File> {
+    open_file_at(dir, name, libc::O_RDWR | libc::O_CREAT)
 }
 
 pub(crate) fn mkdir_at(dir: BorrowedFd, name: &CStr, mode: u32) -> io::Result<()> {

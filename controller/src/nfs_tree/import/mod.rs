@@ -11,6 +11,7 @@ mod entry_path;
 mod extract;
 mod format;
 mod fsops;
+mod name_lock;
 mod pipeline;
 mod progress;
 mod tar_entry;
@@ -23,7 +24,7 @@ mod tests;
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, BufReader, Read};
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use progress::{render as render_progress, ImportProgress, ImportSummary, Ter
 use super::error::{io_err, NfsTreeError, Result};
 use super::fs_util::{random_suffix, remove_tree};
 use extract::{read_full, ExtractStats, Extractor};
+use name_lock::NameLock;
 
 /// Why one member could not be extracted; turned into an [`NfsTreeError`] naming it.
 #[derive(Debug)]
@@ -328,61 +330,4 @@ fn make_temp_dir(base_fd: BorrowedFd, base: &Path, name: &str) -> Result<(String
         path: base.to_path_buf(),
         source: io::Error::from_raw_os_error(libc::EEXIST),
     })
-}
-
-/// `base/.import-<name>.lock`, flock'ed for the whole import. Removed on drop while still
-/// held; a waiter that locked the removed file notices (inode changed) and starts over.
-struct NameLock {
-    base: OwnedFd,
-    name: CString,
-    _file: fs::File,
-}
-
-impl NameLock {
-    fn acquire(base_fd: BorrowedFd, base: &Path, image: &str) -> Result<NameLock> {
-        let lock_name = format!(".import-{image}.lock");
-        let c = cname(&lock_name);
-        let path = base.join(&lock_name);
-        loop {
-            let flags = libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-            // SAFETY: valid dirfd and C string; the fd is owned by the File.
-            let fd = unsafe {
-                libc::openat(
-                    std::os::fd::AsRawFd::as_raw_fd(&base_fd),
-                    c.as_ptr(),
-                    flags,
-                    0o600 as libc::c_uint,
-                )
-            };
-            if fd < 0 {
-                return Err(NfsTreeError::Io {
-                    op: "open lock",
-                    path,
-                    source: io::Error::last_os_error(),
-                });
-            }
-            let file = unsafe { fs::File::from_raw_fd(fd) };
-            if !fsops::try_lock_exclusive(file.as_fd()).map_err(io_err("lock", &path))? {
-                return Err(NfsTreeError::ImportInProgress(image.to_string()));
-            }
-            let held = fsops::fstat(file.as_fd()).map_err(io_err("stat", &path))?;
-            match fsops::lstat_at(base_fd, &c) {
-                Ok(now) if now.st_dev == held.st_dev && now.st_ino == held.st_ino => {
-                    let base = base_fd.try_clone_to_owned().map_err(io_err("dup", base))?;
-                    return Ok(NameLock {
-                        base,
-                        name: c,
-                        _file: file,
-                    });
-                }
-                _ => continue,
-            }
-        }
-    }
-}
-
-impl Drop for NameLock {
-    fn drop(&mut self) {
-        let _ = fsops::unlink_at(self.base.as_fd(), &self.name);
-    }
 }
