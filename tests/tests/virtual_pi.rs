@@ -45,10 +45,13 @@ fn lab_with_tiny_root(name: &str, env: &'static TestEnv, opts: LabOptions) -> La
     lab
 }
 
+/// A node on the diskless workflow with the tmpfs overlay (the workflow's own default is the
+/// persistent `image` mode; scenarios that test another mode say so).
 fn node_spec(hostname: &str) -> NodeSpec {
     NodeSpec {
         workflow: WORKFLOW.into(),
         hostname: Some(hostname.into()),
+        overlay: Some("tmpfs".into()),
         ..Default::default()
     }
 }
@@ -123,6 +126,14 @@ fn s01_nfs_boot_tmpfs_overlay_identity_from_controller() {
     lab.check(report.get("nfs").starts_with('4'), "NFSv4 by default", &run);
 
     let node = node_when(&lab, &s, |n| installed_report(n).is_some());
+    let mode = installed_report(&node)
+        .and_then(|o| o.get("overlay_mode"))
+        .and_then(Value::as_str);
+    assert_eq!(
+        mode,
+        Some("tmpfs"),
+        "{name}: callback's overlay_mode: {node:#}"
+    );
     let state = node_state(&node).unwrap_or("");
     assert!(
         installed_report(&node).is_some(),
@@ -278,10 +289,9 @@ fn s05_wait_then_nfs_boot() {
             .map(|n| node_state(&n) == Some("discovered"))
             .unwrap_or(false)
     });
-    let assigned = discovered.is_ok().then(|| {
-        lab.controller()
-            .cli(&["node", "assign", &s, WORKFLOW])
-    });
+    let assigned = discovered
+        .is_ok()
+        .then(|| lab.controller().cli(&["node", "assign", &s, WORKFLOW]));
     let run = guest.wait();
     lab.check(
         discovered.is_ok(),
@@ -422,6 +432,17 @@ fn s08_four_pis_at_once_each_with_its_own_identity() {
         "{name}: four guests done in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    for run in &runs {
+        // Guests behind one NAT (and real Pis with one nodename) must not share an NFSv4
+        // client identity, or the server expires one's state when the next one mounts.
+        lab.check(
+            !run.console.contains("lease expired"),
+            "NFSv4 client identities collide (lost state: 'lease expired'): pi-init must give the \
+             NFS client a per-node uniquifier (nfs4_unique_id= when loading nfs.ko, or \
+             /sys/fs/nfs/net/nfs_client/identifier) before mounting",
+            run,
+        );
+    }
     let mut machine_ids = Vec::new();
     for (s, run) in serials.iter().zip(&runs) {
         let r = lab.expect_report(run);
