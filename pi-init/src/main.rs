@@ -122,51 +122,53 @@ fn init_main(start: Instant) -> ! {
         };
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&sys, &cmd, &mut a)));
-        let f = match result {
-            Ok(f) => f,
-            Err(p) => {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                Failure {
-                    step: "panic",
-                    error: msg,
-                }
-            }
-        };
+        let f = result.unwrap_or_else(|p| Failure {
+            step: "panic",
+            error: panic_message(p.as_ref()),
+        });
         error!("FAILED at {}: {}", f.step, f.error);
         if let Some(url) = &a.failure_url {
             controller::post_callback(&controller::Ureq, url, &a.report.failed(f.step, &f.error));
         }
-        info!("applying failure policy {}", cmd.on_failure.as_str());
-        match cmd.on_failure {
-            FailurePolicy::Retry if attempt < cmd.retries => {
-                attempt += 1;
-                info!("boot attempt {attempt} of {} in 2 s", cmd.retries);
-                std::thread::sleep(Duration::from_secs(2));
-                release_mounts(&sys);
-            }
-            FailurePolicy::Retry => {
-                info!("{} boot attempts failed", cmd.retries);
-                power(&cmd, nix::sys::reboot::RebootMode::RB_AUTOBOOT)
-            }
-            FailurePolicy::Shell if Path::new("/bin/sh").exists() => {
-                watchdog::keep_fed();
-                rescue_shell();
-                watchdog::progress();
-                info!("shell exited: booting again");
-                release_mounts(&sys);
-            }
-            FailurePolicy::Shell => {
-                warn!("no /bin/sh in the initramfs: rebooting instead");
-                power(&cmd, nix::sys::reboot::RebootMode::RB_AUTOBOOT)
-            }
-            FailurePolicy::Reboot => power(&cmd, nix::sys::reboot::RebootMode::RB_AUTOBOOT),
-            FailurePolicy::Halt => power(&cmd, nix::sys::reboot::RebootMode::RB_POWER_OFF),
-        }
+        apply_failure_policy(&sys, &cmd, &mut attempt);
     }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// `pureboot.on_failure=`. Returns only when the boot is to be tried again.
+fn apply_failure_policy(sys: &dyn Sys, cmd: &Cmdline, attempt: &mut u32) {
+    use nix::sys::reboot::RebootMode::{RB_AUTOBOOT, RB_POWER_OFF};
+    info!("applying failure policy {}", cmd.on_failure.as_str());
+    match cmd.on_failure {
+        FailurePolicy::Retry if *attempt < cmd.retries => {
+            *attempt += 1;
+            info!("boot attempt {attempt} of {} in 2 s", cmd.retries);
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        FailurePolicy::Retry => {
+            info!("{} boot attempts failed", cmd.retries);
+            power(cmd, RB_AUTOBOOT)
+        }
+        FailurePolicy::Shell if Path::new("/bin/sh").exists() => {
+            watchdog::keep_fed();
+            rescue_shell();
+            watchdog::progress();
+            info!("shell exited: booting again");
+        }
+        FailurePolicy::Shell => {
+            warn!("no /bin/sh in the initramfs: rebooting instead");
+            power(cmd, RB_AUTOBOOT)
+        }
+        FailurePolicy::Reboot => power(cmd, RB_AUTOBOOT),
+        FailurePolicy::Halt => power(cmd, RB_POWER_OFF),
+    }
+    release_mounts(sys);
 }
 
 /// Undo a failed attempt's mounts so the next one starts clean.
@@ -510,5 +512,31 @@ fn dry_run(args: Vec<String>) -> i32 {
             1
         }
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caught_panic_keeps_its_message() {
+        let p = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(panic_message(p.as_ref()), "boom 7");
+        let p = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
+        assert_eq!(panic_message(p.as_ref()), "static");
+        let p = std::panic::catch_unwind(|| std::panic::panic_any(3u8)).unwrap_err();
+        assert_eq!(panic_message(p.as_ref()), "unknown panic");
+    }
+
+    #[test]
+    fn early_mounts_cover_what_the_boot_needs() {
+        let targets: Vec<&str> = EARLY_MOUNTS.iter().map(|m| m.1).collect();
+        assert_eq!(targets, ["/proc", "/sys", "/dev", "/run"]);
+        // The mounts moved into the new root are exactly the early ones.
+        assert_eq!(targets.len(), switch_root::MOVED_MOUNTS.len());
+        assert!(switch_root::MOVED_MOUNTS
+            .iter()
+            .all(|m| targets.contains(m)));
     }
 }
