@@ -570,3 +570,131 @@ fn import_throughput() {
         println!("kept {}", s.path.display());
     }
 }
+
+/// Everything that identifies an extracted tree, for comparing two extractions.
+fn tree_listing(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let m = fs::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let link = fs::read_link(&path)
+                .map(|l| l.display().to_string())
+                .unwrap_or_default();
+            let mut xattrs: Vec<String> = xattr::list(&path)
+                .map(|names| {
+                    names
+                        .map(|n| {
+                            format!(
+                                "{}={:?}",
+                                n.to_string_lossy(),
+                                xattr::get(&path, &n).unwrap()
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            xattrs.sort();
+            let size = if m.is_dir() { 0 } else { m.len() };
+            out.push(format!(
+                "{rel} mode={:o} uid={} gid={} mtime={} size={size} rdev={} nlink={} link={link} xattrs={xattrs:?}",
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                m.mtime(),
+                m.rdev(),
+                if m.is_dir() { 0 } else { m.nlink() },
+            ));
+            if m.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// A tree made on disk, archived by GNU tar (GNU and PAX formats), extracted by GNU tar
+/// and by us: both trees must be the same in every listed attribute.
+#[test]
+fn matches_gnu_tar_extraction() {
+    let gnu_tar = std::process::Command::new("tar").arg("--version").output();
+    if !gnu_tar.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("GNU tar")) {
+        eprintln!("SKIPPED matches_gnu_tar_extraction: GNU tar not installed");
+        return;
+    }
+    let with_root_only = privileged("matches_gnu_tar_extraction");
+    let fx = fixture();
+    let src = fx.tmp.path().join("src");
+    let long_dir = src
+        .join("usr/share/a-directory-name-long-enough/to-need-gnu-long-names-or-pax-path-records");
+    fs::create_dir_all(&long_dir).unwrap();
+    fs::write(
+        long_dir.join("and-a-long-file-name-as-well-so-the-whole-path-is-past-100.txt"),
+        "long",
+    )
+    .unwrap();
+    fs::create_dir_all(src.join("etc/ssl")).unwrap();
+    fs::write(src.join("etc/ssl/key"), "k").unwrap();
+    fs::set_permissions(src.join("etc/ssl/key"), fs::Permissions::from_mode(0o400)).unwrap();
+    fs::set_permissions(src.join("etc/ssl"), fs::Permissions::from_mode(0o710)).unwrap();
+    fs::write(src.join("etc/su"), "su").unwrap();
+    fs::set_permissions(src.join("etc/su"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::hard_link(src.join("etc/su"), src.join("etc/su2")).unwrap();
+    std::os::unix::fs::symlink("/lib/systemd/systemd", src.join("init")).unwrap();
+    std::os::unix::fs::symlink("usr/share", src.join("share")).unwrap();
+    fs::write(src.join("ping"), "ping").unwrap();
+    xattr::set(src.join("ping"), "user.pureboot", b"yes").unwrap();
+    let fifo = fsops::cstring(src.join("fifo").as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0);
+    if with_root_only {
+        xattr::set(src.join("ping"), "security.capability", CAP_NET_RAW).unwrap();
+        let dev = fsops::cstring(src.join("null").as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(
+            unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) },
+            0
+        );
+        std::os::unix::fs::lchown(src.join("etc/ssl/key"), Some(101), Some(102)).unwrap();
+    }
+
+    for (i, format) in ["--format=gnu", "--format=posix"].iter().enumerate() {
+        let archive = fx.tmp.path().join(format!("gnu-{i}.tar"));
+        let mut create = std::process::Command::new("tar");
+        create
+            .arg(format)
+            .arg("-cf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&src)
+            .arg(".");
+        if *format == "--format=posix" {
+            create.args(["--xattrs", "--xattrs-include=*"]);
+        }
+        assert!(create.status().unwrap().success());
+        let by_gnu = fx.tmp.path().join(format!("by-gnu-{i}"));
+        fs::create_dir(&by_gnu).unwrap();
+        let extracted = std::process::Command::new("tar")
+            .args(["--xattrs", "--xattrs-include=*", "-xpf"])
+            .arg(&archive)
+            .arg("-C")
+            .arg(&by_gnu)
+            .status()
+            .unwrap();
+        assert!(extracted.success());
+        let ours = fx
+            .tree
+            .import_base_image(&archive, &format!("gnu-{i}"), &mut |_| {})
+            .unwrap();
+        let (expected, got) = (tree_listing(&by_gnu), tree_listing(&ours.path));
+        assert!(expected.len() >= 15, "{expected:#?}");
+        assert_eq!(got, expected, "{format}");
+        let root_mode = |p: &Path| fs::metadata(p).unwrap().mode();
+        assert_eq!(
+            root_mode(&ours.path),
+            root_mode(&by_gnu),
+            "image root from the ./ entry"
+        );
+    }
+}
