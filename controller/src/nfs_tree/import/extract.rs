@@ -6,7 +6,7 @@
 //! new child never spoils what the archive says.
 
 use std::ffi::{CStr, CString};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::entry_path::{self, Components};
@@ -179,7 +179,9 @@ impl Extractor {
                 self.deferred.push(DeferredDir { path, meta });
                 Ok(())
             }
-            EntryKind::File { size } => self.write_file(dir, &name, size, &meta, data, on_bytes),
+            EntryKind::File { size, sparse } => {
+                self.write_file(dir, &name, (size, sparse), &meta, data, on_bytes)
+            }
             EntryKind::Symlink { target } => {
                 let target = cname(&target)?;
                 let privileged = self.privileged;
@@ -203,11 +205,14 @@ impl Extractor {
         }
     }
 
+    /// Writes a regular file; `(size, sparse)` from the header. A GNU sparse member comes
+    /// back from the reader with its holes as zeros: zero blocks are skipped again (seek),
+    /// so the file is as sparse as it was archived.
     fn write_file(
         &mut self,
         dir: &[Vec<u8>],
         name: &CStr,
-        size: u64,
+        (size, sparse): (u64, bool),
         meta: &Meta,
         data: &mut dyn Read,
         on_bytes: &mut dyn FnMut(u64),
@@ -221,7 +226,11 @@ impl Extractor {
             if n == 0 {
                 break;
             }
-            file.write_all(&self.buf[..n]).map_err(io)?;
+            if sparse {
+                write_skipping_holes(&mut file, &self.buf[..n]).map_err(io)?;
+            } else {
+                file.write_all(&self.buf[..n]).map_err(io)?;
+            }
             written += n as u64;
             on_bytes(n as u64);
         }
@@ -230,6 +239,10 @@ impl Extractor {
                 io::ErrorKind::UnexpectedEof,
                 format!("archive ends inside this file ({written} of {size} bytes)"),
             )));
+        }
+        if sparse {
+            // A trailing hole was only seeked over.
+            file.set_len(written).map_err(io)?;
         }
         self.stats.bytes += written;
         apply_fd_meta(file.as_fd(), meta, privileged)
@@ -411,6 +424,19 @@ fn xattr_error(name: &CStr, e: io::Error) -> EntryError {
         e.kind(),
         format!("setting xattr {}: {e}", name.to_string_lossy()),
     ))
+}
+
+const HOLE_BLOCK: usize = 64 << 10;
+
+fn write_skipping_holes(file: &mut std::fs::File, data: &[u8]) -> io::Result<()> {
+    for block in data.chunks(HOLE_BLOCK) {
+        if block.iter().all(|&b| b == 0) {
+            file.seek(SeekFrom::Current(block.len() as i64))?;
+        } else {
+            file.write_all(block)?;
+        }
+    }
+    Ok(())
 }
 
 /// Fills `buf` as far as the reader allows, so writes are large.

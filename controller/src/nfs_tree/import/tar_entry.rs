@@ -13,8 +13,10 @@ use super::EntryError;
 
 #[derive(Debug)]
 pub(crate) enum EntryKind {
+    /// `sparse`: a GNU sparse member, whose holes are kept as holes.
     File {
         size: u64,
+        sparse: bool,
     },
     Dir,
     Symlink {
@@ -86,9 +88,10 @@ pub(crate) fn plan<R: Read>(entry: &mut tar::Entry<R>) -> Result<EntryPlan, Entr
     };
 
     let kind = match entry_type {
-        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-            EntryKind::File { size: entry.size() }
-        }
+        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => EntryKind::File {
+            size: entry.size(),
+            sparse: entry_type == EntryType::GNUSparse,
+        },
         EntryType::Directory => EntryKind::Dir,
         EntryType::Symlink => EntryKind::Symlink {
             target: link_name(entry)?,
@@ -137,6 +140,14 @@ pub(crate) fn plan<R: Read>(entry: &mut tar::Entry<R>) -> Result<EntryPlan, Entr
                     EntryError::Invalid(format!("xattr name {name:?} contains NUL"))
                 })?;
                 xattrs.push((name, ext.value_bytes().to_vec()));
+            } else if key.starts_with("GNU.sparse.") {
+                // PAX sparse maps live in the member's data, which the tar reader would hand
+                // over as content: refuse rather than write a corrupt file.
+                return Err(EntryError::Invalid(
+                    "PAX-format sparse file (tar -S --format=posix) is not supported; \
+                     archive without -S or with --format=gnu"
+                        .into(),
+                ));
             } else if key == "mtime" {
                 if let Some(t) = ext.value().ok().and_then(parse_pax_time) {
                     mtime = t;

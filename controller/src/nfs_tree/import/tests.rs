@@ -616,13 +616,20 @@ fn tree_listing(root: &Path) -> Vec<String> {
     out
 }
 
+fn gnu_tar_available(test: &str) -> bool {
+    let out = std::process::Command::new("tar").arg("--version").output();
+    let ok = out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("GNU tar"));
+    if !ok {
+        eprintln!("SKIPPED {test}: GNU tar not installed");
+    }
+    ok
+}
+
 /// A tree made on disk, archived by GNU tar (GNU and PAX formats), extracted by GNU tar
 /// and by us: both trees must be the same in every listed attribute.
 #[test]
 fn matches_gnu_tar_extraction() {
-    let gnu_tar = std::process::Command::new("tar").arg("--version").output();
-    if !gnu_tar.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("GNU tar")) {
-        eprintln!("SKIPPED matches_gnu_tar_extraction: GNU tar not installed");
+    if !gnu_tar_available("matches_gnu_tar_extraction") {
         return;
     }
     let with_root_only = privileged("matches_gnu_tar_extraction");
@@ -697,4 +704,57 @@ fn matches_gnu_tar_extraction() {
             "image root from the ./ entry"
         );
     }
+}
+
+#[test]
+fn keeps_gnu_sparse_files_and_refuses_pax_sparse_ones() {
+    if !gnu_tar_available("keeps_gnu_sparse_files_and_refuses_pax_sparse_ones") {
+        return;
+    }
+    let fx = fixture();
+    let src = fx.tmp.path().join("sparse-src");
+    fs::create_dir(&src).unwrap();
+    let disk = fs::File::create(src.join("disk.img")).unwrap();
+    disk.set_len(8 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&disk, b"data in the middle", 4 << 20).unwrap();
+    drop(disk);
+    let expected = fs::read(src.join("disk.img")).unwrap();
+
+    let tar = |format: &str, out: &str| {
+        let archive = fx.tmp.path().join(out);
+        let ok = std::process::Command::new("tar")
+            .args(["-S", format, "-cf"])
+            .arg(&archive)
+            .arg("-C")
+            .arg(&src)
+            .arg("disk.img")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tar {format}");
+        archive
+    };
+    let gnu = tar("--format=gnu", "sparse-gnu.tar");
+    let s = fx
+        .tree
+        .import_base_image(&gnu, "sparse", &mut |_| {})
+        .unwrap();
+    let got = s.path.join("disk.img");
+    assert_eq!(fs::read(&got).unwrap(), expected);
+    let blocks = fs::metadata(&got).unwrap().blocks() * 512;
+    assert!(
+        blocks < 1 << 20,
+        "holes kept: {blocks} bytes allocated for 8 MiB"
+    );
+
+    let pax = tar("--format=posix", "sparse-pax.tar");
+    let err = fx
+        .tree
+        .import_base_image(&pax, "sparse-pax", &mut |_| {})
+        .unwrap_err();
+    assert!(
+        matches!(err, NfsTreeError::BadEntry { ref reason, .. } if reason.contains("sparse")),
+        "{err}"
+    );
+    fx.assert_nothing_published("sparse-pax");
 }
