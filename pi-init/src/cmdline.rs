@@ -375,12 +375,16 @@ fn name(v: &str) -> Result<String, String> {
     Ok(v.to_string())
 }
 
-fn hostname(v: &str) -> Result<String, String> {
-    let ok = !v.is_empty()
+/// Letters, digits, `-` and `.`, at most 64 characters.
+pub fn valid_hostname(v: &str) -> bool {
+    !v.is_empty()
         && v.len() <= 64
         && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+fn hostname(v: &str) -> Result<String, String> {
+    if valid_hostname(v) {
         Ok(v.to_string())
     } else {
         Err(format!("{v:?} is not a valid hostname"))

@@ -288,7 +288,12 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
             Instructions::None(why)
         }
     };
-    match plan::decide(cmd, &serial, net.addr, net.server, ins) {
+    let facts = plan::NetFacts {
+        client: net.addr,
+        server: net.server,
+        hostname: net.hostname.as_deref(),
+    };
+    match plan::decide(cmd, &serial, &facts, ins) {
         Decision::Nfs(p) => {
             a.failure_url = p.failure_url.clone().or(a.failure_url.take());
             nfs_boot(sys, cmd, &p, &serial, net.addr, &mut a.report)
@@ -504,7 +509,12 @@ fn dry_run(args: Vec<String>) -> i32 {
         Some(a) => Instructions::Controller(a),
         None => Instructions::None("no controller answer given (--answer)"),
     };
-    let decision = plan::decide(&cmd, &serial, Ipv4Addr::UNSPECIFIED, None, ins);
+    let no_net = plan::NetFacts {
+        client: Ipv4Addr::UNSPECIFIED,
+        server: None,
+        hostname: None,
+    };
+    let decision = plan::decide(&cmd, &serial, &no_net, ins);
     println!("{decision:#?}");
     match decision {
         Decision::Fail(why) => {

@@ -50,26 +50,29 @@ pub enum Instructions<'a> {
     None(&'a str),
 }
 
-/// Decide. `dhcp_server` is the server the network step learned (the kernel's default NFS
-/// server when `nfsroot=` names none); `client` replaces `%s` in a kernel `nfsroot=` path.
-pub fn decide(
-    c: &Cmdline,
-    serial: &Serial,
-    client: Ipv4Addr,
-    dhcp_server: Option<Ipv4Addr>,
-    ins: Instructions,
-) -> Decision {
+/// What the network step learned that the plan uses.
+#[derive(Debug, Clone, Copy)]
+pub struct NetFacts<'a> {
+    /// Replaces `%s` in a kernel `nfsroot=` path.
+    pub client: Ipv4Addr,
+    /// DHCP or `ip=` server: the kernel's default NFS server when nobody names one.
+    pub server: Option<Ipv4Addr>,
+    /// DHCP or `ip=` host name: used when neither the controller nor the command line names one.
+    pub hostname: Option<&'a str>,
+}
+
+pub fn decide(c: &Cmdline, serial: &Serial, net: &NetFacts, ins: Instructions) -> Decision {
     let r = match ins {
         Instructions::Controller(r) => r,
         Instructions::None(why) => {
             return match c.fallback_nfs_root() {
-                Some(root) => from_cmdline(c, serial, client, dhcp_server, root),
+                Some(root) => from_cmdline(c, serial, net, root),
                 None => Decision::Fail(format!("{why}, and the command line names no NFS root")),
             }
         }
     };
     match &r.action {
-        Some(BootAction::NfsBoot) => from_answer(c, serial, dhcp_server, r),
+        Some(BootAction::NfsBoot) => from_answer(c, serial, net, r),
         Some(BootAction::LocalBoot) => match &c.root_device {
             Some(d) => Decision::Local { device: d.clone() },
             None => Decision::Fail(format!(
@@ -98,12 +101,12 @@ pub fn decide(
     }
 }
 
-fn from_answer(c: &Cmdline, s: &Serial, dhcp: Option<Ipv4Addr>, r: &PiBootResponse) -> Decision {
+fn from_answer(c: &Cmdline, s: &Serial, net: &NetFacts, r: &PiBootResponse) -> Decision {
     let server = r
         .nfs_server
         .clone()
         .or_else(|| c.nfs_server.clone())
-        .or(dhcp.map(|a| a.to_string()));
+        .or(net.server.map(|a| a.to_string()));
     let path = r.nfs_path.clone().or_else(|| c.nfs_path.clone());
     let (Some(server), Some(path)) = (server, path) else {
         return Decision::Fail(format!(
@@ -127,11 +130,7 @@ fn from_answer(c: &Cmdline, s: &Serial, dhcp: Option<Ipv4Addr>, r: &PiBootRespon
         },
         base_image: r.base_image.clone().or_else(|| c.base_image.clone()),
         overlay,
-        hostname: r
-            .hostname
-            .clone()
-            .or_else(|| c.hostname.clone())
-            .unwrap_or(default_hostname(s)),
+        hostname: hostname(r.hostname.as_deref(), c, net, s),
         machine_id: r.machine_id.clone(),
         failure_url: r
             .failure_url()
@@ -141,21 +140,15 @@ fn from_answer(c: &Cmdline, s: &Serial, dhcp: Option<Ipv4Addr>, r: &PiBootRespon
     }))
 }
 
-fn from_cmdline(
-    c: &Cmdline,
-    s: &Serial,
-    client: Ipv4Addr,
-    dhcp: Option<Ipv4Addr>,
-    root: NfsRoot,
-) -> Decision {
-    let Some(server) = root.server.clone().or(dhcp.map(|a| a.to_string())) else {
+fn from_cmdline(c: &Cmdline, s: &Serial, net: &NetFacts, root: NfsRoot) -> Decision {
+    let Some(server) = root.server.clone().or(net.server.map(|a| a.to_string())) else {
         return Decision::Fail(format!(
             "the command line's NFS root {} names no server and the network gave none",
             root.path
         ));
     };
     // The kernel's `nfsroot=` substitutes `%s` with the client address; so do we.
-    let path = root.path.replace("%s", &client.to_string());
+    let path = root.path.replace("%s", &net.client.to_string());
     Decision::Nfs(Box::new(NfsPlan {
         nfs: NfsTarget {
             server,
@@ -166,7 +159,7 @@ fn from_cmdline(
         },
         base_image: c.base_image.clone(),
         overlay: c.overlay,
-        hostname: c.hostname.clone().unwrap_or(default_hostname(s)),
+        hostname: hostname(None, c, net, s),
         machine_id: None,
         callback_url: c.callback.clone(),
         failure_url: c.callback.as_deref().and_then(derive_failure_url),
@@ -174,8 +167,13 @@ fn from_cmdline(
     }))
 }
 
-pub fn default_hostname(s: &Serial) -> String {
-    format!("pi-{}", s.short)
+/// The controller's, else `pureboot.hostname=`, else the network's (if usable), else `pi-<serial>`.
+fn hostname(controller: Option<&str>, c: &Cmdline, net: &NetFacts, s: &Serial) -> String {
+    let from_net = net.hostname.filter(|h| crate::cmdline::valid_hostname(h));
+    controller
+        .or(c.hostname.as_deref())
+        .or(from_net)
+        .map_or_else(|| format!("pi-{}", s.short), String::from)
 }
 
 fn derive_failure_url(callback: &str) -> Option<String> {
@@ -206,7 +204,16 @@ mod tests {
         }
     }
     const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
-    const DHCP: Option<Ipv4Addr> = Some(Ipv4Addr::new(10, 0, 2, 2));
+    const NO_DHCP: NetFacts = NetFacts {
+        client: CLIENT,
+        server: None,
+        hostname: None,
+    };
+    const DHCP: NetFacts = NetFacts {
+        client: CLIENT,
+        server: Some(Ipv4Addr::new(10, 0, 2, 2)),
+        hostname: None,
+    };
 
     fn answer(json: &str) -> PiBootResponse {
         serde_json::from_str(json).unwrap()
@@ -214,7 +221,7 @@ mod tests {
 
     /// Decide from a controller answer, with no DHCP server known.
     fn ask(c: &Cmdline, r: &PiBootResponse) -> Decision {
-        decide(c, &serial(), CLIENT, None, Instructions::Controller(r))
+        decide(c, &serial(), &NO_DHCP, Instructions::Controller(r))
     }
 
     fn nfs(d: Decision) -> NfsPlan {
@@ -268,13 +275,7 @@ mod tests {
         assert_eq!(p.nfs.options.as_deref(), Some("port=2049,mountport=2050"));
         // Missing in the answer: the command line's values.
         let r = answer(r#"{"state":"active","action":"nfs_boot","nfs_path":"/x"}"#);
-        let p = nfs(decide(
-            &c,
-            &serial(),
-            CLIENT,
-            DHCP,
-            Instructions::Controller(&r),
-        ));
+        let p = nfs(decide(&c, &serial(), &DHCP, Instructions::Controller(&r)));
         assert_eq!(
             (p.overlay, p.base_image.as_deref(), p.hostname.as_str()),
             (OverlayMode::None, Some("old"), "h")
@@ -287,6 +288,43 @@ mod tests {
             r#"{"state":"a","action":"nfs_boot","nfs_server":"s","nfs_path":"/x","overlay_mode":"zfs"}"#,
         );
         assert!(matches!(ask(&c, &bad), Decision::Fail(e) if e.contains("zfs")));
+    }
+
+    #[test]
+    fn hostname_precedence() {
+        let r = |h: &str| {
+            answer(&format!(
+                r#"{{"state":"a","action":"nfs_boot","nfs_server":"s","nfs_path":"/x"{h}}}"#
+            ))
+        };
+        let net = |h: Option<&'static str>| NetFacts {
+            hostname: h,
+            ..NO_DHCP
+        };
+        let name = |c: &str, r: &PiBootResponse, n: NetFacts| {
+            nfs(decide(
+                &parse(c),
+                &serial(),
+                &n,
+                Instructions::Controller(r),
+            ))
+            .hostname
+        };
+        let cases = [
+            (
+                r#","hostname":"ctl""#,
+                "pureboot.hostname=cmd",
+                Some("dhcp"),
+                "ctl",
+            ),
+            ("", "pureboot.hostname=cmd", Some("dhcp"), "cmd"),
+            ("", "", Some("dhcp-name"), "dhcp-name"),
+            ("", "", Some("bad name;"), "pi-d83add36"),
+            ("", "", None, "pi-d83add36"),
+        ];
+        for (i, (extra, line, from_net, want)) in cases.into_iter().enumerate() {
+            assert_eq!(name(line, &r(extra), net(from_net)), want, "test[{i}]");
+        }
     }
 
     #[test]
@@ -334,8 +372,7 @@ mod tests {
         let p = nfs(decide(
             &c,
             &serial(),
-            CLIENT,
-            DHCP,
+            &DHCP,
             Instructions::None("controller unreachable"),
         ));
         assert_eq!(p.nfs.server, "10.0.2.2");
@@ -348,8 +385,7 @@ mod tests {
         let p = nfs(decide(
             &c,
             &serial(),
-            CLIENT,
-            None,
+            &NO_DHCP,
             Instructions::None("no pureboot.url"),
         ));
         assert_eq!(
@@ -363,7 +399,7 @@ mod tests {
 
         let c = parse("root=nfs4:other:/y");
         assert!(
-            nfs(decide(&c, &serial(), CLIENT, None, Instructions::None("x")))
+            nfs(decide(&c, &serial(), &NO_DHCP, Instructions::None("x")))
                 .nfs
                 .v4_only
         );
@@ -371,8 +407,7 @@ mod tests {
         let d = decide(
             &parse("nfsroot=/y"),
             &serial(),
-            CLIENT,
-            None,
+            &NO_DHCP,
             Instructions::None("x"),
         );
         assert!(
@@ -382,8 +417,7 @@ mod tests {
         let d = decide(
             &parse("quiet"),
             &serial(),
-            CLIENT,
-            None,
+            &NO_DHCP,
             Instructions::None("controller unreachable"),
         );
         assert_eq!(
