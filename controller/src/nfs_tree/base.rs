@@ -35,7 +35,7 @@ impl NfsTree {
                 return Err(NfsTreeError::Io {
                     op: "list",
                     path: self.base.clone(),
-                    source: e,
+                    error: e,
                 })
             }
         };

@@ -1,5 +1,7 @@
 //! The one error type of the NFS tree. Every message names what it is about: the path,
 //! the serial, the image or the archive entry, so an operator can act on it directly.
+//! The underlying `io::Error` is part of the message and kept as a field (`error`), not
+//! as `source()`, so printing the chain does not say it twice.
 
 use std::io;
 use std::path::PathBuf;
@@ -54,28 +56,22 @@ pub enum NfsTreeError {
         reason: String,
     },
 
-    #[error("archive {archive}: entry {entry:?}: {source}")]
+    #[error("archive {archive}: entry {entry:?}: {error}")]
     EntryIo {
         archive: String,
         entry: String,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 
     /// Reading, decompressing or parsing the archive itself failed (e.g. it is truncated).
-    #[error("archive {archive}: {source}")]
-    Archive {
-        archive: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("archive {archive}: {error}")]
+    Archive { archive: String, error: io::Error },
 
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {error}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 
     #[error("mkfs.ext4 failed for {path}: {detail}")]
@@ -88,5 +84,5 @@ pub(crate) fn io_err(
     path: impl Into<PathBuf>,
 ) -> impl FnOnce(io::Error) -> NfsTreeError {
     let path = path.into();
-    move |source| NfsTreeError::Io { op, path, source }
+    move |error| NfsTreeError::Io { op, path, error }
 }

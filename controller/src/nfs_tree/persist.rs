@@ -58,7 +58,7 @@ impl NfsTree {
                 Err(e) => Err(NfsTreeError::Io {
                     op: "link into",
                     path: image.clone(),
-                    source: e,
+                    error: e,
                 }),
             }
         });

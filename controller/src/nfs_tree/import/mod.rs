@@ -61,18 +61,18 @@ fn entry_error(archive: &str, entry: &str, e: EntryError) -> NfsTreeError {
             entry,
             reason,
         },
-        EntryError::Io(source) => NfsTreeError::EntryIo {
+        EntryError::Io(error) => NfsTreeError::EntryIo {
             archive,
             entry,
-            source,
+            error,
         },
     }
 }
 
 fn archive_error(archive: &str) -> impl Fn(io::Error) -> NfsTreeError + '_ {
-    move |source| NfsTreeError::Archive {
+    move |error| NfsTreeError::Archive {
         archive: archive.to_string(),
-        source,
+        error,
     }
 }
 
@@ -195,7 +195,7 @@ fn publish(
         Err(e) => Err(NfsTreeError::Io {
             op: "rename into",
             path: final_path.to_path_buf(),
-            source: e,
+            error: e,
         }),
     }
 }
@@ -268,7 +268,7 @@ fn extract_members(
     if chunks.last_read_hit_end() {
         return Err(NfsTreeError::Archive {
             archive: label.into(),
-            source: io::Error::new(
+            error: io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "archive ends without its end-of-archive block (truncated?)",
             ),
@@ -320,7 +320,7 @@ fn make_temp_dir(base_fd: BorrowedFd, base: &Path, name: &str) -> Result<(String
                 return Err(NfsTreeError::Io {
                     op: "create",
                     path: base.join(temp),
-                    source: e,
+                    error: e,
                 })
             }
         }
@@ -328,6 +328,6 @@ fn make_temp_dir(base_fd: BorrowedFd, base: &Path, name: &str) -> Result<(String
     Err(NfsTreeError::Io {
         op: "create temporary directory in",
         path: base.to_path_buf(),
-        source: io::Error::from_raw_os_error(libc::EEXIST),
+        error: io::Error::from_raw_os_error(libc::EEXIST),
     })
 }

@@ -51,6 +51,7 @@ impl ImportSummary {
 pub struct TerminalProgress {
     enabled: bool,
     last: Option<Instant>,
+    latest: Option<ImportProgress>,
     started: Instant,
 }
 
@@ -65,6 +66,7 @@ impl TerminalProgress {
         TerminalProgress {
             enabled: std::io::stderr().is_terminal(),
             last: None,
+            latest: None,
             started: Instant::now(),
         }
     }
@@ -73,6 +75,7 @@ impl TerminalProgress {
         if !self.enabled {
             return;
         }
+        self.latest = Some(p);
         let now = Instant::now();
         if self
             .last
@@ -81,18 +84,31 @@ impl TerminalProgress {
             return;
         }
         self.last = Some(now);
+        self.draw(&p);
+    }
+
+    fn draw(&self, p: &ImportProgress) {
         let _ = write!(
             std::io::stderr(),
             "\r\x1b[K{}",
-            render(&p, now - self.started)
+            render(p, self.started.elapsed())
         );
     }
 
-    /// Ends the line so the next output starts clean.
+    /// Draws the final counts (the last update may have been throttled) and ends the line.
     pub fn finish(&mut self) {
-        if self.enabled && self.last.is_some() {
+        if let Some(p) = self.latest.take() {
+            self.draw(&p);
             let _ = writeln!(std::io::stderr());
         }
+    }
+}
+
+/// A failed import drops the renderer without `finish()`: end the line all the same, so
+/// the error message starts on its own line.
+impl Drop for TerminalProgress {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
