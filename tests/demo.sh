@@ -14,12 +14,20 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 demo_pid=
+keep=
+for a in "$@"; do [ "$a" = --keep ] && keep=1; done
+# The demo's scratch directory (NFS export, database, logs, console), removed at the end.
+export PUREBOOT_E2E_TMP
+PUREBOOT_E2E_TMP="$(mktemp -d /tmp/pureboot-demo.XXXXXX)"
 cleanup() {
+  local rc=$?
   # The demo's servers die with it (PR_SET_PDEATHSIG); this covers an interrupted build too.
   if [ -n "$demo_pid" ] && kill -0 "$demo_pid" 2>/dev/null; then
     kill -TERM "$demo_pid" 2>/dev/null || true
     wait "$demo_pid" 2>/dev/null || true
   fi
+  # A failed demo keeps its directory: the console and server logs are in it.
+  if [ -n "$keep" ] || { [ "$rc" != 0 ] && [ "$rc" != 130 ]; }; then echo "demo: kept $PUREBOOT_E2E_TMP"; else rm -rf "$PUREBOOT_E2E_TMP"; fi
 }
 trap cleanup EXIT
 trap 'echo; echo "demo: interrupted, stopping"; exit 130' INT TERM
