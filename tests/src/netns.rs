@@ -7,7 +7,6 @@
 //! scenario has its own fixed ports and scenarios can run side by side.
 
 use std::io::{self, BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use crate::process;
@@ -78,43 +77,36 @@ impl Netns {
             .map(|out| !out.trim().is_empty())
             .unwrap_or(false)
     }
-
-    /// HTTP from inside the namespace (the servers listen on its loopback only).
-    /// Returns (status, body).
-    pub fn http(
-        &self,
-        method: &str,
-        url: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> Result<(u16, String), String> {
-        let mut cmd = self.command("curl");
-        cmd.args(["-sS", "-m", "10", "-X", method, "-w", "\n%{http_code}"]);
-        if let Some(t) = token {
-            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
-        }
-        if let Some(b) = body {
-            cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
-        }
-        cmd.arg(url);
-        let out = process::run(&mut cmd)?;
-        let (body, code) = out.trim_end().rsplit_once('\n').unwrap_or(("", out.trim()));
-        let code = code
-            .parse()
-            .map_err(|_| format!("curl {url}: no status in {out:?}"))?;
-        Ok((code, body.to_string()))
-    }
-
-    /// Writes `contents` to `path` (helper for configs that must exist before a server starts).
-    pub fn write_file(path: &Path, contents: &str) -> io::Result<()> {
-        std::fs::write(path, contents)
-            .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
-    }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_has_only_loopback_and_its_own_run() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            crate::env::announce_skip("netns self-test", "needs root (unshare --net --mount)");
+            return;
+        }
+        let ns = Netns::new().unwrap();
+        let links = process::run(ns.command("ip").args(["-o", "link", "show"])).unwrap();
+        let names: Vec<&str> = links.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+        assert_eq!(names, ["lo"], "{links}");
+        assert!(links.contains("UP"), "loopback is up: {links}");
+        let run = process::run(ns.command("ls").args(["-A", "/run"])).unwrap();
+        assert_eq!(run.trim(), "", "/run in the namespace is a fresh tmpfs");
+        assert!(
+            !ns.tcp_listening(2049),
+            "nothing listens in a new namespace"
+        );
     }
 }

@@ -66,8 +66,8 @@ impl NfsServer {
         let recovery = dir.join("ganesha-recovery");
         std::fs::create_dir_all(&recovery).map_err(|e| e.to_string())?;
         let conf = dir.join("ganesha.conf");
-        Netns::write_file(&conf, &ganesha_config(export, &recovery, protocols))
-            .map_err(|e| e.to_string())?;
+        std::fs::write(&conf, ganesha_config(export, &recovery, protocols))
+            .map_err(|e| format!("writing {}: {e}", conf.display()))?;
 
         let mut cmd = ns.command("rpcbind");
         cmd.args(["-f", "-w"]);
