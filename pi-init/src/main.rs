@@ -347,6 +347,17 @@ fn nfs_boot(
     // The export is written only when the writable layer lives on it.
     let read_only = matches!(p.overlay, OverlayMode::Tmpfs | OverlayMode::None);
     std::fs::create_dir_all(&paths.nfs).map_err(fail("nfs-mount"))?;
+    // The NFS client's identity includes the host name: name the node before mounting.
+    if let Err(e) = nix::unistd::sethostname(&p.hostname) {
+        warn!("sethostname {}: {e}", p.hostname);
+    }
+    let client_id = p
+        .machine_id
+        .clone()
+        .unwrap_or_else(|| overlay::machine_id_for(&serial.full));
+    if let Err(e) = nfs::set_client_identifier(Path::new("/sys"), &client_id) {
+        warn!("NFS client identifier: {e}; nodes may share one NFSv4 client identity");
+    }
     let mounted = r
         .time("nfs-mount", |_| {
             let retry = nfs::RetryPolicy::default();

@@ -191,6 +191,16 @@ impl fmt::Display for NfsError {
 
 impl std::error::Error for NfsError {}
 
+/// Give this node's NFSv4 client a unique identity. Every Pi boots the same initramfs with
+/// the same (unset) host name, and under QEMU user networking the same address, so their
+/// client owner strings collide and the server hands one node's lease to another. The kernel
+/// takes a per-node uniquifier here (as `nfs.nfs4_unique_id=` would); it exists once nfs.ko
+/// is loaded.
+pub fn set_client_identifier(sysfs: &Path, id: &str) -> Result<(), String> {
+    let p = sysfs.join("fs/nfs/net/nfs_client/identifier");
+    std::fs::write(&p, format!("{id}\n")).map_err(|e| format!("write {}: {e}", p.display()))
+}
+
 /// The server's address: an IP as given, else resolved (musl reads /etc/hosts and resolv.conf).
 pub fn resolve(server: &str) -> Result<IpAddr, String> {
     let bare = server.trim_start_matches('[').trim_end_matches(']');
@@ -325,6 +335,19 @@ mod tests {
             .map(|m| format!("{} {}", m.fstype.unwrap(), m.data.unwrap()))
             .collect();
         (data, r, slept)
+    }
+
+    #[test]
+    fn client_identifier_goes_to_sysfs() {
+        let d = crate::testutil::TempDir::new();
+        let dir = d.path().join("fs/nfs/net/nfs_client");
+        assert!(set_client_identifier(d.path(), "abc")
+            .unwrap_err()
+            .contains("identifier"));
+        std::fs::create_dir_all(&dir).unwrap();
+        set_client_identifier(d.path(), "0123456789abcdef0123456789abcdef").unwrap();
+        let got = std::fs::read_to_string(dir.join("identifier")).unwrap();
+        assert_eq!(got, "0123456789abcdef0123456789abcdef\n");
     }
 
     #[test]
