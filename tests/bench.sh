@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Benchmarks (issue 6), each beside its baseline in the same run; NOT part of tests/test.sh
+# or CI. Set-up, release build, then tests/src/bin/pureboot-bench: boot path (pi-init vs the
+# busybox shell flow, virtual Pi), sizes, a boot storm against the release controller on
+# 127.0.0.1, base image import vs GNU tar. Prints a Markdown report; a full run (no --only)
+# also writes it to tests/bench/RESULTS.md. Takes about 10 minutes on 2 cores.
+#
+#   sudo tests/bench.sh [--boots 5] [--nodes 1000] [--clients 100] [--rounds 3]
+#                       [--import-mb 300] [--import-runs 3] [--only boot,sizes,storm,import]
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+out=(--out "$REPO/tests/bench/RESULTS.md")
+for a in "$@"; do [ "$a" = --only ] && out=(); done
+
+bash tests/setup.sh
+echo "bench: building (release): controller, pureboot-image, pureboot-bench; pi-init for aarch64"
+cargo build --release -p pureboot-controller -p pureboot-image -p pureboot-tests \
+  --bin pureboot-controller --bin pureboot-image --bin pureboot-bench
+cargo build --release -p pi-init --target aarch64-unknown-linux-musl
+
+# Scratch directories (NFS exports, databases, consoles) go here; kept when a run fails.
+export PUREBOOT_E2E_TMP
+PUREBOOT_E2E_TMP="$(mktemp -d /tmp/pureboot-bench.XXXXXX)"
+rc=0
+"$REPO/target/release/pureboot-bench" "${out[@]}" "$@" || rc=$?
+if [ "$rc" = 0 ]; then rm -rf "$PUREBOOT_E2E_TMP"; else echo "bench: failed ($rc); kept $PUREBOOT_E2E_TMP"; fi
+exit "$rc"

@@ -1,0 +1,317 @@
+//! Boot path: the busybox baseline (the seed's shell flow) and pi-init boot the same tiny
+//! root from the same ganesha and controller, alternately (so load from other work on the
+//! machine hits both alike), and are timed from their own kernel-timestamped lines:
+//! init start -> exec of the new root's init.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pureboot_tests::console::{pi_init_steps, time_of, GuestReport};
+use pureboot_tests::controller::{NodeSpec, PORT};
+use pureboot_tests::env::TestEnv;
+use pureboot_tests::lab::{Lab, LabOptions, TINY, WORKFLOW};
+use pureboot_tests::qemu::{BootRun, Outcome, VirtualPi, HOST_FROM_GUEST};
+use pureboot_tests::{initramfs, serial};
+
+use crate::stats::{cell, median, min_max};
+
+/// The baseline's marks, in order; each phase ends at its mark.
+const BASELINE_MARKS: [(&str, &str); 5] = [
+    ("modules", "baseline: step modules done"),
+    ("link + dhcp", "baseline: step dhcp done"),
+    ("nfs mount", "baseline: step nfs done"),
+    ("overlay", "baseline: step overlay done"),
+    ("callback + switch", "baseline: exec"),
+];
+
+/// What one boot's console gives.
+#[derive(Default)]
+struct Sample {
+    /// Kernel time of init's first line (kernel start + initramfs unpack).
+    start_s: f64,
+    /// init start -> exec of the new root's init.
+    path_ms: f64,
+    /// QEMU start to power off.
+    qemu_s: f64,
+    phases: Vec<(String, f64)>,
+}
+
+#[derive(Default)]
+struct Series {
+    samples: Vec<Sample>,
+    failures: Vec<String>,
+}
+
+impl Series {
+    fn figures(&self, f: impl Fn(&Sample) -> f64) -> Vec<f64> {
+        self.samples.iter().map(f).collect()
+    }
+
+    /// Median per phase name, in the order the phases first appeared.
+    fn phase_table(&self) -> Vec<(String, Vec<f64>)> {
+        let mut order: Vec<String> = Vec::new();
+        let mut by: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for s in &self.samples {
+            for (name, ms) in &s.phases {
+                if !order.contains(name) {
+                    order.push(name.clone());
+                }
+                by.entry(name.clone()).or_default().push(*ms);
+            }
+        }
+        order
+            .into_iter()
+            .map(|n| {
+                let v = by.remove(&n).unwrap_or_default();
+                (n, v)
+            })
+            .collect()
+    }
+}
+
+fn baseline_sample(run: &BootRun) -> Result<Sample, String> {
+    let c = &run.console;
+    let start = time_of(c, "baseline: start").ok_or("no `baseline: start` line")?;
+    let mut phases = Vec::new();
+    let mut prev = start;
+    for (name, mark) in BASELINE_MARKS {
+        let t = time_of(c, mark).ok_or_else(|| format!("no `{mark}` line"))?;
+        phases.push((name.to_string(), (t - prev) * 1000.0));
+        prev = t;
+    }
+    Ok(Sample {
+        start_s: start,
+        path_ms: (prev - start) * 1000.0,
+        qemu_s: run.elapsed.as_secs_f64(),
+        phases,
+    })
+}
+
+fn pi_init_sample(run: &BootRun) -> Result<Sample, String> {
+    let c = &run.console;
+    let start = time_of(c, "pi-init: start").ok_or("no `pi-init: start` line")?;
+    let exec = time_of(c, "pi-init: exec").ok_or("no `pi-init: exec` line")?;
+    let phases = pi_init_steps(c)
+        .into_iter()
+        .map(|(n, ms)| (n, ms as f64))
+        .collect();
+    Ok(Sample {
+        start_s: start,
+        path_ms: (exec - start) * 1000.0,
+        qemu_s: run.elapsed.as_secs_f64(),
+        phases,
+    })
+}
+
+/// Boots `pi` once and adds the sample (or the reason it gave none) to `series`.
+fn boot_into(
+    lab: &Lab,
+    pi: &VirtualPi,
+    label: &str,
+    read: fn(&BootRun) -> Result<Sample, String>,
+    series: &mut Series,
+) -> Result<(), String> {
+    let run = lab.boot(pi, label)?;
+    let reached = run.outcome == Outcome::Exited && GuestReport::find(&run.console).is_some();
+    let sample = if reached {
+        read(&run)
+    } else {
+        Err(format!("{:?}, the root's init did not report", run.outcome))
+    };
+    match sample {
+        Ok(s) => {
+            eprintln!(
+                "bench: boot {label}: {:.0} ms init start -> exec",
+                s.path_ms
+            );
+            series.samples.push(s);
+        }
+        Err(e) => {
+            let why = format!("{label}: {e} (console {})", run.console_path.display());
+            eprintln!("bench: boot {why}");
+            series.failures.push(why);
+        }
+    }
+    Ok(())
+}
+
+pub fn run(env: &'static TestEnv, boots: usize) -> Result<String, String> {
+    let pi_initrd = initramfs::pi_init(env)?;
+    let base_initrd = initramfs::baseline(env)?;
+    let lab = Lab::start("bench-boot", env, LabOptions::default())?;
+    lab.import_tiny_root(TINY)?;
+    let (sp, sb) = (serial(0xbe01), serial(0xbe02));
+    for (s, host) in [(&sp, "pi-bench"), (&sb, "pi-baseline")] {
+        lab.add_node(
+            s,
+            NodeSpec {
+                workflow: WORKFLOW.into(),
+                hostname: Some(host.into()),
+                overlay: Some("tmpfs".into()),
+                ..Default::default()
+            },
+        )?;
+    }
+    let url = format!("http://{HOST_FROM_GUEST}:{PORT}");
+    // pi-init at its default log level (info), as deployed; the tests use debug.
+    let pi = VirtualPi::new(&sp, &env.kernel, &pi_initrd)
+        .arg(format!("pureboot.url={url}"))
+        .timeout(Duration::from_secs(120));
+    // The baseline does the same work: modules, DHCP, NFSv4 mount, tmpfs overlay, callback.
+    let base = VirtualPi::new(&sb, &env.kernel, &base_initrd)
+        .arg(format!("pureboot.nfs_server={HOST_FROM_GUEST}"))
+        .arg(format!("pureboot.nfs_path={}", lab.export().display()))
+        .arg(format!("pureboot.base_image={TINY}"))
+        .arg(format!(
+            "pureboot.callback={url}/api/v1/nodes/{sb}/installed"
+        ))
+        .timeout(Duration::from_secs(120));
+
+    let (mut b, mut p) = (Series::default(), Series::default());
+    for i in 0..boots {
+        // Alternate which goes first so drift in the machine's load hits both alike.
+        let (bl, pl) = (format!("baseline-{i}"), format!("pi-init-{i}"));
+        if i % 2 == 0 {
+            boot_into(&lab, &base, &bl, baseline_sample, &mut b)?;
+            boot_into(&lab, &pi, &pl, pi_init_sample, &mut p)?;
+        } else {
+            boot_into(&lab, &pi, &pl, pi_init_sample, &mut p)?;
+            boot_into(&lab, &base, &bl, baseline_sample, &mut b)?;
+        }
+    }
+    Ok(report(boots, &b, &p))
+}
+
+fn row(what: &str, b: &[f64], p: &[f64], decimals: usize) -> String {
+    let (mb, mp) = (median(b), median(p));
+    let ratio = mb.zip(mp).map(|(b, p)| p / b);
+    let range = |v: &[f64]| {
+        min_max(v).map_or("-".into(), |(lo, hi)| {
+            format!("{lo:.decimals$}–{hi:.decimals$}")
+        })
+    };
+    format!(
+        "| {what} | {} ({}) | {} ({}) | {} |\n",
+        cell(mb, decimals),
+        range(b),
+        cell(mp, decimals),
+        range(p),
+        cell(ratio, 2)
+    )
+}
+
+fn report(boots: usize, b: &Series, p: &Series) -> String {
+    let mut s = format!(
+        "## 1. Boot path (QEMU virt, TCG, 1 vCPU; {boots} boots each, alternating; \
+         median (min–max))\n\n\
+         | | busybox baseline | pi-init | pi-init / baseline |\n|---|---|---|---|\n"
+    );
+    s += &row(
+        "**init start → exec of the root's init, ms**",
+        &b.figures(|x| x.path_ms),
+        &p.figures(|x| x.path_ms),
+        0,
+    );
+    s += &row(
+        "kernel start → init's first line, s",
+        &b.figures(|x| x.start_s),
+        &p.figures(|x| x.start_s),
+        3,
+    );
+    s += &row(
+        "QEMU start → power off, s",
+        &b.figures(|x| x.qemu_s),
+        &p.figures(|x| x.qemu_s),
+        2,
+    );
+    s += &format!(
+        "\nboots that reached the root: baseline {}/{boots}, pi-init {}/{boots}\n",
+        b.samples.len(),
+        p.samples.len()
+    );
+    for f in b.failures.iter().chain(&p.failures) {
+        s += &format!("- failed: {f}\n");
+    }
+    if let (Some(mb), Some(mp)) = (
+        median(&b.figures(|x| x.path_ms)),
+        median(&p.figures(|x| x.path_ms)),
+    ) {
+        s += &format!(
+            "\nTarget pi-init ≤ 0.5 × baseline: **{}** ({:.2}).\n",
+            if mp <= 0.5 * mb { "met" } else { "not met" },
+            mp / mb
+        );
+    }
+    for (title, series, note) in [
+        (
+            "pi-init steps",
+            p,
+            "(pi-init's own `step <name> done in <ms> ms`; steps may overlap: modules load \
+             while the link comes up)",
+        ),
+        ("baseline phases", b, "(between the baseline's kmsg marks)"),
+    ] {
+        s += &format!("\n{title} {note}\n\n| step | median ms | min–max ms |\n|---|---|---|\n");
+        for (name, v) in series.phase_table() {
+            let range = min_max(&v).map_or("-".into(), |(a, z)| format!("{a:.0}–{z:.0}"));
+            s += &format!("| {name} | {} | {range} |\n", cell(median(&v), 0));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_of(console: &str) -> BootRun {
+        BootRun {
+            serial: "e2e0be01".into(),
+            console: console.into(),
+            console_path: "/dev/null".into(),
+            outcome: Outcome::Exited,
+            elapsed: Duration::from_millis(4500),
+        }
+    }
+
+    #[test]
+    fn baseline_phases_run_from_mark_to_mark() {
+        let s = baseline_sample(&run_of(
+            "[ 1.000] baseline: start\n[ 1.300] baseline: step modules done\n\
+             [ 1.400] baseline: step dhcp done\n[ 1.700] baseline: step nfs done\n\
+             [ 1.750] baseline: step overlay done\n[ 1.900] baseline: exec /sbin/init\n",
+        ))
+        .unwrap();
+        assert_eq!(s.start_s, 1.0);
+        assert!((s.path_ms - 900.0).abs() < 1e-6);
+        let ms: Vec<i64> = s.phases.iter().map(|(_, m)| m.round() as i64).collect();
+        assert_eq!(ms, [300, 100, 300, 50, 150]);
+        assert!(baseline_sample(&run_of("[ 1.0] baseline: start\n")).is_err());
+    }
+
+    #[test]
+    fn pi_init_path_and_steps_come_from_its_lines() {
+        let s = pi_init_sample(&run_of(
+            "[ 2.000] pi-init: start\n[ 2.200] pi-init: step network done in 180 ms\n\
+             [ 2.500] pi-init: exec /sbin/init\n",
+        ))
+        .unwrap();
+        assert!((s.path_ms - 500.0).abs() < 1e-6);
+        assert_eq!(s.phases, [("network".to_string(), 180.0)]);
+        assert!(pi_init_sample(&run_of("[ 2.0] pi-init: start\n")).is_err());
+    }
+
+    #[test]
+    fn phase_table_keeps_first_seen_order() {
+        let mut series = Series::default();
+        for (a, b) in [(5.0, 1.0), (7.0, 3.0)] {
+            series.samples.push(Sample {
+                phases: vec![("zeta".into(), a), ("alpha".into(), b)],
+                ..Default::default()
+            });
+        }
+        let t = series.phase_table();
+        assert_eq!(t[0], ("zeta".to_string(), vec![5.0, 7.0]));
+        assert_eq!(t[1].0, "alpha");
+    }
+}

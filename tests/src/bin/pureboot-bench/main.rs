@@ -1,0 +1,130 @@
+//! `pureboot-bench` (run by tests/bench.sh): issue 6's benchmarks, each beside its baseline
+//! in the same run — boot path (pi-init vs the busybox shell flow), sizes, a boot storm
+//! against a release controller on 127.0.0.1, and base image import vs GNU tar. Prints a
+//! Markdown report and, with `--out <file>`, writes it there too.
+//!
+//! Options: `--boots <n>` (5), `--nodes <n>` (1000), `--clients <n>` (100), `--rounds <n>` (3),
+//! `--import-mb <n>` (300), `--import-runs <n>` (3), `--only boot,sizes,storm,import`,
+//! `--out <file>`.
+
+mod boot;
+mod http;
+mod import;
+mod machine;
+mod sizes;
+mod stats;
+mod storm;
+
+use std::time::{Duration, Instant};
+
+use pureboot_tests::env::TestEnv;
+
+struct Args {
+    boots: usize,
+    nodes: usize,
+    clients: usize,
+    rounds: usize,
+    import_mb: u64,
+    import_runs: usize,
+    only: Vec<String>,
+    out: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        boots: 5,
+        nodes: 1000,
+        clients: 100,
+        rounds: 3,
+        import_mb: 300,
+        import_runs: 3,
+        only: vec![],
+        out: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        let num = |v: &str| v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"));
+        match flag.as_str() {
+            "--boots" => a.boots = num(&value)?.clamp(1, 50),
+            "--nodes" => a.nodes = num(&value)?.clamp(1, 100_000),
+            "--clients" => a.clients = num(&value)?.clamp(1, 1000),
+            "--rounds" => a.rounds = num(&value)?.clamp(1, 20),
+            "--import-mb" => a.import_mb = num(&value)?.clamp(1, 4096) as u64,
+            "--import-runs" => a.import_runs = num(&value)?.clamp(1, 10),
+            "--only" => a.only = value.split(',').map(str::to_string).collect(),
+            "--out" => a.out = Some(value),
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() {
+    let args = parse_args().unwrap_or_else(|e| {
+        eprintln!("pureboot-bench: {e}");
+        std::process::exit(2)
+    });
+    let env = TestEnv::get().unwrap_or_else(|e| {
+        eprintln!("pureboot-bench: {e}");
+        std::process::exit(1)
+    });
+    let wanted = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    let mut report = format!("# pureboot benchmarks\n\n{}\n", machine::describe());
+    let mut failed = false;
+    type Section<'a> = Box<dyn Fn() -> Result<String, String> + 'a>;
+    let sections: [(&str, Section); 4] = [
+        ("boot", Box::new(|| boot::run(env, args.boots))),
+        ("sizes", Box::new(|| sizes::run(env))),
+        ("storm", Box::new(|| storm_run(env, &args))),
+        (
+            "import",
+            Box::new(|| import::run(env, args.import_mb, args.import_runs)),
+        ),
+    ];
+    for (name, section) in sections {
+        if !wanted(name) {
+            continue;
+        }
+        let t0 = Instant::now();
+        eprintln!("bench: {name} (load {})", machine::load());
+        let text = section().unwrap_or_else(|e| {
+            failed = true;
+            format!("## {name}: FAILED\n\n```\n{e}\n```\n")
+        });
+        println!("{text}");
+        report += &text;
+        report += &format!(
+            "\n_({name}: {:.0} s, load average after: {})_\n\n",
+            t0.elapsed().as_secs_f64(),
+            machine::load()
+        );
+    }
+    if let Some(out) = &args.out {
+        if let Err(e) = std::fs::write(out, &report) {
+            eprintln!("pureboot-bench: {out}: {e}");
+            failed = true;
+        }
+    }
+    std::process::exit(i32::from(failed));
+}
+
+/// The storm twice: the database on the machine's disk, then on the slow path.
+fn storm_run(env: &'static TestEnv, a: &Args) -> Result<String, String> {
+    let p = storm::Params {
+        nodes: a.nodes,
+        clients: a.clients,
+        rounds: a.rounds,
+        round_limit: Duration::from_secs(300),
+    };
+    let mut s = format!(
+        "## 3. Boot storm ({} nodes, {} concurrent clients, {} rounds; one TCP connection per \
+         request; client and controller share the machine)\n\n",
+        a.nodes, a.clients, a.rounds
+    );
+    for db in [storm::DbPath::Disk, storm::DbPath::SlowLoop] {
+        s += &storm::run(env, &p, db)?;
+        s += "\n";
+    }
+    Ok(s)
+}

@@ -1,0 +1,388 @@
+//! Boot storm: a release controller on 127.0.0.1, `nodes` registered nodes, `clients`
+//! threads each taking the next node: `GET /api/v1/boot/pi` then `POST .../installed`, as a
+//! Pi does. Run for `rounds` rounds (the first renders every node's tree; later ones find it
+//! unchanged). Then the database must hold every node's events: none lost.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use pureboot_tests::controller::{Controller, Settings, TOKEN};
+use pureboot_tests::env::TestEnv;
+use pureboot_tests::guest_root;
+use pureboot_tests::lab::{TINY, WORKFLOW};
+use pureboot_tests::process::{self, Daemon};
+use pureboot_tests::wait::wait_until;
+use pureboot_tests::workdir::WorkDir;
+use pureboot_wire::InstalledReport;
+
+use crate::http::request;
+use crate::stats::{cell, percentile};
+
+pub struct Params {
+    pub nodes: usize,
+    pub clients: usize,
+    pub rounds: usize,
+    /// No round runs past this, whatever is left.
+    pub round_limit: Duration,
+}
+
+/// Where the controller's SQLite file lives.
+pub enum DbPath {
+    /// The scratch directory, on the machine's disk.
+    Disk,
+    /// An ext4 file system mounted `sync` on a loop device with direct I/O: every write
+    /// reaches the host disk before it returns (device-mapper's dm-delay is not available
+    /// in this kernel: no /dev/mapper/control).
+    SlowLoop,
+}
+
+fn serial_of(i: usize) -> String {
+    format!("b{:07x}", i)
+}
+
+/// One request's outcome as the client saw it.
+#[derive(Default)]
+struct Tally {
+    boot_ms: Vec<f64>,
+    callback_ms: Vec<f64>,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn merge(&mut self, o: Tally) {
+        self.boot_ms.extend(o.boot_ms);
+        self.callback_ms.extend(o.callback_ms);
+        self.errors += o.errors;
+        if self.first_error.is_none() {
+            self.first_error = o.first_error;
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.boot_ms.len() + self.callback_ms.len() + self.errors
+    }
+
+    /// A row of the storm table: requests, errors, wall time, rate, latency percentiles.
+    fn row(&self, label: &str, wall: Duration) -> String {
+        let p = |v: &[f64], q| cell(percentile(v, q), 1);
+        format!(
+            "| {label} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} |\n",
+            self.requests(),
+            self.errors,
+            wall.as_secs_f64(),
+            self.requests() as f64 / wall.as_secs_f64(),
+            p(&self.boot_ms, 50.0),
+            p(&self.boot_ms, 99.0),
+            p(&self.callback_ms, 50.0),
+            p(&self.callback_ms, 99.0),
+        )
+    }
+
+    fn fail(&mut self, e: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(e);
+    }
+}
+
+fn free_port() -> Result<SocketAddr, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+    l.local_addr().map_err(|e| e.to_string())
+}
+
+/// Runs `work(i)` for i in 0..n on `clients` threads, each taking the next index, stopping
+/// at `limit`. Returns the merged tally and the wall time.
+fn fan_out(
+    n: usize,
+    clients: usize,
+    limit: Duration,
+    work: impl Fn(usize, &mut Tally) + Sync,
+) -> (Tally, Duration) {
+    let next = AtomicUsize::new(0);
+    let all = Mutex::new(Tally::default());
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..clients {
+            s.spawn(|| {
+                let mut mine = Tally::default();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n || t0.elapsed() > limit {
+                        break;
+                    }
+                    work(i, &mut mine);
+                }
+                all.lock().unwrap().merge(mine);
+            });
+        }
+    });
+    (all.into_inner().unwrap(), t0.elapsed())
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// One Pi's boot: ask what to boot, then report it installed.
+fn pi_boot(addr: SocketAddr, i: usize, t: &mut Tally) {
+    let serial = serial_of(i);
+    let mac = format!(
+        "dc:a6:32:{:02x}:{:02x}:{:02x}",
+        i >> 16 & 0xff,
+        i >> 8 & 0xff,
+        i & 0xff
+    );
+    let t0 = Instant::now();
+    let path = format!("/api/v1/boot/pi?serial={serial}&mac={mac}");
+    match request(addr, "GET", &path, None, None) {
+        Ok(r) if r.status == 200 && r.body.contains("nfs_boot") => t.boot_ms.push(ms_since(t0)),
+        Ok(r) => return t.fail(format!("GET {path}: {} {}", r.status, r.body)),
+        Err(e) => return t.fail(e),
+    }
+    let report = InstalledReport {
+        success: true,
+        mode: "nfs_boot".into(),
+        serial: Some(serial.clone()),
+        mac: Some(mac),
+        nfs_version: Some("4.2".into()),
+        overlay_mode: Some("tmpfs".into()),
+        base_image: Some(TINY.into()),
+        ..Default::default()
+    };
+    let body = serde_json::to_string(&report).expect("report serialises");
+    let path = format!("/api/v1/nodes/{serial}/installed");
+    let t1 = Instant::now();
+    match request(addr, "POST", &path, None, Some(&body)) {
+        Ok(r) if r.status == 200 => t.callback_ms.push(ms_since(t1)),
+        Ok(r) => t.fail(format!("POST {path}: {} {}", r.status, r.body)),
+        Err(e) => t.fail(e),
+    }
+}
+
+fn register(addr: SocketAddr, i: usize, t: &mut Tally) {
+    let body = serde_json::json!({
+        "serial": serial_of(i),
+        "workflow_id": WORKFLOW,
+        "overlay_mode": "tmpfs",
+    })
+    .to_string();
+    match request(addr, "POST", "/api/v1/nodes", Some(TOKEN), Some(&body)) {
+        Ok(r) if r.status == 201 => {}
+        Ok(r) => t.fail(format!("POST /api/v1/nodes: {} {}", r.status, r.body)),
+        Err(e) => t.fail(e),
+    }
+}
+
+/// `VmHWM` / `VmRSS` in KiB, and CPU seconds used so far, of a running process.
+struct ProcStats {
+    hwm_kb: u64,
+    rss_kb: u64,
+    cpu_s: f64,
+}
+
+fn proc_stats(pid: u32) -> Result<ProcStats, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    let field = |k: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    // Fields after the command name's closing parenthesis; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ProcStats {
+        hwm_kb: field("VmHWM:"),
+        rss_kb: field("VmRSS:"),
+        cpu_s: (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / hz,
+    })
+}
+
+/// The slow file system, unmounted and detached on drop.
+struct SlowMount {
+    dev: String,
+    mnt: PathBuf,
+}
+
+impl SlowMount {
+    fn new(dir: &Path) -> Result<SlowMount, String> {
+        let img = dir.join("slow.img");
+        let mnt = dir.join("slow");
+        std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+        process::run(Command::new("truncate").arg("-s").arg("256M").arg(&img))?;
+        process::run(Command::new("mkfs.ext4").arg("-q").arg(&img))?;
+        let dev = process::run(
+            Command::new("losetup")
+                .args(["--direct-io=on", "-f", "--show"])
+                .arg(&img),
+        )?
+        .trim()
+        .to_string();
+        let m = SlowMount { dev, mnt };
+        process::run(
+            Command::new("mount")
+                .args(["-o", "sync"])
+                .arg(&m.dev)
+                .arg(&m.mnt),
+        )?;
+        Ok(m)
+    }
+}
+
+impl Drop for SlowMount {
+    fn drop(&mut self) {
+        let _ = process::run(Command::new("umount").arg(&self.mnt));
+        let _ = process::run(Command::new("losetup").arg("-d").arg(&self.dev));
+    }
+}
+
+fn sql(db: &Path, query: &str) -> Result<String, String> {
+    process::run(Command::new("sqlite3").arg(db).arg(query)).map(|s| s.trim().to_string())
+}
+
+/// Nodes whose `kind` events number exactly `want`.
+fn nodes_with(db: &Path, kind: &str, want: usize) -> Result<usize, String> {
+    sql(
+        db,
+        &format!(
+            "SELECT COUNT(*) FROM (SELECT serial FROM boot_events WHERE kind = '{kind}' \
+             GROUP BY serial HAVING COUNT(*) = {want});"
+        ),
+    )?
+    .parse()
+    .map_err(|e| format!("sqlite count: {e}"))
+}
+
+pub fn run(env: &'static TestEnv, p: &Params, where_db: DbPath) -> Result<String, String> {
+    let label = match where_db {
+        DbPath::Disk => "database on the machine's disk (ext4 on virtio, WAL, synchronous=NORMAL)",
+        DbPath::SlowLoop => "database on a slow path: loop ext4, direct I/O, mounted `sync`",
+    };
+    let dir = WorkDir::new("bench-storm").map_err(|e| e.to_string())?;
+    let slow = match where_db {
+        DbPath::Disk => None,
+        DbPath::SlowLoop => Some(SlowMount::new(dir.path())?),
+    };
+    let db = slow
+        .as_ref()
+        .map_or(dir.join("controller.db"), |m| m.mnt.join("controller.db"));
+    let export = dir.join("nfs");
+    let bin = env.binary("pureboot-controller")?;
+    let settings = Settings {
+        nfs_root: export.clone(),
+        database: db.clone(),
+        workflows_dir: env.repo.join("workflows"),
+        auto_register: true,
+        default_base_image: TINY.into(),
+    };
+    let ctl = Controller::new(&bin, dir.path(), &settings)?;
+    let root = dir.join("tiny-root");
+    guest_root::build_tiny_root(&env.busybox, &root)?;
+    ctl.import_image(&guest_root::tarball(&root, &dir.join("tiny.tar"))?, TINY)?;
+
+    let addr = free_port()?;
+    let mut serve = Command::new(&bin);
+    serve
+        .arg("--config")
+        .arg(dir.join("controller.toml"))
+        .arg("serve")
+        .env("PUREBOOT_LISTEN", addr.to_string())
+        .env("RUST_LOG", "info");
+    let mut daemon = Daemon::spawn("controller", serve, &dir.join("controller.log"))
+        .map_err(|e| e.to_string())?;
+    let pid = daemon.pid().ok_or("controller has no pid")?;
+    if wait_until(Duration::from_secs(20), || TcpStream::connect(addr).is_ok()).is_err() {
+        return Err(format!(
+            "controller did not listen on {addr}:\n{}",
+            daemon.log_tail(20)
+        ));
+    }
+
+    let (reg, reg_wall) = fan_out(p.nodes, p.clients, p.round_limit, |i, t| {
+        register(addr, i, t)
+    });
+    if reg.errors > 0 {
+        return Err(format!(
+            "registering {} nodes: {} errors, first: {}",
+            p.nodes,
+            reg.errors,
+            reg.first_error.unwrap_or_default()
+        ));
+    }
+    let before = proc_stats(pid)?;
+    let mut s = format!(
+        "### {label}\n\n{} nodes registered through the API in {:.2} s; controller RSS then {} MiB\n\n\
+         | round | requests | errors | wall s | req/s | boot p50 ms | boot p99 ms | callback p50 ms | callback p99 ms |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+        p.nodes,
+        reg_wall.as_secs_f64(),
+        before.rss_kb / 1024
+    );
+    let mut all = Tally::default();
+    let mut wall_all = Duration::ZERO;
+    for round in 1..=p.rounds {
+        let (t, wall) = fan_out(p.nodes, p.clients, p.round_limit, |i, t| {
+            pi_boot(addr, i, t)
+        });
+        eprintln!(
+            "bench: storm round {round}: {} requests in {:.2} s",
+            t.requests(),
+            wall.as_secs_f64()
+        );
+        let label = if round == 1 {
+            "1 (renders node trees)".to_string()
+        } else {
+            round.to_string()
+        };
+        s += &t.row(&label, wall);
+        wall_all += wall;
+        all.merge(t);
+    }
+    let after = proc_stats(pid)?;
+    let requests = all.requests();
+    s += &all.row("**all**", wall_all);
+    s += &format!(
+        "\ncontroller peak RSS (VmHWM): **{:.1} MiB**; CPU during the storm {:.2} s = {:.2} ms per request\n",
+        after.hwm_kb as f64 / 1024.0,
+        after.cpu_s - before.cpu_s,
+        (after.cpu_s - before.cpu_s) * 1000.0 / requests.max(1) as f64
+    );
+    if let Some(e) = &all.first_error {
+        s += &format!("first error: `{e}`\n");
+    }
+    // Stop the daemon before counting, so every write it acknowledged is in the file.
+    daemon.stop(Duration::from_secs(5));
+    let boots = nodes_with(&db, "boot_request", p.rounds)?;
+    let installed = nodes_with(&db, "installed", p.rounds)?;
+    let total = sql(
+        &db,
+        "SELECT COUNT(*) FROM boot_events WHERE kind IN ('boot_request','installed');",
+    )?;
+    let ok = boots == p.nodes && installed == p.nodes;
+    s += &format!(
+        "events recorded (sqlite): {boots}/{} nodes with exactly {r} boot_request events, \
+         {installed}/{} with exactly {r} installed events ({total} rows; client saw {} boots \
+         and {} callbacks succeed): **{}**\n",
+        p.nodes,
+        p.nodes,
+        all.boot_ms.len(),
+        all.callback_ms.len(),
+        if ok { "none lost" } else { "MISSING EVENTS" },
+        r = p.rounds,
+    );
+    drop(slow);
+    Ok(s)
+}
