@@ -3,12 +3,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::{router, AppState};
+use crate::http::{router, serve, AppState, ConnLimits};
 use crate::metrics::Metrics;
 use crate::service::Services;
 
@@ -60,11 +61,13 @@ impl App {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")
+        let config = &self.state.services.config;
+        let limits = ConnLimits {
+            header_timeout: Duration::from_secs(config.header_timeout_secs),
+            max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+        };
+        serve(self.listener, router(self.state), limits, shutdown).await;
+        Ok(())
     }
 
     /// Serves until Ctrl-C or SIGTERM.

@@ -49,6 +49,10 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// Largest accepted request body, bytes.
     pub body_limit_bytes: u64,
+    /// Seconds a client has to send a request's headers (slow clients are disconnected).
+    pub header_timeout_secs: u64,
+    /// Open HTTP connections at most; more clients wait in the listen backlog.
+    pub max_connections: u64,
     pub nfs: NfsConfig,
 }
 
@@ -79,6 +83,8 @@ impl Default for Config {
             auto_register: true,
             request_timeout_secs: 10,
             body_limit_bytes: 64 * 1024,
+            header_timeout_secs: 10,
+            max_connections: 1024,
             nfs: NfsConfig::default(),
         }
     }
@@ -150,6 +156,8 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("", "auto_register", Kind::Bool),
     ("", "request_timeout_secs", Kind::Int),
     ("", "body_limit_bytes", Kind::Int),
+    ("", "header_timeout_secs", Kind::Int),
+    ("", "max_connections", Kind::Int),
     ("nfs", "enabled", Kind::Bool),
     ("nfs", "root_path", Kind::Str),
     ("nfs", "base_dir", Kind::Str),
@@ -258,9 +266,13 @@ impl Config {
                 });
             }
         }
-        if self.request_timeout_secs == 0 || self.body_limit_bytes == 0 {
+        if self.request_timeout_secs == 0
+            || self.body_limit_bytes == 0
+            || self.header_timeout_secs == 0
+            || self.max_connections == 0
+        {
             return Err(ConfigError::Invalid {
-                key: "request_timeout_secs/body_limit_bytes",
+                key: "request_timeout_secs/body_limit_bytes/header_timeout_secs/max_connections",
                 message: "must be greater than zero".into(),
             });
         }

@@ -83,6 +83,11 @@ fn tree_error(e: NfsTreeError, detail: String) -> ApiErr {
         | InvalidMachineId(_)
         | InvalidHostname(_)
         | InvalidPersistSize(_) => ApiErr::bad_request(detail),
+        // A broken or hostile archive is the uploader's fault, not the server's.
+        UnsupportedArchive { .. } | Archive { .. } => ApiErr::bad_request(detail),
+        UnsafeEntry { .. } | BadEntry { .. } => {
+            ApiErr::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", detail)
+        }
         BaseImageNotFound { .. } => ApiErr::new(StatusCode::NOT_FOUND, "not_found", detail),
         ImageExists { .. } | ImportInProgress(_) => {
             ApiErr::new(StatusCode::CONFLICT, "conflict", detail)
@@ -108,5 +113,68 @@ impl From<JsonRejection> for ApiErr {
 impl From<QueryRejection> for ApiErr {
     fn from(r: QueryRejection) -> ApiErr {
         ApiErr::new(r.status(), "bad_request", r.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn status_of(e: NfsTreeError) -> (StatusCode, String) {
+        let api = ApiErr::from(ServiceError::Tree(e));
+        (api.status, api.body.error)
+    }
+
+    #[test]
+    fn refused_archives_are_client_errors_and_io_faults_are_not() {
+        let archive = || "root.tar.gz".to_string();
+        let cases = [
+            (
+                NfsTreeError::UnsupportedArchive {
+                    archive: archive(),
+                    reason: "not a tar".into(),
+                },
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                NfsTreeError::Archive {
+                    archive: archive(),
+                    error: io::Error::new(io::ErrorKind::UnexpectedEof, "truncated"),
+                },
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                NfsTreeError::UnsafeEntry {
+                    archive: archive(),
+                    entry: "../etc/passwd".into(),
+                    reason: "leaves the target".into(),
+                },
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                NfsTreeError::BadEntry {
+                    archive: archive(),
+                    entry: "etc".into(),
+                    reason: "file replaces a directory".into(),
+                },
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                NfsTreeError::EntryIo {
+                    archive: archive(),
+                    entry: "etc/x".into(),
+                    error: io::Error::other("disk full"),
+                },
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (error, want) in cases {
+            let text = error.to_string();
+            let (status, code) = status_of(error);
+            assert_eq!(status, want, "{text}");
+            assert!(!code.is_empty());
+            assert_eq!(code == "internal", want.is_server_error(), "{text}: {code}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod error;
 mod pi;
+mod server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use serde_json::json;
 use tower::ServiceBuilder;
 
 pub use error::ApiErr;
+pub use server::{serve, ConnLimits};
 
 use crate::metrics::Metrics;
 use crate::service::{ServiceError, Services};
@@ -89,6 +91,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            body_limit,
+            refuse_declared_oversize,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn_with_state(state.clone(), track_latency))
@@ -120,6 +126,30 @@ async fn track_latency(State(st): State<AppState>, req: Request, next: Next) -> 
     st.metrics
         .request(start.elapsed(), resp.status().is_server_error());
     resp
+}
+
+/// A request announcing a body over the limit is refused before its body is awaited:
+/// `DefaultBodyLimit` only counts bytes as they arrive, so a client declaring 1 GB and
+/// sending nothing would hold the request until the timeout.
+async fn refuse_declared_oversize(
+    State(limit): State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => ApiErr::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body of {n} bytes is over the limit of {limit} bytes"),
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 async fn on_timeout(err: BoxError) -> ApiErr {

@@ -1,0 +1,434 @@
+//! The controller against hostile clients, on the real server (127.0.0.1, port 0): broken
+//! HTTP on a raw socket, oversized requests, slowloris, path tricks in serials and image
+//! names, and missing or wrong admin tokens. Every answer is a 4xx, never a 500; answers
+//! from the router carry the JSON error, answers from hyper's parser (it refuses the bytes
+//! before any route runs) are a bare status and a closed connection.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{spawn_app, spawn_app_with, TestApp, TOKEN};
+use serde_json::{json, Value};
+
+const SERIAL: &str = "d83add36";
+
+fn addr(app: &TestApp) -> SocketAddr {
+    app.base.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Sends raw bytes, reads until the server closes; (status, body). Bounded by 10 s.
+fn raw(app: &TestApp, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr(app)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    // A reset after the answer (hyper closes with unread input) still leaves the answer.
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|t| t.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in answer {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn json_error(what: &str, body: &str) -> Value {
+    let v: Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {body:?}"));
+    assert!(
+        v["error"].is_string() && v["detail"].is_string(),
+        "{what}: not an ApiError: {v}"
+    );
+    v
+}
+
+#[test]
+fn malformed_http_is_refused_by_the_parser() {
+    let app = spawn_app();
+    let long_header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(512 * 1024)
+    );
+    let many_headers = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..500)
+            .map(|i| format!("X-{i}: v\r\n"))
+            .collect::<String>()
+    );
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(), 400),
+        ("no version", b"GET /healthz\r\n\r\n".to_vec(), 400),
+        ("space in target", b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        ("NUL in target", b"GET /api/v1/boot/pi?serial=d83a\0dd36 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        ("bad header name", b"GET /healthz HTTP/1.1\r\nHo st: x\r\n\r\n".to_vec(), 400),
+        ("bad content-length", b"POST /api/v1/nodes/register-pi HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n".to_vec(), 400),
+        ("two content-lengths", b"POST /api/v1/nodes/register-pi HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".to_vec(), 400),
+        ("huge header", long_header.into_bytes(), 431),
+        ("too many headers", many_headers.into_bytes(), 431),
+    ];
+    for (what, bytes, want) in cases {
+        let (status, _) = raw(&app, &bytes);
+        assert_eq!(status, want, "{what}");
+    }
+    assert_eq!(app.get("/healthz").0, 200, "server still answers");
+}
+
+#[test]
+fn oversized_and_lying_bodies_get_json_errors() {
+    let app = spawn_app(); // body limit 4096 bytes
+    let path = "/api/v1/nodes/register-pi";
+    let big = format!(
+        "{{\"serial\": \"{SERIAL}\", \"pad\": \"{}\"}}",
+        "x".repeat(100_000)
+    );
+    let declared = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000000000\r\nConnection: close\r\n\r\n{{"
+    );
+    // Chunked, no length: the limit must hold while streaming.
+    let chunk = "y".repeat(8192);
+    let chunked = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let not_json = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
+         Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    let bad_utf8 = b"POST /api/v1/nodes/register-pi HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"serial\":\"\xff\"}";
+    // Deep nesting must not overflow the stack (serde stops at the first wrong type).
+    let deep = format!("{}{}", "[".repeat(2000), "]".repeat(2000));
+    let cases: Vec<(&str, (u16, String), u16)> = vec![
+        ("big body", ureq_raw(&app, path, &big), 413),
+        ("declared 1 GB", raw(&app, declared.as_bytes()), 413),
+        ("chunked over limit", raw(&app, chunked.as_bytes()), 413),
+        ("not json content type", raw(&app, not_json.as_bytes()), 415),
+        ("invalid utf-8", raw(&app, bad_utf8), 400),
+        ("deep nesting", ureq_raw(&app, path, &deep), 422),
+    ];
+    for (what, (status, body), want) in cases {
+        assert_eq!(status, want, "{what}: {body}");
+        json_error(what, &body);
+    }
+    assert_eq!(
+        app.admin_get("/api/v1/nodes").1,
+        json!([]),
+        "nothing registered"
+    );
+}
+
+/// (status, body text) of any answer; a transport error fails the test.
+fn answer(what: &str, result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{what}: transport error {e}"),
+    };
+    (resp.status(), resp.into_string().unwrap())
+}
+
+fn ureq_raw(app: &TestApp, path: &str, body: &str) -> (u16, String) {
+    let req = ureq::post(&app.url(path)).set("Content-Type", "application/json");
+    answer(path, req.send_string(body))
+}
+
+fn admin_raw(app: &TestApp, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let req =
+        ureq::request(method, &app.url(path)).set("Authorization", &format!("Bearer {TOKEN}"));
+    let (status, text) = answer(
+        path,
+        match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        },
+    );
+    (status, json_error(path, &text))
+}
+
+#[test]
+fn path_tricks_in_serials_and_image_names_are_refused() {
+    let app = spawn_app();
+    app.add_node(json!({"serial": SERIAL}));
+    let long = "a".repeat(5000);
+    let boot_queries = [
+        "serial=..%2F..%2Fetc%2Fpasswd".to_string(),
+        "serial=%2e%2e%2f%2e%2e".to_string(),
+        "serial=d83add36%00".to_string(),
+        "serial=d83a%00d36".to_string(),
+        "serial=d83add36%2F..".to_string(),
+        "serial=%c0%ae%c0%ae".to_string(), // overlong UTF-8 '.'
+        format!("serial={long}"),
+        format!("serial={SERIAL}&full_serial={long}"),
+    ];
+    for q in &boot_queries {
+        let (status, body) = app.boot(q);
+        assert_eq!(status, 400, "{q}: {body}");
+        assert_eq!(body["error"], "bad_request", "{q}: {body}");
+    }
+    let ids = [
+        "..%2F..%2Fetc",
+        "%2e%2e",
+        "..",
+        "d83add36%00",
+        "%00",
+        "d83add36%2F..%2F..",
+        &long[..],
+    ];
+    for id in ids {
+        for (method, path, body) in [
+            ("GET", format!("/api/v1/nodes/{id}"), None),
+            ("DELETE", format!("/api/v1/nodes/{id}"), None),
+            (
+                "POST",
+                format!("/api/v1/nodes/{id}/assign"),
+                Some(json!({"workflow_id": "pi-diskless-nfs"})),
+            ),
+        ] {
+            let (status, e) = admin_raw(&app, method, &path, body);
+            assert!(
+                status == 400 || status == 404,
+                "{method} {path}: {status} {e}"
+            );
+        }
+        let (status, e) = app.post(
+            &format!("/api/v1/nodes/{id}/installed"),
+            &json!({"success": true, "mode": "nfs_boot"}),
+        );
+        assert!(
+            status == 400 || status == 404,
+            "installed {id}: {status} {e}"
+        );
+        assert_eq!(
+            e["error"],
+            if status == 400 {
+                "bad_request"
+            } else {
+                "not_found"
+            }
+        );
+    }
+    // Fits the 4 KiB body limit, unlike `long`.
+    let long_name = "n".repeat(1000);
+    let image_names = [
+        "..",
+        "../etc",
+        "%2e%2e",
+        "a/b",
+        "a\0b",
+        ".hidden",
+        "/abs",
+        &long_name[..],
+    ];
+    for name in image_names {
+        let (status, e) = admin_raw(
+            &app,
+            "POST",
+            "/api/v1/nodes",
+            Some(json!({"serial": "0000aaaa", "base_image": name})),
+        );
+        assert_eq!(status, 400, "add base_image {name:?}: {e}");
+        assert_eq!(e["error"], "bad_request");
+        let (status, e) = admin_raw(
+            &app,
+            "PATCH",
+            &format!("/api/v1/nodes/{SERIAL}"),
+            Some(json!({"base_image": name})),
+        );
+        assert_eq!(status, 400, "patch base_image {name:?}: {e}");
+    }
+    for serial in [
+        "../../x",
+        "d83a\0d36",
+        "%2e%2e%2e%2e",
+        "..",
+        "D83ADD36/",
+        &long_name[..],
+    ] {
+        let (status, e) = admin_raw(
+            &app,
+            "POST",
+            "/api/v1/nodes",
+            Some(json!({"serial": serial})),
+        );
+        assert_eq!(status, 400, "add serial {serial:?}: {e}");
+    }
+    let (status, e) = app.post(
+        "/api/v1/nodes/register-pi",
+        &json!({"serial": "../../../tmp", "mac": "b8:27:eb:00:00:01"}),
+    );
+    assert_eq!(status, 400, "register-pi: {e}");
+
+    // Nothing was created beside the registry and the export, nor under the export but
+    // the node the test added.
+    let mut top: Vec<String> = std::fs::read_dir(app.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("registry.db"))
+        .collect();
+    top.sort();
+    assert_eq!(top, ["nfsroot"]);
+    let nodes = app.nfs_root().join("nodes");
+    if nodes.exists() {
+        for e in std::fs::read_dir(&nodes).unwrap() {
+            let name = e.unwrap().file_name();
+            assert_eq!(name, SERIAL, "unexpected node folder {name:?}");
+        }
+    }
+    assert_eq!(app.node(SERIAL)["state"], "discovered", "node untouched");
+}
+
+#[test]
+fn missing_or_wrong_admin_tokens_get_401_json() {
+    let app = spawn_app();
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("missing", None),
+        ("empty bearer", Some("Bearer ".into())),
+        ("wrong", Some("Bearer wrong-token".into())),
+        (
+            "prefix of the token",
+            Some(format!("Bearer {}", &TOKEN[..TOKEN.len() - 1])),
+        ),
+        ("token plus suffix", Some(format!("Bearer {TOKEN}x"))),
+        ("basic scheme", Some(format!("Basic {TOKEN}"))),
+        ("no scheme", Some(TOKEN.to_string())),
+        ("lowercase scheme", Some(format!("bearer{TOKEN}"))),
+        ("oversized", Some(format!("Bearer {}", "t".repeat(6000)))),
+    ];
+    for (what, header) in cases {
+        for (method, path) in [
+            ("GET", "/api/v1/nodes"),
+            ("POST", "/api/v1/nodes"),
+            ("DELETE", "/api/v1/nodes/d83add36"),
+            ("GET", "/api/v1/images"),
+        ] {
+            let mut req = ureq::request(method, &app.url(path));
+            if let Some(h) = &header {
+                req = req.set("Authorization", h);
+            }
+            let resp = match req.send_json(json!({"serial": SERIAL})) {
+                Ok(r) => panic!("{what} {method} {path}: accepted with {}", r.status()),
+                Err(ureq::Error::Status(_, r)) => r,
+                Err(e) => panic!("{what}: transport error {e}"),
+            };
+            assert_eq!(resp.status(), 401, "{what} {method} {path}");
+            assert_eq!(resp.header("WWW-Authenticate"), Some("Bearer"), "{what}");
+            let e = json_error(what, &resp.into_string().unwrap());
+            assert_eq!(e["error"], "unauthorized", "{what}");
+        }
+    }
+    assert_eq!(
+        app.admin_get("/api/v1/nodes").1,
+        json!([]),
+        "nothing was added"
+    );
+}
+
+/// Opens `n` connections that each send a boot request's headers a byte at a time, every
+/// `pace`, from one thread; returns the thread (it reports how many connections the server
+/// closed before their headers were done).
+fn slowloris(
+    app: &TestApp,
+    n: usize,
+    pace: Duration,
+    run_for: Duration,
+) -> std::thread::JoinHandle<usize> {
+    let addr = addr(app);
+    let request = format!(
+        "GET /api/v1/boot/pi?serial={SERIAL} HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(200)
+    );
+    let mut socks: Vec<Option<TcpStream>> = (0..n)
+        .map(|_| {
+            let s = TcpStream::connect(addr).unwrap();
+            s.set_nodelay(true).unwrap();
+            Some(s)
+        })
+        .collect();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut closed = 0;
+        let mut i = 0;
+        while start.elapsed() < run_for && i < request.len() {
+            for slot in socks.iter_mut() {
+                let Some(s) = slot else { continue };
+                if s.write_all(&request.as_bytes()[i..=i]).is_err() {
+                    closed += 1;
+                    *slot = None;
+                }
+            }
+            i += 1;
+            std::thread::sleep(pace);
+        }
+        // A closed socket can still accept a write or two (the peer's RST arrives later):
+        // a read tells for sure. Hyper may answer 408 first.
+        for s in socks.iter_mut().flatten() {
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut buf = [0u8; 64];
+            match s.read(&mut buf) {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                // EOF, a reset, or hyper's 408 before closing.
+                _ => closed += 1,
+            }
+        }
+        closed
+    })
+}
+
+fn timed_boot(app: &TestApp) -> Duration {
+    let start = Instant::now();
+    let (status, body) = app.boot(&format!("serial={SERIAL}"));
+    assert_eq!(status, 200, "{body}");
+    start.elapsed()
+}
+
+#[test]
+fn slowloris_neither_delays_boots_nor_keeps_its_connections() {
+    let app = spawn_app_with(|c| c.header_timeout_secs = 2);
+    app.add_node(json!({"serial": SERIAL}));
+    let attack = slowloris(&app, 300, Duration::from_millis(20), Duration::from_secs(5));
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        worst = worst.max(timed_boot(&app));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        worst < Duration::from_secs(1),
+        "a boot took {worst:?} during the slowloris"
+    );
+    let closed = attack.join().unwrap();
+    assert_eq!(
+        closed, 300,
+        "every slow connection was cut at the header timeout"
+    );
+    eprintln!("slowloris: 300 slow connections cut, 20 boots, slowest {worst:?}");
+}
+
+#[test]
+fn connection_cap_frees_slots_at_the_header_timeout() {
+    let app = spawn_app_with(|c| {
+        c.header_timeout_secs = 1;
+        c.max_connections = 16;
+    });
+    app.add_node(json!({"serial": SERIAL}));
+    // 64 connections that never finish their headers hold every slot.
+    let attack = slowloris(&app, 64, Duration::from_millis(100), Duration::from_secs(6));
+    std::thread::sleep(Duration::from_millis(300));
+    let took = timed_boot(&app);
+    // Each wave of 16 is cut after 1 s; the boot waits for at most a few waves.
+    assert!(
+        took < Duration::from_secs(6),
+        "boot answered after {took:?}"
+    );
+    assert_eq!(attack.join().unwrap(), 64);
+    eprintln!("capped: boot answered after {took:?} behind 64 slow connections");
+}
