@@ -9,38 +9,7 @@ use crate::net::{self, IpParam};
 use std::str::FromStr;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OverlayMode {
-    #[default]
-    Tmpfs,
-    Image,
-    Nfs,
-    None,
-}
-
-impl OverlayMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OverlayMode::Tmpfs => "tmpfs",
-            OverlayMode::Image => "image",
-            OverlayMode::Nfs => "nfs",
-            OverlayMode::None => "none",
-        }
-    }
-}
-
-impl FromStr for OverlayMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "tmpfs" => Ok(OverlayMode::Tmpfs),
-            "image" => Ok(OverlayMode::Image),
-            "nfs" => Ok(OverlayMode::Nfs),
-            "none" => Ok(OverlayMode::None),
-            _ => Err(format!("unknown overlay mode {s:?} (tmpfs|image|nfs|none)")),
-        }
-    }
-}
+pub use pureboot_wire::OverlayMode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailurePolicy {

@@ -1,59 +1,9 @@
 //! Overlay modes (DESIGN.md) and the overlayfs options that go with them.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-
 use super::error::Result;
 use super::NfsTree;
 
-/// Where a node's writable layer lives.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OverlayMode {
-    /// Upper and work on a tmpfs on the Pi; writes are lost at reboot.
-    #[default]
-    Tmpfs,
-    /// Upper and work inside `nodes/<serial8>/persist.img`, loop-mounted by the Pi.
-    Image,
-    /// Upper and work on NFS (`nodes/<serial8>/{upper,work}`), where kernel and server allow.
-    Nfs,
-    /// No writable layer: a read-only overlay of the node files over the base.
-    None,
-}
-
-impl OverlayMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OverlayMode::Tmpfs => "tmpfs",
-            OverlayMode::Image => "image",
-            OverlayMode::Nfs => "nfs",
-            OverlayMode::None => "none",
-        }
-    }
-}
-
-impl fmt::Display for OverlayMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OverlayMode {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "tmpfs" => Ok(OverlayMode::Tmpfs),
-            "image" => Ok(OverlayMode::Image),
-            "nfs" => Ok(OverlayMode::Nfs),
-            "none" => Ok(OverlayMode::None),
-            other => Err(format!(
-                "unknown overlay mode {other:?} (expected tmpfs, image, nfs or none)"
-            )),
-        }
-    }
-}
+pub use pureboot_wire::OverlayMode;
 
 impl NfsTree {
     /// overlayfs options with server-side paths (what an operator compares with the Pi's

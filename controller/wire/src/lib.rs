@@ -138,6 +138,55 @@ pub struct ApiError {
     pub detail: Option<String>,
 }
 
+/// Where a node's writable layer lives (DESIGN.md's overlay modes). On the wire it is the
+/// lowercase name; `overlay_mode` stays a string in [`PiBootResponse`] so an unknown mode
+/// from a newer controller is reported by pi-init rather than failing the whole answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverlayMode {
+    /// Upper and work on a tmpfs on the Pi; writes are lost at reboot.
+    #[default]
+    Tmpfs,
+    /// Upper and work inside `nodes/<serial8>/persist.img`, loop-mounted by the Pi.
+    Image,
+    /// Upper and work on NFS (`nodes/<serial8>/{upper,work}`), where kernel and server allow.
+    Nfs,
+    /// No writable layer: a read-only overlay of the node files over the base.
+    None,
+}
+
+impl OverlayMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverlayMode::Tmpfs => "tmpfs",
+            OverlayMode::Image => "image",
+            OverlayMode::Nfs => "nfs",
+            OverlayMode::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for OverlayMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for OverlayMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tmpfs" => Ok(OverlayMode::Tmpfs),
+            "image" => Ok(OverlayMode::Image),
+            "nfs" => Ok(OverlayMode::Nfs),
+            "none" => Ok(OverlayMode::None),
+            other => Err(format!(
+                "unknown overlay mode {other:?} (expected tmpfs, image, nfs or none)"
+            )),
+        }
+    }
+}
+
 impl PiBootResponse {
     /// The install-failed URL: the explicit one, else derived from the callback URL.
     pub fn failure_url(&self) -> Option<String> {
@@ -185,10 +234,16 @@ mod tests {
 
     #[test]
     fn extensions_are_omitted_when_absent() {
-        let r = PiBootResponse { state: "active".into(), ..Default::default() };
+        let r = PiBootResponse {
+            state: "active".into(),
+            ..Default::default()
+        };
         let s = serde_json::to_string(&r).unwrap();
         assert!(!s.contains("overlay_mode"), "{s}");
-        assert!(s.contains("\"callback_url\":null"), "upstream fields always present: {s}");
+        assert!(
+            s.contains("\"callback_url\":null"),
+            "upstream fields always present: {s}"
+        );
         let back: PiBootResponse = serde_json::from_str(&s).unwrap();
         assert_eq!(back, r);
     }
