@@ -3,8 +3,8 @@
 //! against a release controller on 127.0.0.1, and base image import vs GNU tar. Prints a
 //! Markdown report and, with `--out <file>`, writes it there too.
 //!
-//! Options: `--boots <n>` (5), `--nodes <n>` (1000), `--clients <n>` (100), `--rounds <n>` (3),
-//! `--import-mb <n>` (300), `--import-runs <n>` (3), `--only boot,sizes,storm,import`,
+//! Options: `--boots <n>` (7), `--nodes <n>` (1000), `--clients <n>` (100), `--rounds <n>` (3),
+//! `--import-mb <n>` (300), `--import-runs <n>` (5), `--only boot,sizes,storm,import`,
 //! `--out <file>`.
 
 mod boot;
@@ -32,12 +32,12 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
-        boots: 5,
+        boots: 7,
         nodes: 1000,
         clients: 100,
         rounds: 3,
         import_mb: 300,
-        import_runs: 3,
+        import_runs: 5,
         only: vec![],
         out: None,
     };
