@@ -72,14 +72,18 @@ fn main() {
     let wanted = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     let mut report = format!("# pureboot benchmarks\n\n{}\n", machine::describe());
     let mut failed = false;
-    type Section<'a> = Box<dyn Fn() -> Result<String, String> + 'a>;
+    // Each section gives its Markdown and whether everything in it ran.
+    type Section<'a> = Box<dyn Fn() -> (String, bool) + 'a>;
     let sections: [(&str, Section); 4] = [
-        ("boot", Box::new(|| boot::run(env, args.boots))),
-        ("sizes", Box::new(|| sizes::run(env))),
+        (
+            "boot",
+            Box::new(|| whole("boot", boot::run(env, args.boots))),
+        ),
+        ("sizes", Box::new(|| whole("sizes", sizes::run(env)))),
         ("storm", Box::new(|| storm_run(env, &args))),
         (
             "import",
-            Box::new(|| import::run(env, args.import_mb, args.import_runs)),
+            Box::new(|| whole("import", import::run(env, args.import_mb, args.import_runs))),
         ),
     ];
     for (name, section) in sections {
@@ -88,10 +92,8 @@ fn main() {
         }
         let t0 = Instant::now();
         eprintln!("bench: {name} (load {})", machine::load());
-        let text = section().unwrap_or_else(|e| {
-            failed = true;
-            format!("## {name}: FAILED\n\n```\n{e}\n```\n")
-        });
+        let (text, ok) = section();
+        failed |= !ok;
         println!("{text}");
         report += &text;
         report += &format!(
@@ -109,8 +111,17 @@ fn main() {
     std::process::exit(i32::from(failed));
 }
 
-/// The storm twice: the database on the machine's disk, then on the slow path.
-fn storm_run(env: &'static TestEnv, a: &Args) -> Result<String, String> {
+/// A section that either ran or failed as a whole.
+fn whole(name: &str, r: Result<String, String>) -> (String, bool) {
+    match r {
+        Ok(text) => (text, true),
+        Err(e) => (format!("## {name}: FAILED\n\n```\n{e}\n```\n"), false),
+    }
+}
+
+/// The storm twice: the database on the machine's disk, then on the slow path. One
+/// placement failing does not hide the other's figures.
+fn storm_run(env: &'static TestEnv, a: &Args) -> (String, bool) {
     let p = storm::Params {
         nodes: a.nodes,
         clients: a.clients,
@@ -122,9 +133,16 @@ fn storm_run(env: &'static TestEnv, a: &Args) -> Result<String, String> {
          request; client and controller share the machine)\n\n",
         a.nodes, a.clients, a.rounds
     );
+    let mut ok = true;
     for db in [storm::DbPath::Disk, storm::DbPath::SlowLoop] {
-        s += &storm::run(env, &p, db)?;
+        match storm::run(env, &p, db) {
+            Ok(text) => s += &text,
+            Err(e) => {
+                s += &format!("FAILED:\n\n```\n{e}\n```\n");
+                ok = false;
+            }
+        }
         s += "\n";
     }
-    Ok(s)
+    (s, ok)
 }
