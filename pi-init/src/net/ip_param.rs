@@ -101,6 +101,8 @@ fn bad(index: usize, value: &str, why: &str) -> String {
     )
 }
 
+/// An address field; `0.0.0.0` counts as absent, as in the kernel's ipconfig (found by
+/// fuzzing: `ip=0.0.0.0` was a static configuration with the unspecified address).
 fn opt_addr(value: Option<&str>, index: usize) -> Result<Option<Ipv4Addr>, String> {
     value
         .map(|v| {
@@ -108,6 +110,7 @@ fn opt_addr(value: Option<&str>, index: usize) -> Result<Option<Ipv4Addr>, Strin
                 .map_err(|_| bad(index, v, "not an IPv4 address"))
         })
         .transpose()
+        .map(|a| a.filter(|a| !a.is_unspecified()))
 }
 
 fn check_hostname(h: &str) -> Result<&str, String> {
@@ -176,6 +179,18 @@ mod tests {
             device: None,
             dns: vec![],
         }
+    }
+
+    /// Fuzzing regression: the kernel reads 0.0.0.0 in any address field as "not given".
+    #[test]
+    fn unspecified_addresses_count_as_absent() {
+        assert_eq!(
+            parse_ip_param("0.0.0.0").unwrap(),
+            IpParam::Dhcp { device: None }
+        );
+        assert_eq!(parse_ip_param("0.0.0.0::::::off").unwrap(), IpParam::Off);
+        let p = parse_ip_param("10.0.0.5:0.0.0.0:0.0.0.0:0.0.0.0::::0.0.0.0").unwrap();
+        assert_eq!(p, IpParam::Static(stat("10.0.0.5", "255.0.0.0")));
     }
 
     #[test]
