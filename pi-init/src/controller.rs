@@ -2,6 +2,7 @@
 //! bounded retries with backoff and `wait` polling; post the callbacks (never fatal).
 //! HTTP goes through [`Http`] so the retry and polling logic is tested without a network.
 
+use crate::serial::Serial;
 use pureboot_wire::{BootAction, PiBootResponse};
 use std::time::Duration;
 
@@ -46,12 +47,20 @@ impl Http for Ureq {
     }
 }
 
-/// `{base}/api/v1/boot/pi?serial=<8 hex>&mac=<aa:bb:..>`.
-pub fn boot_url(base: &str, serial: &str, mac: &str) -> String {
-    format!(
-        "{}/api/v1/boot/pi?serial={serial}&mac={mac}",
-        base.trim_end_matches('/')
-    )
+/// `{base}/api/v1/boot/pi?serial=<8 hex>&mac=<aa:bb:..>`, plus `&full_serial=` when the
+/// board reports more than the 8 digits (so the controller can tell two Pi 5s apart
+/// whose low 32 bits collide).
+pub fn boot_url(base: &str, serial: &Serial, mac: &str) -> String {
+    let mut url = format!(
+        "{}/api/v1/boot/pi?serial={}&mac={mac}",
+        base.trim_end_matches('/'),
+        serial.short
+    );
+    if serial.full != serial.short {
+        url.push_str("&full_serial=");
+        url.push_str(&serial.full);
+    }
+    url
 }
 
 #[derive(Debug, Clone)]
@@ -234,11 +243,27 @@ mod tests {
         (out, slept)
     }
 
+    fn serial(full: &str) -> Serial {
+        Serial {
+            full: full.into(),
+            short: full[full.len() - 8..].into(),
+            source: "test",
+        }
+    }
+
     #[test]
     fn url_shape() {
         assert_eq!(
-            boot_url("http://10.0.2.2:8080/", "d83add36", "52:54:00:12:34:56"),
+            boot_url(
+                "http://10.0.2.2:8080/",
+                &serial("d83add36"),
+                "52:54:00:12:34:56"
+            ),
             "http://10.0.2.2:8080/api/v1/boot/pi?serial=d83add36&mac=52:54:00:12:34:56"
+        );
+        assert_eq!(
+            boot_url("http://c", &serial("10000000d83add36"), "aa:bb"),
+            "http://c/api/v1/boot/pi?serial=d83add36&mac=aa:bb&full_serial=10000000d83add36"
         );
     }
 
@@ -374,7 +399,7 @@ mod tests {
         let base = format!("http://{addr}");
         let (code, body) = Ureq
             .get(
-                &boot_url(&base, "d83add36", "aa:bb"),
+                &boot_url(&base, &serial("d83add36"), "aa:bb"),
                 Duration::from_secs(2),
             )
             .unwrap();

@@ -249,7 +249,7 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
         let answer = net
             .as_ref()
             .ok()
-            .map(|n| r.time("controller", |_| ask_controller(cmd, &serial.short, &n.mac)));
+            .map(|n| r.time("controller", |_| ask_controller(cmd, &serial, &n.mac)));
         match loader.join() {
             Ok((sum, took)) => {
                 info!("modules: {}", sum.line());
@@ -320,7 +320,7 @@ fn net_request(cmd: &Cmdline) -> net::NetRequest {
     }
 }
 
-fn ask_controller(cmd: &Cmdline, serial: &str, mac: &str) -> controller::Outcome {
+fn ask_controller(cmd: &Cmdline, serial: &serial::Serial, mac: &str) -> controller::Outcome {
     let Some(base) = &cmd.url else {
         return controller::Outcome::Unreachable("no pureboot.url= on the command line".into());
     };
