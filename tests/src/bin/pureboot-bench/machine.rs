@@ -7,7 +7,8 @@ fn output(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        // Only the line ends: `free -h` aligns its header with leading spaces.
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
         .unwrap_or_else(|e| format!("({program}: {e})"))
 }
 
