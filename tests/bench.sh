@@ -5,7 +5,7 @@
 # 127.0.0.1, base image import vs GNU tar. Prints a Markdown report; a full run (no --only)
 # also writes it to tests/bench/RESULTS.md. Takes about 10 minutes on 2 cores.
 #
-#   sudo tests/bench.sh [--boots 7] [--nodes 1000] [--clients 100] [--rounds 3]
+#   tests/bench.sh (as root) [--boots 7] [--nodes 1000] [--clients 100] [--rounds 3]
 #                       [--import-mb 300] [--import-runs 5] [--only boot,sizes,storm,import]
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
