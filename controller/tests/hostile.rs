@@ -401,8 +401,10 @@ fn slowloris_neither_delays_boots_nor_keeps_its_connections() {
         worst = worst.max(timed_boot(&app));
         std::thread::sleep(Duration::from_millis(100));
     }
+    // pi-init gives up on a controller answer after 5 s (pureboot.timeout); 2 s leaves room
+    // for a loaded CI machine while a blocked listener would still fail it.
     assert!(
-        worst < Duration::from_secs(1),
+        worst < Duration::from_secs(2),
         "a boot took {worst:?} during the slowloris"
     );
     let closed = attack.join().unwrap();
