@@ -282,6 +282,11 @@ impl Extractor {
             }
             _ => {}
         }
+        if tdir == dir && tname.as_c_str() == name {
+            // A link to itself is already satisfied (GNU tar agrees). Replacing would unlink
+            // the target first and fail with ENOENT (found by fuzzing: a server error).
+            return Ok(());
+        }
         let parent = self.parent(dir)?;
         replace_with(parent, name, |p, n| {
             fsops::link_at(tparent.as_fd(), &tname, p, n)

@@ -366,6 +366,25 @@ fn refuses_hard_links_out() {
     fx.assert_refused(&a, "hl-through-link", "hl", "is a symlink");
 }
 
+/// Fuzzing regression: a hard link naming itself (after a member of that name) unlinked its
+/// own target and failed with ENOENT, an I/O error (500) for a quirk of the archive.
+#[test]
+fn a_hard_link_to_itself_keeps_the_member() {
+    let fx = fixture();
+    let a = ArchiveBuilder::new()
+        .dir("etc", 0o755)
+        .symlink("etc/loop", "loop")
+        .hardlink("etc/loop", "etc/loop")
+        .file("etc/f", 0o644, b"f")
+        .hardlink("etc/f", "etc/f")
+        .finish();
+    let summary = fx.import(&a, "img").unwrap();
+    let etc = summary.path.join("etc");
+    assert_eq!(fs::read_link(etc.join("loop")).unwrap(), Path::new("loop"));
+    assert_eq!(fs::read(etc.join("f")).unwrap(), b"f");
+    assert_eq!(fs::metadata(etc.join("f")).unwrap().nlink(), 1);
+}
+
 #[test]
 fn a_later_member_replaces_a_symlink_instead_of_following_it() {
     let fx = fixture();
