@@ -66,6 +66,10 @@ fn structured(u: &mut Unstructured) -> Result<Vec<u8>> {
         if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
             gnu.linkname[..target.len()].copy_from_slice(&target);
         }
+        if std::env::var_os("FUZZ_SHOW").is_some() {
+            let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            eprintln!("member: {kind:?} {:?} -> {:?}", show(&path), show(&target));
+        }
         h.set_cksum();
         b.append(&h, &data[..]).unwrap();
     }
@@ -108,6 +112,10 @@ fuzz_target!(|data: &[u8]| {
     let tree = NfsTree::with_default_dirs(tmp.path().join("root"));
     fs::create_dir_all(tree.base_path()).unwrap();
     let result = tree.import_base_image_from_reader(&archive[..], "fuzz", None, "img", &mut |_| {});
+    if std::env::var_os("FUZZ_SHOW").is_some() {
+        // Which paths the corpus reaches: `FUZZ_SHOW=1 tar_import -runs=0 <corpus>`.
+        eprintln!("import: {:?}", result.as_ref().map(|s| s.entries));
+    }
 
     assert_eq!(
         listing(&outside),
