@@ -258,13 +258,18 @@ impl Extractor {
         let (tname, tdir) = target
             .split_last()
             .ok_or_else(|| EntryError::Unsafe("hard link to the image root".into()))?;
-        let tparent = open_existing_dir(self.root.as_fd(), tdir)?;
-        let tname = cname(tname)?;
-        let st = fsops::lstat_at(tparent.as_fd(), &tname).map_err(|e| {
+        let missing = |e: io::Error| {
             EntryError::Invalid(format!(
                 "hard link target {shown} is not in the archive before it: {e}"
             ))
+        };
+        // A missing parent is the archive's fault too, not an I/O error (found by fuzzing).
+        let tparent = open_existing_dir(self.root.as_fd(), tdir).map_err(|e| match e {
+            EntryError::Io(e) if e.raw_os_error() == Some(libc::ENOENT) => missing(e),
+            other => other,
         })?;
+        let tname = cname(tname)?;
+        let st = fsops::lstat_at(tparent.as_fd(), &tname).map_err(missing)?;
         match fsops::file_type(&st) {
             libc::S_IFDIR => {
                 return Err(EntryError::Unsafe(format!(

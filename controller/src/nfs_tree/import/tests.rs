@@ -381,6 +381,15 @@ fn a_hard_link_to_itself_keeps_the_member() {
     let summary = fx.import(&a, "img").unwrap();
     let etc = summary.path.join("etc");
     assert_eq!(fs::read_link(etc.join("loop")).unwrap(), Path::new("loop"));
+    // Naming itself with nothing there (not even its directory) is a bad entry, not I/O.
+    let a = ArchiveBuilder::new().hardlink("d/e/f", "d/e/f").finish();
+    match fx.import(&a, "self-link-nothing") {
+        Err(NfsTreeError::BadEntry { entry, reason, .. }) => {
+            assert_eq!(entry, "d/e/f");
+            assert!(reason.contains("not in the archive before it"), "{reason}");
+        }
+        other => panic!("expected a bad entry, got {other:?}"),
+    }
     assert_eq!(fs::read(etc.join("f")).unwrap(), b"f");
     assert_eq!(fs::metadata(etc.join("f")).unwrap().nlink(), 1);
 }
