@@ -2,7 +2,8 @@
 //! selects the mode: odd, the input is the archive as is (any compression the importer
 //! sniffs); even, the input describes members (hostile names, link targets, types, sizes)
 //! that the `tar` crate writes with valid headers, so the importer's own checks are reached.
-//! Either way: the import succeeds or fails with an error, and nothing appears outside
+//! Either way: the import succeeds or fails with an archive error (never an I/O error, which
+//! the API reports as a server fault), and nothing appears outside
 //! `base/` — a sibling directory with a canary stays exactly as it was, and no staging
 //! directory is left behind.
 #![no_main]
@@ -12,7 +13,7 @@ use std::path::Path;
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use pureboot_controller::nfs_tree::NfsTree;
+use pureboot_controller::nfs_tree::{NfsTree, NfsTreeError};
 
 /// Names the fuzzer can combine into path tricks.
 const PARTS: &[&str] = &[
@@ -140,6 +141,15 @@ fuzz_target!(|data: &[u8]| {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| !n.ends_with(".lock"))
         .collect();
+    // In a fresh directory with space to spare, an I/O error is an archive quirk reported
+    // as a server fault (HTTP 500): the importer must name it as a bad or unsafe entry.
+    assert!(
+        !matches!(
+            result,
+            Err(NfsTreeError::EntryIo { .. } | NfsTreeError::Io { .. })
+        ),
+        "archive fault reported as I/O: {result:?}"
+    );
     match &result {
         Ok(_) => assert_eq!(base, ["img"]),
         Err(_) => assert!(base.is_empty(), "left behind: {base:?} after {result:?}"),
