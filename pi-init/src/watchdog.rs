@@ -138,6 +138,11 @@ mod tests {
         let at_hand_over = fed();
         std::thread::sleep(Duration::from_millis(450));
         assert_eq!(fed(), at_hand_over, "no feeding after hand-over");
+        // Closed without the magic 'V': the device stays armed for the next init.
+        assert!(
+            std::fs::read(&dev).unwrap().iter().all(|&b| b == 0),
+            "only keep-alive bytes were written"
+        );
         assert!(arm(&d.path().join("absent"), Duration::from_secs(1)).is_err());
     }
 }
