@@ -13,6 +13,8 @@ pub mod controller;
 pub mod log;
 #[path = "../../../pi-init/src/loopdev.rs"]
 pub mod loopdev;
+#[path = "../../../pi-init/src/modinfo.rs"]
+pub mod modinfo;
 #[path = "../../../pi-init/src/modules.rs"]
 pub mod modules;
 #[path = "../../../pi-init/src/net/mod.rs"]
