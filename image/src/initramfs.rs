@@ -2,8 +2,9 @@
 //! then a cpio archive, then compression.
 //!
 //! Layout (agreed with pi-init): `/init`, `/dev/console` (c 5:1), the directories pi-init
-//! mounts on, plain `.ko` files under `/lib/modules/<kver>/`, and the load list at
-//! `/etc/pureboot/modules`.
+//! mounts on, plain `.ko` files under `/lib/modules/<kver>/`, the load list at
+//! `/etc/pureboot/modules` (loaded at start) and the disk list at `/etc/pureboot/modules.disk`
+//! (loaded when the image overlay or a local root needs a disk filesystem).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,6 +17,7 @@ use crate::cpio::{self, Entry, Kind};
 use crate::kmod::{LoadPlan, ModuleDb};
 
 pub const LOAD_LIST: &str = "etc/pureboot/modules";
+pub const DISK_LOAD_LIST: &str = "etc/pureboot/modules.disk";
 const BASE_DIRS: &[&str] = &[
     "dev",
     "proc",
@@ -68,15 +70,39 @@ pub struct Inputs<'a> {
     pub pi_init: &'a Path,
     pub db: &'a ModuleDb,
     pub plan: &'a LoadPlan,
+    /// Modules only some boots need (none of them also in `plan`).
+    pub disk_plan: &'a LoadPlan,
     pub extras: &'a [Extra],
     pub busybox: Option<&'a Path>,
 }
 
-/// The load list pi-init reads: absolute paths in load order, parameters after a space.
+/// The load list pi-init reads at start: absolute paths in an order that loads (each
+/// module after its dependencies; the NIC driver first), parameters after a space.
 pub fn load_list(kver: &str, plan: &LoadPlan) -> String {
-    let mut text = format!(
-        "# pureboot module load list for {kver}, written by pureboot-image: load in this order\n"
-    );
+    list_text(
+        &format!(
+            "# pureboot module load list for {kver}, written by pureboot-image: loaded at start,\n\
+             # in this order where dependencies require it\n"
+        ),
+        kver,
+        plan,
+    )
+}
+
+/// The disk list: loaded by pi-init only for the image overlay or a local root.
+pub fn disk_load_list(kver: &str, plan: &LoadPlan) -> String {
+    list_text(
+        &format!(
+            "# pureboot disk module list for {kver}, written by pureboot-image: loaded only when\n\
+             # a boot needs a disk filesystem (the image overlay's ext4, a local root)\n"
+        ),
+        kver,
+        plan,
+    )
+}
+
+fn list_text(header: &str, kver: &str, plan: &LoadPlan) -> String {
+    let mut text = header.to_string();
     for module in &plan.modules {
         let path = codec::plain_module_path(&module.path).unwrap_or(&module.path);
         text.push_str(&format!("/lib/modules/{kver}/{path}"));
@@ -102,7 +128,7 @@ pub fn assemble(inputs: &Inputs) -> Result<Vec<Entry>> {
     )?;
 
     let kver = &inputs.db.kver;
-    for module in &inputs.plan.modules {
+    for module in inputs.plan.modules.iter().chain(&inputs.disk_plan.modules) {
         let src = inputs.db.dir.join(&module.path);
         let data = codec::decompress_module(&module.path, read(&src, "module")?)
             .with_context(|| format!("decompressing module {}", src.display()))?;
@@ -115,6 +141,14 @@ pub fn assemble(inputs: &Inputs) -> Result<Vec<Entry>> {
     tree.add(
         Entry::file(LOAD_LIST, 0o644, load_list(kver, inputs.plan).into_bytes()),
         "load list",
+    )?;
+    tree.add(
+        Entry::file(
+            DISK_LOAD_LIST,
+            0o644,
+            disk_load_list(kver, inputs.disk_plan).into_bytes(),
+        ),
+        "disk list",
     )?;
 
     if let Some(busybox) = inputs.busybox {

@@ -47,6 +47,10 @@ struct ModuleArgs {
     /// Module name or alias, optionally with parameters ("virtio_net napi_tx=1"); repeatable.
     #[arg(long = "module", value_name = "NAME")]
     modules: Vec<String>,
+    /// Like --module, but for the disk list pi-init loads only when a boot needs a disk
+    /// filesystem (the image overlay, a local root); repeatable.
+    #[arg(long = "disk-module", value_name = "NAME")]
+    disk_modules: Vec<String>,
 }
 
 #[derive(Args)]
@@ -127,14 +131,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// The module tree and the resolved plan; notes (built-in, not found) go to stderr.
-fn resolve_modules(args: &ModuleArgs) -> Result<(ModuleDb, LoadPlan)> {
+/// The module tree and the resolved plans (at start; disk), notes (built-in, not found) to
+/// stderr. A module both lists need is loaded at start only.
+fn resolve_modules(args: &ModuleArgs) -> Result<(ModuleDb, LoadPlan, LoadPlan)> {
     let kver = match &args.kver {
         Some(kver) => kver.clone(),
         None => kmod::detect_kver(&args.modules_root)?,
     };
     let db = ModuleDb::load(&args.modules_root, &kver)?;
-    let mut requests = Vec::new();
+    let (mut requests, mut disk_requests) = (Vec::new(), Vec::new());
     if let Some(name) = &args.preset {
         let preset = presets::find(name).context("unknown preset")?;
         let selection = preset.select(&db);
@@ -145,47 +150,59 @@ fn resolve_modules(args: &ModuleArgs) -> Result<(ModuleDb, LoadPlan)> {
             );
         }
         requests.extend(selection.requests);
+        disk_requests.extend(selection.disk_requests);
     }
     requests.extend(args.modules.iter().map(|m| Request::parse(m)));
+    disk_requests.extend(args.disk_modules.iter().map(|m| Request::parse(m)));
     let plan = db.resolve(&requests)?;
-    if !plan.builtin.is_empty() {
-        let names: Vec<&str> = plan.builtin.iter().map(String::as_str).collect();
+    let mut disk = db.resolve(&disk_requests)?;
+    disk.modules
+        .retain(|d| !plan.modules.iter().any(|m| m.name == d.name));
+    let builtin: Vec<&str> = plan
+        .builtin
+        .union(&disk.builtin)
+        .map(String::as_str)
+        .collect();
+    if !builtin.is_empty() {
         eprintln!(
             "note: built into the kernel (nothing to load): {}",
-            names.join(", ")
+            builtin.join(", ")
         );
     }
-    for missing in &plan.missing_softdeps {
+    for missing in plan.missing_softdeps.iter().chain(&disk.missing_softdeps) {
         eprintln!("warning: soft dependency not found, skipped as modprobe would: {missing}");
     }
-    Ok((db, plan))
+    Ok((db, plan, disk))
 }
 
 fn print_modules(args: &ModuleArgs) -> Result<()> {
-    let (db, plan) = resolve_modules(args)?;
+    let (db, plan, disk) = resolve_modules(args)?;
     print!("{}", initramfs::load_list(&db.kver, &plan));
+    print!("{}", initramfs::disk_load_list(&db.kver, &disk));
     Ok(())
 }
 
 fn build_initramfs(args: &InitramfsArgs) -> Result<()> {
-    let (db, plan) = resolve_modules(&args.modules)?;
+    let (db, plan, disk) = resolve_modules(&args.modules)?;
     let mtime = source_date_epoch()?;
     let entries = initramfs::assemble(&Inputs {
         pi_init: &args.pi_init,
         db: &db,
         plan: &plan,
+        disk_plan: &disk,
         extras: &args.extras,
         busybox: args.busybox.as_deref(),
     })?;
     let built = initramfs::build(&entries, mtime, args.compress)?;
     write_atomically(&args.output, &built.bytes)?;
     println!(
-        "{}: {} entries ({} files), {} modules for {}, {} uncompressed, {} {}",
+        "{}: {} entries ({} files), {} modules for {} (+{} on the disk list), {} uncompressed, {} {}",
         args.output.display(),
         built.entries,
         built.files,
         plan.modules.len(),
         db.kver,
+        disk.modules.len(),
         size(built.uncompressed),
         size(built.bytes.len() as u64),
         args.compress.name(),

@@ -3,9 +3,11 @@
 
 use crate::kmod::{Lookup, ModuleDb, Request};
 
-/// What every preset needs to mount an NFS root under an overlay (and `image` mode's
-/// loop-mounted ext4).
-const ROOT_MODULES: &[&str] = &["nfs", "nfsv3", "nfsv4", "overlay", "loop", "ext4"];
+/// What every preset needs to mount an NFS root under an overlay: loaded at start.
+const ROOT_MODULES: &[&str] = &["nfs", "nfsv3", "nfsv4", "overlay"];
+/// A disk filesystem: `image` mode's loop-mounted ext4, or a local root. pi-init loads these
+/// only when a step needs them (`/etc/pureboot/modules.disk`).
+const DISK_MODULES: &[&str] = &["loop", "ext4"];
 
 pub struct Preset {
     pub name: &'static str,
@@ -66,6 +68,8 @@ pub fn names() -> Vec<&'static str> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Selection {
     pub requests: Vec<Request>,
+    /// For the disk list, loaded only when needed.
+    pub disk_requests: Vec<Request>,
     /// Optional slots with no module in this tree (shown to the user).
     pub not_found: Vec<String>,
 }
@@ -85,6 +89,7 @@ impl Preset {
                 None => selection.not_found.push(slot.join("|")),
             }
         }
+        selection.disk_requests = DISK_MODULES.iter().map(|m| Request::parse(m)).collect();
         selection
     }
 }
@@ -133,10 +138,14 @@ mod tests {
                 "nfsv3",
                 "nfsv4",
                 "overlay",
-                "loop",
-                "ext4"
             ]
         );
+        let disk: Vec<&str> = selection
+            .disk_requests
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(disk, ["loop", "ext4"]);
         assert!(selection.not_found.is_empty());
     }
 
@@ -152,7 +161,7 @@ mod tests {
         let selection = find("rpi4").unwrap().select(&db);
         assert_eq!(
             request_names(&selection),
-            ["broadcom", "genet", "nfs", "nfsv3", "nfsv4", "overlay", "loop", "ext4"]
+            ["broadcom", "genet", "nfs", "nfsv3", "nfsv4", "overlay"]
         );
         assert_eq!(selection.not_found, ["mdio-bcm-unimac"]);
     }

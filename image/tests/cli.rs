@@ -244,6 +244,52 @@ fn initramfs_has_the_agreed_layout_and_plain_modules_in_load_order() {
 }
 
 #[test]
+fn disk_modules_go_to_their_own_list_without_repeating_the_boot_list() {
+    let tree = fake_tree();
+    let out = tree.root.join("../disk.cpio.gz");
+    // jbd2 is needed by both: ext4 on the disk list and (pretend) the boot list's own request.
+    let summary = build(
+        &tree,
+        &out,
+        &["virtio_net", "jbd2"],
+        &["--disk-module", "ext4", "--disk-module", "fs-overlay"],
+        &[],
+    );
+    assert!(summary.contains("(+3 on the disk list)"), "{summary}");
+    let records = records(&out);
+    let lines = |path: &str| -> Vec<String> {
+        String::from_utf8(file_data(&records, path).to_vec())
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit('/').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        lines("etc/pureboot/modules"),
+        ["failover.ko", "net_failover.ko", "virtio_net.ko", "jbd2.ko"]
+    );
+    assert_eq!(
+        lines("etc/pureboot/modules.disk"),
+        ["crc32c_generic.ko", "ext4.ko", "overlay.ko"]
+    );
+    for path in [
+        "crypto/crc32c_generic.ko",
+        "fs/ext4/ext4.ko",
+        "fs/jbd2/jbd2.ko",
+    ] {
+        file_data(&records, &format!("lib/modules/{KVER}/kernel/{path}"));
+    }
+    // Without disk modules the list is still there, empty: pi-init reads it either way.
+    let plain = tree.root.join("../plain-disk.cpio.gz");
+    build(&tree, &plain, &["virtio_net"], &[], &[]);
+    let records = self::records(&plain);
+    let text =
+        String::from_utf8(file_data(&records, "etc/pureboot/modules.disk").to_vec()).unwrap();
+    assert!(text.lines().all(|l| l.starts_with('#')), "{text}");
+}
+
+#[test]
 fn debian_cpio_lists_the_same_names() {
     let Ok(probe) = Command::new("cpio").arg("--version").output() else {
         eprintln!("SKIP debian_cpio_lists_the_same_names: no `cpio` binary (apt-get install cpio)");

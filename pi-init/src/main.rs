@@ -11,6 +11,7 @@ mod cmdline;
 mod controller;
 mod log;
 mod loopdev;
+mod modinfo;
 mod modules;
 mod net;
 mod nfs;
@@ -235,14 +236,10 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
         .and_then(|c| c.strip_suffix("/installed"))
         .map(|b| format!("{b}/install-failed"));
 
-    let list = modules::read_list(Path::new(modules::LIST_PATH));
-    // Modules load on their own thread (the NIC driver first) while this one waits for the
+    // Modules load on their own threads (the NIC driver first) while this one waits for the
     // interface, configures it and asks the controller; joined before NFS is mounted.
     let (net, answer) = std::thread::scope(|s| {
-        let loader = s.spawn(|| {
-            let t = Instant::now();
-            (modules::load_all(sys, &list), t.elapsed())
-        });
+        let loader = s.spawn(|| timed(|| modules::load_list(sys, Path::new(modules::LIST_PATH))));
         let net = r
             .time("network", |_| net::bring_up(&net_request(cmd)))
             .map_err(fail("network"));
@@ -306,6 +303,35 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
     }
 }
 
+/// `f`'s result and how long it took.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let t = Instant::now();
+    (f(), t.elapsed())
+}
+
+fn nfs_mount(
+    sys: &dyn Sys,
+    p: &NfsPlan,
+    at: &Path,
+    client: Ipv4Addr,
+    read_only: bool,
+    r: &mut Report,
+) -> Result<nfs::Mounted, Failure> {
+    r.time("nfs-mount", |_| {
+        let retry = nfs::RetryPolicy::default();
+        nfs::mount(
+            sys,
+            &p.nfs,
+            at,
+            Some(client),
+            read_only,
+            &retry,
+            &mut std::thread::sleep,
+        )
+    })
+    .map_err(fail("nfs-mount"))
+}
+
 fn net_request(cmd: &Cmdline) -> net::NetRequest {
     net::NetRequest {
         ip: cmd
@@ -358,27 +384,30 @@ fn nfs_boot(
     if let Err(e) = nfs::set_client_identifier(Path::new("/sys"), &client_id) {
         warn!("NFS client identifier: {e}; nodes may share one NFSv4 client identity");
     }
-    let mounted = r
-        .time("nfs-mount", |_| {
-            let retry = nfs::RetryPolicy::default();
-            nfs::mount(
-                sys,
-                &p.nfs,
-                &paths.nfs,
-                Some(client),
-                read_only,
-                &retry,
-                &mut std::thread::sleep,
-            )
-        })
-        .map_err(fail("nfs-mount"))?;
+    // The image overlay loop-mounts an ext4 file: its modules load while NFS mounts.
+    let disk = std::thread::scope(|s| {
+        let disk_modules = (p.overlay == OverlayMode::Image).then(|| {
+            s.spawn(|| timed(|| modules::load_list(sys, Path::new(modules::DISK_LIST_PATH))))
+        });
+        let mounted = nfs_mount(sys, p, &paths.nfs, client, read_only, r);
+        if let Some(loader) = disk_modules {
+            match loader.join() {
+                Ok((sum, took)) => {
+                    info!("disk modules: {}", sum.line());
+                    r.step("disk-modules", took);
+                }
+                Err(_) => error!("disk module loader panicked; continuing without it"),
+            }
+        }
+        mounted
+    });
+    let mounted = disk?;
     info!(
         "NFS v{} from {}",
         mounted.version.as_str(),
         mounted.server_ip
     );
     r.facts.nfs_version = Some(mounted.version.as_str().to_string());
-
     let req = overlay::Request {
         mode: p.overlay,
         layout: p.nfs.layout,
@@ -405,6 +434,9 @@ fn local_boot(
     r: &mut Report,
 ) -> Result<Never, Failure> {
     let newroot = Path::new(MNT).join("root");
+    let (sum, took) = timed(|| modules::load_list(sys, Path::new(modules::DISK_LIST_PATH)));
+    info!("disk modules: {}", sum.line());
+    r.step("disk-modules", took);
     let fstype = cmd.rootfstype.as_deref().unwrap_or("ext4");
     let flags = if cmd.root_rw {
         MsFlags::empty()
