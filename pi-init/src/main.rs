@@ -257,6 +257,9 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
         (net, answer)
     });
     let net = net?;
+    for (stage, took) in &net.stages {
+        r.step(stage, *took);
+    }
     info!(
         "network {}: {}/{} mac {} ({:?})",
         net.iface, net.addr, net.prefix_len, net.mac, net.source

@@ -123,6 +123,7 @@ pub fn describe_existing(sys: &Sysfs, found: ExistingAddr) -> Result<NetConfig, 
         source: NetSource::Existing,
         // The kernel's ip= code sets the host name itself; /proc/net/pnp does not carry it.
         hostname: None,
+        stages: Vec::new(),
     })
 }
 

@@ -99,6 +99,9 @@ pub struct NetConfig {
     /// The host name the network gave (DHCP option 12, or the `ip=` hostname field); a
     /// fallback for when the controller names none.
     pub hostname: Option<String>,
+    /// How long each stage took (`net-interface`, `net-link`, `net-dhcp`, `net-address`), so
+    /// the boot's report shows which one was slow.
+    pub stages: Vec<(&'static str, Duration)>,
 }
 
 #[derive(Debug)]
@@ -135,8 +138,11 @@ pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
     let sys = link::Sysfs::new(&req.sysfs);
     let wanted = wanted_iface(req);
 
+    let mut stages = Vec::new();
+    let mut lap = Stopwatch::start();
     let present = sys.wait_for_interfaces(wanted.as_deref(), req.iface_timeout)?;
     log::info!("net: interfaces present: {}", present.join(" "));
+    stages.push(("net-interface", lap.lap()));
 
     // The kernel (ip= with a built-in driver) or an earlier attempt may have configured one.
     let existing_on: Vec<&str> = match &wanted {
@@ -150,7 +156,7 @@ pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
             found.addr,
             found.prefix_len
         );
-        return config::describe_existing(&sys, found);
+        return config::describe_existing(&sys, found).map(|c| NetConfig { stages, ..c });
     }
     if req.ip == IpParam::Off {
         return Err(NetError::new(
@@ -166,6 +172,7 @@ pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
     let iface = bring_link_up(&sys, wanted.as_deref(), &present, req)?;
     let mac = sys.mac(&iface)?;
     log::info!("net: using {iface} (mac {mac})");
+    stages.push(("net-link", lap.lap()));
 
     let (setting, source, hostname) = match &req.ip {
         IpParam::Static(s) => (
@@ -176,10 +183,12 @@ pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
         _ => {
             let lease =
                 dhcp::obtain_lease(&iface, &mac, req.hostname.as_deref(), req.dhcp_timeout)?;
+            stages.push(("net-dhcp", lap.lap()));
             (lease.setting, NetSource::Dhcp, lease.hostname)
         }
     };
     config::apply(&iface, &setting, req.resolv_conf.as_deref())?;
+    stages.push(("net-address", lap.lap()));
     Ok(NetConfig {
         iface,
         mac,
@@ -190,7 +199,24 @@ pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
         server: setting.server,
         source,
         hostname,
+        stages,
     })
+}
+
+/// Time since the last lap.
+struct Stopwatch(std::time::Instant);
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    fn lap(&mut self) -> Duration {
+        let now = std::time::Instant::now();
+        let took = now - self.0;
+        self.0 = now;
+        took
+    }
 }
 
 /// `pureboot.iface=` wins over the device named in `ip=`.
