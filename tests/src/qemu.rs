@@ -22,6 +22,8 @@ pub struct VirtualPi {
     /// Parameters after the fixed ones (console, panic, serial).
     pub cmdline: Vec<String>,
     pub memory_mb: u32,
+    /// vCPUs (a Pi 3/4/5 has 4 cores; the tests use 1 so that parallel boots stay cheap).
+    pub cpus: u32,
     pub timeout: Duration,
 }
 
@@ -57,12 +59,18 @@ impl VirtualPi {
             initrd: initrd.to_path_buf(),
             cmdline: Vec::new(),
             memory_mb: 512,
+            cpus: 1,
             timeout: Duration::from_secs(120),
         }
     }
 
     pub fn arg(mut self, param: impl Into<String>) -> Self {
         self.cmdline.push(param.into());
+        self
+    }
+
+    pub fn cpus(mut self, n: u32) -> Self {
+        self.cpus = n.max(1);
         self
     }
 
@@ -97,8 +105,6 @@ impl VirtualPi {
             "virt",
             "-cpu",
             "cortex-a57",
-            "-smp",
-            "1",
             "-nographic",
             "-no-reboot",
             "-monitor",
@@ -107,6 +113,8 @@ impl VirtualPi {
         .iter()
         .map(|s| s.to_string())
         .chain([
+            "-smp".into(),
+            self.cpus.to_string(),
             "-m".into(),
             self.memory_mb.to_string(),
             "-kernel".into(),

@@ -150,7 +150,13 @@ fn boot_into(
     Ok(())
 }
 
-pub fn run(env: &'static TestEnv, boots: usize) -> Result<String, String> {
+/// One series per vCPU count: a Pi has 4 cores, the tests' guests 1, and the machine 2.
+pub fn run(
+    env: &'static TestEnv,
+    boots: usize,
+    cpus: &[u32],
+    log: Option<&str>,
+) -> Result<String, String> {
     let pi_initrd = initramfs::pi_init(env)?;
     let base_initrd = initramfs::baseline(env)?;
     let lab = Lab::start("bench-boot", env, LabOptions::default())?;
@@ -167,34 +173,61 @@ pub fn run(env: &'static TestEnv, boots: usize) -> Result<String, String> {
             },
         )?;
     }
+    let mut out = String::new();
+    for (n, &cpus) in cpus.iter().enumerate() {
+        out += &series(env, &lab, &pi_initrd, &base_initrd, boots, cpus, log, n + 1)?;
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn series(
+    env: &'static TestEnv,
+    lab: &Lab,
+    pi_initrd: &std::path::Path,
+    base_initrd: &std::path::Path,
+    boots: usize,
+    cpus: u32,
+    log: Option<&str>,
+    number: usize,
+) -> Result<String, String> {
+    let (sp, sb) = (serial(0xbe01), serial(0xbe02));
     let url = format!("http://{HOST_FROM_GUEST}:{PORT}");
-    // pi-init at its default log level (info), as deployed; the tests use debug.
-    let pi = VirtualPi::new(&sp, &env.kernel, &pi_initrd)
+    // pi-init at its default log level (info), as deployed, unless asked; the tests use debug.
+    let mut pi = VirtualPi::new(&sp, &env.kernel, pi_initrd)
         .arg(format!("pureboot.url={url}"))
+        .cpus(cpus)
         .timeout(Duration::from_secs(120));
+    if let Some(level) = log {
+        pi = pi.arg(format!("pureboot.log={level}"));
+    }
     // The baseline does the same work: modules, DHCP, NFSv4 mount, tmpfs overlay, callback.
-    let base = VirtualPi::new(&sb, &env.kernel, &base_initrd)
+    let base = VirtualPi::new(&sb, &env.kernel, base_initrd)
         .arg(format!("pureboot.nfs_server={HOST_FROM_GUEST}"))
         .arg(format!("pureboot.nfs_path={}", lab.export().display()))
         .arg(format!("pureboot.base_image={TINY}"))
         .arg(format!(
             "pureboot.callback={url}/api/v1/nodes/{sb}/installed"
         ))
+        .cpus(cpus)
         .timeout(Duration::from_secs(120));
 
     let (mut b, mut p) = (Series::default(), Series::default());
     for i in 0..boots {
         // Alternate which goes first so drift in the machine's load hits both alike.
-        let (bl, pl) = (format!("baseline-{i}"), format!("pi-init-{i}"));
+        let (bl, pl) = (
+            format!("baseline-{cpus}cpu-{i}"),
+            format!("pi-init-{cpus}cpu-{i}"),
+        );
         if i % 2 == 0 {
-            boot_into(&lab, &base, &bl, baseline_sample, &mut b)?;
-            boot_into(&lab, &pi, &pl, pi_init_sample, &mut p)?;
+            boot_into(lab, &base, &bl, baseline_sample, &mut b)?;
+            boot_into(lab, &pi, &pl, pi_init_sample, &mut p)?;
         } else {
-            boot_into(&lab, &pi, &pl, pi_init_sample, &mut p)?;
-            boot_into(&lab, &base, &bl, baseline_sample, &mut b)?;
+            boot_into(lab, &pi, &pl, pi_init_sample, &mut p)?;
+            boot_into(lab, &base, &bl, baseline_sample, &mut b)?;
         }
     }
-    Ok(report(boots, &b, &p))
+    Ok(report(number, boots, cpus, &b, &p))
 }
 
 fn row(what: &str, b: &[f64], p: &[f64], decimals: usize) -> String {
@@ -215,9 +248,9 @@ fn row(what: &str, b: &[f64], p: &[f64], decimals: usize) -> String {
     )
 }
 
-fn report(boots: usize, b: &Series, p: &Series) -> String {
+fn report(number: usize, boots: usize, cpus: u32, b: &Series, p: &Series) -> String {
     let mut s = format!(
-        "## 1. Boot path (QEMU virt, TCG, 1 vCPU; {boots} boots each, alternating; \
+        "## 1.{number} Boot path (QEMU virt, TCG, {cpus} vCPU; {boots} boots each, alternating; \
          median (min–max))\n\n\
          | | busybox baseline | pi-init | pi-init / baseline |\n|---|---|---|---|\n"
     );

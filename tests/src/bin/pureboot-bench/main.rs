@@ -3,7 +3,8 @@
 //! against a release controller on 127.0.0.1, and base image import vs GNU tar. Prints a
 //! Markdown report and, with `--out <file>`, writes it there too.
 //!
-//! Options: `--boots <n>` (7), `--nodes <n>` (1000), `--clients <n>` (100), `--rounds <n>` (3),
+//! Options: `--boots <n>` (7), `--cpus <n,...>` (vCPUs of the virtual Pi, one series each; 1,2),
+//! `--log <level>` (pi-init's `pureboot.log=`; default info, as deployed), `--nodes <n>` (1000), `--clients <n>` (100), `--rounds <n>` (3),
 //! `--import-mb <n>` (300), `--import-runs <n>` (5), `--only boot,sizes,storm,import`,
 //! `--out <file>`.
 
@@ -21,6 +22,8 @@ use pureboot_tests::env::TestEnv;
 
 struct Args {
     boots: usize,
+    cpus: Vec<u32>,
+    log: Option<String>,
     nodes: usize,
     clients: usize,
     rounds: usize,
@@ -33,6 +36,8 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         boots: 7,
+        cpus: vec![1, 2],
+        log: None,
         nodes: 1000,
         clients: 100,
         rounds: 3,
@@ -47,6 +52,13 @@ fn parse_args() -> Result<Args, String> {
         let num = |v: &str| v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"));
         match flag.as_str() {
             "--boots" => a.boots = num(&value)?.clamp(1, 50),
+            "--cpus" => {
+                a.cpus = value
+                    .split(',')
+                    .map(|v| num(v).map(|n| n.clamp(1, 8) as u32))
+                    .collect::<Result<_, _>>()?
+            }
+            "--log" => a.log = Some(value),
             "--nodes" => a.nodes = num(&value)?.clamp(1, 100_000),
             "--clients" => a.clients = num(&value)?.clamp(1, 1000),
             "--rounds" => a.rounds = num(&value)?.clamp(1, 20),
@@ -77,7 +89,12 @@ fn main() {
     let sections: [(&str, Section); 4] = [
         (
             "boot",
-            Box::new(|| whole("boot", boot::run(env, args.boots))),
+            Box::new(|| {
+                whole(
+                    "boot",
+                    boot::run(env, args.boots, &args.cpus, args.log.as_deref()),
+                )
+            }),
         ),
         ("sizes", Box::new(|| whole("sizes", sizes::run(env)))),
         ("storm", Box::new(|| storm_run(env, &args))),
