@@ -86,6 +86,8 @@ impl AskPolicy {
     }
 }
 
+// One value per boot: boxing the answer would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The controller's answer (never `wait`: that is polled here).

@@ -371,9 +371,12 @@ mod tests {
         );
     }
 
+    /// Extra options, v4 only, then the versions to try and the options kept.
+    type VersionCase<'a> = (Option<&'a str>, bool, &'a [NfsVersion], &'a [&'a str]);
+
     #[test]
     fn versions_from_options() {
-        let cases: &[(Option<&str>, bool, &[NfsVersion], &[&str])] = &[
+        let cases: &[VersionCase] = &[
             (None, false, &[V4_2, V4_1, V4_0, V3], &[]),
             (Some("vers=3,port=2049"), false, &[V3], &["port=2049"]),
             (Some("nfsvers=4"), false, &[V4_2, V4_1, V4_0], &[]),

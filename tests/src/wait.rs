@@ -2,13 +2,27 @@
 
 use std::time::{Duration, Instant};
 
+/// The limit passed and the condition never held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("timed out")
+    }
+}
+
 /// Polls `ready` every 50 ms until it holds or `limit` passes.
-pub fn wait_until(limit: Duration, ready: impl FnMut() -> bool) -> Result<(), ()> {
+pub fn wait_until(limit: Duration, ready: impl FnMut() -> bool) -> Result<(), TimedOut> {
     poll(limit, Duration::from_millis(50), ready)
 }
 
 /// Polls `ready` every `every` until it holds or `limit` passes (checked once more at the end).
-pub fn poll(limit: Duration, every: Duration, mut ready: impl FnMut() -> bool) -> Result<(), ()> {
+pub fn poll(
+    limit: Duration,
+    every: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), TimedOut> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if ready() {
@@ -19,7 +33,7 @@ pub fn poll(limit: Duration, every: Duration, mut ready: impl FnMut() -> bool) -
     if ready() {
         Ok(())
     } else {
-        Err(())
+        Err(TimedOut)
     }
 }
 
