@@ -311,7 +311,7 @@ fn report(number: usize, boots: usize, cpus: u32, b: &Series, p: &Series) -> Str
             s += &format!("| {name} | {} | {range} |\n", cell(median(&v), 0));
         }
     }
-    s
+    s + "\n"
 }
 
 #[cfg(test)]
