@@ -124,6 +124,11 @@ fn s01_nfs_boot_tmpfs_overlay_identity_from_controller() {
         &run,
     );
     lab.check(report.get("nfs").starts_with('4'), "NFSv4 by default", &run);
+    lab.check(
+        report.get("ext4") == "absent",
+        "a tmpfs boot leaves the disk modules (loop, ext4) unloaded",
+        &run,
+    );
 
     let node = node_when(&lab, &s, |n| installed_report(n).is_some());
     let mode = installed_report(&node)
@@ -170,6 +175,11 @@ fn s02_image_overlay_persists_writes_and_deletions() {
     lab.check(
         r1.get("probe") == "kept-across-boots" && r1.get("base_file") == "absent",
         "first boot writes and deletes",
+        &first,
+    );
+    lab.check(
+        r1.get("ext4") == "loaded" && first.console.contains("pi-init: disk modules: "),
+        "the image overlay loads the disk list",
         &first,
     );
     lab.check(
