@@ -1,5 +1,5 @@
 //! `App::build(config)`: opens the registry, loads workflows, binds the listener (port 0
-//! allowed, for tests) and serves until Ctrl-C / SIGTERM.
+//! allowed, for tests) and serves until Ctrl-C / SIGTERM; SIGHUP reloads the workflows.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +73,27 @@ impl App {
     /// Serves until Ctrl-C or SIGTERM.
     pub async fn run(self) -> anyhow::Result<()> {
         self.run_until(shutdown_signal()).await
+    }
+
+    /// From now on SIGHUP reads the workflows directory again (what `POST
+    /// /api/v1/workflows/reload` does) instead of ending the process. Call it before telling
+    /// anyone the daemon is up.
+    pub fn reload_workflows_on_sighup(&self) -> anyhow::Result<()> {
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
+        tokio::spawn(reload_on_sighup(hup, self.services()));
+        Ok(())
+    }
+}
+
+async fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, services: Arc<Services>) {
+    while hup.recv().await.is_some() {
+        let s = services.clone();
+        match tokio::task::spawn_blocking(move || s.reload_workflows()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log::error!("SIGHUP: {e:#}"),
+            Err(e) => log::error!("SIGHUP: workflow reload panicked: {e}"),
+        }
     }
 }
 

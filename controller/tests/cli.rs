@@ -225,25 +225,11 @@ fn workflow_validate_names_file_and_field() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nfs.persist_size_mb"));
 }
 
-#[test]
-fn serve_prints_its_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("c.toml");
-    let mut c = common::test_config(dir.path());
-    c.workflows_dir = common::repo_workflows();
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n[nfs]\nroot_path = \"{}\"\n",
-            c.database.display(),
-            c.workflows_dir.display(),
-            c.nfs.root_path.display()
-        ),
-    )
-    .unwrap();
+/// `serve` with `config`, and the base URL from the line it prints once it listens.
+fn serve(config: &std::path::Path) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pureboot-controller"))
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .arg("serve")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -260,12 +246,88 @@ fn serve_prints_its_address() {
         .strip_prefix("pureboot-controller listening on ")
         .unwrap_or_else(|| panic!("{line:?}"))
         .to_string();
+    (child, url)
+}
+
+#[test]
+fn serve_prints_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let mut c = common::test_config(dir.path());
+    c.workflows_dir = common::repo_workflows();
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n[nfs]\nroot_path = \"{}\"\n",
+            c.database.display(),
+            c.workflows_dir.display(),
+            c.nfs.root_path.display()
+        ),
+    )
+    .unwrap();
+    let (mut child, url) = serve(&config);
     let health: Value = ureq::get(&format!("{url}/healthz"))
         .call()
         .unwrap()
         .into_json()
         .unwrap();
     assert_eq!(health["status"], "ok");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn sighup_reloads_the_workflows_of_a_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = common::test_config(dir.path());
+    let workflows = dir.path().join("wf");
+    std::fs::create_dir(&workflows).unwrap();
+    std::fs::write(
+        workflows.join("a.yaml"),
+        "id: a\nname: A\ninstall_method: nfs\n",
+    )
+    .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n[nfs]\nroot_path = \"{}\"\n",
+            c.database.display(),
+            workflows.display(),
+            c.nfs.root_path.display()
+        ),
+    )
+    .unwrap();
+    let (mut child, url) = serve(&config);
+    let count = || -> Value {
+        ureq::get(&format!("{url}/healthz"))
+            .call()
+            .unwrap()
+            .into_json::<Value>()
+            .unwrap()["workflows"]
+            .clone()
+    };
+    assert_eq!(count(), 1);
+    std::fs::write(
+        workflows.join("b.yaml"),
+        "id: b\nname: B\ninstall_method: nfs\n",
+    )
+    .unwrap();
+    assert_eq!(count(), 1, "nothing changes before the signal");
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count() != 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(count(), 2, "SIGHUP reloaded the workflows");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP does not stop the daemon"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

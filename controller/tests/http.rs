@@ -635,3 +635,70 @@ fn workflow_problems_are_explained_to_the_node() {
         "{detail}"
     );
 }
+
+#[test]
+fn workflows_reload_without_a_restart_and_keep_the_old_set_when_unreadable() {
+    let wf_dir = tempfile::tempdir().unwrap();
+    let dir = wf_dir.path().join("workflows");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("first.yaml"),
+        "id: first\nname: First\ninstall_method: nfs\n",
+    )
+    .unwrap();
+    let served = dir.clone();
+    let app = spawn_app_with(move |c| c.workflows_dir = served);
+    assert_eq!(app.admin_get("/api/v1/workflows/second").0, 404);
+
+    // A node assigned to a workflow that does not exist yet is refused ...
+    let (status, _) = app.admin(
+        "POST",
+        "/api/v1/nodes",
+        Some(&json!({"serial": "0000000c", "workflow_id": "second"})),
+    );
+    assert_eq!(status, 400);
+
+    // ... until the file is there and the controller reloads (no restart).
+    std::fs::write(
+        dir.join("second.yaml"),
+        "id: second\nname: Second\ninstall_method: nfs\nbase_image: \"{{ serial }}-image\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("broken.yaml"), "id: [not, a, string]\n").unwrap();
+    assert_eq!(
+        ureq::post(&app.url("/api/v1/workflows/reload"))
+            .call()
+            .unwrap_err()
+            .into_response()
+            .map(|r| r.status()),
+        Some(401),
+        "reload is a management call"
+    );
+    let (status, r) = app.admin("POST", "/api/v1/workflows/reload", None);
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["workflows"], json!(["first", "second"]));
+    let broken = r["broken"].as_array().unwrap();
+    assert!(
+        broken.len() == 1 && broken[0].as_str().unwrap().contains("broken.yaml"),
+        "{r}"
+    );
+    let (status, wf) = app.admin_get("/api/v1/workflows/second");
+    assert_eq!((status, wf["name"].as_str()), (200, Some("Second")));
+    app.add_node(json!({"serial": "0000000c", "workflow_id": "second"}));
+    let (status, boot) = app.boot("serial=0000000c");
+    assert_eq!(status, 200, "{boot}");
+    assert_eq!(boot["base_image"], "0000000c-image", "{boot}");
+
+    // The directory gone wrong (a file in its place): 500 naming it, the loaded set stays.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, "not a directory").unwrap();
+    let (status, e) = app.admin("POST", "/api/v1/workflows/reload", None);
+    assert_eq!(status, 500, "{e}");
+    let detail = e["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&dir.display().to_string()) && detail.contains("keeping the 2"),
+        "{detail}"
+    );
+    assert_eq!(app.admin_get("/api/v1/workflows/second").0, 200);
+    assert_eq!(app.get("/healthz").1["workflows"], 2);
+}

@@ -224,12 +224,12 @@ impl Output {
     }
 
     pub fn workflows(&self, s: &Services) -> Result<()> {
-        let list: Vec<_> = s
-            .workflows
+        let workflows = s.workflows();
+        let list: Vec<_> = workflows
             .iter()
             .map(|(p, w)| (p.to_path_buf(), w.clone()))
             .collect();
-        let errors: Vec<String> = s.workflows.errors().map(|e| e.to_string()).collect();
+        let errors: Vec<String> = workflows.errors().map(|e| e.to_string()).collect();
         if self.json {
             let wfs: Vec<_> = list.iter().map(|(_, w)| w).collect();
             return print_json(&serde_json::json!({"workflows": wfs, "errors": errors}));

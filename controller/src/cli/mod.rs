@@ -169,6 +169,7 @@ fn serve(config: Config) -> Result<()> {
         .build()?;
     rt.block_on(async {
         let app = App::build(config).await?;
+        app.reload_workflows_on_sighup()?;
         // Tests and scripts wait for this line (port 0 resolves here).
         println!(
             "pureboot-controller listening on http://{}",

@@ -13,7 +13,7 @@ use super::error::ApiErr;
 use super::pi::parse_node_ref;
 use super::{blocking, AppState};
 use crate::domain::{Node, NodeState};
-use crate::service::{NodeDetail, NodeSpec, NodeUpdate, ServiceError, RECENT_EVENTS};
+use crate::service::{NodeDetail, NodeSpec, NodeUpdate, Reloaded, ServiceError, RECENT_EVENTS};
 use crate::store::{Event, NodeFilter};
 use crate::workflows::Workflow;
 
@@ -154,11 +154,27 @@ pub struct WorkflowList {
 }
 
 pub async fn list_workflows(State(st): State<AppState>) -> Json<WorkflowList> {
-    let w = &st.services.workflows;
+    let w = st.services.workflows();
     Json(WorkflowList {
         workflows: w.iter().map(|(_, wf)| wf.clone()).collect(),
         errors: w.errors().map(|e| e.to_string()).collect(),
     })
+}
+
+/// Reads the workflows directory again, as SIGHUP does: new and edited files are served from
+/// now on, broken ones are listed and left out. (So `reload` cannot be a workflow's id here.)
+pub async fn reload_workflows(State(st): State<AppState>) -> Result<Json<Reloaded>, ApiErr> {
+    let services = st.services.clone();
+    match tokio::task::spawn_blocking(move || services.reload_workflows()).await {
+        Ok(Ok(done)) => Ok(Json(done)),
+        Ok(Err(e)) => Err(ApiErr::internal(format!("{e:#}"))),
+        Err(join) => {
+            log::error!("workflow reload panicked: {join}");
+            Err(ApiErr::internal(
+                "workflow reload failed; see the controller log",
+            ))
+        }
+    }
 }
 
 pub async fn list_images(State(st): State<AppState>) -> Result<Json<Value>, ApiErr> {
@@ -171,7 +187,7 @@ pub async fn show_workflow(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Workflow>, ApiErr> {
-    match st.services.workflows.get(&id) {
+    match st.services.workflows().get(&id) {
         crate::workflows::Lookup::Found(wf) => Ok(Json(wf.clone())),
         crate::workflows::Lookup::Broken(e) => Err(ServiceError::Invalid(e.to_string()).into()),
         crate::workflows::Lookup::Missing => {

@@ -76,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/nodes/{id}/assign", post(admin::assign))
         .route("/api/v1/nodes/{id}/events", get(admin::node_events))
         .route("/api/v1/workflows", get(admin::list_workflows))
+        .route("/api/v1/workflows/reload", post(admin::reload_workflows))
         .route("/api/v1/workflows/{id}", get(admin::show_workflow))
         .route("/api/v1/images", get(admin::list_images))
         .route_layer(middleware::from_fn_with_state(
@@ -106,7 +107,7 @@ pub fn router(state: AppState) -> Router {
 
 async fn healthz(State(st): State<AppState>) -> Response {
     match blocking(&st, |s| Ok(s.store.schema_version()?)).await {
-        Ok(v) => Json(json!({"status": "ok", "schema_version": v, "workflows": st.services.workflows.iter().count()}))
+        Ok(v) => Json(json!({"status": "ok", "schema_version": v, "workflows": st.services.workflows().iter().count()}))
             .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "error": e.body}))).into_response(),
     }

@@ -326,6 +326,6 @@ impl Services {
 
     fn is_diskless(&self, node: &Node) -> bool {
         let id = node.workflow_id.as_deref().unwrap_or_default();
-        matches!(self.workflows.get(id), Lookup::Found(wf) if wf.install_method == InstallMethod::Nfs)
+        matches!(self.workflows().get(id), Lookup::Found(wf) if wf.install_method == InstallMethod::Nfs)
     }
 }

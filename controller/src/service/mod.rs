@@ -7,7 +7,7 @@ mod images;
 mod nodes;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 pub use boot::{BootRequest, CallbackOutcome};
 pub use nodes::{NodeDetail, NodeSpec, NodeUpdate, RECENT_EVENTS};
@@ -53,7 +53,8 @@ pub enum ServiceError {
 pub struct Services {
     pub config: Config,
     pub store: Store,
-    pub workflows: Workflows,
+    /// Swapped whole by [`Services::reload_workflows`]; readers keep the set they took.
+    workflows: RwLock<Arc<Workflows>>,
     pub templates: Templates,
     pub tree: NfsTree,
     /// Node-tree writes of this process, one at a time (two boots of one serial).
@@ -85,11 +86,48 @@ impl Services {
         Ok(Services {
             config,
             store,
-            workflows,
+            workflows: RwLock::new(Arc::new(workflows)),
             templates,
             tree,
             tree_lock: Mutex::new(()),
         })
+    }
+
+    /// The workflows as loaded last.
+    pub fn workflows(&self) -> Arc<Workflows> {
+        self.workflows
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads the workflows directory again and, if it can be read, serves the new set from
+    /// now on (SIGHUP, `POST /api/v1/workflows/reload`). Broken files are reported and left
+    /// out, as at start; an unreadable directory keeps the current set.
+    pub fn reload_workflows(&self) -> anyhow::Result<Reloaded> {
+        let dir = &self.config.workflows_dir;
+        let fresh = Workflows::load_dir(dir, &self.templates).map_err(|e| {
+            anyhow::anyhow!(
+                "reading workflows directory {}: {e}; keeping the {} loaded before",
+                dir.display(),
+                self.workflows().iter().count()
+            )
+        })?;
+        for err in fresh.errors() {
+            log::error!("{err}");
+        }
+        let summary = Reloaded {
+            workflows: fresh.iter().map(|(_, w)| w.id.clone()).collect(),
+            broken: fresh.errors().map(|e| e.to_string()).collect(),
+        };
+        *self.workflows.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        log::info!(
+            "workflows reloaded from {}: {} loaded, {} broken",
+            dir.display(),
+            summary.workflows.len(),
+            summary.broken.len()
+        );
+        Ok(summary)
     }
 
     pub fn boot_settings(&self) -> BootSettings {
@@ -134,7 +172,7 @@ impl Services {
         let Some(id) = node.workflow_id.as_deref() else {
             return Ok(None);
         };
-        match self.workflows.get(id) {
+        match self.workflows().get(id) {
             Lookup::Found(wf) => self
                 .templates
                 .render_workflow(wf, &self.template_vars(node))
@@ -149,7 +187,7 @@ impl Services {
     }
 
     fn workflow_exists(&self, id: &str) -> Result<(), ServiceError> {
-        match self.workflows.get(id) {
+        match self.workflows().get(id) {
             Lookup::Found(_) => Ok(()),
             Lookup::Broken(e) => Err(ServiceError::Invalid(format!(
                 "workflow {id} is broken: {e}"
@@ -159,6 +197,13 @@ impl Services {
             ))),
         }
     }
+}
+
+/// What a reload found: the ids now served, and the files left out with why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reloaded {
+    pub workflows: Vec<String>,
+    pub broken: Vec<String>,
 }
 
 /// Helper so callers can pass an already rendered workflow result to the domain.
