@@ -74,6 +74,9 @@ pub fn obtain_lease(
         lease.hostname,
         started.elapsed().as_millis()
     );
+    // Closing a packet socket waits for an RCU grace period (synchronize_net), which takes
+    // 100 ms and more while another CPU is deep in a module load: close it off this path.
+    std::thread::spawn(move || drop(sock));
     Ok(lease)
 }
 
