@@ -60,8 +60,12 @@ pub struct Config {
 #[serde(default)]
 pub struct NfsConfig {
     pub enabled: bool,
-    /// Export root holding `base/` and `nodes/`; also the `nfs_path` nodes mount.
+    /// Export root holding `base/` and `nodes/`, where the controller writes them.
     pub root_path: PathBuf,
+    /// The same tree as the NFS server exports it: the `nfs_path` nodes mount. Defaults to
+    /// `root_path`; differs when the controller sees the tree elsewhere (a container's
+    /// volume) or the server exports it under another name (an NFSv4 pseudo-root).
+    pub export_path: Option<PathBuf>,
     pub base_dir: String,
     pub nodes_dir: String,
     pub default_base_image: String,
@@ -69,6 +73,13 @@ pub struct NfsConfig {
     pub persist_size_mb: u64,
     /// Extra mount options announced to nodes (comma separated).
     pub nfs_options: Option<String>,
+}
+
+impl NfsConfig {
+    /// The path nodes are told to mount.
+    pub fn announced_path(&self) -> &std::path::Path {
+        self.export_path.as_deref().unwrap_or(&self.root_path)
+    }
 }
 
 impl Default for Config {
@@ -95,6 +106,7 @@ impl Default for NfsConfig {
         NfsConfig {
             enabled: true,
             root_path: "/srv/nfsroot".into(),
+            export_path: None,
             base_dir: "base".into(),
             nodes_dir: "nodes".into(),
             default_base_image: "ubuntu-arm64".into(),
@@ -160,6 +172,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("", "max_connections", Kind::Int),
     ("nfs", "enabled", Kind::Bool),
     ("nfs", "root_path", Kind::Str),
+    ("nfs", "export_path", Kind::Str),
     ("nfs", "base_dir", Kind::Str),
     ("nfs", "nodes_dir", Kind::Str),
     ("nfs", "default_base_image", Kind::Str),
@@ -248,6 +261,12 @@ impl Config {
                     message: format!("{url:?} must start with http:// or https://"),
                 });
             }
+        }
+        if let Some(p) = self.nfs.export_path.as_ref().filter(|p| !p.is_absolute()) {
+            return Err(ConfigError::Invalid {
+                key: "nfs.export_path",
+                message: format!("{} must be an absolute path", p.display()),
+            });
         }
         if !self.nfs.root_path.is_absolute() {
             return Err(ConfigError::Invalid {
@@ -405,6 +424,11 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:9000");
         assert_eq!(c.public_url(), "http://10.0.2.2:9000");
         assert_eq!(c.nfs.root_path, PathBuf::from("/srv/other"));
+        assert_eq!(
+            c.nfs.announced_path(),
+            Path::new("/srv/other"),
+            "export_path defaults to it"
+        );
         assert_eq!(c.nfs.persist_size_mb, 512);
         assert_eq!(
             c.nfs_server, "10.0.2.2",
@@ -437,6 +461,7 @@ mod tests {
             ),
             ("listen = \"localhost\"", &[], "listen"),
             ("[nfs]\nroot_path = \"relative\"", &[], "nfs.root_path"),
+            ("[nfs]\nexport_path = \"srv\"", &[], "nfs.export_path"),
             ("[nfs]\nbase_dir = \"../up\"", &[], "nfs.base_dir"),
             ("listen = ", &[], "controller.toml"),
         ];

@@ -58,7 +58,8 @@ pub struct Workflow {
     /// NFS server announced to nodes (a template; defaults to the controller's setting).
     #[serde(default)]
     pub nfs_server: Option<String>,
-    /// Informational in pureboot: nodes always mount the configured export root.
+    /// Informational in pureboot: nodes always mount the configured export root (the
+    /// controller prepares their trees there); a different value is reported at load.
     #[serde(default)]
     pub nfs_base_path: Option<String>,
     #[serde(default)]
@@ -192,6 +193,27 @@ impl Workflows {
     pub fn errors(&self) -> impl Iterator<Item = &WorkflowError> {
         self.broken.values()
     }
+
+    /// Workflows whose `nfs_base_path` names another path than the one nodes are told to
+    /// mount (`announced`): upstream sends it to the node, pureboot does not, so say so.
+    pub fn path_warnings(&self, announced: &Path) -> Vec<String> {
+        self.by_id
+            .values()
+            .filter_map(|(file, wf)| {
+                let given = wf.nfs_base_path.as_deref()?.trim_end_matches('/');
+                (!given.is_empty() && Path::new(given) != announced).then(|| {
+                    format!(
+                        "{}: nfs_base_path {given} is not the export nodes mount ({}): \
+                         pureboot tells nodes {} (where it prepares their trees; see \
+                         [nfs] root_path and export_path) and ignores this field",
+                        file.display(),
+                        announced.display(),
+                        announced.display()
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 /// Parses and checks one file: YAML shape, id, and template syntax of every string field.
@@ -271,6 +293,27 @@ fn check(wf: &Workflow) -> Result<(), (String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_path_other_than_the_announced_export_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, path: &str| {
+            std::fs::write(
+                dir.path().join(format!("{name}.yaml")),
+                format!("id: {name}\nname: N\ninstall_method: nfs\nnfs_base_path: {path}\n"),
+            )
+            .unwrap()
+        };
+        write("same", "/srv/nfsroot/");
+        write("other", "/srv/nfsroot/k3s");
+        let set = Workflows::load_dir(dir.path(), &Templates::new()).unwrap();
+        let warnings = set.path_warnings(Path::new("/srv/nfsroot"));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("other") && warnings[0].contains("/srv/nfsroot/k3s"),
+            "{warnings:?}"
+        );
+    }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);

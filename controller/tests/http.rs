@@ -677,6 +677,7 @@ fn workflows_reload_without_a_restart_and_keep_the_old_set_when_unreadable() {
     let (status, r) = app.admin("POST", "/api/v1/workflows/reload", None);
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["workflows"], json!(["first", "second"]));
+    assert_eq!(r["warnings"], json!([]), "no nfs_base_path, nothing to say");
     let broken = r["broken"].as_array().unwrap();
     assert!(
         broken.len() == 1 && broken[0].as_str().unwrap().contains("broken.yaml"),
@@ -701,4 +702,18 @@ fn workflows_reload_without_a_restart_and_keep_the_old_set_when_unreadable() {
     );
     assert_eq!(app.admin_get("/api/v1/workflows/second").0, 200);
     assert_eq!(app.get("/healthz").1["workflows"], 2);
+}
+
+#[test]
+fn nodes_mount_the_export_path_while_the_controller_writes_under_root_path() {
+    let app = spawn_app_with(|c| c.nfs.export_path = Some("/exports/pi".into()));
+    app.add_node(json!({"serial": "0000000d", "workflow_id": "pi-diskless-nfs"}));
+    let (status, r) = app.boot("serial=0000000d");
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["action"], "nfs_boot", "{r}");
+    assert_eq!(r["nfs_path"], "/exports/pi", "{r}");
+    assert!(
+        app.nfs_root().join("nodes/0000000d").is_dir(),
+        "the node's tree is prepared under root_path"
+    );
 }

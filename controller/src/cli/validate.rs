@@ -67,7 +67,10 @@ fn sample_vars(config: &Config) -> Vars {
     let s = config.public_url();
     [
         ("nfs_server", config.nfs_server.clone()),
-        ("nfs_path", config.nfs.root_path.display().to_string()),
+        (
+            "nfs_path",
+            config.nfs.announced_path().display().to_string(),
+        ),
         ("public_url", s.clone()),
         ("controller_url", s),
         ("default_base_image", config.nfs.default_base_image.clone()),

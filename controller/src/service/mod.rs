@@ -78,6 +78,9 @@ impl Services {
         for err in workflows.errors() {
             log::error!("{err}");
         }
+        for w in workflows.path_warnings(config.nfs.announced_path()) {
+            log::warn!("{w}");
+        }
         let tree = NfsTree::new(
             &config.nfs.root_path,
             &config.nfs.base_dir,
@@ -116,9 +119,12 @@ impl Services {
         for err in fresh.errors() {
             log::error!("{err}");
         }
+        let warnings = fresh.path_warnings(self.config.nfs.announced_path());
+        warnings.iter().for_each(|w| log::warn!("{w}"));
         let summary = Reloaded {
             workflows: fresh.iter().map(|(_, w)| w.id.clone()).collect(),
             broken: fresh.errors().map(|e| e.to_string()).collect(),
+            warnings,
         };
         *self.workflows.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
         log::info!(
@@ -134,7 +140,7 @@ impl Services {
         BootSettings {
             public_url: self.config.public_url(),
             nfs_server: self.config.nfs_server.clone(),
-            nfs_path: self.config.nfs.root_path.display().to_string(),
+            nfs_path: self.config.nfs.announced_path().display().to_string(),
             default_base_image: self.config.nfs.default_base_image.clone(),
             nfs_options: self.config.nfs.nfs_options.clone(),
             nfs_enabled: self.config.nfs.enabled,
@@ -199,11 +205,13 @@ impl Services {
     }
 }
 
-/// What a reload found: the ids now served, and the files left out with why.
+/// What a reload found: the ids now served, the files left out with why, and fields that
+/// do not do what they say (see [`Workflows::path_warnings`]).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Reloaded {
     pub workflows: Vec<String>,
     pub broken: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 /// Helper so callers can pass an already rendered workflow result to the domain.
