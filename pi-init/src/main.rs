@@ -7,6 +7,7 @@
 //! Not PID 1, it is a dry run for tests: `pi-init [--cmdline FILE] [--sysroot DIR]
 //! [--answer FILE]` prints what it would boot and mounts nothing.
 
+mod background;
 mod cmdline;
 mod controller;
 mod log;
@@ -239,7 +240,9 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
     // Modules load on their own threads (the NIC driver first) while this one waits for the
     // interface, configures it and asks the controller; joined before NFS is mounted.
     let (net, answer) = std::thread::scope(|s| {
-        let loader = s.spawn(|| timed(|| modules::load_list(sys, Path::new(modules::LIST_PATH))));
+        let loader = background::start(s, "modules", || {
+            timed(|| modules::load_list(sys, Path::new(modules::LIST_PATH)))
+        });
         let net = r
             .time("network", |_| net::bring_up(&net_request(cmd)))
             .map_err(fail("network"));
@@ -248,11 +251,11 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
             .ok()
             .map(|n| r.time("controller", |_| ask_controller(cmd, &serial, &n.mac)));
         match loader.join() {
-            Ok((sum, took)) => {
+            Some((sum, took)) => {
                 info!("modules: {}", sum.line());
                 r.step("modules", took);
             }
-            Err(_) => error!("module loader panicked; continuing without it"),
+            None => error!("module loader panicked; continuing without it"),
         }
         (net, answer)
     });
@@ -390,16 +393,18 @@ fn nfs_boot(
     // The image overlay loop-mounts an ext4 file: its modules load while NFS mounts.
     let disk = std::thread::scope(|s| {
         let disk_modules = (p.overlay == OverlayMode::Image).then(|| {
-            s.spawn(|| timed(|| modules::load_list(sys, Path::new(modules::DISK_LIST_PATH))))
+            background::start(s, "disk-modules", || {
+                timed(|| modules::load_list(sys, Path::new(modules::DISK_LIST_PATH)))
+            })
         });
         let mounted = nfs_mount(sys, p, &paths.nfs, client, read_only, r);
         if let Some(loader) = disk_modules {
             match loader.join() {
-                Ok((sum, took)) => {
+                Some((sum, took)) => {
                     info!("disk modules: {}", sum.line());
                     r.step("disk-modules", took);
                 }
-                Err(_) => error!("disk module loader panicked; continuing without it"),
+                None => error!("disk module loader panicked; continuing without it"),
             }
         }
         mounted

@@ -277,8 +277,15 @@ pub fn load(sys: &dyn Sys, modules: &[Module], schedule: Schedule, threads: usiz
     };
     let threads = threads.clamp(1, modules.len().max(1));
     std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(|| worker(false));
+        for n in 1..threads {
+            let spawned = std::thread::Builder::new()
+                .name(format!("modules-{n}"))
+                .spawn_scoped(s, || worker(false));
+            if let Err(e) = spawned {
+                // This thread still loads every module, only with less help.
+                log::warn!("module loader {n}: no thread ({e})");
+                break;
+            }
         }
         worker(true);
     });

@@ -62,23 +62,28 @@ pub fn arm(device: &Path, timeout: Duration) -> Result<(), String> {
     let every = feed_interval(timeout);
     let stall = timeout.as_millis() as u64;
     progress();
-    let feeder = std::thread::spawn(move || {
-        let mut starving = false;
-        while !STOP.load(Ordering::Relaxed) {
-            let idle = now_ms().saturating_sub(PROGRESS.load(Ordering::Relaxed));
-            if idle < stall {
-                let _ = dev.write_all(b"\0");
-                starving = false;
-            } else if !starving {
-                log::error!(
-                    "watchdog: no progress for {} s; letting it reset the board",
-                    idle / 1000
-                );
-                starving = true;
+    let feeder = std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            let mut starving = false;
+            while !STOP.load(Ordering::Relaxed) {
+                let idle = now_ms().saturating_sub(PROGRESS.load(Ordering::Relaxed));
+                if idle < stall {
+                    let _ = dev.write_all(b"\0");
+                    starving = false;
+                } else if !starving {
+                    log::error!(
+                        "watchdog: no progress for {} s; letting it reset the board",
+                        idle / 1000
+                    );
+                    starving = true;
+                }
+                std::thread::sleep(every);
             }
-            std::thread::sleep(every);
-        }
-    });
+        });
+    // Without a feeder the device stays armed and resets the board: the recovery asked for.
+    let feeder =
+        feeder.map_err(|e| format!("no thread to feed it ({e}); it will reset the board"))?;
     log::info!("watchdog {} armed: {} s", device.display(), secs);
     *FEEDER.lock().unwrap_or_else(|e| e.into_inner()) = Some(feeder);
     Ok(())

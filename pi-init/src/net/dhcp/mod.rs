@@ -76,7 +76,8 @@ pub fn obtain_lease(
     );
     // Closing a packet socket waits for an RCU grace period (synchronize_net), which takes
     // 100 ms and more while another CPU is deep in a module load: close it off this path.
-    std::thread::spawn(move || drop(sock));
+    // (Without a thread the closure, and the socket, are dropped here.)
+    let _ = std::thread::Builder::new().spawn(move || drop(sock));
     Ok(lease)
 }
 
