@@ -26,9 +26,10 @@ pub struct Module {
     pub params: String,
 }
 
-/// Parse the list: one module a line, its absolute path then optional parameters; `#` starts
-/// a comment; blank lines are ignored. Relative paths are skipped with a warning each.
-pub fn parse_list(text: &str) -> (Vec<Module>, Vec<String>) {
+/// Parse the list (`source` names it in warnings): one module a line, its absolute path then
+/// optional parameters; `#` starts a comment; blank lines are ignored. Relative paths are
+/// skipped with a warning each.
+pub fn parse_list(text: &str, source: &str) -> (Vec<Module>, Vec<String>) {
     let mut out = Vec::new();
     let mut warnings = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -41,10 +42,7 @@ pub fn parse_list(text: &str) -> (Vec<Module>, Vec<String>) {
             None => (line, String::new()),
         };
         if !path.starts_with('/') {
-            warnings.push(format!(
-                "{LIST_PATH} line {}: {path:?} is not absolute",
-                n + 1
-            ));
+            warnings.push(format!("{source} line {}: {path:?} is not absolute", n + 1));
             continue;
         }
         out.push(Module {
@@ -309,7 +307,7 @@ pub fn load_list(sys: &dyn Sys, path: &Path) -> LoadSummary {
 pub fn read_list(path: &Path) -> Vec<Module> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let (mods, warnings) = parse_list(&text);
+            let (mods, warnings) = parse_list(&text, &path.display().to_string());
             warnings.iter().for_each(|w| log::warn!("{w}"));
             mods
         }
@@ -334,18 +332,21 @@ mod tests {
 
     #[test]
     fn list_parses_params_comments_and_rejects_relative() {
-        let (mods, warnings) = parse_list(LIST);
+        let (mods, warnings) = parse_list(LIST, DISK_LIST_PATH);
         assert_eq!(mods.len(), 3);
         assert!(mods[0].path.ends_with("virtio_pci.ko") && mods[0].params.is_empty());
         assert_eq!(mods[1].params, "nfs4_disable_idmapping=1 foo=2");
         assert!(mods[2].path.ends_with("overlay.ko"));
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("line 5"), "{warnings:?}");
+        assert!(
+            warnings[0].contains("line 5") && warnings[0].contains(DISK_LIST_PATH),
+            "{warnings:?}"
+        );
     }
 
     #[test]
     fn loads_in_order_tolerating_loaded_and_missing() {
-        let (mods, _) = parse_list(LIST);
+        let (mods, _) = parse_list(LIST, LIST_PATH);
         let sys = FakeSys::new();
         sys.fail_module(
             "/lib/modules/6.1.0/kernel/drivers/virtio/virtio_pci.ko",
