@@ -154,8 +154,11 @@ pub fn delete_tree(dir: &Path, dev: u64) {
         } else {
             std::fs::remove_file(&p)
         };
-        if let Err(e) = r {
-            log::debug!("initramfs cleanup: {}: {e}", p.display());
+        match r {
+            // A directory holding a mount point (the new root under /mnt) stays: expected.
+            Err(e) if m.is_dir() && e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+            Err(e) => log::debug!("initramfs cleanup: {}: {e}", p.display()),
+            Ok(()) => {}
         }
     }
 }
