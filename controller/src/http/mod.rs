@@ -143,15 +143,26 @@ async fn refuse_declared_oversize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(n) if n > limit as u64 => ApiErr::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("request body of {n} bytes is over the limit of {limit} bytes"),
-        )
-        .into_response(),
+        Some(n) if n > limit as u64 => {
+            // Closing with the body unread resets the connection, and a client still sending
+            // sees "broken pipe" instead of this answer: read and drop a body of modest size
+            // first (bounded by the request timeout). A huge one is refused at once.
+            if n <= DRAIN_MAX {
+                let _ = axum::body::to_bytes(req.into_body(), DRAIN_MAX as usize).await;
+            }
+            ApiErr::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body of {n} bytes is over the limit of {limit} bytes"),
+            )
+            .into_response()
+        }
         _ => next.run(req).await,
     }
 }
+
+/// Largest refused body still read (and dropped) so that its sender gets the 413.
+const DRAIN_MAX: u64 = 1 << 20;
 
 async fn on_timeout(err: BoxError) -> ApiErr {
     if err.is::<tower::timeout::error::Elapsed>() {
