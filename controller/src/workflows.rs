@@ -195,25 +195,29 @@ impl Workflows {
     }
 
     /// Workflows whose `nfs_base_path` names another path than the one nodes are told to
-    /// mount (`announced`): upstream sends it to the node, pureboot does not, so say so.
+    /// mount (`announced`); see [`base_path_warning`].
     pub fn path_warnings(&self, announced: &Path) -> Vec<String> {
         self.by_id
             .values()
-            .filter_map(|(file, wf)| {
-                let given = wf.nfs_base_path.as_deref()?.trim_end_matches('/');
-                (!given.is_empty() && Path::new(given) != announced).then(|| {
-                    format!(
-                        "{}: nfs_base_path {given} is not the export nodes mount ({}): \
-                         pureboot tells nodes {} (where it prepares their trees; see \
-                         [nfs] root_path and export_path) and ignores this field",
-                        file.display(),
-                        announced.display(),
-                        announced.display()
-                    )
-                })
-            })
+            .filter_map(|(file, wf)| base_path_warning(file, wf, announced))
             .collect()
     }
+}
+
+/// Upstream sends a workflow's `nfs_base_path` to the node; pureboot tells nodes the export
+/// it prepares their trees in (`announced`), so a workflow naming another path is told so.
+pub fn base_path_warning(file: &Path, wf: &Workflow, announced: &Path) -> Option<String> {
+    let given = wf.nfs_base_path.as_deref()?.trim_end_matches('/');
+    (!given.is_empty() && Path::new(given) != announced).then(|| {
+        format!(
+            "{}: nfs_base_path {given} is not the export nodes mount ({}): pureboot tells \
+             nodes {} (where it prepares their trees; see [nfs] root_path and export_path) \
+             and ignores this field",
+            file.display(),
+            announced.display(),
+            announced.display()
+        )
+    })
 }
 
 /// Parses and checks one file: YAML shape, id, and template syntax of every string field.

@@ -203,6 +203,29 @@ fn workflow_validate_names_file_and_field() {
         "{}",
         String::from_utf8_lossy(&ok.stdout)
     );
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        !text.contains("WARNING"),
+        "the shipped workflows fit /srv/nfsroot: {text}"
+    );
+
+    // A base path nodes will not be told is a warning, not a failure.
+    let elsewhere = dir.path().join("elsewhere.yaml");
+    std::fs::write(
+        &elsewhere,
+        "id: e\nname: E\ninstall_method: nfs\nnfs_base_path: /srv/other\n",
+    )
+    .unwrap();
+    let out = cli(
+        &config,
+        &["workflow", "validate", elsewhere.to_str().unwrap()],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("WARNING") && text.contains("/srv/other") && text.contains("/srv/nfsroot"),
+        "{text}"
+    );
 
     let broken = dir.path().join("broken.yaml");
     std::fs::write(

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use super::print_json;
 use crate::config::Config;
 use crate::templates::{Templates, Vars};
-use crate::workflows::load_file;
+use crate::workflows::{base_path_warning, load_file};
 
 pub fn run(config: &Config, files: &[PathBuf], json: bool) -> Result<()> {
     let templates = Templates::new();
@@ -34,10 +34,15 @@ pub fn run(config: &Config, files: &[PathBuf], json: bool) -> Result<()> {
                     .render_workflow(&wf, &sample)
                     .map_err(|e| format!("{}: {e}", path.display()))
             });
+        let warning = outcome
+            .as_ref()
+            .ok()
+            .and_then(|wf| base_path_warning(path, wf, config.nfs.announced_path()));
         results.push(serde_json::json!({
             "file": path.display().to_string(),
             "ok": outcome.is_ok(),
             "error": outcome.as_ref().err(),
+            "warning": warning,
             "id": outcome.as_ref().ok().map(|w| w.id.clone()),
         }));
     }
@@ -53,6 +58,9 @@ pub fn run(config: &Config, files: &[PathBuf], json: bool) -> Result<()> {
                     r["id"].as_str().unwrap_or("?")
                 ),
                 Some(e) => println!("ERROR   {e}"),
+            }
+            if let Some(w) = r["warning"].as_str() {
+                println!("WARNING {w}");
             }
         }
     }
