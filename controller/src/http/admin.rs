@@ -164,17 +164,7 @@ pub async fn list_workflows(State(st): State<AppState>) -> Json<WorkflowList> {
 /// Reads the workflows directory again, as SIGHUP does: new and edited files are served from
 /// now on, broken ones are listed and left out. (So `reload` cannot be a workflow's id here.)
 pub async fn reload_workflows(State(st): State<AppState>) -> Result<Json<Reloaded>, ApiErr> {
-    let services = st.services.clone();
-    match tokio::task::spawn_blocking(move || services.reload_workflows()).await {
-        Ok(Ok(done)) => Ok(Json(done)),
-        Ok(Err(e)) => Err(ApiErr::internal(format!("{e:#}"))),
-        Err(join) => {
-            log::error!("workflow reload panicked: {join}");
-            Err(ApiErr::internal(
-                "workflow reload failed; see the controller log",
-            ))
-        }
-    }
+    Ok(Json(blocking(&st, |s| s.reload_workflows()).await?))
 }
 
 pub async fn list_images(State(st): State<AppState>) -> Result<Json<Value>, ApiErr> {

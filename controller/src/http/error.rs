@@ -67,7 +67,7 @@ impl From<ServiceError> for ApiErr {
                 ApiErr::new(StatusCode::CONFLICT, "invalid_transition", detail)
             }
             ServiceError::Tree(t) => tree_error(t, detail),
-            ServiceError::Store(_) | ServiceError::NodeTree { .. } => {
+            ServiceError::Store(_) | ServiceError::NodeTree { .. } | ServiceError::Workflows(_) => {
                 log::error!("{detail}");
                 ApiErr::internal(detail)
             }

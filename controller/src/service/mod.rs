@@ -40,6 +40,9 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tree(#[from] NfsTreeError),
+    /// The workflows directory cannot be read (the server's configuration).
+    #[error("{0}")]
+    Workflows(String),
     /// The node tree a boot answer relies on could not be prepared: the server's fault,
     /// whatever the underlying error (e.g. a workflow rendering an invalid hostname).
     #[error("preparing the node tree of {serial}: {source}")]
@@ -68,19 +71,12 @@ impl Services {
         use anyhow::Context;
         let store = Store::open(&config.database)?;
         let templates = Templates::new();
-        let workflows =
-            Workflows::load_dir(&config.workflows_dir, &templates).with_context(|| {
-                format!(
-                    "reading workflows directory {}",
-                    config.workflows_dir.display()
-                )
-            })?;
-        for err in workflows.errors() {
-            log::error!("{err}");
-        }
-        for w in workflows.path_warnings(config.nfs.announced_path()) {
-            log::warn!("{w}");
-        }
+        let (workflows, _) = read_workflows(&config, &templates).with_context(|| {
+            format!(
+                "reading workflows directory {}",
+                config.workflows_dir.display()
+            )
+        })?;
         let tree = NfsTree::new(
             &config.nfs.root_path,
             &config.nfs.base_dir,
@@ -107,20 +103,15 @@ impl Services {
     /// Reads the workflows directory again and, if it can be read, serves the new set from
     /// now on (SIGHUP, `POST /api/v1/workflows/reload`). Broken files are reported and left
     /// out, as at start; an unreadable directory keeps the current set.
-    pub fn reload_workflows(&self) -> anyhow::Result<Reloaded> {
+    pub fn reload_workflows(&self) -> Result<Reloaded, ServiceError> {
         let dir = &self.config.workflows_dir;
-        let fresh = Workflows::load_dir(dir, &self.templates).map_err(|e| {
-            anyhow::anyhow!(
+        let (fresh, warnings) = read_workflows(&self.config, &self.templates).map_err(|e| {
+            ServiceError::Workflows(format!(
                 "reading workflows directory {}: {e}; keeping the {} loaded before",
                 dir.display(),
                 self.workflows().iter().count()
-            )
+            ))
         })?;
-        for err in fresh.errors() {
-            log::error!("{err}");
-        }
-        let warnings = fresh.path_warnings(self.config.nfs.announced_path());
-        warnings.iter().for_each(|w| log::warn!("{w}"));
         let summary = Reloaded {
             workflows: fresh.iter().map(|(_, w)| w.id.clone()).collect(),
             broken: fresh.errors().map(|e| e.to_string()).collect(),
@@ -203,6 +194,21 @@ impl Services {
             ))),
         }
     }
+}
+
+/// Loads the workflows directory, logging the files left out and the fields that do not do
+/// what they say (returned too, for a reload's answer): the same at start and at reload.
+fn read_workflows(
+    config: &Config,
+    templates: &Templates,
+) -> std::io::Result<(Workflows, Vec<String>)> {
+    let set = Workflows::load_dir(&config.workflows_dir, templates)?;
+    for err in set.errors() {
+        log::error!("{err}");
+    }
+    let warnings = set.path_warnings(config.nfs.announced_path());
+    warnings.iter().for_each(|w| log::warn!("{w}"));
+    Ok((set, warnings))
 }
 
 /// What a reload found: the ids now served, the files left out with why, and fields that
