@@ -250,13 +250,7 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
             .as_ref()
             .ok()
             .map(|n| r.time("controller", |_| ask_controller(cmd, &serial, &n.mac)));
-        match loader.join() {
-            Some((sum, took)) => {
-                info!("modules: {}", sum.line());
-                r.step("modules", took);
-            }
-            None => error!("module loader panicked; continuing without it"),
-        }
+        modules_done(r, "modules", "modules", loader.join());
         (net, answer)
     });
     let net = net?;
@@ -306,6 +300,23 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
             step: "controller",
             error: why,
         }),
+    }
+}
+
+/// Log what loading a module list did (`label`) and record it as `step`; `None` when the
+/// loader panicked.
+fn modules_done(
+    r: &mut Report,
+    label: &str,
+    step: &str,
+    loaded: Option<(modules::LoadSummary, Duration)>,
+) {
+    match loaded {
+        Some((sum, took)) => {
+            info!("{label}: {}", sum.line());
+            r.step(step, took);
+        }
+        None => error!("{label} loader panicked; continuing without it"),
     }
 }
 
@@ -399,13 +410,7 @@ fn nfs_boot(
         });
         let mounted = nfs_mount(sys, p, &paths.nfs, client, read_only, r);
         if let Some(loader) = disk_modules {
-            match loader.join() {
-                Some((sum, took)) => {
-                    info!("disk modules: {}", sum.line());
-                    r.step("disk-modules", took);
-                }
-                None => error!("disk module loader panicked; continuing without it"),
-            }
+            modules_done(r, "disk modules", "disk-modules", loader.join());
         }
         mounted
     });
@@ -442,9 +447,8 @@ fn local_boot(
     r: &mut Report,
 ) -> Result<Never, Failure> {
     let newroot = Path::new(MNT).join("root");
-    let (sum, took) = timed(|| modules::load_list(sys, Path::new(modules::DISK_LIST_PATH)));
-    info!("disk modules: {}", sum.line());
-    r.step("disk-modules", took);
+    let loaded = timed(|| modules::load_list(sys, Path::new(modules::DISK_LIST_PATH)));
+    modules_done(r, "disk modules", "disk-modules", Some(loaded));
     let fstype = cmd.rootfstype.as_deref().unwrap_or("ext4");
     let flags = if cmd.root_rw {
         MsFlags::empty()
