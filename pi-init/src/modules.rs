@@ -247,8 +247,8 @@ pub fn threads() -> usize {
     cpus.clamp(2, 4)
 }
 
-/// Load every module with `threads` threads, each once its dependencies (`deps`, from
-/// [`dependencies`]) are done. Already loaded (EEXIST) counts as loaded; a missing or failing
+/// Load every module with up to `threads` threads, each once `schedule` says its
+/// dependencies are done. Already loaded (EEXIST) counts as loaded; a missing or failing
 /// module is logged and the boot goes on: a later step fails with a clearer error if it was
 /// really needed.
 pub fn load(sys: &dyn Sys, modules: &[Module], schedule: Schedule, threads: usize) -> LoadSummary {
@@ -273,9 +273,10 @@ pub fn load(sys: &dyn Sys, modules: &[Module], schedule: Schedule, threads: usiz
         guard.0.finish(i);
         wake.notify_all();
     };
-    let threads = threads.clamp(1, modules.len().max(1));
+    let wanted = threads.clamp(1, modules.len().max(1));
+    let mut running = 1;
     std::thread::scope(|s| {
-        for n in 1..threads {
+        for n in 1..wanted {
             let spawned = std::thread::Builder::new()
                 .name(format!("modules-{n}"))
                 .spawn_scoped(s, || worker(false));
@@ -284,11 +285,12 @@ pub fn load(sys: &dyn Sys, modules: &[Module], schedule: Schedule, threads: usiz
                 log::warn!("module loader {n}: no thread ({e})");
                 break;
             }
+            running += 1;
         }
         worker(true);
     });
     let mut summary = state.into_inner().unwrap_or_else(|p| p.into_inner()).1;
-    summary.threads = threads;
+    summary.threads = running;
     summary
 }
 
