@@ -173,45 +173,40 @@ pub fn run(
             },
         )?;
     }
-    let mut out = String::new();
-    for (n, &cpus) in cpus.iter().enumerate() {
-        out += &series(env, &lab, &pi_initrd, &base_initrd, boots, cpus, log, n + 1)?;
-    }
-    Ok(out)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn series(
-    env: &'static TestEnv,
-    lab: &Lab,
-    pi_initrd: &std::path::Path,
-    base_initrd: &std::path::Path,
-    boots: usize,
-    cpus: u32,
-    log: Option<&str>,
-    number: usize,
-) -> Result<String, String> {
-    let (sp, sb) = (serial(0xbe01), serial(0xbe02));
     let url = format!("http://{HOST_FROM_GUEST}:{PORT}");
     // pi-init at its default log level (info), as deployed, unless asked; the tests use debug.
-    let mut pi = VirtualPi::new(&sp, &env.kernel, pi_initrd)
+    let mut pi = VirtualPi::new(&sp, &env.kernel, &pi_initrd)
         .arg(format!("pureboot.url={url}"))
-        .cpus(cpus)
         .timeout(Duration::from_secs(120));
     if let Some(level) = log {
         pi = pi.arg(format!("pureboot.log={level}"));
     }
     // The baseline does the same work: modules, DHCP, NFSv4 mount, tmpfs overlay, callback.
-    let base = VirtualPi::new(&sb, &env.kernel, base_initrd)
+    let base = VirtualPi::new(&sb, &env.kernel, &base_initrd)
         .arg(format!("pureboot.nfs_server={HOST_FROM_GUEST}"))
         .arg(format!("pureboot.nfs_path={}", lab.export().display()))
         .arg(format!("pureboot.base_image={TINY}"))
         .arg(format!(
             "pureboot.callback={url}/api/v1/nodes/{sb}/installed"
         ))
-        .cpus(cpus)
         .timeout(Duration::from_secs(120));
+    let mut out = String::new();
+    for (n, &cpus) in cpus.iter().enumerate() {
+        let (pi, base) = (pi.clone().cpus(cpus), base.clone().cpus(cpus));
+        out += &series(&lab, &pi, &base, boots, cpus, n + 1)?;
+    }
+    Ok(out)
+}
 
+/// `boots` boots each of `pi` and `base` (both with `cpus` vCPUs), alternating.
+fn series(
+    lab: &Lab,
+    pi: &VirtualPi,
+    base: &VirtualPi,
+    boots: usize,
+    cpus: u32,
+    number: usize,
+) -> Result<String, String> {
     let (mut b, mut p) = (Series::default(), Series::default());
     for i in 0..boots {
         // Alternate which goes first so drift in the machine's load hits both alike.
@@ -220,11 +215,11 @@ fn series(
             format!("pi-init-{cpus}cpu-{i}"),
         );
         if i % 2 == 0 {
-            boot_into(lab, &base, &bl, baseline_sample, &mut b)?;
-            boot_into(lab, &pi, &pl, pi_init_sample, &mut p)?;
+            boot_into(lab, base, &bl, baseline_sample, &mut b)?;
+            boot_into(lab, pi, &pl, pi_init_sample, &mut p)?;
         } else {
-            boot_into(lab, &pi, &pl, pi_init_sample, &mut p)?;
-            boot_into(lab, &base, &bl, baseline_sample, &mut b)?;
+            boot_into(lab, pi, &pl, pi_init_sample, &mut p)?;
+            boot_into(lab, base, &bl, baseline_sample, &mut b)?;
         }
     }
     Ok(report(number, boots, cpus, &b, &p))
