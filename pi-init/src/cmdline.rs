@@ -9,7 +9,7 @@ use crate::net::{self, IpParam};
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use pureboot_wire::OverlayMode;
+pub use pureboot_contract::OverlayMode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailurePolicy {

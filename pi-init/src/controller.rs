@@ -3,7 +3,7 @@
 //! HTTP goes through [`Http`] so the retry and polling logic is tested without a network.
 
 use crate::serial::Serial;
-use pureboot_wire::{BootAction, PiBootResponse};
+use pureboot_contract::{BootAction, PiBootResponse};
 use std::time::Duration;
 
 pub trait Http {
@@ -153,7 +153,7 @@ pub fn ask(http: &dyn Http, sleep: &mut dyn FnMut(Duration), url: &str, p: &AskP
 
 /// The `error` of an ApiError body, else the body itself (shortened).
 fn error_text(body: &str) -> String {
-    match serde_json::from_str::<pureboot_wire::ApiError>(body) {
+    match serde_json::from_str::<pureboot_contract::ApiError>(body) {
         Ok(e) => match e.detail {
             Some(d) => format!("{}: {d}", e.error),
             None => e.error,

@@ -545,7 +545,7 @@ fn dry_run(args: Vec<String>) -> i32 {
         }
     };
     println!("{serial:?}");
-    let answer: Option<pureboot_wire::PiBootResponse> =
+    let answer: Option<pureboot_contract::PiBootResponse> =
         match answer_file.map(std::fs::read_to_string) {
             Some(Ok(t)) => match serde_json::from_str(&t) {
                 Ok(a) => Some(a),

@@ -3,7 +3,7 @@
 
 use crate::cmdline::{Cmdline, NfsRoot, OverlayMode, RootLayout};
 use crate::serial::Serial;
-use pureboot_wire::{BootAction, PiBootResponse};
+use pureboot_contract::{BootAction, PiBootResponse};
 use std::net::Ipv4Addr;
 
 /// Where the NFS root is.

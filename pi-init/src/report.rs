@@ -1,7 +1,7 @@
 //! What the boot did, for the controller: per-step timings, degradations, and the callback
 //! bodies built from them.
 
-use pureboot_wire::{InstallFailedReport, InstalledReport, StepTiming};
+use pureboot_contract::{InstallFailedReport, InstalledReport, StepTiming};
 use std::time::{Duration, Instant};
 
 /// Facts about the boot that the callback reports, filled in as steps finish.

@@ -1,7 +1,7 @@
 //! The boot decision: node + its (rendered) workflow + settings -> the answer to the Pi,
 //! the state to move to, and the node tree the answer relies on.
 
-use pureboot_wire::{BootAction, PiBootResponse};
+use pureboot_contract::{BootAction, PiBootResponse};
 
 use super::node::{Node, OverlayMode};
 use super::state::NodeState;

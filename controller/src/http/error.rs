@@ -1,11 +1,11 @@
-//! Every error answer: a status and `pureboot_wire::ApiError` as JSON. Only server faults
+//! Every error answer: a status and `pureboot_contract::ApiError` as JSON. Only server faults
 //! are logged as errors; bad input is the client's business.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use pureboot_wire::ApiError;
+use pureboot_contract::ApiError;
 
 use crate::nfs_tree::NfsTreeError;
 use crate::service::ServiceError;

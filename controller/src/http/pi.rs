@@ -6,7 +6,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use pureboot_wire::{BootAction, PiBootResponse, RegisterPiRequest};
+use pureboot_contract::{BootAction, PiBootResponse, RegisterPiRequest};
 use serde::Deserialize;
 use serde_json::Value;
 

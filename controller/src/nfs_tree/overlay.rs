@@ -3,7 +3,7 @@
 use super::error::Result;
 use super::NfsTree;
 
-pub use pureboot_wire::OverlayMode;
+pub use pureboot_contract::OverlayMode;
 
 impl NfsTree {
     /// overlayfs options with server-side paths (what an operator compares with the Pi's

@@ -1,6 +1,6 @@
 //! What a Pi asks and reports: the boot request, `register-pi` and the two callbacks.
 
-use pureboot_wire::{InstallFailedReport, InstalledReport, PiBootResponse, RegisterPiRequest};
+use pureboot_contract::{InstallFailedReport, InstalledReport, PiBootResponse, RegisterPiRequest};
 use serde_json::{json, Value};
 
 use super::{workflow_state, ServiceError, Services};

@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use pureboot_fuzz::cmdline;
 use pureboot_fuzz::plan::{self, Decision, Instructions, NetFacts};
 use pureboot_fuzz::serial::Serial;
-use pureboot_wire::PiBootResponse;
+use pureboot_contract::PiBootResponse;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(r) = serde_json::from_slice::<PiBootResponse>(data) else {

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use pureboot_contract::InstalledReport;
 use pureboot_tests::controller::{Controller, Settings, TOKEN};
 use pureboot_tests::env::TestEnv;
 use pureboot_tests::guest_root;
@@ -18,7 +19,6 @@ use pureboot_tests::lab::{TINY, WORKFLOW};
 use pureboot_tests::process::{self, Daemon};
 use pureboot_tests::wait::wait_until;
 use pureboot_tests::workdir::WorkDir;
-use pureboot_wire::InstalledReport;
 
 use crate::http::request;
 use crate::stats::{cell, percentile};
