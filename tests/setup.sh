@@ -20,10 +20,13 @@ die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (apt-get, depmod and the cache need it): sudo $0"
 
+# Every file the tests take from the host comes from one of these or a Depends of one (never
+# a Recommends: the install skips them); tests/src/host.rs checks that. Base-system packages
+# (mount, coreutils, tar, gzip, dpkg) are named too, so the list is the whole story.
 PACKAGES=(
   qemu-system-arm nfs-ganesha nfs-ganesha-vfs rpcbind e2fsprogs kmod cpio busybox-static
   qemu-user-static binfmt-support debootstrap dnsmasq iproute2 curl zstd xz-utils
-  util-linux ca-certificates build-essential pkg-config
+  util-linux mount coreutils tar gzip dpkg sqlite3 ca-certificates build-essential pkg-config
 )
 
 # --- Debian packages ---------------------------------------------------------------------

@@ -69,7 +69,7 @@ impl TestEnv {
             "cpio",
             "modinfo",
         ] {
-            if which(tool).is_none() {
+            if crate::host::locate(tool).is_none() {
                 return Err(format!("`{tool}` not found: {setup}"));
             }
         }
@@ -129,15 +129,6 @@ impl TestEnv {
             ))
         }
     }
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-    })
 }
 
 /// Whether skipping is forbidden (tests/test.sh and CI set PUREBOOT_E2E_STRICT=1).

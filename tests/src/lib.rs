@@ -10,6 +10,7 @@ pub mod console;
 pub mod controller;
 pub mod env;
 pub mod guest_root;
+pub mod host;
 pub mod initramfs;
 pub mod lab;
 pub mod netns;
