@@ -5,7 +5,7 @@
 //! from the parts that touch the kernel (`link`, `config`, `dhcp::socket`).
 
 mod config;
-mod dhcp;
+pub mod dhcp;
 mod ifreq;
 mod ip_param;
 mod link;

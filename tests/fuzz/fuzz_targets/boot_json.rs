@@ -6,9 +6,9 @@
 use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
-use pureboot_fuzz::cmdline;
-use pureboot_fuzz::plan::{self, Decision, Instructions, NetFacts};
-use pureboot_fuzz::serial::Serial;
+use pi_init::cmdline;
+use pi_init::plan::{self, Decision, Instructions, NetFacts};
+use pi_init::serial::Serial;
 use pureboot_contract::PiBootResponse;
 
 fuzz_target!(|data: &[u8]| {

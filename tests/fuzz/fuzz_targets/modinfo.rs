@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pureboot_fuzz::modinfo::{bytes_reader, depends_in, tiny_elf};
+use pi_init::modinfo::{bytes_reader, depends_in, tiny_elf};
 
 fuzz_target!(|data: &[u8]| {
     let _ = depends_in(bytes_reader(data));

@@ -5,7 +5,7 @@
 //! with a scripted fake; `socket::PacketSocket` is the real AF_PACKET transport.
 
 mod frame;
-mod message;
+pub mod message;
 mod socket;
 
 use std::io;
