@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use pureboot_contract::layout;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +67,13 @@ pub struct NfsConfig {
     /// `root_path`; differs when the controller sees the tree elsewhere (a container's
     /// volume) or the server exports it under another name (an NFSv4 pseudo-root).
     pub export_path: Option<PathBuf>,
-    pub base_dir: String,
-    pub nodes_dir: String,
+    /// Removed settings: the export's layout is fixed (`base/`, `nodes/`), since pi-init
+    /// reads it there. Accepted only with their old default values, so that a config file
+    /// naming another directory fails at start instead of breaking every boot.
+    #[serde(skip_serializing)]
+    pub base_dir: Option<String>,
+    #[serde(skip_serializing)]
+    pub nodes_dir: Option<String>,
     pub default_base_image: String,
     /// Size of a node's `persist.img` for overlay mode `image`.
     pub persist_size_mb: u64,
@@ -107,8 +113,8 @@ impl Default for NfsConfig {
             enabled: true,
             root_path: "/srv/nfsroot".into(),
             export_path: None,
-            base_dir: "base".into(),
-            nodes_dir: "nodes".into(),
+            base_dir: None,
+            nodes_dir: None,
             default_base_image: "ubuntu-arm64".into(),
             persist_size_mb: 256,
             nfs_options: None,
@@ -173,8 +179,6 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("nfs", "enabled", Kind::Bool),
     ("nfs", "root_path", Kind::Str),
     ("nfs", "export_path", Kind::Str),
-    ("nfs", "base_dir", Kind::Str),
-    ("nfs", "nodes_dir", Kind::Str),
     ("nfs", "default_base_image", Kind::Str),
     ("nfs", "persist_size_mb", Kind::Int),
     ("nfs", "nfs_options", Kind::Str),
@@ -274,14 +278,17 @@ impl Config {
                 message: format!("{} must be an absolute path", self.nfs.root_path.display()),
             });
         }
-        for (key, dir) in [
-            ("nfs.base_dir", &self.nfs.base_dir),
-            ("nfs.nodes_dir", &self.nfs.nodes_dir),
+        for (key, set, fixed) in [
+            ("nfs.base_dir", &self.nfs.base_dir, layout::BASE_DIR),
+            ("nfs.nodes_dir", &self.nfs.nodes_dir, layout::NODES_DIR),
         ] {
-            if dir.is_empty() || dir.contains('/') || dir.starts_with('.') {
+            if let Some(dir) = set.as_deref().filter(|d| *d != fixed) {
                 return Err(ConfigError::Invalid {
                     key,
-                    message: format!("{dir:?} must be a single directory name"),
+                    message: format!(
+                        "{dir:?}: this setting was removed; the export's layout is fixed \
+                         ({fixed}/ under root_path), as pi-init reads it there"
+                    ),
                 });
             }
         }
@@ -462,7 +469,8 @@ mod tests {
             ("listen = \"localhost\"", &[], "listen"),
             ("[nfs]\nroot_path = \"relative\"", &[], "nfs.root_path"),
             ("[nfs]\nexport_path = \"srv\"", &[], "nfs.export_path"),
-            ("[nfs]\nbase_dir = \"../up\"", &[], "nfs.base_dir"),
+            ("[nfs]\nbase_dir = \"images\"", &[], "nfs.base_dir"),
+            ("[nfs]\nnodes_dir = \"n\"", &[], "nfs.nodes_dir"),
             ("listen = ", &[], "controller.toml"),
         ];
         for (i, (text, env, needle)) in cases.iter().enumerate() {

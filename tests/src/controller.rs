@@ -39,8 +39,6 @@ pub fn config_toml(s: &Settings) -> String {
          [nfs]\n\
          enabled = true\n\
          root_path = \"{root}\"\n\
-         base_dir = \"base\"\n\
-         nodes_dir = \"nodes\"\n\
          default_base_image = \"{base}\"\n\
          persist_size_mb = 64\n",
         db = s.database.display(),

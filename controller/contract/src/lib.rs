@@ -1,8 +1,17 @@
-//! The JSON spoken between `pi-init` and the controller.
+//! The contract between pi-init, the controller and pureboot-image: what all three must
+//! agree on, written once.
 //!
-//! Field names and meanings follow upstream PureBoot's Pi API (`PiBootResponse`, the
-//! `installed` / `install-failed` callbacks, `register-pi`). Everything we add is optional,
-//! so `pi-init` boots from an upstream-shaped answer and upstream's scripts still read ours.
+//! - The JSON of the boot API (this file). Field names and meanings follow upstream
+//!   PureBoot's Pi API (`PiBootResponse`, the `installed` / `install-failed` callbacks,
+//!   `register-pi`). Everything we add is optional, so `pi-init` boots from an
+//!   upstream-shaped answer and upstream's scripts still read ours.
+//! - [`ids`]: serials, MACs, host names, image names, machine ids, each with one parser.
+//! - [`layout`]: the export's `base/` and `nodes/` tree.
+//! - [`OverlayMode`], with what each mode needs, and [`FailureReport`]: where a failed boot
+//!   is reported.
+
+pub mod ids;
+pub mod layout;
 
 use serde::{Deserialize, Serialize};
 
@@ -44,8 +53,8 @@ pub struct PiBootResponse {
     /// Extra NFS mount options (comma separated), e.g. `rsize=65536`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nfs_options: Option<String>,
-    /// Where to POST [`InstallFailedReport`]; when absent pi-init derives it from
-    /// `callback_url` (`.../installed` -> `.../install-failed`).
+    /// Where to POST [`InstallFailedReport`]; when absent a failure goes to `callback_url`
+    /// as an [`InstalledReport`] with `success: false` (upstream's way): see [`FailureReport`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_url: Option<String>,
     /// Seconds to wait before asking again when `action` is `wait`.
@@ -66,11 +75,19 @@ pub enum BootAction {
     Other(String),
 }
 
-/// Body of `POST /api/v1/nodes/{id}/installed`. Upstream reads `success` and `mode`.
+/// Body of `POST /api/v1/nodes/{id}/installed`. Upstream reads `success` and `mode`, and
+/// takes `{"success": false, "error": …}` there as a failed boot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstalledReport {
     pub success: bool,
+    #[serde(default)]
     pub mode: String,
+    /// Why the boot failed, with `success: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The pi-init step that failed, with `success: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +173,17 @@ pub enum OverlayMode {
 }
 
 impl OverlayMode {
+    /// Whether the node writes to the export (so the export is mounted read-write): the
+    /// `image` file and the `nfs` upper live there.
+    pub fn writes_export(self) -> bool {
+        matches!(self, OverlayMode::Image | OverlayMode::Nfs)
+    }
+
+    /// Whether the mode needs the disk modules (loop, ext4) of the initramfs.
+    pub fn needs_disk_modules(self) -> bool {
+        self == OverlayMode::Image
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             OverlayMode::Tmpfs => "tmpfs",
@@ -187,15 +215,37 @@ impl std::str::FromStr for OverlayMode {
     }
 }
 
-impl PiBootResponse {
-    /// The install-failed URL: the explicit one, else derived from the callback URL.
-    pub fn failure_url(&self) -> Option<String> {
-        if let Some(u) = &self.failure_url {
-            return Some(u.clone());
+/// Where a failed boot is reported, and so in which shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureReport {
+    /// `POST` an [`InstallFailedReport`] to this URL (the answer's `failure_url`).
+    InstallFailed(String),
+    /// `POST` an [`InstalledReport`] with `success: false` to the callback URL: upstream
+    /// PureBoot has no install-failed route and reads failures there.
+    Callback(String),
+}
+
+impl FailureReport {
+    /// The answer's explicit `failure_url`, else its `callback_url`.
+    pub fn choose(failure_url: Option<&str>, callback_url: Option<&str>) -> Option<FailureReport> {
+        match (failure_url, callback_url) {
+            (Some(f), _) => Some(FailureReport::InstallFailed(f.to_string())),
+            (None, Some(c)) => Some(FailureReport::Callback(c.to_string())),
+            (None, None) => None,
         }
-        let cb = self.callback_url.as_deref()?;
-        cb.strip_suffix("/installed")
-            .map(|base| format!("{base}/install-failed"))
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            FailureReport::InstallFailed(u) | FailureReport::Callback(u) => u,
+        }
+    }
+}
+
+impl PiBootResponse {
+    /// Where a failed boot from this answer is reported.
+    pub fn failure_report(&self) -> Option<FailureReport> {
+        FailureReport::choose(self.failure_url.as_deref(), self.callback_url.as_deref())
     }
 }
 
@@ -214,9 +264,22 @@ mod tests {
         assert_eq!(r.action, Some(BootAction::NfsBoot));
         assert_eq!(r.nfs_path.as_deref(), Some("/srv/nfsroot"));
         assert_eq!(r.base_image, None);
+        // No failure_url: failures go to the callback, upstream's way.
         assert_eq!(
-            r.failure_url().as_deref(),
-            Some("http://10.0.2.2:8080/api/v1/nodes/5f0c/install-failed")
+            r.failure_report(),
+            Some(FailureReport::Callback(
+                "http://10.0.2.2:8080/api/v1/nodes/5f0c/installed".into()
+            ))
+        );
+        let ours = PiBootResponse {
+            failure_url: Some("http://c/api/v1/nodes/x/install-failed".into()),
+            ..r
+        };
+        assert_eq!(
+            ours.failure_report(),
+            Some(FailureReport::InstallFailed(
+                "http://c/api/v1/nodes/x/install-failed".into()
+            ))
         );
     }
 
@@ -262,5 +325,26 @@ mod tests {
         assert_eq!(serde_json::from_str::<InstalledReport>(&s).unwrap(), rep);
         let f: InstallFailedReport = serde_json::from_str(r#"{"error":"boom"}"#).unwrap();
         assert_eq!(f.error, "boom");
+        // Upstream's failure shape on the callback.
+        let f: InstalledReport =
+            serde_json::from_str(r#"{"success":false,"error":"boom"}"#).unwrap();
+        assert!(!f.success);
+        assert_eq!(f.error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn overlay_modes_say_what_they_need() {
+        use OverlayMode::*;
+        let table = [
+            (Tmpfs, false, false),
+            (Image, true, true),
+            (Nfs, true, false),
+            (None, false, false),
+        ];
+        for (m, writes, disk) in table {
+            assert_eq!(m.writes_export(), writes, "{m}");
+            assert_eq!(m.needs_disk_modules(), disk, "{m}");
+            assert_eq!(m.as_str().parse::<OverlayMode>().unwrap(), m);
+        }
     }
 }

@@ -83,6 +83,14 @@ pub fn callback_url(public_url: &str, node_id: &str) -> String {
     format!("{public_url}/api/v1/nodes/{node_id}/installed")
 }
 
+/// Where this controller takes a failed boot's [`InstallFailedReport`]; upstream has no such
+/// route, and pi-init posts to the callback instead when an answer names none.
+///
+/// [`InstallFailedReport`]: pureboot_contract::InstallFailedReport
+pub fn failure_url(public_url: &str, node_id: &str) -> String {
+    format!("{public_url}/api/v1/nodes/{node_id}/install-failed")
+}
+
 pub fn decide(node: &Node, workflow: WorkflowState<'_>, s: &BootSettings) -> Decision {
     use NodeState::*;
     match node.state {
@@ -192,9 +200,7 @@ fn nfs_boot(node: &Node, wf: &Workflow, s: &BootSettings) -> Decision {
                 .unwrap_or_else(|| s.nfs_server.clone()),
         ),
         nfs_path: Some(s.nfs_path.clone()),
-        failure_url: callback
-            .strip_suffix("/installed")
-            .map(|b| format!("{b}/install-failed")),
+        failure_url: Some(failure_url(&s.public_url, &node.id)),
         callback_url: Some(callback),
         image_url: None,
         target_device: None,
@@ -264,11 +270,7 @@ mod tests {
             assert_eq!(r.nfs_server.as_deref(), Some("10.0.2.2"));
             assert_eq!(r.nfs_path.as_deref(), Some("/srv/nfsroot"));
             assert_eq!(r.callback_url.as_deref(), Some("http://10.0.2.2:8080/api/v1/nodes/5f0c1b2a-0000-4000-8000-00000000abcd/installed"));
-            assert_eq!(
-                r.failure_url,
-                r.failure_url(),
-                "explicit failure_url matches the derived one"
-            );
+            assert_eq!(r.failure_url.as_deref(), Some("http://10.0.2.2:8080/api/v1/nodes/5f0c1b2a-0000-4000-8000-00000000abcd/install-failed"));
             assert_eq!(r.base_image.as_deref(), Some("debian-arm64"));
             assert_eq!(r.overlay_mode.as_deref(), Some("tmpfs"));
             assert_eq!(r.hostname.as_deref(), Some("pi-d83add36"));

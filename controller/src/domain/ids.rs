@@ -1,112 +1,27 @@
-//! Identifiers a Pi or an operator sends, validated and normalised once.
+//! Identifiers a Pi or an operator sends, validated and normalised once: the shared ones come
+//! from the contract crate; a node reference (`{id}` in the API) is the controller's own.
 
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} {value:?}: {expected}")]
-pub struct InvalidId {
-    pub what: &'static str,
-    pub value: String,
-    pub expected: &'static str,
-}
+pub use pureboot_contract::ids::{
+    FullSerial, Hostname, ImageName, InvalidId, Mac, MachineId, Serial,
+};
 
-fn is_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Short Pi serial: exactly 8 hex digits, stored lowercase (`D83ADD36` -> `d83add36`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Serial(String);
-
-impl Serial {
-    pub fn parse(s: &str) -> Result<Serial, InvalidId> {
-        if s.len() == 8 && is_hex(s) {
-            Ok(Serial(s.to_ascii_lowercase()))
-        } else {
-            Err(InvalidId {
-                what: "serial",
-                value: s.into(),
-                expected: "exactly 8 hex digits",
-            })
-        }
+/// A full serial a request names beside its short one: its low 8 digits must be that short
+/// serial. Eight digits are the short serial again, not a full one: `None`, so a board that
+/// named only its short serial never has it recorded as its full one.
+pub fn full_serial_of(s: &str, short: &Serial) -> Result<Option<FullSerial>, InvalidId> {
+    if Serial::parse(s).is_ok_and(|same| same == *short) {
+        return Ok(None);
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Serial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Full serial as Linux shows it (up to 16 hex, leading zeros kept), lowercase. Its low 8
-/// digits must be the short serial the same request names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FullSerial(String);
-
-impl FullSerial {
-    pub fn parse(s: &str, short: &Serial) -> Result<FullSerial, InvalidId> {
-        let lower = s.to_ascii_lowercase();
-        if !(8..=16).contains(&s.len()) || !is_hex(s) {
-            return Err(InvalidId {
-                what: "full serial",
-                value: s.into(),
-                expected: "8 to 16 hex digits",
-            });
-        }
-        if !lower.ends_with(short.as_str()) {
-            return Err(InvalidId {
-                what: "full serial",
-                value: s.into(),
-                expected: "its last 8 digits must equal the short serial",
-            });
-        }
-        Ok(FullSerial(lower))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Ethernet MAC, stored as `aa:bb:cc:dd:ee:ff`; `-` separators are accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mac(String);
-
-impl Mac {
-    pub fn parse(s: &str) -> Result<Mac, InvalidId> {
-        let parts: Vec<&str> = s.split([':', '-']).collect();
-        if parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && is_hex(p)) {
-            Ok(Mac(parts.join(":").to_ascii_lowercase()))
-        } else {
-            Err(InvalidId {
-                what: "MAC address",
-                value: s.into(),
-                expected: "six hex pairs like aa:bb:cc:dd:ee:ff",
-            })
-        }
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Operator-set hostname: RFC 1123 labels (letters, digits, inner `-`), at most 253 bytes.
-pub fn parse_hostname(s: &str) -> Result<String, InvalidId> {
-    let label_ok = |l: &str| {
-        (1..=63).contains(&l.len())
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if s.len() <= 253 && s.split('.').all(label_ok) {
-        Ok(s.to_ascii_lowercase())
+    let full = FullSerial::parse(s)?;
+    if full.short() == *short {
+        Ok(Some(full))
     } else {
         Err(InvalidId {
-            what: "hostname",
+            what: "full serial",
             value: s.into(),
-            expected: "RFC 1123 labels (letters, digits, '-')",
+            expected: format!("its last 8 digits must equal the short serial {short}"),
         })
     }
 }
@@ -137,7 +52,7 @@ impl NodeRef {
             Err(InvalidId {
                 what: "node id",
                 value: s.into(),
-                expected: "a node UUID or an 8-hex serial",
+                expected: "a node UUID or an 8-hex serial".into(),
             })
         }
     }
@@ -157,56 +72,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serials() {
-        assert_eq!(Serial::parse("D83ADD36").unwrap().as_str(), "d83add36");
-        for bad in [
-            "",
-            "d83add3",
-            "d83add367",
-            "../etc/x",
-            "d83addg6",
-            "d83add3\n",
-        ] {
-            assert!(Serial::parse(bad).is_err(), "{bad:?}");
-        }
+    fn a_full_serial_must_end_in_the_short_one() {
         let short = Serial::parse("d83add36").unwrap();
         assert_eq!(
-            FullSerial::parse("10000000D83ADD36", &short)
+            full_serial_of("10000000D83ADD36", &short)
+                .unwrap()
                 .unwrap()
                 .as_str(),
             "10000000d83add36"
         );
-        let err = FullSerial::parse("10000000d83add37", &short).unwrap_err();
+        let err = full_serial_of("10000000d83add37", &short).unwrap_err();
         assert!(err.to_string().contains("short serial"), "{err}");
-        assert!(
-            FullSerial::parse("110000000d83add36", &short).is_err(),
-            "17 digits"
-        );
-    }
-
-    #[test]
-    fn macs() {
         assert_eq!(
-            Mac::parse("DC-A6-32-01-02-03").unwrap().as_str(),
-            "dc:a6:32:01:02:03"
+            full_serial_of("D83ADD36", &short),
+            Ok(None),
+            "8 digits are not full"
         );
-        for bad in [
-            "",
-            "dc:a6:32:01:02",
-            "dc:a6:32:01:02:0g",
-            "dca632010203",
-            "dc:a6:32:01:02:003",
-        ] {
-            assert!(Mac::parse(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn hostnames() {
-        assert_eq!(parse_hostname("Kitchen-Pi.lan").unwrap(), "kitchen-pi.lan");
-        for bad in ["", "-x", "x-", "a b", "a..b", "a/b", &"x".repeat(64)] {
-            assert!(parse_hostname(bad).is_err(), "{bad:?}");
-        }
+        assert!(full_serial_of("d83add37", &short).is_err());
     }
 
     #[test]

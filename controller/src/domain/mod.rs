@@ -6,6 +6,8 @@ pub mod ids;
 pub mod node;
 pub mod state;
 
-pub use ids::{parse_hostname, FullSerial, InvalidId, Mac, NodeRef, Serial};
+pub use ids::{
+    full_serial_of, FullSerial, Hostname, ImageName, InvalidId, Mac, MachineId, NodeRef, Serial,
+};
 pub use node::{Node, OverlayMode};
 pub use state::{InvalidTransition, NodeState};

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::error::ApiErr;
 use super::{blocking, AppState};
-use crate::domain::{FullSerial, Mac, Node, NodeRef, Serial};
+use crate::domain::{full_serial_of, Mac, Node, NodeRef, Serial};
 use crate::service::BootRequest;
 
 #[derive(Debug, Deserialize)]
@@ -36,8 +36,9 @@ fn parse_boot(q: BootQuery, ip: String) -> Result<BootRequest, ApiErr> {
     let full_serial = q
         .full_serial
         .filter(|f| !f.is_empty())
-        .map(|f| FullSerial::parse(&f, &serial))
-        .transpose();
+        .map(|f| full_serial_of(&f, &serial))
+        .transpose()
+        .map(Option::flatten);
     Ok(BootRequest {
         mac: mac.map_err(|e| ApiErr::bad_request(e.to_string()))?,
         full_serial: full_serial.map_err(|e| ApiErr::bad_request(e.to_string()))?,

@@ -7,22 +7,8 @@ use std::path::{Path, PathBuf};
 use super::error::{io_err, NfsTreeError, Result};
 use super::fs_util::{random_suffix, remove_tree};
 use super::import::{self, ImportProgress, ImportSummary};
-use super::NfsTree;
-
-/// `[A-Za-z0-9._-]+`, not starting with `.` (so never `.`, `..` or a hidden temp name).
-pub fn validate_image_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(NfsTreeError::InvalidImageName(name.to_string()))
-    }
-}
+use super::{parse_image_name, NfsTree};
+use pureboot_contract::ids::ImageName;
 
 impl NfsTree {
     /// Names of the complete base images, sorted. Only real directories with valid names:
@@ -49,7 +35,7 @@ impl NfsTree {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if is_dir && validate_image_name(&name).is_ok() {
+            if is_dir && ImageName::parse(&name).is_ok() {
                 names.push(name);
             }
         }
@@ -59,8 +45,7 @@ impl NfsTree {
 
     /// `base/<name>` for a valid name; the directory need not exist.
     pub fn base_image_path(&self, name: &str) -> Result<PathBuf> {
-        validate_image_name(name)?;
-        Ok(self.base.join(name))
+        Ok(self.layout.base_image(&parse_image_name(name)?))
     }
 
     /// `base/<name>` if it is an existing directory, else [`NfsTreeError::BaseImageNotFound`].
@@ -83,7 +68,7 @@ impl NfsTree {
         name: &str,
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<ImportSummary> {
-        validate_image_name(name)?;
+        parse_image_name(name)?;
         import::import_file(&self.base, archive, name, progress)
     }
 
@@ -97,7 +82,7 @@ impl NfsTree {
         name: &str,
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<ImportSummary> {
-        validate_image_name(name)?;
+        parse_image_name(name)?;
         import::import_reader(&self.base, reader, label, size, name, progress)
     }
 
@@ -130,9 +115,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn image_names() {
+    fn image_names_refused_with_the_tree_error() {
         for ok in ["ubuntu-arm64", "debian_12.5", "A1"] {
-            assert!(validate_image_name(ok).is_ok(), "{ok}");
+            assert!(parse_image_name(ok).is_ok(), "{ok}");
         }
         for bad in [
             "",
@@ -144,7 +129,7 @@ mod tests {
             "a b",
             "x\0",
         ] {
-            let err = validate_image_name(bad).unwrap_err();
+            let err = parse_image_name(bad).unwrap_err();
             assert!(
                 matches!(err, NfsTreeError::InvalidImageName(ref n) if n == bad),
                 "{bad:?}"

@@ -1,24 +1,15 @@
-//! The NFS export tree the controller prepares and pi-init reads (DESIGN.md, "NFS tree"):
-//!
-//! ```text
-//! <root>/base/<image>/               shared read-only root trees (imported from tar archives)
-//! <root>/nodes/<serial8>/upper/      per-node files (etc/hostname, etc/machine-id)
-//! <root>/nodes/<serial8>/work/       overlay workdir (mode nfs)
-//! <root>/nodes/<serial8>/merged/     mount point kept from the seed's layout
-//! <root>/nodes/<serial8>/persist.img ext4 holding upper/ and work/ (mode image)
-//! ```
-//!
-//! The seed's NFSManager in Rust, with its faults fixed: serials are validated before they
-//! become paths, image names too, and base images are imported safely and atomically.
+//! The NFS export tree the controller prepares and pi-init reads: the layout is the
+//! contract's ([`pureboot_contract::layout`]), `base/<image>/` imported from tar archives and
+//! `nodes/<serial8>/` rendered per node. Serials, image names, host names and machine ids
+//! are parsed by the contract's parsers before they become paths or file contents; base
+//! images are imported safely and atomically.
 
 mod base;
 mod error;
 mod fs_util;
 mod import;
 mod node;
-mod overlay;
 mod persist;
-mod serial;
 
 #[cfg(test)]
 mod tests;
@@ -26,45 +17,51 @@ mod tests;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use base::validate_image_name;
 pub use error::{NfsTreeError, Result};
 pub use import::{render_progress, ArchiveFormat, ImportProgress, ImportSummary, TerminalProgress};
-pub use node::{generate_machine_id, NodeFiles, NodeInfo};
-pub use overlay::OverlayMode;
+pub use node::{NodeFiles, NodeInfo};
 pub use persist::{MAX_PERSIST_MB, MIN_PERSIST_MB};
-pub use serial::{normalize_serial, validate_serial};
+pub use pureboot_contract::OverlayMode;
 
 use error::io_err;
+use pureboot_contract::ids::{ImageName, Serial};
+use pureboot_contract::layout::ExportLayout;
+
+/// The serial in its directory form (8 lowercase hex), or [`NfsTreeError::InvalidSerial`].
+pub fn parse_serial(serial: &str) -> Result<Serial> {
+    Serial::parse(serial).map_err(|_| NfsTreeError::InvalidSerial(serial.to_string()))
+}
+
+/// A base image name safe as `base/<name>`, or [`NfsTreeError::InvalidImageName`].
+pub fn parse_image_name(name: &str) -> Result<ImageName> {
+    ImageName::parse(name).map_err(|_| NfsTreeError::InvalidImageName(name.to_string()))
+}
 
 /// Paths of one NFS export tree and the operations on it. Cheap to clone and to build per
 /// request; all state is on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NfsTree {
-    root: PathBuf,
+    layout: ExportLayout,
     base: PathBuf,
     nodes: PathBuf,
 }
 
 impl NfsTree {
-    /// `base_dir` and `nodes_dir` are relative to `root` (the seed's defaults are
-    /// `base` and `nodes`, see [`NfsTree::with_default_dirs`]).
-    pub fn new(
-        root: impl Into<PathBuf>,
-        base_dir: impl AsRef<Path>,
-        nodes_dir: impl AsRef<Path>,
-    ) -> Self {
-        let root = root.into();
-        let base = root.join(base_dir);
-        let nodes = root.join(nodes_dir);
-        NfsTree { root, base, nodes }
-    }
-
-    pub fn with_default_dirs(root: impl Into<PathBuf>) -> Self {
-        Self::new(root, "base", "nodes")
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let layout = ExportLayout::new(root);
+        NfsTree {
+            base: layout.base_dir(),
+            nodes: layout.nodes_dir(),
+            layout,
+        }
     }
 
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.root()
+    }
+
+    pub fn layout(&self) -> &ExportLayout {
+        &self.layout
     }
 
     pub fn base_path(&self) -> &Path {
@@ -80,12 +77,12 @@ impl NfsTree {
         for dir in [&self.base, &self.nodes] {
             fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         }
-        log::info!("NFS directories ready under {}", self.root.display());
+        log::info!("NFS directories ready under {}", self.root().display());
         Ok(())
     }
 
     /// `nodes/<serial8>` for a valid serial (any case); the directory need not exist.
     pub fn node_path(&self, serial: &str) -> Result<PathBuf> {
-        Ok(self.nodes.join(normalize_serial(serial)?))
+        Ok(self.layout.node_dir(&parse_serial(serial)?))
     }
 }

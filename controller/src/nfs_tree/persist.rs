@@ -10,10 +10,8 @@ use std::process::Command;
 
 use super::error::{io_err, NfsTreeError, Result};
 use super::fs_util::{random_suffix, remove_tree};
-use super::serial::normalize_serial;
-use super::NfsTree;
-
-pub(crate) const PERSIST_IMAGE: &str = "persist.img";
+use super::{parse_serial, NfsTree};
+use pureboot_contract::layout::PERSIST_IMAGE;
 pub const MIN_PERSIST_MB: u64 = 16;
 pub const MAX_PERSIST_MB: u64 = 1 << 20;
 
@@ -36,12 +34,12 @@ impl NfsTree {
     /// Creates the node's persist.img of `size_mb` MiB (sparse) unless one exists, and
     /// returns its path. An existing image is left untouched, whatever its size.
     pub fn create_persist_image(&self, serial: &str, size_mb: u64) -> Result<PathBuf> {
-        let serial = normalize_serial(serial)?;
+        let serial = parse_serial(serial)?;
         if !(MIN_PERSIST_MB..=MAX_PERSIST_MB).contains(&size_mb) {
             return Err(NfsTreeError::InvalidPersistSize(size_mb));
         }
-        let node = self.nodes.join(&serial);
-        let image = node.join(PERSIST_IMAGE);
+        let node = self.layout.node_dir(&serial);
+        let image = self.layout.persist_image(&serial);
         if image.exists() {
             return Ok(image);
         }
@@ -50,7 +48,7 @@ impl NfsTree {
         let suffix = random_suffix();
         let staging = node.join(format!(".persist-root-{suffix}"));
         let temp = node.join(format!(".{PERSIST_IMAGE}-{suffix}"));
-        let result = build_image(&staging, &temp, size_mb, &serial).and_then(|()| {
+        let result = build_image(&staging, &temp, size_mb, serial.as_str()).and_then(|()| {
             // link() fails if the name exists: a concurrent creator's image wins intact.
             match fs::hard_link(&temp, &image) {
                 Ok(()) => Ok(()),

@@ -1,5 +1,5 @@
-//! The seed's `test_nfs_manager.py`, ported test for test (classes become sections), plus
-//! the persist image. Import tests live in `import/tests.rs`.
+//! The node tree, base image listing and the persist image, on a real temporary export.
+//! Import tests live in `import/tests.rs`.
 
 use std::fs;
 use std::path::Path;
@@ -10,7 +10,7 @@ use tempfile::TempDir;
 use super::*;
 
 fn tree(tmp: &TempDir) -> NfsTree {
-    let t = NfsTree::with_default_dirs(tmp.path());
+    let t = NfsTree::new(tmp.path());
     t.ensure_directories().unwrap();
     t
 }
@@ -18,7 +18,7 @@ fn tree(tmp: &TempDir) -> NfsTree {
 fn files(hostname: Option<&str>) -> NodeFiles {
     NodeFiles {
         hostname: hostname.map(str::to_string),
-        machine_id: generate_machine_id(),
+        machine_id: pureboot_contract::ids::MachineId::derived_from("test").to_string(),
     }
 }
 
@@ -36,22 +36,14 @@ fn tree_with_base(tmp: &TempDir) -> NfsTree {
 #[test]
 fn init_with_defaults() {
     let tmp = TempDir::new().unwrap();
-    let t = NfsTree::with_default_dirs(tmp.path());
+    let t = NfsTree::new(tmp.path());
     assert_eq!(t.root(), tmp.path());
     assert_eq!(t.base_path(), tmp.path().join("base"));
     assert_eq!(t.nodes_path(), tmp.path().join("nodes"));
     assert!(!t.base_path().exists(), "construction touches nothing");
 }
 
-#[test]
-fn init_with_custom_dirs() {
-    let tmp = TempDir::new().unwrap();
-    let t = NfsTree::new(tmp.path(), "images", "overlays");
-    assert_eq!(t.base_path(), tmp.path().join("images"));
-    assert_eq!(t.nodes_path(), tmp.path().join("overlays"));
-}
-
-// --- TestNFSManagerValidation: the serial table is in serial.rs; here through the tree ---
+// --- Validation: the serial rule is the contract's; here through the tree ---
 
 #[test]
 fn validate_serial_through_the_tree() {
@@ -69,7 +61,7 @@ fn validate_serial_through_the_tree() {
 #[test]
 fn ensure_directories_creates_structure() {
     let tmp = TempDir::new().unwrap();
-    let t = NfsTree::with_default_dirs(tmp.path().join("srv/nfs"));
+    let t = NfsTree::new(tmp.path().join("srv/nfs"));
     t.ensure_directories().unwrap();
     assert!(t.base_path().is_dir());
     assert!(t.nodes_path().is_dir());
@@ -110,17 +102,18 @@ fn get_node_path_invalid_serial() {
 // --- TestNFSManagerOverlay ---
 
 #[test]
-fn create_node_overlay() {
+fn create_node_tree() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_base(&tmp);
-    let merged = t
-        .create_node_overlay("d83add36", "ubuntu-arm64", &files(None))
-        .unwrap();
+    let dir = t.create_node_tree("d83add36", &files(None)).unwrap();
     let node = t.nodes_path().join("d83add36");
+    assert_eq!(dir, node);
     assert!(node.join("upper").is_dir());
     assert!(node.join("work").is_dir());
-    assert_eq!(merged, node.join("merged"));
-    assert!(merged.is_dir());
+    assert!(
+        !node.join("merged").exists(),
+        "nothing mounts a merged/ there"
+    );
     // Default hostname, as the seed: pi-<serial>.
     assert_eq!(
         fs::read_to_string(node.join("upper/etc/hostname")).unwrap(),
@@ -129,30 +122,28 @@ fn create_node_overlay() {
 }
 
 #[test]
-fn create_node_overlay_sets_hostname() {
+fn create_node_tree_sets_hostname() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_base(&tmp);
-    t.create_node_overlay("d83add36", "ubuntu-arm64", &files(Some("test-pi")))
+    t.create_node_tree("d83add36", &files(Some("test-pi")))
         .unwrap();
     let hostname = t.nodes_path().join("d83add36/upper/etc/hostname");
     assert_eq!(fs::read_to_string(hostname).unwrap().trim(), "test-pi");
 }
 
 #[test]
-fn create_node_overlay_writes_machine_id() {
+fn create_node_tree_writes_machine_id() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_base(&tmp);
     let f = files(None);
-    t.create_node_overlay("D83ADD36", "ubuntu-arm64", &f)
-        .unwrap();
+    t.create_node_tree("D83ADD36", &f).unwrap();
     let written = fs::read_to_string(t.nodes_path().join("d83add36/upper/etc/machine-id")).unwrap();
     let id = written.trim();
     assert_eq!(id.len(), 32);
     assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
     // The registry's id, not a fresh one: stable across re-creation.
     assert_eq!(id, f.machine_id);
-    t.create_node_overlay("d83add36", "ubuntu-arm64", &f)
-        .unwrap();
+    t.create_node_tree("d83add36", &f).unwrap();
     let again = fs::read_to_string(t.nodes_path().join("d83add36/upper/etc/machine-id")).unwrap();
     assert_eq!(again, written);
     let bad = NodeFiles {
@@ -166,49 +157,44 @@ fn create_node_overlay_writes_machine_id() {
 }
 
 #[test]
-fn create_node_overlay_invalid_base() {
+fn a_node_tree_does_not_need_its_base() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_base(&tmp);
-    let err = t
-        .create_node_overlay("d83add36", "nonexistent", &files(None))
-        .unwrap_err();
+    // The base may be imported after the node boots the first time.
+    t.create_node_tree("d83add36", &files(None)).unwrap();
+    assert!(t.nodes_path().join("d83add36/upper/etc/hostname").is_file());
+    let err = t.existing_base_image("nonexistent").unwrap_err();
     assert!(
         matches!(err, NfsTreeError::BaseImageNotFound { ref name, .. } if name == "nonexistent")
     );
     assert!(err.to_string().contains("Base image not found"), "{err}");
-    assert!(
-        !t.nodes_path().join("d83add36").exists(),
-        "nothing created for a missing base"
-    );
-    // The boot path's variant does not need the base.
-    t.create_node_tree("d83add36", &files(None)).unwrap();
-    assert!(t.nodes_path().join("d83add36/upper/etc/hostname").is_file());
 }
 
 #[test]
-fn create_node_overlay_refuses_bad_input() {
+fn create_node_tree_refuses_bad_input() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_base(&tmp);
     assert!(matches!(
-        t.create_node_overlay("../../x", "ubuntu-arm64", &files(None)),
+        t.create_node_tree("../../x", &files(None)),
         Err(NfsTreeError::InvalidSerial(_))
     ));
     assert!(matches!(
-        t.create_node_overlay("d83add36", "../base", &files(None)),
+        t.base_image_path("../base"),
         Err(NfsTreeError::InvalidImageName(_))
     ));
-    assert!(matches!(
-        t.create_node_overlay("d83add36", "ubuntu-arm64", &files(Some("bad/host"))),
-        Err(NfsTreeError::InvalidHostname(_))
-    ));
+    for bad in ["bad/host", "bad_host", "-x"] {
+        assert!(matches!(
+            t.create_node_tree("d83add36", &files(Some(bad))),
+            Err(NfsTreeError::InvalidHostname(_))
+        ));
+    }
 }
 
 #[test]
 fn delete_node_overlay() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_base(&tmp);
-    t.create_node_overlay("d83add36", "ubuntu-arm64", &files(None))
-        .unwrap();
+    t.create_node_tree("d83add36", &files(None)).unwrap();
     assert!(t.delete_node_overlay("d83add36").unwrap());
     assert!(!t.nodes_path().join("d83add36").exists());
     assert!(
@@ -247,7 +233,7 @@ fn get_base_images() {
 #[test]
 fn get_base_images_without_base_dir() {
     let tmp = TempDir::new().unwrap();
-    let t = NfsTree::with_default_dirs(tmp.path().join("absent"));
+    let t = NfsTree::new(tmp.path().join("absent"));
     assert!(t.base_images().unwrap().is_empty());
 }
 
@@ -257,15 +243,13 @@ fn get_node_info_exists() {
     let t = tree_with_two_bases(&tmp);
     fs::create_dir_all(t.base_path().join("ubuntu-arm64/bin")).unwrap();
     let f = files(Some("my-pi"));
-    t.create_node_overlay("d83add36", "ubuntu-arm64", &f)
-        .unwrap();
+    t.create_node_tree("d83add36", &f).unwrap();
     let info = t.node_info("D83ADD36").unwrap().expect("node info");
     assert_eq!(info.serial, "d83add36");
     assert_eq!(info.hostname.as_deref(), Some("my-pi"));
     assert_eq!(info.machine_id.as_deref(), Some(f.machine_id.as_str()));
     assert_eq!(info.path, t.nodes_path().join("d83add36"));
     assert_eq!(info.upper_dir, info.path.join("upper"));
-    assert_eq!(info.merged_dir, info.path.join("merged"));
     assert!(!info.has_persist_image);
 }
 

@@ -5,7 +5,9 @@ use serde_json::{json, Value};
 
 use super::{workflow_state, ServiceError, Services};
 use crate::domain::boot::{decide, unregistered, NodeTreePlan};
-use crate::domain::{FullSerial, Mac, Node, NodeRef, NodeState, OverlayMode, Serial};
+use crate::domain::{
+    full_serial_of, FullSerial, Mac, Node, NodeRef, NodeState, OverlayMode, Serial,
+};
 use crate::nfs_tree::{NfsTreeError, NodeFiles};
 use crate::store::{EventKind, NewEvent, NewNode, StoreError, Tx};
 use crate::workflows::{InstallMethod, Lookup};
@@ -61,7 +63,7 @@ fn claimed_identity(node: &Node, report: &InstalledReport) -> (Option<Mac>, Opti
     let serial = Serial::parse(&node.serial).ok();
     let mac = report.mac.as_deref().and_then(|m| Mac::parse(m).ok());
     let full = match (report.full_serial.as_deref(), serial) {
-        (Some(f), Some(s)) => FullSerial::parse(f, &s).ok(),
+        (Some(f), Some(s)) => full_serial_of(f, &s).ok().flatten(),
         _ => None,
     };
     (mac, full)

@@ -77,11 +77,7 @@ impl Services {
                 config.workflows_dir.display()
             )
         })?;
-        let tree = NfsTree::new(
-            &config.nfs.root_path,
-            &config.nfs.base_dir,
-            &config.nfs.nodes_dir,
-        );
+        let tree = NfsTree::new(&config.nfs.root_path);
         Ok(Services {
             config,
             store,

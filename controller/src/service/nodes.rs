@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{ServiceError, Services};
-use crate::domain::{parse_hostname, Mac, Node, NodeRef, NodeState, OverlayMode, Serial};
-use crate::nfs_tree::{validate_image_name, NodeInfo};
+use crate::domain::{Hostname, ImageName, Mac, Node, NodeRef, NodeState, OverlayMode, Serial};
+use crate::nfs_tree::NodeInfo;
 use crate::store::{Event, EventKind, NewEvent, NewNode, NodeFilter, Tx};
 
 /// `node add` / `POST /api/v1/nodes`.
@@ -70,14 +70,14 @@ pub struct NodeDetail {
 pub const RECENT_EVENTS: u32 = 50;
 
 fn checked_hostname(h: Option<&str>) -> Result<Option<String>, ServiceError> {
-    Ok(h.map(parse_hostname).transpose()?)
+    Ok(h.map(|h| Hostname::parse(h).map(|h| h.to_string()))
+        .transpose()?)
 }
 
 fn checked_image(name: Option<&str>) -> Result<Option<String>, ServiceError> {
-    if let Some(n) = name {
-        validate_image_name(n).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    }
-    Ok(name.map(Into::into))
+    Ok(name
+        .map(|n| ImageName::parse(n).map(|n| n.to_string()))
+        .transpose()?)
 }
 
 fn admin_event<'a>(node: &'a Node, detail: serde_json::Value) -> NewEvent<'a> {
@@ -113,8 +113,9 @@ impl Services {
         let full_serial = spec
             .full_serial
             .as_deref()
-            .map(|f| crate::domain::FullSerial::parse(f, &serial))
-            .transpose()?;
+            .map(|f| crate::domain::full_serial_of(f, &serial))
+            .transpose()?
+            .flatten();
         let hostname = checked_hostname(spec.hostname.as_deref())?;
         let base_image = checked_image(spec.base_image.as_deref())?;
         if let Some(wf) = &spec.workflow_id {

@@ -5,7 +5,6 @@
 
 mod model;
 mod render;
-mod serial;
 
 use std::fs;
 use std::io::ErrorKind;
@@ -14,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 pub use model::Model;
-pub use serial::Serial;
+pub use pureboot_contract::ids::Serial;
 
 #[derive(Debug, Clone)]
 pub enum Target {

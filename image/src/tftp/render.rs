@@ -7,7 +7,7 @@
 //! no `quiet` (pi-init's step lines are the boot log).
 
 use super::model::Model;
-use super::serial::Serial;
+use super::Serial;
 
 pub const KERNEL: &str = "kernel8.img";
 pub const INITRAMFS: &str = "initramfs.img";

@@ -110,7 +110,7 @@ fuzz_target!(|data: &[u8]| {
     fs::create_dir(&outside).unwrap();
     fs::write(outside.join("canary"), b"canary").unwrap();
     let before = listing(&outside);
-    let tree = NfsTree::with_default_dirs(tmp.path().join("root"));
+    let tree = NfsTree::new(tmp.path().join("root"));
     fs::create_dir_all(tree.base_path()).unwrap();
     let result = tree.import_base_image_from_reader(&archive[..], "fuzz", None, "img", &mut |_| {});
     if std::env::var_os("FUZZ_SHOW").is_some() {

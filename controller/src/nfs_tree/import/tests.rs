@@ -42,7 +42,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
-    let tree = NfsTree::with_default_dirs(tmp.path().join("nfs"));
+    let tree = NfsTree::new(tmp.path().join("nfs"));
     tree.ensure_directories().unwrap();
     let outside = tmp.path().join("outside");
     fs::create_dir(&outside).unwrap();
@@ -578,7 +578,7 @@ fn import_throughput() {
     let tmp = tempfile::tempdir().unwrap();
     let root =
         std::env::var_os("PUREBOOT_IMPORT_DEST").map_or(tmp.path().to_path_buf(), PathBuf::from);
-    let tree = NfsTree::with_default_dirs(root);
+    let tree = NfsTree::new(root);
     let name = format!("bench-{}", std::process::id());
     let s = tree
         .import_base_image(Path::new(&archive), &name, &mut |_| {})
