@@ -6,15 +6,18 @@
 //! controller, the failure policy. PID 1 never returns and never panics out: a panic is
 //! caught and handled like a failure.
 
-use crate::cmdline::{Cmdline, FailurePolicy, OverlayMode};
+use crate::cmdline::{Cmdline, FailurePolicy};
 use crate::plan::{self, Decision, Instructions, NfsPlan};
 use crate::report::Report;
+use crate::serial::{BoardSerial, Identity};
 use crate::sys::{self, LinuxSys, MountArgs, Sys};
 use crate::{
     background, cmdline, controller, log, modules, net, nfs, overlay, serial, switch_root, watchdog,
 };
 use ::log::{error, info, warn};
 use nix::mount::{MntFlags, MsFlags};
+use pureboot_contract::ids::Mac;
+use pureboot_contract::FailureReport;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -56,19 +59,23 @@ pub fn early_mounts(sys: &dyn Sys) {
 struct Failure {
     step: &'static str,
     error: String,
+    /// Follows from the command line and the board alone: another attempt would fail the
+    /// same way, so the retry policy goes straight to its last resort.
+    permanent: bool,
 }
 
 fn fail<E: std::fmt::Display>(step: &'static str) -> impl Fn(E) -> Failure {
     move |e| Failure {
         step,
         error: e.to_string(),
+        permanent: false,
     }
 }
 
 /// What a failed attempt leaves for the failure path.
 struct Attempt {
     report: Report,
-    failure_url: Option<String>,
+    failure: Option<FailureReport>,
 }
 
 /// PID 1 from here on: attempts until one execs the new root's init.
@@ -87,17 +94,23 @@ pub fn init_main(start: Instant) -> ! {
     loop {
         let mut a = Attempt {
             report: Report::new(start),
-            failure_url: None,
+            failure: None,
         };
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&sys, &cmd, &mut a)));
         let f = result.unwrap_or_else(|p| Failure {
             step: "panic",
             error: panic_message(p.as_ref()),
+            permanent: false,
         });
         error!("FAILED at {}: {}", f.step, f.error);
-        if let Some(url) = &a.failure_url {
-            controller::post_callback(&controller::Ureq, url, &a.report.failed(f.step, &f.error));
+        if let Some(to) = &a.failure {
+            let body = a.report.failed(to, f.step, &f.error);
+            controller::post_callback(&controller::Ureq, to.url(), &body);
+        }
+        if f.permanent && attempt < cmd.retries {
+            info!("a permanent failure: another attempt would end the same way");
+            attempt = cmd.retries;
         }
         apply_failure_policy(&sys, &cmd, &mut attempt);
     }
@@ -154,18 +167,37 @@ fn rescue_shell() {
     }
 }
 
-/// Reboot or power off; as the kernel's `panic=` would, wait that many seconds first.
+/// How long to wait before rebooting after a failure, as the kernel reads `panic=`: negative
+/// at once, 0 never (`None`), N after N seconds. Without `panic=`, 5 s, so the reason stays
+/// on the console a moment.
+pub fn reboot_delay(panic: Option<i64>) -> Option<Duration> {
+    match panic {
+        None => Some(Duration::from_secs(5)),
+        Some(0) => None,
+        Some(n) if n < 0 => Some(Duration::ZERO),
+        Some(n) => Some(Duration::from_secs(n.unsigned_abs())),
+    }
+}
+
+/// Reboot or power off, after the delay `panic=` asks for; with `panic=0`, never by itself.
 fn power(cmd: &Cmdline, mode: nix::sys::reboot::RebootMode) -> ! {
-    let delay = cmd.panic.filter(|s| *s > 0).map_or(5, |s| s as u64);
-    info!(
-        "{} in {delay} s",
-        if mode == nix::sys::reboot::RebootMode::RB_POWER_OFF {
-            "power off"
-        } else {
-            "reboot"
+    let what = if mode == nix::sys::reboot::RebootMode::RB_POWER_OFF {
+        "power off"
+    } else {
+        "reboot"
+    };
+    match reboot_delay(cmd.panic) {
+        Some(delay) => {
+            info!("{what} in {} s", delay.as_secs());
+            std::thread::sleep(delay);
         }
-    );
-    std::thread::sleep(Duration::from_secs(delay));
+        None => {
+            info!("panic=0: no {what}; waiting for a reset");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+    }
     nix::unistd::sync();
     let e = nix::sys::reboot::reboot(mode).unwrap_err();
     error!("reboot: {e}");
@@ -186,23 +218,18 @@ enum Never {}
 
 fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure> {
     let r = &mut a.report;
-    let serial = r
-        .time("serial", |_| {
-            serial::read(Path::new("/"), cmd.serial.as_deref())
-        })
-        .map_err(fail("serial"))?;
-    info!(
-        "serial {} ({}, from {})",
-        serial.short, serial.full, serial.source
-    );
-    r.facts.serial = Some(serial.short.clone());
-    r.facts.full_serial = Some(serial.full.clone());
-    // Callback URL from the command line until the controller names one.
-    a.failure_url = cmd
-        .callback
-        .as_deref()
-        .and_then(|c| c.strip_suffix("/installed"))
-        .map(|b| format!("{b}/install-failed"));
+    // A board without a serial can still boot a kernel-style NFS root; only asking the
+    // controller needs one. Decided once the MAC is known.
+    let serial = r.time("serial", |_| {
+        serial::read(Path::new("/"), cmd.serial.as_deref())
+    });
+    if let Ok(s) = &serial {
+        info!("serial {} ({}, from {})", s.short, s.longest(), s.source);
+        r.facts.serial = Some(s.short.to_string());
+        r.facts.full_serial = s.full.as_ref().map(|f| f.to_string());
+    }
+    // The command line's callback until the controller names one.
+    a.failure = FailureReport::choose(None, cmd.callback.as_deref());
 
     // Modules load on their own threads (the NIC driver first) while this one waits for the
     // interface, configures it and asks the controller; joined before NFS is mounted.
@@ -213,10 +240,15 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
         let net = r
             .time("network", |_| net::bring_up(&net_request(cmd)))
             .map_err(fail("network"));
-        let answer = net
-            .as_ref()
-            .ok()
-            .map(|n| r.time("controller", |_| ask_controller(cmd, &serial, &n.mac)));
+        let answer = net.as_ref().ok().map(|n| match &serial {
+            Ok(s) => r.time("controller", |_| ask_controller(cmd, s, &n.mac)),
+            Err(why) if cmd.url.is_some() => controller::Outcome::Unreachable(format!(
+                "cannot ask the controller, which keys nodes by serial: {why}"
+            )),
+            Err(_) => {
+                controller::Outcome::Unreachable("no pureboot.url= on the command line".into())
+            }
+        });
         modules_done(r, "modules", "modules", loader.join());
         (net, answer)
     });
@@ -230,8 +262,20 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
     );
     r.facts.mac = Some(net.mac.clone());
     r.facts.ip_address = Some(net.addr.to_string());
+    let identity = match serial {
+        Ok(s) => Identity::Board(s),
+        Err(why) => {
+            let mac = Mac::parse(&net.mac).map_err(fail("serial"))?;
+            warn!("{why}: this node is known by its MAC {mac}");
+            Identity::Mac {
+                mac,
+                no_serial: why,
+            }
+        }
+    };
     let answer = answer.expect("asked once the network is up");
 
+    let mut permanent = false;
     let ins = match &answer {
         controller::Outcome::Answer(resp) => {
             info!(
@@ -244,11 +288,12 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
                     .unwrap_or_default()
             );
             // Known now, so even an answer pi-init cannot boot is reported back.
-            a.failure_url = resp.failure_url().or(a.failure_url.take());
+            a.failure = resp.failure_report().or(a.failure.take());
             Instructions::Controller(resp)
         }
         controller::Outcome::Unreachable(why) => {
             warn!("{why}");
+            permanent = cmd.url.is_none() || identity.serial().is_none();
             Instructions::None(why)
         }
     };
@@ -256,16 +301,22 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
         client: net.addr,
         server: net.server,
         hostname: net.hostname.as_deref(),
+        root_path: net.root_path.as_deref(),
     };
-    match plan::decide(cmd, &serial, &facts, ins) {
+    match plan::decide(cmd, &identity, &facts, ins) {
         Decision::Nfs(p) => {
-            a.failure_url = p.failure_url.clone().or(a.failure_url.take());
-            nfs_boot(sys, cmd, &p, &serial, net.addr, &mut a.report)
+            a.failure = p.failure.clone().or(a.failure.take());
+            nfs_boot(sys, cmd, &p, &identity, net.addr, &mut a.report)
         }
         Decision::Local { device } => local_boot(sys, cmd, &device, &mut a.report),
         Decision::Fail(why) => Err(Failure {
-            step: "controller",
+            step: if identity.serial().is_none() && cmd.url.is_some() {
+                "serial"
+            } else {
+                "controller"
+            },
             error: why,
+            permanent,
         }),
     }
 }
@@ -325,12 +376,12 @@ fn net_request(cmd: &Cmdline) -> net::NetRequest {
         iface: cmd.iface.clone(),
         // Under QEMU TCG the NIC driver's modules take a while to load.
         iface_timeout: Duration::from_secs(20),
-        hostname: cmd.hostname.clone(),
+        hostname: cmd.hostname.as_ref().map(|h| h.to_string()),
         ..Default::default()
     }
 }
 
-fn ask_controller(cmd: &Cmdline, serial: &serial::Serial, mac: &str) -> controller::Outcome {
+fn ask_controller(cmd: &Cmdline, serial: &BoardSerial, mac: &str) -> controller::Outcome {
     let Some(base) = &cmd.url else {
         return controller::Outcome::Unreachable("no pureboot.url= on the command line".into());
     };
@@ -343,7 +394,7 @@ fn nfs_boot(
     sys: &dyn Sys,
     cmd: &Cmdline,
     p: &NfsPlan,
-    serial: &serial::Serial,
+    identity: &Identity,
     client: Ipv4Addr,
     r: &mut Report,
 ) -> Result<Never, Failure> {
@@ -355,22 +406,18 @@ fn nfs_boot(
         p.overlay.as_str()
     );
     // The export is written only when the writable layer lives on it.
-    let read_only = matches!(p.overlay, OverlayMode::Tmpfs | OverlayMode::None);
+    let read_only = !p.overlay.writes_export();
     std::fs::create_dir_all(&paths.nfs).map_err(fail("nfs-mount"))?;
     // The NFS client's identity includes the host name: name the node before mounting.
-    if let Err(e) = nix::unistd::sethostname(&p.hostname) {
+    if let Err(e) = nix::unistd::sethostname(p.hostname.as_str()) {
         warn!("sethostname {}: {e}", p.hostname);
     }
-    let client_id = p
-        .machine_id
-        .clone()
-        .unwrap_or_else(|| overlay::machine_id_for(&serial.full));
-    if let Err(e) = nfs::set_client_identifier(Path::new("/sys"), &client_id) {
+    if let Err(e) = nfs::set_client_identifier(Path::new("/sys"), p.machine_id.as_str()) {
         warn!("NFS client identifier: {e}; nodes may share one NFSv4 client identity");
     }
     // The image overlay loop-mounts an ext4 file: its modules load while NFS mounts.
     let disk = std::thread::scope(|s| {
-        let disk_modules = (p.overlay == OverlayMode::Image).then(|| {
+        let disk_modules = p.overlay.needs_disk_modules().then(|| {
             background::start(s, "disk-modules", || {
                 timed(|| modules::load_list(sys, Path::new(modules::DISK_LIST_PATH)))
             })
@@ -391,11 +438,11 @@ fn nfs_boot(
     let req = overlay::Request {
         mode: p.overlay,
         layout: p.nfs.layout,
-        serial: &serial.short,
-        full_serial: &serial.full,
-        base_image: p.base_image.as_deref(),
-        hostname: &p.hostname,
-        machine_id: p.machine_id.as_deref(),
+        serial: identity.serial().map(|s| &s.short),
+        base_image: p.base_image.as_ref(),
+        hostname: p.hostname.as_str(),
+        machine_id: p.machine_id.as_str(),
+        init: cmd.init.as_deref(),
         export,
     };
     let done = r
@@ -403,7 +450,7 @@ fn nfs_boot(
         .map_err(fail("overlay"))?;
     r.facts.overlay_mode = Some(done.mode.as_str().to_string());
     r.facts.base_image = done.base_image;
-    r.facts.hostname = Some(p.hostname.clone());
+    r.facts.hostname = Some(p.hostname.to_string());
     enter_and_exec(sys, cmd, &paths.newroot, p.callback_url.as_deref(), r)
 }
 
@@ -472,6 +519,7 @@ fn enter_and_exec(
     Err(Failure {
         step: "exec",
         error: switch_root::exec_init(&init, &args),
+        permanent: false,
     })
 }
 
@@ -487,6 +535,23 @@ mod tests {
         assert_eq!(panic_message(p.as_ref()), "static");
         let p = std::panic::catch_unwind(|| std::panic::panic_any(3u8)).unwrap_err();
         assert_eq!(panic_message(p.as_ref()), "unknown panic");
+    }
+
+    #[test]
+    fn panic_means_what_it_means_to_the_kernel() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            reboot_delay(Some(-1)),
+            Some(Duration::ZERO),
+            "negative: at once"
+        );
+        assert_eq!(reboot_delay(Some(0)), None, "0: never by itself");
+        assert_eq!(reboot_delay(Some(10)), Some(s(10)));
+        assert_eq!(
+            reboot_delay(None),
+            Some(s(5)),
+            "unset: a moment to read the console"
+        );
     }
 
     #[test]

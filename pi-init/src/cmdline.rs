@@ -9,6 +9,8 @@ use crate::net::{self, IpParam};
 use std::str::FromStr;
 use std::time::Duration;
 
+use pureboot_contract::ids::{Hostname, ImageName};
+pub use pureboot_contract::layout::RootLayout;
 pub use pureboot_contract::OverlayMode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,26 +48,19 @@ impl FromStr for FailurePolicy {
     }
 }
 
-/// What the NFS export holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RootLayout {
-    /// A pureboot export root: `base/<image>/` and `nodes/<serial>/` (`pureboot.nfs_path=`,
-    /// the controller's `nfs_path`).
-    Tree,
-    /// A root filesystem itself (kernel `nfsroot=`, dracut `root=nfs:`).
-    Plain,
-}
-
 /// An NFS root named on the command line: the fallback when no controller answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NfsRoot {
-    /// None: the kernel form without a server (taken from `ip=` or DHCP).
+    /// None: the kernel form without a server (taken from `ip=` or DHCP, next-server).
     pub server: Option<String>,
-    pub path: String,
+    /// None: `root=/dev/nfs` without `nfsroot=`, or dracut `root=dhcp`: the path comes from
+    /// DHCP's root path (option 17), else the kernel's default `/tftpboot/%s`.
+    pub path: Option<String>,
     pub options: Option<String>,
     /// dracut `root=nfs4:`: NFSv4 only.
     pub v4_only: bool,
-    pub layout: RootLayout,
+    /// None: found by looking at the export once it is mounted.
+    pub layout: Option<RootLayout>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -91,8 +86,8 @@ pub struct Cmdline {
     pub panic: Option<i64>,
     // ours
     pub overlay: OverlayMode,
-    pub base_image: Option<String>,
-    pub hostname: Option<String>,
+    pub base_image: Option<ImageName>,
+    pub hostname: Option<Hostname>,
     pub on_failure: FailurePolicy,
     pub retries: u32,
     pub log_level: log::LevelFilter,
@@ -139,15 +134,16 @@ impl Default for Cmdline {
 
 impl Cmdline {
     /// The NFS root to boot when no controller answers: the upstream `pureboot.nfs_server=` +
-    /// `pureboot.nfs_path=` pair (an export tree) first, else the kernel or dracut form.
+    /// `pureboot.nfs_path=` pair first (a pureboot tree or a plain root, whichever the export
+    /// holds), else the kernel or dracut form (a plain root).
     pub fn fallback_nfs_root(&self) -> Option<NfsRoot> {
         if let Some(path) = &self.nfs_path {
             return Some(NfsRoot {
                 server: self.nfs_server.clone(),
-                path: path.clone(),
+                path: Some(path.clone()),
                 options: None,
                 v4_only: false,
-                layout: RootLayout::Tree,
+                layout: None,
             });
         }
         self.kernel_nfs_root.clone()
@@ -222,11 +218,11 @@ fn apply(
 ) -> Result<(), String> {
     let text = |v: &str| (!v.is_empty()).then(|| v.to_string());
     match key {
-        "pureboot.url" => c.url = text(v.trim_end_matches('/')),
+        "pureboot.url" => c.url = Some(http_url(v)?.trim_end_matches('/').to_string()),
         "pureboot.serial" => c.serial = text(v),
         "pureboot.nfs_server" => c.nfs_server = text(v),
         "pureboot.nfs_path" => c.nfs_path = Some(absolute(v)?),
-        "pureboot.callback" => c.callback = text(v),
+        "pureboot.callback" => c.callback = Some(http_url(v)?.to_string()),
         "ip" => c.ip = Some(net::parse_ip_param(v)?),
         "root" => *root = Some(v.to_string()),
         "nfsroot" => *nfsroot = Some(v.to_string()),
@@ -234,8 +230,10 @@ fn apply(
         "init" => c.init = Some(absolute(v)?),
         "panic" => c.panic = Some(number(v)?),
         "pureboot.overlay" => c.overlay = v.parse()?,
-        "pureboot.base_image" => c.base_image = Some(name(v)?),
-        "pureboot.hostname" => c.hostname = Some(hostname(v)?),
+        "pureboot.base_image" => {
+            c.base_image = Some(ImageName::parse(v).map_err(|e| e.to_string())?)
+        }
+        "pureboot.hostname" => c.hostname = Some(Hostname::parse(v).map_err(|e| e.to_string())?),
         "pureboot.on_failure" => c.on_failure = v.parse()?,
         "pureboot.retries" => c.retries = number::<u32>(v)?.max(1),
         "pureboot.log" => {
@@ -257,9 +255,16 @@ fn apply(
 fn resolve_root(c: &mut Cmdline, root: Option<String>, nfsroot: Option<String>) {
     let result = match root.as_deref() {
         Some(r) if r.starts_with("nfs:") || r.starts_with("nfs4:") => parse_dracut(r).map(Some),
-        Some("/dev/nfs") | Some("nfs") | None => match &nfsroot {
+        Some("/dev/nfs") | Some("nfs") | Some("dhcp") | None => match &nfsroot {
             Some(n) => parse_nfsroot(n).map(Some),
-            None if root.is_some() => Err("root=/dev/nfs without nfsroot=".to_string()),
+            // As the kernel: the root path comes from DHCP (option 17) or its default.
+            None if root.is_some() => Ok(Some(NfsRoot {
+                server: None,
+                path: None,
+                options: None,
+                v4_only: false,
+                layout: Some(RootLayout::Plain),
+            })),
             None => Ok(None),
         },
         Some(dev) => {
@@ -286,10 +291,10 @@ pub fn parse_nfsroot(v: &str) -> Result<NfsRoot, String> {
     };
     Ok(NfsRoot {
         server,
-        path: absolute(path).map_err(|e| format!("nfsroot={v}: {e}"))?,
+        path: Some(absolute(path).map_err(|e| format!("nfsroot={v}: {e}"))?),
         options: options.filter(|o| !o.is_empty()),
         v4_only: false,
-        layout: RootLayout::Plain,
+        layout: Some(RootLayout::Plain),
     })
 }
 
@@ -313,10 +318,10 @@ pub fn parse_dracut(v: &str) -> Result<NfsRoot, String> {
     };
     Ok(NfsRoot {
         server,
-        path: absolute(path).map_err(|e| format!("root={v}: {e}"))?,
+        path: Some(absolute(path).map_err(|e| format!("root={v}: {e}"))?),
         options,
         v4_only,
-        layout: RootLayout::Plain,
+        layout: Some(RootLayout::Plain),
     })
 }
 
@@ -336,28 +341,34 @@ fn seconds(v: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(number(v)?))
 }
 
-/// A single path component: a base image name never walks out of `base/`.
-fn name(v: &str) -> Result<String, String> {
-    if v.is_empty() || v == "." || v == ".." || v.contains('/') {
-        return Err(format!("{v:?} is not a plain name"));
+/// A URL pi-init can reach: `http://<host>[:<port>][/<path>]`. Checked here, so a typo fails
+/// at once with a warning instead of costing every attempt a round of retries.
+fn http_url(v: &str) -> Result<&str, String> {
+    let rest = v
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{v:?} is not an http:// URL (pi-init speaks plain HTTP)"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if !h.contains(']') || h.ends_with(']') => {
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("{v:?}: port {port:?} is not a port number"))?;
+            h
+        }
+        _ => authority,
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+    if !host_ok
+        || v.bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(format!("{v:?}: no usable host in the URL"));
     }
-    Ok(v.to_string())
-}
-
-/// Letters, digits, `-` and `.`, at most 64 characters.
-pub fn valid_hostname(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 64
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-}
-
-fn hostname(v: &str) -> Result<String, String> {
-    if valid_hostname(v) {
-        Ok(v.to_string())
-    } else {
-        Err(format!("{v:?} is not a valid hostname"))
-    }
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -367,10 +378,10 @@ mod tests {
     fn nfs(server: Option<&str>, path: &str, opts: Option<&str>, v4: bool) -> NfsRoot {
         NfsRoot {
             server: server.map(Into::into),
-            path: path.into(),
+            path: (!path.is_empty()).then(|| path.into()),
             options: opts.map(Into::into),
             v4_only: v4,
-            layout: RootLayout::Plain,
+            layout: Some(RootLayout::Plain),
         }
     }
 
@@ -407,10 +418,10 @@ mod tests {
         assert_eq!(c.log_level, log::LevelFilter::Info);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         let f = c.fallback_nfs_root().unwrap();
-        assert_eq!(f.layout, RootLayout::Tree);
+        assert_eq!(f.layout, None, "the export's content decides");
         assert_eq!(
-            (f.server.as_deref(), f.path.as_str()),
-            (Some("10.0.2.2"), "/srv/nfs")
+            (f.server.as_deref(), f.path.as_deref()),
+            (Some("10.0.2.2"), Some("/srv/nfs"))
         );
     }
 
@@ -454,6 +465,9 @@ mod tests {
                 "nfsroot=10.0.2.2:/x",
                 Some(nfs(Some("10.0.2.2"), "/x", None, false)),
             ),
+            // As the kernel: server from DHCP's next-server, path from its option 17.
+            ("root=/dev/nfs ip=dhcp", Some(nfs(None, "", None, false))),
+            ("root=dhcp", Some(nfs(None, "", None, false))),
             ("root=/dev/mmcblk0p2", None),
             ("", None),
         ];
@@ -476,7 +490,6 @@ mod tests {
     #[test]
     fn malformed_values_warn_and_keep_defaults() {
         let cases: &[(&str, &str)] = &[
-            ("root=/dev/nfs", "without nfsroot"),
             ("root=/dev/nfs nfsroot=srv:relative", "not an absolute path"),
             ("root=/dev/nfs nfsroot=:/x", "empty server"),
             ("root=nfs:", "expected nfs:"),
@@ -489,9 +502,16 @@ mod tests {
             ("pureboot.timeout=5s", "not a number"),
             ("pureboot.wait=", "not a number"),
             ("pureboot.log=loud", "expected error|warn"),
-            ("pureboot.base_image=../etc", "not a plain name"),
-            ("pureboot.base_image=a/b", "not a plain name"),
-            ("pureboot.hostname=bad_name!", "not a valid hostname"),
+            ("pureboot.base_image=../etc", "invalid base image name"),
+            ("pureboot.base_image=a/b", "invalid base image name"),
+            ("pureboot.hostname=bad_name!", "invalid hostname"),
+            ("pureboot.hostname=a_b", "invalid hostname"),
+            ("pureboot.url=notaurl", "not an http:// URL"),
+            ("pureboot.url=https://c.lan", "not an http:// URL"),
+            ("pureboot.url=http://", "no usable host"),
+            ("pureboot.url=http://c.lan:80x", "not a port number"),
+            ("pureboot.url=http://c.lan:0", "not a port number"),
+            ("pureboot.callback=ftp://c/x", "not an http:// URL"),
             ("pureboot.nfs_path=srv", "not an absolute path"),
             ("init=sbin/init", "not an absolute path"),
             ("panic=soon", "not a number"),
@@ -539,8 +559,8 @@ mod tests {
         );
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         assert_eq!(c.overlay, OverlayMode::Image);
-        assert_eq!(c.base_image.as_deref(), Some("bookworm"));
-        assert_eq!(c.hostname.as_deref(), Some("pi-a"));
+        assert_eq!(c.base_image.as_ref().map(|i| i.as_str()), Some("bookworm"));
+        assert_eq!(c.hostname.as_ref().map(|h| h.as_str()), Some("pi-a"));
         assert_eq!(c.on_failure, FailurePolicy::Shell);
         assert_eq!(c.retries, 1, "zero attempts would never boot");
         assert_eq!(c.log_level, log::LevelFilter::Debug);
@@ -558,6 +578,21 @@ mod tests {
         for p in ["retry", "shell", "reboot", "halt"] {
             assert_eq!(p.parse::<FailurePolicy>().unwrap().as_str(), p);
         }
+    }
+
+    #[test]
+    fn urls_pi_init_can_reach() {
+        for ok in [
+            "http://10.0.2.2:8080",
+            "http://controller.lan",
+            "http://c.lan:8080/prefix/",
+            "http://[fd00::1]:8080",
+        ] {
+            let c = parse(&format!("pureboot.url={ok}"));
+            assert!(c.warnings.is_empty(), "{ok}: {:?}", c.warnings);
+            assert_eq!(c.url.as_deref(), Some(ok.trim_end_matches('/')));
+        }
+        assert_eq!(parse("pureboot.url=notaurl").url, None, "ignored");
     }
 
     #[test]

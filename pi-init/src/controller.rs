@@ -2,15 +2,39 @@
 //! bounded retries with backoff and `wait` polling; post the callbacks (never fatal).
 //! HTTP goes through [`Http`] so the retry and polling logic is tested without a network.
 
-use crate::serial::Serial;
+use crate::serial::BoardSerial;
 use pureboot_contract::{BootAction, PiBootResponse};
 use std::time::Duration;
 
-pub trait Http {
-    /// GET `url`; the status and body of any HTTP answer, or a transport error.
-    fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), String>;
-    /// POST a JSON body; the status of any HTTP answer, or a transport error.
-    fn post_json(&self, url: &str, body: &str, timeout: Duration) -> Result<u16, String>;
+/// A request that got no HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    pub message: String,
+    /// Asking again cannot help (a URL that cannot be parsed, a scheme pi-init does not
+    /// speak); otherwise transient (no route, refused, timed out, a broken answer).
+    pub permanent: bool,
+}
+
+impl HttpError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        HttpError {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        HttpError {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
+
+pub trait Http: Sync {
+    /// GET `url`; the status and body of any HTTP answer, or why there was none.
+    fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), HttpError>;
+    /// POST a JSON body; the status of any HTTP answer, or why there was none.
+    fn post_json(&self, url: &str, body: &str, timeout: Duration) -> Result<u16, HttpError>;
 }
 
 /// Plain HTTP through ureq.
@@ -26,23 +50,40 @@ impl Ureq {
     }
 }
 
+/// Which transport errors no retry can mend.
+fn from_ureq(e: ureq::Error) -> HttpError {
+    use ureq::ErrorKind::*;
+    let permanent = matches!(
+        e.kind(),
+        InvalidUrl | UnknownScheme | InsecureRequestHttpsOnly
+    );
+    HttpError {
+        message: e.to_string(),
+        permanent,
+    }
+}
+
 impl Http for Ureq {
-    fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), String> {
+    fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), HttpError> {
         match Self::agent(timeout).get(url).call() {
-            Ok(r) => Ok((r.status(), r.into_string().map_err(|e| e.to_string())?)),
+            Ok(r) => Ok((
+                r.status(),
+                r.into_string()
+                    .map_err(|e| HttpError::transient(e.to_string()))?,
+            )),
             Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap_or_default())),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(from_ureq(e)),
         }
     }
 
-    fn post_json(&self, url: &str, body: &str, timeout: Duration) -> Result<u16, String> {
+    fn post_json(&self, url: &str, body: &str, timeout: Duration) -> Result<u16, HttpError> {
         let req = Self::agent(timeout)
             .post(url)
             .set("Content-Type", "application/json");
         match req.send_string(body) {
             Ok(r) => Ok(r.status()),
             Err(ureq::Error::Status(code, _)) => Ok(code),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(from_ureq(e)),
         }
     }
 }
@@ -50,15 +91,15 @@ impl Http for Ureq {
 /// `{base}/api/v1/boot/pi?serial=<8 hex>&mac=<aa:bb:..>`, plus `&full_serial=` when the
 /// board reports more than the 8 digits (so the controller can tell two Pi 5s apart
 /// whose low 32 bits collide).
-pub fn boot_url(base: &str, serial: &Serial, mac: &str) -> String {
+pub fn boot_url(base: &str, serial: &BoardSerial, mac: &str) -> String {
     let mut url = format!(
         "{}/api/v1/boot/pi?serial={}&mac={mac}",
         base.trim_end_matches('/'),
         serial.short
     );
-    if serial.full != serial.short {
+    if let Some(full) = &serial.full {
         url.push_str("&full_serial=");
-        url.push_str(&serial.full);
+        url.push_str(full.as_str());
     }
     url
 }
@@ -97,8 +138,8 @@ pub enum Outcome {
 }
 
 /// Ask until there is an answer other than `wait`, or the controller counts as unreachable:
-/// `attempts` transport errors, 5xx answers or unreadable bodies in a row (backing off between
-/// them), or one 4xx (asking again would get the same).
+/// `attempts` transient errors, 5xx answers or unreadable bodies in a row (backing off between
+/// them), or at once on a permanent error or a 4xx (asking again would get the same).
 pub fn ask(http: &dyn Http, sleep: &mut dyn FnMut(Duration), url: &str, p: &AskPolicy) -> Outcome {
     let mut failures = 0;
     let mut backoff = p.first_backoff;
@@ -136,7 +177,10 @@ pub fn ask(http: &dyn Http, sleep: &mut dyn FnMut(Duration), url: &str, p: &AskP
                 ))
             }
             Ok((code, body)) => format!("HTTP {code}: {}", error_text(&body)),
-            Err(e) => e,
+            Err(e) if e.permanent => {
+                return Outcome::Unreachable(format!("GET {url}: {}", e.message))
+            }
+            Err(e) => e.message,
         };
         failures += 1;
         if failures >= p.attempts {
@@ -182,7 +226,7 @@ pub fn post_callback(http: &dyn Http, url: &str, body: &impl serde::Serialize) -
             false
         }
         Err(e) => {
-            log::warn!("callback {url}: {e}; booting anyway");
+            log::warn!("callback {url}: {}; booting anyway", e.message);
             false
         }
     }
@@ -191,41 +235,47 @@ pub fn post_callback(http: &dyn Http, url: &str, body: &impl serde::Serialize) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
     use std::collections::VecDeque;
+    use std::sync::Mutex;
 
-    /// Answers GETs from a script; records POSTs.
+    /// Answers GETs from a script (an `Err` starting with `permanent:` is a permanent
+    /// error); records POSTs.
     struct ScriptedHttp {
-        answers: RefCell<VecDeque<Result<(u16, String), String>>>,
-        gets: RefCell<u32>,
-        posts: RefCell<Vec<(String, String)>>,
+        answers: Mutex<VecDeque<Result<(u16, String), HttpError>>>,
+        gets: Mutex<u32>,
+        posts: Mutex<Vec<(String, String)>>,
     }
 
     impl ScriptedHttp {
         fn new(answers: Vec<Result<(u16, &str), &str>>) -> Self {
+            let error = |e: &str| match e.strip_prefix("permanent:") {
+                Some(m) => HttpError::permanent(m),
+                None => HttpError::transient(e),
+            };
             ScriptedHttp {
-                answers: RefCell::new(
+                answers: Mutex::new(
                     answers
                         .into_iter()
-                        .map(|a| a.map(|(c, b)| (c, b.to_string())).map_err(String::from))
+                        .map(|a| a.map(|(c, b)| (c, b.to_string())).map_err(error))
                         .collect(),
                 ),
-                gets: RefCell::new(0),
-                posts: RefCell::new(Vec::new()),
+                gets: Mutex::new(0),
+                posts: Mutex::new(Vec::new()),
             }
         }
     }
 
     impl Http for ScriptedHttp {
-        fn get(&self, _url: &str, _t: Duration) -> Result<(u16, String), String> {
-            *self.gets.borrow_mut() += 1;
+        fn get(&self, _url: &str, _t: Duration) -> Result<(u16, String), HttpError> {
+            *self.gets.lock().unwrap() += 1;
             self.answers
-                .borrow_mut()
+                .lock()
+                .unwrap()
                 .pop_front()
                 .expect("more GETs than scripted")
         }
-        fn post_json(&self, url: &str, body: &str, _t: Duration) -> Result<u16, String> {
-            self.posts.borrow_mut().push((url.into(), body.into()));
+        fn post_json(&self, url: &str, body: &str, _t: Duration) -> Result<u16, HttpError> {
+            self.posts.lock().unwrap().push((url.into(), body.into()));
             Ok(401)
         }
     }
@@ -245,12 +295,8 @@ mod tests {
         (out, slept)
     }
 
-    fn serial(full: &str) -> Serial {
-        Serial {
-            full: full.into(),
-            short: full[full.len() - 8..].into(),
-            source: "test",
-        }
+    fn serial(text: &str) -> BoardSerial {
+        crate::serial::read(std::path::Path::new("/nonexistent"), Some(text)).unwrap()
     }
 
     #[test]
@@ -323,7 +369,26 @@ mod tests {
         }
         let ms: Vec<u128> = slept.iter().map(|d| d.as_millis()).collect();
         assert_eq!(ms, [500, 1000, 2000, 4000], "exponential, capped");
-        assert_eq!(*http.gets.borrow(), 5);
+        assert_eq!(*http.gets.lock().unwrap(), 5);
+    }
+
+    #[test]
+    fn a_permanent_error_is_not_retried() {
+        let http = ScriptedHttp::new(vec![Err("permanent:Bad URL: notaurl")]);
+        let (out, slept) = run(&http);
+        assert!(
+            matches!(out, Outcome::Unreachable(ref e) if e.contains("Bad URL")),
+            "{out:?}"
+        );
+        assert!(slept.is_empty(), "no backoff: {slept:?}");
+        assert_eq!(*http.gets.lock().unwrap(), 1);
+        // The real client says which errors are permanent.
+        let e = Ureq.get("notaurl", Duration::from_millis(200)).unwrap_err();
+        assert!(e.permanent, "{e:?}");
+        let e = Ureq
+            .get("ftp://10.0.2.2/x", Duration::from_millis(200))
+            .unwrap_err();
+        assert!(e.permanent, "{e:?}");
     }
 
     #[test]
@@ -355,7 +420,7 @@ mod tests {
             &serde_json::json!({"success": true}),
         );
         assert!(!ok, "401 is reported as not delivered");
-        assert_eq!(http.posts.borrow()[0].1, r#"{"success":true}"#);
+        assert_eq!(http.posts.lock().unwrap()[0].1, r#"{"success":true}"#);
     }
 
     /// The real client against a one-shot HTTP server on loopback.
@@ -424,13 +489,14 @@ mod tests {
                 r#"{"a":1}"#.into()
             )
         );
-        // Nothing listening: a transport error, quickly.
+        // Nothing listening: a transient transport error, quickly.
         let dead = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
-        assert!(Ureq
+        let e = Ureq
             .get(&format!("http://{dead}/"), Duration::from_millis(500))
-            .is_err());
+            .unwrap_err();
+        assert!(!e.permanent, "{e:?}");
     }
 }

@@ -2,9 +2,11 @@
 //! [--sysroot DIR] [--answer FILE]` prints the parsed command line, the serial and what it
 //! would boot, and mounts nothing.
 
+use crate::cmdline;
 use crate::plan::{self, Decision, Instructions};
-use crate::{cmdline, serial};
+use crate::serial::{self, Identity};
 use ::log::{error, info, warn};
+use pureboot_contract::ids::Mac;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -37,14 +39,18 @@ pub fn run(args: Vec<String>) -> i32 {
     let cmd = cmdline::parse(&text);
     cmd.warnings.iter().for_each(|w| warn!("command line: {w}"));
     println!("{cmd:#?}");
-    let serial = match serial::read(&sysroot, cmd.serial.as_deref()) {
-        Ok(s) => s,
+    let identity = match serial::read(&sysroot, cmd.serial.as_deref()) {
+        Ok(s) => Identity::Board(s),
         Err(e) => {
-            error!("FAILED at serial: {e}");
-            return 1;
+            // No network here: a real boot would take the boot interface's MAC.
+            warn!("{e}: a boot would be known by its MAC; 00:00:00:00:00:00 stands in for it");
+            Identity::Mac {
+                mac: Mac::from_bytes([0; 6]),
+                no_serial: e,
+            }
         }
     };
-    println!("{serial:?}");
+    println!("{identity:?}");
     let answer: Option<pureboot_contract::PiBootResponse> =
         match answer_file.map(std::fs::read_to_string) {
             Some(Ok(t)) => match serde_json::from_str(&t) {
@@ -68,8 +74,9 @@ pub fn run(args: Vec<String>) -> i32 {
         client: Ipv4Addr::UNSPECIFIED,
         server: None,
         hostname: None,
+        root_path: None,
     };
-    let decision = plan::decide(&cmd, &serial, &no_net, ins);
+    let decision = plan::decide(&cmd, &identity, &no_net, ins);
     println!("{decision:#?}");
     match decision {
         Decision::Fail(why) => {

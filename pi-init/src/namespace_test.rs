@@ -134,14 +134,16 @@ fn helper_overlay_and_switch_root() {
         "other filesystems untouched"
     );
 
+    let serial = pureboot_contract::ids::Serial::parse("d83add36").unwrap();
+    let image = pureboot_contract::ids::ImageName::parse("bookworm").unwrap();
     let req = overlay::Request {
         mode: OverlayMode::Tmpfs,
-        layout: RootLayout::Tree,
-        serial: "d83add36",
-        full_serial: "10000000d83add36",
-        base_image: Some("bookworm"),
+        layout: Some(RootLayout::Tree),
+        serial: Some(&serial),
+        base_image: Some(&image),
         hostname: "pi-d83add36",
-        machine_id: None,
+        machine_id: "0123456789abcdef0123456789abcdef",
+        init: None,
         export: "test:/export".into(),
     };
     let mut report = Report::new(Instant::now());

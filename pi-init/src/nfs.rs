@@ -308,7 +308,7 @@ mod tests {
             path: "/srv/nfs".into(),
             options: options.map(Into::into),
             v4_only,
-            layout: RootLayout::Tree,
+            layout: Some(RootLayout::Tree),
         }
     }
 

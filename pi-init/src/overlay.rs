@@ -8,6 +8,8 @@ use crate::cmdline::{OverlayMode, RootLayout};
 use crate::report::Report;
 use crate::sys::{MountArgs, Sys};
 use nix::mount::MsFlags;
+use pureboot_contract::ids::{ImageName, Serial};
+use pureboot_contract::layout::{ExportLayout, PERSIST_IMAGE};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -35,12 +37,15 @@ impl Paths {
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
     pub mode: OverlayMode,
-    pub layout: RootLayout,
-    pub serial: &'a str,
-    pub full_serial: &'a str,
-    pub base_image: Option<&'a str>,
+    /// None: look at the export (see [`detect_layout`]).
+    pub layout: Option<RootLayout>,
+    /// The node's serial; a board without one has no `nodes/<serial>/` in a tree.
+    pub serial: Option<&'a Serial>,
+    pub base_image: Option<&'a ImageName>,
     pub hostname: &'a str,
-    pub machine_id: Option<&'a str>,
+    pub machine_id: &'a str,
+    /// The init the new root must hold (`init=`), for recognising a plain root export.
+    pub init: Option<&'a str>,
     /// `server:path`, for error messages.
     pub export: String,
 }
@@ -49,7 +54,27 @@ pub struct Request<'a> {
 pub struct Assembled {
     /// The mode actually used (after any fallback).
     pub mode: OverlayMode,
+    pub layout: RootLayout,
     pub base_image: Option<String>,
+}
+
+/// What the mounted export holds: a pureboot tree when it has `base/`, else a root
+/// filesystem when its init is there (upstream PureBoot's and the kernel's `nfsroot=`
+/// exports), else neither, said with what was looked for.
+pub fn detect_layout(
+    export_root: &Path,
+    init: Option<&str>,
+    export: &str,
+) -> Result<RootLayout, String> {
+    if ExportLayout::new(export_root).base_dir().is_dir() {
+        return Ok(RootLayout::Tree);
+    }
+    match crate::switch_root::find_init(export_root, init) {
+        Ok(_) => Ok(RootLayout::Plain),
+        Err(e) => Err(format!(
+            "{export} is neither a pureboot tree (no base/) nor a root filesystem ({e})"
+        )),
+    }
 }
 
 /// `lowerdir=a:b[,upperdir=u,workdir=w]`. Paths holding `:` or `,` would need escaping; none
@@ -79,17 +104,13 @@ pub fn overlay_options(
 }
 
 /// A machine-id stable per serial: 128 bits of FNV-1a over the full serial, as 32 hex digits.
-pub fn machine_id_for(full_serial: &str) -> String {
-    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for b in b"pureboot-machine-id:".iter().chain(full_serial.as_bytes()) {
-        h ^= u128::from(*b);
-        h = h.wrapping_mul(0x0000000001000000000000000000013B);
-    }
-    format!("{h:032x}")
-}
-
 /// The base image to use: the one named, else the only one there. Never "the first of many".
-pub fn choose_base(base_dir: &Path, named: Option<&str>, export: &str) -> Result<String, String> {
+pub fn choose_base(
+    base_dir: &Path,
+    named: Option<&ImageName>,
+    export: &str,
+) -> Result<String, String> {
+    let named = named.map(ImageName::as_str);
     let mut available: Vec<String> = fs::read_dir(base_dir)
         .map_err(|e| format!("cannot list {export}/base: {e}"))?
         .filter_map(|e| e.ok())
@@ -181,25 +202,37 @@ pub fn assemble(
     req: &Request,
     report: &mut Report,
 ) -> Result<Assembled, String> {
-    let (base, base_image, node_dir) = match req.layout {
+    let layout = match req.layout {
+        Some(l) => l,
+        None => {
+            let found = detect_layout(&paths.nfs, req.init, &req.export)?;
+            log::info!("export {}: {} found", req.export, found.as_str());
+            found
+        }
+    };
+    let export = ExportLayout::new(&paths.nfs);
+    let (base, base_image, node_dir) = match layout {
         RootLayout::Tree => {
-            let image = choose_base(&paths.nfs.join("base"), req.base_image, &req.export)?;
+            let serial = req.serial.ok_or_else(|| {
+                format!(
+                    "{} is a pureboot tree, which keeps nodes by serial (nodes/<serial>/), and this board has none",
+                    req.export
+                )
+            })?;
+            let image = choose_base(&export.base_dir(), req.base_image, &req.export)?;
             (
-                paths.nfs.join("base").join(&image),
+                export.base_dir().join(&image),
                 Some(image),
-                Some(paths.nfs.join("nodes").join(req.serial)),
+                Some(export.node_dir(serial)),
             )
         }
         RootLayout::Plain => (paths.nfs.clone(), None, None),
     };
     let node_upper = node_dir
         .as_ref()
-        .map(|d| d.join("upper"))
+        .map(|d| d.join(pureboot_contract::layout::UPPER_DIR))
         .filter(|u| u.is_dir());
-    let machine_id = req
-        .machine_id
-        .map(String::from)
-        .unwrap_or_else(|| machine_id_for(req.full_serial));
+    let machine_id = req.machine_id;
     mkdirs(&paths.newroot)?;
 
     let mut mode = req.mode;
@@ -214,8 +247,14 @@ pub fn assemble(
 
     if mode == OverlayMode::Nfs {
         let node = node_dir.as_ref().expect("tree layout checked above");
-        match nfs_upper(sys, paths, node, &base, req.hostname, &machine_id) {
-            Ok(()) => return Ok(Assembled { mode, base_image }),
+        match nfs_upper(sys, paths, node, &base, req.hostname, machine_id) {
+            Ok(()) => {
+                return Ok(Assembled {
+                    mode,
+                    layout,
+                    base_image,
+                })
+            }
             Err(e) => {
                 report.degrade(format!("overlay upper on NFS refused ({e}); using tmpfs"));
                 mode = OverlayMode::Tmpfs;
@@ -250,7 +289,11 @@ pub fn assemble(
             let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
             mount(sys, MountArgs::new("", &paths.newroot, "", ro, ""))?;
         }
-        return Ok(Assembled { mode, base_image });
+        return Ok(Assembled {
+            mode,
+            layout,
+            base_image,
+        });
     }
 
     let (upper, work) = match mode {
@@ -258,7 +301,7 @@ pub fn assemble(
             let img = node_dir
                 .as_ref()
                 .expect("tree layout checked above")
-                .join("persist.img");
+                .join(PERSIST_IMAGE);
             match image_layer(sys, paths, &img) {
                 Ok(uw) => uw,
                 Err(e) => {
@@ -273,14 +316,18 @@ pub fn assemble(
         _ => tmpfs_layer(sys, paths)?,
     };
     if node_upper.is_none() {
-        write_identity(&upper, req.hostname, &machine_id)?;
+        write_identity(&upper, req.hostname, machine_id)?;
     }
     let o = overlay_options(&lowers, Some((&upper, &work)))?;
     mount(
         sys,
         MountArgs::new("overlay", &paths.newroot, "overlay", MsFlags::empty(), &o),
     )?;
-    Ok(Assembled { mode, base_image })
+    Ok(Assembled {
+        mode,
+        layout,
+        base_image,
+    })
 }
 
 /// Mode nfs: the node directory on NFS is the upper layer.
@@ -324,15 +371,17 @@ mod tests {
         (d, p)
     }
 
+    const MACHINE_ID: &str = "0123456789abcdef0123456789abcdef";
+
     fn req(mode: OverlayMode, base: Option<&str>) -> Request<'static> {
         Request {
             mode,
-            layout: RootLayout::Tree,
-            serial: "d83add36",
-            full_serial: "10000000d83add36",
-            base_image: base.map(|b| Box::leak(b.to_string().into_boxed_str()) as &str),
+            layout: Some(RootLayout::Tree),
+            serial: Some(Box::leak(Box::new(Serial::parse("d83add36").unwrap()))),
+            base_image: base.map(|b| &*Box::leak(Box::new(ImageName::parse(b).unwrap()))),
             hostname: "pi-d83add36",
-            machine_id: None,
+            machine_id: MACHINE_ID,
+            init: None,
             export: "10.0.2.2:/srv/nfs".into(),
         }
     }
@@ -367,29 +416,15 @@ mod tests {
     }
 
     #[test]
-    fn machine_id_is_stable_per_serial() {
-        let a = machine_id_for("10000000d83add36");
-        assert_eq!(a, machine_id_for("10000000d83add36"));
-        assert_ne!(
-            a,
-            machine_id_for("20000000d83add36"),
-            "same short serial, other board"
-        );
-        assert_eq!(a.len(), 32);
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
-    }
-
-    #[test]
     fn base_image_choice() {
         let (_d, p) = tree(false, true);
         let base = p.nfs.join("base");
+        let name = |n: &str| ImageName::parse(n).unwrap();
         assert_eq!(
-            choose_base(&base, Some("trixie"), "s:/x").unwrap(),
+            choose_base(&base, Some(&name("trixie")), "s:/x").unwrap(),
             "trixie"
         );
-        let e = choose_base(&base, Some("buster"), "10.0.2.2:/srv/nfs").unwrap_err();
+        let e = choose_base(&base, Some(&name("buster")), "10.0.2.2:/srv/nfs").unwrap_err();
         assert!(
             e.contains("\"buster\" not found at 10.0.2.2:/srv/nfs/base/buster"),
             "{e}"
@@ -420,6 +455,7 @@ mod tests {
             a,
             Assembled {
                 mode: OverlayMode::Tmpfs,
+                layout: RootLayout::Tree,
                 base_image: Some("bookworm".into())
             }
         );
@@ -455,7 +491,7 @@ mod tests {
             "pi-d83add36\n"
         );
         let mid = fs::read_to_string(p.rw.join("upper/etc/machine-id")).unwrap();
-        assert_eq!(mid, format!("{}\n", machine_id_for("10000000d83add36")));
+        assert_eq!(mid, format!("{MACHINE_ID}\n"));
         assert_eq!(
             fs::read_to_string(p.nfs.join("base/bookworm/etc/hostname")).unwrap(),
             "base\n"
@@ -568,16 +604,80 @@ mod tests {
         let sys = FakeSys::new();
         let mut r = Report::new(Instant::now());
         let mut q = req(OverlayMode::Image, None);
-        q.layout = RootLayout::Plain;
+        q.layout = Some(RootLayout::Plain);
         let a = assemble(&sys, &p, &q, &mut r).unwrap();
         assert_eq!(
             a,
             Assembled {
                 mode: OverlayMode::Tmpfs,
+                layout: RootLayout::Plain,
                 base_image: None
             }
         );
         assert!(overlay_data(&sys).starts_with(&format!("lowerdir={},", p.nfs.display())));
         assert!(r.degradations[0].contains("plain root"));
+    }
+
+    /// An export as upstream PureBoot's users have it: a root filesystem, no base/.
+    fn plain_export(init: bool) -> (TempDir, Paths) {
+        let d = TempDir::new();
+        let p = Paths::under(d.path());
+        fs::create_dir_all(p.nfs.join("sbin")).unwrap();
+        fs::create_dir_all(p.nfs.join("etc")).unwrap();
+        if init {
+            fs::write(p.nfs.join("sbin/init"), "#!/bin/sh\n").unwrap();
+            fs::set_permissions(
+                p.nfs.join("sbin/init"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
+        }
+        (d, p)
+    }
+
+    #[test]
+    fn the_export_says_which_layout_it_is() {
+        let (_d, p) = tree(true, false);
+        assert_eq!(detect_layout(&p.nfs, None, "s:/x"), Ok(RootLayout::Tree));
+        let (_d, p) = plain_export(true);
+        assert_eq!(detect_layout(&p.nfs, None, "s:/x"), Ok(RootLayout::Plain));
+        let (_d, p) = plain_export(false);
+        let e = detect_layout(&p.nfs, None, "s:/x").unwrap_err();
+        assert!(
+            e.contains("s:/x is neither a pureboot tree (no base/) nor a root filesystem"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_upstream_style_export_boots_as_the_lower_layer() {
+        let (_d, p) = plain_export(true);
+        let sys = FakeSys::new();
+        let mut r = Report::new(Instant::now());
+        let mut q = req(OverlayMode::Tmpfs, None);
+        q.layout = None;
+        let a = assemble(&sys, &p, &q, &mut r).unwrap();
+        assert_eq!((a.mode, a.layout), (OverlayMode::Tmpfs, RootLayout::Plain));
+        let rw = p.rw.display();
+        assert_eq!(
+            overlay_data(&sys),
+            format!(
+                "lowerdir={},upperdir={rw}/upper,workdir={rw}/work",
+                p.nfs.display()
+            )
+        );
+        assert!(r.degradations.is_empty(), "{:?}", r.degradations);
+        // The identity goes into the writable layer, never the export.
+        assert!(p.rw.join("upper/etc/hostname").is_file());
+        assert!(!p.nfs.join("etc/hostname").exists());
+    }
+
+    #[test]
+    fn a_tree_needs_a_serial() {
+        let (_d, p) = tree(true, false);
+        let mut q = req(OverlayMode::Tmpfs, None);
+        q.serial = None;
+        let e = assemble(&FakeSys::new(), &p, &q, &mut Report::new(Instant::now())).unwrap_err();
+        assert!(e.contains("this board has none"), "{e}");
     }
 }

@@ -1,10 +1,14 @@
-//! Pure: the command line, the serial, the network and the controller's answer (or its
-//! absence) decide what to boot. Every value's source is fixed here, once.
+//! Pure: the command line, the node's identity, the network and the controller's answer (or
+//! its absence) decide what to boot. Every value's source is fixed here, once.
 
-use crate::cmdline::{Cmdline, NfsRoot, OverlayMode, RootLayout};
-use crate::serial::Serial;
-use pureboot_contract::{BootAction, PiBootResponse};
+use crate::cmdline::{self, Cmdline, NfsRoot, OverlayMode, RootLayout};
+use crate::serial::Identity;
+use pureboot_contract::ids::{Hostname, ImageName, MachineId};
+use pureboot_contract::{BootAction, FailureReport, PiBootResponse};
 use std::net::Ipv4Addr;
+
+/// The kernel's NFS root path when neither the command line nor DHCP names one.
+pub const KERNEL_DEFAULT_NFS_PATH: &str = "/tftpboot/%s";
 
 /// Where the NFS root is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,19 +19,22 @@ pub struct NfsTarget {
     /// Extra mount options (comma separated), from the controller and `pureboot.nfs_opts=`.
     pub options: Option<String>,
     pub v4_only: bool,
-    pub layout: RootLayout,
+    /// None: a pureboot tree or a plain root, whichever the export holds once mounted.
+    pub layout: Option<RootLayout>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NfsPlan {
     pub nfs: NfsTarget,
     /// Base image under `base/` (tree layout); None: choose when the export is visible.
-    pub base_image: Option<String>,
+    pub base_image: Option<ImageName>,
     pub overlay: OverlayMode,
-    pub hostname: String,
-    pub machine_id: Option<String>,
+    pub hostname: Hostname,
+    /// The controller's, else one derived from the node's identity.
+    pub machine_id: MachineId,
     pub callback_url: Option<String>,
-    pub failure_url: Option<String>,
+    /// Where a failure of this boot is reported.
+    pub failure: Option<FailureReport>,
     /// `controller` or `command line`, for the log.
     pub source: &'static str,
 }
@@ -46,7 +53,7 @@ pub enum Decision {
 /// The controller's answer, or why there is none.
 pub enum Instructions<'a> {
     Controller(&'a PiBootResponse),
-    /// No `pureboot.url=`, or the controller stayed unreachable.
+    /// No `pureboot.url=`, no serial to ask with, or the controller stayed unreachable.
     None(&'a str),
 }
 
@@ -55,24 +62,26 @@ pub enum Instructions<'a> {
 pub struct NetFacts<'a> {
     /// Replaces `%s` in a kernel `nfsroot=` path.
     pub client: Ipv4Addr,
-    /// DHCP or `ip=` server: the kernel's default NFS server when nobody names one.
+    /// DHCP next-server (or `ip=` server): the kernel's NFS server when nobody names one.
     pub server: Option<Ipv4Addr>,
     /// DHCP or `ip=` host name: used when neither the controller nor the command line names one.
     pub hostname: Option<&'a str>,
+    /// DHCP root path (option 17): `[<server>:]<path>[,<opts>]`, as the kernel reads it.
+    pub root_path: Option<&'a str>,
 }
 
-pub fn decide(c: &Cmdline, serial: &Serial, net: &NetFacts, ins: Instructions) -> Decision {
+pub fn decide(c: &Cmdline, id: &Identity, net: &NetFacts, ins: Instructions) -> Decision {
     let r = match ins {
         Instructions::Controller(r) => r,
         Instructions::None(why) => {
             return match c.fallback_nfs_root() {
-                Some(root) => from_cmdline(c, serial, net, root),
+                Some(root) => from_cmdline(c, id, net, root),
                 None => Decision::Fail(format!("{why}, and the command line names no NFS root")),
             }
         }
     };
     match &r.action {
-        Some(BootAction::NfsBoot) => from_answer(c, serial, net, r),
+        Some(BootAction::NfsBoot) => from_answer(c, id, net, r),
         Some(BootAction::LocalBoot) => match &c.root_device {
             Some(d) => Decision::Local { device: d.clone() },
             None => Decision::Fail(format!(
@@ -101,7 +110,7 @@ pub fn decide(c: &Cmdline, serial: &Serial, net: &NetFacts, ins: Instructions) -
     }
 }
 
-fn from_answer(c: &Cmdline, s: &Serial, net: &NetFacts, r: &PiBootResponse) -> Decision {
+fn from_answer(c: &Cmdline, id: &Identity, net: &NetFacts, r: &PiBootResponse) -> Decision {
     let server = r
         .nfs_server
         .clone()
@@ -119,6 +128,18 @@ fn from_answer(c: &Cmdline, s: &Serial, net: &NetFacts, r: &PiBootResponse) -> D
         Some(Err(e)) => return Decision::Fail(format!("controller's overlay_mode: {e}")),
         None => c.overlay,
     };
+    let base_image = match r.base_image.as_deref().map(ImageName::parse).transpose() {
+        Ok(b) => b.or_else(|| c.base_image.clone()),
+        Err(e) => return Decision::Fail(format!("controller's base_image: {e}")),
+    };
+    let hostname = match r.hostname.as_deref().map(Hostname::parse).transpose() {
+        Ok(h) => hostname(h, c, net, id),
+        Err(e) => return Decision::Fail(format!("controller's hostname: {e}")),
+    };
+    let machine_id = match r.machine_id.as_deref().map(MachineId::parse).transpose() {
+        Ok(m) => m.unwrap_or_else(|| id.machine_id()),
+        Err(e) => return Decision::Fail(format!("controller's machine_id: {e}")),
+    };
     let callback_url = r.callback_url.clone().or_else(|| c.callback.clone());
     Decision::Nfs(Box::new(NfsPlan {
         nfs: NfsTarget {
@@ -126,60 +147,77 @@ fn from_answer(c: &Cmdline, s: &Serial, net: &NetFacts, r: &PiBootResponse) -> D
             path,
             options: join_opts(r.nfs_options.as_deref(), c.nfs_opts.as_deref()),
             v4_only: false,
-            layout: RootLayout::Tree,
+            // Upstream PureBoot's answers name a plain root export; ours a pureboot tree.
+            layout: None,
         },
-        base_image: r.base_image.clone().or_else(|| c.base_image.clone()),
+        base_image,
         overlay,
-        hostname: hostname(r.hostname.as_deref(), c, net, s),
-        machine_id: r.machine_id.clone(),
-        failure_url: r
-            .failure_url()
-            .or_else(|| c.callback.as_deref().and_then(derive_failure_url)),
+        hostname,
+        machine_id,
+        failure: FailureReport::choose(r.failure_url.as_deref(), callback_url.as_deref()),
         callback_url,
         source: "controller",
     }))
 }
 
-fn from_cmdline(c: &Cmdline, s: &Serial, net: &NetFacts, root: NfsRoot) -> Decision {
-    let Some(server) = root.server.clone().or(net.server.map(|a| a.to_string())) else {
+fn from_cmdline(c: &Cmdline, id: &Identity, net: &NetFacts, root: NfsRoot) -> Decision {
+    // As the kernel: a root path from DHCP (option 17) when the command line names none; it
+    // may name the server and options too.
+    let from_dhcp = match (&root.path, net.root_path) {
+        (None, Some(rp)) => match cmdline::parse_nfsroot(rp) {
+            Ok(r) => Some(r),
+            Err(e) => return Decision::Fail(format!("DHCP root path (option 17): {e}")),
+        },
+        _ => None,
+    };
+    let server = root
+        .server
+        .clone()
+        .or_else(|| from_dhcp.as_ref().and_then(|r| r.server.clone()))
+        .or(net.server.map(|a| a.to_string()));
+    let path = root
+        .path
+        .clone()
+        .or_else(|| from_dhcp.as_ref().and_then(|r| r.path.clone()))
+        .unwrap_or_else(|| KERNEL_DEFAULT_NFS_PATH.to_string());
+    let Some(server) = server else {
         return Decision::Fail(format!(
-            "the command line's NFS root {} names no server and the network gave none",
-            root.path
+            "the command line's NFS root {path} names no server and the network gave none (DHCP next-server)"
         ));
     };
-    // The kernel's `nfsroot=` substitutes `%s` with the client address; so do we.
-    let path = root.path.replace("%s", &net.client.to_string());
+    let options = root
+        .options
+        .clone()
+        .or_else(|| from_dhcp.as_ref().and_then(|r| r.options.clone()));
     Decision::Nfs(Box::new(NfsPlan {
         nfs: NfsTarget {
             server,
-            path,
-            options: join_opts(root.options.as_deref(), c.nfs_opts.as_deref()),
+            // The kernel's `nfsroot=` substitutes `%s` with the client address; so do we.
+            path: path.replace("%s", &net.client.to_string()),
+            options: join_opts(options.as_deref(), c.nfs_opts.as_deref()),
             v4_only: root.v4_only,
             layout: root.layout,
         },
         base_image: c.base_image.clone(),
         overlay: c.overlay,
-        hostname: hostname(None, c, net, s),
-        machine_id: None,
+        hostname: hostname(None, c, net, id),
+        machine_id: id.machine_id(),
         callback_url: c.callback.clone(),
-        failure_url: c.callback.as_deref().and_then(derive_failure_url),
+        failure: FailureReport::choose(None, c.callback.as_deref()),
         source: "command line",
     }))
 }
 
-/// The controller's, else `pureboot.hostname=`, else the network's (if usable), else `pi-<serial>`.
-fn hostname(controller: Option<&str>, c: &Cmdline, net: &NetFacts, s: &Serial) -> String {
-    let from_net = net.hostname.filter(|h| crate::cmdline::valid_hostname(h));
+/// The controller's, else `pureboot.hostname=`, else the network's (if usable), else the
+/// identity's (`pi-<serial>` or `pi-<mac>`).
+fn hostname(controller: Option<Hostname>, c: &Cmdline, net: &NetFacts, id: &Identity) -> Hostname {
+    let from_net = net.hostname.and_then(|h| Hostname::parse(h).ok());
     controller
-        .or(c.hostname.as_deref())
+        .or_else(|| c.hostname.clone())
         .or(from_net)
-        .map_or_else(|| format!("pi-{}", s.short), String::from)
-}
-
-fn derive_failure_url(callback: &str) -> Option<String> {
-    callback
-        .strip_suffix("/installed")
-        .map(|b| format!("{b}/install-failed"))
+        .unwrap_or_else(|| {
+            Hostname::parse(&id.default_hostname()).expect("pi-<hex digits> is a host name")
+        })
 }
 
 fn join_opts(a: Option<&str>, b: Option<&str>) -> Option<String> {
@@ -195,24 +233,28 @@ fn join_opts(a: Option<&str>, b: Option<&str>) -> Option<String> {
 mod tests {
     use super::*;
     use crate::cmdline::parse;
+    use crate::serial::BoardSerial;
+    use pureboot_contract::ids::{FullSerial, Mac, Serial};
 
-    fn serial() -> Serial {
-        Serial {
-            full: "10000000d83add36".into(),
-            short: "d83add36".into(),
+    fn serial() -> Identity {
+        Identity::Board(BoardSerial {
+            short: Serial::parse("d83add36").unwrap(),
+            full: Some(FullSerial::parse("10000000d83add36").unwrap()),
             source: "test",
-        }
+        })
     }
     const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
     const NO_DHCP: NetFacts = NetFacts {
         client: CLIENT,
         server: None,
         hostname: None,
+        root_path: None,
     };
     const DHCP: NetFacts = NetFacts {
         client: CLIENT,
         server: Some(Ipv4Addr::new(10, 0, 2, 2)),
         hostname: None,
+        root_path: None,
     };
 
     fn answer(json: &str) -> PiBootResponse {
@@ -243,13 +285,17 @@ mod tests {
         let p = nfs(ask(&c, &r));
         assert_eq!(p.nfs.server, "10.0.2.2");
         assert_eq!(p.nfs.path, "/srv/nfsroot");
-        assert_eq!(p.nfs.layout, RootLayout::Tree);
+        assert_eq!(p.nfs.layout, None, "tree or plain root: the export decides");
         assert_eq!(p.overlay, OverlayMode::Tmpfs);
-        assert_eq!(p.hostname, "pi-d83add36");
+        assert_eq!(p.hostname.as_str(), "pi-d83add36");
         assert_eq!(p.base_image, None);
+        assert_eq!(p.machine_id, serial().machine_id());
+        // No failure_url in upstream's answer: a failure goes to the callback.
         assert_eq!(
-            p.failure_url.as_deref(),
-            Some("http://10.0.2.2:8080/api/v1/nodes/5f0c/install-failed")
+            p.failure,
+            Some(FailureReport::Callback(
+                "http://10.0.2.2:8080/api/v1/nodes/5f0c/installed".into()
+            ))
         );
         assert_eq!(p.source, "controller");
     }
@@ -264,20 +310,21 @@ mod tests {
         let c = parse("pureboot.overlay=none pureboot.base_image=old pureboot.hostname=h pureboot.nfs_opts=mountport=2050");
         let p = nfs(ask(&c, &r));
         assert_eq!(
-            (p.overlay, p.base_image.as_deref()),
+            (p.overlay, p.base_image.as_ref().map(|b| b.as_str())),
             (OverlayMode::Image, Some("bookworm"))
         );
-        assert_eq!(p.hostname, "node7");
-        assert_eq!(
-            p.machine_id.as_deref(),
-            Some("0123456789abcdef0123456789abcdef")
-        );
+        assert_eq!(p.hostname.as_str(), "node7");
+        assert_eq!(p.machine_id.as_str(), "0123456789abcdef0123456789abcdef");
         assert_eq!(p.nfs.options.as_deref(), Some("port=2049,mountport=2050"));
         // Missing in the answer: the command line's values.
         let r = answer(r#"{"state":"active","action":"nfs_boot","nfs_path":"/x"}"#);
         let p = nfs(decide(&c, &serial(), &DHCP, Instructions::Controller(&r)));
         assert_eq!(
-            (p.overlay, p.base_image.as_deref(), p.hostname.as_str()),
+            (
+                p.overlay,
+                p.base_image.as_ref().map(|b| b.as_str()),
+                p.hostname.as_str()
+            ),
             (OverlayMode::None, Some("old"), "h")
         );
         assert_eq!(
@@ -288,6 +335,20 @@ mod tests {
             r#"{"state":"a","action":"nfs_boot","nfs_server":"s","nfs_path":"/x","overlay_mode":"zfs"}"#,
         );
         assert!(matches!(ask(&c, &bad), Decision::Fail(e) if e.contains("zfs")));
+        for (field, value) in [
+            ("hostname", "bad_host"),
+            ("base_image", "../etc"),
+            ("machine_id", "short"),
+        ] {
+            let bad = answer(&format!(
+                r#"{{"state":"a","action":"nfs_boot","nfs_server":"s","nfs_path":"/x","{field}":"{value}"}}"#
+            ));
+            assert!(
+                matches!(ask(&c, &bad), Decision::Fail(ref e) if e.contains(field)),
+                "{field}: {:?}",
+                ask(&c, &bad)
+            );
+        }
     }
 
     #[test]
@@ -309,6 +370,7 @@ mod tests {
                 Instructions::Controller(r),
             ))
             .hostname
+            .to_string()
         };
         let cases = [
             (
@@ -320,6 +382,7 @@ mod tests {
             ("", "pureboot.hostname=cmd", Some("dhcp"), "cmd"),
             ("", "", Some("dhcp-name"), "dhcp-name"),
             ("", "", Some("bad name;"), "pi-d83add36"),
+            ("", "", Some("under_score"), "pi-d83add36"),
             ("", "", None, "pi-d83add36"),
         ];
         for (i, (extra, line, from_net, want)) in cases.into_iter().enumerate() {
@@ -378,7 +441,7 @@ mod tests {
         assert_eq!(p.nfs.server, "10.0.2.2");
         assert_eq!(p.nfs.path, "/srv/roots/10.0.2.15");
         assert_eq!(p.nfs.options.as_deref(), Some("vers=3,port=2049"));
-        assert_eq!(p.nfs.layout, RootLayout::Plain);
+        assert_eq!(p.nfs.layout, Some(RootLayout::Plain));
         assert_eq!(p.source, "command line");
 
         let c = parse("pureboot.nfs_server=nas pureboot.nfs_path=/srv root=nfs4:other:/y pureboot.callback=http://c/n/1/installed");
@@ -388,13 +451,10 @@ mod tests {
             &NO_DHCP,
             Instructions::None("no pureboot.url"),
         ));
+        assert_eq!((p.nfs.server.as_str(), p.nfs.layout), ("nas", None));
         assert_eq!(
-            (p.nfs.server.as_str(), p.nfs.layout),
-            ("nas", RootLayout::Tree)
-        );
-        assert_eq!(
-            p.failure_url.as_deref(),
-            Some("http://c/n/1/install-failed")
+            p.failure,
+            Some(FailureReport::Callback("http://c/n/1/installed".into()))
         );
 
         let c = parse("root=nfs4:other:/y");
@@ -424,5 +484,64 @@ mod tests {
             d,
             Decision::Fail("controller unreachable, and the command line names no NFS root".into())
         );
+    }
+
+    #[test]
+    fn kernel_nfs_root_from_dhcp_as_the_kernel_does() {
+        let dhcp = |root_path: Option<&'static str>| NetFacts { root_path, ..DHCP };
+        let boot = |line: &str, net: NetFacts| {
+            nfs(decide(
+                &parse(line),
+                &serial(),
+                &net,
+                Instructions::None("x"),
+            ))
+        };
+        // Option 17 with a server and options: all of it taken.
+        let p = boot("root=/dev/nfs", dhcp(Some("10.0.2.9:/srv/pi/%s,vers=3")));
+        assert_eq!(
+            (p.nfs.server.as_str(), p.nfs.path.as_str()),
+            ("10.0.2.9", "/srv/pi/10.0.2.15")
+        );
+        assert_eq!(p.nfs.options.as_deref(), Some("vers=3"));
+        // A bare path: the server is DHCP's next-server.
+        let p = boot("root=dhcp", dhcp(Some("/srv/pi")));
+        assert_eq!(
+            (p.nfs.server.as_str(), p.nfs.path.as_str()),
+            ("10.0.2.2", "/srv/pi")
+        );
+        // Nothing from DHCP: the kernel's default path.
+        let p = boot("root=/dev/nfs", dhcp(None));
+        assert_eq!(p.nfs.path, "/tftpboot/10.0.2.15");
+        // The command line's path wins over option 17.
+        let p = boot("root=/dev/nfs nfsroot=/cmd", dhcp(Some("/dhcp")));
+        assert_eq!(p.nfs.path, "/cmd");
+        let d = decide(
+            &parse("root=/dev/nfs"),
+            &serial(),
+            &dhcp(Some("relative")),
+            Instructions::None("x"),
+        );
+        assert!(
+            matches!(d, Decision::Fail(ref e) if e.contains("option 17")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_board_without_a_serial_boots_a_kernel_root_by_its_mac() {
+        let id = Identity::Mac {
+            mac: Mac::parse("52:54:00:12:34:56").unwrap(),
+            no_serial: "no usable serial".into(),
+        };
+        let p = nfs(decide(
+            &parse("root=nfs:10.0.2.2:/nfsroot/x"),
+            &id,
+            &DHCP,
+            Instructions::None("no serial to ask the controller with"),
+        ));
+        assert_eq!(p.hostname.as_str(), "pi-525400123456");
+        assert_eq!(p.machine_id, id.machine_id());
+        assert_eq!(p.nfs.layout, Some(RootLayout::Plain));
     }
 }

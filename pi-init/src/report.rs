@@ -1,7 +1,7 @@
 //! What the boot did, for the controller: per-step timings, degradations, and the callback
 //! bodies built from them.
 
-use pureboot_contract::{InstallFailedReport, InstalledReport, StepTiming};
+use pureboot_contract::{FailureReport, InstallFailedReport, InstalledReport, StepTiming};
 use std::time::{Duration, Instant};
 
 /// Facts about the boot that the callback reports, filled in as steps finish.
@@ -79,16 +79,29 @@ impl Report {
             elapsed_ms: Some(self.elapsed_ms()),
             degradations: self.degradations.clone(),
             steps: self.steps.clone(),
+            error: None,
+            step: None,
         }
     }
 
-    pub fn failed(&self, step: &str, error: &str) -> InstallFailedReport {
-        InstallFailedReport {
-            error: error.to_string(),
-            step: Some(step.to_string()),
-            serial: self.facts.serial.clone(),
-            mac: self.facts.mac.clone(),
-        }
+    /// The body of a failure report in the shape its target reads: an install-failed
+    /// report, or upstream's `{"success": false, "error": …}` on the callback.
+    pub fn failed(&self, to: &FailureReport, step: &str, error: &str) -> serde_json::Value {
+        let body = match to {
+            FailureReport::InstallFailed(_) => serde_json::to_value(InstallFailedReport {
+                error: error.to_string(),
+                step: Some(step.to_string()),
+                serial: self.facts.serial.clone(),
+                mac: self.facts.mac.clone(),
+            }),
+            FailureReport::Callback(_) => serde_json::to_value(InstalledReport {
+                success: false,
+                error: Some(error.to_string()),
+                step: Some(step.to_string()),
+                ..self.installed()
+            }),
+        };
+        body.unwrap_or_else(|_| serde_json::json!({ "success": false, "error": error }))
     }
 }
 
@@ -120,7 +133,16 @@ mod tests {
         assert!(body["degradations"][0].as_str().unwrap().contains("EINVAL"));
         assert!(body["elapsed_ms"].is_u64());
 
-        let f = serde_json::to_value(r.failed("nfs-mount", "no server")).unwrap();
+        let ours = FailureReport::InstallFailed("http://c/x/install-failed".into());
+        let f = r.failed(&ours, "nfs-mount", "no server");
+        assert_eq!(f["error"], "no server");
+        assert_eq!(f["step"], "nfs-mount");
+        assert_eq!(f["serial"], "d83add36");
+        assert!(f.get("success").is_none(), "{f}");
+        // Upstream's shape on the callback: success false, the error, and what is known.
+        let upstream = FailureReport::Callback("http://c/x/installed".into());
+        let f = r.failed(&upstream, "nfs-mount", "no server");
+        assert_eq!(f["success"], false);
         assert_eq!(f["error"], "no server");
         assert_eq!(f["step"], "nfs-mount");
         assert_eq!(f["serial"], "d83add36");

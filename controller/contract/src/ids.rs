@@ -138,10 +138,13 @@ impl Mac {
 }
 
 /// A host name: RFC 1123 labels (letters, digits, inner `-`) of 1 to 63 characters joined by
-/// `.`, at most 253 in all, lowercase. What `etc/hostname`, `sethostname` and the boot API
-/// carry; `_` and spaces are refused everywhere alike.
+/// `.`, at most 64 in all (what Linux's `sethostname` takes), lowercase. What `etc/hostname`,
+/// `sethostname` and the boot API carry; `_` and spaces are refused everywhere alike.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Hostname(String);
+
+/// Linux's limit for a host name (`__NEW_UTS_LEN`).
+pub const MAX_HOSTNAME: usize = 64;
 string_id!(Hostname);
 
 impl Hostname {
@@ -152,13 +155,13 @@ impl Hostname {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         };
-        if s.len() <= 253 && s.split('.').all(label_ok) {
+        if s.len() <= MAX_HOSTNAME && s.split('.').all(label_ok) {
             Ok(Hostname(s.to_ascii_lowercase()))
         } else {
             Err(invalid(
                 "hostname",
                 s,
-                "RFC 1123 labels (letters, digits, inner '-'; at most 63 each, 253 in all)",
+                "RFC 1123 labels (letters, digits, inner '-'), at most 64 characters",
             ))
         }
     }
@@ -292,15 +295,10 @@ mod tests {
             "kitchen-pi.lan"
         );
         assert!(Hostname::parse(&"x".repeat(63)).is_ok());
-        let long = [
-            "a".repeat(63),
-            "b".repeat(63),
-            "c".repeat(63),
-            "d".repeat(61),
-        ]
-        .join(".");
-        assert_eq!(long.len(), 253);
-        assert!(Hostname::parse(&long).is_ok());
+        let long = ["a".repeat(63), "b".to_string()].join(".");
+        assert_eq!(long.len(), 65);
+        assert!(Hostname::parse(&long[..64]).is_err(), "ends with '.'");
+        assert!(Hostname::parse(&format!("{}.bc", "a".repeat(61))).is_ok());
         for bad in [
             "",
             "-x",

@@ -120,6 +120,8 @@ pub fn describe_existing(sys: &Sysfs, found: ExistingAddr) -> Result<NetConfig, 
         prefix_len: found.prefix_len,
         dns,
         server,
+        // The kernel keeps DHCP's root path to itself.
+        root_path: None,
         source: NetSource::Existing,
         // The kernel's ip= code sets the host name itself; /proc/net/pnp does not carry it.
         hostname: None,

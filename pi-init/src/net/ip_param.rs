@@ -113,22 +113,12 @@ fn opt_addr(value: Option<&str>, index: usize) -> Result<Option<Ipv4Addr>, Strin
         .map(|a| a.filter(|a| !a.is_unspecified()))
 }
 
+/// The contract's host name rule; the kernel truncates a long one, we refuse so the operator
+/// sees the typo.
 fn check_hostname(h: &str) -> Result<&str, String> {
-    // __NEW_UTS_LEN; the kernel truncates, we refuse so the operator sees the typo.
-    if h.len() > 64 {
-        return Err(bad(4, h, "longer than 64 characters"));
-    }
-    if !h
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-    {
-        return Err(bad(
-            4,
-            h,
-            "only letters, digits, '-', '_' and '.' are allowed",
-        ));
-    }
-    Ok(h)
+    pureboot_contract::ids::Hostname::parse(h)
+        .map(|_| h)
+        .map_err(|e| bad(4, h, &e.expected))
 }
 
 fn check_device(d: &str) -> Result<&str, String> {

@@ -93,8 +93,10 @@ pub struct NetConfig {
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
-    /// DHCP `server identifier` / `siaddr` / `ip=` server field, when known.
+    /// DHCP next-server (`siaddr`, else the server identifier) or the `ip=` server field.
     pub server: Option<Ipv4Addr>,
+    /// DHCP option 17: the NFS root path the network names.
+    pub root_path: Option<String>,
     pub source: NetSource,
     /// The host name the network gave (DHCP option 12, or the `ip=` hostname field); a
     /// fallback for when the controller names none.
@@ -174,17 +176,23 @@ pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
     log::info!("net: using {iface} (mac {mac})");
     stages.push(("net-link", lap.lap()));
 
-    let (setting, source, hostname) = match &req.ip {
+    let (setting, source, hostname, root_path) = match &req.ip {
         IpParam::Static(s) => (
             config::Setting::from_static(s),
             NetSource::Static,
             s.hostname.clone(),
+            None,
         ),
         _ => {
             let lease =
                 dhcp::obtain_lease(&iface, &mac, req.hostname.as_deref(), req.dhcp_timeout)?;
             stages.push(("net-dhcp", lap.lap()));
-            (lease.setting, NetSource::Dhcp, lease.hostname)
+            (
+                lease.setting,
+                NetSource::Dhcp,
+                lease.hostname,
+                lease.root_path,
+            )
         }
     };
     config::apply(&iface, &setting, req.resolv_conf.as_deref())?;
@@ -197,6 +205,7 @@ pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
         gateway: setting.gateway,
         dns: setting.dns,
         server: setting.server,
+        root_path,
         source,
         hostname,
         stages,

@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 use libfuzzer_sys::fuzz_target;
 use pi_init::cmdline;
 use pi_init::plan::{self, Decision, Instructions, NetFacts};
-use pi_init::serial::Serial;
+use pi_init::serial::{self, Identity};
+use pureboot_contract::ids::Hostname;
 use pureboot_contract::PiBootResponse;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,24 +20,21 @@ fuzz_target!(|data: &[u8]| {
     let back: PiBootResponse = serde_json::from_str(&text).expect("and parses again");
     assert_eq!(back, r, "round trip through {text}");
 
-    let serial = Serial {
-        full: "10000000d83add36".into(),
-        short: "d83add36".into(),
-        source: "fuzz",
-    };
+    let serial = serial::read(std::path::Path::new("/nonexistent"), Some("10000000d83add36"))
+        .map(Identity::Board)
+        .expect("a serial");
     let net = NetFacts {
         client: Ipv4Addr::new(10, 0, 2, 15),
         server: None,
         hostname: None,
+        root_path: None,
     };
     for line in ["", "pureboot.hostname=h1 pureboot.nfs_server=10.0.2.2 pureboot.nfs_path=/srv root=/dev/mmcblk0p2"] {
         let c = cmdline::parse(line);
         match plan::decide(&c, &serial, &net, Instructions::Controller(&r)) {
             Decision::Nfs(p) => {
                 assert!(!p.nfs.server.is_empty() || r.nfs_server.as_deref() == Some(""));
-                if r.hostname.is_none() {
-                    assert!(cmdline::valid_hostname(&p.hostname), "{:?}", p.hostname);
-                }
+                assert!(Hostname::parse(p.hostname.as_str()).is_ok(), "{:?}", p.hostname);
             }
             Decision::Local { device } => assert!(!device.is_empty()),
             Decision::Fail(why) => assert!(!why.is_empty()),

@@ -21,6 +21,7 @@ mod opt {
     pub const ROUTER: u8 = 3;
     pub const DNS: u8 = 6;
     pub const HOSTNAME: u8 = 12;
+    pub const ROOT_PATH: u8 = 17;
     pub const DOMAIN: u8 = 15;
     pub const BROADCAST: u8 = 28;
     pub const REQUESTED_IP: u8 = 50;
@@ -102,6 +103,7 @@ impl Client {
                 opt::DNS,
                 opt::HOSTNAME,
                 opt::DOMAIN,
+                opt::ROOT_PATH,
                 opt::BROADCAST,
                 opt::LEASE_TIME,
                 opt::SERVER_ID,
@@ -130,7 +132,7 @@ pub struct Reply {
     pub options: Options,
 }
 
-/// The options pi-init uses (RFC 2132 codes 1, 3, 6, 12, 15, 28, 51, 54).
+/// The options pi-init uses (RFC 2132 codes 1, 3, 6, 12, 15, 17, 28, 51, 54).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
     pub subnet_mask: Option<Ipv4Addr>,
@@ -138,6 +140,8 @@ pub struct Options {
     pub dns: Vec<Ipv4Addr>,
     pub hostname: Option<String>,
     pub domain: Option<String>,
+    /// The NFS root path (`[<server>:]<path>[,<opts>]`), as the kernel reads it.
+    pub root_path: Option<String>,
     pub broadcast: Option<Ipv4Addr>,
     pub lease_secs: Option<u32>,
     pub server_id: Option<Ipv4Addr>,
@@ -282,6 +286,7 @@ impl RawOptions {
             dns: self.addrs(opt::DNS)?,
             hostname: self.text(opt::HOSTNAME),
             domain: self.text(opt::DOMAIN),
+            root_path: self.text(opt::ROOT_PATH),
             broadcast: self.one_addr(opt::BROADCAST)?,
             lease_secs: self.one_addr(opt::LEASE_TIME)?.map(u32::from),
             server_id: self.one_addr(opt::SERVER_ID)?,
@@ -384,7 +389,7 @@ pub mod tests {
         assert!(opts.contains(&(61, vec![1, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56])));
         assert!(opts.contains(&(12, b"pi-d83add36".to_vec())));
         let prl = &opts.iter().find(|(c, _)| *c == 55).unwrap().1;
-        for code in [1, 3, 6, 12, 15, 28, 51, 54] {
+        for code in [1, 3, 6, 12, 15, 17, 28, 51, 54] {
             assert!(prl.contains(&code), "parameter request list lacks {code}");
         }
         assert!(

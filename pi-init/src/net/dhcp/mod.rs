@@ -27,6 +27,8 @@ const MAX_RETRY: Duration = Duration::from_secs(4);
 pub struct Lease {
     pub setting: Setting,
     pub hostname: Option<String>,
+    /// Option 17, the NFS root path.
+    pub root_path: Option<String>,
     pub lease_secs: Option<u32>,
 }
 
@@ -232,7 +234,10 @@ fn lease_from(ack: &Reply, offer: &Reply) -> Lease {
             .unwrap_or(24),
         gateway: routers.first().copied(),
         dns: dns.clone(),
-        server: a.server_id.or(o.server_id).or(siaddr),
+        // The boot server is next-server (siaddr), as the kernel's ipconfig takes it: that is
+        // how a site's DHCP points netboot clients at another host. The DHCP server's own
+        // identifier (option 54) only where next-server is unset.
+        server: siaddr.or(a.server_id).or(o.server_id),
         domain: a.domain.clone().or_else(|| o.domain.clone()),
     };
     let derived =
@@ -251,6 +256,7 @@ fn lease_from(ack: &Reply, offer: &Reply) -> Lease {
     Lease {
         setting,
         hostname: a.hostname.clone().or_else(|| o.hostname.clone()),
+        root_path: a.root_path.clone().or_else(|| o.root_path.clone()),
         lease_secs: a.lease_secs.or(o.lease_secs),
     }
 }
@@ -413,6 +419,32 @@ mod tests {
             "{took:?}"
         );
         assert!(err.starts_with("no OFFER after 2 attempts"), "{err}");
+    }
+
+    #[test]
+    fn boot_server_is_next_server_and_root_path_is_option_17() {
+        // A site DHCP server (10.0.2.3, option 54) pointing at an NFS host (siaddr 10.0.2.9)
+        // with a root path, as the kernel's ipconfig reads them.
+        let mut m = reply(
+            XID,
+            [10, 0, 2, 15],
+            &[
+                53, 1, 5, 54, 4, 10, 0, 2, 3, 17, 13, b'1', b'0', b'.', b'0', b'.', b'2', b'.',
+                b'9', b':', b'/', b'r', b'/', 0, 255,
+            ],
+        );
+        m[20..24].copy_from_slice(&[10, 0, 2, 9]);
+        let ack = message::parse_reply(&m, XID, &MAC).unwrap();
+        let lease = lease_from(&ack, &ack);
+        assert_eq!(lease.setting.server, Some(Ipv4Addr::new(10, 0, 2, 9)));
+        assert_eq!(lease.root_path.as_deref(), Some("10.0.2.9:/r/"));
+        // No next-server: the server identifier.
+        m[20..24].copy_from_slice(&[0, 0, 0, 0]);
+        let ack = message::parse_reply(&m, XID, &MAC).unwrap();
+        assert_eq!(
+            lease_from(&ack, &ack).setting.server,
+            Some(Ipv4Addr::new(10, 0, 2, 3))
+        );
     }
 
     #[test]
