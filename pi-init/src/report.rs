@@ -86,23 +86,30 @@ impl Report {
 
     /// The body of a failure report in the shape its target reads: an install-failed
     /// report, or upstream's `{"success": false, "error": …}` on the callback.
-    pub fn failed(&self, to: &FailureReport, step: &str, error: &str) -> serde_json::Value {
-        let body = match to {
-            FailureReport::InstallFailed(_) => serde_json::to_value(InstallFailedReport {
+    pub fn failed(&self, to: &FailureReport, step: &str, error: &str) -> FailureBody {
+        match to {
+            FailureReport::InstallFailed(_) => FailureBody::InstallFailed(InstallFailedReport {
                 error: error.to_string(),
                 step: Some(step.to_string()),
                 serial: self.facts.serial.clone(),
                 mac: self.facts.mac.clone(),
             }),
-            FailureReport::Callback(_) => serde_json::to_value(InstalledReport {
+            FailureReport::Callback(_) => FailureBody::Callback(InstalledReport {
                 success: false,
                 error: Some(error.to_string()),
                 step: Some(step.to_string()),
                 ..self.installed()
             }),
-        };
-        body.unwrap_or_else(|_| serde_json::json!({ "success": false, "error": error }))
+        }
     }
+}
+
+/// A failure report's body, serialised as the report it holds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum FailureBody {
+    InstallFailed(InstallFailedReport),
+    Callback(InstalledReport),
 }
 
 #[cfg(test)]
@@ -134,14 +141,14 @@ mod tests {
         assert!(body["elapsed_ms"].is_u64());
 
         let ours = FailureReport::InstallFailed("http://c/x/install-failed".into());
-        let f = r.failed(&ours, "nfs-mount", "no server");
+        let f = serde_json::to_value(r.failed(&ours, "nfs-mount", "no server")).unwrap();
         assert_eq!(f["error"], "no server");
         assert_eq!(f["step"], "nfs-mount");
         assert_eq!(f["serial"], "d83add36");
         assert!(f.get("success").is_none(), "{f}");
         // Upstream's shape on the callback: success false, the error, and what is known.
         let upstream = FailureReport::Callback("http://c/x/installed".into());
-        let f = r.failed(&upstream, "nfs-mount", "no server");
+        let f = serde_json::to_value(r.failed(&upstream, "nfs-mount", "no server")).unwrap();
         assert_eq!(f["success"], false);
         assert_eq!(f["error"], "no server");
         assert_eq!(f["step"], "nfs-mount");
