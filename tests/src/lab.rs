@@ -144,22 +144,27 @@ impl Lab {
         serial: &str,
         hostname: &str,
     ) -> Result<(), String> {
-        let tar = self.tiny_root_tarball()?;
-        let base = self.export().join("base").join(name);
-        std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
-        process::run(
-            Command::new("tar")
-                .arg("-C")
-                .arg(&base)
-                .arg("-xf")
-                .arg(&tar),
-        )?;
+        self.unpack_tiny_root(&self.export().join("base").join(name))?;
         let etc = self.export().join("nodes").join(serial).join("upper/etc");
         std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
         std::fs::write(etc.join("hostname"), format!("{hostname}\n")).map_err(|e| e.to_string())?;
         std::fs::write(etc.join("machine-id"), format!("{serial:0>32}\n"))
             .map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// The tiny root unpacked at `<export>/<rel>`: a plain root filesystem, as upstream
+    /// PureBoot's users and the kernel's `nfsroot=` export it (no `base/`, no `nodes/`).
+    pub fn stage_plain_root(&self, rel: &str) -> Result<PathBuf, String> {
+        let dir = self.export().join(rel);
+        self.unpack_tiny_root(&dir)?;
+        Ok(dir)
+    }
+
+    fn unpack_tiny_root(&self, dir: &Path) -> Result<(), String> {
+        let tar = self.tiny_root_tarball()?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        process::run(Command::new("tar").arg("-C").arg(dir).arg("-xf").arg(&tar)).map(drop)
     }
 
     pub fn add_node(&self, serial: &str, spec: NodeSpec) -> Result<(), String> {

@@ -21,10 +21,23 @@ pub struct VirtualPi {
     pub initrd: PathBuf,
     /// Parameters after the fixed ones (console, panic, serial).
     pub cmdline: Vec<String>,
+    /// Whether `pureboot.serial=` is on the command line: without it the guest is a board
+    /// with no serial at all (the virt board has none of its own).
+    pub serial_on_cmdline: bool,
+    pub netdev: Netdev,
     pub memory_mb: u32,
     /// vCPUs (a Pi 3/4/5 has 4 cores; the tests use 1 so that parallel boots stay cheap).
     pub cpus: u32,
     pub timeout: Duration,
+}
+
+/// How the guest's NIC reaches the namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Netdev {
+    /// QEMU's user networking: its own DHCP server, the namespace's loopback as 10.0.2.2.
+    User,
+    /// A tap device of the namespace (its DHCP server is whatever the scenario runs there).
+    Tap(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +71,8 @@ impl VirtualPi {
             kernel: kernel.to_path_buf(),
             initrd: initrd.to_path_buf(),
             cmdline: Vec::new(),
+            serial_on_cmdline: true,
+            netdev: Netdev::User,
             memory_mb: 512,
             cpus: 1,
             timeout: Duration::from_secs(120),
@@ -66,6 +81,17 @@ impl VirtualPi {
 
     pub fn arg(mut self, param: impl Into<String>) -> Self {
         self.cmdline.push(param.into());
+        self
+    }
+
+    /// A board with no serial anywhere: `pureboot.serial=` is left off the command line.
+    pub fn without_serial(mut self) -> Self {
+        self.serial_on_cmdline = false;
+        self
+    }
+
+    pub fn netdev(mut self, n: Netdev) -> Self {
+        self.netdev = n;
         self
     }
 
@@ -93,8 +119,10 @@ impl VirtualPi {
             // The kernel rate-limits /dev/kmsg writers to 10 lines per 5 s by default and
             // pi-init's timing lines go there: the tests must see every one of them.
             "printk.devkmsg=on".to_string(),
-            format!("pureboot.serial={}", self.serial),
         ];
+        if self.serial_on_cmdline {
+            parts.push(format!("pureboot.serial={}", self.serial));
+        }
         parts.extend(self.cmdline.iter().cloned());
         parts.join(" ")
     }
@@ -124,7 +152,10 @@ impl VirtualPi {
             "-append".into(),
             self.kernel_cmdline(),
             "-netdev".into(),
-            "user,id=n0".into(),
+            match &self.netdev {
+                Netdev::User => "user,id=n0".into(),
+                Netdev::Tap(ifname) => format!("tap,id=n0,ifname={ifname},script=no,downscript=no"),
+            },
             "-device".into(),
             // romfile= (empty): the guest boots its kernel directly and never runs the NIC's
             // iPXE option ROM, so QEMU must not look for efi-virtio.rom (package ipxe-qemu,
@@ -235,6 +266,16 @@ mod tests {
             exited.is_none(),
             "qemu-system-aarch64 exited ({exited:?}) with the harness's arguments:\n{out}"
         );
+    }
+
+    #[test]
+    fn a_board_without_a_serial_on_a_tap() {
+        let pi = VirtualPi::new("d83add36", Path::new("/k"), Path::new("/i"))
+            .without_serial()
+            .netdev(Netdev::Tap("tap0".into()));
+        assert!(!pi.kernel_cmdline().contains("pureboot.serial"));
+        let args = pi.qemu_args();
+        assert!(args.contains(&"tap,id=n0,ifname=tap0,script=no,downscript=no".to_string()));
     }
 
     #[test]

@@ -14,23 +14,8 @@ use pureboot_tests::lab::{Lab, LabOptions, TINY, WORKFLOW};
 use pureboot_tests::nfs_server::Protocols;
 use pureboot_tests::qemu::{Outcome, HOST_FROM_GUEST};
 use pureboot_tests::wait::poll;
-use pureboot_tests::{initramfs, require, serial};
+use pureboot_tests::{pi_init_env, require, serial};
 use serde_json::Value;
-
-/// Checks every prerequisite of a pi-init boot (skips or, under test.sh, fails); the
-/// controller's binary too unless the scenario runs without one.
-macro_rules! pi_init_env {
-    ($name:expr, without_controller) => {{
-        let env = require!($name, TestEnv::get());
-        require!($name, initramfs::pi_init(env));
-        env
-    }};
-    ($name:expr) => {{
-        let env = pi_init_env!($name, without_controller);
-        require!($name, env.binary("pureboot-controller"));
-        env
-    }};
-}
 
 /// A lab with the controller serving and the tiny root imported as `tiny`.
 fn lab_with_tiny_root(name: &str, env: &'static TestEnv, opts: LabOptions) -> Lab {
