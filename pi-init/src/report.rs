@@ -94,12 +94,12 @@ impl Report {
                 serial: self.facts.serial.clone(),
                 mac: self.facts.mac.clone(),
             }),
-            FailureReport::Callback(_) => FailureBody::Callback(InstalledReport {
+            FailureReport::Callback(_) => FailureBody::Callback(Box::new(InstalledReport {
                 success: false,
                 error: Some(error.to_string()),
                 step: Some(step.to_string()),
                 ..self.installed()
-            }),
+            })),
         }
     }
 }
@@ -109,7 +109,7 @@ impl Report {
 #[serde(untagged)]
 pub enum FailureBody {
     InstallFailed(InstallFailedReport),
-    Callback(InstalledReport),
+    Callback(Box<InstalledReport>),
 }
 
 #[cfg(test)]
