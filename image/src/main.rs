@@ -142,7 +142,7 @@ fn resolve_modules(args: &ModuleArgs) -> Result<(ModuleDb, LoadPlan, LoadPlan)> 
     let (mut requests, mut disk_requests) = (Vec::new(), Vec::new());
     if let Some(name) = &args.preset {
         let preset = presets::find(name).context("unknown preset")?;
-        let selection = preset.select(&db);
+        let selection = preset.select(&db)?;
         if !selection.not_found.is_empty() {
             eprintln!(
                 "note: preset {name}: not in this kernel: {}",
