@@ -10,7 +10,7 @@ use pureboot_image::codec::Compression;
 use pureboot_image::initramfs::{self, Extra, Inputs};
 use pureboot_image::kmod::{self, LoadPlan, ModuleDb, Request};
 use pureboot_image::presets;
-use pureboot_image::tftp::{self, Model, Serial, Target};
+use pureboot_image::tftp::{self, Model, PerModel, Serial, Target};
 
 #[derive(Parser)]
 #[command(
@@ -89,13 +89,16 @@ struct TftpArgs {
     /// Pi model; for --discovery a comma-separated list.
     #[arg(long, value_enum, value_delimiter = ',', required = true)]
     model: Vec<Model>,
-    /// Kernel image, served as kernel8.img.
-    #[arg(long)]
-    kernel: PathBuf,
-    /// Initramfs, served as initramfs.img.
-    #[arg(long)]
-    initramfs: PathBuf,
-    /// Raspberry Pi firmware files (start*.elf, fixup*.dat, bootcode.bin, *.dtb).
+    /// Kernel image, served as kernel8.img; `MODEL=PATH` gives one model its own (e.g.
+    /// `pi5=kernel_2712.img` in a discovery folder); repeatable.
+    #[arg(long, value_name = "[MODEL=]PATH", required = true)]
+    kernel: Vec<PerModel>,
+    /// Initramfs, served as initramfs.img; `MODEL=PATH` gives one model its own (each
+    /// model's preset in a discovery folder); repeatable.
+    #[arg(long, value_name = "[MODEL=]PATH", required = true)]
+    initramfs: Vec<PerModel>,
+    /// Raspberry Pi firmware files (start*.elf, fixup*.dat, bootcode.bin, the boards' *.dtb,
+    /// overlays/); device trees may also sit in its broadcom/ (Debian's layout).
     #[arg(long)]
     firmware_dir: PathBuf,
     /// Controller base URL as the Pi reaches it (pureboot.url=).
@@ -107,9 +110,10 @@ struct TftpArgs {
     /// Kernel console(s); repeatable.
     #[arg(long = "console", default_values = ["serial0,115200", "tty1"])]
     consoles: Vec<String>,
-    /// Device tree to use instead of the model's (e.g. bcm2710-rpi-3-b-plus.dtb).
-    #[arg(long)]
-    dtb: Option<String>,
+    /// Pin this device tree (config.txt `device_tree=`). Without it the folder holds every
+    /// board tree of the model and the firmware picks the board's own.
+    #[arg(long = "device-tree", alias = "dtb", value_name = "FILE.dtb")]
+    device_tree: Option<String>,
     /// TFTP root.
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
@@ -238,10 +242,13 @@ fn write_tftp(args: TftpArgs) -> Result<()> {
             .split_whitespace()
             .map(str::to_string)
             .collect(),
-        dtb: args.dtb,
+        device_tree: args.device_tree,
     };
     let plan = tftp::plan(&spec)?;
-    for (path, how) in tftp::apply(&args.output, &plan)? {
+    for note in &plan.notes {
+        eprintln!("note: {note}");
+    }
+    for (path, how) in tftp::apply(&args.output, &plan.files)? {
         println!("{:?}\t{}", how, args.output.join(path).display());
     }
     Ok(())
