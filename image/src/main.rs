@@ -31,6 +31,25 @@ enum Command {
     Modules(ModuleArgs),
     /// Write a Pi netboot folder: <out>/<serial>/ or, with --discovery, <out>/ itself.
     Tftp(TftpArgs),
+    /// Write a dnsmasq configuration: proxy DHCP (option 43 "Raspberry Pi Boot") beside the
+    /// site's DHCP server, and TFTP of the root `tftp -o` wrote.
+    Dnsmasq(DnsmasqArgs),
+}
+
+#[derive(Args)]
+struct DnsmasqArgs {
+    /// The TFTP root (what `pureboot-image tftp -o` wrote), absolute.
+    #[arg(long)]
+    tftp_root: PathBuf,
+    /// The Pis' network address, e.g. 192.168.1.0 (the proxy range).
+    #[arg(long)]
+    subnet: std::net::Ipv4Addr,
+    /// Answer only on this interface.
+    #[arg(long)]
+    interface: Option<String>,
+    /// Write here (e.g. /etc/dnsmasq.d/pureboot.conf) instead of standard output.
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -125,6 +144,7 @@ fn main() -> ExitCode {
         Command::Initramfs(args) => build_initramfs(&args),
         Command::Modules(args) => print_modules(&args),
         Command::Tftp(args) => write_tftp(args),
+        Command::Dnsmasq(args) => write_dnsmasq(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -252,6 +272,21 @@ fn write_tftp(args: TftpArgs) -> Result<()> {
         println!("{:?}\t{}", how, args.output.join(path).display());
     }
     Ok(())
+}
+
+fn write_dnsmasq(args: &DnsmasqArgs) -> Result<()> {
+    let text = pureboot_image::dnsmasq::render(&pureboot_image::dnsmasq::Settings {
+        tftp_root: args.tftp_root.clone(),
+        subnet: args.subnet,
+        interface: args.interface.clone(),
+    })?;
+    match &args.output {
+        Some(path) => write_atomically(path, text.as_bytes()),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
 }
 
 /// Reproducible builds: every mtime is SOURCE_DATE_EPOCH, or 0 when unset.
