@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod cpio;
+pub mod dnsmasq;
 pub mod initramfs;
 pub mod kmod;
 pub mod presets;

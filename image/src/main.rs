@@ -10,7 +10,7 @@ use pureboot_image::codec::Compression;
 use pureboot_image::initramfs::{self, Extra, Inputs};
 use pureboot_image::kmod::{self, LoadPlan, ModuleDb, Request};
 use pureboot_image::presets;
-use pureboot_image::tftp::{self, Model, Serial, Target};
+use pureboot_image::tftp::{self, Model, PerModel, Serial, Target};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +31,25 @@ enum Command {
     Modules(ModuleArgs),
     /// Write a Pi netboot folder: <out>/<serial>/ or, with --discovery, <out>/ itself.
     Tftp(TftpArgs),
+    /// Write a dnsmasq configuration: proxy DHCP (option 43 "Raspberry Pi Boot") beside the
+    /// site's DHCP server, and TFTP of the root `tftp -o` wrote.
+    Dnsmasq(DnsmasqArgs),
+}
+
+#[derive(Args)]
+struct DnsmasqArgs {
+    /// The TFTP root (what `pureboot-image tftp -o` wrote), absolute.
+    #[arg(long)]
+    tftp_root: PathBuf,
+    /// The Pis' network address, e.g. 192.168.1.0 (the proxy range).
+    #[arg(long)]
+    subnet: std::net::Ipv4Addr,
+    /// Answer only on this interface.
+    #[arg(long)]
+    interface: Option<String>,
+    /// Write here (e.g. /etc/dnsmasq.d/pureboot.conf) instead of standard output.
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -89,13 +108,16 @@ struct TftpArgs {
     /// Pi model; for --discovery a comma-separated list.
     #[arg(long, value_enum, value_delimiter = ',', required = true)]
     model: Vec<Model>,
-    /// Kernel image, served as kernel8.img.
-    #[arg(long)]
-    kernel: PathBuf,
-    /// Initramfs, served as initramfs.img.
-    #[arg(long)]
-    initramfs: PathBuf,
-    /// Raspberry Pi firmware files (start*.elf, fixup*.dat, bootcode.bin, *.dtb).
+    /// Kernel image, served as kernel8.img; `MODEL=PATH` gives one model its own (e.g.
+    /// `pi5=kernel_2712.img` in a discovery folder); repeatable.
+    #[arg(long, value_name = "[MODEL=]PATH", required = true)]
+    kernel: Vec<PerModel>,
+    /// Initramfs, served as initramfs.img; `MODEL=PATH` gives one model its own (each
+    /// model's preset in a discovery folder); repeatable.
+    #[arg(long, value_name = "[MODEL=]PATH", required = true)]
+    initramfs: Vec<PerModel>,
+    /// Raspberry Pi firmware files (start*.elf, fixup*.dat, bootcode.bin, the boards' *.dtb,
+    /// overlays/); device trees may also sit in its broadcom/ (Debian's layout).
     #[arg(long)]
     firmware_dir: PathBuf,
     /// Controller base URL as the Pi reaches it (pureboot.url=).
@@ -107,9 +129,10 @@ struct TftpArgs {
     /// Kernel console(s); repeatable.
     #[arg(long = "console", default_values = ["serial0,115200", "tty1"])]
     consoles: Vec<String>,
-    /// Device tree to use instead of the model's (e.g. bcm2710-rpi-3-b-plus.dtb).
-    #[arg(long)]
-    dtb: Option<String>,
+    /// Pin this device tree (config.txt `device_tree=`). Without it the folder holds every
+    /// board tree of the model and the firmware picks the board's own.
+    #[arg(long = "device-tree", alias = "dtb", value_name = "FILE.dtb")]
+    device_tree: Option<String>,
     /// TFTP root.
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
@@ -121,6 +144,7 @@ fn main() -> ExitCode {
         Command::Initramfs(args) => build_initramfs(&args),
         Command::Modules(args) => print_modules(&args),
         Command::Tftp(args) => write_tftp(args),
+        Command::Dnsmasq(args) => write_dnsmasq(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,7 +166,7 @@ fn resolve_modules(args: &ModuleArgs) -> Result<(ModuleDb, LoadPlan, LoadPlan)> 
     let (mut requests, mut disk_requests) = (Vec::new(), Vec::new());
     if let Some(name) = &args.preset {
         let preset = presets::find(name).context("unknown preset")?;
-        let selection = preset.select(&db);
+        let selection = preset.select(&db)?;
         if !selection.not_found.is_empty() {
             eprintln!(
                 "note: preset {name}: not in this kernel: {}",
@@ -238,13 +262,31 @@ fn write_tftp(args: TftpArgs) -> Result<()> {
             .split_whitespace()
             .map(str::to_string)
             .collect(),
-        dtb: args.dtb,
+        device_tree: args.device_tree,
     };
     let plan = tftp::plan(&spec)?;
-    for (path, how) in tftp::apply(&args.output, &plan)? {
+    for note in &plan.notes {
+        eprintln!("note: {note}");
+    }
+    for (path, how) in tftp::apply(&args.output, &plan.files)? {
         println!("{:?}\t{}", how, args.output.join(path).display());
     }
     Ok(())
+}
+
+fn write_dnsmasq(args: &DnsmasqArgs) -> Result<()> {
+    let text = pureboot_image::dnsmasq::render(&pureboot_image::dnsmasq::Settings {
+        tftp_root: args.tftp_root.clone(),
+        subnet: args.subnet,
+        interface: args.interface.clone(),
+    })?;
+    match &args.output {
+        Some(path) => write_atomically(path, text.as_bytes()),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
 }
 
 /// Reproducible builds: every mtime is SOURCE_DATE_EPOCH, or 0 when unset.

@@ -514,3 +514,177 @@ fn tftp_refuses_bad_serials_and_writes_a_node_folder() {
         fs::read(&tree.pi_init).unwrap()
     );
 }
+
+/// A modules tree shaped like Raspberry Pi OS's arm64 kernel (bcm2711/bcm2712 defconfigs):
+/// the NIC drivers (genet, lan78xx, smsc95xx, macb + RP1), the NFS client, the watchdog, loop
+/// and ext4 are built in (`modules.builtin`), overlayfs and dwc2 are modules (`.ko.xz`).
+fn raspberry_pi_os_tree() -> Tree {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let kver = "6.6.51+rpt-rpi-v8";
+    let dir = root.join("lib/modules").join(kver);
+    let modules = [
+        "kernel/fs/overlayfs/overlay.ko.xz",
+        "kernel/drivers/usb/dwc2/dwc2.ko.xz",
+        "kernel/drivers/net/usb/cdc_ether.ko.xz",
+    ];
+    for path in modules {
+        let file = dir.join(path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let name = path.rsplit('/').next().unwrap();
+        fs::write(file, compress(path, &body(name))).unwrap();
+    }
+    let dep: String = modules.iter().map(|m| format!("{m}:\n")).collect();
+    fs::write(dir.join("modules.dep"), dep).unwrap();
+    fs::write(
+        dir.join("modules.alias"),
+        "alias fs-overlay overlay\nalias of:N*T*Cbrcm,bcm2835-usb dwc2\n",
+    )
+    .unwrap();
+    let builtin = [
+        "kernel/drivers/net/ethernet/broadcom/genet/genet.ko",
+        "kernel/drivers/net/mdio/mdio-bcm-unimac.ko",
+        "kernel/drivers/net/phy/broadcom.ko",
+        "kernel/drivers/net/usb/lan78xx.ko",
+        "kernel/drivers/net/usb/smsc95xx.ko",
+        "kernel/drivers/net/usb/usbnet.ko",
+        "kernel/drivers/net/ethernet/cadence/macb.ko",
+        "kernel/drivers/mfd/rp1.ko",
+        "kernel/drivers/clk/clk-rp1.ko",
+        "kernel/drivers/pinctrl/pinctrl-rp1.ko",
+        "kernel/drivers/pci/controller/pcie-brcmstb.ko",
+        "kernel/drivers/usb/phy/phy-generic.ko",
+        "kernel/drivers/watchdog/bcm2835_wdt.ko",
+        "kernel/net/sunrpc/sunrpc.ko",
+        "kernel/fs/nfs/nfs.ko",
+        "kernel/fs/nfs/nfsv3.ko",
+        "kernel/fs/nfs/nfsv4.ko",
+        "kernel/drivers/block/loop.ko",
+        "kernel/fs/ext4/ext4.ko",
+    ];
+    fs::write(dir.join("modules.builtin"), builtin.join("\n") + "\n").unwrap();
+    let pi_init = tmp.path().join("pi-init");
+    fs::write(&pi_init, b"\x7fELF pretend pi-init").unwrap();
+    Tree {
+        _tmp: tmp,
+        root,
+        pi_init,
+    }
+}
+
+fn list_names(list: &str) -> Vec<String> {
+    list.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.rsplit('/').next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn presets_on_a_raspberry_pi_os_tree_carry_only_real_modules_and_say_nothing() {
+    let tree = raspberry_pi_os_tree();
+    let root = tree.root.display().to_string();
+    for (preset, expected) in [
+        ("rpi4", &["overlay.ko"][..]),
+        ("rpi5", &["overlay.ko"][..]),
+        // dwc2 is a module there (the Pi 3's own USB host, dwc_otg, is built in).
+        ("rpi3", &["dwc2.ko", "overlay.ko"][..]),
+    ] {
+        let out = run(
+            &["modules", "--modules-root", &root, "--preset", preset],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let list = ok(out);
+        assert_eq!(list_names(&list), expected, "{preset}: {list}");
+        assert!(
+            stderr.trim().is_empty(),
+            "{preset}: built-ins are skipped without notes or warnings, got: {stderr}"
+        );
+    }
+    // The initramfs holds exactly the real modules, no file for a built-in one.
+    let out = tree.root.join("../rpios.cpio.gz");
+    let summary = ok(run(
+        &initramfs_args(&tree, &out, &["--preset", "rpi4"]),
+        &[],
+    ));
+    assert!(
+        summary.contains("1 modules") && summary.contains("(+0 on the disk list)"),
+        "{summary}"
+    );
+    let kos: Vec<String> = records(&out)
+        .iter()
+        .map(|r| r.entry.path.clone())
+        .filter(|p| p.ends_with(".ko"))
+        .collect();
+    assert_eq!(
+        kos,
+        ["lib/modules/6.6.51+rpt-rpi-v8/kernel/fs/overlayfs/overlay.ko"]
+    );
+    // A built-in module named explicitly is still reported: the user asked for it.
+    let out = run(
+        &["modules", "--modules-root", &root, "--module", "genet"],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    ok(out);
+    assert!(
+        stderr.contains("built into the kernel") && stderr.contains("genet"),
+        "{stderr}"
+    );
+}
+
+/// The Debian kernel tree tests/setup.sh unpacks, when it is there.
+fn debian_tree() -> Option<PathBuf> {
+    let cache = std::env::var_os("PUREBOOT_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache"));
+    let root = cache.join("kernel/root");
+    if root.join("lib/modules").is_dir() {
+        Some(root)
+    } else {
+        eprintln!(
+            "SKIPPED Debian kernel presets: no unpacked kernel under {} (run tests/setup.sh)",
+            cache.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn presets_on_debians_kernel_pi3_gets_phy_and_watchdog_pi5_is_refused() {
+    let Some(root) = debian_tree() else { return };
+    let root = root.display().to_string();
+    let list = ok(run(
+        &["modules", "--modules-root", &root, "--preset", "rpi3"],
+        &[],
+    ));
+    let names = list_names(&list);
+    let at = |name: &str| {
+        names
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("{name} not in the rpi3 list: {names:?}"))
+    };
+    assert!(at("phy-generic.ko") < at("dwc2.ko"), "{names:?}");
+    at("smsc95xx.ko");
+    at("lan78xx.ko");
+    at("bcm2835_wdt.ko");
+    assert!(at("bcm2835_wdt.ko") < at("nfsv4.ko"), "{names:?}");
+    let list = ok(run(
+        &["modules", "--modules-root", &root, "--preset", "rpi4"],
+        &[],
+    ));
+    assert!(
+        list_names(&list).contains(&"bcm2835_wdt.ko".to_string()),
+        "{list}"
+    );
+
+    let err = failure(run(
+        &["modules", "--modules-root", &root, "--preset", "rpi5"],
+        &[],
+    ));
+    assert!(
+        err.contains("rp1, clk-rp1, pinctrl-rp1") && err.contains("Raspberry Pi OS"),
+        "{err}"
+    );
+}

@@ -35,6 +35,8 @@ pub const HOST_FILES: &[HostFile] = &[
     f("ip", "iproute2"),
     f("dnsmasq", "dnsmasq-base"),
     f("curl", "curl"),
+    // The raspi3b board's device tree gets /serial-number as the Pi firmware adds it.
+    f("fdtput", "device-tree-compiler"),
     f("cpio", "cpio"),
     f("modinfo", "kmod"),
     f("depmod", "kmod"),

@@ -62,3 +62,34 @@ pub fn baseline(env: &TestEnv) -> Result<PathBuf, String> {
         })
         .clone()
 }
+
+/// pi-init's initramfs for QEMU's `raspi3b`: the `rpi3` preset (phy-generic, dwc2, the Pi 3
+/// NICs, bcm2835_wdt) plus cdc_ether, the driver of QEMU's `usb-net` (a real Pi 3 needs
+/// smsc95xx or lan78xx instead, which the preset carries).
+pub fn pi_init_rpi3(env: &TestEnv) -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let image = env.binary("pureboot-image")?;
+            let pi_init = env.binary("pi-init")?;
+            let out = out_dir(env)?.join("pi-init-rpi3.cpio.gz");
+            process::run(
+                Command::new(image)
+                    .arg("initramfs")
+                    .arg("--pi-init")
+                    .arg(pi_init)
+                    .arg("--modules-root")
+                    .arg(&env.modules_root)
+                    .arg("--kver")
+                    .arg(&env.kernel_version)
+                    .args(["--preset", "rpi3", "--module", "cdc_ether"])
+                    .arg("--busybox")
+                    .arg(&env.busybox)
+                    .arg("-o")
+                    .arg(&out),
+            )
+            .map_err(|e| format!("pureboot-image initramfs --preset rpi3: {e}"))?;
+            Ok(out)
+        })
+        .clone()
+}

@@ -182,6 +182,25 @@ impl Lab {
             .arg("pureboot.log=debug"))
     }
 
+    /// A virtual Pi 3B (QEMU `raspi3b`) booting the `rpi3` initramfs, its serial in the
+    /// device tree (no `pureboot.serial=`), pointed at the lab's controller.
+    pub fn pi3(&self, serial: &str) -> Result<VirtualPi, String> {
+        let initrd = initramfs::pi_init_rpi3(self.env)?;
+        let dtb = crate::qemu::raspi3b_dtb(
+            &self.env.modules_root,
+            serial,
+            &self.dir.join(&format!("rpi3-{serial}.dtb")),
+        )?;
+        Ok(VirtualPi::new(serial, &self.env.kernel, &initrd)
+            .board(crate::qemu::Board::Raspi3b { dtb })
+            .arg(format!(
+                "pureboot.url=http://{HOST_FROM_GUEST}:{}",
+                crate::controller::PORT
+            ))
+            .arg("pureboot.log=debug")
+            .timeout(std::time::Duration::from_secs(240)))
+    }
+
     /// Boots `pi` to the end (poweroff, reboot or timeout). `label` names the console file.
     pub fn boot(&self, pi: &VirtualPi, label: &str) -> Result<BootRun, String> {
         pi.boot(&self.ns, &self.dir.join(&format!("console-{label}.log")))

@@ -8,6 +8,7 @@
 
 pub mod console;
 pub mod controller;
+pub mod dhcp;
 pub mod env;
 pub mod guest_root;
 pub mod host;

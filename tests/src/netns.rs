@@ -60,6 +60,31 @@ impl Netns {
         Ok(Netns { holder })
     }
 
+    /// The holder's pid: `/proc/<pid>/ns/net` is the namespace, for `setns` (see [`Netns::enter`]).
+    pub fn pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    /// Runs `f` on a new thread that has joined the namespace's network (only that thread:
+    /// `setns` changes the calling thread), so sockets it opens live in the namespace.
+    pub fn enter<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        use std::os::fd::AsRawFd;
+        let path = format!("/proc/{}/ns/net", self.pid());
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+            // SAFETY: setns on a valid namespace fd; it affects this thread only.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("setns {path}: {}", io::Error::last_os_error()));
+            }
+            f()
+        })
+        .join()
+        .map_err(|_| "the thread in the namespace panicked".to_string())?
+    }
+
     /// A command that runs `program` inside the namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new("nsenter");

@@ -1,7 +1,8 @@
-//! One virtual Pi: QEMU `virt` (cortex-a57, 512 MB, TCG) with Debian's arm64 kernel, an
-//! initramfs and a command line, user-mode networking (the guest is 10.0.2.15 by DHCP and sees
-//! the namespace's 127.0.0.1 as 10.0.2.2), its serial console captured to a file. A boot is
-//! bounded: past its timeout QEMU is killed and the run reports `TimedOut`.
+//! One virtual Pi: QEMU `virt` (cortex-a57, 512 MB, TCG) or `raspi3b` (BCM2837, 4 cores,
+//! 1 GB) with Debian's arm64 kernel, an initramfs and a command line, user-mode networking
+//! (the guest is 10.0.2.15 by DHCP and sees the namespace's 127.0.0.1 as 10.0.2.2), its
+//! serial console captured to a file. A boot is bounded: past its timeout QEMU is killed and
+//! the run reports `TimedOut`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,9 +14,49 @@ use crate::process::Daemon;
 /// The host as the guest sees it (QEMU user networking).
 pub const HOST_FROM_GUEST: &str = "10.0.2.2";
 
+/// The machine QEMU emulates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Board {
+    /// `-M virt`: virtio NIC, PL011 console `ttyAMA0`; no Pi serial, so the serial is given
+    /// on the command line (`pureboot.serial=`).
+    Virt,
+    /// `-M raspi3b` (BCM2837, 4 cores, 1 GB; QEMU fixes both): the NIC is USB (`usb-net`,
+    /// CDC ethernet behind dwc2), the console the mini UART, which Debian's kernel calls
+    /// `ttyS1` (QEMU's second `-serial`). `dtb` is the board's device tree with
+    /// `/serial-number` set as the firmware sets it ([`raspi3b_dtb`]): the serial comes from
+    /// there, not the command line.
+    Raspi3b { dtb: PathBuf },
+}
+
+/// Debian's Pi 3B device tree with `/serial-number` = `00000000<serial>`, as the Pi firmware
+/// adds it (fdtput, package device-tree-compiler), written to `out`.
+pub fn raspi3b_dtb(modules_root: &Path, serial: &str, out: &Path) -> Result<PathBuf, String> {
+    let lib = modules_root.join("usr/lib");
+    let src = std::fs::read_dir(&lib)
+        .map_err(|e| format!("{}: {e}", lib.display()))?
+        .flatten()
+        .map(|e| e.path().join("broadcom/bcm2837-rpi-3-b.dtb"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "no linux-image-*/broadcom/bcm2837-rpi-3-b.dtb under {}",
+                lib.display()
+            )
+        })?;
+    std::fs::copy(&src, out).map_err(|e| format!("copying {}: {e}", src.display()))?;
+    crate::process::run(Command::new("fdtput").args(["-t", "s"]).arg(out).args([
+        "/",
+        "serial-number",
+        &format!("00000000{serial}"),
+    ]))
+    .map_err(|e| format!("fdtput (device-tree-compiler): {e}"))?;
+    Ok(out.to_path_buf())
+}
+
 #[derive(Clone, Debug)]
 pub struct VirtualPi {
-    /// 8 lowercase hex digits, given on the command line (the virt board has no Pi serial).
+    pub board: Board,
+    /// 8 lowercase hex digits: on the command line for `virt`, in the device tree for a Pi.
     pub serial: String,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
@@ -67,6 +108,7 @@ pub struct Running {
 impl VirtualPi {
     pub fn new(serial: &str, kernel: &Path, initrd: &Path) -> VirtualPi {
         VirtualPi {
+            board: Board::Virt,
             serial: serial.to_string(),
             kernel: kernel.to_path_buf(),
             initrd: initrd.to_path_buf(),
@@ -105,6 +147,11 @@ impl VirtualPi {
         self
     }
 
+    pub fn board(mut self, board: Board) -> Self {
+        self.board = board;
+        self
+    }
+
     /// A MAC unique per serial (QEMU's 52:54:00 prefix + the serial's low 24 bits).
     pub fn mac(&self) -> String {
         let s = &self.serial;
@@ -112,15 +159,22 @@ impl VirtualPi {
     }
 
     pub fn kernel_cmdline(&self) -> String {
-        let mut parts = vec![
-            "console=ttyAMA0".to_string(),
+        let mut parts: Vec<String> = match self.board {
+            Board::Virt => vec!["console=ttyAMA0".into()],
+            // The mini UART at 0x3f215040 from the first line on.
+            Board::Raspi3b { .. } => vec![
+                "earlycon=uart8250,mmio32,0x3f215040".into(),
+                "console=ttyS1,115200".into(),
+            ],
+        };
+        parts.extend([
             // A dying PID 1 must end the run (with -no-reboot) rather than hang until timeout.
             "panic=-1".to_string(),
             // The kernel rate-limits /dev/kmsg writers to 10 lines per 5 s by default and
             // pi-init's timing lines go there: the tests must see every one of them.
             "printk.devkmsg=on".to_string(),
-        ];
-        if self.serial_on_cmdline {
+        ]);
+        if self.board == Board::Virt && self.serial_on_cmdline {
             parts.push(format!("pureboot.serial={}", self.serial));
         }
         parts.extend(self.cmdline.iter().cloned());
@@ -128,6 +182,54 @@ impl VirtualPi {
     }
 
     pub fn qemu_args(&self) -> Vec<String> {
+        match &self.board {
+            Board::Virt => self.virt_args(),
+            Board::Raspi3b { dtb } => self.raspi3b_args(dtb),
+        }
+    }
+
+    fn raspi3b_args(&self, dtb: &Path) -> Vec<String> {
+        [
+            "-M",
+            "raspi3b",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            // The PL011 (first) is the Bluetooth UART on a 3B; the console is the mini UART.
+            "-serial",
+            "null",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            "-kernel".into(),
+            self.kernel.display().to_string(),
+            "-dtb".into(),
+            dtb.display().to_string(),
+            "-initrd".into(),
+            self.initrd.display().to_string(),
+            "-append".into(),
+            self.kernel_cmdline(),
+            "-netdev".into(),
+            self.netdev_arg(),
+            "-device".into(),
+            format!("usb-net,netdev=n0,mac={}", self.mac()),
+        ])
+        .collect()
+    }
+
+    fn netdev_arg(&self) -> String {
+        match &self.netdev {
+            Netdev::User => "user,id=n0".into(),
+            Netdev::Tap(ifname) => format!("tap,id=n0,ifname={ifname},script=no,downscript=no"),
+        }
+    }
+
+    fn virt_args(&self) -> Vec<String> {
         [
             "-M",
             "virt",
@@ -152,10 +254,7 @@ impl VirtualPi {
             "-append".into(),
             self.kernel_cmdline(),
             "-netdev".into(),
-            match &self.netdev {
-                Netdev::User => "user,id=n0".into(),
-                Netdev::Tap(ifname) => format!("tap,id=n0,ifname={ifname},script=no,downscript=no"),
-            },
+            self.netdev_arg(),
             "-device".into(),
             // romfile= (empty): the guest boots its kernel directly and never runs the NIC's
             // iPXE option ROM, so QEMU must not look for efi-virtio.rom (package ipxe-qemu,
@@ -197,7 +296,11 @@ impl Running {
         };
         BootRun {
             serial: self.pi.serial.clone(),
-            console: std::fs::read_to_string(&self.console_path).unwrap_or_default(),
+            // Lossy: a UART may put a stray non-UTF-8 byte on the line (the raspi3b mini UART
+            // does at start), which must not cost the whole console.
+            console: std::fs::read(&self.console_path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
             console_path: self.console_path.clone(),
             outcome,
             elapsed: self.started.elapsed(),
@@ -276,6 +379,34 @@ mod tests {
         assert!(!pi.kernel_cmdline().contains("pureboot.serial"));
         let args = pi.qemu_args();
         assert!(args.contains(&"tap,id=n0,ifname=tap0,script=no,downscript=no".to_string()));
+    }
+
+    #[test]
+    fn raspi3b_takes_the_serial_from_the_device_tree_and_its_console_on_the_mini_uart() {
+        let pi = VirtualPi::new("d83add36", Path::new("/k"), Path::new("/i.cpio.gz"))
+            .board(Board::Raspi3b {
+                dtb: "/d.dtb".into(),
+            })
+            .arg("pureboot.url=http://10.0.2.2:8080");
+        assert_eq!(
+            pi.kernel_cmdline(),
+            "earlycon=uart8250,mmio32,0x3f215040 console=ttyS1,115200 panic=-1 \
+             printk.devkmsg=on pureboot.url=http://10.0.2.2:8080"
+        );
+        let args = pi.qemu_args();
+        let after = |flag: &str| args[args.iter().position(|a| a == flag).unwrap() + 1].clone();
+        assert_eq!(after("-M"), "raspi3b");
+        assert_eq!(after("-dtb"), "/d.dtb");
+        assert_eq!(after("-device"), "usb-net,netdev=n0,mac=52:54:00:3a:dd:36");
+        let serials: Vec<&String> = args
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i > 0 && args[i - 1] == "-serial")
+            .map(|(_, a)| a)
+            .collect();
+        assert_eq!(serials, ["null", "stdio"]);
+        assert!(!args.contains(&"-smp".to_string()) && !args.contains(&"-m".to_string()));
+        assert!(args.contains(&"-no-reboot".to_string()));
     }
 
     #[test]

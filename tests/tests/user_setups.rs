@@ -82,7 +82,9 @@ fn u1_upstream_controller_and_a_plain_root_export() {
     let url = format!("pureboot.url=http://{HOST_FROM_GUEST}:{STUB_PORT}");
 
     // An answer with upstream's fields only, a plain root at nfs_path: it boots.
-    let run = lab.boot(&guest(env, &s, std::slice::from_ref(&url)), "boot").unwrap();
+    let run = lab
+        .boot(&guest(env, &s, std::slice::from_ref(&url)), "boot")
+        .unwrap();
     let report = lab.expect_report(&run);
     lab.check(
         run.console.contains("plain root filesystem found"),

@@ -1,6 +1,7 @@
 //! The ten virtual Pi scenarios of issue 5: pi-init's initramfs (built by pureboot-image)
 //! boots QEMU `virt` guests against nfs-ganesha and the controller, each in its own private
-//! namespace. Each scenario asserts, is bounded in time, and prints the guest console and the
+//! namespace; and two on QEMU's Pi 3B (`raspi3b`, issue 12): serial from the device tree,
+//! network over USB, and a failure-policy reboot that really resets the board. Each scenario asserts, is bounded in time, and prints the guest console and the
 //! servers' logs when it fails. They skip (loudly) without root or the set-up cache, or before
 //! the binaries are built; tests/test.sh makes a missing piece a failure.
 
@@ -14,8 +15,24 @@ use pureboot_tests::lab::{Lab, LabOptions, TINY, WORKFLOW};
 use pureboot_tests::nfs_server::Protocols;
 use pureboot_tests::qemu::{Outcome, HOST_FROM_GUEST};
 use pureboot_tests::wait::poll;
-use pureboot_tests::{pi_init_env, require, serial};
+use pureboot_tests::{initramfs, pi_init_env, require, serial};
 use serde_json::Value;
+
+/// A virtual Pi 3B's prerequisites on top of pi-init's: its initramfs (`--preset rpi3`) and
+/// fdtput for the serial in its device tree.
+macro_rules! pi3_env {
+    ($name:expr) => {{
+        let env = pi_init_env!($name);
+        require!(
+            $name,
+            pureboot_tests::host::locate("fdtput")
+                .map(|_| ())
+                .ok_or("`fdtput` not found: run `sudo tests/setup.sh` (device-tree-compiler)")
+        );
+        require!($name, initramfs::pi_init_rpi3(env));
+        env
+    }};
+}
 
 /// A lab with the controller serving and the tiny root imported as `tiny`.
 fn lab_with_tiny_root(name: &str, env: &'static TestEnv, opts: LabOptions) -> Lab {
@@ -543,6 +560,99 @@ fn s10_debian_root_boots_to_systemd() {
     );
     println!(
         "{name}: Debian root powered off after {:.1} s",
+        run.elapsed.as_secs_f64()
+    );
+}
+
+#[test]
+fn s11_raspi3b_serial_from_device_tree_network_over_usb() {
+    let name = "s11-raspi3b";
+    let env = pi3_env!(name);
+    let lab = lab_with_tiny_root(name, env, LabOptions::default());
+    let s = serial(0x11);
+    lab.add_node(&s, node_spec("pi-three-b")).unwrap();
+
+    let pi = lab.pi3(&s).unwrap();
+    assert!(
+        !pi.kernel_cmdline().contains("pureboot.serial"),
+        "{name}: the serial must come from the device tree: {}",
+        pi.kernel_cmdline()
+    );
+    let run = lab.boot(&pi, "boot").unwrap();
+    let report = lab.expect_report(&run);
+    lab.check(
+        run.console
+            .contains(&format!("serial {s} (00000000{s}, from devicetree)")),
+        "pi-init read the serial from the device tree's /serial-number",
+        &run,
+    );
+    lab.check(
+        run.console.contains("register 'cdc_ether'"),
+        "the NIC is QEMU's usb-net behind dwc2 (cdc_ether)",
+        &run,
+    );
+    lab.check(
+        report.get("hostname") == "pi-three-b" && report.get("root_fs") == "overlay",
+        "the controller's answer for this serial booted the tiny root",
+        &run,
+    );
+    let node = node_when(&lab, &s, |n| installed_report(n).is_some());
+    assert!(
+        installed_report(&node).is_some(),
+        "{name}: the installed callback for the device tree's serial: {node:#}"
+    );
+    println!(
+        "{name}: raspi3b reached the tiny root and powered off after {:.1} s",
+        run.elapsed.as_secs_f64()
+    );
+}
+
+#[test]
+fn s12_raspi3b_failure_policy_reboot_resets_the_board() {
+    let name = "s12-raspi3b-reboot";
+    let env = pi3_env!(name);
+    let lab = lab_with_tiny_root(name, env, LabOptions::default());
+    let s = serial(0x12);
+    lab.add_node(
+        &s,
+        NodeSpec {
+            base_image: Some("no-such-image".into()),
+            ..node_spec("pi-reboots")
+        },
+    )
+    .unwrap();
+
+    // Under -no-reboot QEMU exits when the board resets. Without the watchdog driver the
+    // kernel cannot reset a BCM2837 ("Reboot failed -- System halted") and the run times out.
+    let pi = lab
+        .pi3(&s)
+        .unwrap()
+        .arg("pureboot.on_failure=reboot")
+        .arg("pureboot.retries=1");
+    let run = lab.boot(&pi, "boot").unwrap();
+    lab.check(
+        run.outcome == Outcome::Exited,
+        "the board reset (QEMU exits on reset under -no-reboot), no timeout",
+        &run,
+    );
+    lab.check(
+        run.console
+            .contains("pi-init: applying failure policy reboot"),
+        "pi-init applied the reboot policy",
+        &run,
+    );
+    lab.check(
+        run.console.contains("bcm2835-wdt") && run.console.contains("reboot: Restarting system"),
+        "bcm2835_wdt bound and the kernel restarted through it",
+        &run,
+    );
+    lab.check(
+        !run.console.contains("Reboot failed") && !kernel_panicked(&run.console),
+        "no 'Reboot failed -- System halted', no panic",
+        &run,
+    );
+    println!(
+        "{name}: raspi3b reset after {:.1} s",
         run.elapsed.as_secs_f64()
     );
 }

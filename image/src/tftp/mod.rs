@@ -6,13 +6,14 @@
 mod model;
 mod render;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-pub use model::Model;
+pub use model::{DtbFamily, Model};
 pub use pureboot_contract::ids::Serial;
 
 #[derive(Debug, Clone)]
@@ -21,16 +22,49 @@ pub enum Target {
     Discovery,
 }
 
+/// A file given for every model, or for one: `--initramfs PATH`, `--initramfs pi3=PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerModel {
+    pub model: Option<Model>,
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for PerModel {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        if let Some((name, path)) = spec.split_once('=') {
+            if let Some(model) = Model::from_name(name) {
+                if path.is_empty() {
+                    return Err(format!("{spec:?}: no path after {name}="));
+                }
+                return Ok(Self {
+                    model: Some(model),
+                    path: path.into(),
+                });
+            }
+        }
+        if spec.is_empty() {
+            return Err("empty path".into());
+        }
+        Ok(Self {
+            model: None,
+            path: spec.into(),
+        })
+    }
+}
+
 pub struct Spec {
     pub target: Target,
     pub models: Vec<Model>,
-    pub kernel: PathBuf,
-    pub initramfs: PathBuf,
+    pub kernel: Vec<PerModel>,
+    pub initramfs: Vec<PerModel>,
     pub firmware_dir: PathBuf,
     pub controller_url: String,
     pub consoles: Vec<String>,
     pub cmdline_extra: Vec<String>,
-    pub dtb: Option<String>,
+    /// Pin this device tree (`device_tree=`) instead of letting the firmware choose.
+    pub device_tree: Option<String>,
 }
 
 /// One file of the folder, relative to the TFTP root.
@@ -46,8 +80,19 @@ pub enum Content {
     From(PathBuf),
 }
 
+/// What [`plan`] decided: the files, and notes for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub files: Vec<Placement>,
+    pub notes: Vec<String>,
+}
+
+/// The marker written as a Pi 5 folder's `start4.elf` when the firmware folder has none.
+pub const PI5_PREFIX_MARKER: &str = "pureboot: the Pi 5 EEPROM keeps the TFTP prefix (this \
+     serial folder) only when the folder holds start4.elf or start.elf; a Pi 5 never runs it\n";
+
 /// Everything to write, checked: the sources exist, the URL and extras fit one line.
-pub fn plan(spec: &Spec) -> Result<Vec<Placement>> {
+pub fn plan(spec: &Spec) -> Result<Plan> {
     if spec.models.is_empty() {
         bail!("no --model given");
     }
@@ -59,10 +104,15 @@ pub fn plan(spec: &Spec) -> Result<Vec<Placement>> {
             spec.controller_url
         );
     }
-    let (folder, label, serial) = match &spec.target {
+    let (folder, label, serial, sections) = match &spec.target {
         Target::Node(serial) => {
             let label = format!("node {serial} ({})", spec.models[0].name());
-            (PathBuf::from(serial.to_string()), label, Some(serial))
+            (
+                PathBuf::from(serial.to_string()),
+                label,
+                Some(serial),
+                false,
+            )
         }
         Target::Discovery => {
             let names: Vec<&str> = spec.models.iter().map(|m| m.name()).collect();
@@ -70,23 +120,118 @@ pub fn plan(spec: &Spec) -> Result<Vec<Placement>> {
                 PathBuf::new(),
                 format!("discovery folder ({})", names.join(", ")),
                 None,
+                true,
             )
         }
     };
-    let mut device_trees = Vec::new();
-    for model in &spec.models {
-        let names = match &spec.dtb {
-            Some(dtb) => vec![dtb.as_str()],
-            None => model.device_trees().to_vec(),
-        };
-        let (name, src) = firmware(&spec.firmware_dir, &names)?;
-        device_trees.push((*model, name, src));
+    if spec.device_tree.is_some() && spec.models.len() > 1 {
+        bail!(
+            "--device-tree pins one board's tree: a folder for several models lets the \
+             firmware choose (leave --device-tree out)"
+        );
     }
-    let chosen: Vec<(Model, &str)> = device_trees.iter().map(|(m, n, _)| (*m, *n)).collect();
+    let kernels = per_model(&spec.kernel, &spec.models, "--kernel", "kernel8", "img")?;
+    let initramfs = per_model(
+        &spec.initramfs,
+        &spec.models,
+        "--initramfs",
+        "initramfs",
+        "img",
+    )?;
+
+    let mut notes = Vec::new();
+    let mut files: Vec<(PathBuf, Content)> = Vec::new();
+    let mut configs = Vec::new();
+    for model in &spec.models {
+        let (kernel_name, kernel_src) = &kernels[model];
+        let (initramfs_name, initramfs_src) = &initramfs[model];
+        files.push((folder.join(kernel_name), Content::From(kernel_src.clone())));
+        files.push((
+            folder.join(initramfs_name),
+            Content::From(initramfs_src.clone()),
+        ));
+        let mut config = render::ModelConfig {
+            model: *model,
+            kernel: kernel_name.clone(),
+            initramfs: initramfs_name.clone(),
+            device_tree: None,
+            upstream_kernel: false,
+        };
+        match &spec.device_tree {
+            Some(name) => {
+                let (name, src) = firmware(&spec.firmware_dir, &[name.as_str()])?;
+                files.push((folder.join(name), Content::From(src)));
+                config.device_tree = Some(name.to_string());
+            }
+            None => {
+                let trees = device_trees(&spec.firmware_dir, *model)?;
+                config.upstream_kernel = trees.iter().all(|(_, _, mainline)| *mainline);
+                files.extend(
+                    trees
+                        .into_iter()
+                        .map(|(name, src, _)| (folder.join(name), Content::From(src))),
+                );
+            }
+        }
+        configs.push(config);
+        for name in model.firmware() {
+            files.push((
+                folder.join(name),
+                Content::From(firmware(&spec.firmware_dir, &[name])?.1),
+            ));
+        }
+        for name in model.root_files() {
+            files.push((
+                PathBuf::from(name),
+                Content::From(firmware(&spec.firmware_dir, &[name])?.1),
+            ));
+        }
+    }
+    for model in &spec.models {
+        let Some(keeper) = model.prefix_keeper() else {
+            continue;
+        };
+        let kept = files.iter().any(|(dest, _)| {
+            dest.parent() == Some(folder.as_path())
+                && matches!(
+                    dest.file_name().and_then(|n| n.to_str()),
+                    Some("start4.elf" | "start.elf")
+                )
+        });
+        if kept {
+            continue;
+        }
+        match firmware(&spec.firmware_dir, &[keeper]) {
+            Ok((_, src)) => files.push((folder.join(keeper), Content::From(src))),
+            Err(_) => {
+                notes.push(format!(
+                    "no {keeper} in --firmware-dir: wrote a marker file in its place, so the \
+                     Pi 5 EEPROM keeps reading this folder"
+                ));
+                files.push((
+                    folder.join(keeper),
+                    Content::Text(PI5_PREFIX_MARKER.to_string()),
+                ));
+            }
+        }
+    }
+    let overlays = spec.firmware_dir.join("overlays");
+    if overlays.is_dir() {
+        for (name, src) in dir_files(&overlays)? {
+            files.push((folder.join("overlays").join(name), Content::From(src)));
+        }
+    } else {
+        notes.push(format!(
+            "no overlays/ in --firmware-dir {}: dtoverlay= lines in config.txt will find \
+             nothing (Debian's kernel package ships none; the Raspberry Pi firmware's boot/ has it)",
+            spec.firmware_dir.display()
+        ));
+    }
+
     let mut out = vec![
         text(
             folder.join("config.txt"),
-            render::config_txt(&label, &chosen),
+            render::config_txt(&label, &configs, sections),
         ),
         text(
             folder.join("cmdline.txt"),
@@ -97,52 +242,115 @@ pub fn plan(spec: &Spec) -> Result<Vec<Placement>> {
                 extra: &spec.cmdline_extra,
             }),
         ),
-        from(
-            folder.join(render::KERNEL),
-            existing(&spec.kernel, "--kernel")?,
-        ),
-        from(
-            folder.join(render::INITRAMFS),
-            existing(&spec.initramfs, "--initramfs")?,
-        ),
     ];
-    let mut files = Vec::new();
-    for model in &spec.models {
-        for name in model.firmware() {
-            files.push((folder.join(name), firmware(&spec.firmware_dir, &[name])?.1));
-        }
-        for name in model.root_files() {
-            files.push((
-                PathBuf::from(name),
-                firmware(&spec.firmware_dir, &[name])?.1,
-            ));
+    for (dest, content) in files {
+        // Models share files (firmware, overlays, one kernel): each destination once.
+        if !out.iter().any(|p| p.dest == dest) {
+            out.push(Placement { dest, content });
         }
     }
-    files.extend(
-        device_trees
-            .into_iter()
-            .map(|(_, name, src)| (folder.join(name), src)),
-    );
-    for (dest, src) in files {
-        // Models share files (one --dtb for all): each destination once.
-        if !out.iter().any(|p| p.dest == dest) {
-            out.push(from(dest, src));
+    Ok(Plan { files: out, notes })
+}
+
+/// For each model: the file name in the folder and the source. The file given for every
+/// model keeps the plain name (`kernel8.img`); a model's own is `<stem>-<model>.<ext>`.
+fn per_model(
+    given: &[PerModel],
+    models: &[Model],
+    flag: &str,
+    stem: &str,
+    ext: &str,
+) -> Result<BTreeMap<Model, (String, PathBuf)>> {
+    let mut default = None;
+    let mut own: BTreeMap<Model, PathBuf> = BTreeMap::new();
+    for g in given {
+        match g.model {
+            None if default.is_some() => bail!("{flag} given twice for every model"),
+            None => default = Some(g.path.clone()),
+            Some(m) if !models.contains(&m) => {
+                bail!("{flag} {}=…: {} is not among --model", m.name(), m.name())
+            }
+            Some(m) => {
+                if own.insert(m, g.path.clone()).is_some() {
+                    bail!("{flag} given twice for {}", m.name());
+                }
+            }
         }
+    }
+    let mut out = BTreeMap::new();
+    for model in models {
+        let (name, src) = match (own.get(model), &default) {
+            (Some(src), _) => (format!("{stem}-{}.{ext}", model.name()), src),
+            (None, Some(src)) => (format!("{stem}.{ext}"), src),
+            (None, None) => bail!("no {flag} for {}", model.name()),
+        };
+        out.insert(*model, (name, existing(src, flag)?));
     }
     Ok(out)
+}
+
+/// Every device tree of the model's boards in the firmware folder (or its `broadcom/`, as in
+/// Debian's `/usr/lib/linux-image-*/`), by name, with whether the name is mainline's.
+fn device_trees(dir: &Path, model: Model) -> Result<Vec<(String, PathBuf, bool)>> {
+    let mut found: BTreeMap<String, (PathBuf, bool)> = BTreeMap::new();
+    for sub in [dir.join("broadcom"), dir.to_path_buf()] {
+        if !sub.is_dir() {
+            continue;
+        }
+        for (name, src) in dir_files(&sub)? {
+            if !name.ends_with(".dtb") {
+                continue;
+            }
+            if let Some(family) = model
+                .dtb_families()
+                .iter()
+                .find(|f| name.starts_with(f.prefix))
+            {
+                // The folder itself wins over broadcom/.
+                found.insert(name, (src, family.mainline));
+            }
+        }
+    }
+    if found.is_empty() {
+        let patterns: Vec<String> = model
+            .dtb_families()
+            .iter()
+            .map(|f| format!("{}*.dtb", f.prefix))
+            .collect();
+        bail!(
+            "no device tree for {} ({}) in --firmware-dir {} (nor its broadcom/): copy the \
+             kernel's dtbs there",
+            model.name(),
+            patterns.join(" or "),
+            dir.display()
+        );
+    }
+    Ok(found
+        .into_iter()
+        .map(|(name, (src, mainline))| (name, src, mainline))
+        .collect())
+}
+
+/// Regular files directly in `dir`, by name, sorted.
+fn dir_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let path = entry.path();
+        if path.is_file() {
+            if let Some(name) = entry.file_name().to_str() {
+                files.push((name.to_string(), path));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 fn text(dest: PathBuf, content: String) -> Placement {
     Placement {
         dest,
         content: Content::Text(content),
-    }
-}
-
-fn from(dest: PathBuf, src: PathBuf) -> Placement {
-    Placement {
-        dest,
-        content: Content::From(src),
     }
 }
 
@@ -225,40 +433,52 @@ mod tests {
         dir: PathBuf,
     }
 
+    /// A firmware folder shaped like the Raspberry Pi firmware's boot/ (downstream dtb names,
+    /// overlays/), with the Pi 5 trees in broadcom/ as Debian lays them out.
     fn fixture() -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let fw = dir.join("fw");
         fs::create_dir_all(fw.join("broadcom")).unwrap();
+        fs::create_dir_all(fw.join("overlays")).unwrap();
         for name in [
             "bootcode.bin",
             "start.elf",
             "fixup.dat",
             "start4.elf",
             "fixup4.dat",
+            "bcm2710-rpi-3-b.dtb",
+            "bcm2710-rpi-3-b-plus.dtb",
+            "bcm2711-rpi-4-b.dtb",
+            "bcm2711-rpi-400.dtb",
+            "bcm2708-rpi-b.dtb",
+            "overlays/README",
+            "overlays/vc4-kms-v3d.dtbo",
+            "broadcom/bcm2712-rpi-5-b.dtb",
+            "broadcom/bcm2712d0-rpi-5-b.dtb",
         ] {
             fs::write(fw.join(name), format!("firmware {name}")).unwrap();
         }
-        fs::write(fw.join("bcm2710-rpi-3-b.dtb"), "dtb3").unwrap();
-        fs::write(fw.join("bcm2711-rpi-4-b.dtb"), "dtb4").unwrap();
-        // Debian's layout for the Pi 5 tree.
-        fs::write(fw.join("broadcom/bcm2712-rpi-5-b.dtb"), "dtb5").unwrap();
         fs::write(dir.join("Image"), "kernel").unwrap();
         fs::write(dir.join("initrd.cpio.gz"), "initramfs").unwrap();
         Fixture { _tmp: tmp, dir }
+    }
+
+    fn every(path: PathBuf) -> Vec<PerModel> {
+        vec![PerModel { model: None, path }]
     }
 
     fn spec(f: &Fixture, target: Target, models: &[Model]) -> Spec {
         Spec {
             target,
             models: models.to_vec(),
-            kernel: f.dir.join("Image"),
-            initramfs: f.dir.join("initrd.cpio.gz"),
+            kernel: every(f.dir.join("Image")),
+            initramfs: every(f.dir.join("initrd.cpio.gz")),
             firmware_dir: f.dir.join("fw"),
             controller_url: "http://10.0.0.1:8080".into(),
             consoles: vec!["serial0,115200".into()],
             cmdline_extra: vec!["pureboot.log=debug".into()],
-            dtb: None,
+            device_tree: None,
         }
     }
 
@@ -283,13 +503,24 @@ mod tests {
         fs::read_to_string(path).unwrap()
     }
 
+    fn write(root: &Path, spec: &Spec) -> Plan {
+        let plan = plan(spec).unwrap();
+        apply(root, &plan.files).unwrap();
+        plan
+    }
+
+    fn serial() -> Serial {
+        "D83ADD36".parse().unwrap()
+    }
+
     #[test]
-    fn node_folder_per_model() {
+    fn node_folder_per_model_ships_the_boards_trees_and_overlays_and_pins_none() {
         let cases: [(Model, &[&str]); 3] = [
             (
                 Model::Pi3,
                 &[
                     "bootcode.bin",
+                    "d83add36/bcm2710-rpi-3-b-plus.dtb",
                     "d83add36/bcm2710-rpi-3-b.dtb",
                     "d83add36/fixup.dat",
                     "d83add36/start.elf",
@@ -299,26 +530,33 @@ mod tests {
                 Model::Pi4,
                 &[
                     "d83add36/bcm2711-rpi-4-b.dtb",
+                    "d83add36/bcm2711-rpi-400.dtb",
                     "d83add36/fixup4.dat",
                     "d83add36/start4.elf",
                 ],
             ),
-            (Model::Pi5, &["d83add36/bcm2712-rpi-5-b.dtb"]),
+            // The Pi 5 runs no start file, but its EEPROM needs one to keep the prefix.
+            (
+                Model::Pi5,
+                &[
+                    "d83add36/bcm2712-rpi-5-b.dtb",
+                    "d83add36/bcm2712d0-rpi-5-b.dtb",
+                    "d83add36/start4.elf",
+                ],
+            ),
         ];
         for (model, specific) in cases {
             let f = fixture();
             let root = f.dir.join("tftp");
-            let serial: Serial = "D83ADD36".parse().unwrap();
-            apply(
-                &root,
-                &plan(&spec(&f, Target::Node(serial), &[model])).unwrap(),
-            )
-            .unwrap();
+            let plan = write(&root, &spec(&f, Target::Node(serial()), &[model]));
+            assert!(plan.notes.is_empty(), "{model:?}: {:?}", plan.notes);
             let mut expected: Vec<String> = [
                 "d83add36/cmdline.txt",
                 "d83add36/config.txt",
                 "d83add36/initramfs.img",
                 "d83add36/kernel8.img",
+                "d83add36/overlays/README",
+                "d83add36/overlays/vc4-kms-v3d.dtbo",
             ]
             .iter()
             .chain(specific)
@@ -327,12 +565,14 @@ mod tests {
             expected.sort();
             assert_eq!(listing(&root), expected, "{model:?}");
             let config = read(root.join("d83add36/config.txt"));
+            assert!(!config.contains("device_tree"), "{config}");
+            assert!(!config.contains("upstream_kernel"), "{config}");
             assert!(
-                config.contains(&format!("\ndevice_tree={}\n", model.device_trees()[0])),
-                "{config}"
+                !config.contains('['),
+                "a node folder has no sections: {config}"
             );
             assert!(
-                config.contains("\ninitramfs initramfs.img followkernel\n"),
+                config.contains("\nkernel=kernel8.img\ninitramfs initramfs.img followkernel\n"),
                 "{config}"
             );
             assert!(config.contains("\narm_64bit=1\n") && config.contains("\nenable_uart=1\n"));
@@ -341,9 +581,41 @@ mod tests {
             assert!(cmdline.contains("pureboot.url=http://10.0.0.1:8080 pureboot.serial=d83add36"));
             assert_eq!(read(root.join("d83add36/kernel8.img")), "kernel");
             assert_eq!(read(root.join("d83add36/initramfs.img")), "initramfs");
-            let dtb = read(root.join("d83add36").join(model.device_trees()[0]));
-            assert_eq!(dtb, format!("dtb{}", &model.name()[2..]));
+            assert_eq!(
+                read(root.join("d83add36/overlays/vc4-kms-v3d.dtbo")),
+                "firmware overlays/vc4-kms-v3d.dtbo"
+            );
         }
+    }
+
+    #[test]
+    fn pi5_folder_gets_a_start_file_even_without_one_in_the_firmware() {
+        let f = fixture();
+        let root = f.dir.join("tftp");
+        let plan = write(&root, &spec(&f, Target::Node(serial()), &[Model::Pi5]));
+        assert_eq!(
+            read(root.join("d83add36/start4.elf")),
+            "firmware start4.elf",
+            "the firmware's own start4.elf when there is one"
+        );
+        assert!(plan.notes.is_empty());
+
+        fs::remove_file(f.dir.join("fw/start4.elf")).unwrap();
+        let root = f.dir.join("tftp2");
+        let plan = write(&root, &spec(&f, Target::Node(serial()), &[Model::Pi5]));
+        assert_eq!(read(root.join("d83add36/start4.elf")), PI5_PREFIX_MARKER);
+        assert!(
+            plan.notes.iter().any(|n| n.contains("start4.elf")),
+            "{:?}",
+            plan.notes
+        );
+        // A Pi 4 needs the real one: its absence is an error, not a marker.
+        let err = plan_err(&spec(&f, Target::Node(serial()), &[Model::Pi4]));
+        assert!(err.contains("start4.elf not found"), "{err}");
+    }
+
+    fn plan_err(spec: &Spec) -> String {
+        format!("{:#}", plan(spec).unwrap_err())
     }
 
     #[test]
@@ -351,53 +623,86 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let f = fixture();
         let root = f.dir.join("tftp");
-        let serial: Serial = "0123abcd".parse().unwrap();
-        let written = apply(
-            &root,
-            &plan(&spec(&f, Target::Node(serial), &[Model::Pi4])).unwrap(),
-        )
-        .unwrap();
+        let plan = plan(&spec(&f, Target::Node(serial()), &[Model::Pi4])).unwrap();
+        let written = apply(&root, &plan.files).unwrap();
         assert!(written
             .iter()
             .any(|(p, w)| p.ends_with("kernel8.img") && *w == Written::Linked));
-        let linked = fs::metadata(root.join("0123abcd/kernel8.img")).unwrap();
+        let linked = fs::metadata(root.join("d83add36/kernel8.img")).unwrap();
         assert_eq!(
             linked.ino(),
             fs::metadata(f.dir.join("Image")).unwrap().ino()
         );
         // Rewriting replaces, it does not fail on existing files.
-        let serial: Serial = "0123abcd".parse().unwrap();
-        apply(
-            &root,
-            &plan(&spec(&f, Target::Node(serial), &[Model::Pi4])).unwrap(),
-        )
-        .unwrap();
+        apply(&root, &plan.files).unwrap();
     }
 
     #[test]
-    fn discovery_writes_the_root_for_every_model() {
+    fn discovery_has_a_section_and_an_initramfs_per_model() {
         let f = fixture();
+        fs::write(f.dir.join("initrd-pi3.cpio.gz"), "pi3 initramfs").unwrap();
+        fs::write(f.dir.join("kernel_2712.img"), "pi5 kernel").unwrap();
         let root = f.dir.join("tftp");
-        let models = [Model::Pi3, Model::Pi4, Model::Pi5];
-        apply(&root, &plan(&spec(&f, Target::Discovery, &models)).unwrap()).unwrap();
+        let mut s = spec(&f, Target::Discovery, &[Model::Pi3, Model::Pi4, Model::Pi5]);
+        s.initramfs.push(PerModel {
+            model: Some(Model::Pi3),
+            path: f.dir.join("initrd-pi3.cpio.gz"),
+        });
+        s.kernel.push(
+            format!("pi5={}", f.dir.join("kernel_2712.img").display())
+                .parse()
+                .unwrap(),
+        );
+        write(&root, &s);
         let names = listing(&root);
         for name in [
             "config.txt",
             "cmdline.txt",
             "kernel8.img",
+            "kernel8-pi5.img",
+            "initramfs.img",
+            "initramfs-pi3.img",
             "bootcode.bin",
             "start.elf",
             "start4.elf",
+            "bcm2710-rpi-3-b-plus.dtb",
+            "bcm2711-rpi-400.dtb",
             "bcm2712-rpi-5-b.dtb",
+            "overlays/README",
         ] {
             assert!(
                 names.contains(&name.to_string()),
                 "{name} missing from {names:?}"
             );
         }
-        let config = read(root.join("config.txt"));
         assert!(
-            config.contains("[pi4]\ndevice_tree=bcm2711-rpi-4-b.dtb\n"),
+            !names.contains(&"bcm2708-rpi-b.dtb".to_string()),
+            "{names:?}"
+        );
+        assert_eq!(read(root.join("initramfs-pi3.img")), "pi3 initramfs");
+        assert_eq!(read(root.join("initramfs.img")), "initramfs");
+        assert!(
+            !names.contains(&"initramfs-pi4.img".to_string()),
+            "{names:?}"
+        );
+        assert_eq!(read(root.join("kernel8-pi5.img")), "pi5 kernel");
+        assert_eq!(read(root.join("kernel8.img")), "kernel");
+        let config = read(root.join("config.txt"));
+        let tail: Vec<&str> = config.lines().skip(3).collect();
+        assert_eq!(
+            tail,
+            [
+                "[pi3]",
+                "kernel=kernel8.img",
+                "initramfs initramfs-pi3.img followkernel",
+                "[pi4]",
+                "kernel=kernel8.img",
+                "initramfs initramfs.img followkernel",
+                "[pi5]",
+                "kernel=kernel8-pi5.img",
+                "initramfs initramfs.img followkernel",
+                "[all]",
+            ],
             "{config}"
         );
         let cmdline = read(root.join("cmdline.txt"));
@@ -407,54 +712,108 @@ mod tests {
     }
 
     #[test]
-    fn device_tree_falls_back_to_mainline_name_or_takes_the_override() {
+    fn per_model_files_are_checked() {
         let f = fixture();
-        fs::remove_file(f.dir.join("fw/bcm2710-rpi-3-b.dtb")).unwrap();
-        fs::write(f.dir.join("fw/broadcom/bcm2837-rpi-3-b.dtb"), "mainline").unwrap();
-        fs::write(f.dir.join("fw/bcm2710-rpi-3-b-plus.dtb"), "plus").unwrap();
-        let serial: Serial = "0123abcd".parse().unwrap();
-        let root = f.dir.join("tftp");
-        apply(
-            &root,
-            &plan(&spec(&f, Target::Node(serial.clone()), &[Model::Pi3])).unwrap(),
-        )
-        .unwrap();
-        let config = read(root.join("0123abcd/config.txt"));
+        let mut s = spec(&f, Target::Discovery, &[Model::Pi3, Model::Pi4]);
+        s.initramfs = vec![PerModel {
+            model: Some(Model::Pi3),
+            path: f.dir.join("initrd.cpio.gz"),
+        }];
         assert!(
-            config.contains("\ndevice_tree=bcm2837-rpi-3-b.dtb\n"),
-            "{config}"
+            plan_err(&s).contains("no --initramfs for pi4"),
+            "{}",
+            plan_err(&s)
         );
-        assert_eq!(read(root.join("0123abcd/bcm2837-rpi-3-b.dtb")), "mainline");
+        s.initramfs.push(PerModel {
+            model: Some(Model::Pi5),
+            path: f.dir.join("initrd.cpio.gz"),
+        });
+        assert!(
+            plan_err(&s).contains("pi5 is not among --model"),
+            "{}",
+            plan_err(&s)
+        );
+        assert_eq!(
+            "pi4=/a=b".parse::<PerModel>().unwrap(),
+            PerModel {
+                model: Some(Model::Pi4),
+                path: "/a=b".into()
+            }
+        );
+        assert_eq!("x=1".parse::<PerModel>().unwrap().model, None);
+        assert!("pi3=".parse::<PerModel>().is_err());
+    }
 
-        let mut plus = spec(&f, Target::Node(serial), &[Model::Pi3]);
-        plus.dtb = Some("bcm2710-rpi-3-b-plus.dtb".into());
-        apply(&root, &plan(&plus).unwrap()).unwrap();
-        let config = read(root.join("0123abcd/config.txt"));
+    #[test]
+    fn mainline_named_trees_ask_the_firmware_for_upstream_names() {
+        // Debian's kernel package: /usr/lib/linux-image-*/broadcom/bcm2837-rpi-3-b*.dtb.
+        let f = fixture();
+        let fw = f.dir.join("debian");
+        fs::create_dir_all(fw.join("broadcom")).unwrap();
+        for name in ["bootcode.bin", "start.elf", "fixup.dat"] {
+            fs::copy(f.dir.join("fw").join(name), fw.join(name)).unwrap();
+        }
+        for name in ["bcm2837-rpi-3-b.dtb", "bcm2837-rpi-3-b-plus.dtb"] {
+            fs::write(fw.join("broadcom").join(name), "mainline").unwrap();
+        }
+        let mut s = spec(&f, Target::Node(serial()), &[Model::Pi3]);
+        s.firmware_dir = fw;
+        let root = f.dir.join("tftp");
+        let plan = write(&root, &s);
+        let config = read(root.join("d83add36/config.txt"));
+        assert!(config.contains("\nupstream_kernel=1\n"), "{config}");
+        assert!(!config.contains("device_tree"), "{config}");
+        assert_eq!(
+            read(root.join("d83add36/bcm2837-rpi-3-b-plus.dtb")),
+            "mainline"
+        );
+        assert!(
+            plan.notes.iter().any(|n| n.contains("overlays/")),
+            "{:?}",
+            plan.notes
+        );
+    }
+
+    #[test]
+    fn device_tree_is_pinned_only_on_request() {
+        let f = fixture();
+        let root = f.dir.join("tftp");
+        let mut s = spec(&f, Target::Node(serial()), &[Model::Pi3]);
+        s.device_tree = Some("bcm2710-rpi-3-b-plus.dtb".into());
+        write(&root, &s);
+        let config = read(root.join("d83add36/config.txt"));
         assert!(
             config.contains("\ndevice_tree=bcm2710-rpi-3-b-plus.dtb\n"),
             "{config}"
         );
-        assert!(!config.contains("bcm2837"), "{config}");
+        let names = listing(&root);
+        assert!(names.contains(&"d83add36/bcm2710-rpi-3-b-plus.dtb".to_string()));
+        assert!(!names.contains(&"d83add36/bcm2710-rpi-3-b.dtb".to_string()));
+
+        let mut several = spec(&f, Target::Discovery, &[Model::Pi3, Model::Pi4]);
+        several.device_tree = Some("bcm2711-rpi-4-b.dtb".into());
+        assert!(plan_err(&several).contains("--device-tree"));
+        s.device_tree = Some("bcm2710-rpi-cm3.dtb".into());
+        assert!(plan_err(&s).contains("bcm2710-rpi-cm3.dtb not found"));
     }
 
     #[test]
     fn missing_inputs_and_bad_url_are_refused() {
         let f = fixture();
         fs::remove_file(f.dir.join("fw/start4.elf")).unwrap();
-        let serial: Serial = "0123abcd".parse().unwrap();
-        let err = plan(&spec(&f, Target::Node(serial.clone()), &[Model::Pi4])).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("start4.elf not found"),
-            "{err:#}"
-        );
-        let mut bad = spec(&f, Target::Node(serial.clone()), &[Model::Pi5]);
+        let err = plan_err(&spec(&f, Target::Node(serial()), &[Model::Pi4]));
+        assert!(err.contains("start4.elf not found"), "{err}");
+        for name in ["bcm2711-rpi-4-b.dtb", "bcm2711-rpi-400.dtb"] {
+            fs::remove_file(f.dir.join("fw").join(name)).unwrap();
+        }
+        fs::write(f.dir.join("fw/start4.elf"), "x").unwrap();
+        let err = plan_err(&spec(&f, Target::Node(serial()), &[Model::Pi4]));
+        assert!(err.contains("no device tree for pi4"), "{err}");
+        let mut bad = spec(&f, Target::Node(serial()), &[Model::Pi5]);
         bad.controller_url = "10.0.0.1:8080".into();
-        assert!(plan(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("--controller-url"));
-        let mut bad = spec(&f, Target::Node(serial), &[Model::Pi5]);
-        bad.kernel = f.dir.join("nope");
-        assert!(plan(&bad).unwrap_err().to_string().contains("--kernel"));
+        assert!(plan_err(&bad).contains("--controller-url"));
+        let mut bad = spec(&f, Target::Node(serial()), &[Model::Pi5]);
+        bad.kernel = every(f.dir.join("nope"));
+        assert!(plan_err(&bad).contains("--kernel"));
     }
 }

@@ -9,29 +9,45 @@
 use super::model::Model;
 use super::Serial;
 
-pub const KERNEL: &str = "kernel8.img";
-pub const INITRAMFS: &str = "initramfs.img";
+/// What config.txt says for one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelConfig {
+    pub model: Model,
+    /// File names inside the folder.
+    pub kernel: String,
+    pub initramfs: String,
+    /// Only when asked for (`--device-tree`): otherwise the firmware picks the board's tree.
+    pub device_tree: Option<String>,
+    /// The folder holds only mainline-named trees for this model (Debian's `bcm2837-rpi-*`):
+    /// `upstream_kernel=1` makes the firmware look for those names.
+    pub upstream_kernel: bool,
+}
 
-/// config.txt. One model: its device tree. Several (a discovery folder): one conditional
-/// section per model, so each Pi picks its own.
-pub fn config_txt(label: &str, device_trees: &[(Model, &str)]) -> String {
+/// config.txt. A node folder (`sections` false) holds one model's lines unconditionally; a
+/// discovery folder has one conditional section per model (`[pi3]`, `[pi4]`, `[pi5]`), so
+/// each Pi takes its own kernel, initramfs and settings, and ends with `[all]`.
+pub fn config_txt(label: &str, models: &[ModelConfig], sections: bool) -> String {
     let mut lines = vec![
         format!("# pureboot: {label}, written by pureboot-image"),
         "arm_64bit=1".into(),
-        format!("kernel={KERNEL}"),
-        // "initramfs" takes no '=': `initramfs=` is silently ignored by the firmware.
-        format!("initramfs {INITRAMFS} followkernel"),
         "enable_uart=1".into(),
     ];
-    match device_trees {
-        [(_, dtb)] => lines.push(format!("device_tree={dtb}")),
-        several => {
-            for (model, dtb) in several {
-                lines.push(format!("[{}]", model.name()));
-                lines.push(format!("device_tree={dtb}"));
-            }
-            lines.push("[all]".into());
+    for m in models {
+        if sections {
+            lines.push(format!("[{}]", m.model.name()));
         }
+        lines.push(format!("kernel={}", m.kernel));
+        // "initramfs" takes no '=': `initramfs=` is silently ignored by the firmware.
+        lines.push(format!("initramfs {} followkernel", m.initramfs));
+        if m.upstream_kernel {
+            lines.push("upstream_kernel=1".into());
+        }
+        if let Some(dtb) = &m.device_tree {
+            lines.push(format!("device_tree={dtb}"));
+        }
+    }
+    if sections {
+        lines.push("[all]".into());
     }
     lines.join("\n") + "\n"
 }
@@ -61,42 +77,66 @@ pub fn cmdline_txt(p: &CmdlineParams) -> String {
 mod tests {
     use super::*;
 
+    fn cfg(model: Model, kernel: &str, initramfs: &str) -> ModelConfig {
+        ModelConfig {
+            model,
+            kernel: kernel.into(),
+            initramfs: initramfs.into(),
+            device_tree: None,
+            upstream_kernel: false,
+        }
+    }
+
     #[test]
-    fn single_model_config() {
+    fn node_config_pins_no_device_tree_unless_asked() {
         let text = config_txt(
             "node d83add36 (pi4)",
-            &[(Model::Pi4, "bcm2711-rpi-4-b.dtb")],
+            &[cfg(Model::Pi4, "kernel8.img", "initramfs.img")],
+            false,
         );
         let lines: Vec<&str> = text.lines().skip(1).collect();
         assert_eq!(
             lines,
             [
                 "arm_64bit=1",
+                "enable_uart=1",
                 "kernel=kernel8.img",
                 "initramfs initramfs.img followkernel",
-                "enable_uart=1",
-                "device_tree=bcm2711-rpi-4-b.dtb"
             ]
+        );
+        let pinned = ModelConfig {
+            device_tree: Some("bcm2711-rpi-cm4.dtb".into()),
+            ..cfg(Model::Pi4, "kernel8.img", "initramfs.img")
+        };
+        let text = config_txt("node", &[pinned], false);
+        assert!(
+            text.ends_with("\ndevice_tree=bcm2711-rpi-cm4.dtb\n"),
+            "{text}"
         );
     }
 
     #[test]
     fn discovery_config_has_a_section_per_model_and_ends_unconditional() {
+        let pi3 = ModelConfig {
+            upstream_kernel: true,
+            ..cfg(Model::Pi3, "kernel8.img", "initramfs-pi3.img")
+        };
         let text = config_txt(
             "discovery",
-            &[
-                (Model::Pi3, "bcm2710-rpi-3-b.dtb"),
-                (Model::Pi5, "bcm2712-rpi-5-b.dtb"),
-            ],
+            &[pi3, cfg(Model::Pi5, "kernel8-pi5.img", "initramfs-pi5.img")],
+            true,
         );
-        let tail: Vec<&str> = text.lines().skip(5).collect();
+        let tail: Vec<&str> = text.lines().skip(3).collect();
         assert_eq!(
             tail,
             [
                 "[pi3]",
-                "device_tree=bcm2710-rpi-3-b.dtb",
+                "kernel=kernel8.img",
+                "initramfs initramfs-pi3.img followkernel",
+                "upstream_kernel=1",
                 "[pi5]",
-                "device_tree=bcm2712-rpi-5-b.dtb",
+                "kernel=kernel8-pi5.img",
+                "initramfs initramfs-pi5.img followkernel",
                 "[all]"
             ]
         );
