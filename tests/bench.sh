@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (issue 6), each beside its baseline in the same run; NOT part of tests/test.sh
+# Benchmarks, each beside its baseline in the same run; NOT part of tests/test.sh
 # or CI. Set-up, release build, then tests/src/bin/pureboot-bench: boot path (pi-init vs the
 # busybox shell flow, virtual Pi), sizes, a boot storm against the release controller on
 # 127.0.0.1, base image import vs GNU tar. Prints a Markdown report; a full run (no --only)

@@ -51,7 +51,7 @@ else
   say "Debian packages: all ${#PACKAGES[@]} present"
 fi
 
-# --- Rust target for pi-init -------------------------------------------------------------
+# --- Rust target for pi-init, rustfmt and clippy ------------------------------------------
 if command -v rustup >/dev/null 2>&1; then
   if rustup target list --installed | grep -qx aarch64-unknown-linux-musl; then
     say "rustup target aarch64-unknown-linux-musl: present"
@@ -59,6 +59,13 @@ if command -v rustup >/dev/null 2>&1; then
     say "adding rustup target aarch64-unknown-linux-musl"
     rustup target add aarch64-unknown-linux-musl
   fi
+  # test.sh checks formatting and lints on every run: their components are part of the set-up.
+  for component in rustfmt clippy; do
+    if ! rustup component list --installed | grep -q "^$component"; then
+      say "adding rustup component $component"
+      rustup component add "$component"
+    fi
+  done
 else
   die "rustup not found: install Rust with rustup first (https://rustup.rs)"
 fi

@@ -1,6 +1,6 @@
 //! Workflow definitions: `workflows/*.yaml` (and `.yml`), loaded and checked once.
 //!
-//! Fields follow the seed's examples and upstream's `Workflow` model; unknown fields are
+//! Fields follow upstream PureBoot's `Workflow` model; unknown fields are
 //! refused so a typo is an error naming file and field instead of a silently ignored key.
 //! `target_device: null` loads (upstream rejects it). Every string field is a template,
 //! checked for syntax here and rendered per node by [`crate::templates`].

@@ -1,6 +1,6 @@
 //! The kernel command line, parsed once into [`Cmdline`]. Pure: no I/O.
 //!
-//! Forms (DESIGN.md): upstream `pureboot.*` names, kernel `ip=`, `root=/dev/nfs` +
+//! Forms (README, "pi-init's kernel command line"): upstream `pureboot.*` names, kernel `ip=`, `root=/dev/nfs` +
 //! `nfsroot=`, `init=`, `panic=`, dracut `root=nfs:`/`root=nfs4:`, and our `pureboot.*`
 //! extensions. A malformed value never stops the boot: it is recorded in
 //! [`Cmdline::warnings`] (logged later) and the default is kept.

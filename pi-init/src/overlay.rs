@@ -1,5 +1,5 @@
 //! The new root: an overlay of the node layer (`nodes/<serial>/upper`) over the base image,
-//! with the writable layer the mode asks for (DESIGN.md, "Overlay modes"):
+//! with the writable layer the mode asks for:
 //! `tmpfs` (default), `image` (the node's ext4 `persist.img` on a loop device), `nfs` (upper on
 //! NFS; refused by common kernels, then tmpfs and a recorded degradation), `none` (read-only).
 //! The shared base is only ever a lower layer or a read-only bind: never written.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the baseline initramfs: busybox + the seed's shell flow (./init) + the 17 modules
-# DESIGN.md lists for the QEMU virt board, in that order. Used by the virtual Pi tests and the
-# benchmark (issue 6) as the figure pi-init is compared with.
+# Builds the baseline initramfs: busybox + a shell flow doing pi-init's job the usual way
+# (./init: insmod one module at a time, udhcpc, mount, overlay, switch_root) + the 17 modules
+# the QEMU virt board needs, in load order. Used by the virtual Pi tests and the benchmark as
+# the figure pi-init is compared with.
 #   build.sh -o <out.cpio.gz> [--cache <dir>]      (cache: as tests/setup.sh fills it)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

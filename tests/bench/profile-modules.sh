@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Where kernel module loading spends its time under QEMU TCG (benchmark issue 6, item 5).
+# Where kernel module loading spends its time under QEMU TCG (why module loading dominates the boot path).
 #
 # Boots throwaway initramfs images (busybox + the 23 modules pi-init can load, in dependency
 # order) on the tests' virtual board (QEMU virt, cortex-a57, 1 vCPU, 512 MB, TCG, Debian's

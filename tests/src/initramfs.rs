@@ -1,6 +1,6 @@
 //! The two initramfs images a virtual Pi boots, each built once per test run:
 //! pi-init's (by `pureboot-image initramfs --preset qemu-virt`) and the busybox baseline
-//! (tests/baseline/build.sh, the seed's shell flow).
+//! (tests/baseline/build.sh, the busybox shell flow).
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,5 +1,5 @@
 //! nfs-ganesha (with the rpcbind it needs) serving one scenario's export root, in the
-//! scenario's namespace, on fixed ports. The settings DESIGN.md found necessary:
+//! scenario's namespace, on fixed ports. The settings the guests depend on:
 //! `Attr_Expiration_Time = 0` (else directories the controller creates after start are not
 //! seen), `Squash = No_Root_Squash`, NLM off, fixed NFS/MNT ports, no grace period.
 

@@ -1,6 +1,6 @@
-//! The busybox baseline (the seed's shell flow) boots a virtual Pi from ganesha. It needs no
+//! The busybox baseline (a busybox shell flow, tests/baseline/init) boots a virtual Pi from ganesha. It needs no
 //! pureboot binary, so it proves the harness itself (namespace, rpcbind, ganesha, QEMU, the
-//! tiny root) and gives the figure pi-init is measured against (issue 6).
+//! tiny root) and gives the figure pi-init is measured against.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The dnsmasq configuration `pureboot-image dnsmasq` writes (issue 12 item 7), served for
+//! The dnsmasq configuration `pureboot-image dnsmasq` writes, served for
 //! real: dnsmasq runs in a private namespace on one end of a veth pair with TFTP folders
 //! `pureboot-image tftp` wrote for a Pi 3, a Pi 4 and a Pi 5; from a second namespace on the
 //! other end (the Pi), every file of each folder is fetched over TFTP by curl and compared

@@ -1,8 +1,9 @@
-//! The ten virtual Pi scenarios of issue 5: pi-init's initramfs (built by pureboot-image)
-//! boots QEMU `virt` guests against nfs-ganesha and the controller, each in its own private
-//! namespace; and two on QEMU's Pi 3B (`raspi3b`, issue 12): serial from the device tree,
-//! network over USB, and a failure-policy reboot that really resets the board. Each scenario asserts, is bounded in time, and prints the guest console and the
-//! servers' logs when it fails. They skip (loudly) without root or the set-up cache, or before
+//! The virtual Pi scenarios: pi-init's initramfs (built by pureboot-image) boots QEMU `virt`
+//! guests against nfs-ganesha and the controller, each in its own private namespace (s01 to
+//! s10); and two on QEMU's Pi 3B (`raspi3b`): serial from the device tree, network over USB,
+//! and a failure-policy reboot that really resets the board (s11, s12). Each scenario
+//! asserts, is bounded in time, and prints the guest console and the servers' logs when it
+//! fails. They skip (loudly) without root or the set-up cache, or before
 //! the binaries are built; tests/test.sh makes a missing piece a failure.
 
 use std::time::{Duration, Instant};

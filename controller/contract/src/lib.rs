@@ -155,7 +155,7 @@ pub struct ApiError {
     pub detail: Option<String>,
 }
 
-/// Where a node's writable layer lives (DESIGN.md's overlay modes). On the wire it is the
+/// Where a node's writable layer lives (see the README's overlay modes). On the wire it is the
 /// lowercase name; `overlay_mode` stays a string in [`PiBootResponse`] so an unknown mode
 /// from a newer controller is reported by pi-init rather than failing the whole answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

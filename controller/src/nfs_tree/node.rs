@@ -14,7 +14,7 @@ use pureboot_contract::ids::{Hostname, MachineId};
 /// What the controller renders into a node's upper layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFiles {
-    /// `None` gives `pi-<serial8>`, as the seed does.
+    /// `None` gives `pi-<serial8>`, the name pi-init uses too.
     pub hostname: Option<String>,
     /// 32 hex digits; kept in the registry so it is stable across re-creations.
     pub machine_id: String,

@@ -114,7 +114,7 @@ fn create_node_tree() {
         !node.join("merged").exists(),
         "nothing mounts a merged/ there"
     );
-    // Default hostname, as the seed: pi-<serial>.
+    // Default hostname, as pi-init's: pi-<serial>.
     assert_eq!(
         fs::read_to_string(node.join("upper/etc/hostname")).unwrap(),
         "pi-d83add36\n"

@@ -564,7 +564,7 @@ fn remove_base_image_removes_only_that_image() {
     fx.assert_nothing_published("a");
 }
 
-/// Throughput on a real archive, for issue 6: `PUREBOOT_IMPORT_ARCHIVE=<file> cargo test
+/// Throughput on a real archive (the benchmark's import figure): `PUREBOOT_IMPORT_ARCHIVE=<file> cargo test
 /// --release -p pureboot-controller --lib import_throughput -- --ignored --nocapture`.
 /// The tree lands under `PUREBOOT_IMPORT_DEST` (default: a temp dir) and is removed
 /// afterwards unless `PUREBOOT_IMPORT_KEEP` is set (to compare it with GNU tar's).

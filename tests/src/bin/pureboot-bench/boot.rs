@@ -1,4 +1,4 @@
-//! Boot path: the busybox baseline (the seed's shell flow) and pi-init boot the same tiny
+//! Boot path: the busybox baseline (a busybox shell flow, tests/baseline/init) and pi-init boot the same tiny
 //! root from the same ganesha and controller, alternately (so load from other work on the
 //! machine hits both alike), and are timed from their own kernel-timestamped lines:
 //! init start -> exec of the new root's init.

@@ -1,4 +1,4 @@
-//! `pureboot-bench` (run by tests/bench.sh): issue 6's benchmarks, each beside its baseline
+//! `pureboot-bench` (run by tests/bench.sh): the benchmarks, each beside its baseline
 //! in the same run — boot path (pi-init vs the busybox shell flow), sizes, a boot storm
 //! against a release controller on 127.0.0.1, and base image import vs GNU tar. Prints a
 //! Markdown report and, with `--out <file>`, writes it there too.
