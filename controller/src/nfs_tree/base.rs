@@ -116,24 +116,12 @@ mod tests {
 
     #[test]
     fn image_names_refused_with_the_tree_error() {
-        for ok in ["ubuntu-arm64", "debian_12.5", "A1"] {
-            assert!(parse_image_name(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            ".import-x-1234abcd",
-            "a/b",
-            "../x",
-            "a b",
-            "x\0",
-        ] {
-            let err = parse_image_name(bad).unwrap_err();
-            assert!(
-                matches!(err, NfsTreeError::InvalidImageName(ref n) if n == bad),
-                "{bad:?}"
-            );
-        }
+        // The rule is the contract's (its tests hold the table); here, the tree's error.
+        assert!(parse_image_name("debian_12.5").is_ok());
+        let err = parse_image_name("../x").unwrap_err();
+        assert!(
+            matches!(err, NfsTreeError::InvalidImageName(ref n) if n == "../x"),
+            "{err}"
+        );
     }
 }
