@@ -119,7 +119,13 @@ pub enum OverlayCmd {
     Create {
         id: String,
     },
+    /// The node's tree: files, persist.img state, broken images set aside.
     Info {
+        serial: String,
+    },
+    /// Move the node's persist.img aside (persist.img.broken-<time>, never deleted) and
+    /// create a fresh one: its next boot starts with an empty persistent layer.
+    Reset {
         serial: String,
     },
     Rm {

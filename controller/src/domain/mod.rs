@@ -7,5 +7,5 @@ pub mod node;
 pub mod state;
 
 pub use ids::{parse_hostname, FullSerial, InvalidId, Mac, NodeRef, Serial};
-pub use node::{Node, OverlayMode};
+pub use node::{full_serial_of_claim, Node, OverlayMode};
 pub use state::{InvalidTransition, NodeState};

@@ -114,11 +114,16 @@ async fn healthz(State(st): State<AppState>) -> Response {
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
-    )
-        .into_response()
+    let mut text = st.metrics.render();
+    // From the registry, so the CLI's changes and a restart show too.
+    if let Ok(n) = blocking(&st, |s| Ok(s.store.read(|tx| tx.count_degraded())?)).await {
+        text.push_str(
+            "# HELP pureboot_nodes_degraded Nodes whose persistent layer broke (see node list).\n\
+             # TYPE pureboot_nodes_degraded gauge\n",
+        );
+        text.push_str(&format!("pureboot_nodes_degraded {n}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn track_latency(State(st): State<AppState>, req: Request, next: Next) -> Response {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::error::ApiErr;
 use super::{blocking, AppState};
 use crate::domain::{FullSerial, Mac, Node, NodeRef, Serial};
-use crate::service::BootRequest;
+use crate::service::{is_failure_report, BootRequest};
 
 #[derive(Debug, Deserialize)]
 pub struct BootQuery {
@@ -101,6 +101,12 @@ async fn callback(
 ) -> Result<Json<Node>, ApiErr> {
     let node_ref = parse_node_ref(&id)?;
     let body = body?.0;
+    // Upstream reports a failure on the installed route: it counts as one.
+    let metric_kind = if kind == "installed" && is_failure_report(&body) {
+        "install_failed"
+    } else {
+        kind
+    };
     let ip = peer.ip().to_string();
     let metrics = st.metrics.clone();
     let outcome = blocking(&st, move |s| {
@@ -111,7 +117,7 @@ async fn callback(
         })
     })
     .await?;
-    metrics.callback(kind, if outcome.is_ok() { "ok" } else { "rejected" });
+    metrics.callback(metric_kind, if outcome.is_ok() { "ok" } else { "rejected" });
     Ok(Json(outcome?))
 }
 

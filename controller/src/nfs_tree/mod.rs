@@ -18,6 +18,7 @@ mod import;
 mod node;
 mod overlay;
 mod persist;
+mod persist_repair;
 mod serial;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ pub use import::{render_progress, ArchiveFormat, ImportProgress, ImportSummary, 
 pub use node::{generate_machine_id, NodeFiles, NodeInfo};
 pub use overlay::OverlayMode;
 pub use persist::{MAX_PERSIST_MB, MIN_PERSIST_MB};
+pub use persist_repair::{utc_stamp, PersistState};
 pub use serial::{normalize_serial, validate_serial};
 
 use error::io_err;

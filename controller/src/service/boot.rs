@@ -5,8 +5,10 @@ use serde_json::{json, Value};
 
 use super::{workflow_state, ServiceError, Services};
 use crate::domain::boot::{decide, unregistered, NodeTreePlan};
-use crate::domain::{FullSerial, Mac, Node, NodeRef, NodeState, OverlayMode, Serial};
-use crate::nfs_tree::{NfsTreeError, NodeFiles};
+use crate::domain::{
+    full_serial_of_claim, FullSerial, Mac, Node, NodeRef, NodeState, OverlayMode, Serial,
+};
+use crate::nfs_tree::{NfsTreeError, NodeFiles, PersistState};
 use crate::store::{EventKind, NewEvent, NewNode, StoreError, Tx};
 use crate::workflows::{InstallMethod, Lookup};
 
@@ -67,6 +69,11 @@ fn claimed_identity(node: &Node, report: &InstalledReport) -> (Option<Mac>, Opti
     (mac, full)
 }
 
+/// `{"success": false, ...}` on the `installed` route: upstream's failure report.
+pub fn is_failure_report(body: &Value) -> bool {
+    body.get("success") == Some(&Value::Bool(false))
+}
+
 impl Services {
     pub fn boot(&self, req: &BootRequest) -> Result<PiBootResponse, ServiceError> {
         let mac = req.mac.as_ref().map(|m| m.as_str());
@@ -90,7 +97,7 @@ impl Services {
                 None => {
                     let n = tx.insert_node(&NewNode {
                         serial: req.serial.as_str().into(),
-                        full_serial: full_serial.map(Into::into),
+                        full_serial: full_serial.and_then(full_serial_of_claim),
                         mac: mac.map(Into::into),
                         last_ip: req.ip.clone(),
                         ..Default::default()
@@ -160,8 +167,15 @@ impl Services {
             ))?;
             node.conflict = Some(text);
         }
-        if node.full_serial.is_none() {
-            node.full_serial = full_serial.map(Into::into);
+        // An 8-hex "full serial" is the short one again: recorded as nothing, and the
+        // 16-digit form taken the first time it is seen.
+        if node
+            .full_serial
+            .as_deref()
+            .and_then(full_serial_of_claim)
+            .is_none()
+        {
+            node.full_serial = full_serial.and_then(full_serial_of_claim);
         }
         if node.mac.is_none() {
             node.mac = mac.map(Into::into);
@@ -196,13 +210,29 @@ impl Services {
     }
 
     /// `POST /nodes/{id}/installed`: records the whole report, then installing ->
-    /// installed (-> active for a diskless node).
+    /// installed (-> active for a diskless node). `{"success": false, "error": ...}` is
+    /// upstream's way of reporting a failure: recorded and handled as `install-failed`.
     pub fn installed(
         &self,
         node_ref: &NodeRef,
         body: &Value,
         peer_ip: Option<&str>,
     ) -> CallbackOutcome {
+        if is_failure_report(body) {
+            let error = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("reported success: false (no error given)");
+            let step = body.get("step").and_then(Value::as_str);
+            return self.record_failure(
+                node_ref,
+                body,
+                peer_ip,
+                error,
+                step,
+                "installed callback (success: false)",
+            );
+        }
         let report: InstalledReport = serde_json::from_value(body.clone())
             .map_err(|e| ServiceError::Unprocessable(format!("installed report: {e}")))?;
         let ip = report.ip_address.clone().or(peer_ip.map(Into::into));
@@ -224,26 +254,143 @@ impl Services {
                 body.clone(),
             ))?;
             let diskless = report.mode == "nfs_boot" || self.is_diskless(&node);
-            // `success: false` is upstream's other way of reporting a failure.
-            let next = if report.success {
-                node.state.on_installed(diskless)
-            } else {
-                node.state
-                    .transition(NodeState::InstallFailed)
-                    .map(|s| vec![s])
-            };
-            let states = match next {
+            let states = match node.state.on_installed(diskless) {
                 Ok(states) => states,
                 // The report stays recorded; only the transition is refused.
                 Err(e) => return Ok(Err(ServiceError::Transition(e))),
             };
             record_transitions(tx, &mut node, &states, "installed callback")?;
+            let repair = self.note_image_overlay(tx, &mut node, &report, ip.as_deref())?;
             node.last_ip = ip.clone();
             let node = tx.save_node(&node)?;
             tx.touch_boot(&node.id, ip.as_deref())?;
-            Ok::<_, ServiceError>(Ok(node))
+            Ok::<_, ServiceError>(Ok((node, repair)))
         })?;
-        outcome
+        let (node, repair) = outcome?;
+        if repair {
+            self.repair_persist_image(&node);
+        }
+        Ok(node)
+    }
+
+    /// The `image` overlay as the report tells it: a node meant to boot on its persist.img
+    /// that says it fell back to another upper layer is flagged degraded (true: repair its
+    /// image once the report is committed); a boot that says the image overlay works
+    /// clears the flag.
+    fn note_image_overlay(
+        &self,
+        tx: &Tx<'_>,
+        node: &mut Node,
+        report: &InstalledReport,
+        ip: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let wf_overlay = match self
+            .workflows()
+            .get(node.workflow_id.as_deref().unwrap_or_default())
+        {
+            Lookup::Found(wf) => wf.overlay,
+            _ => None,
+        };
+        let planned = node
+            .overlay_mode
+            .or(wf_overlay)
+            .unwrap_or(OverlayMode::Tmpfs);
+        let used = report.overlay_mode.as_deref();
+        let image_notes: Vec<&str> = report
+            .degradations
+            .iter()
+            .map(String::as_str)
+            .filter(|d| d.starts_with("overlay image"))
+            .collect();
+        let fell_back = used.is_some_and(|m| m != OverlayMode::Image.as_str());
+        if planned == OverlayMode::Image && (fell_back || !image_notes.is_empty()) {
+            let reason = format!(
+                "image overlay not used (booted with {}): {}",
+                used.unwrap_or("?"),
+                if image_notes.is_empty() {
+                    "no reason given".to_string()
+                } else {
+                    image_notes.join("; ")
+                }
+            );
+            log::warn!(
+                "node {} degraded: {}",
+                node.serial,
+                crate::text::escape_controls(&reason)
+            );
+            tx.append_event(&event(
+                node,
+                EventKind::Degraded,
+                ip,
+                json!({"degraded": true, "overlay": "image", "used": used, "reason": reason}),
+            ))?;
+            node.degraded = Some(reason);
+            return Ok(true);
+        }
+        if used == Some(OverlayMode::Image.as_str()) && image_notes.is_empty() {
+            if let Some(was) = node.degraded.take() {
+                log::info!("node {}: image overlay works again", node.serial);
+                tx.append_event(&event(
+                    node,
+                    EventKind::Degraded,
+                    ip,
+                    json!({"degraded": false, "overlay": "image", "was": was}),
+                ))?;
+            }
+        }
+        Ok(false)
+    }
+
+    /// After a degraded report: a persist.img that cannot be a file system is moved aside
+    /// (never deleted) and a fresh one made, so the next boot is persistent again. One that
+    /// looks intact is left for the operator (`overlay reset`). Failures are logged; the
+    /// node stays flagged either way.
+    pub(super) fn repair_persist_image(&self, node: &Node) {
+        let serial = &node.serial;
+        let _guard = self.tree_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let detail = match self.tree.persist_image_state(serial) {
+            Ok(PersistState::Ext4) => {
+                log::warn!(
+                    "node {serial}: its persist.img has an ext4 superblock but the node could not \
+                     use it; left in place (`pureboot-controller overlay reset {serial}` sets it \
+                     aside and makes a fresh one)"
+                );
+                json!({"action": "left in place", "persist_image": "ext4"})
+            }
+            Ok(state) => match self
+                .tree
+                .set_aside_persist_image(serial, self.config.nfs.persist_size_mb)
+            {
+                Ok(moved) => {
+                    let name = moved
+                        .as_ref()
+                        .and_then(|p| p.file_name())
+                        .map(|n| n.to_string_lossy().into_owned());
+                    log::warn!(
+                        "node {serial}: persist.img was {state:?}; {} and a fresh image created",
+                        moved
+                            .as_ref()
+                            .map(|p| format!("moved aside to {}", p.display()))
+                            .unwrap_or_else(|| "none there".into())
+                    );
+                    json!({"action": "fresh image", "was": state, "moved_to": name})
+                }
+                Err(e) => {
+                    log::error!("node {serial}: repairing persist.img: {e}");
+                    json!({"action": "repair failed", "was": state})
+                }
+            },
+            Err(e) => {
+                log::error!("node {serial}: checking persist.img: {e}");
+                json!({"action": "check failed"})
+            }
+        };
+        let logged = self
+            .store
+            .write(|tx| tx.append_event(&event(node, EventKind::Degraded, None, detail)));
+        if let Err(e) = logged {
+            log::error!("node {serial}: recording the persist.img repair: {e}");
+        }
     }
 
     /// `POST /nodes/{id}/install-failed`: records the error, installing -> install_failed.
@@ -255,6 +402,27 @@ impl Services {
     ) -> CallbackOutcome {
         let report: InstallFailedReport = serde_json::from_value(body.clone())
             .map_err(|e| ServiceError::Unprocessable(format!("install-failed report: {e}")))?;
+        self.record_failure(
+            node_ref,
+            body,
+            peer_ip,
+            &report.error,
+            report.step.as_deref(),
+            "install-failed callback",
+        )
+    }
+
+    /// A failure report, whichever route it came by: one `install_failed` event, then
+    /// installing -> install_failed.
+    fn record_failure(
+        &self,
+        node_ref: &NodeRef,
+        body: &Value,
+        peer_ip: Option<&str>,
+        error: &str,
+        step: Option<&str>,
+        reason: &str,
+    ) -> CallbackOutcome {
         let outcome = self.store.write(|tx| {
             let mut node = self.find(tx, node_ref)?;
             tx.append_event(&event(
@@ -266,18 +434,13 @@ impl Services {
             log::warn!(
                 "node {} reports failure at {}: {}",
                 node.serial,
-                report.step.as_deref().unwrap_or("?"),
-                report.error
+                step.unwrap_or("?"),
+                error
             );
             if let Err(e) = node.state.transition(NodeState::InstallFailed) {
                 return Ok(Err(ServiceError::Transition(e)));
             }
-            record_transitions(
-                tx,
-                &mut node,
-                &[NodeState::InstallFailed],
-                "install-failed callback",
-            )?;
+            record_transitions(tx, &mut node, &[NodeState::InstallFailed], reason)?;
             Ok::<_, ServiceError>(Ok(tx.save_node(&node)?))
         })?;
         outcome

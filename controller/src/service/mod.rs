@@ -9,7 +9,7 @@ mod nodes;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-pub use boot::{BootRequest, CallbackOutcome};
+pub use boot::{is_failure_report, BootRequest, CallbackOutcome};
 pub use nodes::{NodeDetail, NodeSpec, NodeUpdate, RECENT_EVENTS};
 
 use crate::config::Config;

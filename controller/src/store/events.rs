@@ -17,6 +17,8 @@ pub enum EventKind {
     Conflict,
     /// An operator changed the node (assign, update).
     Admin,
+    /// The node's persistent layer broke (or works again), and what was done about it.
+    Degraded,
 }
 
 impl EventKind {
@@ -29,6 +31,7 @@ impl EventKind {
             EventKind::StateChange => "state_change",
             EventKind::Conflict => "conflict",
             EventKind::Admin => "admin",
+            EventKind::Degraded => "degraded",
         }
     }
 }

@@ -40,6 +40,10 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'boot_events is append-only'); END;
     CREATE TRIGGER boot_events_no_delete BEFORE DELETE ON boot_events
         BEGIN SELECT RAISE(ABORT, 'boot_events is append-only'); END;",
+    // 2: a node whose persistent layer broke (reason, NULL when fine); an 8-hex "full
+    // serial" is a short one, not recorded as full.
+    "ALTER TABLE nodes ADD COLUMN degraded TEXT;
+    UPDATE nodes SET full_serial = NULL WHERE length(full_serial) <= 8;",
 ];
 
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {

@@ -7,7 +7,7 @@ use crate::domain::{Node, NodeRef, NodeState, OverlayMode};
 
 const COLUMNS: &str =
     "id, serial, full_serial, mac, model, hostname, state, workflow_id, machine_id,
-    overlay_mode, base_image, last_boot_at, last_ip, conflict, created_at, updated_at";
+    overlay_mode, base_image, last_boot_at, last_ip, conflict, created_at, updated_at, degraded";
 
 /// What registration knows; everything else starts empty.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +50,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(Node, String, Option<String>)> {
         conflict: r.get(13)?,
         created_at: r.get(14)?,
         updated_at: r.get(15)?,
+        degraded: r.get(16)?,
     };
     Ok((node, state, overlay))
 }
@@ -146,7 +147,7 @@ impl Tx<'_> {
                 &format!(
                     "UPDATE nodes SET full_serial = ?2, mac = ?3, model = ?4, hostname = ?5, state = ?6,
                         workflow_id = ?7, overlay_mode = ?8, base_image = ?9, last_boot_at = ?10,
-                        last_ip = ?11, conflict = ?12, updated_at = {NOW}
+                        last_ip = ?11, conflict = ?12, degraded = ?13, updated_at = {NOW}
                      WHERE id = ?1"
                 ),
                 params![
@@ -162,6 +163,7 @@ impl Tx<'_> {
                     node.last_boot_at,
                     node.last_ip,
                     node.conflict,
+                    node.degraded,
                 ],
             )
             .map_err(sql("update node"))?;
@@ -178,6 +180,17 @@ impl Tx<'_> {
             )
             .map_err(sql("record boot time"))?;
         Ok(())
+    }
+
+    /// Nodes flagged degraded (their persistent layer broke).
+    pub fn count_degraded(&self) -> Result<i64, StoreError> {
+        self.tx
+            .query_row(
+                "SELECT COUNT(*) FROM nodes WHERE degraded IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("count degraded nodes"))
     }
 
     pub fn delete_node(&self, node_id: &str) -> Result<bool, StoreError> {
