@@ -9,13 +9,15 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::{router, serve, AppState, ConnLimits};
+use crate::http::{admin_router, pi_router, router, serve, AppState, ConnLimits};
 use crate::metrics::Metrics;
 use crate::service::Services;
 
 pub struct App {
     listener: TcpListener,
     addr: SocketAddr,
+    /// The management API's own listener (`admin_listen`), if configured.
+    admin: Option<(TcpListener, SocketAddr)>,
     state: AppState,
 }
 
@@ -33,6 +35,16 @@ impl App {
             .await
             .with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
+        let admin = match services.config.admin_listen.clone() {
+            Some(a) => {
+                let l = TcpListener::bind(&a)
+                    .await
+                    .with_context(|| format!("binding admin_listen {a}"))?;
+                let addr = l.local_addr()?;
+                Some((l, addr))
+            }
+            None => None,
+        };
         let state = AppState {
             services: Arc::new(services),
             metrics: Arc::new(Metrics::default()),
@@ -40,12 +52,18 @@ impl App {
         Ok(App {
             listener,
             addr,
+            admin,
             state,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the management API listens when it has its own address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, a)| *a)
     }
 
     pub fn port(&self) -> u16 {
@@ -66,7 +84,28 @@ impl App {
             header_timeout: Duration::from_secs(config.header_timeout_secs),
             max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
         };
-        serve(self.listener, router(self.state), limits, shutdown).await;
+        match self.admin {
+            None => serve(self.listener, router(self.state), limits, shutdown).await,
+            Some((admin, _)) => {
+                // One shutdown signal for both listeners.
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                let pi = serve(
+                    self.listener,
+                    pi_router(self.state.clone()),
+                    limits,
+                    stop(rx.clone()),
+                );
+                let adm = serve(admin, admin_router(self.state), limits, stop(rx));
+                let signal = async move {
+                    shutdown.await;
+                    let _ = tx.send(true);
+                };
+                tokio::join!(pi, adm, signal);
+            }
+        }
         Ok(())
     }
 

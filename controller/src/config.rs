@@ -45,6 +45,11 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Register unknown serials as `discovered` (else they get `local_boot`).
     pub auto_register: bool,
+    /// Accept a boot's reports only from the address that asked for that boot.
+    pub reports_from_boot_address: bool,
+    /// Own address for the management API (`/api/v1/nodes`…, `/api/v1/workflows`…,
+    /// `/api/v1/images`, `/metrics`); unset: served on `listen` beside the Pi routes.
+    pub admin_listen: Option<String>,
     /// Per-request timeout of the HTTP API, seconds.
     pub request_timeout_secs: u64,
     /// Largest accepted request body, bytes.
@@ -92,6 +97,8 @@ impl Default for Config {
             workflows_dir: "workflows".into(),
             admin_token: None,
             auto_register: true,
+            reports_from_boot_address: true,
+            admin_listen: None,
             request_timeout_secs: 10,
             body_limit_bytes: 64 * 1024,
             header_timeout_secs: 10,
@@ -166,6 +173,8 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("", "workflows_dir", Kind::Str),
     ("", "admin_token", Kind::Str),
     ("", "auto_register", Kind::Bool),
+    ("", "reports_from_boot_address", Kind::Bool),
+    ("", "admin_listen", Kind::Str),
     ("", "request_timeout_secs", Kind::Int),
     ("", "body_limit_bytes", Kind::Int),
     ("", "header_timeout_secs", Kind::Int),

@@ -354,3 +354,28 @@ fn sighup_reloads_the_workflows_of_a_running_daemon() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn client_text_reaches_the_terminal_escaped() {
+    let app = common::spawn_app();
+    let config = write_config(&app);
+    app.add_node(serde_json::json!({"serial": "d83add36", "workflow_id": "pi-diskless-nfs"}));
+    let (_, r) = app.boot("serial=d83add36");
+    let url = r["failure_url"].as_str().unwrap();
+    let path = &url[url.find("/api/").unwrap()..];
+    // C1 CSI (U+009B) and DEL pass through JSON unescaped; ESC would be \u001b in JSON.
+    let evil = "\u{9b}2J\u{1b}[31mPWNED\u{7f}\n";
+    let (status, _) = app.post(path, &serde_json::json!({"error": evil, "step": evil}));
+    assert_eq!(status, 200);
+    for args in [&["node", "show", "d83add36"][..], &["node", "list"][..]] {
+        let out = cli(&config, args);
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?}: raw control characters in {text:?}"
+        );
+    }
+    let shown = String::from_utf8(cli(&config, &["node", "show", "d83add36"]).stdout).unwrap();
+    assert!(shown.contains("\\u{9b}2J"), "{shown}");
+}

@@ -7,6 +7,23 @@ use serde_json::{json, Value};
 
 const SERIAL: &str = "d83add36";
 const MAC: &str = "dc:a6:32:01:02:03";
+/// A well-formed boot id that names no boot.
+const BOOT: &str = "5f0c1b2a-0000-4000-8000-00000000abcd";
+
+/// The path of a boot answer's callback URL (`failure`: of its failure URL).
+fn report_path(answer: &Value, failure: bool) -> String {
+    let key = if failure {
+        "failure_url"
+    } else {
+        "callback_url"
+    };
+    let url = answer[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {answer}"));
+    url.strip_prefix("http://10.0.2.2:8080")
+        .unwrap()
+        .to_string()
+}
 
 fn read(path: std::path::PathBuf) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -61,6 +78,7 @@ fn assigned_diskless_node_gets_nfs_boot_on_every_boot() {
     assert_eq!(node["state"], "pending");
     let root = app.nfs_root();
     let mut machine_ids = Vec::new();
+    let mut boot_ids: Vec<String> = Vec::new();
     for round in 0..3 {
         let (status, r) = app.boot(&format!(
             "serial={SERIAL}&mac={MAC}&full_serial=10000000{SERIAL}"
@@ -73,13 +91,21 @@ fn assigned_diskless_node_gets_nfs_boot_on_every_boot() {
             "workflow template rendered from settings"
         );
         assert_eq!(r["nfs_path"], root.display().to_string(), "the export root");
-        assert_eq!(
-            r["callback_url"],
-            format!("http://10.0.2.2:8080/api/v1/nodes/{id}/installed")
+        // A new unguessable id per boot: neither the serial nor the node id.
+        let callback = r["callback_url"].as_str().unwrap();
+        let boot_id = callback
+            .strip_prefix("http://10.0.2.2:8080/api/v1/nodes/")
+            .and_then(|c| c.strip_suffix("/installed"))
+            .unwrap_or_else(|| panic!("{callback}"));
+        assert!(boot_id.len() == 36 && boot_id != id && !boot_id.contains(SERIAL));
+        assert!(
+            !boot_ids.contains(&boot_id.to_string()),
+            "a new id per boot"
         );
+        boot_ids.push(boot_id.to_string());
         assert_eq!(
             r["failure_url"],
-            format!("http://10.0.2.2:8080/api/v1/nodes/{id}/install-failed")
+            format!("http://10.0.2.2:8080/api/v1/nodes/{boot_id}/install-failed")
         );
         assert_eq!(r["base_image"], "debian-arm64", "configured default");
         assert_eq!(
@@ -91,7 +117,7 @@ fn assigned_diskless_node_gets_nfs_boot_on_every_boot() {
         assert_eq!(app.node(&id)["state"], "installing");
 
         let (status, n) = app.post(
-            &format!("/api/v1/nodes/{id}/installed"),
+            &report_path(&r, false),
             &json!({"success": true, "mode": "nfs_boot", "ip_address": "10.0.2.15", "elapsed_ms": 900 + round,
                     "steps": [{"step": "nfs-mount", "ms": 150}]}),
         );
@@ -169,23 +195,17 @@ fn which(tool: &str) -> Option<std::path::PathBuf> {
 #[test]
 fn callbacks_move_state_or_answer_409() {
     let app = spawn_app();
-    // A discovered node has not been told to boot: its callback is an invalid transition.
-    app.boot(&format!("serial={SERIAL}"));
+    // A discovered node has not been told to boot: it has no boot to report on, and the
+    // serial names none.
+    let (_, r) = app.boot(&format!("serial={SERIAL}"));
+    assert_eq!(r["callback_url"], Value::Null, "{r}");
     let (status, e) = app.post(
         &format!("/api/v1/nodes/{SERIAL}/installed"),
         &json!({"success": true, "mode": "nfs_boot"}),
     );
-    assert_eq!(status, 409, "{e}");
-    assert_eq!(e["error"], "invalid_transition");
-    assert!(
-        e["detail"].as_str().unwrap().contains("'discovered'"),
-        "{e}"
-    );
+    assert_eq!(status, 404, "{e}");
+    assert_eq!(e["error"], "not_found");
     assert_eq!(app.node(SERIAL)["state"], "discovered");
-    assert!(
-        app.event_kinds(SERIAL).contains(&"installed".to_string()),
-        "refused report still recorded"
-    );
 
     let (status, n) = app.admin(
         "POST",
@@ -193,9 +213,9 @@ fn callbacks_move_state_or_answer_409() {
         Some(&json!({"workflow_id": "pi-diskless-nfs"})),
     );
     assert_eq!((status, n["state"].clone()), (200, json!("pending")), "{n}");
-    app.boot(&format!("serial={SERIAL}"));
+    let (_, r) = app.boot(&format!("serial={SERIAL}"));
     let (status, n) = app.post(
-        &format!("/api/v1/nodes/{SERIAL}/install-failed"),
+        &report_path(&r, true),
         &json!({"error": "Base image not found: debian-arm64", "step": "overlay"}),
     );
     assert_eq!(status, 200, "{n}");
@@ -211,20 +231,30 @@ fn callbacks_move_state_or_answer_409() {
         failed["detail"]["error"],
         "Base image not found: debian-arm64"
     );
-    let (status, _) = app.post(
-        &format!("/api/v1/nodes/{SERIAL}/install-failed"),
-        &json!({"error": "again"}),
-    );
+    let (status, _) = app.post(&report_path(&r, true), &json!({"error": "again"}));
     assert_eq!(
         status, 409,
         "install_failed -> install_failed is not a transition"
     );
+    assert!(
+        app.event_kinds(SERIAL)
+            .iter()
+            .filter(|k| *k == "install_failed")
+            .count()
+            == 2,
+        "refused report still recorded"
+    );
 
-    // The next boot retries: nfs_boot again.
-    let (_, r) = app.boot(&format!("serial={SERIAL}"));
-    assert_eq!(r["action"], "nfs_boot");
+    // The next boot retries: nfs_boot again, with a new id; the old one names no boot.
+    let (_, r2) = app.boot(&format!("serial={SERIAL}"));
+    assert_eq!(r2["action"], "nfs_boot");
     let (status, _) = app.post(
-        &format!("/api/v1/nodes/{SERIAL}/installed"),
+        &report_path(&r, false),
+        &json!({"success": true, "mode": "nfs_boot"}),
+    );
+    assert_eq!(status, 404, "the previous boot's id is spent");
+    let (status, _) = app.post(
+        &report_path(&r2, false),
         &json!({"success": true, "mode": "nfs_boot"}),
     );
     assert_eq!(status, 200);
@@ -302,20 +332,20 @@ fn bad_input_gets_4xx_json_never_500() {
         (
             "malformed json",
             app.post_raw(
-                &format!("/api/v1/nodes/{SERIAL}/installed"),
+                &format!("/api/v1/nodes/{BOOT}/installed"),
                 "{\"success\": tru",
             ),
         ),
         (
             "wrong json shape",
             app.post_raw(
-                &format!("/api/v1/nodes/{SERIAL}/installed"),
+                &format!("/api/v1/nodes/{BOOT}/installed"),
                 "{\"success\": \"yes\", \"mode\": 1}",
             ),
         ),
         (
             "oversized body",
-            app.post_raw(&format!("/api/v1/nodes/{SERIAL}/install-failed"), &big),
+            app.post_raw(&format!("/api/v1/nodes/{BOOT}/install-failed"), &big),
         ),
         (
             "bad node id",
@@ -529,9 +559,9 @@ fn a_second_machine_claiming_a_short_serial_is_flagged() {
         &format!("/api/v1/nodes/{SERIAL}/assign"),
         Some(&json!({"workflow_id": "pi-k3s-worker"})),
     );
-    app.boot(&format!("serial={SERIAL}"));
+    let (_, r) = app.boot(&format!("serial={SERIAL}"));
     let report = json!({"success": true, "mode": "nfs_boot", "serial": SERIAL, "full_serial": format!("30000000{SERIAL}"), "mac": MAC});
-    let (status, n) = app.post(&format!("/api/v1/nodes/{SERIAL}/installed"), &report);
+    let (status, n) = app.post(&report_path(&r, false), &report);
     assert_eq!(status, 200, "{n}");
     assert!(
         n["conflict"]

@@ -182,6 +182,10 @@ fn serve(config: Config) -> Result<()> {
             app.local_addr()
         );
         log::info!("listening on http://{}", app.local_addr());
+        if let Some(a) = app.admin_addr() {
+            println!("pureboot-controller admin API on http://{a}");
+            log::info!("management API on http://{a} (not on {})", app.local_addr());
+        }
         app.run().await
     })
 }

@@ -28,6 +28,12 @@ pub struct Node {
     /// Set when the node's persistent layer (`image` overlay) broke and it booted without
     /// it; cleared when a later boot reports the image overlay working.
     pub degraded: Option<String>,
+    /// Id of the node's current boot, handed out in its callback URL: the capability to
+    /// report for this boot. Never shown (an admin view must not leak it into events).
+    #[serde(skip)]
+    pub boot_id: Option<String>,
+    /// The address that asked for the current boot.
+    pub boot_ip: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -96,6 +102,8 @@ impl Node {
             last_ip: None,
             conflict: None,
             degraded: None,
+            boot_id: None,
+            boot_ip: None,
             created_at: String::new(),
             updated_at: String::new(),
         }

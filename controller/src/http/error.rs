@@ -62,6 +62,10 @@ impl From<ServiceError> for ApiErr {
                 ApiErr::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", detail)
             }
             ServiceError::NotFound(_) => ApiErr::new(StatusCode::NOT_FOUND, "not_found", detail),
+            ServiceError::Forbidden(_) => ApiErr::new(StatusCode::FORBIDDEN, "forbidden", detail),
+            ServiceError::Limited(_) => {
+                ApiErr::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", detail)
+            }
             ServiceError::Conflict(_) => ApiErr::new(StatusCode::CONFLICT, "conflict", detail),
             ServiceError::Transition(_) => {
                 ApiErr::new(StatusCode::CONFLICT, "invalid_transition", detail)

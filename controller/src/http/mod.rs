@@ -48,21 +48,53 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Every route on one listener (no `admin_listen`).
 pub fn router(state: AppState) -> Router {
-    let config = &state.services.config;
-    let timeout = Duration::from_secs(config.request_timeout_secs);
-    let body_limit = usize::try_from(config.body_limit_bytes).unwrap_or(usize::MAX);
+    finish(
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics))
+            .merge(pi_routes())
+            .merge(admin_routes(&state)),
+        state,
+    )
+}
 
-    let pi = Router::new()
+/// The boot network's listener when the management API has its own: the Pi routes and
+/// `/healthz` only.
+pub fn pi_router(state: AppState) -> Router {
+    finish(
+        Router::new()
+            .route("/healthz", get(healthz))
+            .merge(pi_routes()),
+        state,
+    )
+}
+
+/// The `admin_listen` listener: management API, `/metrics` and `/healthz`.
+pub fn admin_router(state: AppState) -> Router {
+    finish(
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics))
+            .merge(admin_routes(&state)),
+        state,
+    )
+}
+
+fn pi_routes() -> Router<AppState> {
+    Router::new()
         .route("/api/v1/boot/pi", get(pi::boot_pi))
         .route("/api/v1/nodes/register-pi", post(pi::register_pi))
         .route("/api/v1/nodes/{id}/installed", post(pi::installed))
         .route(
             "/api/v1/nodes/{id}/install-failed",
             post(pi::install_failed),
-        );
+        )
+}
 
-    let admin = Router::new()
+fn admin_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
         .route(
             "/api/v1/nodes",
             get(admin::list_nodes).post(admin::add_node),
@@ -82,13 +114,15 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
-        ));
+        ))
+}
 
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .merge(pi)
-        .merge(admin)
+/// The layers every listener has: JSON fallbacks, body limit, timeout, latency metric.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    let config = &state.services.config;
+    let timeout = Duration::from_secs(config.request_timeout_secs);
+    let body_limit = usize::try_from(config.body_limit_bytes).unwrap_or(usize::MAX);
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::error::ApiErr;
 use super::{blocking, AppState};
 use crate::domain::{FullSerial, Mac, Node, NodeRef, Serial};
-use crate::service::{is_failure_report, BootRequest};
+use crate::service::{is_failure_report, BootRequest, ServiceError};
 
 #[derive(Debug, Deserialize)]
 pub struct BootQuery {
@@ -99,7 +99,17 @@ async fn callback(
     peer: SocketAddr,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Node>, ApiErr> {
-    let node_ref = parse_node_ref(&id)?;
+    // Only a boot id (UUID-shaped) can name a boot; anything else names none.
+    let boot_id = match NodeRef::parse(&id) {
+        Ok(NodeRef::Id(boot_id)) => boot_id,
+        _ => {
+            return Err(ApiErr::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no boot with this id: reports go to the callback_url of the boot answer",
+            ))
+        }
+    };
     let body = body?.0;
     // Upstream reports a failure on the installed route: it counts as one.
     let metric_kind = if kind == "installed" && is_failure_report(&body) {
@@ -111,13 +121,19 @@ async fn callback(
     let metrics = st.metrics.clone();
     let outcome = blocking(&st, move |s| {
         Ok(if kind == "installed" {
-            s.installed(&node_ref, &body, Some(&ip))
+            s.installed(&boot_id, &body, Some(&ip))
         } else {
-            s.install_failed(&node_ref, &body, Some(&ip))
+            s.install_failed(&boot_id, &body, Some(&ip))
         })
     })
     .await?;
-    metrics.callback(metric_kind, if outcome.is_ok() { "ok" } else { "rejected" });
+    // Counted: reports taken, and those recorded with their transition refused (409).
+    // Not counted: no such boot (404), another address (403), not a report (422).
+    match &outcome {
+        Ok(_) => metrics.callback(metric_kind, "ok"),
+        Err(ServiceError::Transition(_)) => metrics.callback(metric_kind, "rejected"),
+        Err(_) => {}
+    }
     Ok(Json(outcome?))
 }
 

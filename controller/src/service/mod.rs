@@ -31,6 +31,12 @@ pub enum ServiceError {
     Unprocessable(String),
     #[error("{0}")]
     NotFound(String),
+    /// The caller may not do this (a report from another address than the boot's).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Over a configured bound (rate, count); try later.
+    #[error("{0}")]
+    Limited(String),
     /// The request is valid but contradicts the registry (already exists, in use ...).
     #[error("{0}")]
     Conflict(String),
@@ -166,13 +172,24 @@ impl Services {
 
     /// The node's workflow, rendered for it; `Err` explains why it cannot be used.
     pub fn rendered_workflow(&self, node: &Node) -> Result<Option<Workflow>, String> {
+        self.render_for(&self.workflows(), node, &self.template_vars(node))
+    }
+
+    /// As [`Services::rendered_workflow`], from a given set and context. Bounded (see
+    /// [`crate::templates::RENDER_FUEL`]); call it outside any lock.
+    pub fn render_for(
+        &self,
+        workflows: &Workflows,
+        node: &Node,
+        vars: &Vars,
+    ) -> Result<Option<Workflow>, String> {
         let Some(id) = node.workflow_id.as_deref() else {
             return Ok(None);
         };
-        match self.workflows().get(id) {
+        match workflows.get(id) {
             Lookup::Found(wf) => self
                 .templates
-                .render_workflow(wf, &self.template_vars(node))
+                .render_workflow(wf, vars)
                 .map(Some)
                 .map_err(|e| e.to_string()),
             Lookup::Broken(e) => Err(format!("workflow {id} is broken: {e}")),

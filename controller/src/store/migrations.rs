@@ -44,6 +44,11 @@ const MIGRATIONS: &[&str] = &[
     // serial" is a short one, not recorded as full.
     "ALTER TABLE nodes ADD COLUMN degraded TEXT;
     UPDATE nodes SET full_serial = NULL WHERE length(full_serial) <= 8;",
+    // 3: the unguessable id of a node's current boot (its callback URL) and the address
+    // that asked for that boot: reports are accepted on that id only.
+    "ALTER TABLE nodes ADD COLUMN boot_id TEXT;
+    ALTER TABLE nodes ADD COLUMN boot_ip TEXT;
+    CREATE UNIQUE INDEX nodes_by_boot_id ON nodes(boot_id);",
 ];
 
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {

@@ -7,7 +7,8 @@ use crate::domain::{Node, NodeRef, NodeState, OverlayMode};
 
 const COLUMNS: &str =
     "id, serial, full_serial, mac, model, hostname, state, workflow_id, machine_id,
-    overlay_mode, base_image, last_boot_at, last_ip, conflict, created_at, updated_at, degraded";
+    overlay_mode, base_image, last_boot_at, last_ip, conflict, created_at, updated_at, degraded,
+    boot_id, boot_ip";
 
 /// What registration knows; everything else starts empty.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +52,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(Node, String, Option<String>)> {
         created_at: r.get(14)?,
         updated_at: r.get(15)?,
         degraded: r.get(16)?,
+        boot_id: r.get(17)?,
+        boot_ip: r.get(18)?,
     };
     Ok((node, state, overlay))
 }
@@ -72,6 +75,20 @@ fn typed((mut node, state, overlay): (Node, String, Option<String>)) -> Result<N
 }
 
 impl Tx<'_> {
+    /// The node whose current boot has this id (the one in its callback URL).
+    pub fn find_node_by_boot(&self, boot_id: &str) -> Result<Option<Node>, StoreError> {
+        let row = self
+            .tx
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM nodes WHERE boot_id = ?1"),
+                [boot_id],
+                from_row,
+            )
+            .optional()
+            .map_err(sql("find boot"))?;
+        row.map(typed).transpose()
+    }
+
     pub fn find_node(&self, node: &NodeRef) -> Result<Option<Node>, StoreError> {
         let (column, value) = match node {
             NodeRef::Id(id) => ("id", id.as_str()),
@@ -147,7 +164,8 @@ impl Tx<'_> {
                 &format!(
                     "UPDATE nodes SET full_serial = ?2, mac = ?3, model = ?4, hostname = ?5, state = ?6,
                         workflow_id = ?7, overlay_mode = ?8, base_image = ?9, last_boot_at = ?10,
-                        last_ip = ?11, conflict = ?12, degraded = ?13, updated_at = {NOW}
+                        last_ip = ?11, conflict = ?12, degraded = ?13, boot_id = ?14, boot_ip = ?15,
+                        updated_at = {NOW}
                      WHERE id = ?1"
                 ),
                 params![
@@ -164,6 +182,8 @@ impl Tx<'_> {
                     node.last_ip,
                     node.conflict,
                     node.degraded,
+                    node.boot_id,
+                    node.boot_ip,
                 ],
             )
             .map_err(sql("update node"))?;
