@@ -1,8 +1,7 @@
 //! The controller against hostile clients, on the real server (127.0.0.1, port 0): broken
 //! HTTP on a raw socket, oversized requests, slowloris, path tricks in serials and image
-//! names, and missing or wrong admin tokens. Every answer is a 4xx, never a 500; answers
-//! from the router carry the JSON error, answers from hyper's parser (it refuses the bytes
-//! before any route runs) are a bare status and a closed connection.
+//! names, and missing or wrong admin tokens. Every answer is a 4xx, never a 500, and carries
+//! the JSON error, also hyper's own answers to bytes it cannot parse (before any route runs).
 
 mod common;
 
@@ -72,11 +71,27 @@ fn malformed_http_is_refused_by_the_parser() {
         ("bad content-length", b"POST /api/v1/nodes/register-pi HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n".to_vec(), 400),
         ("two content-lengths", b"POST /api/v1/nodes/register-pi HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".to_vec(), 400),
         ("huge header", long_header.into_bytes(), 431),
+        ("huge target", format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100 * 1024)).into_bytes(), 414),
         ("too many headers", many_headers.into_bytes(), 431),
     ];
     for (what, bytes, want) in cases {
-        let (status, _) = raw(&app, &bytes);
+        let (status, body) = raw(&app, &bytes);
         assert_eq!(status, want, "{what}");
+        json_error(what, &body);
+    }
+    // Percent-encoding that is not UTF-8 in a path segment.
+    for (method, path) in [
+        ("GET", "/api/v1/nodes/%ff"),
+        ("POST", "/api/v1/nodes/%ff/installed"),
+        ("POST", "/api/v1/nodes/%ff/install-failed"),
+    ] {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let (status, body) = raw(&app, req.as_bytes());
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        assert_eq!(json_error(path, &body)["error"], "bad_request");
     }
     assert_eq!(app.get("/healthz").0, 200, "server still answers");
 }

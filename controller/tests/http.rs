@@ -727,8 +727,8 @@ fn workflows_reload_without_a_restart_and_keep_the_old_set_when_unreadable() {
     assert_eq!(status, 500, "{e}");
     let detail = e["detail"].as_str().unwrap();
     assert!(
-        detail.contains(&dir.display().to_string()) && detail.contains("keeping the 2"),
-        "{detail}"
+        !detail.contains(&dir.display().to_string()) && detail.contains("keeping the 2"),
+        "the answer names no server path: {detail}"
     );
     assert_eq!(app.admin_get("/api/v1/workflows/second").0, 200);
     assert_eq!(app.get("/healthz").1["workflows"], 2);
@@ -746,4 +746,56 @@ fn nodes_mount_the_export_path_while_the_controller_writes_under_root_path() {
         app.nfs_root().join("nodes/0000000d").is_dir(),
         "the node's tree is prepared under root_path"
     );
+}
+
+#[test]
+fn a_boot_whose_tree_cannot_be_prepared_changes_nothing_and_names_no_server_path() {
+    let wf_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::repo_workflows().join("pi-diskless-nfs.yaml"),
+        wf_dir.path().join("pi-diskless-nfs.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        wf_dir.path().join("bad-host.yaml"),
+        "id: bad-host\nname: Bad host\ninstall_method: nfs\nhostname: \"{{ serial }}\\nx\"\n",
+    )
+    .unwrap();
+    let dir = wf_dir.path().to_path_buf();
+    let app = spawn_app_with(move |c| c.workflows_dir = dir);
+    let root = app.nfs_root().display().to_string();
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    app.add_node(json!({"serial": "0000aaaa", "workflow_id": "bad-host"}));
+    // Something in the way of the node's directory (as a full disk would fail the write).
+    let nodes = app.nfs_root().join("nodes");
+    std::fs::create_dir_all(&nodes).unwrap();
+    std::fs::write(nodes.join(SERIAL), "in the way").unwrap();
+    for serial in [SERIAL, "0000aaaa"] {
+        let (status, e) = app.boot(&format!("serial={serial}"));
+        assert_eq!(status, 500, "{serial}: {e}");
+        assert_eq!(e["error"], "internal");
+        let text = e.to_string();
+        assert!(
+            !text.contains(&root) && !text.contains("/nodes/"),
+            "{serial}: the answer names a server path: {text}"
+        );
+        let node = app.node(serial);
+        assert_eq!(node["state"], "pending", "{serial}: state unchanged");
+        let events = node["events"].as_array().unwrap();
+        assert!(
+            !events
+                .iter()
+                .any(|e| e["kind"] == "state_change" || e["detail"]["action"] == "nfs_boot"),
+            "{serial}: nothing says the boot happened: {events:?}"
+        );
+    }
+    // Once the export is fixed the same node boots.
+    std::fs::remove_file(nodes.join(SERIAL)).unwrap();
+    let (status, r) = app.boot(&format!("serial={SERIAL}"));
+    assert_eq!(
+        (status, r["action"].as_str()),
+        (200, Some("nfs_boot")),
+        "{r}"
+    );
+    assert_eq!(app.node(SERIAL)["state"], "installing");
 }

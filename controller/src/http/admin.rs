@@ -1,7 +1,7 @@
 //! Management API (bearer token): nodes, their events, workflows, base images.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiErr;
 use super::pi::parse_node_ref;
-use super::{blocking, AppState};
+use super::{blocking, AppState, IdParam};
 use crate::domain::{Node, NodeState};
 use crate::service::{NodeDetail, NodeSpec, NodeUpdate, Reloaded, ServiceError, RECENT_EVENTS};
 use crate::store::{Event, NodeFilter};
@@ -78,7 +78,7 @@ pub async fn add_node(
 
 pub async fn show_node(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
 ) -> Result<Json<NodeDetail>, ApiErr> {
     let r = parse_node_ref(&id)?;
     Ok(Json(
@@ -88,7 +88,7 @@ pub async fn show_node(
 
 pub async fn update_node(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
     body: Result<Json<NodeUpdate>, JsonRejection>,
 ) -> Result<Json<Node>, ApiErr> {
     let r = parse_node_ref(&id)?;
@@ -104,7 +104,7 @@ pub struct AssignBody {
 
 pub async fn assign(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
     body: Result<Json<AssignBody>, JsonRejection>,
 ) -> Result<Json<Node>, ApiErr> {
     let r = parse_node_ref(&id)?;
@@ -120,7 +120,7 @@ pub struct DeleteQuery {
 
 pub async fn delete_node(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
     q: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiErr> {
     let r = parse_node_ref(&id)?;
@@ -136,7 +136,7 @@ pub struct EventsQuery {
 
 pub async fn node_events(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Event>>, ApiErr> {
     let r = parse_node_ref(&id)?;
@@ -175,7 +175,7 @@ pub async fn list_images(State(st): State<AppState>) -> Result<Json<Value>, ApiE
 
 pub async fn show_workflow(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
 ) -> Result<Json<Workflow>, ApiErr> {
     match st.services.workflows().get(&id) {
         crate::workflows::Lookup::Found(wf) => Ok(Json(wf.clone())),

@@ -25,6 +25,23 @@ pub use server::{serve, ConnLimits};
 use crate::metrics::Metrics;
 use crate::service::{ServiceError, Services};
 
+/// The `{id}` of a route; a segment that is not valid UTF-8 after percent-decoding is a
+/// JSON 400 like every other error (axum's own rejection is plain text).
+pub struct IdParam(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdParam {
+    type Rejection = ApiErr;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiErr> {
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state).await?;
+        Ok(IdParam(id))
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub services: Arc<Services>,

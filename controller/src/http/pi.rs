@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use pureboot_contract::{BootAction, PiBootResponse, RegisterPiRequest};
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::ApiErr;
-use super::{blocking, AppState};
+use super::{blocking, AppState, IdParam};
 use crate::domain::{FullSerial, Mac, Node, NodeRef, Serial};
 use crate::service::{is_failure_report, BootRequest, ServiceError};
 
@@ -139,7 +139,7 @@ async fn callback(
 
 pub async fn installed(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Node>, ApiErr> {
@@ -148,7 +148,7 @@ pub async fn installed(
 
 pub async fn install_failed(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Node>, ApiErr> {

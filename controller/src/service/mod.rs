@@ -112,10 +112,15 @@ impl Services {
     pub fn reload_workflows(&self) -> Result<Reloaded, ServiceError> {
         let dir = &self.config.workflows_dir;
         let (fresh, warnings) = read_workflows(&self.config, &self.templates).map_err(|e| {
+            let kept = self.workflows().iter().count();
+            log::error!(
+                "reading workflows directory {}: {e}; keeping the {kept} loaded before",
+                dir.display()
+            );
+            // The path is in the log; the answer names none.
             ServiceError::Workflows(format!(
-                "reading workflows directory {}: {e}; keeping the {} loaded before",
-                dir.display(),
-                self.workflows().iter().count()
+                "the workflows directory cannot be read ({e}); keeping the {kept} loaded before; \
+                 see the controller log"
             ))
         })?;
         let summary = Reloaded {
