@@ -25,6 +25,9 @@ pub const RENDER_FUEL: u64 = 200_000;
 /// Largest rendered value of one field, bytes.
 pub const MAX_RENDERED_BYTES: usize = 64 * 1024;
 
+/// How a render over the limits starts its message (see [`RenderError::over_limits`]).
+pub const OVER_LIMITS: &str = "over the render limits";
+
 pub struct Templates {
     env: Environment<'static>,
 }
@@ -46,6 +49,14 @@ impl std::io::Write for Bounded {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+impl RenderError {
+    /// The render ran out of fuel or output room (as opposed to, say, an undefined name
+    /// a node's own values may define).
+    pub fn over_limits(&self) -> bool {
+        self.message.starts_with(OVER_LIMITS)
     }
 }
 
@@ -79,10 +90,10 @@ impl Templates {
         match tmpl.render_captured_to(vars, &mut out) {
             Ok(_) => String::from_utf8(out.buf).map_err(|_| "rendered invalid UTF-8".into()),
             Err(e) if e.kind() == minijinja::ErrorKind::WriteFailure => Err(format!(
-                "output over the limit of {MAX_RENDERED_BYTES} bytes"
+                "{OVER_LIMITS}: output over {MAX_RENDERED_BYTES} bytes"
             )),
             Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => Err(format!(
-                "template runs too long (over {RENDER_FUEL} instructions)"
+                "{OVER_LIMITS}: template runs too long (over {RENDER_FUEL} instructions)"
             )),
             Err(e) => Err(describe(e)),
         }
@@ -229,16 +240,19 @@ mod tests {
                 &vars(&[]),
             )
             .unwrap_err();
-        assert!(err.contains("too long"), "{err}");
+        assert!(
+            err.contains("too long") && err.starts_with(OVER_LIMITS),
+            "{err}"
+        );
         let err = t
             .render_str(
                 "{% for a in range(100000) %}{{ 'y' * 1000 }}{% endfor %}",
                 &vars(&[]),
             )
             .unwrap_err();
-        assert!(err.contains("over the limit"), "{err}");
+        assert!(err.contains("output over"), "{err}");
         let err = t.render_str("{{ 'y' * 100000 }}", &vars(&[])).unwrap_err();
-        assert!(err.contains("over the limit"), "{err}");
+        assert!(err.contains("output over"), "{err}");
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
         assert_eq!(
             t.render_str("{% for i in range(50) %}{{ i }}{% endfor %}", &vars(&[]))

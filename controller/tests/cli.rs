@@ -379,3 +379,77 @@ fn client_text_reaches_the_terminal_escaped() {
     let shown = String::from_utf8(cli(&config, &["node", "show", "d83add36"]).stdout).unwrap();
     assert!(shown.contains("\\u{9b}2J"), "{shown}");
 }
+
+#[test]
+fn workflow_validate_refuses_templates_over_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("greedy.yaml");
+    std::fs::write(
+        &file,
+        "id: greedy\nname: Greedy\ninstall_method: nfs\nhostname: \"{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}x\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "").unwrap();
+    let started = std::time::Instant::now();
+    let out = cli(&config, &["workflow", "validate", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("greedy.yaml") && text.contains("hostname") && text.contains("too long"),
+        "{text}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn sigterm_stops_the_daemon_within_its_grace_whatever_clients_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = common::test_config(dir.path());
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n\
+             header_timeout_secs = 60\nrequest_timeout_secs = 2\n[nfs]\nroot_path = \"{}\"\n",
+            c.database.display(),
+            c.workflows_dir.display(),
+            c.nfs.root_path.display()
+        ),
+    )
+    .unwrap();
+    let (mut child, url) = serve(&config);
+    let addr = url.trim_start_matches("http://");
+    // A client that never finishes its request, and one that is idle on keep-alive.
+    use std::io::Write;
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let mut idle = std::net::TcpStream::connect(addr).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(15) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("SIGTERM did not stop the daemon within 15 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    drop((slow, idle));
+}

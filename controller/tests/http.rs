@@ -799,3 +799,82 @@ fn a_boot_whose_tree_cannot_be_prepared_changes_nothing_and_names_no_server_path
     );
     assert_eq!(app.node(SERIAL)["state"], "installing");
 }
+
+/// Nested loops of 10^10 iterations: minutes of CPU without a fuel limit.
+const RUNAWAY: &str =
+    "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}x";
+
+#[test]
+fn a_runaway_template_stops_neither_the_other_boots_nor_the_controller() {
+    let wf_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::repo_workflows().join("pi-diskless-nfs.yaml"),
+        wf_dir.path().join("pi-diskless-nfs.yaml"),
+    )
+    .unwrap();
+    // Fine for the sample node a reload renders, runaway for one real node.
+    std::fs::write(
+        wf_dir.path().join("sly.yaml"),
+        format!(
+            "id: sly\nname: Sly\ninstall_method: nfs\nhostname: \"{{% if serial == '0000dead' %}}{RUNAWAY}{{% else %}}ok{{% endif %}}\"\n"
+        ),
+    )
+    .unwrap();
+    let dir = wf_dir.path().to_path_buf();
+    let app = spawn_app_with(move |c| c.workflows_dir = dir);
+    app.add_node(json!({"serial": "0000dead", "workflow_id": "sly"}));
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(10))
+        .build();
+    let get = |path: &str| -> (u16, Value) {
+        match agent.get(&app.url(path)).call() {
+            Ok(r) => (r.status(), r.into_json().unwrap()),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap()),
+            Err(e) => panic!("{path}: {e}"),
+        }
+    };
+    let started = std::time::Instant::now();
+    let stuck = std::thread::scope(|s| {
+        let stuck = s.spawn(|| get("/api/v1/boot/pi?serial=0000dead"));
+        // Meanwhile the controller answers everyone else.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let (status, r) = get(&format!("/api/v1/boot/pi?serial={SERIAL}"));
+        assert_eq!(
+            (status, r["action"].as_str()),
+            (200, Some("nfs_boot")),
+            "{r}"
+        );
+        assert_eq!(get("/healthz").0, 200);
+        stuck.join().unwrap()
+    });
+    let (status, r) = stuck;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["action"], "wait", "{r}");
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("hostname") && msg.contains("too long"),
+        "{msg}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // Runaway for every node: a reload leaves it out, with why.
+    std::fs::write(
+        wf_dir.path().join("greedy.yaml"),
+        "id: greedy\nname: Greedy\ninstall_method: nfs\nhostname: \"{{ 'x' * 100000 }}\"\n",
+    )
+    .unwrap();
+    let (status, reloaded) = app.admin("POST", "/api/v1/workflows/reload", None);
+    assert_eq!(status, 200, "{reloaded}");
+    let broken = reloaded["broken"].to_string();
+    assert!(
+        broken.contains("greedy") && broken.contains("over the render limits"),
+        "{reloaded}"
+    );
+    assert!(!reloaded["workflows"].to_string().contains("greedy"));
+    assert!(reloaded["workflows"].to_string().contains("sly"));
+}

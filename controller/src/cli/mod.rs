@@ -173,7 +173,7 @@ fn serve(config: Config) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         let app = App::build(config).await?;
         app.reload_workflows_on_sighup()?;
         // Tests and scripts wait for this line (port 0 resolves here).
@@ -187,5 +187,8 @@ fn serve(config: Config) -> Result<()> {
             log::info!("management API on http://{a} (not on {})", app.local_addr());
         }
         app.run().await
-    })
+    });
+    // Blocking work still running (a boot's file writes) gets a moment, not forever.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }

@@ -26,6 +26,9 @@ use tower::ServiceExt;
 pub struct ConnLimits {
     pub header_timeout: Duration,
     pub max_connections: usize,
+    /// After shutdown is asked, how long open requests may still take; connections
+    /// still open then are dropped.
+    pub shutdown_grace: Duration,
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then waits for open requests.
@@ -57,8 +60,18 @@ pub async fn serve(
     drop(listener);
     // Every connection task watches this channel: sending asks them to finish gracefully.
     let _ = stop_tx.send(());
-    // All slots back = every connection closed.
-    let _ = slots.acquire_many(max as u32).await;
+    // All slots back = every connection closed; bounded, so a stuck client cannot hold
+    // the process.
+    let all_closed = slots.acquire_many(max as u32);
+    if tokio::time::timeout(limits.shutdown_grace, all_closed)
+        .await
+        .is_err()
+    {
+        log::warn!(
+            "shutdown: connections still open after {:?}; dropping them",
+            limits.shutdown_grace
+        );
+    }
 }
 
 /// Waits for a free slot, then for a client. Accept errors (EMFILE, ECONNABORTED) are
