@@ -19,11 +19,14 @@ pub struct App {
     /// The management API's own listener (`admin_listen`), if configured.
     admin: Option<(TcpListener, SocketAddr)>,
     state: AppState,
+    /// Held while serving: one daemon per database.
+    _serving: std::fs::File,
 }
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let listen = config.listen.clone();
+        let serving = crate::store::Store::lock_for_serving(&config.database)?;
         let services = tokio::task::spawn_blocking(move || Services::open(config)).await??;
         if services.config.nfs.enabled {
             if let Err(e) = services.tree.ensure_directories() {
@@ -54,6 +57,7 @@ impl App {
             addr,
             admin,
             state,
+            _serving: serving,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Typed controller settings: a TOML file, then `PUREBOOT_*` environment overrides.
 //!
-//! A missing file means local defaults (loopback only). Every key is declared once in
+//! The file must exist (an empty one means the local defaults, loopback only), so a typo in
+//! `--config` is not silently a fresh registry in the working directory. Every key is declared once in
 //! [`KEYS`], which drives both the environment names and the type check, so a malformed
 //! file or variable is an error naming the key instead of a generic serde message.
 
@@ -15,6 +16,11 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "config file {path} not found: create it (controller/controller.example.toml shows \
+         every key; an empty file means the defaults) or pass --config"
+    )]
+    Missing { path: PathBuf },
     #[error("config {path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("config {origin}: unknown key `{key}`")]
@@ -26,8 +32,12 @@ pub enum ConfigError {
         expected: &'static str,
         found: String,
     },
-    #[error("config: key `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    #[error("config {path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -220,7 +230,9 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing { path: path.into() })
+            }
             Err(source) => {
                 return Err(ConfigError::Read {
                     path: path.into(),
@@ -232,7 +244,7 @@ impl Config {
             text.parse()
                 .map_err(|e: toml::de::Error| ConfigError::Syntax {
                     path: path.into(),
-                    message: e.message().to_string(),
+                    message: with_position(&text, &e),
                 })?;
         check_keys(&table, &path.display().to_string())?;
         apply_env(&mut table, env)?;
@@ -243,7 +255,13 @@ impl Config {
                     path: path.into(),
                     message: e.message().to_string(),
                 })?;
-        config.validate()?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.into(),
+                key,
+                message,
+            })?;
         Ok(config)
     }
 
@@ -256,55 +274,137 @@ impl Config {
         url.trim_end_matches('/').to_string()
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(ConfigError::Invalid {
-                key: "listen",
-                message: format!("{:?} is not an ip:port address", self.listen),
-            });
-        }
-        if let Some(url) = &self.public_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::Invalid {
-                    key: "public_url",
-                    message: format!("{url:?} must start with http:// or https://"),
-                });
+    /// Values that would fail every boot later, refused now: `(key, why)`.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let listen = self.listen.parse::<std::net::SocketAddr>().map_err(|_| {
+            (
+                "listen",
+                format!("{:?} is not an ip:port address", self.listen),
+            )
+        })?;
+        if let Some(a) = &self.admin_listen {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return Err(("admin_listen", format!("{a:?} is not an ip:port address")));
             }
         }
+        match &self.public_url {
+            Some(url) => check_url(url).map_err(|m| ("public_url", m))?,
+            None if listen.ip().is_unspecified() => {
+                return Err((
+                    "public_url",
+                    format!(
+                        "listen = {:?} is a wildcard address, which nodes cannot be told: set \
+                         public_url to the URL nodes reach the controller at",
+                        self.listen
+                    ),
+                ))
+            }
+            None => {}
+        }
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err((
+                "admin_token",
+                "is empty: set a secret, or remove the key to close the management API".into(),
+            ));
+        }
         if let Some(p) = self.nfs.export_path.as_ref().filter(|p| !p.is_absolute()) {
-            return Err(ConfigError::Invalid {
-                key: "nfs.export_path",
-                message: format!("{} must be an absolute path", p.display()),
-            });
+            return Err((
+                "nfs.export_path",
+                format!("{} must be an absolute path", p.display()),
+            ));
         }
         if !self.nfs.root_path.is_absolute() {
-            return Err(ConfigError::Invalid {
-                key: "nfs.root_path",
-                message: format!("{} must be an absolute path", self.nfs.root_path.display()),
-            });
+            return Err((
+                "nfs.root_path",
+                format!("{} must be an absolute path", self.nfs.root_path.display()),
+            ));
         }
         for (key, dir) in [
             ("nfs.base_dir", &self.nfs.base_dir),
             ("nfs.nodes_dir", &self.nfs.nodes_dir),
         ] {
             if dir.is_empty() || dir.contains('/') || dir.starts_with('.') {
-                return Err(ConfigError::Invalid {
-                    key,
-                    message: format!("{dir:?} must be a single directory name"),
-                });
+                return Err((key, format!("{dir:?} must be a single directory name")));
             }
         }
-        if self.request_timeout_secs == 0
-            || self.body_limit_bytes == 0
-            || self.header_timeout_secs == 0
-            || self.max_connections == 0
-        {
-            return Err(ConfigError::Invalid {
-                key: "request_timeout_secs/body_limit_bytes/header_timeout_secs/max_connections",
-                message: "must be greater than zero".into(),
-            });
+        crate::nfs_tree::validate_image_name(&self.nfs.default_base_image)
+            .map_err(|e| ("nfs.default_base_image", e.to_string()))?;
+        let (min, max) = (
+            crate::nfs_tree::MIN_PERSIST_MB,
+            crate::nfs_tree::MAX_PERSIST_MB,
+        );
+        if !(min..=max).contains(&self.nfs.persist_size_mb) {
+            return Err((
+                "nfs.persist_size_mb",
+                format!(
+                    "{} is outside {min}..={max} (MiB of a node's persist.img)",
+                    self.nfs.persist_size_mb
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("request_timeout_secs", self.request_timeout_secs),
+            ("body_limit_bytes", self.body_limit_bytes),
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("max_connections", self.max_connections),
+        ] {
+            if v == 0 {
+                return Err((key, "must be greater than zero".into()));
+            }
         }
         Ok(())
+    }
+}
+
+/// `http(s)://host[:port][/path]` with a host nodes can reach.
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("{url:?}: unclosed [ in the host"))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() || authority.contains('@') || !url.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!("{url:?} names no host nodes could reach"));
+    }
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err(format!("{url:?} has an invalid port"));
+    }
+    if host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+    {
+        return Err(format!(
+            "{url:?} names a wildcard address: give the address nodes reach"
+        ));
+    }
+    Ok(())
+}
+
+/// A TOML error as `line L, column C: message` (toml gives a byte span).
+fn with_position(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {}", e.message())
+        }
+        None => e.message().to_string(),
     }
 }
 
@@ -404,8 +504,13 @@ mod tests {
     }
 
     #[test]
-    fn missing_file_gives_loopback_defaults() {
-        let c = load(None, &[]).unwrap();
+    fn a_missing_file_is_refused_and_an_empty_one_gives_loopback_defaults() {
+        let err = load(None, &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("controller.toml") && err.to_string().contains("not found"),
+            "{err}"
+        );
+        let c = load(Some(""), &[]).unwrap();
         assert_eq!(c, Config::default());
         assert!(c.listen.starts_with("127.0.0.1:"));
         assert_eq!(c.public_url(), "http://127.0.0.1:8080");
@@ -473,13 +578,49 @@ mod tests {
             ("[nfs]\nexport_path = \"srv\"", &[], "nfs.export_path"),
             ("[nfs]\nbase_dir = \"../up\"", &[], "nfs.base_dir"),
             ("listen = ", &[], "controller.toml"),
+            ("[nfs]\npersist_size_mb = 0", &[], "nfs.persist_size_mb"),
+            (
+                "[nfs]\ndefault_base_image = \"../../etc\"",
+                &[],
+                "nfs.default_base_image",
+            ),
+            ("listen = \"0.0.0.0:8080\"", &[], "public_url"),
+            ("listen = \"[::]:8080\"", &[], "public_url"),
+            ("public_url = \"http://\"", &[], "public_url"),
+            ("public_url = \"http://:8080\"", &[], "public_url"),
+            ("public_url = \"http://0.0.0.0:8080\"", &[], "public_url"),
+            ("public_url = \"http://host:99999\"", &[], "public_url"),
+            ("admin_token = \"\"", &[], "admin_token"),
+            ("admin_token = \"  \"", &[], "admin_token"),
+            ("admin_listen = \"admin\"", &[], "admin_listen"),
+            ("max_connections = 0", &[], "max_connections"),
         ];
         for (i, (text, env, needle)) in cases.iter().enumerate() {
             let err = load(Some(text), env).expect_err(&format!("case {i}: {text:?} must fail"));
             assert!(
-                err.to_string().contains(needle),
-                "case {i}: {err} lacks {needle}"
+                err.to_string().contains(needle)
+                    && (env.is_empty() == err.to_string().contains("controller.toml")),
+                "case {i}: {err} lacks {needle} or its origin"
             );
         }
+        // The ones that look alike but are fine.
+        for text in [
+            "listen = \"0.0.0.0:8080\"\npublic_url = \"http://192.168.1.10:8080\"",
+            "public_url = \"http://[fe80::1]:8080/\"",
+            "public_url = \"https://boot.lab\"",
+        ] {
+            load(Some(text), &[]).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+    }
+
+    #[test]
+    fn toml_errors_name_line_and_column() {
+        let err = load(
+            Some("listen = \"127.0.0.1:1\"\n[nfs]\nroot_path = /srv\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 3, column 13"), "{err}");
     }
 }

@@ -453,3 +453,126 @@ fn sigterm_stops_the_daemon_within_its_grace_whatever_clients_do() {
     );
     drop((slow, idle));
 }
+
+/// `serve` with `config` (TOML text; `None`: no file): its exit status and stderr, or
+/// `None` if it started (then it is stopped).
+fn serve_refused(dir: &Path, config: Option<&str>) -> Option<String> {
+    let path = dir.join("controller.toml");
+    let _ = std::fs::remove_file(&path);
+    if let Some(text) = config {
+        std::fs::write(&path, text).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pureboot-controller"))
+        .arg("--config")
+        .arg(&path)
+        .arg("serve")
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            assert!(!out.status.success());
+            return Some(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    None
+}
+
+#[test]
+fn serve_refuses_a_config_that_would_fail_later_naming_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n",
+        d.join("r.db").display(),
+        common::repo_workflows().display()
+    );
+    let nfs = format!("[nfs]\nroot_path = \"{}\"\n", d.join("nfs").display());
+    let err = serve_refused(d, None).expect("no config file: refused");
+    assert!(
+        err.contains("controller.toml") && err.contains("not found"),
+        "{err}"
+    );
+    assert!(
+        !d.join("pureboot.db").exists(),
+        "no database made in the working directory"
+    );
+    let cases = [
+        (
+            format!("{base}{nfs}persist_size_mb = 0\n"),
+            "nfs.persist_size_mb",
+        ),
+        (
+            format!("{base}{nfs}default_base_image = \"../../etc\"\n"),
+            "nfs.default_base_image",
+        ),
+        (
+            format!("{base}{nfs}").replace("127.0.0.1:0", "0.0.0.0:0"),
+            "public_url",
+        ),
+        (
+            format!("public_url = \"http://\"\n{base}{nfs}"),
+            "public_url",
+        ),
+        (format!("admin_token = \"\"\n{base}{nfs}"), "admin_token"),
+        (format!("{base}{nfs}root_path = \n"), "line 6, column 13"),
+    ];
+    for (text, needle) in &cases {
+        let err = serve_refused(d, Some(text)).unwrap_or_else(|| panic!("{text}: started"));
+        assert!(
+            err.contains(needle) && err.contains("controller.toml"),
+            "{needle}: {err}"
+        );
+    }
+    // A database written by a newer controller.
+    let ok = format!("{base}{nfs}");
+    assert!(
+        serve_refused(d, Some(&ok)).is_none(),
+        "the good config serves"
+    );
+    let db = rusqlite::Connection::open(d.join("r.db")).unwrap();
+    db.execute(
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 'later')",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let err = serve_refused(d, Some(&ok)).expect("newer schema: refused");
+    assert!(err.contains("999") && err.contains("r.db"), "{err}");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = common::test_config(dir.path());
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n[nfs]\nroot_path = \"{}\"\n",
+            c.database.display(),
+            c.workflows_dir.display(),
+            c.nfs.root_path.display()
+        ),
+    )
+    .unwrap();
+    let (mut first, _) = serve(&config);
+    let out = cli(&config, &["serve"]);
+    assert!(!out.status.success(), "second daemon started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by another") && err.contains("registry.db"),
+        "{err}"
+    );
+    // The CLI still works beside the daemon.
+    assert!(cli(&config, &["node", "list"]).status.success());
+    first.kill().unwrap();
+    first.wait().unwrap();
+}

@@ -878,3 +878,27 @@ fn a_runaway_template_stops_neither_the_other_boots_nor_the_controller() {
     assert!(!reloaded["workflows"].to_string().contains("greedy"));
     assert!(reloaded["workflows"].to_string().contains("sly"));
 }
+
+#[test]
+fn healthz_reports_write_health() {
+    let app = spawn_app();
+    let (status, h) = app.get("/healthz");
+    assert_eq!((status, h["status"].as_str()), (200, Some("ok")), "{h}");
+    // The export stops taking writes (as on a full disk): healthz says so.
+    let root = app.nfs_root();
+    let aside = root.with_extension("aside");
+    std::fs::rename(&root, &aside).unwrap();
+    std::fs::write(&root, "not a directory").unwrap();
+    let (status, h) = app.get("/healthz");
+    assert_eq!(status, 503, "{h}");
+    assert_eq!(h["status"], "error");
+    assert_eq!(h["database"], "ok");
+    assert!(
+        h["export"].as_str().unwrap().contains("write failed"),
+        "{h}"
+    );
+    assert!(!h.to_string().contains(&root.display().to_string()), "{h}");
+    std::fs::remove_file(&root).unwrap();
+    std::fs::rename(&aside, &root).unwrap();
+    assert_eq!(app.get("/healthz").0, 200);
+}

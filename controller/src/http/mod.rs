@@ -156,11 +156,28 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
+/// 200 when the registry and the export take writes, 503 naming the part that does not.
 async fn healthz(State(st): State<AppState>) -> Response {
-    match blocking(&st, |s| Ok(s.store.schema_version()?)).await {
-        Ok(v) => Json(json!({"status": "ok", "schema_version": v, "workflows": st.services.workflows().iter().count()}))
+    match blocking(&st, |s| Ok(s.health())).await {
+        Ok(h) => {
+            let status = if h.ok { "ok" } else { "error" };
+            let mut body = serde_json::to_value(&h).unwrap_or_default();
+            body["status"] = json!(status);
+            if !h.ok {
+                body["error"] = json!("write_check_failed");
+            }
+            let code = if h.ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (code, Json(body)).into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "error", "error": e.body})),
+        )
             .into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "error": e.body}))).into_response(),
     }
 }
 

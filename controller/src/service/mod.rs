@@ -138,6 +138,40 @@ impl Services {
         Ok(summary)
     }
 
+    /// `/healthz`: a write to the registry and one to the export (when NFS is on), so a full
+    /// or read-only disk shows before boots fail. Details go to the log; the answer says
+    /// which part failed.
+    pub fn health(&self) -> Health {
+        let database = match self.store.check_write() {
+            Ok(()) => "ok".to_string(),
+            Err(e) => {
+                log::error!("health: database write: {e}");
+                "write failed; see the controller log".to_string()
+            }
+        };
+        let export = if self.config.nfs.enabled {
+            let file = self.tree.root().join(".pureboot-write-check");
+            let stamp = crate::nfs_tree::utc_stamp(std::time::SystemTime::now());
+            match std::fs::write(&file, stamp) {
+                Ok(()) => Some("ok".to_string()),
+                Err(e) => {
+                    log::error!("health: writing {}: {e}", file.display());
+                    Some("write failed; see the controller log".to_string())
+                }
+            }
+        } else {
+            None
+        };
+        let ok = database == "ok" && export.as_deref().is_none_or(|e| e == "ok");
+        Health {
+            ok,
+            database,
+            export,
+            schema_version: self.store.schema_version().unwrap_or(-1),
+            workflows: self.workflows().iter().count(),
+        }
+    }
+
     pub fn boot_settings(&self) -> BootSettings {
         BootSettings {
             public_url: self.config.public_url(),
@@ -246,6 +280,18 @@ fn read_workflows(
     let warnings = set.path_warnings(config.nfs.announced_path());
     warnings.iter().for_each(|w| log::warn!("{w}"));
     Ok((set, warnings))
+}
+
+/// `/healthz`'s answer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Health {
+    #[serde(skip)]
+    pub ok: bool,
+    pub database: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<String>,
+    pub schema_version: i64,
+    pub workflows: usize,
 }
 
 /// What a reload found: the ids now served, the files left out with why, and fields that

@@ -49,6 +49,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE nodes ADD COLUMN boot_id TEXT;
     ALTER TABLE nodes ADD COLUMN boot_ip TEXT;
     CREATE UNIQUE INDEX nodes_by_boot_id ON nodes(boot_id);",
+    // 4: one row /healthz rewrites, to know that writes still reach the disk.
+    "CREATE TABLE write_check (id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL);",
 ];
 
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {
@@ -72,6 +74,12 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     )
     .map_err(sql("create schema_migrations"))?;
     let current = current_version(&tx)?;
+    if current > MIGRATIONS.len() as i64 {
+        return Err(StoreError::NewerSchema {
+            found: current,
+            known: MIGRATIONS.len() as i64,
+        });
+    }
     for (i, step) in MIGRATIONS.iter().enumerate() {
         let version = i as i64 + 1;
         if version <= current {
@@ -117,5 +125,20 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+        store
+            .conn
+            .lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (99, 'later')",
+                [],
+            )
+            .unwrap();
+        drop(store);
+        let err = Store::open(&path).err().expect("a newer schema is refused");
+        assert!(
+            err.to_string().contains("99") && err.to_string().contains("r.db"),
+            "{err}"
+        );
     }
 }
