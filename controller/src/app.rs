@@ -78,11 +78,12 @@ impl App {
         self.state.services.clone()
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes; event retention runs at start and hourly.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let pruner = tokio::spawn(prune_hourly(self.state.services.clone()));
         let config = &self.state.services.config;
         let limits = ConnLimits {
             header_timeout: Duration::from_secs(config.header_timeout_secs),
@@ -111,6 +112,7 @@ impl App {
                 tokio::join!(pi, adm, signal);
             }
         }
+        pruner.abort();
         Ok(())
     }
 
@@ -127,6 +129,19 @@ impl App {
             .context("installing the SIGHUP handler")?;
         tokio::spawn(reload_on_sighup(hup, self.services()));
         Ok(())
+    }
+}
+
+async fn prune_hourly(services: Arc<Services>) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let s = services.clone();
+        match tokio::task::spawn_blocking(move || s.prune_events()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log::error!("event retention: {e}"),
+            Err(e) => log::error!("event retention panicked: {e}"),
+        }
     }
 }
 

@@ -60,6 +60,19 @@ pub struct Config {
     /// Own address for the management API (`/api/v1/nodes`…, `/api/v1/workflows`…,
     /// `/api/v1/images`, `/metrics`); unset: served on `listen` beside the Pi routes.
     pub admin_listen: Option<String>,
+    /// `discovered` nodes at most (registered by boots or register-pi); more unknown
+    /// serials get 429 until an operator assigns or removes some. 0 = no cap.
+    pub max_discovered_nodes: u64,
+    /// Unknown serials recorded per minute (new discovered nodes, or with auto_register off
+    /// the boot_request events of unregistered serials, per serial). 0 = no limit.
+    pub unknown_serials_per_minute: u64,
+    /// Boots and reports one node may make per minute (each records at most 5 events);
+    /// more get 429. 0 = no limit.
+    pub node_requests_per_minute: u64,
+    /// Events kept at most (the oldest go first; pruned at start and hourly). 0 = all.
+    pub max_events: u64,
+    /// Events older than this many days are pruned. 0 = kept whatever their age.
+    pub event_retention_days: u64,
     /// Per-request timeout of the HTTP API, seconds.
     pub request_timeout_secs: u64,
     /// Largest accepted request body, bytes.
@@ -109,6 +122,11 @@ impl Default for Config {
             auto_register: true,
             reports_from_boot_address: true,
             admin_listen: None,
+            max_discovered_nodes: 1000,
+            unknown_serials_per_minute: 300,
+            node_requests_per_minute: 120,
+            max_events: 1_000_000,
+            event_retention_days: 0,
             request_timeout_secs: 10,
             body_limit_bytes: 64 * 1024,
             header_timeout_secs: 10,
@@ -185,6 +203,11 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("", "auto_register", Kind::Bool),
     ("", "reports_from_boot_address", Kind::Bool),
     ("", "admin_listen", Kind::Str),
+    ("", "max_discovered_nodes", Kind::Int),
+    ("", "unknown_serials_per_minute", Kind::Int),
+    ("", "node_requests_per_minute", Kind::Int),
+    ("", "max_events", Kind::Int),
+    ("", "event_retention_days", Kind::Int),
     ("", "request_timeout_secs", Kind::Int),
     ("", "body_limit_bytes", Kind::Int),
     ("", "header_timeout_secs", Kind::Int),

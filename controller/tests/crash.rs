@@ -29,6 +29,7 @@ impl Setup {
             format!(
                 "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n\
                  admin_token = \"{TOKEN}\"\nnfs_server = \"10.0.2.2\"\n\
+                 node_requests_per_minute = 0\n\
                  [nfs]\nroot_path = \"{}\"\ndefault_base_image = \"tiny\"\n",
                 dir.path().join("registry.db").display(),
                 workflows.display(),

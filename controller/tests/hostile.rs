@@ -726,3 +726,147 @@ fn the_management_api_can_have_its_own_listener() {
     let boot = ureq::get(&format!("{admin}/api/v1/boot/pi?serial={SERIAL}")).call();
     assert!(matches!(boot, Err(ureq::Error::Status(404, _))));
 }
+
+// ---- issue 13 item 4: bounds ---------------------------------------------------------
+
+#[test]
+fn discovered_nodes_are_capped() {
+    let app = spawn_app_with(|c| c.max_discovered_nodes = 5);
+    for i in 0..5 {
+        assert_eq!(app.boot(&format!("serial=0000000{i}")).0, 200);
+    }
+    let (status, e) = app.boot("serial=00000009");
+    assert_eq!(status, 429, "{e}");
+    assert_eq!(e["error"], "too_many_requests");
+    let (status, _) = app.post(
+        "/api/v1/nodes/register-pi",
+        &json!({"serial": "0000000a", "mac": "dc:a6:32:00:00:0a"}),
+    );
+    assert_eq!(status, 429);
+    assert_eq!(
+        app.admin_get("/api/v1/nodes").1.as_array().unwrap().len(),
+        5
+    );
+    // Known nodes still boot; an operator's node add is not a discovery.
+    assert_eq!(app.boot("serial=00000001").0, 200);
+    app.add_node(json!({"serial": "0000000b", "workflow_id": "pi-diskless-nfs"}));
+}
+
+#[test]
+fn unknown_serials_and_chatty_nodes_are_rate_limited() {
+    let app = spawn_app_with(|c| {
+        c.auto_register = false;
+        c.unknown_serials_per_minute = 10;
+        c.node_requests_per_minute = 10;
+    });
+    // One unknown serial, hammered: every answer given, few events written.
+    for _ in 0..200 {
+        let (status, r) = app.boot("serial=feedf00d");
+        assert_eq!((status, r["action"].as_str()), (200, Some("local_boot")));
+    }
+    // Distinct unknown serials share the budget.
+    for i in 0..50 {
+        app.boot(&format!("serial=fee{i:05x}"));
+    }
+    let unknown_events: i64 = app
+        .services
+        .store
+        .read(|tx| {
+            let mut n = tx.count_events(
+                "feedf00d",
+                pureboot_controller::store::EventKind::BootRequest,
+            )?;
+            for i in 0..50 {
+                n += tx.count_events(
+                    &format!("fee{i:05x}"),
+                    pureboot_controller::store::EventKind::BootRequest,
+                )?;
+            }
+            Ok::<_, pureboot_controller::store::StoreError>(n)
+        })
+        .unwrap();
+    assert!(
+        unknown_events <= 11,
+        "{unknown_events} events for unknown serials"
+    );
+
+    // A registered node asking in a loop: 429 past its budget, nothing recorded then.
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    let statuses: Vec<u16> = (0..30)
+        .map(|_| app.boot(&format!("serial={SERIAL}")).0)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert!(statuses[10..].iter().all(|s| *s == 429), "{statuses:?}");
+    let boots = app
+        .event_kinds(SERIAL)
+        .iter()
+        .filter(|k| *k == "boot_request")
+        .count();
+    assert_eq!(boots, 10);
+}
+
+#[test]
+fn node_list_is_paginated() {
+    let app = spawn_app();
+    for i in 0..7 {
+        app.add_node(json!({"serial": format!("0000000{i}")}));
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/nodes?limit=3".to_string();
+    loop {
+        let resp = ureq::get(&app.url(&path))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .unwrap();
+        let next = resp.header("Link").map(str::to_string);
+        let page: Value = resp.into_json().unwrap();
+        let page = page.as_array().unwrap();
+        assert!(page.len() <= 3);
+        seen.extend(
+            page.iter()
+                .map(|n| n["serial"].as_str().unwrap().to_string()),
+        );
+        match next {
+            Some(link) => {
+                assert!(link.ends_with("; rel=\"next\""), "{link}");
+                path = link[1..link.find('>').unwrap()].to_string();
+            }
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..7).map(|i| format!("0000000{i}")).collect();
+    assert_eq!(seen, want);
+    // The default page is bounded, and a page size past the maximum is clamped.
+    let (status, all) = app.admin_get("/api/v1/nodes?limit=1000000");
+    assert_eq!((status, all.as_array().unwrap().len()), (200, 7));
+    let (status, e) = app.admin_get("/api/v1/nodes?after=..%2F");
+    assert_eq!((status, e["error"].as_str()), (400, Some("bad_request")));
+}
+
+#[test]
+fn events_are_pruned_by_count_keeping_the_newest() {
+    let app = spawn_app_with(|c| {
+        c.max_events = 20;
+        c.node_requests_per_minute = 0;
+    });
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    for _ in 0..30 {
+        assert_eq!(app.boot(&format!("serial={SERIAL}")).0, 200);
+    }
+    let pruned = app.services.prune_events().unwrap();
+    assert!(pruned >= 10, "{pruned}");
+    let (_, events) = app.admin_get(&format!("/api/v1/nodes/{SERIAL}/events?limit=1000"));
+    let events = events.as_array().unwrap();
+    assert!(events.len() <= 20, "{}", events.len());
+    assert_eq!(
+        events.last().unwrap()["kind"],
+        "boot_request",
+        "newest kept"
+    );
+    // Booting on appends after the pruned prefix.
+    assert_eq!(app.boot(&format!("serial={SERIAL}")).0, 200);
+}

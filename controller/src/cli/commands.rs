@@ -27,6 +27,7 @@ impl Output {
                 let nodes = s.list_nodes(&NodeFilter {
                     state,
                     workflow_id: workflow,
+                    ..Default::default()
                 })?;
                 if self.json {
                     return print_json(&nodes);

@@ -45,12 +45,20 @@ pub async fn require_admin(State(st): State<AppState>, req: Request, next: Next)
 pub struct ListQuery {
     state: Option<String>,
     workflow: Option<String>,
+    /// Page size: default [`PAGE_DEFAULT`], at most [`PAGE_MAX`].
+    limit: Option<u32>,
+    /// The last serial of the previous page.
+    after: Option<String>,
 }
 
+pub const PAGE_DEFAULT: u32 = 500;
+pub const PAGE_MAX: u32 = 5000;
+
+/// Nodes by serial, a page at a time: a full page carries `Link: <…>; rel="next"`.
 pub async fn list_nodes(
     State(st): State<AppState>,
     q: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Vec<Node>>, ApiErr> {
+) -> Result<Response, ApiErr> {
     let q = q?.0;
     let state = q
         .state
@@ -58,11 +66,39 @@ pub async fn list_nodes(
             NodeState::parse(&s).ok_or_else(|| ApiErr::bad_request(format!("unknown state {s:?}")))
         })
         .transpose()?;
+    let limit = q.limit.unwrap_or(PAGE_DEFAULT).clamp(1, PAGE_MAX);
+    let after = q
+        .after
+        .map(|a| crate::domain::Serial::parse(&a).map(|s| s.as_str().to_string()))
+        .transpose()
+        .map_err(|e| ApiErr::bad_request(e.to_string()))?;
     let filter = NodeFilter {
         state,
-        workflow_id: q.workflow,
+        workflow_id: q.workflow.clone(),
+        after,
+        limit: Some(limit),
     };
-    Ok(Json(blocking(&st, move |s| s.list_nodes(&filter)).await?))
+    let nodes = blocking(&st, move |s| s.list_nodes(&filter)).await?;
+    let next = (nodes.len() == limit as usize)
+        .then(|| nodes.last().map(|n| n.serial.clone()))
+        .flatten();
+    let mut resp = Json(nodes).into_response();
+    if let Some(last) = next {
+        let mut link = format!("/api/v1/nodes?limit={limit}&after={last}");
+        if let Some(s) = state {
+            link += &format!("&state={s}");
+        }
+        if let Some(w) = q.workflow.as_deref().filter(|w| {
+            w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        }) {
+            link += &format!("&workflow={w}");
+        }
+        if let Ok(v) = header::HeaderValue::from_str(&format!("<{link}>; rel=\"next\"")) {
+            resp.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(resp)
 }
 
 pub async fn add_node(

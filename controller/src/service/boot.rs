@@ -133,6 +133,13 @@ impl Services {
             attempt += 1;
             // 1. Render and prepare for the node as it is now (no lock held).
             let snapshot = self.store.read(|tx| tx.find_node(&by_serial))?;
+            // A registered node's budget (unknown serials have theirs in the transaction).
+            if attempt == 1 && snapshot.is_some() && !self.node_limiter.allow(req.serial.as_str()) {
+                return Err(ServiceError::Limited(format!(
+                    "node {} asks too often (node_requests_per_minute = {}); try again later",
+                    req.serial, self.config.node_requests_per_minute
+                )));
+            }
             let prepared = match snapshot {
                 Some(mut node) => {
                     fill_claim(&mut node, mac, full_serial);
@@ -225,8 +232,16 @@ impl Services {
         Ok(response)
     }
 
-    /// An unknown serial with auto-registration off: one event (bounded per serial).
+    /// An unknown serial with auto-registration off: one event, within the budget for
+    /// unknown serials (past it the answer is the same, unrecorded).
     fn unregistered_boot(&self, tx: &Tx<'_>, req: &BootRequest) -> Result<(), ServiceError> {
+        if !self.unknown_limiter.allow("unknown") {
+            log::debug!(
+                "boot of unregistered {} not recorded: over unknown_serials_per_minute",
+                req.serial
+            );
+            return Ok(());
+        }
         tx.append_event(&NewEvent {
             node_id: None,
             serial: req.serial.as_str(),
@@ -241,9 +256,22 @@ impl Services {
         Ok(())
     }
 
-    /// Refuses a new discovered node once `max_discovered_nodes` are waiting.
+    /// Refuses a new discovered node once `max_discovered_nodes` are waiting, or when
+    /// unknown serials come faster than `unknown_serials_per_minute`.
     fn check_discovery_cap(&self, tx: &Tx<'_>) -> Result<(), ServiceError> {
-        let _ = tx;
+        let max = self.config.max_discovered_nodes;
+        if max > 0 && tx.count_in_state(NodeState::Discovered)? >= max as i64 {
+            return Err(ServiceError::Limited(format!(
+                "{max} discovered nodes are waiting (max_discovered_nodes): assign or remove \
+                 some before more are registered"
+            )));
+        }
+        if !self.unknown_limiter.allow("unknown") {
+            return Err(ServiceError::Limited(format!(
+                "unknown serials arrive faster than unknown_serials_per_minute = {}; try again later",
+                self.config.unknown_serials_per_minute
+            )));
+        }
         Ok(())
     }
 
@@ -649,6 +677,12 @@ impl Services {
                 "no boot with this id: reports go to the callback_url of the boot answer".into(),
             )
         })?;
+        if !self.node_limiter.allow(&node.serial) {
+            return Err(ServiceError::Limited(format!(
+                "node {} reports too often (node_requests_per_minute); try again later",
+                node.serial
+            )));
+        }
         if self.config.reports_from_boot_address {
             if let (Some(asked), Some(peer)) = (node.boot_ip.as_deref(), peer_ip) {
                 if asked != peer {

@@ -4,7 +4,10 @@
 
 mod boot;
 mod images;
+mod limits;
 mod nodes;
+
+pub use limits::RateLimiter;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -68,6 +71,10 @@ pub struct Services {
     pub tree: NfsTree,
     /// Node-tree writes of this process, one at a time (two boots of one serial).
     tree_lock: Mutex<()>,
+    /// Boots and reports per node (`node_requests_per_minute`).
+    node_limiter: RateLimiter,
+    /// Unknown serials recorded, all together (`unknown_serials_per_minute`).
+    unknown_limiter: RateLimiter,
 }
 
 impl Services {
@@ -89,12 +96,14 @@ impl Services {
             &config.nfs.nodes_dir,
         );
         Ok(Services {
-            config,
             store,
             workflows: RwLock::new(Arc::new(workflows)),
             templates,
             tree,
             tree_lock: Mutex::new(()),
+            node_limiter: RateLimiter::new(config.node_requests_per_minute),
+            unknown_limiter: RateLimiter::new(config.unknown_serials_per_minute),
+            config,
         })
     }
 
@@ -136,6 +145,20 @@ impl Services {
             summary.broken.len()
         );
         Ok(summary)
+    }
+
+    /// Event retention (`max_events`, `event_retention_days`); the daemon runs it at start
+    /// and hourly.
+    pub fn prune_events(&self) -> Result<u64, ServiceError> {
+        let (max, days) = (self.config.max_events, self.config.event_retention_days);
+        if max == 0 && days == 0 {
+            return Ok(0);
+        }
+        let n = self.store.write(|tx| tx.prune_events(max, days))?;
+        if n > 0 {
+            log::info!("pruned {n} old events (max_events = {max}, event_retention_days = {days})");
+        }
+        Ok(n)
     }
 
     /// `/healthz`: a write to the registry and one to the export (when NFS is on), so a full

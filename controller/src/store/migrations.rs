@@ -51,6 +51,26 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX nodes_by_boot_id ON nodes(boot_id);",
     // 4: one row /healthz rewrites, to know that writes still reach the disk.
     "CREATE TABLE write_check (id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL);",
+    // 5: retention. The log stays append-only for what is kept: only a prefix (ids up to a
+    // recorded prune mark) may be deleted, marks only grow and are themselves append-only.
+    "CREATE INDEX nodes_by_state ON nodes(state);
+    CREATE TABLE event_prunes (
+        id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        up_to  INTEGER NOT NULL,
+        at     TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TRIGGER event_prunes_grow BEFORE INSERT ON event_prunes
+        WHEN NEW.up_to < (SELECT COALESCE(MAX(up_to), 0) FROM event_prunes)
+        BEGIN SELECT RAISE(ABORT, 'prune marks only grow'); END;
+    CREATE TRIGGER event_prunes_no_update BEFORE UPDATE ON event_prunes
+        BEGIN SELECT RAISE(ABORT, 'event_prunes is append-only'); END;
+    CREATE TRIGGER event_prunes_no_delete BEFORE DELETE ON event_prunes
+        BEGIN SELECT RAISE(ABORT, 'event_prunes is append-only'); END;
+    DROP TRIGGER boot_events_no_delete;
+    CREATE TRIGGER boot_events_no_delete BEFORE DELETE ON boot_events
+        WHEN OLD.id > (SELECT COALESCE(MAX(up_to), 0) FROM event_prunes)
+        BEGIN SELECT RAISE(ABORT, 'boot_events is append-only (only a pruned prefix may go)'); END;",
 ];
 
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {

@@ -29,6 +29,10 @@ pub struct NewNode {
 pub struct NodeFilter {
     pub state: Option<NodeState>,
     pub workflow_id: Option<String>,
+    /// Only serials after this one (pagination: the last serial of the previous page).
+    pub after: Option<String>,
+    /// At most this many (none: all).
+    pub limit: Option<u32>,
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(Node, String, Option<String>)> {
@@ -112,12 +116,18 @@ impl Tx<'_> {
             .prepare(&format!(
                 "SELECT {COLUMNS} FROM nodes
                  WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR workflow_id = ?2)
-                 ORDER BY serial"
+                   AND (?3 IS NULL OR serial > ?3)
+                 ORDER BY serial LIMIT ?4"
             ))
             .map_err(sql("list nodes"))?;
         let rows = stmt
             .query_map(
-                params![filter.state.map(|s| s.as_str()), filter.workflow_id],
+                params![
+                    filter.state.map(|s| s.as_str()),
+                    filter.workflow_id,
+                    filter.after,
+                    filter.limit.map_or(-1, i64::from)
+                ],
                 from_row,
             )
             .map_err(sql("list nodes"))?;
@@ -200,6 +210,16 @@ impl Tx<'_> {
             )
             .map_err(sql("record boot time"))?;
         Ok(())
+    }
+
+    pub fn count_in_state(&self, state: NodeState) -> Result<i64, StoreError> {
+        self.tx
+            .query_row(
+                "SELECT COUNT(*) FROM nodes WHERE state = ?1",
+                [state.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(sql("count nodes"))
     }
 
     /// Nodes flagged degraded (their persistent layer broke).
