@@ -9,19 +9,24 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::{router, serve, AppState, ConnLimits};
+use crate::http::{admin_router, pi_router, router, serve, AppState, ConnLimits};
 use crate::metrics::Metrics;
 use crate::service::Services;
 
 pub struct App {
     listener: TcpListener,
     addr: SocketAddr,
+    /// The management API's own listener (`admin_listen`), if configured.
+    admin: Option<(TcpListener, SocketAddr)>,
     state: AppState,
+    /// Held while serving: one daemon per database.
+    _serving: std::fs::File,
 }
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let listen = config.listen.clone();
+        let serving = crate::store::Store::lock_for_serving(&config.database)?;
         let services = tokio::task::spawn_blocking(move || Services::open(config)).await??;
         if services.config.nfs.enabled {
             if let Err(e) = services.tree.ensure_directories() {
@@ -33,6 +38,16 @@ impl App {
             .await
             .with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
+        let admin = match services.config.admin_listen.clone() {
+            Some(a) => {
+                let l = TcpListener::bind(&a)
+                    .await
+                    .with_context(|| format!("binding admin_listen {a}"))?;
+                let addr = l.local_addr()?;
+                Some((l, addr))
+            }
+            None => None,
+        };
         let state = AppState {
             services: Arc::new(services),
             metrics: Arc::new(Metrics::default()),
@@ -40,12 +55,19 @@ impl App {
         Ok(App {
             listener,
             addr,
+            admin,
             state,
+            _serving: serving,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the management API listens when it has its own address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, a)| *a)
     }
 
     pub fn port(&self) -> u16 {
@@ -56,17 +78,41 @@ impl App {
         self.state.services.clone()
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes; event retention runs at start and hourly.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let pruner = tokio::spawn(prune_hourly(self.state.services.clone()));
         let config = &self.state.services.config;
         let limits = ConnLimits {
             header_timeout: Duration::from_secs(config.header_timeout_secs),
             max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+            shutdown_grace: Duration::from_secs(config.request_timeout_secs.min(10)),
         };
-        serve(self.listener, router(self.state), limits, shutdown).await;
+        match self.admin {
+            None => serve(self.listener, router(self.state), limits, shutdown).await,
+            Some((admin, _)) => {
+                // One shutdown signal for both listeners.
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                let pi = serve(
+                    self.listener,
+                    pi_router(self.state.clone()),
+                    limits,
+                    stop(rx.clone()),
+                );
+                let adm = serve(admin, admin_router(self.state), limits, stop(rx));
+                let signal = async move {
+                    shutdown.await;
+                    let _ = tx.send(true);
+                };
+                tokio::join!(pi, adm, signal);
+            }
+        }
+        pruner.abort();
         Ok(())
     }
 
@@ -83,6 +129,19 @@ impl App {
             .context("installing the SIGHUP handler")?;
         tokio::spawn(reload_on_sighup(hup, self.services()));
         Ok(())
+    }
+}
+
+async fn prune_hourly(services: Arc<Services>) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let s = services.clone();
+        match tokio::task::spawn_blocking(move || s.prune_events()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log::error!("event retention: {e}"),
+            Err(e) => log::error!("event retention panicked: {e}"),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Typed controller settings: a TOML file, then `PUREBOOT_*` environment overrides.
 //!
-//! A missing file means local defaults (loopback only). Every key is declared once in
+//! The file must exist (an empty one means the local defaults, loopback only), so a typo in
+//! `--config` is not silently a fresh registry in the working directory. Every key is declared once in
 //! [`KEYS`], which drives both the environment names and the type check, so a malformed
 //! file or variable is an error naming the key instead of a generic serde message.
 
@@ -16,6 +17,11 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "config file {path} not found: create it (controller/controller.example.toml shows \
+         every key; an empty file means the defaults) or pass --config"
+    )]
+    Missing { path: PathBuf },
     #[error("config {path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("config {origin}: unknown key `{key}`")]
@@ -27,8 +33,12 @@ pub enum ConfigError {
         expected: &'static str,
         found: String,
     },
-    #[error("config: key `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    #[error("config {path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -46,6 +56,24 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Register unknown serials as `discovered` (else they get `local_boot`).
     pub auto_register: bool,
+    /// Accept a boot's reports only from the address that asked for that boot.
+    pub reports_from_boot_address: bool,
+    /// Own address for the management API (`/api/v1/nodes`…, `/api/v1/workflows`…,
+    /// `/api/v1/images`, `/metrics`); unset: served on `listen` beside the Pi routes.
+    pub admin_listen: Option<String>,
+    /// `discovered` nodes at most (registered by boots or register-pi); more unknown
+    /// serials get 429 until an operator assigns or removes some. 0 = no cap.
+    pub max_discovered_nodes: u64,
+    /// Unknown serials recorded per minute (new discovered nodes, or with auto_register off
+    /// the boot_request events of unregistered serials, per serial). 0 = no limit.
+    pub unknown_serials_per_minute: u64,
+    /// Boots and reports one node may make per minute (each records at most 5 events);
+    /// more get 429. 0 = no limit.
+    pub node_requests_per_minute: u64,
+    /// Events kept at most (the oldest go first; pruned at start and hourly). 0 = all.
+    pub max_events: u64,
+    /// Events older than this many days are pruned. 0 = kept whatever their age.
+    pub event_retention_days: u64,
     /// Per-request timeout of the HTTP API, seconds.
     pub request_timeout_secs: u64,
     /// Largest accepted request body, bytes.
@@ -98,6 +126,13 @@ impl Default for Config {
             workflows_dir: "workflows".into(),
             admin_token: None,
             auto_register: true,
+            reports_from_boot_address: true,
+            admin_listen: None,
+            max_discovered_nodes: 1000,
+            unknown_serials_per_minute: 300,
+            node_requests_per_minute: 120,
+            max_events: 1_000_000,
+            event_retention_days: 0,
             request_timeout_secs: 10,
             body_limit_bytes: 64 * 1024,
             header_timeout_secs: 10,
@@ -172,6 +207,13 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("", "workflows_dir", Kind::Str),
     ("", "admin_token", Kind::Str),
     ("", "auto_register", Kind::Bool),
+    ("", "reports_from_boot_address", Kind::Bool),
+    ("", "admin_listen", Kind::Str),
+    ("", "max_discovered_nodes", Kind::Int),
+    ("", "unknown_serials_per_minute", Kind::Int),
+    ("", "node_requests_per_minute", Kind::Int),
+    ("", "max_events", Kind::Int),
+    ("", "event_retention_days", Kind::Int),
     ("", "request_timeout_secs", Kind::Int),
     ("", "body_limit_bytes", Kind::Int),
     ("", "header_timeout_secs", Kind::Int),
@@ -215,7 +257,9 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing { path: path.into() })
+            }
             Err(source) => {
                 return Err(ConfigError::Read {
                     path: path.into(),
@@ -227,7 +271,7 @@ impl Config {
             text.parse()
                 .map_err(|e: toml::de::Error| ConfigError::Syntax {
                     path: path.into(),
-                    message: e.message().to_string(),
+                    message: with_position(&text, &e),
                 })?;
         check_keys(&table, &path.display().to_string())?;
         apply_env(&mut table, env)?;
@@ -238,7 +282,13 @@ impl Config {
                     path: path.into(),
                     message: e.message().to_string(),
                 })?;
-        config.validate()?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.into(),
+                key,
+                message,
+            })?;
         Ok(config)
     }
 
@@ -251,58 +301,143 @@ impl Config {
         url.trim_end_matches('/').to_string()
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(ConfigError::Invalid {
-                key: "listen",
-                message: format!("{:?} is not an ip:port address", self.listen),
-            });
-        }
-        if let Some(url) = &self.public_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::Invalid {
-                    key: "public_url",
-                    message: format!("{url:?} must start with http:// or https://"),
-                });
+    /// Values that would fail every boot later, refused now: `(key, why)`.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let listen = self.listen.parse::<std::net::SocketAddr>().map_err(|_| {
+            (
+                "listen",
+                format!("{:?} is not an ip:port address", self.listen),
+            )
+        })?;
+        if let Some(a) = &self.admin_listen {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return Err(("admin_listen", format!("{a:?} is not an ip:port address")));
             }
         }
+        match &self.public_url {
+            Some(url) => check_url(url).map_err(|m| ("public_url", m))?,
+            None if listen.ip().is_unspecified() => {
+                return Err((
+                    "public_url",
+                    format!(
+                        "listen = {:?} is a wildcard address, which nodes cannot be told: set \
+                         public_url to the URL nodes reach the controller at",
+                        self.listen
+                    ),
+                ))
+            }
+            None => {}
+        }
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err((
+                "admin_token",
+                "is empty: set a secret, or remove the key to close the management API".into(),
+            ));
+        }
         if let Some(p) = self.nfs.export_path.as_ref().filter(|p| !p.is_absolute()) {
-            return Err(ConfigError::Invalid {
-                key: "nfs.export_path",
-                message: format!("{} must be an absolute path", p.display()),
-            });
+            return Err((
+                "nfs.export_path",
+                format!("{} must be an absolute path", p.display()),
+            ));
         }
         if !self.nfs.root_path.is_absolute() {
-            return Err(ConfigError::Invalid {
-                key: "nfs.root_path",
-                message: format!("{} must be an absolute path", self.nfs.root_path.display()),
-            });
+            return Err((
+                "nfs.root_path",
+                format!("{} must be an absolute path", self.nfs.root_path.display()),
+            ));
         }
         for (key, set, fixed) in [
             ("nfs.base_dir", &self.nfs.base_dir, layout::BASE_DIR),
             ("nfs.nodes_dir", &self.nfs.nodes_dir, layout::NODES_DIR),
         ] {
             if let Some(dir) = set.as_deref().filter(|d| *d != fixed) {
-                return Err(ConfigError::Invalid {
+                return Err((
                     key,
-                    message: format!(
+                    format!(
                         "{dir:?}: this setting was removed; the export's layout is fixed \
                          ({fixed}/ under root_path), as pi-init reads it there"
                     ),
-                });
+                ));
             }
         }
-        if self.request_timeout_secs == 0
-            || self.body_limit_bytes == 0
-            || self.header_timeout_secs == 0
-            || self.max_connections == 0
-        {
-            return Err(ConfigError::Invalid {
-                key: "request_timeout_secs/body_limit_bytes/header_timeout_secs/max_connections",
-                message: "must be greater than zero".into(),
-            });
+        crate::nfs_tree::parse_image_name(&self.nfs.default_base_image)
+            .map_err(|e| ("nfs.default_base_image", e.to_string()))?;
+        let (min, max) = (
+            crate::nfs_tree::MIN_PERSIST_MB,
+            crate::nfs_tree::MAX_PERSIST_MB,
+        );
+        if !(min..=max).contains(&self.nfs.persist_size_mb) {
+            return Err((
+                "nfs.persist_size_mb",
+                format!(
+                    "{} is outside {min}..={max} (MiB of a node's persist.img)",
+                    self.nfs.persist_size_mb
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("request_timeout_secs", self.request_timeout_secs),
+            ("body_limit_bytes", self.body_limit_bytes),
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("max_connections", self.max_connections),
+        ] {
+            if v == 0 {
+                return Err((key, "must be greater than zero".into()));
+            }
         }
         Ok(())
+    }
+}
+
+/// `http(s)://host[:port][/path]` with a host nodes can reach.
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("{url:?}: unclosed [ in the host"))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() || authority.contains('@') || !url.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!("{url:?} names no host nodes could reach"));
+    }
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err(format!("{url:?} has an invalid port"));
+    }
+    if host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+    {
+        return Err(format!(
+            "{url:?} names a wildcard address: give the address nodes reach"
+        ));
+    }
+    Ok(())
+}
+
+/// A TOML error as `line L, column C: message` (toml gives a byte span).
+fn with_position(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {}", e.message())
+        }
+        None => e.message().to_string(),
     }
 }
 
@@ -402,8 +537,13 @@ mod tests {
     }
 
     #[test]
-    fn missing_file_gives_loopback_defaults() {
-        let c = load(None, &[]).unwrap();
+    fn a_missing_file_is_refused_and_an_empty_one_gives_loopback_defaults() {
+        let err = load(None, &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("controller.toml") && err.to_string().contains("not found"),
+            "{err}"
+        );
+        let c = load(Some(""), &[]).unwrap();
         assert_eq!(c, Config::default());
         assert!(c.listen.starts_with("127.0.0.1:"));
         assert_eq!(c.public_url(), "http://127.0.0.1:8080");
@@ -472,13 +612,49 @@ mod tests {
             ("[nfs]\nbase_dir = \"images\"", &[], "nfs.base_dir"),
             ("[nfs]\nnodes_dir = \"n\"", &[], "nfs.nodes_dir"),
             ("listen = ", &[], "controller.toml"),
+            ("[nfs]\npersist_size_mb = 0", &[], "nfs.persist_size_mb"),
+            (
+                "[nfs]\ndefault_base_image = \"../../etc\"",
+                &[],
+                "nfs.default_base_image",
+            ),
+            ("listen = \"0.0.0.0:8080\"", &[], "public_url"),
+            ("listen = \"[::]:8080\"", &[], "public_url"),
+            ("public_url = \"http://\"", &[], "public_url"),
+            ("public_url = \"http://:8080\"", &[], "public_url"),
+            ("public_url = \"http://0.0.0.0:8080\"", &[], "public_url"),
+            ("public_url = \"http://host:99999\"", &[], "public_url"),
+            ("admin_token = \"\"", &[], "admin_token"),
+            ("admin_token = \"  \"", &[], "admin_token"),
+            ("admin_listen = \"admin\"", &[], "admin_listen"),
+            ("max_connections = 0", &[], "max_connections"),
         ];
         for (i, (text, env, needle)) in cases.iter().enumerate() {
             let err = load(Some(text), env).expect_err(&format!("case {i}: {text:?} must fail"));
             assert!(
-                err.to_string().contains(needle),
-                "case {i}: {err} lacks {needle}"
+                err.to_string().contains(needle)
+                    && (env.is_empty() == err.to_string().contains("controller.toml")),
+                "case {i}: {err} lacks {needle} or its origin"
             );
         }
+        // The ones that look alike but are fine.
+        for text in [
+            "listen = \"0.0.0.0:8080\"\npublic_url = \"http://192.168.1.10:8080\"",
+            "public_url = \"http://[fe80::1]:8080/\"",
+            "public_url = \"https://boot.lab\"",
+        ] {
+            load(Some(text), &[]).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+    }
+
+    #[test]
+    fn toml_errors_name_line_and_column() {
+        let err = load(
+            Some("listen = \"127.0.0.1:1\"\n[nfs]\nroot_path = /srv\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 3, column 13"), "{err}");
     }
 }

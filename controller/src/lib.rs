@@ -10,4 +10,5 @@ pub mod nfs_tree;
 pub mod service;
 pub mod store;
 pub mod templates;
+pub mod text;
 pub mod workflows;

@@ -41,13 +41,16 @@ impl Metrics {
         self.with(|m| *m.boots.entry(action.to_string()).or_default() += 1);
     }
 
-    /// `kind` = `installed` | `install_failed`; `outcome` = `ok` | `rejected`.
+    /// `kind` = `installed` | `install_failed`; `outcome` = `ok` | `rejected`. Only
+    /// reports the registry took count: a failure the node was moved to `install_failed`
+    /// for is one node failure; 404s, 422s and refused transitions are not (anyone could
+    /// send those).
     pub fn callback(&self, kind: &str, outcome: &str) {
         self.with(|m| {
             *m.callbacks
                 .entry((kind.to_string(), outcome.to_string()))
                 .or_default() += 1;
-            if kind == "install_failed" {
+            if kind == "install_failed" && outcome == "ok" {
                 m.node_failures += 1;
             }
         });

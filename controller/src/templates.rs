@@ -19,8 +19,45 @@ pub struct RenderError {
     pub message: String,
 }
 
+/// Instructions one field's render may run: a loop over a few thousand items is fine, a
+/// runaway (`range(100000)` nested) stops in milliseconds instead of holding a boot.
+pub const RENDER_FUEL: u64 = 200_000;
+/// Largest rendered value of one field, bytes.
+pub const MAX_RENDERED_BYTES: usize = 64 * 1024;
+
+/// How a render over the limits starts its message (see [`RenderError::over_limits`]).
+pub const OVER_LIMITS: &str = "over the render limits";
+
 pub struct Templates {
     env: Environment<'static>,
+}
+
+/// A writer that refuses to grow past `limit` bytes: a render stops at the limit instead
+/// of building the whole string.
+struct Bounded {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.limit {
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl RenderError {
+    /// The render ran out of fuel or output room (as opposed to, say, an undefined name
+    /// a node's own values may define).
+    pub fn over_limits(&self) -> bool {
+        self.message.starts_with(OVER_LIMITS)
+    }
 }
 
 impl Default for Templates {
@@ -36,13 +73,30 @@ impl Templates {
         // Values are shell snippets, hostnames and paths, not HTML.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_keep_trailing_newline(true);
+        env.set_fuel(Some(RENDER_FUEL));
+        env.set_recursion_limit(100);
         Templates { env }
     }
 
     /// Renders one string; the error message carries minijinja's reason (e.g. which name
     /// is undefined).
+    /// Bounded: [`RENDER_FUEL`] instructions and [`MAX_RENDERED_BYTES`] of output.
     pub fn render_str(&self, source: &str, vars: &Vars) -> Result<String, String> {
-        self.env.render_str(source, vars).map_err(describe)
+        let tmpl = self.env.template_from_str(source).map_err(describe)?;
+        let mut out = Bounded {
+            buf: Vec::new(),
+            limit: MAX_RENDERED_BYTES,
+        };
+        match tmpl.render_captured_to(vars, &mut out) {
+            Ok(_) => String::from_utf8(out.buf).map_err(|_| "rendered invalid UTF-8".into()),
+            Err(e) if e.kind() == minijinja::ErrorKind::WriteFailure => Err(format!(
+                "{OVER_LIMITS}: output over {MAX_RENDERED_BYTES} bytes"
+            )),
+            Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => Err(format!(
+                "{OVER_LIMITS}: template runs too long (over {RENDER_FUEL} instructions)"
+            )),
+            Err(e) => Err(describe(e)),
+        }
     }
 
     /// Syntax check of every string field (at load), as `(field path, reason)`.
@@ -96,6 +150,28 @@ impl Templates {
         out.variables = rendered_vars;
         Ok(out)
     }
+}
+
+/// Template context of a made-up node (`workflow validate`, reload): undefined names and
+/// templates over the limits show before any node boots with them.
+pub fn sample_vars(config: &crate::config::Config) -> Vars {
+    let s = config.public_url();
+    [
+        ("nfs_server", config.nfs_server.clone()),
+        (
+            "nfs_path",
+            config.nfs.announced_path().display().to_string(),
+        ),
+        ("public_url", s.clone()),
+        ("controller_url", s),
+        ("default_base_image", config.nfs.default_base_image.clone()),
+        ("node_id", "00000000-0000-4000-8000-000000000000".into()),
+        ("serial", "00000000".into()),
+        ("hostname", "pi-00000000".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 fn describe(e: minijinja::Error) -> String {
@@ -152,6 +228,38 @@ mod tests {
             .join("../workflows")
             .join(name);
         load_file(&path, &Templates::new()).unwrap()
+    }
+
+    #[test]
+    fn runaway_templates_stop_at_the_limits() {
+        let t = Templates::new();
+        let start = std::time::Instant::now();
+        let err = t
+            .render_str(
+                "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}x",
+                &vars(&[]),
+            )
+            .unwrap_err();
+        assert!(
+            err.contains("too long") && err.starts_with(OVER_LIMITS),
+            "{err}"
+        );
+        let err = t
+            .render_str(
+                "{% for a in range(100000) %}{{ 'y' * 1000 }}{% endfor %}",
+                &vars(&[]),
+            )
+            .unwrap_err();
+        assert!(err.contains("output over"), "{err}");
+        let err = t.render_str("{{ 'y' * 100000 }}", &vars(&[])).unwrap_err();
+        assert!(err.contains("output over"), "{err}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(
+            t.render_str("{% for i in range(50) %}{{ i }}{% endfor %}", &vars(&[]))
+                .unwrap()
+                .len(),
+            90
+        );
     }
 
     #[test]

@@ -176,6 +176,19 @@ impl Workflows {
         Ok(set)
     }
 
+    /// Leaves out every workflow `check` refuses, as broken (a render over the limits).
+    pub fn refuse(&mut self, check: impl Fn(&Workflow) -> Result<(), WorkflowError>) {
+        let refused: Vec<(String, WorkflowError)> = self
+            .by_id
+            .iter()
+            .filter_map(|(id, (_, wf))| check(wf).err().map(|e| (id.clone(), e)))
+            .collect();
+        for (id, err) in refused {
+            self.by_id.remove(&id);
+            self.broken.insert(id, err);
+        }
+    }
+
     pub fn get(&self, id: &str) -> Lookup<'_> {
         if let Some((_, wf)) = self.by_id.get(id) {
             Lookup::Found(wf)

@@ -354,3 +354,225 @@ fn sighup_reloads_the_workflows_of_a_running_daemon() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn client_text_reaches_the_terminal_escaped() {
+    let app = common::spawn_app();
+    let config = write_config(&app);
+    app.add_node(serde_json::json!({"serial": "d83add36", "workflow_id": "pi-diskless-nfs"}));
+    let (_, r) = app.boot("serial=d83add36");
+    let url = r["failure_url"].as_str().unwrap();
+    let path = &url[url.find("/api/").unwrap()..];
+    // C1 CSI (U+009B) and DEL pass through JSON unescaped; ESC would be \u001b in JSON.
+    let evil = "\u{9b}2J\u{1b}[31mPWNED\u{7f}\n";
+    let (status, _) = app.post(path, &serde_json::json!({"error": evil, "step": evil}));
+    assert_eq!(status, 200);
+    for args in [&["node", "show", "d83add36"][..], &["node", "list"][..]] {
+        let out = cli(&config, args);
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?}: raw control characters in {text:?}"
+        );
+    }
+    let shown = String::from_utf8(cli(&config, &["node", "show", "d83add36"]).stdout).unwrap();
+    assert!(shown.contains("\\u{9b}2J"), "{shown}");
+}
+
+#[test]
+fn workflow_validate_refuses_templates_over_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("greedy.yaml");
+    std::fs::write(
+        &file,
+        "id: greedy\nname: Greedy\ninstall_method: nfs\nhostname: \"{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}x\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "").unwrap();
+    let started = std::time::Instant::now();
+    let out = cli(&config, &["workflow", "validate", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("greedy.yaml") && text.contains("hostname") && text.contains("too long"),
+        "{text}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn sigterm_stops_the_daemon_within_its_grace_whatever_clients_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = common::test_config(dir.path());
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n\
+             header_timeout_secs = 60\nrequest_timeout_secs = 2\n[nfs]\nroot_path = \"{}\"\n",
+            c.database.display(),
+            c.workflows_dir.display(),
+            c.nfs.root_path.display()
+        ),
+    )
+    .unwrap();
+    let (mut child, url) = serve(&config);
+    let addr = url.trim_start_matches("http://");
+    // A client that never finishes its request, and one that is idle on keep-alive.
+    use std::io::Write;
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let mut idle = std::net::TcpStream::connect(addr).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(15) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("SIGTERM did not stop the daemon within 15 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    drop((slow, idle));
+}
+
+/// `serve` with `config` (TOML text; `None`: no file): its exit status and stderr, or
+/// `None` if it started (then it is stopped).
+fn serve_refused(dir: &Path, config: Option<&str>) -> Option<String> {
+    let path = dir.join("controller.toml");
+    let _ = std::fs::remove_file(&path);
+    if let Some(text) = config {
+        std::fs::write(&path, text).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pureboot-controller"))
+        .arg("--config")
+        .arg(&path)
+        .arg("serve")
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            assert!(!out.status.success());
+            return Some(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    None
+}
+
+#[test]
+fn serve_refuses_a_config_that_would_fail_later_naming_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n",
+        d.join("r.db").display(),
+        common::repo_workflows().display()
+    );
+    let nfs = format!("[nfs]\nroot_path = \"{}\"\n", d.join("nfs").display());
+    let err = serve_refused(d, None).expect("no config file: refused");
+    assert!(
+        err.contains("controller.toml") && err.contains("not found"),
+        "{err}"
+    );
+    assert!(
+        !d.join("pureboot.db").exists(),
+        "no database made in the working directory"
+    );
+    let cases = [
+        (
+            format!("{base}{nfs}persist_size_mb = 0\n"),
+            "nfs.persist_size_mb",
+        ),
+        (
+            format!("{base}{nfs}default_base_image = \"../../etc\"\n"),
+            "nfs.default_base_image",
+        ),
+        (
+            format!("{base}{nfs}").replace("127.0.0.1:0", "0.0.0.0:0"),
+            "public_url",
+        ),
+        (
+            format!("public_url = \"http://\"\n{base}{nfs}"),
+            "public_url",
+        ),
+        (format!("admin_token = \"\"\n{base}{nfs}"), "admin_token"),
+        (format!("{base}{nfs}root_path = \n"), "line 6, column 13"),
+    ];
+    for (text, needle) in &cases {
+        let err = serve_refused(d, Some(text)).unwrap_or_else(|| panic!("{text}: started"));
+        assert!(
+            err.contains(needle) && err.contains("controller.toml"),
+            "{needle}: {err}"
+        );
+    }
+    // A database written by a newer controller.
+    let ok = format!("{base}{nfs}");
+    assert!(
+        serve_refused(d, Some(&ok)).is_none(),
+        "the good config serves"
+    );
+    let db = rusqlite::Connection::open(d.join("r.db")).unwrap();
+    db.execute(
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 'later')",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let err = serve_refused(d, Some(&ok)).expect("newer schema: refused");
+    assert!(err.contains("999") && err.contains("r.db"), "{err}");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = common::test_config(dir.path());
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n[nfs]\nroot_path = \"{}\"\n",
+            c.database.display(),
+            c.workflows_dir.display(),
+            c.nfs.root_path.display()
+        ),
+    )
+    .unwrap();
+    let (mut first, _) = serve(&config);
+    let out = cli(&config, &["serve"]);
+    assert!(!out.status.success(), "second daemon started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by another") && err.contains("registry.db"),
+        "{err}"
+    );
+    // The CLI still works beside the daemon.
+    assert!(cli(&config, &["node", "list"]).status.success());
+    first.kill().unwrap();
+    first.wait().unwrap();
+}

@@ -29,6 +29,7 @@ impl Setup {
             format!(
                 "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n\
                  admin_token = \"{TOKEN}\"\nnfs_server = \"10.0.2.2\"\n\
+                 node_requests_per_minute = 0\n\
                  [nfs]\nroot_path = \"{}\"\ndefault_base_image = \"tiny\"\n",
                 dir.path().join("registry.db").display(),
                 workflows.display(),
@@ -242,22 +243,24 @@ fn storm_client(
         .build();
     'storm: while !stop.load(Ordering::Relaxed) {
         for (serial, boots, reports) in acked.iter_mut() {
-            match agent
+            let callback = match agent
                 .get(&format!("{base}/api/v1/boot/pi?serial={serial}"))
                 .call()
             {
-                Ok(r) if r.status() == 200 => *boots += 1,
+                Ok(r) if r.status() == 200 => {
+                    *boots += 1;
+                    let answer: Value = r.into_json().unwrap();
+                    let url = answer["callback_url"].as_str().unwrap().to_string();
+                    url[url.find("/api/").unwrap()..].to_string()
+                }
                 Ok(r) => panic!("boot {serial}: {}", r.status()),
                 Err(ureq::Error::Status(s, r)) => {
                     panic!("boot {serial}: {s} {}", r.into_string().unwrap_or_default())
                 }
                 Err(_) => break 'storm,
-            }
+            };
             let report = json!({"success": true, "mode": "nfs_boot"});
-            match agent
-                .post(&format!("{base}/api/v1/nodes/{serial}/installed"))
-                .send_json(report)
-            {
+            match agent.post(&format!("{base}{callback}")).send_json(report) {
                 Ok(r) if (200..300).contains(&r.status()) => *reports += 1,
                 Ok(_) | Err(ureq::Error::Status(..)) => {} // e.g. 409: no acknowledged event
                 Err(_) => break 'storm,

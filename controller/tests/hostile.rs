@@ -1,8 +1,7 @@
 //! The controller against hostile clients, on the real server (127.0.0.1, port 0): broken
 //! HTTP on a raw socket, oversized requests, slowloris, path tricks in serials and image
-//! names, and missing or wrong admin tokens. Every answer is a 4xx, never a 500; answers
-//! from the router carry the JSON error, answers from hyper's parser (it refuses the bytes
-//! before any route runs) are a bare status and a closed connection.
+//! names, and missing or wrong admin tokens. Every answer is a 4xx, never a 500, and carries
+//! the JSON error, also hyper's own answers to bytes it cannot parse (before any route runs).
 
 mod common;
 
@@ -72,11 +71,27 @@ fn malformed_http_is_refused_by_the_parser() {
         ("bad content-length", b"POST /api/v1/nodes/register-pi HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n".to_vec(), 400),
         ("two content-lengths", b"POST /api/v1/nodes/register-pi HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".to_vec(), 400),
         ("huge header", long_header.into_bytes(), 431),
+        ("huge target", format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100 * 1024)).into_bytes(), 414),
         ("too many headers", many_headers.into_bytes(), 431),
     ];
     for (what, bytes, want) in cases {
-        let (status, _) = raw(&app, &bytes);
+        let (status, body) = raw(&app, &bytes);
         assert_eq!(status, want, "{what}");
+        json_error(what, &body);
+    }
+    // Percent-encoding that is not UTF-8 in a path segment.
+    for (method, path) in [
+        ("GET", "/api/v1/nodes/%ff"),
+        ("POST", "/api/v1/nodes/%ff/installed"),
+        ("POST", "/api/v1/nodes/%ff/install-failed"),
+    ] {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let (status, body) = raw(&app, req.as_bytes());
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        assert_eq!(json_error(path, &body)["error"], "bad_request");
     }
     assert_eq!(app.get("/healthz").0, 200, "server still answers");
 }
@@ -433,4 +448,425 @@ fn connection_cap_frees_slots_at_the_header_timeout() {
     );
     assert_eq!(attack.join().unwrap(), 64);
     eprintln!("capped: boot answered after {took:?} behind 64 slow connections");
+}
+
+// ---- issue 13: who may change a node ------------------------------------------------
+
+/// The path of a boot answer's callback URL (`failure`: of its failure URL).
+fn report_path(answer: &Value, failure: bool) -> String {
+    let key = if failure {
+        "failure_url"
+    } else {
+        "callback_url"
+    };
+    let url = answer[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {answer}"));
+    url[url.find("/api/").unwrap()..].to_string()
+}
+
+fn post_from(app: &TestApp, local: &str, path: &str, body: &Value) -> (u16, Value) {
+    // A report from another address of this host (127.0.0.2 reaches the server's
+    // 127.0.0.1 listener): another machine on the boot network.
+    let mut s = connect_from(local, addr(app));
+    let text = body.to_string();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, json_error_or_value(body))
+}
+
+fn json_error_or_value(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"))
+}
+
+/// A TCP connection from a chosen loopback source address (bind before connect).
+fn connect_from(local: &str, to: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0);
+    let sin = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let from = sin(local.parse().unwrap(), 0);
+    let SocketAddr::V4(to) = to else {
+        panic!("IPv4 only")
+    };
+    let dest = sin(*to.ip(), to.port());
+    unsafe {
+        assert_eq!(
+            libc::bind(fd, &from as *const _ as *const libc::sockaddr, len),
+            0
+        );
+        assert_eq!(
+            libc::connect(fd, &dest as *const _ as *const libc::sockaddr, len),
+            0
+        );
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+#[test]
+fn reports_are_accepted_only_on_the_boot_id_and_from_the_address_that_booted() {
+    let app = spawn_app();
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    app.add_node(json!({"serial": "0000beef", "workflow_id": "pi-diskless-nfs"}));
+    let (_, a) = app.boot(&format!("serial={SERIAL}"));
+    let (_, b) = app.boot("serial=0000beef");
+    let ok = json!({"success": true, "mode": "nfs_boot"});
+    let node_id = app.node(SERIAL)["id"].as_str().unwrap().to_string();
+    // The serial and the node id name no boot (the node id is visible to many).
+    for id in [SERIAL, "D83ADD36", &node_id] {
+        for route in ["installed", "install-failed"] {
+            let (status, e) = app.post(
+                &format!("/api/v1/nodes/{id}/{route}"),
+                &json!({"success": true, "mode": "nfs_boot", "error": "x"}),
+            );
+            assert_eq!(status, 404, "{id}/{route}: {e}");
+            assert_eq!(e["error"], "not_found");
+        }
+    }
+    assert_eq!(app.node(SERIAL)["state"], "installing", "nothing moved it");
+    // Node B's boot id reports for node B only.
+    let (status, n) = app.post(&report_path(&b, false), &ok);
+    assert_eq!((status, n["serial"].as_str()), (200, Some("0000beef")));
+    assert_eq!(app.node(SERIAL)["state"], "installing");
+    // Another address (another machine) with A's real boot id: refused, nothing recorded.
+    let before = app.event_kinds(SERIAL).len();
+    let (status, e) = post_from(&app, "127.0.0.2", &report_path(&a, false), &ok);
+    assert_eq!(status, 403, "{e}");
+    assert_eq!(e["error"], "forbidden");
+    let (status, _) = post_from(
+        &app,
+        "127.0.0.2",
+        &report_path(&a, true),
+        &json!({"error": "x"}),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(app.event_kinds(SERIAL).len(), before);
+    // The booting address itself.
+    let (status, n) = post_from(&app, "127.0.0.1", &report_path(&a, false), &ok);
+    assert_eq!((status, n["state"].as_str()), (200, Some("active")), "{n}");
+
+    // With the address binding off, the id alone is the key.
+    let open = spawn_app_with(|c| c.reports_from_boot_address = false);
+    open.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    let (_, a) = open.boot(&format!("serial={SERIAL}"));
+    let (status, _) = post_from(&open, "127.0.0.2", &report_path(&a, false), &ok);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn register_pi_cannot_rewrite_another_node_nor_flag_it() {
+    let app = spawn_app();
+    let mine = json!({"serial": SERIAL, "mac": "dc:a6:32:01:02:03", "model": "pi4", "ip_address": "10.0.2.15"});
+    assert_eq!(app.post("/api/v1/nodes/register-pi", &mine).0, 201);
+    let before = app.node(SERIAL);
+    let hostile = json!({"serial": SERIAL, "mac": "dc:a6:32:66:66:66", "model": "evil", "ip_address": "10.6.6.6"});
+    let (status, e) = app.post("/api/v1/nodes/register-pi", &hostile);
+    assert_eq!(status, 409, "{e}");
+    let same_mac = json!({"serial": SERIAL, "mac": "dc:a6:32:01:02:03", "model": "evil", "ip_address": "10.6.6.6"});
+    assert_eq!(app.post("/api/v1/nodes/register-pi", &same_mac).0, 200);
+    let after = app.node(SERIAL);
+    for field in ["mac", "model", "last_ip", "conflict", "state"] {
+        assert_eq!(after[field], before[field], "{field} unchanged");
+    }
+    assert_eq!(after["conflict"], Value::Null);
+    assert!(!app.event_kinds(SERIAL).contains(&"conflict".to_string()));
+}
+
+#[test]
+fn auto_register_off_is_not_bypassed_by_register_pi() {
+    let app = spawn_app_with(|c| c.auto_register = false);
+    let (status, e) = app.post(
+        "/api/v1/nodes/register-pi",
+        &json!({"serial": "feedf00d", "mac": "dc:a6:32:00:00:01"}),
+    );
+    assert_eq!(status, 403, "{e}");
+    assert_eq!(e["error"], "forbidden");
+    assert_eq!(app.admin_get("/api/v1/nodes").1, json!([]));
+    assert_eq!(app.admin_get("/api/v1/nodes/feedf00d").0, 404);
+}
+
+#[test]
+fn addresses_are_checked_as_addresses() {
+    let app = spawn_app();
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    let (_, r) = app.boot(&format!("serial={SERIAL}"));
+    for bad in [
+        "\u{1b}[31mPWNED\u{1b}[0m",
+        "10.0.2.15\n",
+        "{{ 7*7 }}",
+        "10.0.2.256",
+        "",
+    ] {
+        let (status, e) = app.post(
+            &report_path(&r, false),
+            &json!({"success": true, "mode": "nfs_boot", "ip_address": bad}),
+        );
+        assert_eq!(status, 422, "{bad:?}: {e}");
+        let (status, _) = app.post(
+            "/api/v1/nodes/register-pi",
+            &json!({"serial": "0000aaaa", "mac": "dc:a6:32:00:00:01", "ip_address": bad}),
+        );
+        assert_eq!(status, 422, "register {bad:?}");
+    }
+    let (status, _) = app.post(
+        "/api/v1/nodes/register-pi",
+        &json!({"serial": "0000aaaa", "mac": "dc:a6:32:00:00:01", "model": "\u{1b}]0;owned\u{7}"}),
+    );
+    assert_eq!(status, 422, "model with escapes");
+    let node = app.node(SERIAL);
+    assert_eq!(node["state"], "installing", "no bad report was taken");
+    assert_eq!(node["last_ip"], "127.0.0.1");
+    let (status, n) = app.post(
+        &report_path(&r, false),
+        &json!({"success": true, "mode": "nfs_boot", "ip_address": "fe80::1"}),
+    );
+    assert_eq!((status, n["last_ip"].as_str()), (200, Some("fe80::1")));
+}
+
+#[test]
+fn the_failure_metric_counts_recorded_failures_only() {
+    let app = spawn_app();
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    let failures = || -> String {
+        let text = ureq::get(&app.url("/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("pureboot_node_failures_total "))
+            .unwrap()
+            .to_string()
+    };
+    for _ in 0..5 {
+        // 404: no such boot; 422: not a report.
+        app.post(
+            &format!("/api/v1/nodes/{SERIAL}/install-failed"),
+            &json!({"error": "x"}),
+        );
+        app.post(
+            "/api/v1/nodes/5f0c1b2a-0000-4000-8000-00000000abcd/install-failed",
+            &json!({"error": "x"}),
+        );
+        app.post(
+            "/api/v1/nodes/5f0c1b2a-0000-4000-8000-00000000abcd/install-failed",
+            &json!({"nope": 1}),
+        );
+    }
+    assert_eq!(failures(), "0");
+    let (_, r) = app.boot(&format!("serial={SERIAL}"));
+    assert_eq!(app.post(&report_path(&r, true), &json!({"nope": 1})).0, 422);
+    assert_eq!(
+        failures(),
+        "0",
+        "a malformed report on a real boot is no failure"
+    );
+    assert_eq!(
+        app.post(&report_path(&r, true), &json!({"error": "disk"}))
+            .0,
+        200
+    );
+    assert_eq!(failures(), "1");
+    assert_eq!(
+        app.post(&report_path(&r, true), &json!({"error": "again"}))
+            .0,
+        409
+    );
+    assert_eq!(failures(), "1", "a refused transition is no new failure");
+}
+
+#[test]
+fn the_management_api_can_have_its_own_listener() {
+    let app = spawn_app_with(|c| c.admin_listen = Some("127.0.0.1:0".into()));
+    let admin = app.admin_base.clone().expect("admin listener");
+    // The boot network's listener: Pi routes and health only.
+    for path in [
+        "/api/v1/nodes",
+        "/api/v1/workflows",
+        "/api/v1/images",
+        "/metrics",
+    ] {
+        let resp = ureq::get(&app.url(path))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .call();
+        match resp {
+            Err(ureq::Error::Status(404, r)) => {
+                json_error(path, &r.into_string().unwrap());
+            }
+            other => panic!("{path} on the Pi listener: {other:?}"),
+        }
+    }
+    assert_eq!(app.get("/healthz").0, 200);
+    assert_eq!(app.boot(&format!("serial={SERIAL}")).0, 200);
+    // The admin listener: management API with the token, no Pi routes.
+    let nodes: Value = ureq::get(&format!("{admin}/api/v1/nodes"))
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(nodes[0]["serial"], SERIAL);
+    assert!(ureq::get(&format!("{admin}/metrics")).call().is_ok());
+    let boot = ureq::get(&format!("{admin}/api/v1/boot/pi?serial={SERIAL}")).call();
+    assert!(matches!(boot, Err(ureq::Error::Status(404, _))));
+}
+
+// ---- issue 13 item 4: bounds ---------------------------------------------------------
+
+#[test]
+fn discovered_nodes_are_capped() {
+    let app = spawn_app_with(|c| c.max_discovered_nodes = 5);
+    for i in 0..5 {
+        assert_eq!(app.boot(&format!("serial=0000000{i}")).0, 200);
+    }
+    let (status, e) = app.boot("serial=00000009");
+    assert_eq!(status, 429, "{e}");
+    assert_eq!(e["error"], "too_many_requests");
+    let (status, _) = app.post(
+        "/api/v1/nodes/register-pi",
+        &json!({"serial": "0000000a", "mac": "dc:a6:32:00:00:0a"}),
+    );
+    assert_eq!(status, 429);
+    assert_eq!(
+        app.admin_get("/api/v1/nodes").1.as_array().unwrap().len(),
+        5
+    );
+    // Known nodes still boot; an operator's node add is not a discovery.
+    assert_eq!(app.boot("serial=00000001").0, 200);
+    app.add_node(json!({"serial": "0000000b", "workflow_id": "pi-diskless-nfs"}));
+}
+
+#[test]
+fn unknown_serials_and_chatty_nodes_are_rate_limited() {
+    let app = spawn_app_with(|c| {
+        c.auto_register = false;
+        c.unknown_serials_per_minute = 10;
+        c.node_requests_per_minute = 10;
+    });
+    // One unknown serial, hammered: every answer given, few events written.
+    for _ in 0..200 {
+        let (status, r) = app.boot("serial=feedf00d");
+        assert_eq!((status, r["action"].as_str()), (200, Some("local_boot")));
+    }
+    // Distinct unknown serials share the budget.
+    for i in 0..50 {
+        app.boot(&format!("serial=fee{i:05x}"));
+    }
+    let unknown_events: i64 = app
+        .services
+        .store
+        .read(|tx| {
+            let mut n = tx.count_events(
+                "feedf00d",
+                pureboot_controller::store::EventKind::BootRequest,
+            )?;
+            for i in 0..50 {
+                n += tx.count_events(
+                    &format!("fee{i:05x}"),
+                    pureboot_controller::store::EventKind::BootRequest,
+                )?;
+            }
+            Ok::<_, pureboot_controller::store::StoreError>(n)
+        })
+        .unwrap();
+    assert!(
+        unknown_events <= 11,
+        "{unknown_events} events for unknown serials"
+    );
+
+    // A registered node asking in a loop: 429 past its budget, nothing recorded then.
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    let statuses: Vec<u16> = (0..30)
+        .map(|_| app.boot(&format!("serial={SERIAL}")).0)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert!(statuses[10..].iter().all(|s| *s == 429), "{statuses:?}");
+    let boots = app
+        .event_kinds(SERIAL)
+        .iter()
+        .filter(|k| *k == "boot_request")
+        .count();
+    assert_eq!(boots, 10);
+}
+
+#[test]
+fn node_list_is_paginated() {
+    let app = spawn_app();
+    for i in 0..7 {
+        app.add_node(json!({"serial": format!("0000000{i}")}));
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/nodes?limit=3".to_string();
+    loop {
+        let resp = ureq::get(&app.url(&path))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .unwrap();
+        let next = resp.header("Link").map(str::to_string);
+        let page: Value = resp.into_json().unwrap();
+        let page = page.as_array().unwrap();
+        assert!(page.len() <= 3);
+        seen.extend(
+            page.iter()
+                .map(|n| n["serial"].as_str().unwrap().to_string()),
+        );
+        match next {
+            Some(link) => {
+                assert!(link.ends_with("; rel=\"next\""), "{link}");
+                path = link[1..link.find('>').unwrap()].to_string();
+            }
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..7).map(|i| format!("0000000{i}")).collect();
+    assert_eq!(seen, want);
+    // The default page is bounded, and a page size past the maximum is clamped.
+    let (status, all) = app.admin_get("/api/v1/nodes?limit=1000000");
+    assert_eq!((status, all.as_array().unwrap().len()), (200, 7));
+    let (status, e) = app.admin_get("/api/v1/nodes?after=..%2F");
+    assert_eq!((status, e["error"].as_str()), (400, Some("bad_request")));
+}
+
+#[test]
+fn events_are_pruned_by_count_keeping_the_newest() {
+    let app = spawn_app_with(|c| {
+        c.max_events = 20;
+        c.node_requests_per_minute = 0;
+    });
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    for _ in 0..30 {
+        assert_eq!(app.boot(&format!("serial={SERIAL}")).0, 200);
+    }
+    let pruned = app.services.prune_events().unwrap();
+    assert!(pruned >= 10, "{pruned}");
+    let (_, events) = app.admin_get(&format!("/api/v1/nodes/{SERIAL}/events?limit=1000"));
+    let events = events.as_array().unwrap();
+    assert!(events.len() <= 20, "{}", events.len());
+    assert_eq!(
+        events.last().unwrap()["kind"],
+        "boot_request",
+        "newest kept"
+    );
+    // Booting on appends after the pruned prefix.
+    assert_eq!(app.boot(&format!("serial={SERIAL}")).0, 200);
 }

@@ -7,6 +7,23 @@ use serde_json::{json, Value};
 
 const SERIAL: &str = "d83add36";
 const MAC: &str = "dc:a6:32:01:02:03";
+/// A well-formed boot id that names no boot.
+const BOOT: &str = "5f0c1b2a-0000-4000-8000-00000000abcd";
+
+/// The path of a boot answer's callback URL (`failure`: of its failure URL).
+fn report_path(answer: &Value, failure: bool) -> String {
+    let key = if failure {
+        "failure_url"
+    } else {
+        "callback_url"
+    };
+    let url = answer[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {answer}"));
+    url.strip_prefix("http://10.0.2.2:8080")
+        .unwrap()
+        .to_string()
+}
 
 fn read(path: std::path::PathBuf) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -61,6 +78,7 @@ fn assigned_diskless_node_gets_nfs_boot_on_every_boot() {
     assert_eq!(node["state"], "pending");
     let root = app.nfs_root();
     let mut machine_ids = Vec::new();
+    let mut boot_ids: Vec<String> = Vec::new();
     for round in 0..3 {
         let (status, r) = app.boot(&format!(
             "serial={SERIAL}&mac={MAC}&full_serial=10000000{SERIAL}"
@@ -73,13 +91,21 @@ fn assigned_diskless_node_gets_nfs_boot_on_every_boot() {
             "workflow template rendered from settings"
         );
         assert_eq!(r["nfs_path"], root.display().to_string(), "the export root");
-        assert_eq!(
-            r["callback_url"],
-            format!("http://10.0.2.2:8080/api/v1/nodes/{id}/installed")
+        // A new unguessable id per boot: neither the serial nor the node id.
+        let callback = r["callback_url"].as_str().unwrap();
+        let boot_id = callback
+            .strip_prefix("http://10.0.2.2:8080/api/v1/nodes/")
+            .and_then(|c| c.strip_suffix("/installed"))
+            .unwrap_or_else(|| panic!("{callback}"));
+        assert!(boot_id.len() == 36 && boot_id != id && !boot_id.contains(SERIAL));
+        assert!(
+            !boot_ids.contains(&boot_id.to_string()),
+            "a new id per boot"
         );
+        boot_ids.push(boot_id.to_string());
         assert_eq!(
             r["failure_url"],
-            format!("http://10.0.2.2:8080/api/v1/nodes/{id}/install-failed")
+            format!("http://10.0.2.2:8080/api/v1/nodes/{boot_id}/install-failed")
         );
         assert_eq!(r["base_image"], "debian-arm64", "configured default");
         assert_eq!(
@@ -91,7 +117,7 @@ fn assigned_diskless_node_gets_nfs_boot_on_every_boot() {
         assert_eq!(app.node(&id)["state"], "installing");
 
         let (status, n) = app.post(
-            &format!("/api/v1/nodes/{id}/installed"),
+            &report_path(&r, false),
             &json!({"success": true, "mode": "nfs_boot", "ip_address": "10.0.2.15", "elapsed_ms": 900 + round,
                     "steps": [{"step": "nfs-mount", "ms": 150}]}),
         );
@@ -169,23 +195,17 @@ fn which(tool: &str) -> Option<std::path::PathBuf> {
 #[test]
 fn callbacks_move_state_or_answer_409() {
     let app = spawn_app();
-    // A discovered node has not been told to boot: its callback is an invalid transition.
-    app.boot(&format!("serial={SERIAL}"));
+    // A discovered node has not been told to boot: it has no boot to report on, and the
+    // serial names none.
+    let (_, r) = app.boot(&format!("serial={SERIAL}"));
+    assert_eq!(r["callback_url"], Value::Null, "{r}");
     let (status, e) = app.post(
         &format!("/api/v1/nodes/{SERIAL}/installed"),
         &json!({"success": true, "mode": "nfs_boot"}),
     );
-    assert_eq!(status, 409, "{e}");
-    assert_eq!(e["error"], "invalid_transition");
-    assert!(
-        e["detail"].as_str().unwrap().contains("'discovered'"),
-        "{e}"
-    );
+    assert_eq!(status, 404, "{e}");
+    assert_eq!(e["error"], "not_found");
     assert_eq!(app.node(SERIAL)["state"], "discovered");
-    assert!(
-        app.event_kinds(SERIAL).contains(&"installed".to_string()),
-        "refused report still recorded"
-    );
 
     let (status, n) = app.admin(
         "POST",
@@ -193,9 +213,9 @@ fn callbacks_move_state_or_answer_409() {
         Some(&json!({"workflow_id": "pi-diskless-nfs"})),
     );
     assert_eq!((status, n["state"].clone()), (200, json!("pending")), "{n}");
-    app.boot(&format!("serial={SERIAL}"));
+    let (_, r) = app.boot(&format!("serial={SERIAL}"));
     let (status, n) = app.post(
-        &format!("/api/v1/nodes/{SERIAL}/install-failed"),
+        &report_path(&r, true),
         &json!({"error": "Base image not found: debian-arm64", "step": "overlay"}),
     );
     assert_eq!(status, 200, "{n}");
@@ -211,20 +231,30 @@ fn callbacks_move_state_or_answer_409() {
         failed["detail"]["error"],
         "Base image not found: debian-arm64"
     );
-    let (status, _) = app.post(
-        &format!("/api/v1/nodes/{SERIAL}/install-failed"),
-        &json!({"error": "again"}),
-    );
+    let (status, _) = app.post(&report_path(&r, true), &json!({"error": "again"}));
     assert_eq!(
         status, 409,
         "install_failed -> install_failed is not a transition"
     );
+    assert!(
+        app.event_kinds(SERIAL)
+            .iter()
+            .filter(|k| *k == "install_failed")
+            .count()
+            == 2,
+        "refused report still recorded"
+    );
 
-    // The next boot retries: nfs_boot again.
-    let (_, r) = app.boot(&format!("serial={SERIAL}"));
-    assert_eq!(r["action"], "nfs_boot");
+    // The next boot retries: nfs_boot again, with a new id; the old one names no boot.
+    let (_, r2) = app.boot(&format!("serial={SERIAL}"));
+    assert_eq!(r2["action"], "nfs_boot");
     let (status, _) = app.post(
-        &format!("/api/v1/nodes/{SERIAL}/installed"),
+        &report_path(&r, false),
+        &json!({"success": true, "mode": "nfs_boot"}),
+    );
+    assert_eq!(status, 404, "the previous boot's id is spent");
+    let (status, _) = app.post(
+        &report_path(&r2, false),
         &json!({"success": true, "mode": "nfs_boot"}),
     );
     assert_eq!(status, 200);
@@ -302,20 +332,20 @@ fn bad_input_gets_4xx_json_never_500() {
         (
             "malformed json",
             app.post_raw(
-                &format!("/api/v1/nodes/{SERIAL}/installed"),
+                &format!("/api/v1/nodes/{BOOT}/installed"),
                 "{\"success\": tru",
             ),
         ),
         (
             "wrong json shape",
             app.post_raw(
-                &format!("/api/v1/nodes/{SERIAL}/installed"),
+                &format!("/api/v1/nodes/{BOOT}/installed"),
                 "{\"success\": \"yes\", \"mode\": 1}",
             ),
         ),
         (
             "oversized body",
-            app.post_raw(&format!("/api/v1/nodes/{SERIAL}/install-failed"), &big),
+            app.post_raw(&format!("/api/v1/nodes/{BOOT}/install-failed"), &big),
         ),
         (
             "bad node id",
@@ -529,9 +559,9 @@ fn a_second_machine_claiming_a_short_serial_is_flagged() {
         &format!("/api/v1/nodes/{SERIAL}/assign"),
         Some(&json!({"workflow_id": "pi-k3s-worker"})),
     );
-    app.boot(&format!("serial={SERIAL}"));
+    let (_, r) = app.boot(&format!("serial={SERIAL}"));
     let report = json!({"success": true, "mode": "nfs_boot", "serial": SERIAL, "full_serial": format!("30000000{SERIAL}"), "mac": MAC});
-    let (status, n) = app.post(&format!("/api/v1/nodes/{SERIAL}/installed"), &report);
+    let (status, n) = app.post(&report_path(&r, false), &report);
     assert_eq!(status, 200, "{n}");
     assert!(
         n["conflict"]
@@ -697,8 +727,8 @@ fn workflows_reload_without_a_restart_and_keep_the_old_set_when_unreadable() {
     assert_eq!(status, 500, "{e}");
     let detail = e["detail"].as_str().unwrap();
     assert!(
-        detail.contains(&dir.display().to_string()) && detail.contains("keeping the 2"),
-        "{detail}"
+        !detail.contains(&dir.display().to_string()) && detail.contains("keeping the 2"),
+        "the answer names no server path: {detail}"
     );
     assert_eq!(app.admin_get("/api/v1/workflows/second").0, 200);
     assert_eq!(app.get("/healthz").1["workflows"], 2);
@@ -716,4 +746,159 @@ fn nodes_mount_the_export_path_while_the_controller_writes_under_root_path() {
         app.nfs_root().join("nodes/0000000d").is_dir(),
         "the node's tree is prepared under root_path"
     );
+}
+
+#[test]
+fn a_boot_whose_tree_cannot_be_prepared_changes_nothing_and_names_no_server_path() {
+    let wf_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::repo_workflows().join("pi-diskless-nfs.yaml"),
+        wf_dir.path().join("pi-diskless-nfs.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        wf_dir.path().join("bad-host.yaml"),
+        "id: bad-host\nname: Bad host\ninstall_method: nfs\nhostname: \"{{ serial }}\\nx\"\n",
+    )
+    .unwrap();
+    let dir = wf_dir.path().to_path_buf();
+    let app = spawn_app_with(move |c| c.workflows_dir = dir);
+    let root = app.nfs_root().display().to_string();
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    app.add_node(json!({"serial": "0000aaaa", "workflow_id": "bad-host"}));
+    // Something in the way of the node's directory (as a full disk would fail the write).
+    let nodes = app.nfs_root().join("nodes");
+    std::fs::create_dir_all(&nodes).unwrap();
+    std::fs::write(nodes.join(SERIAL), "in the way").unwrap();
+    for serial in [SERIAL, "0000aaaa"] {
+        let (status, e) = app.boot(&format!("serial={serial}"));
+        assert_eq!(status, 500, "{serial}: {e}");
+        assert_eq!(e["error"], "internal");
+        let text = e.to_string();
+        assert!(
+            !text.contains(&root) && !text.contains("/nodes/"),
+            "{serial}: the answer names a server path: {text}"
+        );
+        let node = app.node(serial);
+        assert_eq!(node["state"], "pending", "{serial}: state unchanged");
+        let events = node["events"].as_array().unwrap();
+        assert!(
+            !events
+                .iter()
+                .any(|e| e["kind"] == "state_change" || e["detail"]["action"] == "nfs_boot"),
+            "{serial}: nothing says the boot happened: {events:?}"
+        );
+    }
+    // Once the export is fixed the same node boots.
+    std::fs::remove_file(nodes.join(SERIAL)).unwrap();
+    let (status, r) = app.boot(&format!("serial={SERIAL}"));
+    assert_eq!(
+        (status, r["action"].as_str()),
+        (200, Some("nfs_boot")),
+        "{r}"
+    );
+    assert_eq!(app.node(SERIAL)["state"], "installing");
+}
+
+/// Nested loops of 10^10 iterations: minutes of CPU without a fuel limit.
+const RUNAWAY: &str =
+    "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}x";
+
+#[test]
+fn a_runaway_template_stops_neither_the_other_boots_nor_the_controller() {
+    let wf_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::repo_workflows().join("pi-diskless-nfs.yaml"),
+        wf_dir.path().join("pi-diskless-nfs.yaml"),
+    )
+    .unwrap();
+    // Fine for the sample node a reload renders, runaway for one real node.
+    std::fs::write(
+        wf_dir.path().join("sly.yaml"),
+        format!(
+            "id: sly\nname: Sly\ninstall_method: nfs\nhostname: \"{{% if serial == '0000dead' %}}{RUNAWAY}{{% else %}}ok{{% endif %}}\"\n"
+        ),
+    )
+    .unwrap();
+    let dir = wf_dir.path().to_path_buf();
+    let app = spawn_app_with(move |c| c.workflows_dir = dir);
+    app.add_node(json!({"serial": "0000dead", "workflow_id": "sly"}));
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(10))
+        .build();
+    let get = |path: &str| -> (u16, Value) {
+        match agent.get(&app.url(path)).call() {
+            Ok(r) => (r.status(), r.into_json().unwrap()),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap()),
+            Err(e) => panic!("{path}: {e}"),
+        }
+    };
+    let started = std::time::Instant::now();
+    let stuck = std::thread::scope(|s| {
+        let stuck = s.spawn(|| get("/api/v1/boot/pi?serial=0000dead"));
+        // Meanwhile the controller answers everyone else.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let (status, r) = get(&format!("/api/v1/boot/pi?serial={SERIAL}"));
+        assert_eq!(
+            (status, r["action"].as_str()),
+            (200, Some("nfs_boot")),
+            "{r}"
+        );
+        assert_eq!(get("/healthz").0, 200);
+        stuck.join().unwrap()
+    });
+    let (status, r) = stuck;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["action"], "wait", "{r}");
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("hostname") && msg.contains("too long"),
+        "{msg}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // Runaway for every node: a reload leaves it out, with why.
+    std::fs::write(
+        wf_dir.path().join("greedy.yaml"),
+        "id: greedy\nname: Greedy\ninstall_method: nfs\nhostname: \"{{ 'x' * 100000 }}\"\n",
+    )
+    .unwrap();
+    let (status, reloaded) = app.admin("POST", "/api/v1/workflows/reload", None);
+    assert_eq!(status, 200, "{reloaded}");
+    let broken = reloaded["broken"].to_string();
+    assert!(
+        broken.contains("greedy") && broken.contains("over the render limits"),
+        "{reloaded}"
+    );
+    assert!(!reloaded["workflows"].to_string().contains("greedy"));
+    assert!(reloaded["workflows"].to_string().contains("sly"));
+}
+
+#[test]
+fn healthz_reports_write_health() {
+    let app = spawn_app();
+    let (status, h) = app.get("/healthz");
+    assert_eq!((status, h["status"].as_str()), (200, Some("ok")), "{h}");
+    // The export stops taking writes (as on a full disk): healthz says so.
+    let root = app.nfs_root();
+    let aside = root.with_extension("aside");
+    std::fs::rename(&root, &aside).unwrap();
+    std::fs::write(&root, "not a directory").unwrap();
+    let (status, h) = app.get("/healthz");
+    assert_eq!(status, 503, "{h}");
+    assert_eq!(h["status"], "error");
+    assert_eq!(h["database"], "ok");
+    assert!(
+        h["export"].as_str().unwrap().contains("write failed"),
+        "{h}"
+    );
+    assert!(!h.to_string().contains(&root.display().to_string()), "{h}");
+    std::fs::remove_file(&root).unwrap();
+    std::fs::rename(&aside, &root).unwrap();
+    assert_eq!(app.get("/healthz").0, 200);
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{node_ref, print_json, table, ImageCmd, NodeCmd, OverlayCmd};
 use crate::domain::{NodeState, Serial};
-use crate::nfs_tree::TerminalProgress;
+use crate::nfs_tree::{PersistState, TerminalProgress};
 use crate::service::{NodeSpec, Services, RECENT_EVENTS};
 use crate::store::NodeFilter;
 
@@ -27,6 +27,7 @@ impl Output {
                 let nodes = s.list_nodes(&NodeFilter {
                     state,
                     workflow_id: workflow,
+                    ..Default::default()
                 })?;
                 if self.json {
                     return print_json(&nodes);
@@ -42,11 +43,14 @@ impl Output {
                             table::opt(&n.mac),
                             table::opt(&n.last_ip),
                             table::opt(&n.last_boot_at),
-                            if n.conflict.is_some() {
-                                "CONFLICT".into()
-                            } else {
-                                String::new()
-                            },
+                            [
+                                n.conflict.as_ref().map(|_| "CONFLICT"),
+                                n.degraded.as_ref().map(|_| "DEGRADED"),
+                            ]
+                            .into_iter()
+                            .flatten()
+                            .collect::<Vec<_>>()
+                            .join(","),
                         ]
                     })
                     .collect();
@@ -93,6 +97,7 @@ impl Output {
                     ("last boot", table::opt(&n.last_boot_at)),
                     ("last ip", table::opt(&n.last_ip)),
                     ("conflict", table::opt(&n.conflict)),
+                    ("degraded", table::opt(&n.degraded)),
                     (
                         "tree",
                         d.tree
@@ -102,7 +107,7 @@ impl Output {
                     ),
                 ];
                 for (k, v) in fields {
-                    println!("{k:<12} {v}");
+                    println!("{k:<12} {}", table::escape_controls(&v));
                 }
                 let rows: Vec<Vec<String>> = d
                     .events
@@ -272,18 +277,40 @@ impl Output {
                 if self.json {
                     return print_json(&info);
                 }
-                println!("path        {}", info.path.display());
-                println!("hostname    {}", table::opt(&info.hostname));
-                println!("machine-id  {}", table::opt(&info.machine_id));
+                println!("path        {}", info.tree.path.display());
+                println!("hostname    {}", table::opt(&info.tree.hostname));
+                println!("machine-id  {}", table::opt(&info.tree.machine_id));
                 println!(
                     "persist.img {}",
-                    if info.has_persist_image {
-                        info.persist_image.display().to_string()
-                    } else {
-                        "-".into()
+                    match &info.persist {
+                        PersistState::Missing => "-".to_string(),
+                        PersistState::Ext4 =>
+                            format!("{} (ext4)", info.tree.persist_image.display()),
+                        PersistState::Broken(why) => format!(
+                            "{} (BROKEN: {why}; `overlay reset {serial}` sets it aside)",
+                            info.tree.persist_image.display()
+                        ),
                     }
                 );
+                for p in &info.set_aside {
+                    println!("set aside   {}", p.display());
+                }
                 Ok(())
+            }
+            OverlayCmd::Reset { serial } => {
+                let serial = Serial::parse(&serial)?;
+                let moved = s.reset_persist_image(serial.as_str())?;
+                let text = match &moved {
+                    Some(p) => format!(
+                        "moved {serial}'s persist.img aside to {}; fresh image created",
+                        p.display()
+                    ),
+                    None => format!("{serial} had no persist.img; fresh image created"),
+                };
+                self.done(
+                    &serde_json::json!({"serial": serial.as_str(), "moved_to": moved}),
+                    &text,
+                )
             }
             OverlayCmd::Rm { serial } => {
                 let serial = Serial::parse(&serial)?;

@@ -119,7 +119,13 @@ pub enum OverlayCmd {
     Create {
         id: String,
     },
+    /// The node's tree: files, persist.img state, broken images set aside.
     Info {
+        serial: String,
+    },
+    /// Move the node's persist.img aside (persist.img.broken-<time>, never deleted) and
+    /// create a fresh one: its next boot starts with an empty persistent layer.
+    Reset {
         serial: String,
     },
     Rm {
@@ -167,7 +173,7 @@ fn serve(config: Config) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         let app = App::build(config).await?;
         app.reload_workflows_on_sighup()?;
         // Tests and scripts wait for this line (port 0 resolves here).
@@ -176,6 +182,13 @@ fn serve(config: Config) -> Result<()> {
             app.local_addr()
         );
         log::info!("listening on http://{}", app.local_addr());
+        if let Some(a) = app.admin_addr() {
+            println!("pureboot-controller admin API on http://{a}");
+            log::info!("management API on http://{a} (not on {})", app.local_addr());
+        }
         app.run().await
-    })
+    });
+    // Blocking work still running (a boot's file writes) gets a moment, not forever.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }

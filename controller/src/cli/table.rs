@@ -1,6 +1,14 @@
 //! Plain text tables for the CLI (column widths from the content).
 
+pub use crate::text::escape_controls;
+
+/// Cells come from clients too: control characters are escaped (see [`escape_controls`]).
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| escape_controls(c)).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -38,5 +46,7 @@ mod tests {
             ],
         );
         assert_eq!(t, "SERIAL    STATE\nd83add36  active\n1         -\n");
+        let t = super::render(&["IP"], &[vec!["\u{1b}[31mX".into()]]);
+        assert_eq!(t, "IP\n\\u{1b}[31mX\n");
     }
 }

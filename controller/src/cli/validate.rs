@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use super::print_json;
 use crate::config::Config;
-use crate::templates::{Templates, Vars};
+use crate::templates::{sample_vars, Templates};
 use crate::workflows::{base_path_warning, load_file};
 
 pub fn run(config: &Config, files: &[PathBuf], json: bool) -> Result<()> {
@@ -68,25 +68,4 @@ pub fn run(config: &Config, files: &[PathBuf], json: bool) -> Result<()> {
         bail!("{failed} of {} workflow file(s) invalid", results.len());
     }
     Ok(())
-}
-
-/// Template context of a made-up node, so `validate` also catches undefined names.
-fn sample_vars(config: &Config) -> Vars {
-    let s = config.public_url();
-    [
-        ("nfs_server", config.nfs_server.clone()),
-        (
-            "nfs_path",
-            config.nfs.announced_path().display().to_string(),
-        ),
-        ("public_url", s.clone()),
-        ("controller_url", s),
-        ("default_base_image", config.nfs.default_base_image.clone()),
-        ("node_id", "00000000-0000-4000-8000-000000000000".into()),
-        ("serial", "00000000".into()),
-        ("hostname", "pi-00000000".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
 }

@@ -79,19 +79,27 @@ pub fn unregistered() -> PiBootResponse {
     }
 }
 
-pub fn callback_url(public_url: &str, node_id: &str) -> String {
-    format!("{public_url}/api/v1/nodes/{node_id}/installed")
+/// Where a boot reports: `{public_url}/api/v1/nodes/{boot_id}/installed`, the boot's own
+/// unguessable id in upstream's place of the node id (never the serial).
+pub fn callback_url(public_url: &str, boot_id: &str) -> String {
+    format!("{public_url}/api/v1/nodes/{boot_id}/installed")
 }
 
 /// Where this controller takes a failed boot's [`InstallFailedReport`]; upstream has no such
 /// route, and pi-init posts to the callback instead when an answer names none.
 ///
 /// [`InstallFailedReport`]: pureboot_contract::InstallFailedReport
-pub fn failure_url(public_url: &str, node_id: &str) -> String {
-    format!("{public_url}/api/v1/nodes/{node_id}/install-failed")
+pub fn failure_url(public_url: &str, boot_id: &str) -> String {
+    format!("{public_url}/api/v1/nodes/{boot_id}/install-failed")
 }
 
-pub fn decide(node: &Node, workflow: WorkflowState<'_>, s: &BootSettings) -> Decision {
+/// `boot_id`: the id this boot's reports must name, if the answer asks for a report.
+pub fn decide(
+    node: &Node,
+    workflow: WorkflowState<'_>,
+    s: &BootSettings,
+    boot_id: &str,
+) -> Decision {
     use NodeState::*;
     match node.state {
         Discovered => {
@@ -137,7 +145,7 @@ pub fn decide(node: &Node, workflow: WorkflowState<'_>, s: &BootSettings) -> Dec
                 wf.id
             ),
         ),
-        InstallMethod::Nfs => nfs_boot(node, wf, s),
+        InstallMethod::Nfs => nfs_boot(node, wf, s, boot_id),
         InstallMethod::Image if node.state == Pending => {
             let mut d = Decision::answer(
                 Installing,
@@ -146,7 +154,7 @@ pub fn decide(node: &Node, workflow: WorkflowState<'_>, s: &BootSettings) -> Dec
             );
             d.response.image_url = wf.image_url.clone();
             d.response.target_device = wf.target_device.clone();
-            d.response.callback_url = Some(callback_url(&s.public_url, &node.id));
+            d.response.callback_url = Some(callback_url(&s.public_url, boot_id));
             d.next_state = Some(Installing);
             d
         }
@@ -186,9 +194,9 @@ pub fn tree_plan(node: &Node, wf: Option<&Workflow>, default_base_image: &str) -
 
 /// A diskless node gets `nfs_boot` on every boot; each boot is a new `installing` round
 /// that its callback completes.
-fn nfs_boot(node: &Node, wf: &Workflow, s: &BootSettings) -> Decision {
+fn nfs_boot(node: &Node, wf: &Workflow, s: &BootSettings, boot_id: &str) -> Decision {
     let plan = tree_plan(node, Some(wf), &s.default_base_image);
-    let callback = callback_url(&s.public_url, &node.id);
+    let callback = callback_url(&s.public_url, boot_id);
     let response = PiBootResponse {
         state: NodeState::Installing.as_str().into(),
         action: Some(BootAction::NfsBoot),
@@ -200,7 +208,7 @@ fn nfs_boot(node: &Node, wf: &Workflow, s: &BootSettings) -> Decision {
                 .unwrap_or_else(|| s.nfs_server.clone()),
         ),
         nfs_path: Some(s.nfs_path.clone()),
-        failure_url: Some(failure_url(&s.public_url, &node.id)),
+        failure_url: Some(failure_url(&s.public_url, boot_id)),
         callback_url: Some(callback),
         image_url: None,
         target_device: None,
@@ -225,6 +233,8 @@ mod tests {
     use crate::templates::Templates;
     use crate::workflows::load_file;
     use std::path::Path;
+
+    const BOOT: &str = "9e1d6c3a-1111-4222-8333-444455556666";
 
     fn settings() -> BootSettings {
         BootSettings {
@@ -263,14 +273,14 @@ mod tests {
             NodeState::Installed,
             NodeState::Active,
         ] {
-            let d = decide(&node(state), WorkflowState::Ready(&wf), &settings());
+            let d = decide(&node(state), WorkflowState::Ready(&wf), &settings(), BOOT);
             let r = &d.response;
             assert_eq!(r.action, Some(BootAction::NfsBoot), "{state}");
             assert_eq!(r.state, "installing");
             assert_eq!(r.nfs_server.as_deref(), Some("10.0.2.2"));
             assert_eq!(r.nfs_path.as_deref(), Some("/srv/nfsroot"));
-            assert_eq!(r.callback_url.as_deref(), Some("http://10.0.2.2:8080/api/v1/nodes/5f0c1b2a-0000-4000-8000-00000000abcd/installed"));
-            assert_eq!(r.failure_url.as_deref(), Some("http://10.0.2.2:8080/api/v1/nodes/5f0c1b2a-0000-4000-8000-00000000abcd/install-failed"));
+            assert_eq!(r.callback_url.as_deref(), Some("http://10.0.2.2:8080/api/v1/nodes/9e1d6c3a-1111-4222-8333-444455556666/installed"));
+            assert_eq!(r.failure_url.as_deref(), Some("http://10.0.2.2:8080/api/v1/nodes/9e1d6c3a-1111-4222-8333-444455556666/install-failed"));
             assert_eq!(r.base_image.as_deref(), Some("debian-arm64"));
             assert_eq!(r.overlay_mode.as_deref(), Some("tmpfs"));
             assert_eq!(r.hostname.as_deref(), Some("pi-d83add36"));
@@ -301,6 +311,7 @@ mod tests {
             &node(NodeState::Pending),
             WorkflowState::Ready(&wf),
             &settings(),
+            BOOT,
         );
         assert_eq!(d.response.base_image.as_deref(), Some("wf-image"));
         assert_eq!(d.response.overlay_mode.as_deref(), Some("image"));
@@ -310,7 +321,7 @@ mod tests {
         n.base_image = Some("mine".into());
         n.overlay_mode = Some(OverlayMode::Nfs);
         n.hostname = Some("kitchen".into());
-        let d = decide(&n, WorkflowState::Ready(&wf), &settings());
+        let d = decide(&n, WorkflowState::Ready(&wf), &settings(), BOOT);
         assert_eq!(
             d.tree.unwrap(),
             NodeTreePlan {
@@ -329,6 +340,7 @@ mod tests {
             &node(NodeState::Discovered),
             WorkflowState::Ready(&wf),
             &settings(),
+            BOOT,
         );
         assert_eq!(d.response.action, Some(BootAction::Wait));
         assert_eq!(d.response.retry_after, Some(DISCOVERED_RETRY_SECS));
@@ -337,6 +349,7 @@ mod tests {
             &node(NodeState::Pending),
             WorkflowState::Unusable("workflow x not found".into()),
             &settings(),
+            BOOT,
         );
         assert_eq!(d.response.action, Some(BootAction::Wait));
         assert_eq!(d.response.message.as_deref(), Some("workflow x not found"));
@@ -344,11 +357,17 @@ mod tests {
             &node(NodeState::Retired),
             WorkflowState::Ready(&wf),
             &settings(),
+            BOOT,
         );
         assert_eq!(d.response.action, Some(BootAction::LocalBoot));
         let mut off = settings();
         off.nfs_enabled = false;
-        let d = decide(&node(NodeState::Pending), WorkflowState::Ready(&wf), &off);
+        let d = decide(
+            &node(NodeState::Pending),
+            WorkflowState::Ready(&wf),
+            &off,
+            BOOT,
+        );
         assert_eq!(d.response.action, Some(BootAction::Wait));
         assert!(d.tree.is_none());
     }

@@ -9,5 +9,5 @@ pub mod state;
 pub use ids::{
     full_serial_of, FullSerial, Hostname, ImageName, InvalidId, Mac, MachineId, NodeRef, Serial,
 };
-pub use node::{Node, OverlayMode};
+pub use node::{full_serial_of_claim, Node, OverlayMode};
 pub use state::{InvalidTransition, NodeState};

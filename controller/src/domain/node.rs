@@ -25,6 +25,15 @@ pub struct Node {
     pub last_ip: Option<String>,
     /// Set when a second machine claimed this short serial (different full serial or MAC).
     pub conflict: Option<String>,
+    /// Set when the node's persistent layer (`image` overlay) broke and it booted without
+    /// it; cleared when a later boot reports the image overlay working.
+    pub degraded: Option<String>,
+    /// Id of the node's current boot, handed out in its callback URL: the capability to
+    /// report for this boot. Never shown (an admin view must not leak it into events).
+    #[serde(skip)]
+    pub boot_id: Option<String>,
+    /// The address that asked for the current boot.
+    pub boot_ip: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -38,12 +47,24 @@ impl Node {
     }
 }
 
+/// The full serial worth recording from a claim (or a record): the contract's rule, so 8
+/// digits are only the short serial again (a board or a client that knows no more) and say
+/// nothing about the machine, and 9 to 15 digits lost their leading zeros.
+pub fn full_serial_of_claim(claimed: &str) -> Option<String> {
+    pureboot_contract::ids::FullSerial::parse(claimed)
+        .ok()
+        .map(|f| f.to_string())
+}
+
 impl Node {
     /// Why a boot claiming this short serial looks like a different machine: a full serial
-    /// or MAC that differs from the one on record. Empty when nothing disagrees.
+    /// or MAC that differs from the one on record. Empty when nothing disagrees. A short
+    /// (8-hex) full serial, claimed or on record, is no information.
     pub fn claim_conflicts(&self, mac: Option<&str>, full_serial: Option<&str>) -> Vec<String> {
         let mut out = Vec::new();
-        if let (Some(known), Some(claimed)) = (self.full_serial.as_deref(), full_serial) {
+        let known = self.full_serial.as_deref().and_then(full_serial_of_claim);
+        let claimed = full_serial.and_then(full_serial_of_claim);
+        if let (Some(known), Some(claimed)) = (known, claimed) {
             if known != claimed {
                 out.push(format!(
                     "full serial {claimed} differs from recorded {known}"
@@ -78,6 +99,9 @@ impl Node {
             last_boot_at: None,
             last_ip: None,
             conflict: None,
+            degraded: None,
+            boot_id: None,
+            boot_ip: None,
             created_at: String::new(),
             updated_at: String::new(),
         }
@@ -113,6 +137,28 @@ mod tests {
         fresh.full_serial = None;
         assert!(fresh
             .claim_conflicts(Some("aa:aa:aa:aa:aa:aa"), Some("20000000d83add36"))
+            .is_empty());
+    }
+
+    #[test]
+    fn a_short_full_serial_is_no_claim() {
+        assert_eq!(full_serial_of_claim("0badc0de"), None);
+        assert_eq!(
+            full_serial_of_claim("100000000badc0de").as_deref(),
+            Some("100000000badc0de")
+        );
+        assert_eq!(
+            full_serial_of_claim("d83add36d").as_deref(),
+            Some("0000000d83add36d")
+        );
+        // A record made from an 8-hex claim (before this rule) does not conflict.
+        let node = Node {
+            full_serial: Some("0badc0de".into()),
+            mac: Some("dc:a6:32:01:02:03".into()),
+            ..Node::sample("0badc0de", NodeState::Active)
+        };
+        assert!(node
+            .claim_conflicts(Some("dc:a6:32:01:02:03"), Some("100000000badc0de"))
             .is_empty());
     }
 }

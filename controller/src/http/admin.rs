@@ -1,7 +1,7 @@
 //! Management API (bearer token): nodes, their events, workflows, base images.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiErr;
 use super::pi::parse_node_ref;
-use super::{blocking, AppState};
+use super::{blocking, AppState, IdParam};
 use crate::domain::{Node, NodeState};
 use crate::service::{NodeDetail, NodeSpec, NodeUpdate, Reloaded, ServiceError, RECENT_EVENTS};
 use crate::store::{Event, NodeFilter};
@@ -45,12 +45,20 @@ pub async fn require_admin(State(st): State<AppState>, req: Request, next: Next)
 pub struct ListQuery {
     state: Option<String>,
     workflow: Option<String>,
+    /// Page size: default [`PAGE_DEFAULT`], at most [`PAGE_MAX`].
+    limit: Option<u32>,
+    /// The last serial of the previous page.
+    after: Option<String>,
 }
 
+pub const PAGE_DEFAULT: u32 = 500;
+pub const PAGE_MAX: u32 = 5000;
+
+/// Nodes by serial, a page at a time: a full page carries `Link: <…>; rel="next"`.
 pub async fn list_nodes(
     State(st): State<AppState>,
     q: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Vec<Node>>, ApiErr> {
+) -> Result<Response, ApiErr> {
     let q = q?.0;
     let state = q
         .state
@@ -58,11 +66,39 @@ pub async fn list_nodes(
             NodeState::parse(&s).ok_or_else(|| ApiErr::bad_request(format!("unknown state {s:?}")))
         })
         .transpose()?;
+    let limit = q.limit.unwrap_or(PAGE_DEFAULT).clamp(1, PAGE_MAX);
+    let after = q
+        .after
+        .map(|a| crate::domain::Serial::parse(&a).map(|s| s.as_str().to_string()))
+        .transpose()
+        .map_err(|e| ApiErr::bad_request(e.to_string()))?;
     let filter = NodeFilter {
         state,
-        workflow_id: q.workflow,
+        workflow_id: q.workflow.clone(),
+        after,
+        limit: Some(limit),
     };
-    Ok(Json(blocking(&st, move |s| s.list_nodes(&filter)).await?))
+    let nodes = blocking(&st, move |s| s.list_nodes(&filter)).await?;
+    let next = (nodes.len() == limit as usize)
+        .then(|| nodes.last().map(|n| n.serial.clone()))
+        .flatten();
+    let mut resp = Json(nodes).into_response();
+    if let Some(last) = next {
+        let mut link = format!("/api/v1/nodes?limit={limit}&after={last}");
+        if let Some(s) = state {
+            link += &format!("&state={s}");
+        }
+        if let Some(w) = q.workflow.as_deref().filter(|w| {
+            w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        }) {
+            link += &format!("&workflow={w}");
+        }
+        if let Ok(v) = header::HeaderValue::from_str(&format!("<{link}>; rel=\"next\"")) {
+            resp.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(resp)
 }
 
 pub async fn add_node(
@@ -78,7 +114,7 @@ pub async fn add_node(
 
 pub async fn show_node(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
 ) -> Result<Json<NodeDetail>, ApiErr> {
     let r = parse_node_ref(&id)?;
     Ok(Json(
@@ -88,7 +124,7 @@ pub async fn show_node(
 
 pub async fn update_node(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
     body: Result<Json<NodeUpdate>, JsonRejection>,
 ) -> Result<Json<Node>, ApiErr> {
     let r = parse_node_ref(&id)?;
@@ -104,7 +140,7 @@ pub struct AssignBody {
 
 pub async fn assign(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
     body: Result<Json<AssignBody>, JsonRejection>,
 ) -> Result<Json<Node>, ApiErr> {
     let r = parse_node_ref(&id)?;
@@ -120,7 +156,7 @@ pub struct DeleteQuery {
 
 pub async fn delete_node(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
     q: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiErr> {
     let r = parse_node_ref(&id)?;
@@ -136,7 +172,7 @@ pub struct EventsQuery {
 
 pub async fn node_events(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Event>>, ApiErr> {
     let r = parse_node_ref(&id)?;
@@ -175,7 +211,7 @@ pub async fn list_images(State(st): State<AppState>) -> Result<Json<Value>, ApiE
 
 pub async fn show_workflow(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
 ) -> Result<Json<Workflow>, ApiErr> {
     match st.services.workflows().get(&id) {
         crate::workflows::Lookup::Found(wf) => Ok(Json(wf.clone())),

@@ -1,7 +1,7 @@
 //! Every error answer: a status and `pureboot_contract::ApiError` as JSON. Only server faults
 //! are logged as errors; bad input is the client's business.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -62,14 +62,35 @@ impl From<ServiceError> for ApiErr {
                 ApiErr::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", detail)
             }
             ServiceError::NotFound(_) => ApiErr::new(StatusCode::NOT_FOUND, "not_found", detail),
+            ServiceError::Forbidden(_) => ApiErr::new(StatusCode::FORBIDDEN, "forbidden", detail),
+            ServiceError::Limited(_) => {
+                ApiErr::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", detail)
+            }
             ServiceError::Conflict(_) => ApiErr::new(StatusCode::CONFLICT, "conflict", detail),
             ServiceError::Transition(_) => {
                 ApiErr::new(StatusCode::CONFLICT, "invalid_transition", detail)
             }
             ServiceError::Tree(t) => tree_error(t, detail),
-            ServiceError::Store(_) | ServiceError::NodeTree { .. } | ServiceError::Workflows(_) => {
+            // The server's faults: the details (paths, SQL) go to the log, not to clients.
+            ServiceError::NodeTree { serial, source } => {
                 log::error!("{detail}");
-                ApiErr::internal(detail)
+                // A value the tree refuses (a rendered hostname ...) is named; I/O is not.
+                let why = match &source {
+                    NfsTreeError::InvalidHostname(_)
+                    | NfsTreeError::InvalidImageName(_)
+                    | NfsTreeError::InvalidMachineId(_)
+                    | NfsTreeError::InvalidSerial(_)
+                    | NfsTreeError::InvalidPersistSize(_) => format!(": {source}"),
+                    _ => String::new(),
+                };
+                ApiErr::internal(format!(
+                    "preparing the node tree of {serial} failed{why}; see the controller log"
+                ))
+            }
+            ServiceError::Workflows(_) => ApiErr::internal(detail),
+            ServiceError::Store(_) => {
+                log::error!("{detail}");
+                ApiErr::internal("internal error; see the controller log")
             }
         }
     }
@@ -88,13 +109,20 @@ fn tree_error(e: NfsTreeError, detail: String) -> ApiErr {
         UnsafeEntry { .. } | BadEntry { .. } => {
             ApiErr::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", detail)
         }
-        BaseImageNotFound { .. } => ApiErr::new(StatusCode::NOT_FOUND, "not_found", detail),
-        ImageExists { .. } | ImportInProgress(_) => {
-            ApiErr::new(StatusCode::CONFLICT, "conflict", detail)
-        }
+        BaseImageNotFound { name, .. } => ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("base image not found: {name}"),
+        ),
+        ImageExists { name, .. } => ApiErr::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("base image already exists: {name}"),
+        ),
+        ImportInProgress(_) => ApiErr::new(StatusCode::CONFLICT, "conflict", detail),
         _ => {
             log::error!("{detail}");
-            ApiErr::internal(detail)
+            ApiErr::internal("file system error on the server; see the controller log")
         }
     }
 }
@@ -103,6 +131,17 @@ impl From<JsonRejection> for ApiErr {
     fn from(r: JsonRejection) -> ApiErr {
         let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             "payload_too_large"
+        } else {
+            "bad_request"
+        };
+        ApiErr::new(r.status(), code, r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiErr {
+    fn from(r: PathRejection) -> ApiErr {
+        let code = if r.status().is_server_error() {
+            "internal"
         } else {
             "bad_request"
         };
@@ -175,6 +214,14 @@ mod tests {
             assert_eq!(status, want, "{text}");
             assert!(!code.is_empty());
             assert_eq!(code == "internal", want.is_server_error(), "{text}: {code}");
+            if want.is_server_error() {
+                let api = ApiErr::from(ServiceError::Tree(NfsTreeError::Io {
+                    op: "write",
+                    path: "/srv/nfsroot/nodes/d83add36/upper/etc/hostname".into(),
+                    error: io::Error::other("No space left on device"),
+                }));
+                assert!(!api.body.detail.unwrap().contains("/srv"), "no server path");
+            }
         }
     }
 }

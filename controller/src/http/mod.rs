@@ -25,6 +25,23 @@ pub use server::{serve, ConnLimits};
 use crate::metrics::Metrics;
 use crate::service::{ServiceError, Services};
 
+/// The `{id}` of a route; a segment that is not valid UTF-8 after percent-decoding is a
+/// JSON 400 like every other error (axum's own rejection is plain text).
+pub struct IdParam(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdParam {
+    type Rejection = ApiErr;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiErr> {
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state).await?;
+        Ok(IdParam(id))
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub services: Arc<Services>,
@@ -48,21 +65,53 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Every route on one listener (no `admin_listen`).
 pub fn router(state: AppState) -> Router {
-    let config = &state.services.config;
-    let timeout = Duration::from_secs(config.request_timeout_secs);
-    let body_limit = usize::try_from(config.body_limit_bytes).unwrap_or(usize::MAX);
+    finish(
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics))
+            .merge(pi_routes())
+            .merge(admin_routes(&state)),
+        state,
+    )
+}
 
-    let pi = Router::new()
+/// The boot network's listener when the management API has its own: the Pi routes and
+/// `/healthz` only.
+pub fn pi_router(state: AppState) -> Router {
+    finish(
+        Router::new()
+            .route("/healthz", get(healthz))
+            .merge(pi_routes()),
+        state,
+    )
+}
+
+/// The `admin_listen` listener: management API, `/metrics` and `/healthz`.
+pub fn admin_router(state: AppState) -> Router {
+    finish(
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics))
+            .merge(admin_routes(&state)),
+        state,
+    )
+}
+
+fn pi_routes() -> Router<AppState> {
+    Router::new()
         .route("/api/v1/boot/pi", get(pi::boot_pi))
         .route("/api/v1/nodes/register-pi", post(pi::register_pi))
         .route("/api/v1/nodes/{id}/installed", post(pi::installed))
         .route(
             "/api/v1/nodes/{id}/install-failed",
             post(pi::install_failed),
-        );
+        )
+}
 
-    let admin = Router::new()
+fn admin_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
         .route(
             "/api/v1/nodes",
             get(admin::list_nodes).post(admin::add_node),
@@ -82,13 +131,15 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
-        ));
+        ))
+}
 
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .merge(pi)
-        .merge(admin)
+/// The layers every listener has: JSON fallbacks, body limit, timeout, latency metric.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    let config = &state.services.config;
+    let timeout = Duration::from_secs(config.request_timeout_secs);
+    let body_limit = usize::try_from(config.body_limit_bytes).unwrap_or(usize::MAX);
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -105,20 +156,42 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// 200 when the registry and the export take writes, 503 naming the part that does not.
 async fn healthz(State(st): State<AppState>) -> Response {
-    match blocking(&st, |s| Ok(s.store.schema_version()?)).await {
-        Ok(v) => Json(json!({"status": "ok", "schema_version": v, "workflows": st.services.workflows().iter().count()}))
+    match blocking(&st, |s| Ok(s.health())).await {
+        Ok(h) => {
+            let status = if h.ok { "ok" } else { "error" };
+            let mut body = serde_json::to_value(&h).unwrap_or_default();
+            body["status"] = json!(status);
+            if !h.ok {
+                body["error"] = json!("write_check_failed");
+            }
+            let code = if h.ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (code, Json(body)).into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "error", "error": e.body})),
+        )
             .into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "error": e.body}))).into_response(),
     }
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
-    )
-        .into_response()
+    let mut text = st.metrics.render();
+    // From the registry, so the CLI's changes and a restart show too.
+    if let Ok(n) = blocking(&st, |s| Ok(s.store.read(|tx| tx.count_degraded())?)).await {
+        text.push_str(
+            "# HELP pureboot_nodes_degraded Nodes whose persistent layer broke (see node list).\n\
+             # TYPE pureboot_nodes_degraded gauge\n",
+        );
+        text.push_str(&format!("pureboot_nodes_degraded {n}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn track_latency(State(st): State<AppState>, req: Request, next: Next) -> Response {

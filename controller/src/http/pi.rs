@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use pureboot_contract::{BootAction, PiBootResponse, RegisterPiRequest};
@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::ApiErr;
-use super::{blocking, AppState};
+use super::{blocking, AppState, IdParam};
 use crate::domain::{full_serial_of, Mac, Node, NodeRef, Serial};
-use crate::service::BootRequest;
+use crate::service::{is_failure_report, BootRequest, ServiceError};
 
 #[derive(Debug, Deserialize)]
 pub struct BootQuery {
@@ -100,25 +100,47 @@ async fn callback(
     peer: SocketAddr,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Node>, ApiErr> {
-    let node_ref = parse_node_ref(&id)?;
+    // Only a boot id (UUID-shaped) can name a boot; anything else names none.
+    let boot_id = match NodeRef::parse(&id) {
+        Ok(NodeRef::Id(boot_id)) => boot_id,
+        _ => {
+            return Err(ApiErr::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no boot with this id: reports go to the callback_url of the boot answer",
+            ))
+        }
+    };
     let body = body?.0;
+    // Upstream reports a failure on the installed route: it counts as one.
+    let metric_kind = if kind == "installed" && is_failure_report(&body) {
+        "install_failed"
+    } else {
+        kind
+    };
     let ip = peer.ip().to_string();
     let metrics = st.metrics.clone();
     let outcome = blocking(&st, move |s| {
         Ok(if kind == "installed" {
-            s.installed(&node_ref, &body, Some(&ip))
+            s.installed(&boot_id, &body, Some(&ip))
         } else {
-            s.install_failed(&node_ref, &body, Some(&ip))
+            s.install_failed(&boot_id, &body, Some(&ip))
         })
     })
     .await?;
-    metrics.callback(kind, if outcome.is_ok() { "ok" } else { "rejected" });
+    // Counted: reports taken, and those recorded with their transition refused (409).
+    // Not counted: no such boot (404), another address (403), not a report (422).
+    match &outcome {
+        Ok(_) => metrics.callback(metric_kind, "ok"),
+        Err(ServiceError::Transition(_)) => metrics.callback(metric_kind, "rejected"),
+        Err(_) => {}
+    }
     Ok(Json(outcome?))
 }
 
 pub async fn installed(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Node>, ApiErr> {
@@ -127,7 +149,7 @@ pub async fn installed(
 
 pub async fn install_failed(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Node>, ApiErr> {

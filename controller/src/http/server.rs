@@ -26,6 +26,9 @@ use tower::ServiceExt;
 pub struct ConnLimits {
     pub header_timeout: Duration,
     pub max_connections: usize,
+    /// After shutdown is asked, how long open requests may still take; connections
+    /// still open then are dropped.
+    pub shutdown_grace: Duration,
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then waits for open requests.
@@ -57,8 +60,18 @@ pub async fn serve(
     drop(listener);
     // Every connection task watches this channel: sending asks them to finish gracefully.
     let _ = stop_tx.send(());
-    // All slots back = every connection closed.
-    let _ = slots.acquire_many(max as u32).await;
+    // All slots back = every connection closed; bounded, so a stuck client cannot hold
+    // the process.
+    let all_closed = slots.acquire_many(max as u32);
+    if tokio::time::timeout(limits.shutdown_grace, all_closed)
+        .await
+        .is_err()
+    {
+        log::warn!(
+            "shutdown: connections still open after {:?}; dropping them",
+            limits.shutdown_grace
+        );
+    }
 }
 
 /// Waits for a free slot, then for a client. Accept errors (EMFILE, ECONNABORTED) are
@@ -97,7 +110,10 @@ async fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    let conn = builder.serve_connection(
+        TokioIo::new(JsonErrors::new(stream)),
+        TowerToHyperService::new(service),
+    );
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
@@ -109,5 +125,145 @@ async fn serve_connection(
     if let Err(e) = result {
         // Timeouts, resets and garbage from clients: theirs to fix, not an error here.
         log::debug!("connection from {peer}: {e}");
+    }
+}
+
+/// The connection's stream, with hyper's own error answers (400, 408, 414, 431 for bytes
+/// it cannot parse, written before any route runs, with an empty body) given the JSON body
+/// every other error has. Recognised by their exact head: a 4xx/5xx status line, then
+/// `connection: close` and `content-length: 0`, and nothing after the head; the router's
+/// answers always carry a JSON body.
+struct JsonErrors {
+    inner: TcpStream,
+    /// A replacement being written: (bytes, written so far, length of hyper's original).
+    pending: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl JsonErrors {
+    fn new(inner: TcpStream) -> Self {
+        JsonErrors {
+            inner,
+            pending: None,
+        }
+    }
+}
+
+/// The JSON version of one of hyper's bare error answers, or `None` for anything else.
+fn json_error_answer(head: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(head).ok()?;
+    let rest = text.strip_prefix("HTTP/1.1 ")?;
+    let (status_line, fields) = rest.split_once("\r\n")?;
+    let code: u16 = status_line.get(..3)?.parse().ok()?;
+    if !(400..600).contains(&code)
+        || !fields.starts_with("connection: close\r\ncontent-length: 0\r\n")
+        || !fields.ends_with("\r\n\r\n")
+        || fields.contains("content-type")
+    {
+        return None;
+    }
+    let (error, detail) = match code {
+        408 => ("timeout", "request headers not received in time"),
+        414 => ("uri_too_long", "request target too long"),
+        431 => ("headers_too_large", "request headers too large or too many"),
+        c if c >= 500 => ("internal", "the server could not answer this request"),
+        _ => ("bad_request", "malformed HTTP request"),
+    };
+    let body = serde_json::json!({"error": error, "detail": detail}).to_string();
+    let fields = fields.replacen(
+        "content-length: 0\r\n",
+        &format!(
+            "content-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        ),
+        1,
+    );
+    Some(format!("HTTP/1.1 {status_line}\r\n{fields}{body}").into_bytes())
+}
+
+impl tokio::io::AsyncRead for JsonErrors {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for JsonErrors {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.pending.is_none() {
+            match json_error_answer(buf) {
+                Some(answer) => this.pending = Some((answer, 0, buf.len())),
+                None => return std::pin::Pin::new(&mut this.inner).poll_write(cx, buf),
+            }
+        }
+        let (answer, done, original) = this.pending.as_mut().expect("set above");
+        while *done < answer.len() {
+            match std::pin::Pin::new(&mut this.inner).poll_write(cx, &answer[*done..]) {
+                Poll::Ready(Ok(n)) => *done += n,
+                Poll::Ready(Err(e)) => {
+                    this.pending = None;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = *original;
+        this.pending = None;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    // Not vectored: hyper then hands each answer over in one buffer, which is what the
+    // check above looks at.
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_error_answer;
+
+    #[test]
+    fn hypers_bare_errors_get_a_json_body() {
+        let bare = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Thu, 26 Nov 2026 11:20:30 GMT\r\n\r\n";
+        let out = String::from_utf8(json_error_answer(bare).unwrap()).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 "), "{out}");
+        assert!(head.contains("content-type: application/json"), "{out}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{out}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"], "headers_too_large");
+        // The router's own answers pass untouched.
+        let ours = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+        assert!(json_error_answer(ours).is_none());
+        assert!(json_error_answer(
+            b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+        )
+        .is_none());
     }
 }

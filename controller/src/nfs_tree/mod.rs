@@ -10,6 +10,7 @@ mod fs_util;
 mod import;
 mod node;
 mod persist;
+mod persist_repair;
 
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ pub use error::{NfsTreeError, Result};
 pub use import::{render_progress, ArchiveFormat, ImportProgress, ImportSummary, TerminalProgress};
 pub use node::{NodeFiles, NodeInfo};
 pub use persist::{MAX_PERSIST_MB, MIN_PERSIST_MB};
+pub use persist_repair::{utc_stamp, PersistState};
 pub use pureboot_contract::OverlayMode;
 
 use error::io_err;

@@ -6,9 +6,10 @@ use serde_json::{json, Value};
 use super::{workflow_state, ServiceError, Services};
 use crate::domain::boot::{decide, unregistered, NodeTreePlan};
 use crate::domain::{
-    full_serial_of, FullSerial, Mac, Node, NodeRef, NodeState, OverlayMode, Serial,
+    full_serial_of, full_serial_of_claim, FullSerial, Mac, Node, NodeRef, NodeState, OverlayMode,
+    Serial,
 };
-use crate::nfs_tree::{NfsTreeError, NodeFiles};
+use crate::nfs_tree::{NfsTreeError, NodeFiles, PersistState};
 use crate::store::{EventKind, NewEvent, NewNode, StoreError, Tx};
 use crate::workflows::{InstallMethod, Lookup};
 
@@ -69,63 +70,154 @@ fn claimed_identity(node: &Node, report: &InstalledReport) -> (Option<Mac>, Opti
     (mac, full)
 }
 
+/// The blanks a claim fills in (MAC, full serial), as [`Services::note_claim`] does,
+/// without the conflict check: the node a boot renders for.
+fn fill_claim(node: &mut Node, mac: Option<&str>, full_serial: Option<&str>) {
+    if node
+        .full_serial
+        .as_deref()
+        .and_then(full_serial_of_claim)
+        .is_none()
+    {
+        node.full_serial = full_serial.and_then(full_serial_of_claim);
+    }
+    if node.mac.is_none() {
+        node.mac = mac.map(Into::into);
+    }
+}
+
+/// An address a client sends, as an address (normalised), or why not.
+pub fn checked_ip(s: &str) -> Result<String, ServiceError> {
+    s.parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_string())
+        .map_err(|_| {
+            ServiceError::Unprocessable(format!(
+                "ip_address {:?} is not an IPv4 or IPv6 address",
+                crate::text::escape_controls(&s.chars().take(64).collect::<String>())
+            ))
+        })
+}
+
+/// A board model as a client names it: short printable text (it reaches templates and
+/// the operator's terminal).
+fn checked_model(s: &str) -> Result<String, ServiceError> {
+    let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(ServiceError::Unprocessable(
+            "model must be 1 to 64 printable ASCII characters".into(),
+        ))
+    }
+}
+
+/// `{"success": false, ...}` on the `installed` route: upstream's failure report.
+pub fn is_failure_report(body: &Value) -> bool {
+    body.get("success") == Some(&Value::Bool(false))
+}
+
 impl Services {
+    /// One boot as one unit: the workflow is rendered and the node tree prepared first,
+    /// outside any lock, for the node as read; then one write transaction re-reads the node
+    /// and commits the state change, the events and the boot id only if the answer is still
+    /// the one the tree was prepared for (else the whole is done again). A tree that cannot
+    /// be prepared fails the boot with the registry unchanged.
     pub fn boot(&self, req: &BootRequest) -> Result<PiBootResponse, ServiceError> {
         let mac = req.mac.as_ref().map(|m| m.as_str());
         let full_serial = req.full_serial.as_ref().map(|f| f.as_str());
         let ip = req.ip.as_deref();
         let settings = self.boot_settings();
-        let (response, plan, node) = self.store.write(|tx| {
-            let node = match tx.find_node(&NodeRef::Serial(req.serial.clone()))? {
-                Some(n) => n,
-                None if !self.config.auto_register => {
-                    let response = unregistered();
-                    tx.append_event(&NewEvent {
-                        node_id: None,
-                        serial: req.serial.as_str(),
-                        kind: EventKind::BootRequest,
-                        ip,
-                        detail: json!({"mac": mac, "full_serial": full_serial, "mode": req.mode, "action": "local_boot", "registered": false}),
-                    })?;
-                    return Ok::<_, ServiceError>((response, None, None));
-                }
-                None => {
-                    let n = tx.insert_node(&NewNode {
-                        serial: req.serial.as_str().into(),
-                        full_serial: full_serial.map(Into::into),
-                        mac: mac.map(Into::into),
-                        last_ip: req.ip.clone(),
-                        ..Default::default()
-                    })?;
-                    tx.append_event(&event(&n, EventKind::Registered, ip, json!({"via": "boot", "mac": mac, "full_serial": full_serial})))?;
-                    log::info!("registered new node {} ({}) as discovered", n.serial, n.id);
-                    n
-                }
-            };
-            let mut node = node;
-            self.note_claim(tx, &mut node, mac, full_serial, ip)?;
-            let rendered = self.rendered_workflow(&node);
-            let decision = decide(&node, workflow_state(&rendered), &settings);
-            if let Some(next) = decision.next_state {
-                record_transitions(tx, &mut node, &[next], "boot")?;
+        let workflows = self.workflows();
+        let by_serial = NodeRef::Serial(req.serial.clone());
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            // 1. Render and prepare for the node as it is now (no lock held).
+            let snapshot = self.store.read(|tx| tx.find_node(&by_serial))?;
+            // A registered node's budget (unknown serials have theirs in the transaction).
+            if attempt == 1 && snapshot.is_some() && !self.node_limiter.allow(req.serial.as_str()) {
+                return Err(ServiceError::Limited(format!(
+                    "node {} asks too often (node_requests_per_minute = {}); try again later",
+                    req.serial, self.config.node_requests_per_minute
+                )));
             }
-            let r = &decision.response;
-            tx.append_event(&event(&node, EventKind::BootRequest, ip, json!({
-                "mac": mac, "full_serial": full_serial, "mode": req.mode,
-                "action": r.action, "state": r.state, "message": r.message,
-                "base_image": r.base_image, "overlay_mode": r.overlay_mode,
-            })))?;
-            let node = tx.save_node(&node)?;
-            tx.touch_boot(&node.id, ip)?;
-            Ok((decision.response, decision.tree, Some(node)))
-        })?;
-        if let (Some(plan), Some(node)) = (plan, node) {
-            self.prepare_node_tree(&node, &plan)
-                .map_err(|source| ServiceError::NodeTree {
-                    serial: node.serial.clone(),
-                    source,
-                })?;
-        }
+            let prepared = match snapshot {
+                Some(mut node) => {
+                    fill_claim(&mut node, mac, full_serial);
+                    let vars = self.template_vars(&node);
+                    let rendered = self.render_for(&workflows, &node, &vars);
+                    let plan = decide(&node, workflow_state(&rendered), &settings, "-").tree;
+                    if let Some(plan) = &plan {
+                        if let Err(source) = self.prepare_node_tree(&node, plan) {
+                            self.note_failed_boot(&node, req, &source);
+                            return Err(ServiceError::NodeTree {
+                                serial: node.serial.clone(),
+                                source,
+                            });
+                        }
+                    }
+                    Some((vars, rendered, plan))
+                }
+                None => None,
+            };
+            // 2. Commit, if the answer is still the one prepared for.
+            let committed = self.store.write(|tx| {
+                let mut node = match tx.find_node(&by_serial)? {
+                    Some(n) => n,
+                    None if !self.config.auto_register => {
+                        self.unregistered_boot(tx, req)?;
+                        return Ok::<_, ServiceError>(Some(unregistered()));
+                    }
+                    None => self.discover(tx, req)?,
+                };
+                self.note_claim(tx, &mut node, mac, full_serial, ip)?;
+                let no_render = Ok(None);
+                let (rendered, plan) = match &prepared {
+                    Some((vars, rendered, plan)) if *vars == self.template_vars(&node) => {
+                        (rendered, plan.as_ref())
+                    }
+                    // Nothing rendered and nothing to render: a node without a workflow.
+                    None if node.workflow_id.is_none() => (&no_render, None),
+                    _ => return Ok(None),
+                };
+                let boot_id = crate::store::new_uuid();
+                let decision = decide(&node, workflow_state(rendered), &settings, &boot_id);
+                if decision.tree.as_ref() != plan {
+                    return Ok(None);
+                }
+                if let Some(next) = decision.next_state {
+                    record_transitions(tx, &mut node, &[next], "boot")?;
+                }
+                let r = &decision.response;
+                if r.callback_url.is_some() {
+                    node.boot_id = Some(boot_id);
+                    node.boot_ip = req.ip.clone();
+                }
+                tx.append_event(&event(
+                    &node,
+                    EventKind::BootRequest,
+                    ip,
+                    json!({
+                        "mac": mac, "full_serial": full_serial, "mode": req.mode,
+                        "action": r.action, "state": r.state, "message": r.message,
+                        "base_image": r.base_image, "overlay_mode": r.overlay_mode,
+                    }),
+                ))?;
+                tx.save_node(&node)?;
+                tx.touch_boot(&node.id, ip)?;
+                Ok(Some(decision.response))
+            })?;
+            match committed {
+                Some(response) => break response,
+                None if attempt < 5 => continue,
+                None => {
+                    return Err(ServiceError::Conflict(format!(
+                        "node {} kept changing during its boot; ask again",
+                        req.serial
+                    )))
+                }
+            }
+        };
         log::info!(
             "boot {} from {}: {:?} ({}){}",
             req.serial,
@@ -139,6 +231,85 @@ impl Services {
                 .unwrap_or_default()
         );
         Ok(response)
+    }
+
+    /// An unknown serial with auto-registration off: one event, within the budget for
+    /// unknown serials (past it the answer is the same, unrecorded).
+    fn unregistered_boot(&self, tx: &Tx<'_>, req: &BootRequest) -> Result<(), ServiceError> {
+        if !self.unknown_limiter.allow("unknown") {
+            log::debug!(
+                "boot of unregistered {} not recorded: over unknown_serials_per_minute",
+                req.serial
+            );
+            return Ok(());
+        }
+        tx.append_event(&NewEvent {
+            node_id: None,
+            serial: req.serial.as_str(),
+            kind: EventKind::BootRequest,
+            ip: req.ip.as_deref(),
+            detail: json!({
+                "mac": req.mac.as_ref().map(Mac::as_str),
+                "full_serial": req.full_serial.as_ref().map(FullSerial::as_str),
+                "mode": req.mode, "action": "local_boot", "registered": false,
+            }),
+        })?;
+        Ok(())
+    }
+
+    /// Refuses a new discovered node once `max_discovered_nodes` are waiting, or when
+    /// unknown serials come faster than `unknown_serials_per_minute`.
+    fn check_discovery_cap(&self, tx: &Tx<'_>) -> Result<(), ServiceError> {
+        let max = self.config.max_discovered_nodes;
+        if max > 0 && tx.count_in_state(NodeState::Discovered)? >= max as i64 {
+            return Err(ServiceError::Limited(format!(
+                "{max} discovered nodes are waiting (max_discovered_nodes): assign or remove \
+                 some before more are registered"
+            )));
+        }
+        if !self.unknown_limiter.allow("unknown") {
+            return Err(ServiceError::Limited(format!(
+                "unknown serials arrive faster than unknown_serials_per_minute = {}; try again later",
+                self.config.unknown_serials_per_minute
+            )));
+        }
+        Ok(())
+    }
+
+    /// An unknown serial with auto-registration on: a `discovered` node.
+    fn discover(&self, tx: &Tx<'_>, req: &BootRequest) -> Result<Node, ServiceError> {
+        self.check_discovery_cap(tx)?;
+        let mac = req.mac.as_ref().map(Mac::as_str);
+        let full_serial = req.full_serial.as_ref().map(FullSerial::as_str);
+        let n = tx.insert_node(&NewNode {
+            serial: req.serial.as_str().into(),
+            full_serial: full_serial.and_then(full_serial_of_claim),
+            mac: mac.map(Into::into),
+            last_ip: req.ip.clone(),
+            ..Default::default()
+        })?;
+        tx.append_event(&event(
+            &n,
+            EventKind::Registered,
+            req.ip.as_deref(),
+            json!({"via": "boot", "mac": mac, "full_serial": full_serial}),
+        ))?;
+        log::info!("registered new node {} ({}) as discovered", n.serial, n.id);
+        Ok(n)
+    }
+
+    /// A boot whose node tree could not be prepared: logged with the details, recorded
+    /// without them (best effort: the disk may be full), the node's state unchanged.
+    fn note_failed_boot(&self, node: &Node, req: &BootRequest, error: &NfsTreeError) {
+        log::error!("boot {}: preparing the node tree: {error}", node.serial);
+        let _ = self.store.write(|tx| {
+            tx.append_event(&event(
+                node,
+                EventKind::BootRequest,
+                req.ip.as_deref(),
+                json!({"mode": req.mode, "action": null, "error": "the node tree could not be prepared; see the controller log"}),
+            ))
+        });
     }
 
     /// First claim fills in full serial and MAC; a later different one flags the node.
@@ -162,8 +333,15 @@ impl Services {
             ))?;
             node.conflict = Some(text);
         }
-        if node.full_serial.is_none() {
-            node.full_serial = full_serial.map(Into::into);
+        // An 8-hex "full serial" is the short one again: recorded as nothing, and the
+        // 16-digit form taken the first time it is seen.
+        if node
+            .full_serial
+            .as_deref()
+            .and_then(full_serial_of_claim)
+            .is_none()
+        {
+            node.full_serial = full_serial.and_then(full_serial_of_claim);
         }
         if node.mac.is_none() {
             node.mac = mac.map(Into::into);
@@ -198,18 +376,32 @@ impl Services {
     }
 
     /// `POST /nodes/{id}/installed`: records the whole report, then installing ->
-    /// installed (-> active for a diskless node).
-    pub fn installed(
-        &self,
-        node_ref: &NodeRef,
-        body: &Value,
-        peer_ip: Option<&str>,
-    ) -> CallbackOutcome {
+    /// installed (-> active for a diskless node). `{"success": false, "error": ...}` is
+    /// upstream's way of reporting a failure: recorded and handled as `install-failed`.
+    pub fn installed(&self, boot_id: &str, body: &Value, peer_ip: Option<&str>) -> CallbackOutcome {
+        if is_failure_report(body) {
+            let error = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("reported success: false (no error given)");
+            let step = body.get("step").and_then(Value::as_str);
+            return self.record_failure(
+                boot_id,
+                body,
+                peer_ip,
+                error,
+                step,
+                "installed callback (success: false)",
+            );
+        }
         let report: InstalledReport = serde_json::from_value(body.clone())
             .map_err(|e| ServiceError::Unprocessable(format!("installed report: {e}")))?;
-        let ip = report.ip_address.clone().or(peer_ip.map(Into::into));
+        let ip = match report.ip_address.as_deref() {
+            Some(ip) => Some(checked_ip(ip)?),
+            None => peer_ip.map(Into::into),
+        };
         let outcome = self.store.write(|tx| {
-            let mut node = self.find(tx, node_ref)?;
+            let mut node = self.reporting_node(tx, boot_id, peer_ip)?;
             // The report names the machine too (pi-init sends its full serial and MAC).
             let (mac, full_serial) = claimed_identity(&node, &report);
             self.note_claim(
@@ -226,39 +418,177 @@ impl Services {
                 body.clone(),
             ))?;
             let diskless = report.mode == "nfs_boot" || self.is_diskless(&node);
-            // `success: false` is upstream's other way of reporting a failure.
-            let next = if report.success {
-                node.state.on_installed(diskless)
-            } else {
-                node.state
-                    .transition(NodeState::InstallFailed)
-                    .map(|s| vec![s])
-            };
-            let states = match next {
+            let states = match node.state.on_installed(diskless) {
                 Ok(states) => states,
                 // The report stays recorded; only the transition is refused.
                 Err(e) => return Ok(Err(ServiceError::Transition(e))),
             };
             record_transitions(tx, &mut node, &states, "installed callback")?;
+            let repair = self.note_image_overlay(tx, &mut node, &report, ip.as_deref())?;
             node.last_ip = ip.clone();
             let node = tx.save_node(&node)?;
             tx.touch_boot(&node.id, ip.as_deref())?;
-            Ok::<_, ServiceError>(Ok(node))
+            Ok::<_, ServiceError>(Ok((node, repair)))
         })?;
-        outcome
+        let (node, repair) = outcome?;
+        if repair {
+            self.repair_persist_image(&node);
+        }
+        Ok(node)
+    }
+
+    /// The `image` overlay as the report tells it: a node meant to boot on its persist.img
+    /// that says it fell back to another upper layer is flagged degraded (true: repair its
+    /// image once the report is committed); a boot that says the image overlay works
+    /// clears the flag.
+    fn note_image_overlay(
+        &self,
+        tx: &Tx<'_>,
+        node: &mut Node,
+        report: &InstalledReport,
+        ip: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let wf_overlay = match self
+            .workflows()
+            .get(node.workflow_id.as_deref().unwrap_or_default())
+        {
+            Lookup::Found(wf) => wf.overlay,
+            _ => None,
+        };
+        let planned = node
+            .overlay_mode
+            .or(wf_overlay)
+            .unwrap_or(OverlayMode::Tmpfs);
+        let used = report.overlay_mode.as_deref();
+        let image_notes: Vec<&str> = report
+            .degradations
+            .iter()
+            .map(String::as_str)
+            .filter(|d| d.starts_with("overlay image"))
+            .collect();
+        let fell_back = used.is_some_and(|m| m != OverlayMode::Image.as_str());
+        if planned == OverlayMode::Image && (fell_back || !image_notes.is_empty()) {
+            let reason = format!(
+                "image overlay not used (booted with {}): {}",
+                used.unwrap_or("?"),
+                if image_notes.is_empty() {
+                    "no reason given".to_string()
+                } else {
+                    image_notes.join("; ")
+                }
+            );
+            log::warn!(
+                "node {} degraded: {}",
+                node.serial,
+                crate::text::escape_controls(&reason)
+            );
+            tx.append_event(&event(
+                node,
+                EventKind::Degraded,
+                ip,
+                json!({"degraded": true, "overlay": "image", "used": used, "reason": reason}),
+            ))?;
+            node.degraded = Some(reason);
+            return Ok(true);
+        }
+        if used == Some(OverlayMode::Image.as_str()) && image_notes.is_empty() {
+            if let Some(was) = node.degraded.take() {
+                log::info!("node {}: image overlay works again", node.serial);
+                tx.append_event(&event(
+                    node,
+                    EventKind::Degraded,
+                    ip,
+                    json!({"degraded": false, "overlay": "image", "was": was}),
+                ))?;
+            }
+        }
+        Ok(false)
+    }
+
+    /// After a degraded report: a persist.img that cannot be a file system is moved aside
+    /// (never deleted) and a fresh one made, so the next boot is persistent again. One that
+    /// looks intact is left for the operator (`overlay reset`). Failures are logged; the
+    /// node stays flagged either way.
+    pub(super) fn repair_persist_image(&self, node: &Node) {
+        let serial = &node.serial;
+        let _guard = self.tree_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let detail = match self.tree.persist_image_state(serial) {
+            Ok(PersistState::Ext4) => {
+                log::warn!(
+                    "node {serial}: its persist.img has an ext4 superblock but the node could not \
+                     use it; left in place (`pureboot-controller overlay reset {serial}` sets it \
+                     aside and makes a fresh one)"
+                );
+                json!({"action": "left in place", "persist_image": "ext4"})
+            }
+            Ok(state) => match self
+                .tree
+                .set_aside_persist_image(serial, self.config.nfs.persist_size_mb)
+            {
+                Ok(moved) => {
+                    let name = moved
+                        .as_ref()
+                        .and_then(|p| p.file_name())
+                        .map(|n| n.to_string_lossy().into_owned());
+                    log::warn!(
+                        "node {serial}: persist.img was {state:?}; {} and a fresh image created",
+                        moved
+                            .as_ref()
+                            .map(|p| format!("moved aside to {}", p.display()))
+                            .unwrap_or_else(|| "none there".into())
+                    );
+                    json!({"action": "fresh image", "was": state, "moved_to": name})
+                }
+                Err(e) => {
+                    log::error!("node {serial}: repairing persist.img: {e}");
+                    json!({"action": "repair failed", "was": state})
+                }
+            },
+            Err(e) => {
+                log::error!("node {serial}: checking persist.img: {e}");
+                json!({"action": "check failed"})
+            }
+        };
+        let logged = self
+            .store
+            .write(|tx| tx.append_event(&event(node, EventKind::Degraded, None, detail)));
+        if let Err(e) = logged {
+            log::error!("node {serial}: recording the persist.img repair: {e}");
+        }
     }
 
     /// `POST /nodes/{id}/install-failed`: records the error, installing -> install_failed.
     pub fn install_failed(
         &self,
-        node_ref: &NodeRef,
+        boot_id: &str,
         body: &Value,
         peer_ip: Option<&str>,
     ) -> CallbackOutcome {
         let report: InstallFailedReport = serde_json::from_value(body.clone())
             .map_err(|e| ServiceError::Unprocessable(format!("install-failed report: {e}")))?;
+        self.record_failure(
+            boot_id,
+            body,
+            peer_ip,
+            &report.error,
+            report.step.as_deref(),
+            "install-failed callback",
+        )
+    }
+
+    /// A failure report, whichever route it came by: one `install_failed` event, then
+    /// installing -> install_failed.
+    fn record_failure(
+        &self,
+        boot_id: &str,
+        body: &Value,
+        peer_ip: Option<&str>,
+        error: &str,
+        step: Option<&str>,
+        reason: &str,
+    ) -> CallbackOutcome {
         let outcome = self.store.write(|tx| {
-            let mut node = self.find(tx, node_ref)?;
+            let mut node = self.reporting_node(tx, boot_id, peer_ip)?;
             tx.append_event(&event(
                 &node,
                 EventKind::InstallFailed,
@@ -268,24 +598,22 @@ impl Services {
             log::warn!(
                 "node {} reports failure at {}: {}",
                 node.serial,
-                report.step.as_deref().unwrap_or("?"),
-                report.error
+                crate::text::escape_controls(step.unwrap_or("?")),
+                crate::text::escape_controls(error)
             );
             if let Err(e) = node.state.transition(NodeState::InstallFailed) {
                 return Ok(Err(ServiceError::Transition(e)));
             }
-            record_transitions(
-                tx,
-                &mut node,
-                &[NodeState::InstallFailed],
-                "install-failed callback",
-            )?;
+            record_transitions(tx, &mut node, &[NodeState::InstallFailed], reason)?;
             Ok::<_, ServiceError>(Ok(tx.save_node(&node)?))
         })?;
         outcome
     }
 
-    /// `POST /nodes/register-pi`: creates or updates the node (MAC, model, IP).
+    /// `POST /nodes/register-pi`: creates a node (when auto-registration is on), or fills
+    /// in what an existing one lacks. It never changes what is recorded (MAC, model, last
+    /// IP) nor flags a conflict: anyone on the boot network can call it, so it must not let
+    /// one client rewrite another's node. A MAC other than the recorded one is refused.
     pub fn register_pi(
         &self,
         req: &RegisterPiRequest,
@@ -293,24 +621,39 @@ impl Services {
     ) -> Result<(Node, bool), ServiceError> {
         let serial = Serial::parse(&req.serial)?;
         let mac = Mac::parse(&req.mac)?;
-        let ip = req.ip_address.clone().or(peer_ip.map(Into::into));
+        let model = req.model.as_deref().map(checked_model).transpose()?;
+        let ip = match req.ip_address.as_deref() {
+            Some(ip) => Some(checked_ip(ip)?),
+            None => peer_ip.map(Into::into),
+        };
         self.store.write(|tx| {
-            let detail = json!({"via": "register-pi", "mac": mac.as_str(), "model": req.model, "ip_address": ip});
+            let detail = json!({"via": "register-pi", "mac": mac.as_str(), "model": model, "ip_address": ip});
             match tx.find_node(&NodeRef::Serial(serial.clone()))? {
                 Some(mut node) => {
-                    self.note_claim(tx, &mut node, Some(mac.as_str()), None, ip.as_deref())?;
-                    if req.model.is_some() {
-                        node.model = req.model.clone();
+                    if node.mac.as_deref().is_some_and(|known| known != mac.as_str()) {
+                        return Err(ServiceError::Conflict(format!(
+                            "serial {serial} is registered with another MAC; nothing changed"
+                        )));
                     }
-                    node.last_ip = ip.clone().or(node.last_ip);
+                    let before = node.clone();
+                    node.mac = node.mac.or(Some(mac.as_str().into()));
+                    node.model = node.model.or(model.clone());
+                    node.last_ip = node.last_ip.or(ip.clone());
+                    if node == before {
+                        return Ok((node, false));
+                    }
                     tx.append_event(&event(&node, EventKind::Registered, ip.as_deref(), detail))?;
                     Ok((tx.save_node(&node)?, false))
                 }
+                None if !self.config.auto_register => Err(ServiceError::Forbidden(
+                    "auto_register is off: an operator registers nodes (node add)".into(),
+                )),
                 None => {
+                    self.check_discovery_cap(tx)?;
                     let node = tx.insert_node(&NewNode {
                         serial: serial.as_str().into(),
                         mac: Some(mac.as_str().into()),
-                        model: req.model.clone(),
+                        model: model.clone(),
                         last_ip: ip.clone(),
                         ..Default::default()
                     })?;
@@ -319,6 +662,42 @@ impl Services {
                 }
             }
         })
+    }
+
+    /// The node a report is for: the one whose current boot has this id (handed out in the
+    /// boot answer's callback URL; a serial or node id is no boot id) and, unless
+    /// `reports_from_boot_address = false`, only from the address that asked for the boot.
+    fn reporting_node(
+        &self,
+        tx: &Tx<'_>,
+        boot_id: &str,
+        peer_ip: Option<&str>,
+    ) -> Result<Node, ServiceError> {
+        let node = tx.find_node_by_boot(boot_id)?.ok_or_else(|| {
+            ServiceError::NotFound(
+                "no boot with this id: reports go to the callback_url of the boot answer".into(),
+            )
+        })?;
+        if !self.node_limiter.allow(&node.serial) {
+            return Err(ServiceError::Limited(format!(
+                "node {} reports too often (node_requests_per_minute); try again later",
+                node.serial
+            )));
+        }
+        if self.config.reports_from_boot_address {
+            if let (Some(asked), Some(peer)) = (node.boot_ip.as_deref(), peer_ip) {
+                if asked != peer {
+                    log::warn!(
+                        "report for node {}'s boot from {peer}, which did not ask for it ({asked}): refused",
+                        node.serial
+                    );
+                    return Err(ServiceError::Forbidden(
+                        "this boot was asked for from another address".into(),
+                    ));
+                }
+            }
+        }
+        Ok(node)
     }
 
     pub(super) fn find(&self, tx: &Tx<'_>, node_ref: &NodeRef) -> Result<Node, ServiceError> {

@@ -5,7 +5,16 @@ use std::path::{Path, PathBuf};
 use super::{ServiceError, Services};
 use crate::domain::boot::tree_plan;
 use crate::domain::NodeRef;
-use crate::nfs_tree::{ImportProgress, ImportSummary, NodeInfo};
+use crate::nfs_tree::{ImportProgress, ImportSummary, NodeInfo, PersistState};
+
+/// `overlay info`: the node's tree, the state of its persist.img and the images set aside.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OverlayInfo {
+    #[serde(flatten)]
+    pub tree: NodeInfo,
+    pub persist: PersistState,
+    pub set_aside: Vec<PathBuf>,
+}
 use crate::store::NodeFilter;
 
 impl Services {
@@ -58,8 +67,32 @@ impl Services {
         Ok(self.tree.node_path(&node.serial)?)
     }
 
-    pub fn overlay_info(&self, serial: &str) -> Result<Option<NodeInfo>, ServiceError> {
-        Ok(self.tree.node_info(serial)?)
+    pub fn overlay_info(&self, serial: &str) -> Result<Option<OverlayInfo>, ServiceError> {
+        let Some(tree) = self.tree.node_info(serial)? else {
+            return Ok(None);
+        };
+        Ok(Some(OverlayInfo {
+            persist: self.tree.persist_image_state(serial)?,
+            set_aside: self.tree.set_aside_persist_images(serial)?,
+            tree,
+        }))
+    }
+
+    /// `overlay reset`: the node's persist.img moved aside (never deleted) and a fresh one
+    /// made; returns where the old one went.
+    pub fn reset_persist_image(&self, serial: &str) -> Result<Option<PathBuf>, ServiceError> {
+        let _guard = self.tree_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let moved = self
+            .tree
+            .set_aside_persist_image(serial, self.config.nfs.persist_size_mb)?;
+        log::warn!(
+            "persist.img of {serial} reset by the operator{}",
+            moved
+                .as_ref()
+                .map(|p| format!("; the old one is {}", p.display()))
+                .unwrap_or_default()
+        );
+        Ok(moved)
     }
 
     pub fn remove_overlay(&self, serial: &str) -> Result<bool, ServiceError> {

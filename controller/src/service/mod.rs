@@ -4,12 +4,15 @@
 
 mod boot;
 mod images;
+mod limits;
 mod nodes;
+
+pub use limits::RateLimiter;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-pub use boot::{BootRequest, CallbackOutcome};
+pub use boot::{is_failure_report, BootRequest, CallbackOutcome};
 pub use nodes::{NodeDetail, NodeSpec, NodeUpdate, RECENT_EVENTS};
 
 use crate::config::Config;
@@ -31,6 +34,12 @@ pub enum ServiceError {
     Unprocessable(String),
     #[error("{0}")]
     NotFound(String),
+    /// The caller may not do this (a report from another address than the boot's).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Over a configured bound (rate, count); try later.
+    #[error("{0}")]
+    Limited(String),
     /// The request is valid but contradicts the registry (already exists, in use ...).
     #[error("{0}")]
     Conflict(String),
@@ -62,6 +71,10 @@ pub struct Services {
     pub tree: NfsTree,
     /// Node-tree writes of this process, one at a time (two boots of one serial).
     tree_lock: Mutex<()>,
+    /// Boots and reports per node (`node_requests_per_minute`).
+    node_limiter: RateLimiter,
+    /// Unknown serials recorded, all together (`unknown_serials_per_minute`).
+    unknown_limiter: RateLimiter,
 }
 
 impl Services {
@@ -79,12 +92,14 @@ impl Services {
         })?;
         let tree = NfsTree::new(&config.nfs.root_path);
         Ok(Services {
-            config,
             store,
             workflows: RwLock::new(Arc::new(workflows)),
             templates,
             tree,
             tree_lock: Mutex::new(()),
+            node_limiter: RateLimiter::new(config.node_requests_per_minute),
+            unknown_limiter: RateLimiter::new(config.unknown_serials_per_minute),
+            config,
         })
     }
 
@@ -102,10 +117,15 @@ impl Services {
     pub fn reload_workflows(&self) -> Result<Reloaded, ServiceError> {
         let dir = &self.config.workflows_dir;
         let (fresh, warnings) = read_workflows(&self.config, &self.templates).map_err(|e| {
+            let kept = self.workflows().iter().count();
+            log::error!(
+                "reading workflows directory {}: {e}; keeping the {kept} loaded before",
+                dir.display()
+            );
+            // The path is in the log; the answer names none.
             ServiceError::Workflows(format!(
-                "reading workflows directory {}: {e}; keeping the {} loaded before",
-                dir.display(),
-                self.workflows().iter().count()
+                "the workflows directory cannot be read ({e}); keeping the {kept} loaded before; \
+                 see the controller log"
             ))
         })?;
         let summary = Reloaded {
@@ -121,6 +141,54 @@ impl Services {
             summary.broken.len()
         );
         Ok(summary)
+    }
+
+    /// Event retention (`max_events`, `event_retention_days`); the daemon runs it at start
+    /// and hourly.
+    pub fn prune_events(&self) -> Result<u64, ServiceError> {
+        let (max, days) = (self.config.max_events, self.config.event_retention_days);
+        if max == 0 && days == 0 {
+            return Ok(0);
+        }
+        let n = self.store.write(|tx| tx.prune_events(max, days))?;
+        if n > 0 {
+            log::info!("pruned {n} old events (max_events = {max}, event_retention_days = {days})");
+        }
+        Ok(n)
+    }
+
+    /// `/healthz`: a write to the registry and one to the export (when NFS is on), so a full
+    /// or read-only disk shows before boots fail. Details go to the log; the answer says
+    /// which part failed.
+    pub fn health(&self) -> Health {
+        let database = match self.store.check_write() {
+            Ok(()) => "ok".to_string(),
+            Err(e) => {
+                log::error!("health: database write: {e}");
+                "write failed; see the controller log".to_string()
+            }
+        };
+        let export = if self.config.nfs.enabled {
+            let file = self.tree.root().join(".pureboot-write-check");
+            let stamp = crate::nfs_tree::utc_stamp(std::time::SystemTime::now());
+            match std::fs::write(&file, stamp) {
+                Ok(()) => Some("ok".to_string()),
+                Err(e) => {
+                    log::error!("health: writing {}: {e}", file.display());
+                    Some("write failed; see the controller log".to_string())
+                }
+            }
+        } else {
+            None
+        };
+        let ok = database == "ok" && export.as_deref().is_none_or(|e| e == "ok");
+        Health {
+            ok,
+            database,
+            export,
+            schema_version: self.store.schema_version().unwrap_or(-1),
+            workflows: self.workflows().iter().count(),
+        }
     }
 
     pub fn boot_settings(&self) -> BootSettings {
@@ -162,13 +230,24 @@ impl Services {
 
     /// The node's workflow, rendered for it; `Err` explains why it cannot be used.
     pub fn rendered_workflow(&self, node: &Node) -> Result<Option<Workflow>, String> {
+        self.render_for(&self.workflows(), node, &self.template_vars(node))
+    }
+
+    /// As [`Services::rendered_workflow`], from a given set and context. Bounded (see
+    /// [`crate::templates::RENDER_FUEL`]); call it outside any lock.
+    pub fn render_for(
+        &self,
+        workflows: &Workflows,
+        node: &Node,
+        vars: &Vars,
+    ) -> Result<Option<Workflow>, String> {
         let Some(id) = node.workflow_id.as_deref() else {
             return Ok(None);
         };
-        match self.workflows().get(id) {
+        match workflows.get(id) {
             Lookup::Found(wf) => self
                 .templates
-                .render_workflow(wf, &self.template_vars(node))
+                .render_workflow(wf, vars)
                 .map(Some)
                 .map_err(|e| e.to_string()),
             Lookup::Broken(e) => Err(format!("workflow {id} is broken: {e}")),
@@ -198,13 +277,40 @@ fn read_workflows(
     config: &Config,
     templates: &Templates,
 ) -> std::io::Result<(Workflows, Vec<String>)> {
-    let set = Workflows::load_dir(&config.workflows_dir, templates)?;
+    let mut set = Workflows::load_dir(&config.workflows_dir, templates)?;
+    // Rendered once for a made-up node under the limits every boot has: one that runs out
+    // of fuel or output room is left out now rather than failing each boot of its nodes.
+    let sample = crate::templates::sample_vars(config);
+    let paths: std::collections::HashMap<String, String> = set
+        .iter()
+        .map(|(p, w)| (w.id.clone(), p.display().to_string()))
+        .collect();
+    set.refuse(|wf| match templates.render_workflow(wf, &sample) {
+        Err(e) if e.over_limits() => Err(crate::workflows::WorkflowError {
+            file: paths.get(&wf.id).cloned().unwrap_or_default(),
+            field: e.field,
+            message: e.message,
+        }),
+        _ => Ok(()),
+    });
     for err in set.errors() {
         log::error!("{err}");
     }
     let warnings = set.path_warnings(config.nfs.announced_path());
     warnings.iter().for_each(|w| log::warn!("{w}"));
     Ok((set, warnings))
+}
+
+/// `/healthz`'s answer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Health {
+    #[serde(skip)]
+    pub ok: bool,
+    pub database: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<String>,
+    pub schema_version: i64,
+    pub workflows: usize,
 }
 
 /// What a reload found: the ids now served, the files left out with why, and fields that

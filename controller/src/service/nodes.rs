@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{ServiceError, Services};
-use crate::domain::{Hostname, ImageName, Mac, Node, NodeRef, NodeState, OverlayMode, Serial};
+use crate::domain::{
+    full_serial_of_claim, Hostname, ImageName, Mac, Node, NodeRef, NodeState, OverlayMode, Serial,
+};
 use crate::nfs_tree::NodeInfo;
 use crate::store::{Event, EventKind, NewEvent, NewNode, NodeFilter, Tx};
 
@@ -144,7 +146,7 @@ impl Services {
                 existing.workflow_id = spec.workflow_id.clone().or(existing.workflow_id);
                 existing.model = spec.model.clone().or(existing.model);
                 existing.mac = existing.mac.or(mac.map(|m| m.as_str().into()));
-                existing.full_serial = existing.full_serial.or(full_serial.map(|f| f.as_str().into()));
+                existing.full_serial = existing.full_serial.or(full_serial.as_ref().and_then(|f| full_serial_of_claim(f.as_str())));
                 tx.append_event(&admin_event(
                     &existing,
                     json!({"action": "adopt", "workflow_id": existing.workflow_id, "from": from, "to": existing.state}),
@@ -153,7 +155,7 @@ impl Services {
             }
             let node = tx.insert_node(&NewNode {
                 serial: serial.as_str().into(),
-                full_serial: full_serial.map(|f| f.as_str().into()),
+                full_serial: full_serial.as_ref().and_then(|f| full_serial_of_claim(f.as_str())),
                 mac: mac.map(|m| m.as_str().into()),
                 model: spec.model.clone(),
                 hostname,

@@ -17,6 +17,8 @@ pub enum EventKind {
     Conflict,
     /// An operator changed the node (assign, update).
     Admin,
+    /// The node's persistent layer broke (or works again), and what was done about it.
+    Degraded,
 }
 
 impl EventKind {
@@ -29,6 +31,7 @@ impl EventKind {
             EventKind::StateChange => "state_change",
             EventKind::Conflict => "conflict",
             EventKind::Admin => "admin",
+            EventKind::Degraded => "degraded",
         }
     }
 }
@@ -90,6 +93,61 @@ impl Tx<'_> {
             })
             .map_err(sql("read events"))?;
         rows.map(|r| r.map_err(sql("read events"))).collect()
+    }
+
+    /// Retention: drops the oldest events beyond `max_events` (0 = no cap) and those
+    /// older than `max_age_days` (0 = any age), as one prefix of the log, after recording
+    /// the mark (the triggers allow deleting nothing else). Returns the events dropped.
+    pub fn prune_events(&self, max_events: u64, max_age_days: u64) -> Result<u64, StoreError> {
+        let last: i64 = self
+            .tx
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM boot_events", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql("prune events"))?;
+        let by_count = if max_events > 0 {
+            last - i64::try_from(max_events).unwrap_or(i64::MAX)
+        } else {
+            0
+        };
+        let by_age: i64 = if max_age_days > 0 {
+            self.tx
+                .query_row(
+                    "SELECT COALESCE(MAX(id), 0) FROM boot_events
+                     WHERE at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
+                    [format!("-{max_age_days} days")],
+                    |r| r.get(0),
+                )
+                .map_err(sql("prune events"))?
+        } else {
+            0
+        };
+        let up_to = by_count.max(by_age);
+        let done: i64 = self
+            .tx
+            .query_row(
+                "SELECT COALESCE(MAX(up_to), 0) FROM event_prunes",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("prune events"))?;
+        if up_to <= done {
+            return Ok(0);
+        }
+        self.tx
+            .execute(
+                &format!("INSERT INTO event_prunes (up_to, at, reason) VALUES (?1, {NOW}, ?2)"),
+                params![
+                    up_to,
+                    format!("max_events = {max_events}, event_retention_days = {max_age_days}")
+                ],
+            )
+            .map_err(sql("prune events"))?;
+        let n = self
+            .tx
+            .execute("DELETE FROM boot_events WHERE id <= ?1", [up_to])
+            .map_err(sql("prune events"))?;
+        Ok(n as u64)
     }
 
     pub fn count_events(&self, serial: &str, kind: EventKind) -> Result<i64, StoreError> {
@@ -159,6 +217,44 @@ mod tests {
             })
             .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
+
+        // Retention drops a prefix only; what is kept stays append-only.
+        store
+            .write(|tx| {
+                for i in 0..9 {
+                    tx.append_event(&NewEvent {
+                        node_id: Some(&node.id),
+                        serial: &node.serial,
+                        kind: EventKind::BootRequest,
+                        ip: None,
+                        detail: serde_json::json!({"i": i}),
+                    })?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let dropped = store.write(|tx| tx.prune_events(4, 0)).unwrap();
+        assert_eq!(dropped, 6);
+        let kept = store
+            .read(|tx| tx.events_for_serial("d83add36", 100))
+            .unwrap();
+        assert_eq!(kept.len(), 4);
+        assert_eq!(kept[3].detail["i"], 8, "the newest kept");
+        assert_eq!(store.write(|tx| tx.prune_events(4, 0)).unwrap(), 0);
+        for sql_text in [
+            "DELETE FROM boot_events",
+            "UPDATE boot_events SET kind = 'x'",
+            "DELETE FROM event_prunes",
+            "INSERT INTO event_prunes (up_to, at, reason) VALUES (1, 'x', 'rewind')",
+        ] {
+            let err = store
+                .write(|tx| tx.tx.execute(sql_text, []).map_err(sql("tamper")))
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("append-only") || err.to_string().contains("only grow"),
+                "{sql_text}: {err}"
+            );
+        }
         let dup = store.write(|tx| {
             tx.insert_node(&NewNode {
                 serial: "d83add36".into(),

@@ -40,6 +40,37 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'boot_events is append-only'); END;
     CREATE TRIGGER boot_events_no_delete BEFORE DELETE ON boot_events
         BEGIN SELECT RAISE(ABORT, 'boot_events is append-only'); END;",
+    // 2: a node whose persistent layer broke (reason, NULL when fine); an 8-hex "full
+    // serial" is a short one, not recorded as full.
+    "ALTER TABLE nodes ADD COLUMN degraded TEXT;
+    UPDATE nodes SET full_serial = NULL WHERE length(full_serial) <= 8;",
+    // 3: the unguessable id of a node's current boot (its callback URL) and the address
+    // that asked for that boot: reports are accepted on that id only.
+    "ALTER TABLE nodes ADD COLUMN boot_id TEXT;
+    ALTER TABLE nodes ADD COLUMN boot_ip TEXT;
+    CREATE UNIQUE INDEX nodes_by_boot_id ON nodes(boot_id);",
+    // 4: one row /healthz rewrites, to know that writes still reach the disk.
+    "CREATE TABLE write_check (id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL);",
+    // 5: retention. The log stays append-only for what is kept: only a prefix (ids up to a
+    // recorded prune mark) may be deleted, marks only grow and are themselves append-only.
+    "CREATE INDEX nodes_by_state ON nodes(state);
+    CREATE TABLE event_prunes (
+        id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        up_to  INTEGER NOT NULL,
+        at     TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TRIGGER event_prunes_grow BEFORE INSERT ON event_prunes
+        WHEN NEW.up_to < (SELECT COALESCE(MAX(up_to), 0) FROM event_prunes)
+        BEGIN SELECT RAISE(ABORT, 'prune marks only grow'); END;
+    CREATE TRIGGER event_prunes_no_update BEFORE UPDATE ON event_prunes
+        BEGIN SELECT RAISE(ABORT, 'event_prunes is append-only'); END;
+    CREATE TRIGGER event_prunes_no_delete BEFORE DELETE ON event_prunes
+        BEGIN SELECT RAISE(ABORT, 'event_prunes is append-only'); END;
+    DROP TRIGGER boot_events_no_delete;
+    CREATE TRIGGER boot_events_no_delete BEFORE DELETE ON boot_events
+        WHEN OLD.id > (SELECT COALESCE(MAX(up_to), 0) FROM event_prunes)
+        BEGIN SELECT RAISE(ABORT, 'boot_events is append-only (only a pruned prefix may go)'); END;",
 ];
 
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {
@@ -63,6 +94,12 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     )
     .map_err(sql("create schema_migrations"))?;
     let current = current_version(&tx)?;
+    if current > MIGRATIONS.len() as i64 {
+        return Err(StoreError::NewerSchema {
+            found: current,
+            known: MIGRATIONS.len() as i64,
+        });
+    }
     for (i, step) in MIGRATIONS.iter().enumerate() {
         let version = i as i64 + 1;
         if version <= current {
@@ -108,5 +145,20 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+        store
+            .conn
+            .lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (99, 'later')",
+                [],
+            )
+            .unwrap();
+        drop(store);
+        let err = Store::open(&path).err().expect("a newer schema is refused");
+        assert!(
+            err.to_string().contains("99") && err.to_string().contains("r.db"),
+            "{err}"
+        );
     }
 }

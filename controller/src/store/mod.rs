@@ -32,6 +32,25 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(
+        "schema version {found}, newer than this controller knows ({known}): a newer \
+         controller wrote it; run that one (or restore a backup)"
+    )]
+    NewerSchema { found: i64, known: i64 },
+    #[error("database {path}: {source}")]
+    Schema {
+        path: String,
+        #[source]
+        source: Box<StoreError>,
+    },
+    #[error("database {path} is in use by another `pureboot-controller serve` (lock {lock})")]
+    InUse { path: String, lock: String },
+    #[error("database lock {lock}: {source}")]
+    Lock {
+        lock: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("database holds an invalid {what}: {value:?}")]
     Corrupt { what: &'static str, value: String },
 }
@@ -73,7 +92,10 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
-        migrations::migrate(&mut conn)?;
+        migrations::migrate(&mut conn).map_err(|e| StoreError::Schema {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        })?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -105,6 +127,48 @@ impl Store {
         #[allow(clippy::let_and_return)]
         let out = f(&Tx { tx });
         out
+    }
+
+    /// Claims the database for one daemon: an exclusive lock on `<database>.serve-lock`,
+    /// held as long as the returned file is open (the CLI does not take it; WAL lets it
+    /// share the file with the daemon). A second daemon on the same database is refused.
+    pub fn lock_for_serving(path: &Path) -> Result<std::fs::File, StoreError> {
+        use std::os::fd::AsRawFd;
+        let mut lock = path.as_os_str().to_owned();
+        lock.push(".serve-lock");
+        let lock = std::path::PathBuf::from(lock);
+        let in_use = || StoreError::InUse {
+            path: path.display().to_string(),
+            lock: lock.display().to_string(),
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(|source| StoreError::Lock {
+                lock: lock.display().to_string(),
+                source,
+            })?;
+        // SAFETY: flock on a descriptor this function owns.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(in_use());
+        }
+        Ok(file)
+    }
+
+    /// A real (tiny) write transaction, committed: fails when writes do not reach the disk.
+    pub fn check_write(&self) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.tx
+                .execute(
+                    &format!("INSERT OR REPLACE INTO write_check (id, at) VALUES (1, {NOW})"),
+                    [],
+                )
+                .map_err(sql("write check"))?;
+            Ok::<_, StoreError>(())
+        })
     }
 
     pub fn schema_version(&self) -> Result<i64, StoreError> {

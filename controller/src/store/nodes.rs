@@ -7,7 +7,8 @@ use crate::domain::{Node, NodeRef, NodeState, OverlayMode};
 
 const COLUMNS: &str =
     "id, serial, full_serial, mac, model, hostname, state, workflow_id, machine_id,
-    overlay_mode, base_image, last_boot_at, last_ip, conflict, created_at, updated_at";
+    overlay_mode, base_image, last_boot_at, last_ip, conflict, created_at, updated_at, degraded,
+    boot_id, boot_ip";
 
 /// What registration knows; everything else starts empty.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +29,10 @@ pub struct NewNode {
 pub struct NodeFilter {
     pub state: Option<NodeState>,
     pub workflow_id: Option<String>,
+    /// Only serials after this one (pagination: the last serial of the previous page).
+    pub after: Option<String>,
+    /// At most this many (none: all).
+    pub limit: Option<u32>,
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(Node, String, Option<String>)> {
@@ -50,6 +55,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(Node, String, Option<String>)> {
         conflict: r.get(13)?,
         created_at: r.get(14)?,
         updated_at: r.get(15)?,
+        degraded: r.get(16)?,
+        boot_id: r.get(17)?,
+        boot_ip: r.get(18)?,
     };
     Ok((node, state, overlay))
 }
@@ -71,6 +79,20 @@ fn typed((mut node, state, overlay): (Node, String, Option<String>)) -> Result<N
 }
 
 impl Tx<'_> {
+    /// The node whose current boot has this id (the one in its callback URL).
+    pub fn find_node_by_boot(&self, boot_id: &str) -> Result<Option<Node>, StoreError> {
+        let row = self
+            .tx
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM nodes WHERE boot_id = ?1"),
+                [boot_id],
+                from_row,
+            )
+            .optional()
+            .map_err(sql("find boot"))?;
+        row.map(typed).transpose()
+    }
+
     pub fn find_node(&self, node: &NodeRef) -> Result<Option<Node>, StoreError> {
         let (column, value) = match node {
             NodeRef::Id(id) => ("id", id.as_str()),
@@ -94,12 +116,18 @@ impl Tx<'_> {
             .prepare(&format!(
                 "SELECT {COLUMNS} FROM nodes
                  WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR workflow_id = ?2)
-                 ORDER BY serial"
+                   AND (?3 IS NULL OR serial > ?3)
+                 ORDER BY serial LIMIT ?4"
             ))
             .map_err(sql("list nodes"))?;
         let rows = stmt
             .query_map(
-                params![filter.state.map(|s| s.as_str()), filter.workflow_id],
+                params![
+                    filter.state.map(|s| s.as_str()),
+                    filter.workflow_id,
+                    filter.after,
+                    filter.limit.map_or(-1, i64::from)
+                ],
                 from_row,
             )
             .map_err(sql("list nodes"))?;
@@ -146,7 +174,8 @@ impl Tx<'_> {
                 &format!(
                     "UPDATE nodes SET full_serial = ?2, mac = ?3, model = ?4, hostname = ?5, state = ?6,
                         workflow_id = ?7, overlay_mode = ?8, base_image = ?9, last_boot_at = ?10,
-                        last_ip = ?11, conflict = ?12, updated_at = {NOW}
+                        last_ip = ?11, conflict = ?12, degraded = ?13, boot_id = ?14, boot_ip = ?15,
+                        updated_at = {NOW}
                      WHERE id = ?1"
                 ),
                 params![
@@ -162,6 +191,9 @@ impl Tx<'_> {
                     node.last_boot_at,
                     node.last_ip,
                     node.conflict,
+                    node.degraded,
+                    node.boot_id,
+                    node.boot_ip,
                 ],
             )
             .map_err(sql("update node"))?;
@@ -178,6 +210,27 @@ impl Tx<'_> {
             )
             .map_err(sql("record boot time"))?;
         Ok(())
+    }
+
+    pub fn count_in_state(&self, state: NodeState) -> Result<i64, StoreError> {
+        self.tx
+            .query_row(
+                "SELECT COUNT(*) FROM nodes WHERE state = ?1",
+                [state.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(sql("count nodes"))
+    }
+
+    /// Nodes flagged degraded (their persistent layer broke).
+    pub fn count_degraded(&self) -> Result<i64, StoreError> {
+        self.tx
+            .query_row(
+                "SELECT COUNT(*) FROM nodes WHERE degraded IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("count degraded nodes"))
     }
 
     pub fn delete_node(&self, node_id: &str) -> Result<bool, StoreError> {

@@ -15,6 +15,8 @@ pub const TOKEN: &str = "test-token";
 
 pub struct TestApp {
     pub base: String,
+    /// The management API's own listener, when `admin_listen` is set.
+    pub admin_base: Option<String>,
     pub dir: tempfile::TempDir,
     pub services: Arc<Services>,
     pub config: Config,
@@ -61,7 +63,8 @@ pub fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
             .unwrap();
         rt.block_on(async move {
             let app = App::build(cfg).await.expect("app builds");
-            tx.send((app.local_addr(), app.services())).unwrap();
+            tx.send((app.local_addr(), app.admin_addr(), app.services()))
+                .unwrap();
             app.run_until(async move {
                 let _ = stop_rx.await;
             })
@@ -69,9 +72,10 @@ pub fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
             .unwrap();
         });
     });
-    let (addr, services) = rx.recv().expect("server started");
+    let (addr, admin, services) = rx.recv().expect("server started");
     TestApp {
         base: format!("http://{addr}"),
+        admin_base: admin.map(|a| format!("http://{a}")),
         dir,
         services,
         config,

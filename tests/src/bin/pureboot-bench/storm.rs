@@ -147,14 +147,23 @@ fn pi_boot(addr: SocketAddr, i: usize, t: &mut Tally) {
     );
     let t0 = Instant::now();
     let path = format!("/api/v1/boot/pi?serial={serial}&mac={mac}");
-    match request(addr, "GET", &path, None, None) {
+    // Reports go to the boot's own callback URL (a per-boot id, not the serial).
+    let callback = match request(addr, "GET", &path, None, None) {
         Ok(r) if r.status == 200 && r.body.contains("nfs_boot") => {
             t.boot_ms.push(ms_since(t0));
             t.boot_ok.push(i);
+            let answer: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+            match answer["callback_url"]
+                .as_str()
+                .and_then(|u| u.find("/api/").map(|at| u[at..].to_string()))
+            {
+                Some(p) => p,
+                None => return t.fail(format!("GET {path}: no callback_url in {}", r.body)),
+            }
         }
         Ok(r) => return t.fail(format!("GET {path}: {} {}", r.status, r.body)),
         Err(e) => return t.fail(e),
-    }
+    };
     let report = InstalledReport {
         success: true,
         mode: "nfs_boot".into(),
@@ -166,7 +175,7 @@ fn pi_boot(addr: SocketAddr, i: usize, t: &mut Tally) {
         ..Default::default()
     };
     let body = serde_json::to_string(&report).expect("report serialises");
-    let path = format!("/api/v1/nodes/{serial}/installed");
+    let path = callback;
     let t1 = Instant::now();
     match request(addr, "POST", &path, None, Some(&body)) {
         Ok(r) if r.status == 200 => {

@@ -1,0 +1,192 @@
+//! A node's `persist.img` that its Pi could not use: told apart from a usable one, moved
+//! aside under a name with the time (never deleted: it may hold data worth recovering) and
+//! replaced by a fresh image, so the next boot is persistent again.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::error::{io_err, NfsTreeError, Result};
+use super::parse_serial;
+use super::NfsTree;
+
+/// Prefix of the names broken images are moved to: `persist.img.broken-<UTC time>`.
+const SET_ASIDE_PREFIX: &str = "persist.img.broken-";
+
+/// What `nodes/<serial>/persist.img` looks like from the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "snake_case")]
+pub enum PersistState {
+    Missing,
+    /// Carries an ext4 superblock (it may still fail to mount: only the Pi can tell).
+    Ext4,
+    /// Cannot be an ext4 file system; the text says why.
+    Broken(String),
+}
+
+/// Offset and value of the ext4 superblock magic (`s_magic`, little endian 0xEF53).
+const EXT4_MAGIC_AT: u64 = 1024 + 0x38;
+const EXT4_MAGIC: [u8; 2] = [0x53, 0xef];
+
+impl NfsTree {
+    fn persist_path(&self, serial: &str) -> Result<PathBuf> {
+        Ok(self.layout.persist_image(&parse_serial(serial)?))
+    }
+
+    pub fn persist_image_state(&self, serial: &str) -> Result<PersistState> {
+        let path = self.persist_path(serial)?;
+        let mut f = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PersistState::Missing),
+            Err(e) => return Err(io_err("open", &path)(e)),
+        };
+        let len = f.metadata().map_err(io_err("stat", &path))?.len();
+        if len < EXT4_MAGIC_AT + 2 {
+            return Ok(PersistState::Broken(format!("{len} bytes long")));
+        }
+        let mut magic = [0u8; 2];
+        f.seek(SeekFrom::Start(EXT4_MAGIC_AT))
+            .and_then(|_| f.read_exact(&mut magic))
+            .map_err(io_err("read", &path))?;
+        Ok(if magic == EXT4_MAGIC {
+            PersistState::Ext4
+        } else {
+            PersistState::Broken("no ext4 superblock".into())
+        })
+    }
+
+    /// Moves `persist.img` to `persist.img.broken-<UTC time>` (an existing name is never
+    /// replaced) and creates a fresh image of `size_mb`. Returns where the old one went;
+    /// `None` when there was none (then only the fresh image is made).
+    pub fn set_aside_persist_image(&self, serial: &str, size_mb: u64) -> Result<Option<PathBuf>> {
+        let image = self.persist_path(serial)?;
+        let dir = image
+            .parent()
+            .expect("under the node directory")
+            .to_path_buf();
+        let moved = if image.exists() {
+            let stamp = utc_stamp(SystemTime::now());
+            let mut n = 1;
+            loop {
+                let name = if n == 1 {
+                    format!("{SET_ASIDE_PREFIX}{stamp}")
+                } else {
+                    format!("{SET_ASIDE_PREFIX}{stamp}-{n}")
+                };
+                let target = dir.join(name);
+                // link() never replaces: a name in use makes us try the next one.
+                match fs::hard_link(&image, &target) {
+                    Ok(()) => {
+                        fs::remove_file(&image).map_err(io_err("remove", &image))?;
+                        break Some(target);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+                    Err(error) => {
+                        return Err(NfsTreeError::Io {
+                            op: "link",
+                            path: target,
+                            error,
+                        })
+                    }
+                }
+            }
+        } else {
+            None
+        };
+        self.create_persist_image(serial, size_mb)?;
+        Ok(moved)
+    }
+
+    /// The images set aside for a node, oldest first.
+    pub fn set_aside_persist_images(&self, serial: &str) -> Result<Vec<PathBuf>> {
+        let dir = self.layout.node_dir(&parse_serial(serial)?);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("list", &dir)(e)),
+        };
+        let mut out: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(SET_ASIDE_PREFIX)
+            })
+            .map(|e| e.path())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// `20261126T110203Z` for a time (UTC), for file names that sort by time.
+pub fn utc_stamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn stamps() {
+        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(utc_stamp(t), "20231114T221320Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(utc_stamp(leap), "20000229T000000Z");
+    }
+
+    #[test]
+    fn broken_images_are_told_apart_and_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = NfsTree::new(dir.path());
+        assert_eq!(
+            tree.persist_image_state("d83add36").unwrap(),
+            PersistState::Missing
+        );
+        let node = dir.path().join("nodes/d83add36");
+        fs::create_dir_all(&node).unwrap();
+        fs::write(node.join("persist.img"), b"").unwrap();
+        assert!(matches!(
+            tree.persist_image_state("d83add36").unwrap(),
+            PersistState::Broken(r) if r.contains("0 bytes")
+        ));
+        fs::write(node.join("persist.img"), vec![0u8; 1 << 20]).unwrap();
+        assert!(matches!(
+            tree.persist_image_state("d83add36").unwrap(),
+            PersistState::Broken(r) if r.contains("superblock")
+        ));
+        let mut fake = vec![0u8; 4096];
+        fake[1080..1082].copy_from_slice(&EXT4_MAGIC);
+        fs::write(node.join("persist.img"), fake).unwrap();
+        assert_eq!(
+            tree.persist_image_state("d83add36").unwrap(),
+            PersistState::Ext4
+        );
+    }
+}
