@@ -21,6 +21,7 @@ pub struct App {
     state: AppState,
     /// Held while serving: one daemon per database.
     _serving: std::fs::File,
+    _checkpoints: crate::store::Checkpointer,
 }
 
 impl App {
@@ -28,6 +29,9 @@ impl App {
         let listen = config.listen.clone();
         let serving = crate::store::Store::lock_for_serving(&config.database)?;
         let services = tokio::task::spawn_blocking(move || Services::open(config)).await??;
+        let checkpoints = services
+            .store
+            .checkpoint_in_background(Duration::from_millis(500))?;
         if services.config.nfs.enabled {
             if let Err(e) = services.tree.ensure_directories() {
                 // Not fatal: the export may be mounted later; boots will report it.
@@ -51,6 +55,7 @@ impl App {
         let state = AppState {
             services: Arc::new(services),
             metrics: Arc::new(Metrics::default()),
+            blocking_slots: Arc::new(tokio::sync::Semaphore::new(crate::http::BLOCKING_SLOTS)),
         };
         Ok(App {
             listener,
@@ -58,6 +63,7 @@ impl App {
             admin,
             state,
             _serving: serving,
+            _checkpoints: checkpoints,
         })
     }
 

@@ -46,13 +46,27 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdParam {
 pub struct AppState {
     pub services: Arc<Services>,
     pub metrics: Arc<Metrics>,
+    /// Requests running blocking code at once (see [`BLOCKING_SLOTS`]).
+    pub blocking_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Blocking work (SQLite, the NFS tree, renders) of at most this many requests at once;
+/// the others wait on the async side. The registry is one connection, so more threads
+/// only queue on its mutex (a hundred of them did under a storm) and cost switches; enough
+/// stay for node-tree writes (fsyncs, in parallel per serial) to overlap the database work.
+pub const BLOCKING_SLOTS: usize = 32;
 
 /// Runs blocking service code (SQLite, filesystem) off the async workers.
 async fn blocking<T: Send + 'static>(
     st: &AppState,
     f: impl FnOnce(&Services) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ApiErr> {
+    let _slot = st
+        .blocking_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiErr::internal("shutting down"))?;
     let services = st.services.clone();
     match tokio::task::spawn_blocking(move || f(&services)).await {
         Ok(result) => result.map_err(ApiErr::from),

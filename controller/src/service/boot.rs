@@ -203,8 +203,7 @@ impl Services {
                         "base_image": r.base_image, "overlay_mode": r.overlay_mode,
                     }),
                 ))?;
-                tx.save_node(&node)?;
-                tx.touch_boot(&node.id, ip)?;
+                tx.save_booted_node(&node, ip)?;
                 Ok(Some(decision.response))
             })?;
             match committed {
@@ -353,7 +352,7 @@ impl Services {
     /// refreshed on every boot (hostname changes), `persist.img` for overlay `image`.
     /// A missing base image is only a warning: the Pi then reports which one it lacked.
     pub fn prepare_node_tree(&self, node: &Node, plan: &NodeTreePlan) -> Result<(), NfsTreeError> {
-        let _guard = self.tree_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.tree_lock(&node.serial);
         if !self.tree.nodes_path().is_dir() {
             self.tree.ensure_directories()?;
         }
@@ -426,8 +425,7 @@ impl Services {
             record_transitions(tx, &mut node, &states, "installed callback")?;
             let repair = self.note_image_overlay(tx, &mut node, &report, ip.as_deref())?;
             node.last_ip = ip.clone();
-            let node = tx.save_node(&node)?;
-            tx.touch_boot(&node.id, ip.as_deref())?;
+            let node = tx.save_booted_node(&node, ip.as_deref())?;
             Ok::<_, ServiceError>(Ok((node, repair)))
         })?;
         let (node, repair) = outcome?;
@@ -511,7 +509,7 @@ impl Services {
     /// node stays flagged either way.
     pub(super) fn repair_persist_image(&self, node: &Node) {
         let serial = &node.serial;
-        let _guard = self.tree_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.tree_lock(serial);
         let detail = match self.tree.persist_image_state(serial) {
             Ok(PersistState::Ext4) => {
                 log::warn!(

@@ -81,7 +81,7 @@ impl Services {
     /// `overlay reset`: the node's persist.img moved aside (never deleted) and a fresh one
     /// made; returns where the old one went.
     pub fn reset_persist_image(&self, serial: &str) -> Result<Option<PathBuf>, ServiceError> {
-        let _guard = self.tree_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.tree_lock(serial);
         let moved = self
             .tree
             .set_aside_persist_image(serial, self.config.nfs.persist_size_mb)?;

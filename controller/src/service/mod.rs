@@ -62,6 +62,8 @@ pub enum ServiceError {
     },
 }
 
+const TREE_LOCK_STRIPES: usize = 64;
+
 pub struct Services {
     pub config: Config,
     pub store: Store,
@@ -69,8 +71,9 @@ pub struct Services {
     workflows: RwLock<Arc<Workflows>>,
     pub templates: Templates,
     pub tree: NfsTree,
-    /// Node-tree writes of this process, one at a time (two boots of one serial).
-    tree_lock: Mutex<()>,
+    /// Node-tree writes of this process: one at a time per serial (two boots of one
+    /// serial), different serials in parallel (a stripe per serial hash).
+    tree_locks: Vec<Mutex<()>>,
     /// Boots and reports per node (`node_requests_per_minute`).
     node_limiter: RateLimiter,
     /// Unknown serials recorded, all together (`unknown_serials_per_minute`).
@@ -96,11 +99,20 @@ impl Services {
             workflows: RwLock::new(Arc::new(workflows)),
             templates,
             tree,
-            tree_lock: Mutex::new(()),
+            tree_locks: (0..TREE_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             node_limiter: RateLimiter::new(config.node_requests_per_minute),
             unknown_limiter: RateLimiter::new(config.unknown_serials_per_minute),
             config,
         })
+    }
+
+    /// The lock of `serial`'s node tree.
+    pub(crate) fn tree_lock(&self, serial: &str) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serial.to_ascii_lowercase().hash(&mut h);
+        let stripe = &self.tree_locks[(h.finish() % TREE_LOCK_STRIPES as u64) as usize];
+        stripe.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The workflows as loaded last.

@@ -260,7 +260,7 @@ impl Services {
         let tree_removed = if keep_tree {
             false
         } else {
-            let _guard = self.tree_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _guard = self.tree_lock(&node.serial);
             self.tree.delete_node_overlay(&node.serial)?
         };
         Ok((node, tree_removed))

@@ -59,10 +59,8 @@ pub struct Event {
 impl Tx<'_> {
     pub fn append_event(&self, e: &NewEvent<'_>) -> Result<i64, StoreError> {
         self.tx
-            .execute(
-                &format!("INSERT INTO boot_events (node_id, serial, kind, at, ip, detail) VALUES (?1, ?2, ?3, {NOW}, ?4, ?5)"),
-                params![e.node_id, e.serial, e.kind.as_str(), e.ip, e.detail.to_string()],
-            )
+            .prepare_cached(&format!("INSERT INTO boot_events (node_id, serial, kind, at, ip, detail) VALUES (?1, ?2, ?3, {NOW}, ?4, ?5)"))
+            .and_then(|mut st| st.execute(params![e.node_id, e.serial, e.kind.as_str(), e.ip, e.detail.to_string()]))
             .map_err(sql("append event"))?;
         Ok(self.tx.last_insert_rowid())
     }

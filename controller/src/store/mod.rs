@@ -64,6 +64,19 @@ pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 
 pub struct Store {
     conn: Mutex<Connection>,
+    path: std::path::PathBuf,
+}
+
+/// The daemon's WAL checkpoints, on their own connection and thread (see
+/// [`Store::checkpoint_in_background`]); dropping it stops them.
+pub struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A write (or read) transaction; the registry operations live on it.
@@ -98,6 +111,7 @@ impl Store {
         })?;
         Ok(Store {
             conn: Mutex::new(conn),
+            path: path.to_path_buf(),
         })
     }
 
@@ -156,6 +170,44 @@ impl Store {
             return Err(in_use());
         }
         Ok(file)
+    }
+
+    /// Moves WAL checkpoints out of the requests: SQLite runs an automatic one inside
+    /// whichever commit crosses 1000 pages, and that request waits for it (and every
+    /// request queued behind the connection). The daemon turns that off and checkpoints
+    /// from a thread of its own every `every` (PASSIVE: never waits for writers). The CLI
+    /// keeps the automatic ones.
+    pub fn checkpoint_in_background(&self, every: Duration) -> Result<Checkpointer, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: self.path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(&self.path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(1))
+            .map_err(open_err)?;
+        self.conn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(open_err)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("wal-checkpoint".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(every);
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        log::warn!("WAL checkpoint: {e}");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Lock {
+                lock: "wal-checkpoint thread".into(),
+                source: e,
+            })?;
+        Ok(Checkpointer { stop })
     }
 
     /// A real (tiny) write transaction, committed: fails when writes do not reach the disk.

@@ -83,12 +83,8 @@ impl Tx<'_> {
     pub fn find_node_by_boot(&self, boot_id: &str) -> Result<Option<Node>, StoreError> {
         let row = self
             .tx
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM nodes WHERE boot_id = ?1"),
-                [boot_id],
-                from_row,
-            )
-            .optional()
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE boot_id = ?1"))
+            .and_then(|mut st| st.query_row([boot_id], from_row).optional())
             .map_err(sql("find boot"))?;
         row.map(typed).transpose()
     }
@@ -100,12 +96,8 @@ impl Tx<'_> {
         };
         let row = self
             .tx
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM nodes WHERE {column} = ?1"),
-                [value],
-                from_row,
-            )
-            .optional()
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE {column} = ?1"))
+            .and_then(|mut st| st.query_row([value], from_row).optional())
             .map_err(sql("find node"))?;
         row.map(typed).transpose()
     }
@@ -167,49 +159,57 @@ impl Tx<'_> {
             .map(|n| n.expect("row just inserted"))
     }
 
-    /// Writes every mutable field of `node` (id, serial, machine-id and creation time stay).
+    /// Writes every mutable field of `node` (id, serial, machine-id and creation time stay)
+    /// and returns the row as stored.
     pub fn save_node(&self, node: &Node) -> Result<Node, StoreError> {
-        self.tx
-            .execute(
-                &format!(
-                    "UPDATE nodes SET full_serial = ?2, mac = ?3, model = ?4, hostname = ?5, state = ?6,
-                        workflow_id = ?7, overlay_mode = ?8, base_image = ?9, last_boot_at = ?10,
-                        last_ip = ?11, conflict = ?12, degraded = ?13, boot_id = ?14, boot_ip = ?15,
-                        updated_at = {NOW}
-                     WHERE id = ?1"
-                ),
-                params![
-                    node.id,
-                    node.full_serial,
-                    node.mac,
-                    node.model,
-                    node.hostname,
-                    node.state.as_str(),
-                    node.workflow_id,
-                    node.overlay_mode.map(|m| m.as_str()),
-                    node.base_image,
-                    node.last_boot_at,
-                    node.last_ip,
-                    node.conflict,
-                    node.degraded,
-                    node.boot_id,
-                    node.boot_ip,
-                ],
-            )
-            .map_err(sql("update node"))?;
-        self.find_node(&NodeRef::Id(node.id.clone()))
-            .map(|n| n.expect("row just updated"))
+        self.update_node(node, None)
     }
 
-    /// Marks a boot: `last_boot_at` = now (the database clock), `last_ip`.
-    pub fn touch_boot(&self, node_id: &str, ip: Option<&str>) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                &format!("UPDATE nodes SET last_boot_at = {NOW}, last_ip = COALESCE(?2, last_ip) WHERE id = ?1"),
-                params![node_id, ip],
-            )
-            .map_err(sql("record boot time"))?;
-        Ok(())
+    /// [`Tx::save_node`] and the boot mark in one statement: `last_boot_at` = now (the
+    /// database clock), `last_ip` = `ip` when given.
+    pub fn save_booted_node(&self, node: &Node, ip: Option<&str>) -> Result<Node, StoreError> {
+        self.update_node(node, Some(ip))
+    }
+
+    fn update_node(&self, node: &Node, booted: Option<Option<&str>>) -> Result<Node, StoreError> {
+        let sql_text = format!(
+            "UPDATE nodes SET full_serial = ?2, mac = ?3, model = ?4, hostname = ?5, state = ?6,
+                workflow_id = ?7, overlay_mode = ?8, base_image = ?9,
+                last_boot_at = CASE WHEN ?16 THEN {NOW} ELSE ?10 END,
+                last_ip = COALESCE(?17, ?11), conflict = ?12, degraded = ?13, boot_id = ?14,
+                boot_ip = ?15, updated_at = {NOW}
+             WHERE id = ?1
+             RETURNING {COLUMNS}"
+        );
+        let row = self
+            .tx
+            .prepare_cached(&sql_text)
+            .and_then(|mut st| {
+                st.query_row(
+                    params![
+                        node.id,
+                        node.full_serial,
+                        node.mac,
+                        node.model,
+                        node.hostname,
+                        node.state.as_str(),
+                        node.workflow_id,
+                        node.overlay_mode.map(|m| m.as_str()),
+                        node.base_image,
+                        node.last_boot_at,
+                        node.last_ip,
+                        node.conflict,
+                        node.degraded,
+                        node.boot_id,
+                        node.boot_ip,
+                        booted.is_some(),
+                        booted.flatten(),
+                    ],
+                    from_row,
+                )
+            })
+            .map_err(sql("update node"))?;
+        typed(row)
     }
 
     pub fn count_in_state(&self, state: NodeState) -> Result<i64, StoreError> {

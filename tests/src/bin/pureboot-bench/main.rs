@@ -6,7 +6,8 @@
 //! Options: `--boots <n>` (7), `--cpus <n,...>` (vCPUs of the virtual Pi, one series each; 1,2),
 //! `--log <level>` (pi-init's `pureboot.log=`; default info, as deployed), `--nodes <n>` (1000), `--clients <n>` (100), `--rounds <n>` (3),
 //! `--import-mb <n>` (300), `--import-runs <n>` (5), `--only boot,sizes,storm,import`,
-//! `--out <file>`.
+//! `--out <file>`, `--storm-baseline <controller binary>` (another build, e.g. of main, stormed
+//! beside this one in the same run).
 
 mod boot;
 mod http;
@@ -31,6 +32,7 @@ struct Args {
     import_runs: usize,
     only: Vec<String>,
     out: Option<String>,
+    storm_baseline: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -45,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
         import_runs: 5,
         only: vec![],
         out: None,
+        storm_baseline: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
             "--import-runs" => a.import_runs = num(&value)?.clamp(1, 10),
             "--only" => a.only = value.split(',').map(str::to_string).collect(),
             "--out" => a.out = Some(value),
+            "--storm-baseline" => a.storm_baseline = Some(value.into()),
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -151,15 +155,26 @@ fn storm_run(env: &'static TestEnv, a: &Args) -> (String, bool) {
         a.nodes, a.clients, a.rounds
     );
     let mut ok = true;
+    let this = match env.binary("pureboot-controller") {
+        Ok(b) => b,
+        Err(e) => return (format!("{s}FAILED: {e}\n"), false),
+    };
+    let mut builds = Vec::new();
+    if let Some(base) = &a.storm_baseline {
+        builds.push((base.clone(), format!("baseline {}", base.display())));
+    }
+    builds.push((this, "this build".to_string()));
     for db in [storm::DbPath::Disk, storm::DbPath::SlowLoop] {
-        match storm::run(env, &p, db) {
-            Ok(text) => s += &text,
-            Err(e) => {
-                s += &format!("FAILED:\n\n```\n{e}\n```\n");
-                ok = false;
+        for (bin, who) in &builds {
+            match storm::run(env, &p, db, bin, who) {
+                Ok(text) => s += &text,
+                Err(e) => {
+                    s += &format!("{who}: FAILED:\n\n```\n{e}\n```\n");
+                    ok = false;
+                }
             }
+            s += "\n";
         }
-        s += "\n";
     }
     (s, ok)
 }

@@ -32,6 +32,7 @@ pub struct Params {
 }
 
 /// Where the controller's SQLite file lives.
+#[derive(Clone, Copy)]
 pub enum DbPath {
     /// The scratch directory, on the machine's disk.
     Disk,
@@ -333,7 +334,13 @@ fn reconcile(
     (complete, lost, extra)
 }
 
-pub fn run(env: &'static TestEnv, p: &Params, where_db: DbPath) -> Result<String, String> {
+pub fn run(
+    env: &'static TestEnv,
+    p: &Params,
+    where_db: DbPath,
+    bin: &Path,
+    who: &str,
+) -> Result<String, String> {
     let label = match where_db {
         DbPath::Disk => "database on the machine's disk (ext4 on virtio, WAL, synchronous=NORMAL)",
         DbPath::SlowLoop => "database on a slow path: loop ext4, direct I/O, mounted `sync`",
@@ -347,7 +354,7 @@ pub fn run(env: &'static TestEnv, p: &Params, where_db: DbPath) -> Result<String
         .as_ref()
         .map_or(dir.join("controller.db"), |m| m.mnt.join("controller.db"));
     let export = dir.join("nfs");
-    let bin = env.binary("pureboot-controller")?;
+    let bin = bin.to_path_buf();
     let settings = Settings {
         nfs_root: export.clone(),
         database: db.clone(),
@@ -391,7 +398,7 @@ pub fn run(env: &'static TestEnv, p: &Params, where_db: DbPath) -> Result<String
     }
     let before = proc_stats(pid)?;
     let mut s = format!(
-        "### {label}\n\n{} nodes registered through the API in {:.2} s ({} retried after 503); \
+        "### {label} ({who})\n\n{} nodes registered through the API in {:.2} s ({} retried after 503); \
          controller RSS then {} MiB\n\n\
          | round | requests | errors | wall s | req/s | boot p50 ms | boot p99 ms | callback p50 ms | callback p99 ms |\n\
          |---|---|---|---|---|---|---|---|---|\n",
