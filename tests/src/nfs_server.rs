@@ -1,7 +1,9 @@
 //! nfs-ganesha (with the rpcbind it needs) serving one scenario's export root, in the
 //! scenario's namespace, on fixed ports. The settings the guests depend on:
 //! `Attr_Expiration_Time = 0` (else directories the controller creates after start are not
-//! seen), `Squash = No_Root_Squash`, NLM off, fixed NFS/MNT ports, no grace period.
+//! seen), `Dir_Chunk = 0` (else a name the controller replaces, like a fresh persist.img,
+//! still resolves to the old file), `Squash = No_Root_Squash`, NLM off, fixed NFS/MNT ports,
+//! no grace period.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +43,7 @@ pub fn ganesha_config(export: &Path, recovery: &Path, protocols: Protocols) -> S
          EXPORT {{\n  Export_Id = 1;\n  Path = {export};\n  Pseudo = {export};\n  Access_Type = RW;\n  \
          Squash = No_Root_Squash;\n  SecType = sys;\n  Protocols = {p};\n  Transports = TCP;\n  \
          Attr_Expiration_Time = 0;\n  FSAL {{\n    Name = VFS;\n  }}\n}}\n\
+         MDCACHE {{\n  Dir_Chunk = 0;\n}}\n\
          LOG {{\n  Default_Log_Level = WARN;\n}}\n",
         recovery = recovery.display()
     )
@@ -123,6 +126,7 @@ mod tests {
         let c = ganesha_config(Path::new("/srv/x"), Path::new("/tmp/r"), Protocols::V3AndV4);
         for needle in [
             "Attr_Expiration_Time = 0;",
+            "Dir_Chunk = 0;",
             "Squash = No_Root_Squash;",
             "Protocols = 3, 4;",
             "Path = /srv/x;",

@@ -657,3 +657,83 @@ fn s12_raspi3b_failure_policy_reboot_resets_the_board() {
         run.elapsed.as_secs_f64()
     );
 }
+
+#[test]
+fn s14_a_broken_persist_image_is_set_aside_and_the_next_boot_persists() {
+    let name = "s14-broken-persist";
+    let env = pi_init_env!(name);
+    let lab = lab_with_tiny_root(name, env, LabOptions::default());
+    let s = serial(0x14);
+    lab.add_node(
+        &s,
+        NodeSpec {
+            overlay: Some("image".into()),
+            ..node_spec("pi-thirteen")
+        },
+    )
+    .unwrap();
+    let node_dir = lab.export().join("nodes").join(&s);
+    let img = node_dir.join("persist.img");
+
+    // A working image first, then zeroed as a disk fault or a bad copy would leave it.
+    let first = lab.boot(&lab.pi(&s).unwrap(), "boot1").unwrap();
+    lab.expect_report(&first);
+    let len = std::fs::metadata(&img).map(|m| m.len()).unwrap_or(0);
+    lab.check(len > 0, "persist.img after the first boot", &first);
+    std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+
+    // The broken image: the boot degrades to tmpfs and says so; the node is flagged.
+    let second = lab
+        .boot(&lab.pi(&s).unwrap().arg("probe.write=lost"), "boot2")
+        .unwrap();
+    lab.expect_report(&second);
+    lab.check(
+        second.console.contains("overlay image unavailable"),
+        "the degradation is on the console",
+        &second,
+    );
+    // `degraded` holds the reason while flagged, null once cleared.
+    let node = node_when(&lab, &s, |n| n["degraded"].is_string());
+    lab.check(
+        node["degraded"]
+            .as_str()
+            .is_some_and(|why| why.contains("image overlay")),
+        &format!("the controller flags the node degraded: {node:#}"),
+        &second,
+    );
+    let set_aside: Vec<String> = std::fs::read_dir(&node_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("persist.img.broken-"))
+        .collect();
+    lab.check(
+        set_aside.len() == 1,
+        &format!("the broken image is set aside, not deleted: {set_aside:?}"),
+        &second,
+    );
+
+    // The next boot is persistent again, on the fresh image, and the flag clears.
+    let third = lab
+        .boot(&lab.pi(&s).unwrap().arg("probe.write=kept"), "boot3")
+        .unwrap();
+    lab.expect_report(&third);
+    lab.check(
+        !third.console.contains("overlay image unavailable"),
+        "the fresh image mounts",
+        &third,
+    );
+    let fourth = lab.boot(&lab.pi(&s).unwrap(), "boot4").unwrap();
+    let r4 = lab.expect_report(&fourth);
+    lab.check(
+        r4.get("probe") == "kept",
+        "what boot 3 wrote is there in boot 4",
+        &fourth,
+    );
+    let node = node_when(&lab, &s, |n| n["degraded"].is_null());
+    lab.check(
+        node["degraded"].is_null(),
+        &format!("the flag clears once the image overlay works: {node:#}"),
+        &fourth,
+    );
+}
