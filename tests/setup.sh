@@ -27,6 +27,7 @@ PACKAGES=(
   qemu-system-arm nfs-ganesha nfs-ganesha-vfs rpcbind e2fsprogs kmod cpio busybox-static
   qemu-user-static binfmt-support debootstrap dnsmasq iproute2 curl zstd xz-utils
   util-linux mount coreutils tar gzip dpkg sqlite3 ca-certificates build-essential pkg-config
+  chromium fonts-dejavu-core
   device-tree-compiler
 )
 

@@ -52,6 +52,8 @@ pub const HOST_FILES: &[HostFile] = &[
     f("dpkg-deb", "dpkg"),
     // The benchmark reads the storm's database with the sqlite3 shell.
     f("sqlite3", "sqlite3"),
+    // The status page's test loads it in a real browser.
+    f("chromium", "chromium"),
 ];
 
 /// nfs-ganesha loads its VFS backend as a plugin: a file, not a program.

@@ -18,7 +18,7 @@ use crate::store::{Event, NodeFilter};
 use crate::workflows::Workflow;
 
 /// Byte-wise comparison that does not stop at the first difference.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

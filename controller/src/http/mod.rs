@@ -5,6 +5,7 @@ mod admin;
 mod error;
 mod pi;
 mod server;
+mod status;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,7 +87,8 @@ pub fn router(state: AppState) -> Router {
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics))
             .merge(pi_routes())
-            .merge(admin_routes(&state)),
+            .merge(admin_routes(&state))
+            .merge(status_routes(&state)),
         state,
     )
 }
@@ -102,15 +104,26 @@ pub fn pi_router(state: AppState) -> Router {
     )
 }
 
-/// The `admin_listen` listener: management API, `/metrics` and `/healthz`.
+/// The `admin_listen` listener: management API, the status page, `/metrics`, `/healthz`.
 pub fn admin_router(state: AppState) -> Router {
     finish(
         Router::new()
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics))
-            .merge(admin_routes(&state)),
+            .merge(admin_routes(&state))
+            .merge(status_routes(&state)),
         state,
     )
+}
+
+/// The fleet's status page, for a browser (HTTP Basic with the admin token).
+fn status_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/status", get(status::page))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            status::require_admin_page,
+        ))
 }
 
 fn pi_routes() -> Router<AppState> {

@@ -6,6 +6,7 @@ mod boot;
 mod images;
 mod limits;
 mod nodes;
+mod status;
 
 pub use limits::RateLimiter;
 
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub use boot::{is_failure_report, BootRequest, CallbackOutcome};
 pub use nodes::{NodeDetail, NodeSpec, NodeUpdate, RECENT_EVENTS};
+pub use status::StatusView;
 
 use crate::config::Config;
 use crate::domain::boot::{BootSettings, WorkflowState};

@@ -76,19 +76,25 @@ impl Tx<'_> {
             )
             .map_err(sql("read events"))?;
         let rows = stmt
-            .query_map(params![serial, limit], |r| {
-                let detail: String = r.get(6)?;
-                Ok(Event {
-                    id: r.get(0)?,
-                    node_id: r.get(1)?,
-                    serial: r.get(2)?,
-                    kind: r.get(3)?,
-                    at: r.get(4)?,
-                    ip: r.get(5)?,
-                    detail: serde_json::from_str(&detail)
-                        .unwrap_or(serde_json::Value::String(detail)),
-                })
-            })
+            .query_map(params![serial, limit], event_from_row)
+            .map_err(sql("read events"))?;
+        rows.map(|r| r.map_err(sql("read events"))).collect()
+    }
+
+    /// The newest `per_serial` events of every serial, oldest first within each serial: one
+    /// query for a page showing every node's recent history.
+    pub fn recent_events(&self, per_serial: u32) -> Result<Vec<Event>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare(
+                "SELECT id, node_id, serial, kind, at, ip, detail FROM
+                   (SELECT *, ROW_NUMBER() OVER (PARTITION BY serial ORDER BY id DESC) AS n
+                    FROM boot_events)
+                 WHERE n <= ?1 ORDER BY serial, id",
+            )
+            .map_err(sql("read events"))?;
+        let rows = stmt
+            .query_map(params![per_serial], event_from_row)
             .map_err(sql("read events"))?;
         rows.map(|r| r.map_err(sql("read events"))).collect()
     }
@@ -157,6 +163,20 @@ impl Tx<'_> {
             )
             .map_err(sql("count events"))
     }
+}
+
+/// An `Event` from a row of `id, node_id, serial, kind, at, ip, detail`.
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let detail: String = r.get(6)?;
+    Ok(Event {
+        id: r.get(0)?,
+        node_id: r.get(1)?,
+        serial: r.get(2)?,
+        kind: r.get(3)?,
+        at: r.get(4)?,
+        ip: r.get(5)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+    })
 }
 
 #[cfg(test)]

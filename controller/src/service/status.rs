@@ -1,0 +1,73 @@
+//! What the status page shows: every node (or those in one state), the count per state, and
+//! each node's most recent events, read in one snapshot.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{ServiceError, Services};
+use crate::domain::{Node, NodeState};
+use crate::store::{Event, NodeFilter};
+
+/// Events shown per node.
+pub const STATUS_EVENTS: u32 = 5;
+
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    /// The nodes shown (all, or those in `state`).
+    pub nodes: Vec<NodeRow>,
+    /// Every state with its node count (over all nodes, whatever the filter).
+    pub counts: Vec<(String, usize)>,
+    pub total: usize,
+    pub state: Option<String>,
+    pub degraded: usize,
+    pub conflicts: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeRow {
+    #[serde(flatten)]
+    pub node: Node,
+    /// Newest last.
+    pub events: Vec<Event>,
+}
+
+impl Services {
+    pub fn status(&self, state: Option<NodeState>) -> Result<StatusView, ServiceError> {
+        let (all, events) = self.store.read(|tx| {
+            let all = tx.list_nodes(&NodeFilter::default())?;
+            let events = tx.recent_events(STATUS_EVENTS)?;
+            Ok::<_, ServiceError>((all, events))
+        })?;
+        let mut by_serial: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+        for e in events {
+            by_serial.entry(e.serial.clone()).or_default().push(e);
+        }
+        let counts = NodeState::ALL
+            .iter()
+            .map(|s| {
+                let n = all.iter().filter(|node| node.state == *s).count();
+                (s.as_str().to_string(), n)
+            })
+            .collect();
+        let degraded = all.iter().filter(|n| n.degraded.is_some()).count();
+        let conflicts = all.iter().filter(|n| n.conflict.is_some()).count();
+        let total = all.len();
+        let nodes = all
+            .into_iter()
+            .filter(|n| state.is_none_or(|s| n.state == s))
+            .map(|node| NodeRow {
+                events: by_serial.remove(&node.serial).unwrap_or_default(),
+                node,
+            })
+            .collect();
+        Ok(StatusView {
+            nodes,
+            counts,
+            total,
+            state: state.map(|s| s.as_str().to_string()),
+            degraded,
+            conflicts,
+        })
+    }
+}
