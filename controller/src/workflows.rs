@@ -242,7 +242,7 @@ pub fn load_file(path: &Path, templates: &Templates) -> Result<Workflow, Workflo
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| whole(format!("cannot read: {e}")))?;
-    let wf: Workflow = serde_yaml::from_str(&text).map_err(|e| split_yaml_error(&file, &e))?;
+    let wf: Workflow = serde_norway::from_str(&text).map_err(|e| split_yaml_error(&file, &e))?;
     check(&wf).map_err(|(field, message)| WorkflowError {
         file: file.clone(),
         field,
@@ -258,8 +258,8 @@ pub fn load_file(path: &Path, templates: &Templates) -> Result<Workflow, Workflo
     Ok(wf)
 }
 
-/// serde_yaml says `path.to.field: message at line L column C`; keep the path as the field.
-fn split_yaml_error(file: &str, e: &serde_yaml::Error) -> WorkflowError {
+/// serde_norway says `path.to.field: message at line L column C`; keep the path as the field.
+fn split_yaml_error(file: &str, e: &serde_norway::Error) -> WorkflowError {
     let text = e.to_string();
     let (field, message) = match text.split_once(": ") {
         Some((path, rest)) if !path.contains(' ') && path != "." => {
