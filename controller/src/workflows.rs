@@ -13,28 +13,17 @@ use serde::{Deserialize, Serialize};
 use crate::domain::OverlayMode;
 use crate::templates::Templates;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InstallMethod {
-    /// Diskless: root over NFS, `nfs_boot` on every boot.
-    Nfs,
-    Image,
-    Kernel,
-    Sanboot,
-    Chain,
-    Deploy,
-}
-
-impl InstallMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InstallMethod::Nfs => "nfs",
-            InstallMethod::Image => "image",
-            InstallMethod::Kernel => "kernel",
-            InstallMethod::Sanboot => "sanboot",
-            InstallMethod::Chain => "chain",
-            InstallMethod::Deploy => "deploy",
-        }
+pureboot_contract::named_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum InstallMethod: "install method" {
+        /// Diskless: root over NFS, `nfs_boot` on every boot.
+        Nfs = "nfs",
+        Image = "image",
+        Kernel = "kernel",
+        Sanboot = "sanboot",
+        Chain = "chain",
+        Deploy = "deploy",
     }
 }
 
