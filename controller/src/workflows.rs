@@ -13,28 +13,17 @@ use serde::{Deserialize, Serialize};
 use crate::domain::OverlayMode;
 use crate::templates::Templates;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InstallMethod {
-    /// Diskless: root over NFS, `nfs_boot` on every boot.
-    Nfs,
-    Image,
-    Kernel,
-    Sanboot,
-    Chain,
-    Deploy,
-}
-
-impl InstallMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InstallMethod::Nfs => "nfs",
-            InstallMethod::Image => "image",
-            InstallMethod::Kernel => "kernel",
-            InstallMethod::Sanboot => "sanboot",
-            InstallMethod::Chain => "chain",
-            InstallMethod::Deploy => "deploy",
-        }
+pureboot_contract::named_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum InstallMethod: "install method" {
+        /// Diskless: root over NFS, `nfs_boot` on every boot.
+        Nfs = "nfs",
+        Image = "image",
+        Kernel = "kernel",
+        Sanboot = "sanboot",
+        Chain = "chain",
+        Deploy = "deploy",
     }
 }
 
@@ -242,7 +231,7 @@ pub fn load_file(path: &Path, templates: &Templates) -> Result<Workflow, Workflo
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| whole(format!("cannot read: {e}")))?;
-    let wf: Workflow = serde_yaml::from_str(&text).map_err(|e| split_yaml_error(&file, &e))?;
+    let wf: Workflow = serde_norway::from_str(&text).map_err(|e| split_yaml_error(&file, &e))?;
     check(&wf).map_err(|(field, message)| WorkflowError {
         file: file.clone(),
         field,
@@ -258,8 +247,8 @@ pub fn load_file(path: &Path, templates: &Templates) -> Result<Workflow, Workflo
     Ok(wf)
 }
 
-/// serde_yaml says `path.to.field: message at line L column C`; keep the path as the field.
-fn split_yaml_error(file: &str, e: &serde_yaml::Error) -> WorkflowError {
+/// serde_norway says `path.to.field: message at line L column C`; keep the path as the field.
+fn split_yaml_error(file: &str, e: &serde_norway::Error) -> WorkflowError {
     let text = e.to_string();
     let (field, message) = match text.split_once(": ") {
         Some((path, rest)) if !path.contains(' ') && path != "." => {

@@ -13,38 +13,14 @@ use pureboot_contract::ids::{Hostname, ImageName};
 pub use pureboot_contract::layout::RootLayout;
 pub use pureboot_contract::OverlayMode;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FailurePolicy {
-    #[default]
-    Retry,
-    Shell,
-    Reboot,
-    Halt,
-}
-
-impl FailurePolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailurePolicy::Retry => "retry",
-            FailurePolicy::Shell => "shell",
-            FailurePolicy::Reboot => "reboot",
-            FailurePolicy::Halt => "halt",
-        }
-    }
-}
-
-impl FromStr for FailurePolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "retry" => Ok(FailurePolicy::Retry),
-            "shell" => Ok(FailurePolicy::Shell),
-            "reboot" => Ok(FailurePolicy::Reboot),
-            "halt" => Ok(FailurePolicy::Halt),
-            _ => Err(format!(
-                "unknown failure policy {s:?} (retry|shell|reboot|halt)"
-            )),
-        }
+pureboot_contract::named_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum FailurePolicy: "failure policy" {
+        #[default]
+        Retry = "retry",
+        Shell = "shell",
+        Reboot = "reboot",
+        Halt = "halt",
     }
 }
 

@@ -11,31 +11,21 @@ use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum NfsVersion {
-    V4_2,
-    V4_1,
-    V4_0,
-    V3,
+pureboot_contract::named_enum! {
+    /// Declared in preference order; the name is what `vers=` takes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    pub enum NfsVersion: "NFS version" {
+        V4_2 = "4.2",
+        V4_1 = "4.1",
+        V4_0 = "4.0",
+        V3 = "3",
+    }
 }
 
 /// Preference order.
-pub const ALL_VERSIONS: [NfsVersion; 4] = [
-    NfsVersion::V4_2,
-    NfsVersion::V4_1,
-    NfsVersion::V4_0,
-    NfsVersion::V3,
-];
+pub const ALL_VERSIONS: [NfsVersion; 4] = NfsVersion::ALL;
 
 impl NfsVersion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NfsVersion::V4_2 => "4.2",
-            NfsVersion::V4_1 => "4.1",
-            NfsVersion::V4_0 => "4.0",
-            NfsVersion::V3 => "3",
-        }
-    }
     fn fstype(self) -> &'static str {
         match self {
             NfsVersion::V3 => "nfs",
@@ -70,15 +60,12 @@ pub fn versions_and_options(
         };
         versions = match pinned {
             "4" => ALL_VERSIONS[..3].to_vec(),
-            "4.2" => vec![NfsVersion::V4_2],
-            "4.1" => vec![NfsVersion::V4_1],
-            "4.0" => vec![NfsVersion::V4_0],
-            "3" => vec![NfsVersion::V3],
-            other => {
-                return Err(format!(
-                    "NFS version {other:?} is not supported (4.2, 4.1, 4.0, 3)"
-                ))
-            }
+            one => vec![one.parse::<NfsVersion>().map_err(|_| {
+                format!(
+                    "NFS version {one:?} is not supported (4, {})",
+                    NfsVersion::NAMES.join(", ")
+                )
+            })?],
         };
     }
     if v4_only {

@@ -12,6 +12,7 @@
 
 pub mod ids;
 pub mod layout;
+pub mod names;
 
 use serde::{Deserialize, Serialize};
 
@@ -155,21 +156,24 @@ pub struct ApiError {
     pub detail: Option<String>,
 }
 
-/// Where a node's writable layer lives (see the README's overlay modes). On the wire it is the
-/// lowercase name; `overlay_mode` stays a string in [`PiBootResponse`] so an unknown mode
-/// from a newer controller is reported by pi-init rather than failing the whole answer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OverlayMode {
-    /// Upper and work on a tmpfs on the Pi; writes are lost at reboot.
-    #[default]
-    Tmpfs,
-    /// Upper and work inside `nodes/<serial8>/persist.img`, loop-mounted by the Pi.
-    Image,
-    /// Upper and work on NFS (`nodes/<serial8>/{upper,work}`), where kernel and server allow.
-    Nfs,
-    /// No writable layer: a read-only overlay of the node files over the base.
-    None,
+named_enum! {
+    /// Where a node's writable layer lives (see the README's overlay modes). On the wire it
+    /// is the lowercase name; `overlay_mode` stays a string in [`PiBootResponse`] so an
+    /// unknown mode from a newer controller is reported by pi-init rather than failing the
+    /// whole answer.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum OverlayMode: "overlay mode" {
+        /// Upper and work on a tmpfs on the Pi; writes are lost at reboot.
+        #[default]
+        Tmpfs = "tmpfs",
+        /// Upper and work inside `nodes/<serial8>/persist.img`, loop-mounted by the Pi.
+        Image = "image",
+        /// Upper and work on NFS (`nodes/<serial8>/{upper,work}`), where kernel and server allow.
+        Nfs = "nfs",
+        /// No writable layer: a read-only overlay of the node files over the base.
+        None = "none",
+    }
 }
 
 impl OverlayMode {
@@ -182,36 +186,6 @@ impl OverlayMode {
     /// Whether the mode needs the disk modules (loop, ext4) of the initramfs.
     pub fn needs_disk_modules(self) -> bool {
         self == OverlayMode::Image
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OverlayMode::Tmpfs => "tmpfs",
-            OverlayMode::Image => "image",
-            OverlayMode::Nfs => "nfs",
-            OverlayMode::None => "none",
-        }
-    }
-}
-
-impl std::fmt::Display for OverlayMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for OverlayMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "tmpfs" => Ok(OverlayMode::Tmpfs),
-            "image" => Ok(OverlayMode::Image),
-            "nfs" => Ok(OverlayMode::Nfs),
-            "none" => Ok(OverlayMode::None),
-            other => Err(format!(
-                "unknown overlay mode {other:?} (expected tmpfs, image, nfs or none)"
-            )),
-        }
     }
 }
 
@@ -345,6 +319,14 @@ mod tests {
             assert_eq!(m.writes_export(), writes, "{m}");
             assert_eq!(m.needs_disk_modules(), disk, "{m}");
             assert_eq!(m.as_str().parse::<OverlayMode>().unwrap(), m);
+            // The wire (serde) names are the table's names.
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
         }
+        assert_eq!(OverlayMode::ALL.len(), table.len());
+        let e = "zram".parse::<OverlayMode>().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            r#"unknown overlay mode "zram" (expected tmpfs, image, nfs or none)"#
+        );
     }
 }

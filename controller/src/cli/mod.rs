@@ -134,7 +134,7 @@ pub enum OverlayCmd {
 }
 
 fn parse_overlay(s: &str) -> Result<OverlayMode, String> {
-    s.parse()
+    Ok(s.parse()?)
 }
 
 fn print_json(v: &impl Serialize) -> Result<()> {

@@ -2,24 +2,24 @@
 //! node needs: it boots (and so "installs" its overlay) on every power-on, so a node that
 //! is `installed`, `active` or `install_failed` may go back to `installing`.
 
-use std::fmt;
-
 use serde::{Serialize, Serializer};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NodeState {
-    Discovered,
-    Pending,
-    Installing,
-    InstallFailed,
-    Installed,
-    Active,
-    Reprovision,
-    Deprovisioning,
-    Migrating,
-    ServingSource,
-    CloningTarget,
-    Retired,
+pureboot_contract::named_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum NodeState: "state" {
+        Discovered = "discovered",
+        Pending = "pending",
+        Installing = "installing",
+        InstallFailed = "install_failed",
+        Installed = "installed",
+        Active = "active",
+        Reprovision = "reprovision",
+        Deprovisioning = "deprovisioning",
+        Migrating = "migrating",
+        ServingSource = "serving_source",
+        CloningTarget = "cloning_target",
+        Retired = "retired",
+    }
 }
 
 use NodeState::*;
@@ -42,40 +42,8 @@ fn allowed_list(from: &NodeState) -> String {
 }
 
 impl NodeState {
-    pub const ALL: [NodeState; 12] = [
-        Discovered,
-        Pending,
-        Installing,
-        InstallFailed,
-        Installed,
-        Active,
-        Reprovision,
-        Deprovisioning,
-        Migrating,
-        ServingSource,
-        CloningTarget,
-        Retired,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Discovered => "discovered",
-            Pending => "pending",
-            Installing => "installing",
-            InstallFailed => "install_failed",
-            Installed => "installed",
-            Active => "active",
-            Reprovision => "reprovision",
-            Deprovisioning => "deprovisioning",
-            Migrating => "migrating",
-            ServingSource => "serving_source",
-            CloningTarget => "cloning_target",
-            Retired => "retired",
-        }
-    }
-
     pub fn parse(s: &str) -> Option<NodeState> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
+        s.parse().ok()
     }
 
     /// Upstream's table (`retired` reachable from anywhere but itself), plus the
@@ -132,12 +100,6 @@ impl NodeState {
         } else {
             Ok(vec![installed])
         }
-    }
-}
-
-impl fmt::Display for NodeState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

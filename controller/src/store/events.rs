@@ -5,34 +5,22 @@ use serde::Serialize;
 
 use super::{sql, StoreError, Tx, NOW};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// `GET /boot/pi`, with the answer given.
-    BootRequest,
-    Registered,
-    Installed,
-    InstallFailed,
-    StateChange,
-    /// A second machine claimed this short serial.
-    Conflict,
-    /// An operator changed the node (assign, update).
-    Admin,
-    /// The node's persistent layer broke (or works again), and what was done about it.
-    Degraded,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::BootRequest => "boot_request",
-            EventKind::Registered => "registered",
-            EventKind::Installed => "installed",
-            EventKind::InstallFailed => "install_failed",
-            EventKind::StateChange => "state_change",
-            EventKind::Conflict => "conflict",
-            EventKind::Admin => "admin",
-            EventKind::Degraded => "degraded",
-        }
+pureboot_contract::named_enum! {
+    /// The `kind` column of `boot_events`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum EventKind: "event kind" {
+        /// `GET /boot/pi`, with the answer given.
+        BootRequest = "boot_request",
+        Registered = "registered",
+        Installed = "installed",
+        InstallFailed = "install_failed",
+        StateChange = "state_change",
+        /// A second machine claimed this short serial.
+        Conflict = "conflict",
+        /// An operator changed the node (assign, update).
+        Admin = "admin",
+        /// The node's persistent layer broke (or works again), and what was done about it.
+        Degraded = "degraded",
     }
 }
 

@@ -10,7 +10,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::entry_path::{self, Components};
-use super::fsops::{self, MTime};
+use super::fsops::{self, FileType, MTime};
 use super::tar_entry::{EntryKind, EntryPlan, Meta};
 use super::EntryError;
 
@@ -84,7 +84,7 @@ fn step_into(
             here.push(name.to_vec());
             let shown = entry_path::display(&here);
             match fsops::lstat_at(dir, &c) {
-                Ok(st) if fsops::file_type(&st) == libc::S_IFLNK => {
+                Ok(st) if fsops::file_type(&st) == FileType::Symlink => {
                     Err(EntryError::Unsafe(format!("parent {shown} is a symlink")))
                 }
                 _ => Err(EntryError::Invalid(format!(
@@ -191,12 +191,12 @@ impl Extractor {
             }
             EntryKind::HardLink { target } => self.hard_link(dir, &name, &target),
             EntryKind::CharDevice { major, minor } => {
-                self.node(dir, &name, libc::S_IFCHR, major, minor, &meta)
+                self.node(dir, &name, FileType::CharacterDevice, major, minor, &meta)
             }
             EntryKind::BlockDevice { major, minor } => {
-                self.node(dir, &name, libc::S_IFBLK, major, minor, &meta)
+                self.node(dir, &name, FileType::BlockDevice, major, minor, &meta)
             }
-            EntryKind::Fifo => self.node(dir, &name, libc::S_IFIFO, 0, 0, &meta),
+            EntryKind::Fifo => self.node(dir, &name, FileType::Fifo, 0, 0, &meta),
             EntryKind::Ignored { why } => {
                 log::debug!("import: ignoring {why}");
                 self.stats.skipped += 1;
@@ -271,12 +271,12 @@ impl Extractor {
         let tname = cname(tname)?;
         let st = fsops::lstat_at(tparent.as_fd(), &tname).map_err(missing)?;
         match fsops::file_type(&st) {
-            libc::S_IFDIR => {
+            FileType::Directory => {
                 return Err(EntryError::Unsafe(format!(
                     "hard link to directory {shown}"
                 )))
             }
-            libc::S_IFLNK => {
+            FileType::Symlink => {
                 let points_to = fsops::readlink_at(tparent.as_fd(), &tname).map_err(io)?;
                 if entry_path::symlink_escapes(tdir.len(), &points_to) {
                     return Err(EntryError::Unsafe(format!(
@@ -302,12 +302,12 @@ impl Extractor {
         &mut self,
         dir: &[Vec<u8>],
         name: &CStr,
-        file_type: libc::mode_t,
+        file_type: FileType,
         major: u32,
         minor: u32,
         meta: &Meta,
     ) -> Result<(), EntryError> {
-        if file_type != libc::S_IFIFO && !self.privileged {
+        if file_type != FileType::Fifo && !self.privileged {
             log::warn!(
                 "import: not root, skipping device node {}",
                 name.to_string_lossy()
@@ -317,9 +317,9 @@ impl Extractor {
         }
         let privileged = self.privileged;
         let parent = self.parent(dir)?;
-        let dev = libc::makedev(major, minor);
+        let dev = rustix::fs::makedev(major, minor);
         replace_with(parent, name, |p, n| {
-            fsops::mknod_at(p, n, file_type | 0o600, dev)
+            fsops::mknod_at(p, n, file_type, 0o600, dev)
         })?;
         finish_by_name(parent, name, meta, privileged, true)
     }
@@ -352,7 +352,7 @@ fn make_dir(parent: BorrowedFd, name: &CStr) -> Result<(), EntryError> {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
             let st = fsops::lstat_at(parent, name).map_err(io)?;
-            if fsops::file_type(&st) == libc::S_IFDIR {
+            if fsops::file_type(&st) == FileType::Directory {
                 return Ok(());
             }
             fsops::unlink_at(parent, name).map_err(io)?;
@@ -374,7 +374,7 @@ fn replace_with<T>(
         Ok(v) => Ok(v),
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
             let st = fsops::lstat_at(parent, name).map_err(io)?;
-            if fsops::file_type(&st) == libc::S_IFDIR {
+            if fsops::file_type(&st) == FileType::Directory {
                 return Err(EntryError::Invalid("would replace a directory".into()));
             }
             fsops::unlink_at(parent, name).map_err(io)?;

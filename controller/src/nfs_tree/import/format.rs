@@ -5,29 +5,16 @@ use std::io::{self, BufRead, Read};
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ArchiveFormat {
-    Tar,
-    Gzip,
-    Xz,
-    Zstd,
-}
-
-impl ArchiveFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ArchiveFormat::Tar => "tar",
-            ArchiveFormat::Gzip => "tar.gz",
-            ArchiveFormat::Xz => "tar.xz",
-            ArchiveFormat::Zstd => "tar.zst",
-        }
-    }
-}
-
-impl std::fmt::Display for ArchiveFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+pureboot_contract::named_enum! {
+    /// Serialized (import summaries) as the lowercase variant (`gzip`); shown to people as
+    /// the file kind (`tar.gz`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ArchiveFormat: "archive format" {
+        Tar = "tar",
+        Gzip = "tar.gz",
+        Xz = "tar.xz",
+        Zstd = "tar.zst",
     }
 }
 

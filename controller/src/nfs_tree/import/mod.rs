@@ -36,6 +36,7 @@ pub use progress::{render as render_progress, ImportProgress, ImportSummary, Ter
 use super::error::{io_err, NfsTreeError, Result};
 use super::fs_util::{random_suffix, remove_tree};
 use extract::{read_full, ExtractStats, Extractor};
+use fsops::RenameFlags;
 use name_lock::NameLock;
 
 /// Why one member could not be extracted; turned into an [`NfsTreeError`] naming it.
@@ -180,7 +181,7 @@ fn publish(
         name: name.into(),
         path: final_path.to_path_buf(),
     };
-    match fsops::rename_at(base, temp, base, final_name, libc::RENAME_NOREPLACE) {
+    match fsops::rename_at(base, temp, base, final_name, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Err(exists()),
         // No RENAME_NOREPLACE on this filesystem: the name lock makes check-then-rename safe
@@ -189,7 +190,7 @@ fn publish(
             if fsops::lstat_at(base, final_name).is_ok() {
                 return Err(exists());
             }
-            fsops::rename_at(base, temp, base, final_name, 0)
+            fsops::rename_at(base, temp, base, final_name, RenameFlags::empty())
                 .map_err(io_err("rename into", final_path))
         }
         Err(e) => Err(NfsTreeError::Io {
