@@ -7,15 +7,18 @@
 //! caught and handled like a failure.
 
 use crate::cmdline::{Cmdline, FailurePolicy};
+use crate::controller::Http;
+use crate::net::Network;
 use crate::plan::{self, Decision, Instructions, NfsPlan};
 use crate::report::Report;
 use crate::serial::{BoardSerial, Identity};
-use crate::sys::{self, LinuxSys, MountArgs, Sys};
+use crate::sys::{HostPaths, MountArgs, Sys};
 use crate::{
     background, cmdline, controller, log, modules, net, nfs, overlay, serial, switch_root, watchdog,
 };
 use ::log::{error, info, warn};
 use nix::mount::{MntFlags, MsFlags};
+use nix::sys::reboot::RebootMode;
 use pureboot_contract::ids::Mac;
 use pureboot_contract::FailureReport;
 use std::net::Ipv4Addr;
@@ -36,13 +39,35 @@ pub const EARLY_MOUNTS: [(&str, &str, &str, MsFlags, &str); 4] = [
     ("tmpfs", "/run", "tmpfs", MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV), "mode=0755"),
 ];
 
-/// Where the NFS export, the writable layer and the new root are mounted.
-const MNT: &str = "/mnt";
+/// What the boot runs against: the seams to the machine (see `sys.rs` for which call goes
+/// through which) and where its files are. [`Host::real`] on a Pi; fakes in tests.
+pub struct Host<'a> {
+    pub sys: &'a dyn Sys,
+    pub net: &'a dyn Network,
+    pub http: &'a dyn Http,
+    pub paths: HostPaths,
+    /// Every pause of the boot (retries, backoff, `wait` polls, the `panic=` delay).
+    pub sleep: fn(Duration),
+    /// Arguments for the new init: those the kernel gave pi-init.
+    pub init_args: Vec<String>,
+}
+
+impl Host<'static> {
+    pub fn real() -> Self {
+        Host {
+            sys: &crate::sys::LinuxSys,
+            net: &net::LinuxNetwork,
+            http: &controller::Ureq,
+            paths: HostPaths::real(),
+            sleep: std::thread::sleep,
+            init_args: std::env::args().skip(1).collect(),
+        }
+    }
+}
 
 pub fn early_mounts(sys: &dyn Sys) {
     for (source, target, fstype, flags, data) in EARLY_MOUNTS {
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        if sys::mounted_fstype(&sys::parse_mountinfo(&mounts), target).is_some() {
+        if crate::sys::mounted_fstype(&sys.mounts(), target).is_some() {
             continue;
         }
         let _ = std::fs::create_dir_all(target);
@@ -56,12 +81,20 @@ pub fn early_mounts(sys: &dyn Sys) {
 }
 
 /// The step that failed and why.
-struct Failure {
-    step: &'static str,
-    error: String,
+#[derive(Debug)]
+pub struct Failure {
+    pub step: &'static str,
+    pub error: String,
     /// Follows from the command line and the board alone: another attempt would fail the
     /// same way, so the retry policy goes straight to its last resort.
-    permanent: bool,
+    pub permanent: bool,
+}
+
+impl Failure {
+    /// The console line every failure prints.
+    pub fn line(&self) -> String {
+        format!("FAILED at {}: {}", self.step, self.error)
+    }
 }
 
 fn fail<E: std::fmt::Display>(step: &'static str) -> impl Fn(E) -> Failure {
@@ -79,41 +112,44 @@ struct Attempt {
 }
 
 /// PID 1 from here on: attempts until one execs the new root's init.
-pub fn init_main(start: Instant) -> ! {
-    let sys = LinuxSys;
-    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+pub fn init_main(host: &Host, start: Instant) -> ! {
+    let text = std::fs::read_to_string(host.paths.cmdline()).unwrap_or_default();
     let cmd = cmdline::parse(&text);
     log::set_level(cmd.log_level);
     cmd.warnings.iter().for_each(|w| warn!("command line: {w}"));
     if let Some(t) = cmd.watchdog {
-        if let Err(e) = watchdog::arm(Path::new("/dev/watchdog"), t) {
+        if let Err(e) = watchdog::arm(host.sys, &host.paths.watchdog(), t) {
             error!("{e}; booting without it");
         }
     }
     let mut attempt = 1;
     loop {
-        let mut a = Attempt {
-            report: Report::new(start),
-            failure: None,
-        };
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&sys, &cmd, &mut a)));
-        let f = result.unwrap_or_else(|p| Failure {
-            step: "panic",
-            error: panic_message(p.as_ref()),
-            permanent: false,
-        });
-        error!("FAILED at {}: {}", f.step, f.error);
-        if let Some(to) = &a.failure {
-            let body = a.report.failed(to, f.step, &f.error);
-            controller::post_callback(&controller::Ureq, to.url(), &body);
-        }
-        if f.permanent && attempt < cmd.retries {
-            info!("a permanent failure: another attempt would end the same way");
-            attempt = cmd.retries;
-        }
-        apply_failure_policy(&sys, &cmd, &mut attempt);
+        let f = attempt_boot(host, &cmd, start);
+        let next = after_failure(&cmd, attempt, f.permanent, host.paths.shell().exists());
+        attempt = apply_failure_policy(host, &cmd, f.permanent, next, attempt);
     }
+}
+
+/// One attempt, which ends only in failure (success is an exec that does not return): a
+/// panic is caught and counts as a failure at `panic`; the `FAILED at` line is printed and
+/// the failure reported where the attempt had learnt to report it.
+pub fn attempt_boot(host: &Host, cmd: &Cmdline, start: Instant) -> Failure {
+    let mut a = Attempt {
+        report: Report::new(start),
+        failure: None,
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(host, cmd, &mut a)));
+    let f = result.unwrap_or_else(|p| Failure {
+        step: "panic",
+        error: panic_message(p.as_ref()),
+        permanent: false,
+    });
+    error!("{}", f.line());
+    if let Some(to) = &a.failure {
+        let body = a.report.failed(to, f.step, &f.error);
+        controller::post_callback(host.http, to.url(), &body);
+    }
+    f
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -123,45 +159,92 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// `pureboot.on_failure=`. Returns only when the boot is to be tried again.
-fn apply_failure_policy(sys: &dyn Sys, cmd: &Cmdline, attempt: &mut u32) {
-    use nix::sys::reboot::RebootMode::{RB_AUTOBOOT, RB_POWER_OFF};
-    info!("applying failure policy {}", cmd.on_failure.as_str());
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Boot again as this attempt number.
+    Retry(u32),
+    /// The rescue shell, then boot again.
+    Shell,
+    /// After the delay (`None`: never by itself, `panic=0`).
+    Reboot(Option<Duration>),
+    PowerOff(Option<Duration>),
+}
+
+/// `pureboot.on_failure=` after attempt `attempt` failed: a pure decision. A permanent
+/// failure uses up the remaining attempts; `shell` without a shell reboots; reboots and
+/// power-offs wait as `panic=` says.
+pub fn after_failure(
+    cmd: &Cmdline,
+    attempt: u32,
+    permanent: bool,
+    have_shell: bool,
+) -> AfterFailure {
+    let delay = reboot_delay(cmd.panic);
     match cmd.on_failure {
-        FailurePolicy::Retry if *attempt < cmd.retries => {
-            *attempt += 1;
-            info!("boot attempt {attempt} of {} in 2 s", cmd.retries);
-            std::thread::sleep(Duration::from_secs(2));
+        FailurePolicy::Retry if attempt < cmd.retries && !permanent => {
+            AfterFailure::Retry(attempt + 1)
         }
-        FailurePolicy::Retry => {
-            info!("{} boot attempts failed", cmd.retries);
-            power(cmd, RB_AUTOBOOT)
+        FailurePolicy::Retry => AfterFailure::Reboot(delay),
+        FailurePolicy::Shell if have_shell => AfterFailure::Shell,
+        FailurePolicy::Shell | FailurePolicy::Reboot => AfterFailure::Reboot(delay),
+        FailurePolicy::Halt => AfterFailure::PowerOff(delay),
+    }
+}
+
+/// Carry out `next`. Returns the next attempt's number when the boot is to be tried again.
+fn apply_failure_policy(
+    host: &Host,
+    cmd: &Cmdline,
+    permanent: bool,
+    next: AfterFailure,
+    attempt: u32,
+) -> u32 {
+    info!("applying failure policy {}", cmd.on_failure.as_str());
+    let next_attempt = match next {
+        AfterFailure::Retry(n) => {
+            info!("boot attempt {n} of {} in 2 s", cmd.retries);
+            (host.sleep)(Duration::from_secs(2));
+            n
         }
-        FailurePolicy::Shell if Path::new("/bin/sh").exists() => {
+        AfterFailure::Shell => {
             watchdog::keep_fed();
-            rescue_shell();
+            rescue_shell(&host.paths.shell());
             watchdog::progress();
             info!("shell exited: booting again");
+            attempt
         }
-        FailurePolicy::Shell => {
-            warn!("no /bin/sh in the initramfs: rebooting instead");
-            power(cmd, RB_AUTOBOOT)
+        AfterFailure::Reboot(delay) | AfterFailure::PowerOff(delay) => {
+            match cmd.on_failure {
+                FailurePolicy::Retry if permanent && attempt < cmd.retries => {
+                    info!("a permanent failure: another attempt would end the same way")
+                }
+                FailurePolicy::Retry => info!("{} boot attempts failed", cmd.retries),
+                FailurePolicy::Shell => warn!("no /bin/sh in the initramfs: rebooting instead"),
+                _ => {}
+            }
+            let mode = match next {
+                AfterFailure::PowerOff(_) => RebootMode::RB_POWER_OFF,
+                _ => RebootMode::RB_AUTOBOOT,
+            };
+            power(host, mode, delay)
         }
-        FailurePolicy::Reboot => power(cmd, RB_AUTOBOOT),
-        FailurePolicy::Halt => power(cmd, RB_POWER_OFF),
-    }
-    release_mounts(sys);
+    };
+    release_mounts(host);
+    next_attempt
 }
 
 /// Undo a failed attempt's mounts so the next one starts clean.
-fn release_mounts(sys: &dyn Sys) {
+fn release_mounts(host: &Host) {
     for m in ["root", "rw", "nfs"] {
-        let _ = sys.umount(&Path::new(MNT).join(m), MntFlags::MNT_DETACH);
+        let _ = host
+            .sys
+            .umount(&host.paths.mnt().join(m), MntFlags::MNT_DETACH);
     }
 }
 
-fn rescue_shell() {
-    match std::process::Command::new("/bin/sh").status() {
+fn rescue_shell(sh: &Path) {
+    match std::process::Command::new(sh).status() {
         Ok(s) => info!("shell: {s}"),
         Err(e) => error!("shell: {e}"),
     }
@@ -179,36 +262,30 @@ pub fn reboot_delay(panic: Option<i64>) -> Option<Duration> {
     }
 }
 
-/// Reboot or power off, after the delay `panic=` asks for; with `panic=0`, never by itself.
-fn power(cmd: &Cmdline, mode: nix::sys::reboot::RebootMode) -> ! {
-    let what = if mode == nix::sys::reboot::RebootMode::RB_POWER_OFF {
+/// Reboot or power off after `delay`; with none (`panic=0`), never by itself.
+fn power(host: &Host, mode: RebootMode, delay: Option<Duration>) -> ! {
+    let what = if mode == RebootMode::RB_POWER_OFF {
         "power off"
     } else {
         "reboot"
     };
-    match reboot_delay(cmd.panic) {
+    match delay {
         Some(delay) => {
             info!("{what} in {} s", delay.as_secs());
-            std::thread::sleep(delay);
+            (host.sleep)(delay);
+            let e = host.sys.reboot(mode);
+            error!("reboot: {e}");
         }
-        None => {
-            info!("panic=0: no {what}; waiting for a reset");
-            loop {
-                std::thread::sleep(Duration::from_secs(3600));
-            }
-        }
+        None => info!("panic=0: no {what}; waiting for a reset"),
     }
-    nix::unistd::sync();
-    let e = nix::sys::reboot::reboot(mode).unwrap_err();
-    error!("reboot: {e}");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
 }
 
 /// One boot attempt. Returns only on failure (success ends in exec).
-fn run(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Failure {
-    match boot(sys, cmd, a) {
+fn run(host: &Host, cmd: &Cmdline, a: &mut Attempt) -> Failure {
+    match boot(host, cmd, a) {
         Err(f) => f,
         Ok(never) => match never {},
     }
@@ -216,12 +293,13 @@ fn run(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Failure {
 
 enum Never {}
 
-fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure> {
+fn boot(host: &Host, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure> {
+    let sys = host.sys;
     let r = &mut a.report;
     // A board without a serial can still boot a kernel-style NFS root; only asking the
     // controller needs one. Decided once the MAC is known.
     let serial = r.time("serial", |_| {
-        serial::read(Path::new("/"), cmd.serial.as_deref())
+        serial::read(&host.paths.root, cmd.serial.as_deref())
     });
     if let Ok(s) = &serial {
         info!("serial {} ({}, from {})", s.short, s.longest(), s.source);
@@ -235,13 +313,15 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
     // interface, configures it and asks the controller; joined before NFS is mounted.
     let (net, answer) = std::thread::scope(|s| {
         let loader = background::start(s, "modules", || {
-            timed(|| modules::load_list(sys, Path::new(modules::LIST_PATH)))
+            timed(|| modules::load_list(sys, &host.paths.module_list()))
         });
         let net = r
-            .time("network", |_| net::bring_up(&net_request(cmd)))
+            .time("network", |_| {
+                host.net.bring_up(&net_request(cmd, &host.paths))
+            })
             .map_err(fail("network"));
         let answer = net.as_ref().ok().map(|n| match &serial {
-            Ok(s) => r.time("controller", |_| ask_controller(cmd, s, &n.mac)),
+            Ok(s) => r.time("controller", |_| ask_controller(host, cmd, s, &n.mac)),
             Err(why) if cmd.url.is_some() => controller::Outcome::Unreachable(format!(
                 "cannot ask the controller, which keys nodes by serial: {why}"
             )),
@@ -306,9 +386,9 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
     match plan::decide(cmd, &identity, &facts, ins) {
         Decision::Nfs(p) => {
             a.failure = p.failure.clone().or(a.failure.take());
-            nfs_boot(sys, cmd, &p, &identity, net.addr, &mut a.report)
+            nfs_boot(host, cmd, &p, &identity, net.addr, &mut a.report)
         }
-        Decision::Local { device } => local_boot(sys, cmd, &device, &mut a.report),
+        Decision::Local { device } => local_boot(host, cmd, &device, &mut a.report),
         Decision::Fail(why) => Err(Failure {
             step: if identity.serial().is_none() && cmd.url.is_some() {
                 "serial"
@@ -345,7 +425,7 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 }
 
 fn nfs_mount(
-    sys: &dyn Sys,
+    host: &Host,
     p: &NfsPlan,
     at: &Path,
     client: Ipv4Addr,
@@ -354,20 +434,21 @@ fn nfs_mount(
 ) -> Result<nfs::Mounted, Failure> {
     r.time("nfs-mount", |_| {
         let retry = nfs::RetryPolicy::default();
+        let mut sleep = host.sleep;
         nfs::mount(
-            sys,
+            host.sys,
             &p.nfs,
             at,
             Some(client),
             read_only,
             &retry,
-            &mut std::thread::sleep,
+            &mut sleep,
         )
     })
     .map_err(fail("nfs-mount"))
 }
 
-fn net_request(cmd: &Cmdline) -> net::NetRequest {
+fn net_request(cmd: &Cmdline, paths: &HostPaths) -> net::NetRequest {
     net::NetRequest {
         ip: cmd
             .ip
@@ -377,28 +458,37 @@ fn net_request(cmd: &Cmdline) -> net::NetRequest {
         // Under QEMU TCG the NIC driver's modules take a while to load.
         iface_timeout: Duration::from_secs(20),
         hostname: cmd.hostname.as_ref().map(|h| h.to_string()),
+        resolv_conf: Some(paths.resolv_conf()),
+        sysfs: paths.sysfs(),
         ..Default::default()
     }
 }
 
-fn ask_controller(cmd: &Cmdline, serial: &BoardSerial, mac: &str) -> controller::Outcome {
+fn ask_controller(
+    host: &Host,
+    cmd: &Cmdline,
+    serial: &BoardSerial,
+    mac: &str,
+) -> controller::Outcome {
     let Some(base) = &cmd.url else {
         return controller::Outcome::Unreachable("no pureboot.url= on the command line".into());
     };
     let url = controller::boot_url(base, serial, mac);
     let policy = controller::AskPolicy::new(cmd.timeout, cmd.wait);
-    controller::ask(&controller::Ureq, &mut std::thread::sleep, &url, &policy)
+    let mut sleep = host.sleep;
+    controller::ask(host.http, &mut sleep, &url, &policy)
 }
 
 fn nfs_boot(
-    sys: &dyn Sys,
+    host: &Host,
     cmd: &Cmdline,
     p: &NfsPlan,
     identity: &Identity,
     client: Ipv4Addr,
     r: &mut Report,
 ) -> Result<Never, Failure> {
-    let paths = overlay::Paths::under(Path::new(MNT));
+    let sys = host.sys;
+    let paths = overlay::Paths::under(&host.paths.mnt());
     let export = format!("{}:{}", p.nfs.server, p.nfs.path);
     info!(
         "booting {export} (from the {}), overlay {}",
@@ -409,20 +499,20 @@ fn nfs_boot(
     let read_only = !p.overlay.writes_export();
     std::fs::create_dir_all(&paths.nfs).map_err(fail("nfs-mount"))?;
     // The NFS client's identity includes the host name: name the node before mounting.
-    if let Err(e) = nix::unistd::sethostname(p.hostname.as_str()) {
+    if let Err(e) = sys.sethostname(p.hostname.as_str()) {
         warn!("sethostname {}: {e}", p.hostname);
     }
-    if let Err(e) = nfs::set_client_identifier(Path::new("/sys"), p.machine_id.as_str()) {
+    if let Err(e) = nfs::set_client_identifier(&host.paths.sysfs(), p.machine_id.as_str()) {
         warn!("NFS client identifier: {e}; nodes may share one NFSv4 client identity");
     }
     // The image overlay loop-mounts an ext4 file: its modules load while NFS mounts.
     let disk = std::thread::scope(|s| {
         let disk_modules = p.overlay.needs_disk_modules().then(|| {
             background::start(s, "disk-modules", || {
-                timed(|| modules::load_list(sys, Path::new(modules::DISK_LIST_PATH)))
+                timed(|| modules::load_list(sys, &host.paths.disk_module_list()))
             })
         });
-        let mounted = nfs_mount(sys, p, &paths.nfs, client, read_only, r);
+        let mounted = nfs_mount(host, p, &paths.nfs, client, read_only, r);
         if let Some(loader) = disk_modules {
             modules_done(r, "disk modules", "disk-modules", loader.join());
         }
@@ -451,17 +541,12 @@ fn nfs_boot(
     r.facts.overlay_mode = Some(done.mode.as_str().to_string());
     r.facts.base_image = done.base_image;
     r.facts.hostname = Some(p.hostname.to_string());
-    enter_and_exec(sys, cmd, &paths.newroot, p.callback_url.as_deref(), r)
+    enter_and_exec(host, cmd, &paths.newroot, p.callback_url.as_deref(), r)
 }
 
-fn local_boot(
-    sys: &dyn Sys,
-    cmd: &Cmdline,
-    device: &str,
-    r: &mut Report,
-) -> Result<Never, Failure> {
-    let newroot = Path::new(MNT).join("root");
-    let loaded = timed(|| modules::load_list(sys, Path::new(modules::DISK_LIST_PATH)));
+fn local_boot(host: &Host, cmd: &Cmdline, device: &str, r: &mut Report) -> Result<Never, Failure> {
+    let newroot = host.paths.mnt().join("root");
+    let loaded = timed(|| modules::load_list(host.sys, &host.paths.disk_module_list()));
     modules_done(r, "disk modules", "disk-modules", Some(loaded));
     let fstype = cmd.rootfstype.as_deref().unwrap_or("ext4");
     let flags = if cmd.root_rw {
@@ -473,19 +558,19 @@ fn local_boot(
         // The block driver may still be probing.
         let deadline = Instant::now() + Duration::from_secs(10);
         while !Path::new(device).exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
+            (host.sleep)(Duration::from_millis(100));
         }
         std::fs::create_dir_all(&newroot).map_err(|e| e.to_string())?;
         let m = MountArgs::new(device, &newroot, fstype, flags, "");
-        sys.mount(&m).map_err(|e| format!("{m}: {e}"))
+        host.sys.mount(&m).map_err(|e| format!("{m}: {e}"))
     })
     .map_err(fail("local-mount"))?;
-    enter_and_exec(sys, cmd, &newroot, None, r)
+    enter_and_exec(host, cmd, &newroot, None, r)
 }
 
 /// The common tail: init check, mounts moved, callback, switch, exec.
 fn enter_and_exec(
-    sys: &dyn Sys,
+    host: &Host,
     cmd: &Cmdline,
     newroot: &Path,
     callback: Option<&str>,
@@ -497,8 +582,8 @@ fn enter_and_exec(
         })
         .map_err(fail("init-check"))?;
     info!("init {init} ({})", resolved.display());
-    let mounts =
-        sys::parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+    let sys = host.sys;
+    let mounts = sys.mounts();
     let kind = switch_root::root_kind(&mounts);
     r.time("move-mounts", |_| {
         switch_root::move_mounts(sys, newroot, &mounts)
@@ -507,18 +592,19 @@ fn enter_and_exec(
     if let Some(url) = callback {
         let body = r.installed();
         r.time("callback", |_| {
-            controller::post_callback(&controller::Ureq, url, &body)
+            controller::post_callback(host.http, url, &body)
         });
     }
-    r.time("switch-root", |_| switch_root::enter(sys, newroot, kind))
-        .map_err(fail("switch-root"))?;
+    r.time("switch-root", |_| {
+        switch_root::enter(sys, &host.paths.root, newroot, kind)
+    })
+    .map_err(fail("switch-root"))?;
     info!("exec {init}");
     log::restore_kmsg_ratelimit();
     watchdog::hand_over();
-    let args: Vec<String> = std::env::args().skip(1).collect();
     Err(Failure {
         step: "exec",
-        error: switch_root::exec_init(&init, &args),
+        error: switch_root::exec_init(sys, &init, &host.init_args),
         permanent: false,
     })
 }
