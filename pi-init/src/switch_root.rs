@@ -162,8 +162,8 @@ pub fn delete_tree(dir: &Path, dev: u64) {
     }
 }
 
-const RAMFS_MAGIC: i64 = 0x858458f6;
-const TMPFS_MAGIC: i64 = 0x01021994;
+pub const RAMFS_MAGIC: i64 = 0x858458f6;
+pub const TMPFS_MAGIC: i64 = 0x01021994;
 
 /// The console init gets on fds 0-2 (in the new root: /dev was moved there).
 pub const CONSOLE: &str = "/dev/console";
