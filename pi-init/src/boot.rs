@@ -557,7 +557,8 @@ fn local_boot(host: &Host, cmd: &Cmdline, device: &str, r: &mut Report) -> Resul
     r.time("local-mount", |_| {
         // The block driver may still be probing.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new(device).exists() && Instant::now() < deadline {
+        let node = host.paths.at(device);
+        while !node.exists() && Instant::now() < deadline {
             (host.sleep)(Duration::from_millis(100));
         }
         std::fs::create_dir_all(&newroot).map_err(|e| e.to_string())?;
@@ -1174,6 +1175,26 @@ mod tests {
                 "test[{i}]: {line:?} attempt {attempt} permanent {permanent} shell {sh}"
             );
         }
+    }
+
+    #[test]
+    fn a_local_root_is_mounted_from_its_device_and_switched_to() {
+        let w = World::new(Some(
+            r#"{"state":"installed","action":"local_boot","callback_url":"http://ctl:8080/cb"}"#,
+        ));
+        fs::create_dir_all(w.at("dev")).unwrap();
+        fs::write(w.at("dev/vda2"), "").unwrap();
+        w.exe("mnt/root/sbin/init");
+        let f = w.attempt(&format!("{CMDLINE} root=/dev/vda2"));
+        assert_eq!((f.step, &f.error), ("exec", &exec_error("/sbin/init")));
+        // Read-only, as the kernel mounts a root without `rw`.
+        let mut want = vec![w.mount("/dev/vda2", "mnt/root", "ext4", MsFlags::MS_RDONLY, "")];
+        want.extend(w.switch_and_exec(&["/sbin/init"]));
+        assert_eq!(w.sys.calls(), want);
+        // A local boot posts no success callback; the failed exec is still reported.
+        let posts = w.posts();
+        assert_eq!(posts.len(), 1, "{posts:?}");
+        assert_callback_failed(&posts[0], "http://ctl:8080/cb", "exec", "exec /sbin/init");
     }
 
     #[test]

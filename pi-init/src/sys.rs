@@ -219,8 +219,9 @@ impl Sys for LinuxSys {
     }
 
     fn fs_magic(&self, path: &Path) -> Result<i64, Errno> {
-        // f_type is a c_long: i64 on the 64-bit boards pi-init is built for.
-        nix::sys::statfs::statfs(path).map(|fs| fs.filesystem_type().0)
+        // f_type is signed in glibc (the host's tests) and unsigned in musl (the Pi's build).
+        #[allow(clippy::unnecessary_cast)]
+        nix::sys::statfs::statfs(path).map(|fs| fs.filesystem_type().0 as i64)
     }
 
     fn delete_tree(&self, dir: &Path, dev: u64) {
