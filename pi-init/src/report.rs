@@ -105,8 +105,6 @@ impl Report {
 }
 
 /// A failure report's body, serialised as the report it holds.
-// One value per failed attempt: boxing the larger report would buy nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(untagged)]
 pub enum FailureBody {
