@@ -4,8 +4,10 @@
 //!
 //! Data flows one way: the kernel command line ([`cmdline`]) and the controller's answer
 //! ([`controller`]) become a [`plan::Decision`]; [`boot`] carries it out through the seams
-//! ([`sys::Sys`] for the kernel, [`controller::Http`] for HTTP) and [`report`] records each
-//! step for the callback.
+//! bundled in [`boot::Host`] ([`sys::Sys`] for the kernel, [`net::Network`] for the network
+//! step, [`controller::Http`] for HTTP, [`sys::HostPaths`] for the files it reads; the table
+//! at the top of `sys.rs` says which call goes where) and [`report`] records each step for
+//! the callback.
 
 pub mod background;
 pub mod boot;

@@ -14,7 +14,7 @@ fn main() {
     log::init(pid1);
     info!("start");
     if pid1 {
-        boot::init_main(start)
+        boot::init_main(&boot::Host::real(), start)
     }
     std::process::exit(dry_run::run(std::env::args().skip(1).collect()));
 }

@@ -569,6 +569,33 @@ mod tests {
         fn chdir(&self, _: &Path) -> Result<(), Errno> {
             unreachable!()
         }
+        fn sethostname(&self, _: &str) -> Result<(), Errno> {
+            unreachable!()
+        }
+        fn reboot(&self, _: nix::sys::reboot::RebootMode) -> Errno {
+            unreachable!()
+        }
+        fn device_of(&self, _: &Path) -> Result<u64, Errno> {
+            unreachable!()
+        }
+        fn fs_magic(&self, _: &Path) -> Result<i64, Errno> {
+            unreachable!()
+        }
+        fn delete_tree(&self, _: &Path, _: u64) {
+            unreachable!()
+        }
+        fn mounts(&self) -> Vec<crate::sys::MountPoint> {
+            unreachable!()
+        }
+        fn console_on_stdio(&self, _: &Path) {
+            unreachable!()
+        }
+        fn exec(&self, _: &[String]) -> Errno {
+            unreachable!()
+        }
+        fn watchdog_timeout(&self, _: &std::fs::File, _: i32) -> Result<i32, Errno> {
+            unreachable!()
+        }
     }
 
     #[test]

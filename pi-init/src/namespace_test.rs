@@ -157,7 +157,7 @@ fn helper_overlay_and_switch_root() {
     let kind = switch_root::root_kind(&mounts);
     assert_eq!(kind, RootKind::RealMount, "the host's / is a real mount");
     switch_root::move_mounts(&LinuxSys, &paths.newroot, &mounts).expect("move mounts");
-    switch_root::enter(&LinuxSys, &paths.newroot, kind).expect("switch root");
+    switch_root::enter(&LinuxSys, Path::new("/"), &paths.newroot, kind).expect("switch root");
 
     // Now inside the new root.
     assert_eq!(

@@ -5,7 +5,6 @@
 
 use crate::sys::{MountArgs, MountPoint, Sys};
 use nix::mount::MntFlags;
-use std::ffi::CString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -163,11 +162,15 @@ pub fn delete_tree(dir: &Path, dev: u64) {
     }
 }
 
-const RAMFS_MAGIC: i64 = 0x858458f6;
-const TMPFS_MAGIC: i64 = 0x01021994;
+pub const RAMFS_MAGIC: i64 = 0x858458f6;
+pub const TMPFS_MAGIC: i64 = 0x01021994;
 
-/// Make `newroot` the root. After this the old root is gone: only exec is left.
-pub fn enter(sys: &dyn Sys, newroot: &Path, kind: RootKind) -> Result<(), String> {
+/// The console init gets on fds 0-2 (in the new root: /dev was moved there).
+pub const CONSOLE: &str = "/dev/console";
+
+/// Make `newroot` the root; `root` is the current one (`/`, a temporary directory in tests).
+/// After this the old root is gone: only exec is left.
+pub fn enter(sys: &dyn Sys, root: &Path, newroot: &Path, kind: RootKind) -> Result<(), String> {
     let step = |what: &str, e: nix::errno::Errno| format!("{what}: {e} ({})", e.desc());
     sys.chdir(newroot)
         .map_err(|e| step(&format!("chdir {}", newroot.display()), e))?;
@@ -180,26 +183,31 @@ pub fn enter(sys: &dyn Sys, newroot: &Path, kind: RootKind) -> Result<(), String
                 .map_err(|e| step("umount old root", e))?;
         }
         RootKind::Initramfs => {
-            let root = std::fs::metadata("/").map_err(|e| format!("stat /: {e}"))?;
-            let here =
-                std::fs::metadata(".").map_err(|e| format!("stat {}: {e}", newroot.display()))?;
-            if root.dev() == here.dev() {
+            let shown = root.display();
+            let root_dev = sys
+                .device_of(root)
+                .map_err(|e| step(&format!("stat {shown}"), e))?;
+            let here = sys
+                .device_of(Path::new("."))
+                .map_err(|e| step(&format!("stat {}", newroot.display()), e))?;
+            if root_dev == here {
                 return Err(format!("{} is not a mount of its own", newroot.display()));
             }
-            let fs = nix::sys::statfs::statfs("/").map_err(|e| step("statfs /", e))?;
-            let magic = fs.filesystem_type().0 as i64;
+            let magic = sys
+                .fs_magic(root)
+                .map_err(|e| step(&format!("statfs {shown}"), e))?;
             if magic != RAMFS_MAGIC && magic != TMPFS_MAGIC {
                 return Err(format!(
-                    "/ is not ramfs/tmpfs (magic {magic:#x}): refusing to delete it"
+                    "{shown} is not ramfs/tmpfs (magic {magic:#x}): refusing to delete it"
                 ));
             }
-            if !Path::new("/init").is_file() {
-                return Err(
-                    "/init is not a file: not in an initramfs, refusing to delete /".into(),
-                );
+            if !root.join("init").is_file() {
+                return Err(format!(
+                    "{shown}init is not a file: not in an initramfs, refusing to delete {shown}"
+                ));
             }
-            delete_tree(Path::new("/"), root.dev());
-            let args = MountArgs::move_mount(Path::new("."), Path::new("/"));
+            sys.delete_tree(root, root_dev);
+            let args = MountArgs::move_mount(Path::new("."), root);
             sys.mount(&args).map_err(|e| step(&args.to_string(), e))?;
             sys.chroot(Path::new(".")).map_err(|e| step("chroot", e))?;
         }
@@ -207,31 +215,14 @@ pub fn enter(sys: &dyn Sys, newroot: &Path, kind: RootKind) -> Result<(), String
     sys.chdir(Path::new("/")).map_err(|e| step("chdir /", e))
 }
 
-/// Put the console on fds 0-2 and exec init. Returns only on failure.
-pub fn exec_init(init: &str, args: &[String]) -> String {
-    if let Ok(fd) = nix::fcntl::open(
-        "/dev/console",
-        nix::fcntl::OFlag::O_RDWR,
-        nix::sys::stat::Mode::empty(),
-    ) {
-        for target in 0..3 {
-            let _ = nix::unistd::dup2(fd, target);
-        }
-        if fd > 2 {
-            let _ = nix::unistd::close(fd);
-        }
-    }
-    let argv: Result<Vec<CString>, _> = std::iter::once(init)
-        .chain(args.iter().map(String::as_str))
-        .map(CString::new)
+/// Put the console on fds 0-2 and exec init with `args`. Returns only on failure.
+pub fn exec_init(sys: &dyn Sys, init: &str, args: &[String]) -> String {
+    sys.console_on_stdio(Path::new(CONSOLE));
+    let argv: Vec<String> = std::iter::once(init.to_string())
+        .chain(args.iter().cloned())
         .collect();
-    let Ok(argv) = argv else {
-        return format!("exec {init}: NUL in an argument");
-    };
-    match nix::unistd::execv(&argv[0], &argv) {
-        Err(e) => format!("exec {init}: {e} ({})", e.desc()),
-        Ok(never) => match never {},
-    }
+    let e = sys.exec(&argv);
+    format!("exec {init}: {e} ({})", e.desc())
 }
 
 #[cfg(test)]
@@ -351,7 +342,13 @@ mod tests {
     #[test]
     fn real_mount_uses_pivot_root() {
         let sys = FakeSys::new();
-        enter(&sys, Path::new("/mnt/root"), RootKind::RealMount).unwrap();
+        enter(
+            &sys,
+            Path::new("/"),
+            Path::new("/mnt/root"),
+            RootKind::RealMount,
+        )
+        .unwrap();
         assert_eq!(
             sys.calls(),
             [
@@ -363,16 +360,108 @@ mod tests {
         );
     }
 
-    #[test]
-    fn initramfs_path_refuses_a_root_that_is_not_one() {
-        // The host's / is not ramfs/tmpfs with /init: the checks stop before deleting anything.
+    /// A temporary directory standing in for the initramfs' `/` (with its `/init`), the
+    /// new root a mount of its own below it.
+    fn initramfs(sys: &FakeSys) -> (TempDir, PathBuf) {
         let d = TempDir::new();
+        fs::write(d.path().join("init"), "").unwrap();
+        let newroot = d.path().join("mnt/root");
+        fs::create_dir_all(&newroot).unwrap();
+        sys.set_device(d.path(), 1);
+        sys.set_device(&newroot, 2);
+        sys.set_fs_magic(d.path(), RAMFS_MAGIC);
+        (d, newroot)
+    }
+
+    #[test]
+    fn initramfs_is_checked_then_emptied_then_replaced() {
         let sys = FakeSys::new();
-        let e = enter(&sys, d.path(), RootKind::Initramfs).unwrap_err();
-        assert!(e.contains("refusing") || e.contains("not a mount"), "{e}");
-        assert!(!sys
-            .calls()
-            .iter()
-            .any(|c| matches!(c, Call::Mount(_) | Call::Chroot(_))));
+        let (d, newroot) = initramfs(&sys);
+        enter(&sys, d.path(), &newroot, RootKind::Initramfs).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                Call::Chdir(newroot.clone()),
+                // Only the initramfs' own device: the new root (device 2) is never entered.
+                Call::DeleteTree(d.path().into(), 1),
+                Call::Mount(MountArgs::move_mount(Path::new("."), d.path())),
+                Call::Chroot(".".into()),
+                Call::Chdir("/".into()),
+            ]
+        );
+        // tmpfs as the initramfs is accepted too.
+        let sys = FakeSys::new();
+        let (d, newroot) = initramfs(&sys);
+        sys.set_fs_magic(d.path(), TMPFS_MAGIC);
+        enter(&sys, d.path(), &newroot, RootKind::Initramfs).unwrap();
+    }
+
+    #[test]
+    fn initramfs_path_refuses_before_deleting_anything() {
+        type Setup = fn(&FakeSys, &Path, &Path);
+        let nothing: Setup = |_, _, _| {};
+        // (what, setup, the new root below the one prepared, the error's words)
+        let cases: &[(&str, Setup, &str, &str)] = &[
+            (
+                "new root on the same device",
+                |sys, _, newroot| sys.set_device(newroot, 1),
+                "",
+                "not a mount of its own",
+            ),
+            (
+                "/ on a disk filesystem",
+                |sys, root, _| sys.set_fs_magic(root, 0xef53),
+                "",
+                "refusing to delete",
+            ),
+            (
+                "no /init",
+                |_, root, _| fs::remove_file(root.join("init")).unwrap(),
+                "",
+                "not in an initramfs",
+            ),
+            (
+                "the new root cannot be stat'ed",
+                nothing,
+                "missing",
+                "stat ",
+            ),
+        ];
+        for (i, (what, setup, below, want)) in cases.iter().enumerate() {
+            let sys = FakeSys::new();
+            let (d, newroot) = initramfs(&sys);
+            setup(&sys, d.path(), &newroot);
+            let target = if below.is_empty() {
+                newroot.clone()
+            } else {
+                newroot.join(below)
+            };
+            let e = enter(&sys, d.path(), &target, RootKind::Initramfs).unwrap_err();
+            assert!(e.contains(want), "test[{i}]: {what}: {e}");
+            assert!(
+                !sys.calls()
+                    .iter()
+                    .any(|c| matches!(c, Call::DeleteTree(..) | Call::Mount(_) | Call::Chroot(_))),
+                "test[{i}]: {what}: {:?}",
+                sys.calls()
+            );
+        }
+    }
+
+    #[test]
+    fn exec_puts_the_console_on_stdio_and_passes_the_arguments() {
+        let sys = FakeSys::new();
+        let e = exec_init(&sys, "/sbin/init", &["single".into()]);
+        assert_eq!(
+            sys.calls(),
+            [
+                Call::ConsoleOnStdio(CONSOLE.into()),
+                Call::Exec(vec!["/sbin/init".into(), "single".into()])
+            ]
+        );
+        assert!(
+            e.starts_with("exec /sbin/init: ") && e.contains(crate::sys::FAKE_EXEC_ERROR.desc()),
+            "{e}"
+        );
     }
 }

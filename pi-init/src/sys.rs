@@ -1,11 +1,32 @@
-//! Every privileged call pi-init makes goes through [`Sys`], so the boot steps can be tested
-//! without root against the recording [`FakeSys`]. Plain file reads and writes are not here:
-//! tests give those real temporary directories.
+//! The seams between pi-init and the machine it boots. Every call to the kernel on the boot
+//! path goes through one of them, so the whole boot runs in host tests against fakes (the
+//! recording [`FakeSys`] here, a fake `Network` and `Http` in `boot`'s tests), and the files
+//! it reads come from one root ([`HostPaths`]) that tests point at a temporary directory.
+//!
+//! | call | seam |
+//! |---|---|
+//! | mount, umount2, pivot_root, chroot, chdir | [`Sys`] |
+//! | finit_module, loop device attach | [`Sys`] |
+//! | sethostname, sync + reboot | [`Sys`] |
+//! | stat (st_dev), statfs (f_type), deleting the initramfs | [`Sys`] |
+//! | /proc/self/mountinfo | [`Sys::mounts`] |
+//! | console on fds 0-2 (open, dup2), execv | [`Sys`] |
+//! | watchdog WDIOC_SETTIMEOUT | [`Sys`]; the feeding writes are the device file's |
+//! | link up, addresses, routes, the DHCP packet socket | `net::Network` as a whole (its real impl is `net::bring_up`); inside it, DHCP's `Transport` |
+//! | HTTP GET / POST to the controller | `controller::Http` |
+//! | pauses (retries, backoff, `wait` polls) | `boot::Host::sleep` |
+//! | plain files (`/proc/cmdline`, serial, module lists, `/sys` identifier, the export) | std::fs under [`HostPaths`] |
+//!
+//! Left outside on purpose: name resolution of an NFS server given by name (libc's resolver;
+//! tests use addresses), the rescue shell (a child process, only after the failure policy
+//! chose it), getpid in `main`, and logging's own /dev/kmsg and /dev/console.
 
 use crate::loopdev::LoopDevice;
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
+use nix::sys::reboot::RebootMode;
 use std::fmt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// The arguments of one mount(2) call, kept whole so errors and tests can show all of them
@@ -60,6 +81,53 @@ impl fmt::Display for MountArgs {
     }
 }
 
+/// Where the boot finds the host's files: `/` on a Pi, a temporary directory in tests. Every
+/// path the boot reads or creates (`/proc`, `/sys`, the module lists, `/mnt`, ...) is made here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPaths {
+    pub root: PathBuf,
+}
+
+impl HostPaths {
+    pub fn real() -> Self {
+        Self::under(Path::new("/"))
+    }
+    pub fn under(root: &Path) -> Self {
+        HostPaths {
+            root: root.to_path_buf(),
+        }
+    }
+    /// `abs` (an absolute path on the Pi) under this root.
+    pub fn at(&self, abs: &str) -> PathBuf {
+        self.root.join(abs.trim_start_matches('/'))
+    }
+    pub fn cmdline(&self) -> PathBuf {
+        self.at("/proc/cmdline")
+    }
+    pub fn sysfs(&self) -> PathBuf {
+        self.at("/sys")
+    }
+    pub fn module_list(&self) -> PathBuf {
+        self.at(crate::modules::LIST_PATH)
+    }
+    pub fn disk_module_list(&self) -> PathBuf {
+        self.at(crate::modules::DISK_LIST_PATH)
+    }
+    /// Where the NFS export, the writable layer and the new root are mounted.
+    pub fn mnt(&self) -> PathBuf {
+        self.at("/mnt")
+    }
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.at("/etc/resolv.conf")
+    }
+    pub fn watchdog(&self) -> PathBuf {
+        self.at("/dev/watchdog")
+    }
+    pub fn shell(&self) -> PathBuf {
+        self.at("/bin/sh")
+    }
+}
+
 pub trait Sys: Sync {
     fn mount(&self, m: &MountArgs) -> Result<(), Errno>;
     fn umount(&self, target: &Path, flags: MntFlags) -> Result<(), Errno>;
@@ -70,10 +138,31 @@ pub trait Sys: Sync {
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<(), Errno>;
     fn chroot(&self, path: &Path) -> Result<(), Errno>;
     fn chdir(&self, path: &Path) -> Result<(), Errno>;
+    fn sethostname(&self, name: &str) -> Result<(), Errno>;
+    /// sync(2), then reboot(2) in `mode`. Returns only when the kernel refused.
+    fn reboot(&self, mode: RebootMode) -> Errno;
+    /// The device (`st_dev`) `path` is on, following links.
+    fn device_of(&self, path: &Path) -> Result<u64, Errno>;
+    /// The type (`f_type`) of the filesystem holding `path`.
+    fn fs_magic(&self, path: &Path) -> Result<i64, Errno>;
+    /// Delete everything under `dir` that is on device `dev`, never crossing into another
+    /// mount; failures are logged, not returned (the boot goes on).
+    fn delete_tree(&self, dir: &Path, dev: u64);
+    /// The mount table, from /proc/self/mountinfo (empty when it cannot be read).
+    fn mounts(&self) -> Vec<MountPoint>;
+    /// Put `console` on fds 0-2, if it can be opened.
+    fn console_on_stdio(&self, console: &Path);
+    /// execv(2) `argv[0]` with `argv`. Returns only on failure.
+    fn exec(&self, argv: &[String]) -> Errno;
+    /// WDIOC_SETTIMEOUT on an open watchdog device; the timeout it took (it may round).
+    fn watchdog_timeout(&self, dev: &File, secs: i32) -> Result<i32, Errno>;
 }
 
 /// The real kernel.
 pub struct LinuxSys;
+
+/// `WDIOC_SETTIMEOUT` = _IOWR('W', 6, int).
+const WDIOC_SETTIMEOUT: libc::c_ulong = 0xC004_5706;
 
 impl Sys for LinuxSys {
     fn mount(&self, m: &MountArgs) -> Result<(), Errno> {
@@ -110,6 +199,76 @@ impl Sys for LinuxSys {
 
     fn chdir(&self, path: &Path) -> Result<(), Errno> {
         nix::unistd::chdir(path)
+    }
+
+    fn sethostname(&self, name: &str) -> Result<(), Errno> {
+        nix::unistd::sethostname(name)
+    }
+
+    fn reboot(&self, mode: RebootMode) -> Errno {
+        nix::unistd::sync();
+        match nix::sys::reboot::reboot(mode) {
+            Err(e) => e,
+            Ok(never) => match never {},
+        }
+    }
+
+    fn device_of(&self, path: &Path) -> Result<u64, Errno> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).map(|m| m.dev()).map_err(io_errno)
+    }
+
+    fn fs_magic(&self, path: &Path) -> Result<i64, Errno> {
+        // f_type is signed in glibc (the host's tests) and unsigned in musl (the Pi's build).
+        #[allow(clippy::unnecessary_cast)]
+        nix::sys::statfs::statfs(path).map(|fs| fs.filesystem_type().0 as i64)
+    }
+
+    fn delete_tree(&self, dir: &Path, dev: u64) {
+        crate::switch_root::delete_tree(dir, dev)
+    }
+
+    fn mounts(&self) -> Vec<MountPoint> {
+        parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+    }
+
+    fn console_on_stdio(&self, console: &Path) {
+        use nix::fcntl::{open, OFlag};
+        if let Ok(fd) = open(console, OFlag::O_RDWR, nix::sys::stat::Mode::empty()) {
+            for target in 0..3 {
+                let _ = nix::unistd::dup2(fd, target);
+            }
+            if fd > 2 {
+                let _ = nix::unistd::close(fd);
+            }
+        }
+    }
+
+    fn exec(&self, argv: &[String]) -> Errno {
+        let argv: Result<Vec<std::ffi::CString>, _> = argv
+            .iter()
+            .map(|a| std::ffi::CString::new(a.as_str()))
+            .collect();
+        match argv {
+            Ok(argv) if !argv.is_empty() => match nix::unistd::execv(&argv[0], &argv) {
+                Err(e) => e,
+                Ok(never) => match never {},
+            },
+            // A NUL inside an argument, or nothing to run.
+            _ => Errno::EINVAL,
+        }
+    }
+
+    fn watchdog_timeout(&self, dev: &File, secs: i32) -> Result<i32, Errno> {
+        use std::os::fd::AsRawFd;
+        let mut secs: libc::c_int = secs;
+        // SAFETY: WDIOC_SETTIMEOUT reads and writes one int through the pointer.
+        let r = unsafe { libc::ioctl(dev.as_raw_fd(), WDIOC_SETTIMEOUT as _, &mut secs) };
+        if r == 0 {
+            Ok(secs)
+        } else {
+            Err(Errno::last())
+        }
     }
 }
 
@@ -172,7 +331,7 @@ pub fn mounted_fstype(mounts: &[MountPoint], path: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-pub use fake::{Call, FakeSys};
+pub use fake::{Call, FakeSys, FAKE_EXEC_ERROR};
 
 #[cfg(test)]
 mod fake {
@@ -180,7 +339,11 @@ mod fake {
     use std::collections::{HashMap, VecDeque};
     use std::sync::Mutex;
 
-    /// One recorded call, with its arguments.
+    /// What the fake `exec` answers: it never replaces the test process.
+    pub const FAKE_EXEC_ERROR: Errno = Errno::ENOTRECOVERABLE;
+
+    /// One recorded call, with its arguments. Reads (`device_of`, `fs_magic`, `mounts`) are
+    /// answered from tables and not recorded.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Call {
         Mount(MountArgs),
@@ -190,14 +353,39 @@ mod fake {
         PivotRoot(PathBuf, PathBuf),
         Chroot(PathBuf),
         Chdir(PathBuf),
+        SetHostname(String),
+        Reboot(RebootMode),
+        DeleteTree(PathBuf, u64),
+        ConsoleOnStdio(PathBuf),
+        Exec(Vec<String>),
+        WatchdogTimeout(i32),
     }
 
-    /// Records every call; mounts answer from a script (default success), modules from a table.
-    #[derive(Default)]
+    /// Records every call; mounts answer from a script (default success), modules from a
+    /// table; `device_of` and `fs_magic` from tables (ENOENT when absent), with `.` the
+    /// directory the last `chdir`s lead to.
     pub struct FakeSys {
         pub calls: Mutex<Vec<Call>>,
         mount_results: Mutex<VecDeque<Result<(), Errno>>>,
         module_errors: Mutex<HashMap<PathBuf, Errno>>,
+        devices: Mutex<HashMap<PathBuf, u64>>,
+        magics: Mutex<HashMap<PathBuf, i64>>,
+        mount_table: Mutex<Vec<MountPoint>>,
+        cwd: Mutex<PathBuf>,
+    }
+
+    impl Default for FakeSys {
+        fn default() -> Self {
+            FakeSys {
+                calls: Mutex::default(),
+                mount_results: Mutex::default(),
+                module_errors: Mutex::default(),
+                devices: Mutex::default(),
+                magics: Mutex::default(),
+                mount_table: Mutex::default(),
+                cwd: Mutex::new(PathBuf::from("/")),
+            }
+        }
     }
 
     impl FakeSys {
@@ -210,6 +398,18 @@ mod fake {
         }
         pub fn fail_module(&self, path: &str, e: Errno) {
             self.module_errors.lock().unwrap().insert(path.into(), e);
+        }
+        /// `path` is on device `dev` (for `device_of`).
+        pub fn set_device(&self, path: &Path, dev: u64) {
+            self.devices.lock().unwrap().insert(path.into(), dev);
+        }
+        /// The filesystem holding `path` has type `magic` (for `fs_magic`).
+        pub fn set_fs_magic(&self, path: &Path, magic: i64) {
+            self.magics.lock().unwrap().insert(path.into(), magic);
+        }
+        /// What `mounts` answers, as /proc/self/mountinfo text.
+        pub fn set_mountinfo(&self, text: &str) {
+            *self.mount_table.lock().unwrap() = parse_mountinfo(text);
         }
         pub fn calls(&self) -> Vec<Call> {
             self.calls.lock().unwrap().clone()
@@ -225,6 +425,15 @@ mod fake {
         }
         fn record(&self, c: Call) {
             self.calls.lock().unwrap().push(c);
+        }
+        /// `path` as the fake's current directory sees it.
+        fn resolve(&self, path: &Path) -> PathBuf {
+            let cwd = self.cwd.lock().unwrap().clone();
+            if path == Path::new(".") {
+                cwd
+            } else {
+                cwd.join(path)
+            }
         }
     }
 
@@ -262,7 +471,52 @@ mod fake {
         }
         fn chdir(&self, path: &Path) -> Result<(), Errno> {
             self.record(Call::Chdir(path.into()));
+            let to = self.resolve(path);
+            *self.cwd.lock().unwrap() = to;
             Ok(())
+        }
+        fn sethostname(&self, name: &str) -> Result<(), Errno> {
+            self.record(Call::SetHostname(name.into()));
+            Ok(())
+        }
+        fn reboot(&self, mode: RebootMode) -> Errno {
+            self.record(Call::Reboot(mode));
+            Errno::EPERM
+        }
+        fn device_of(&self, path: &Path) -> Result<u64, Errno> {
+            let p = self.resolve(path);
+            self.devices
+                .lock()
+                .unwrap()
+                .get(&p)
+                .copied()
+                .ok_or(Errno::ENOENT)
+        }
+        fn fs_magic(&self, path: &Path) -> Result<i64, Errno> {
+            let p = self.resolve(path);
+            self.magics
+                .lock()
+                .unwrap()
+                .get(&p)
+                .copied()
+                .ok_or(Errno::ENOENT)
+        }
+        fn delete_tree(&self, dir: &Path, dev: u64) {
+            self.record(Call::DeleteTree(dir.into(), dev));
+        }
+        fn mounts(&self) -> Vec<MountPoint> {
+            self.mount_table.lock().unwrap().clone()
+        }
+        fn console_on_stdio(&self, console: &Path) {
+            self.record(Call::ConsoleOnStdio(console.into()));
+        }
+        fn exec(&self, argv: &[String]) -> Errno {
+            self.record(Call::Exec(argv.to_vec()));
+            FAKE_EXEC_ERROR
+        }
+        fn watchdog_timeout(&self, _dev: &File, secs: i32) -> Result<i32, Errno> {
+            self.record(Call::WatchdogTimeout(secs));
+            Ok(secs)
         }
     }
 }

@@ -5,9 +5,9 @@
 //! the magic 'V', so it stays armed and the new init (systemd's RuntimeWatchdogSec) must take
 //! it over in time.
 
+use crate::sys::Sys;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -26,9 +26,6 @@ pub fn progress() {
     PROGRESS.store(now_ms(), Ordering::Relaxed);
 }
 
-/// `WDIOC_SETTIMEOUT` = _IOWR('W', 6, int).
-const WDIOC_SETTIMEOUT: libc::c_ulong = 0xC004_5706;
-
 /// One watchdog per boot, so its state is global like the device.
 static STOP: AtomicBool = AtomicBool::new(false);
 static FEEDER: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
@@ -44,20 +41,18 @@ pub fn keep_fed() {
     PROGRESS.store(u64::MAX, Ordering::Relaxed);
 }
 
-/// Open `device`, set its timeout and start feeding it.
-pub fn arm(device: &Path, timeout: Duration) -> Result<(), String> {
+/// Open `device`, set its timeout (through `sys`) and start feeding it.
+pub fn arm(sys: &dyn Sys, device: &Path, timeout: Duration) -> Result<(), String> {
     let mut dev: File = OpenOptions::new()
         .write(true)
         .open(device) // std opens with O_CLOEXEC
         .map_err(|e| format!("watchdog {}: {e}", device.display()))?;
-    let mut secs: libc::c_int = timeout.as_secs().clamp(1, i32::MAX as u64) as libc::c_int;
-    // SAFETY: WDIOC_SETTIMEOUT reads and writes one int through the pointer.
-    let r = unsafe { libc::ioctl(dev.as_raw_fd(), WDIOC_SETTIMEOUT as _, &mut secs) };
-    if r != 0 {
-        // A device (or a test's plain file) that keeps its own timeout: feed it anyway.
-        let e = std::io::Error::last_os_error();
+    let asked = timeout.as_secs().clamp(1, i32::MAX as u64) as i32;
+    let secs = sys.watchdog_timeout(&dev, asked).unwrap_or_else(|e| {
+        // A device that keeps its own timeout: feed it anyway.
         log::warn!("watchdog {}: cannot set the timeout: {e}", device.display());
-    }
+        asked
+    });
     STOP.store(false, Ordering::Relaxed);
     let every = feed_interval(timeout);
     let stall = timeout.as_millis() as u64;
@@ -100,6 +95,7 @@ pub fn hand_over() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::{Call, FakeSys};
     use crate::testutil::TempDir;
 
     #[test]
@@ -121,7 +117,9 @@ mod tests {
         let dev = d.path().join("watchdog");
         std::fs::write(&dev, b"").unwrap();
         let fed = || std::fs::read(&dev).unwrap().len();
-        arm(&dev, Duration::from_millis(600)).unwrap();
+        let sys = FakeSys::new();
+        arm(&sys, &dev, Duration::from_millis(600)).unwrap();
+        assert_eq!(sys.calls(), [Call::WatchdogTimeout(1)], "at least a second");
         for _ in 0..6 {
             std::thread::sleep(Duration::from_millis(100));
             progress();
@@ -148,6 +146,6 @@ mod tests {
             std::fs::read(&dev).unwrap().iter().all(|&b| b == 0),
             "only keep-alive bytes were written"
         );
-        assert!(arm(&d.path().join("absent"), Duration::from_secs(1)).is_err());
+        assert!(arm(&sys, &d.path().join("absent"), Duration::from_secs(1)).is_err());
     }
 }

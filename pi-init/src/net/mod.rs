@@ -135,6 +135,21 @@ impl std::fmt::Display for NetError {
 
 impl std::error::Error for NetError {}
 
+/// The network step as one seam: the boot asks for a configured interface and gets one, or
+/// why not. Its link, address, route and packet-socket calls stay inside the real one.
+pub trait Network: Sync {
+    fn bring_up(&self, req: &NetRequest) -> Result<NetConfig, NetError>;
+}
+
+/// The kernel's network: [`bring_up`].
+pub struct LinuxNetwork;
+
+impl Network for LinuxNetwork {
+    fn bring_up(&self, req: &NetRequest) -> Result<NetConfig, NetError> {
+        bring_up(req)
+    }
+}
+
 /// Bring the network up as `req` says. Blocking; bounded by the request's timeouts.
 pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
     let sys = link::Sysfs::new(&req.sysfs);
