@@ -14,7 +14,6 @@ pub mod controller;
 pub mod dry_run;
 pub mod log;
 pub mod loopdev;
-pub mod modinfo;
 pub mod modules;
 pub mod net;
 pub mod nfs;
