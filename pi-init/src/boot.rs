@@ -235,7 +235,7 @@ fn boot(sys: &dyn Sys, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure>
     // interface, configures it and asks the controller; joined before NFS is mounted.
     let (net, answer) = std::thread::scope(|s| {
         let loader = background::start(s, "modules", || {
-            timed(|| modules::load_list(sys, Path::new(modules::LIST_PATH)))
+            timed(|| modules::load_at_start(sys, Path::new("/sys")))
         });
         let net = r
             .time("network", |_| net::bring_up(&net_request(cmd)))

@@ -10,6 +10,7 @@
 pub mod background;
 pub mod boot;
 pub mod cmdline;
+pub mod coldplug;
 pub mod controller;
 pub mod dry_run;
 pub mod log;

@@ -8,9 +8,10 @@
 //! disk filesystem) only when a step needs it, so an NFS boot with a tmpfs overlay does not
 //! pay for them.
 
+use crate::coldplug::Coldplug;
 use crate::sys::Sys;
 use nix::errno::Errno;
-use pureboot_contract::modules_list::{self as list, Entry, When};
+use pureboot_contract::modules_list::{self as list, Aliases, Entry, When};
 use std::path::Path;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -46,11 +47,15 @@ pub fn add_needs(list: &[Entry], wanted: &mut [bool]) {
 /// earliest on the list (`pureboot-image` puts the NIC driver first, so DHCP can start), the
 /// others the one heading the heaviest chain still to load, which bounds when the NFS client
 /// is ready. A module's file size stands in for its load time (nfsv4.ko is both the biggest
-/// and the slowest).
+/// and the slowest). Modules a device asked for come first for the list-order loader: the
+/// drivers carried by modalias are the NIC's and its bus's.
 #[derive(Debug)]
 pub struct Schedule {
     deps: Vec<Vec<usize>>,
-    /// Weight of the heaviest chain from each module to the end of the list.
+    bytes: Vec<u64>,
+    by_device: Vec<bool>,
+    wanted: Vec<bool>,
+    /// Weight of the heaviest chain of wanted modules from each module to the end of the list.
     chain: Vec<u64>,
     started: Vec<bool>,
     done: Vec<bool>,
@@ -68,29 +73,46 @@ impl Schedule {
     /// The `wanted` entries of `list` (the others count as done), weighed by file size.
     pub fn new(list: &[Entry], wanted: &[bool]) -> Self {
         let n = list.len();
-        let wants = |i: usize| wanted.get(i) == Some(&true);
-        // Only earlier entries, so the graph has no cycle whatever the caller built.
-        let deps: Vec<Vec<usize>> = list
-            .iter()
-            .enumerate()
-            .map(|(i, e)| e.needs.iter().copied().filter(|&d| d < i).collect())
-            .collect();
-        let weight = |i: usize| if wants(i) { list[i].bytes } else { 0 };
-        let mut chain: Vec<u64> = (0..n).map(weight).collect();
+        let mut s = Self {
+            // Only earlier entries, so the graph has no cycle whatever the caller built.
+            deps: list
+                .iter()
+                .enumerate()
+                .map(|(i, e)| e.needs.iter().copied().filter(|&d| d < i).collect())
+                .collect(),
+            bytes: list.iter().map(|e| e.bytes).collect(),
+            by_device: list.iter().map(|e| e.when == When::Device).collect(),
+            wanted: vec![false; n],
+            chain: vec![0; n],
+            started: vec![true; n],
+            done: vec![true; n],
+        };
+        s.add(wanted);
+        s
+    }
+
+    /// Want these entries too (the caller adds what they need); how many are new.
+    pub fn add(&mut self, more: &[bool]) -> usize {
+        let mut added = 0;
+        for (i, _) in more.iter().enumerate().filter(|(_, m)| **m) {
+            if let Some(false) = self.wanted.get(i) {
+                self.wanted[i] = true;
+                self.started[i] = false;
+                self.done[i] = false;
+                added += 1;
+            }
+        }
+        let weight = |i: usize| if self.wanted[i] { self.bytes[i] } else { 0 };
+        let mut chain: Vec<u64> = (0..self.deps.len()).map(weight).collect();
         // Users come after what they use: one pass from the end settles every chain.
-        for u in (0..n).rev() {
-            for &d in &deps[u] {
+        for u in (0..self.deps.len()).rev() {
+            for &d in &self.deps[u] {
                 let through = weight(d).saturating_add(chain[u]);
                 chain[d] = chain[d].max(through);
             }
         }
-        let skipped: Vec<bool> = (0..n).map(|i| !wants(i)).collect();
-        Self {
-            deps,
-            chain,
-            started: skipped.clone(),
-            done: skipped,
-        }
+        self.chain = chain;
+        added
     }
 
     /// The next module for a loader: by list order, or by heaviest chain.
@@ -98,7 +120,7 @@ impl Schedule {
         let ready = (0..self.deps.len())
             .filter(|&i| !self.started[i] && self.deps[i].iter().all(|&d| self.done[d]));
         let pick = if by_list {
-            ready.min()
+            ready.min_by_key(|&i| (!self.by_device[i], i))
         } else {
             // Ties go to the earlier entry.
             ready.max_by_key(|&i| (self.chain[i], std::cmp::Reverse(i)))
@@ -136,6 +158,8 @@ pub struct LoadSummary {
     pub threads: usize,
     /// The slowest modules loaded (at most three), slowest first.
     pub slowest: Vec<(String, Duration)>,
+    /// The modules loaded because a device asked for them by modalias.
+    pub by_device: Vec<String>,
 }
 
 impl LoadSummary {
@@ -157,6 +181,9 @@ impl LoadSummary {
                 .map(|(n, d)| format!("{n} {} ms", d.as_millis()))
                 .collect();
             s += &format!("; slowest {}", slow.join(", "));
+        }
+        if !self.by_device.is_empty() {
+            s += &format!("; by modalias {}", self.by_device.join(", "));
         }
         s
     }
@@ -203,35 +230,64 @@ pub fn threads() -> usize {
 /// module is logged and the boot goes on: a later step fails with a clearer error if it was
 /// really needed.
 pub fn load(sys: &dyn Sys, modules: &[Entry], schedule: Schedule, threads: usize) -> LoadSummary {
-    let schedule_len = schedule.remaining();
-    let state = Mutex::new((schedule, LoadSummary::default()));
+    load_fed(sys, modules, schedule, threads, None)
+}
+
+/// What finds more modules to load while a load runs ([`coldplug`](crate::coldplug)): each
+/// call returns the entries to add (with what they need), or `None` when it is done looking.
+/// `first` is true for the first call.
+pub type Feeder<'a> = dyn FnMut(bool) -> Option<Vec<bool>> + 'a;
+
+/// [`load`], with `feeder` adding modules until it is done: this thread feeds while the
+/// loaders load, and they wait for it. Without a thread to load while it looks, it is asked
+/// once, then this thread loads.
+pub fn load_fed(
+    sys: &dyn Sys,
+    modules: &[Entry],
+    schedule: Schedule,
+    threads: usize,
+    feeder: Option<&mut Feeder>,
+) -> LoadSummary {
+    let feeding = feeder.is_some();
+    // While a feeder may add modules, every thread asked for; else no more than there are
+    // modules.
+    let wanted = if feeding {
+        threads.max(1)
+    } else {
+        threads.clamp(1, schedule.remaining().max(1))
+    };
+    let state = Mutex::new((schedule, LoadSummary::default(), feeding));
     let wake = Condvar::new();
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
     let worker = |by_list: bool| loop {
         let i = {
-            let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = lock();
             loop {
                 match guard.0.next(by_list) {
                     Next::Load(i) => break i,
-                    Next::Finished => return,
-                    Next::Wait => guard = wake.wait(guard).unwrap_or_else(|p| p.into_inner()),
+                    Next::Finished if !guard.2 => return,
+                    Next::Wait | Next::Finished => {
+                        guard = wake.wait(guard).unwrap_or_else(|p| p.into_inner())
+                    }
                 }
             }
         };
         let m = &modules[i];
         let t = Instant::now();
         let result = sys.finit_module(Path::new(&m.path), &m.params);
-        let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock();
         guard.1.add(m, result, t.elapsed());
         guard.0.finish(i);
         wake.notify_all();
     };
-    let wanted = threads.clamp(1, schedule_len.max(1));
-    let mut running = 1;
+    let worker = &worker;
+    let mut running = 0;
     std::thread::scope(|s| {
-        for n in 1..wanted {
+        // Without a feeder this thread is the list-order loader.
+        for n in usize::from(!feeding)..wanted {
             let spawned = std::thread::Builder::new()
                 .name(format!("modules-{n}"))
-                .spawn_scoped(s, || worker(false));
+                .spawn_scoped(s, move || worker(n == 0));
             if let Err(e) = spawned {
                 // This thread still loads every module, only with less help.
                 log::warn!("module loader {n}: no thread ({e})");
@@ -239,10 +295,89 @@ pub fn load(sys: &dyn Sys, modules: &[Entry], schedule: Schedule, threads: usize
             }
             running += 1;
         }
-        worker(true);
+        match feeder {
+            Some(feed) if running > 0 => {
+                let mut first = true;
+                while let Some(more) = feed(first) {
+                    first = false;
+                    if lock().0.add(&more) > 0 {
+                        wake.notify_all();
+                    }
+                }
+                lock().2 = false;
+                wake.notify_all();
+            }
+            feeder => {
+                if let Some(more) = feeder.and_then(|f| f(true)) {
+                    lock().0.add(&more);
+                }
+                lock().2 = false;
+                running += 1;
+                worker(true);
+            }
+        }
     });
     let mut summary = state.into_inner().unwrap_or_else(|p| p.into_inner()).1;
     summary.threads = running;
+    summary
+}
+
+/// How long to look for devices that appear late (a USB NIC once its host driver and hub
+/// are up) while no network device is there: as long as the network step waits for one.
+pub const DEVICE_WAIT: Duration = Duration::from_secs(20);
+/// Between two looks at sysfs.
+const RESCAN: Duration = Duration::from_millis(50);
+
+/// Load at start: the main list's `start` entries, and the `device` entries the devices
+/// present ask for by modalias (its alias table), each with what it needs; then, while no
+/// network device is there, look again for devices that appeared (at most [`DEVICE_WAIT`]).
+/// `sysfs` is where sysfs is mounted.
+pub fn load_at_start(sys: &dyn Sys, sysfs: &Path) -> LoadSummary {
+    let list = read_list(Path::new(LIST_PATH));
+    let aliases = match std::fs::read_to_string(list::ALIAS_PATH) {
+        Ok(text) => Aliases::parse(&text),
+        Err(e) => {
+            log::debug!("no alias table at {} ({e})", list::ALIAS_PATH);
+            Aliases::default()
+        }
+    };
+    load_with_devices(sys, &list, &aliases, sysfs, DEVICE_WAIT)
+}
+
+/// [`load_at_start`] on a list and an alias table, looking for late devices for `wait`.
+pub fn load_with_devices(
+    sys: &dyn Sys,
+    list: &[Entry],
+    aliases: &Aliases,
+    sysfs: &Path,
+    wait: Duration,
+) -> LoadSummary {
+    let wanted = at_start(list);
+    let schedule = Schedule::new(list, &wanted);
+    let mut cold = Coldplug::new(list, aliases, sysfs);
+    if cold.is_empty() {
+        return load(sys, list, schedule, threads());
+    }
+    let mut asked: Vec<String> = Vec::new();
+    let mut summary = {
+        let mut known = wanted;
+        let deadline = Instant::now() + wait;
+        let mut feed = |first: bool| {
+            if !first {
+                if cold.nic_present() || !cold.pending(&known) || Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::sleep(RESCAN);
+            }
+            for i in cold.scan(&mut known) {
+                asked.push(list[i].name());
+            }
+            add_needs(list, &mut known);
+            Some(known.clone())
+        };
+        load_fed(sys, list, schedule, threads(), Some(&mut feed))
+    };
+    summary.by_device = asked;
     summary
 }
 
@@ -327,8 +462,10 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             })
             .collect();
-        assert_eq!(order.len(), 4, "every module is tried, in order");
-        assert_eq!(order[1], (path(&list[1]), list[1].params.clone()));
+        assert_eq!(order.len(), 4, "every module is tried");
+        // In list order, device modules first.
+        assert_eq!(order[0].0, path(&list[2]));
+        assert_eq!(order[2], (path(&list[1]), list[1].params.clone()));
         assert!(sum.line().contains("1 missing") && sum.line().contains("1 failed"));
 
         // Not wanted: not loaded, and no thread for it.
@@ -494,6 +631,164 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, list.len());
+    }
+
+    const BOARD: &str = "start /k/overlay.ko 257 -\n\
+        device /k/usbcore.ko 300 -\n\
+        device /k/dwc2.ko 200 usbcore\n\
+        device /k/usbnet.ko 50 usbcore\n\
+        device /k/smsc95xx.ko 60 usbnet\n\
+        device /k/genet.ko 80 -\n";
+
+    const BOARD_ALIASES: &str = "alias of:N*T*Cbrcm,bcm2835-usb dwc2\n\
+        alias usb:v0424pEC00d*dc*dsc*dp*ic*isc*ip*in* smsc95xx\n\
+        alias of:N*T*Cbrcm,bcm2711-genet-v5 genet\n";
+
+    fn device(sysfs: &Path, at: &str, modalias: &str) {
+        let dir = sysfs.join("devices").join(at);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("modalias"), format!("{modalias}\n")).unwrap();
+    }
+
+    fn nic(sysfs: &Path) {
+        let eth0 = sysfs.join("class/net/eth0");
+        std::fs::create_dir_all(&eth0).unwrap();
+        std::fs::write(eth0.join("type"), "1\n").unwrap();
+    }
+
+    fn loaded(sys: &FakeSys) -> Vec<String> {
+        sys.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::FinitModule(p, _) => Some(list::module_name(&p.to_string_lossy())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn devices_present_load_their_drivers_and_what_those_need() {
+        let tmp = crate::testutil::TempDir::new();
+        device(
+            tmp.path(),
+            "platform/soc/3f980000.usb",
+            "of:NusbT(null)Cbrcm,bcm2835-usb",
+        );
+        nic(tmp.path());
+        let (list, _) = list::parse(BOARD);
+        let sys = FakeSys::new();
+        let aliases = Aliases::parse(BOARD_ALIASES);
+        let t = Instant::now();
+        let sum = load_with_devices(&sys, &list, &aliases, tmp.path(), Duration::from_secs(10));
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "a NIC is there: no waiting"
+        );
+        let mut names = loaded(&sys);
+        // usbcore before dwc2, whatever the threads did.
+        let at = |n: &str| names.iter().position(|m| m == n).unwrap();
+        assert!(at("usbcore") < at("dwc2"));
+        names.sort();
+        assert_eq!(names, ["dwc2", "overlay", "usbcore"]);
+        assert_eq!(sum.by_device, ["dwc2"]);
+        assert!(sum.line().ends_with("; by modalias dwc2"), "{}", sum.line());
+
+        // Without a table: the start entries, and no look at sysfs.
+        let plain = FakeSys::new();
+        let sum = load_with_devices(
+            &plain,
+            &list,
+            &Aliases::default(),
+            Path::new("/nonexistent"),
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            (loaded(&plain), sum.by_device.len()),
+            (vec!["overlay".to_string()], 0)
+        );
+    }
+
+    #[test]
+    fn a_usb_nic_that_appears_late_is_found_by_looking_again() {
+        let tmp = crate::testutil::TempDir::new();
+        let sysfs = tmp.path();
+        device(
+            sysfs,
+            "platform/soc/3f980000.usb",
+            "of:NusbT(null)Cbrcm,bcm2835-usb",
+        );
+        let (list, _) = list::parse(BOARD);
+        let sys = FakeSys::new();
+        let aliases = Aliases::parse(BOARD_ALIASES);
+        let t = Instant::now();
+        let sum = std::thread::scope(|s| {
+            // The board: the hub finds the NIC once dwc2 is in, the NIC is an interface
+            // once smsc95xx is.
+            s.spawn(|| {
+                let until = Instant::now() + Duration::from_secs(10);
+                let mut hub = false;
+                while Instant::now() < until {
+                    let names = loaded(&sys);
+                    if !hub && names.iter().any(|n| n == "dwc2") {
+                        std::thread::sleep(Duration::from_millis(120));
+                        device(
+                            sysfs,
+                            "platform/soc/3f980000.usb/usb1/1-1/1-1.1/1-1.1:1.0",
+                            "usb:v0424pEC00d0200dcFFdsc00dp02icFFisc00ip00in00",
+                        );
+                        hub = true;
+                    }
+                    if names.iter().any(|n| n == "smsc95xx") {
+                        nic(sysfs);
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+            load_with_devices(&sys, &list, &aliases, sysfs, Duration::from_secs(10))
+        });
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let mut names = loaded(&sys);
+        names.sort();
+        assert_eq!(names, ["dwc2", "overlay", "smsc95xx", "usbcore", "usbnet"]);
+        assert_eq!(sum.by_device, ["dwc2", "smsc95xx"]);
+        assert_eq!(sum.loaded, 5);
+    }
+
+    #[test]
+    fn looking_for_late_devices_is_bounded() {
+        let tmp = crate::testutil::TempDir::new();
+        let (list, _) = list::parse(BOARD);
+        let sys = FakeSys::new();
+        let aliases = Aliases::parse(BOARD_ALIASES);
+        let t = Instant::now();
+        let sum = load_with_devices(
+            &sys,
+            &list,
+            &aliases,
+            tmp.path(),
+            Duration::from_millis(300),
+        );
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        assert_eq!(loaded(&sys), ["overlay"]);
+        assert!(sum.by_device.is_empty());
+    }
+
+    #[test]
+    fn the_list_order_loader_takes_device_modules_first() {
+        let (list, _) = list::parse(BOARD);
+        let mut s = Schedule::new(&list, &at_start(&list));
+        let mut more = at_start(&list);
+        more[5] = true;
+        assert_eq!(s.add(&more), 1);
+        assert_eq!(s.add(&more), 0, "already wanted");
+        assert_eq!(s.next(true), Next::Load(5), "genet before overlay");
+        assert_eq!(s.next(true), Next::Load(0));
+        assert_eq!(s.next(true), Next::Wait);
     }
 
     /// Records when each finit_module starts and ends, taking a little time for each.
