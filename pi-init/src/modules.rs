@@ -644,8 +644,9 @@ mod tests {
         alias usb:v0424pEC00d*dc*dsc*dp*ic*isc*ip*in* smsc95xx\n\
         alias of:N*T*Cbrcm,bcm2711-genet-v5 genet\n";
 
-    fn device(sysfs: &Path, at: &str, modalias: &str) {
-        let dir = sysfs.join("devices").join(at);
+    /// A device on `bus`, as sysfs links it.
+    fn device(sysfs: &Path, bus: &str, name: &str, modalias: &str) {
+        let dir = sysfs.join("bus").join(bus).join("devices").join(name);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("modalias"), format!("{modalias}\n")).unwrap();
     }
@@ -671,7 +672,8 @@ mod tests {
         let tmp = crate::testutil::TempDir::new();
         device(
             tmp.path(),
-            "platform/soc/3f980000.usb",
+            "platform",
+            "3f980000.usb",
             "of:NusbT(null)Cbrcm,bcm2835-usb",
         );
         nic(tmp.path());
@@ -714,7 +716,8 @@ mod tests {
         let sysfs = tmp.path();
         device(
             sysfs,
-            "platform/soc/3f980000.usb",
+            "platform",
+            "3f980000.usb",
             "of:NusbT(null)Cbrcm,bcm2835-usb",
         );
         let (list, _) = list::parse(BOARD);
@@ -733,7 +736,8 @@ mod tests {
                         std::thread::sleep(Duration::from_millis(120));
                         device(
                             sysfs,
-                            "platform/soc/3f980000.usb/usb1/1-1/1-1.1/1-1.1:1.0",
+                            "usb",
+                            "1-1.1:1.0",
                             "usb:v0424pEC00d0200dcFFdsc00dp02icFFisc00ip00in00",
                         );
                         hub = true;
