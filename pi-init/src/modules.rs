@@ -362,17 +362,22 @@ pub fn load_with_devices(
     let mut summary = {
         let mut known = wanted;
         let deadline = Instant::now() + wait;
+        let mut done = false;
         let mut feed = |first: bool| {
+            if done {
+                return None;
+            }
             if !first {
-                if cold.nic_present() || !cold.pending(&known) || Instant::now() >= deadline {
-                    return None;
-                }
                 std::thread::sleep(RESCAN);
             }
+            // One more look once the NIC is there: devices its driver created before the
+            // interface (the PHY on its MDIO bus) are there too.
+            done = cold.nic_present() || Instant::now() >= deadline;
             for i in cold.scan(&mut known) {
                 asked.push(list[i].name());
             }
             add_needs(list, &mut known);
+            done |= !cold.pending(&known);
             Some(known.clone())
         };
         load_fed(sys, list, schedule, threads(), Some(&mut feed))
@@ -638,11 +643,13 @@ mod tests {
         device /k/dwc2.ko 200 usbcore\n\
         device /k/usbnet.ko 50 usbcore\n\
         device /k/smsc95xx.ko 60 usbnet\n\
-        device /k/genet.ko 80 -\n";
+        device /k/genet.ko 80 -\n\
+        device /k/broadcom.ko 30 -\n";
 
     const BOARD_ALIASES: &str = "alias of:N*T*Cbrcm,bcm2835-usb dwc2\n\
         alias usb:v0424pEC00d*dc*dsc*dp*ic*isc*ip*in* smsc95xx\n\
-        alias of:N*T*Cbrcm,bcm2711-genet-v5 genet\n";
+        alias of:N*T*Cbrcm,bcm2711-genet-v5 genet\n\
+        alias mdio:0000000101000011101111001111???? broadcom\n";
 
     /// A device on `bus`, as sysfs links it.
     fn device(sysfs: &Path, bus: &str, name: &str, modalias: &str) {
@@ -743,6 +750,13 @@ mod tests {
                         hub = true;
                     }
                     if names.iter().any(|n| n == "smsc95xx") {
+                        // Its PHY, then the interface: the PHY is found by the look after.
+                        device(
+                            sysfs,
+                            "mdio_bus",
+                            "phy0",
+                            "mdio:00000001010000111011110011110001",
+                        );
                         nic(sysfs);
                         return;
                     }
@@ -754,9 +768,12 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
         let mut names = loaded(&sys);
         names.sort();
-        assert_eq!(names, ["dwc2", "overlay", "smsc95xx", "usbcore", "usbnet"]);
-        assert_eq!(sum.by_device, ["dwc2", "smsc95xx"]);
-        assert_eq!(sum.loaded, 5);
+        assert_eq!(
+            names,
+            ["broadcom", "dwc2", "overlay", "smsc95xx", "usbcore", "usbnet"]
+        );
+        assert_eq!(sum.by_device, ["dwc2", "smsc95xx", "broadcom"]);
+        assert_eq!(sum.loaded, 6);
     }
 
     #[test]
@@ -802,7 +819,8 @@ mod tests {
     impl Sys for Timeline {
         fn finit_module(&self, path: &Path, _: &str) -> Result<(), Errno> {
             self.0.lock().unwrap().push((path.into(), true));
-            std::thread::sleep(Duration::from_millis(3));
+            // Long enough that two loaders overlap even on a busy host.
+            std::thread::sleep(Duration::from_millis(10));
             self.0.lock().unwrap().push((path.into(), false));
             Ok(())
         }
