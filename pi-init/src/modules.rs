@@ -4,9 +4,10 @@
 //! NIC driver and the NFS client need not wait for each other). The lists carry the
 //! dependency graph and each file's size (their format: `pureboot_contract::modules_list`).
 //!
-//! `/etc/pureboot/modules` is loaded at start; `/etc/pureboot/modules.disk` (loop, ext4: a
-//! disk filesystem) only when a step needs it, so an NFS boot with a tmpfs overlay does not
-//! pay for them.
+//! `/etc/pureboot/modules` is loaded at start: its `start` entries, and the `device` entries
+//! that the devices present ask for by modalias ([`crate::coldplug`]).
+//! `/etc/pureboot/modules.disk` (loop, ext4: a disk filesystem) only when a step needs it,
+//! so an NFS boot with a tmpfs overlay does not pay for them.
 
 use crate::coldplug::Coldplug;
 use crate::sys::Sys;
