@@ -110,8 +110,8 @@ pub fn write(header: &str, entries: &[Entry]) -> Result<String, String> {
         if !e.path.starts_with('/') || e.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!("{:?}: not an absolute path without spaces", e.path));
         }
-        if name.is_empty() {
-            return Err(format!("{:?}: no module name", e.path));
+        if name.is_empty() || name.contains(',') {
+            return Err(format!("{:?}: no module name, or one with a comma", e.path));
         }
         if let Some(j) = seen.insert(name.clone(), i) {
             return Err(format!(
@@ -496,6 +496,9 @@ mod tests {
         let mut list = sample();
         list[0].path = "/with space/failover.ko".into();
         assert!(write("", &list).is_err());
+        let mut list = sample();
+        list[0].path = "/k/a,b.ko".into();
+        assert!(write("", &list).unwrap_err().contains("comma"));
         let mut list = sample();
         list.push(list[4].clone());
         assert!(write("", &list).unwrap_err().contains("twice"));
