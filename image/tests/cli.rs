@@ -687,10 +687,14 @@ fn raspberry_pi_os_tree() -> Tree {
     }
 }
 
+/// The file names of the modules on the lists `modules` prints (the alias table left out).
 fn list_names(list: &str) -> Vec<String> {
     list.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| l.rsplit('/').next().unwrap().to_string())
+        .filter(|l| l.starts_with("start ") || l.starts_with("device "))
+        .map(|l| {
+            let path = l.split_whitespace().nth(1).unwrap();
+            path.rsplit('/').next().unwrap().to_string()
+        })
         .collect()
 }
 
