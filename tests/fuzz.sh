@@ -14,7 +14,7 @@ fuzz="$here/fuzz"
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(cmdline ip_param boot_json dhcp_reply tar_import cpio modinfo)
+[ ${#targets[@]} -gt 0 ] || targets=(cmdline ip_param boot_json dhcp_reply tar_import cpio modules_list glob)
 
 export CARGO_TARGET_DIR="$here/../target/fuzz"
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module \

@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Build the initramfs: pi-init as /init, kernel modules and their load list.
     Initramfs(InitramfsArgs),
-    /// Print the module load list a build would write, without building.
+    /// Print the module lists and alias table a build would write, without building.
     Modules(ModuleArgs),
     /// Write a Pi netboot folder: <out>/<serial>/ or, with --discovery, <out>/ itself.
     Tftp(TftpArgs),
@@ -70,6 +70,10 @@ struct ModuleArgs {
     /// filesystem (the image overlay, a local root); repeatable.
     #[arg(long = "disk-module", value_name = "NAME")]
     disk_modules: Vec<String>,
+    /// Like --module, but loaded only when a device present asks for it by modalias (a NIC
+    /// driver for several boards, each loaded on the board that has the device); repeatable.
+    #[arg(long = "device-module", value_name = "NAME")]
+    device_modules: Vec<String>,
 }
 
 #[derive(Args)]
@@ -155,9 +159,28 @@ fn main() -> ExitCode {
     }
 }
 
-/// The module tree and the resolved plans (at start; disk), notes (built-in, not found) to
-/// stderr. A module both lists need is loaded at start only.
-fn resolve_modules(args: &ModuleArgs) -> Result<(ModuleDb, LoadPlan, LoadPlan)> {
+/// The module tree and its resolved plans.
+struct Resolution {
+    db: ModuleDb,
+    start: LoadPlan,
+    device: LoadPlan,
+    disk: LoadPlan,
+}
+
+impl Resolution {
+    fn plans(&self) -> initramfs::Plans<'_> {
+        initramfs::Plans {
+            db: &self.db,
+            start: &self.start,
+            device: &self.device,
+            disk: &self.disk,
+        }
+    }
+}
+
+/// The module tree and the resolved plans (at start; by device; disk), notes (built-in, not
+/// found) to stderr. A module two lists need is loaded at start, else by device.
+fn resolve_modules(args: &ModuleArgs) -> Result<Resolution> {
     let kver = match &args.kver {
         Some(kver) => kver.clone(),
         None => kmod::detect_kver(&args.modules_root)?,
@@ -178,14 +201,32 @@ fn resolve_modules(args: &ModuleArgs) -> Result<(ModuleDb, LoadPlan, LoadPlan)> 
     }
     requests.extend(args.modules.iter().map(|m| Request::parse(m)));
     disk_requests.extend(args.disk_modules.iter().map(|m| Request::parse(m)));
-    let plan = db.resolve(&requests)?;
+    let device_requests: Vec<Request> = args
+        .device_modules
+        .iter()
+        .map(|m| Request::parse(m))
+        .collect();
+    let start = db.resolve(&requests)?;
+    let mut device = db.resolve(&device_requests)?;
+    device
+        .modules
+        .retain(|d| !start.modules.iter().any(|m| m.name == d.name));
     let mut disk = db.resolve(&disk_requests)?;
-    disk.modules
-        .retain(|d| !plan.modules.iter().any(|m| m.name == d.name));
-    let builtin: Vec<&str> = plan
+    disk.modules.retain(|d| {
+        !start
+            .modules
+            .iter()
+            .chain(&device.modules)
+            .any(|m| m.name == d.name)
+    });
+    let builtin: Vec<&str> = start
         .builtin
-        .union(&disk.builtin)
+        .iter()
+        .chain(&device.builtin)
+        .chain(&disk.builtin)
         .map(String::as_str)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
     if !builtin.is_empty() {
         eprintln!(
@@ -193,40 +234,60 @@ fn resolve_modules(args: &ModuleArgs) -> Result<(ModuleDb, LoadPlan, LoadPlan)> 
             builtin.join(", ")
         );
     }
-    for missing in plan.missing_softdeps.iter().chain(&disk.missing_softdeps) {
+    for missing in start
+        .missing_softdeps
+        .iter()
+        .chain(&device.missing_softdeps)
+        .chain(&disk.missing_softdeps)
+    {
         eprintln!("warning: soft dependency not found, skipped as modprobe would: {missing}");
     }
-    Ok((db, plan, disk))
+    Ok(Resolution {
+        db,
+        start,
+        device,
+        disk,
+    })
 }
 
 fn print_modules(args: &ModuleArgs) -> Result<()> {
-    let (db, plan, disk) = resolve_modules(args)?;
-    print!("{}", initramfs::load_list(&db.kver, &plan));
-    print!("{}", initramfs::disk_load_list(&db.kver, &disk));
+    let resolved = resolve_modules(args)?;
+    let plans = resolved.plans();
+    let lists = plans.lists(&initramfs::sizes(&plans.files()?))?;
+    for (path, text) in [
+        (initramfs::LOAD_LIST, lists.modules),
+        (initramfs::DISK_LOAD_LIST, lists.disk),
+        (initramfs::ALIAS_TABLE, lists.aliases),
+    ] {
+        println!("## /{path}");
+        print!("{text}");
+    }
     Ok(())
 }
 
 fn build_initramfs(args: &InitramfsArgs) -> Result<()> {
-    let (db, plan, disk) = resolve_modules(&args.modules)?;
+    let resolved = resolve_modules(&args.modules)?;
     let mtime = source_date_epoch()?;
     let entries = initramfs::assemble(&Inputs {
         pi_init: &args.pi_init,
-        db: &db,
-        plan: &plan,
-        disk_plan: &disk,
+        plans: resolved.plans(),
         extras: &args.extras,
         busybox: args.busybox.as_deref(),
     })?;
     let built = initramfs::build(&entries, mtime, args.compress)?;
     write_atomically(&args.output, &built.bytes)?;
+    let by_device = match resolved.device.modules.len() {
+        0 => String::new(),
+        n => format!(" (+{n} loaded by device)"),
+    };
     println!(
-        "{}: {} entries ({} files), {} modules for {} (+{} on the disk list), {} uncompressed, {} {}",
+        "{}: {} entries ({} files), {} modules for {}{by_device} (+{} on the disk list), {} uncompressed, {} {}",
         args.output.display(),
         built.entries,
         built.files,
-        plan.modules.len(),
-        db.kver,
-        disk.modules.len(),
+        resolved.start.modules.len(),
+        resolved.db.kver,
+        resolved.disk.modules.len(),
         size(built.uncompressed),
         size(built.bytes.len() as u64),
         args.compress.name(),

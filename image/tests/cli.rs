@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use pureboot_contract::modules_list;
 use pureboot_image::cpio::{self, Kind, Record};
 
 const KVER: &str = "6.1.0-test-arm64";
@@ -36,6 +37,9 @@ fn fake_tree() -> Tree {
         ("kernel/fs/jbd2/jbd2.ko.xz", "jbd2"),
         ("kernel/crypto/crc32c_generic.ko.zst", "crc32c_generic"),
         ("kernel/fs/overlayfs/overlay.ko", "overlay"),
+        ("kernel/drivers/net/mii.ko", "mii"),
+        ("kernel/drivers/net/usb/usbnet.ko.xz", "usbnet"),
+        ("kernel/drivers/net/usb/smsc95xx.ko.xz", "smsc95xx"),
     ];
     for (path, name) in modules {
         let file = dir.join(path);
@@ -50,7 +54,10 @@ fn fake_tree() -> Tree {
          kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko.xz\n\
          kernel/fs/jbd2/jbd2.ko.xz:\n\
          kernel/crypto/crc32c_generic.ko.zst:\n\
-         kernel/fs/overlayfs/overlay.ko:\n",
+         kernel/fs/overlayfs/overlay.ko:\n\
+         kernel/drivers/net/mii.ko:\n\
+         kernel/drivers/net/usb/usbnet.ko.xz: kernel/drivers/net/mii.ko\n\
+         kernel/drivers/net/usb/smsc95xx.ko.xz: kernel/drivers/net/usb/usbnet.ko.xz kernel/drivers/net/mii.ko\n",
     )
     .unwrap();
     fs::write(
@@ -60,7 +67,11 @@ fn fake_tree() -> Tree {
     .unwrap();
     fs::write(
         dir.join("modules.alias"),
-        "alias crypto-crc32c crc32c_generic\nalias fs-overlay overlay\nalias fs-ext4 ext4\n",
+        "alias crypto-crc32c crc32c_generic\nalias fs-overlay overlay\nalias fs-ext4 ext4\n\
+         alias virtio:d00000001v* virtio_net\n\
+         alias usb:v0424pEC00d*dc*dsc*dp*ic*isc*ip*in* smsc95xx\n\
+         alias usb:v0424pEC01d*dc*dsc*dp*ic*isc*ip*in* smsc95xx\n\
+         alias net-fake-smsc smsc95xx\n",
     )
     .unwrap();
     fs::write(dir.join("modules.builtin"), "kernel/fs/nfs/nfs.ko\n").unwrap();
@@ -208,7 +219,9 @@ fn initramfs_has_the_agreed_layout_and_plain_modules_in_load_order() {
     assert_eq!(by_path["init"].entry.perm, 0o755);
 
     let list = String::from_utf8(file_data(&records, "etc/pureboot/modules").to_vec()).unwrap();
-    let loaded: Vec<&str> = list.lines().filter(|l| !l.starts_with('#')).collect();
+    let (entries, warnings) = modules_list::parse(&list);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let loaded: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
     let base = format!("/lib/modules/{KVER}/kernel");
     let expected: Vec<String> = [
         "net/core/failover.ko",
@@ -224,12 +237,25 @@ fn initramfs_has_the_agreed_layout_and_plain_modules_in_load_order() {
     .map(|p| format!("{base}/{p}"))
     .collect();
     assert_eq!(loaded, expected);
-    // Every listed module is in the archive, decompressed to its original bytes.
-    for line in &loaded {
-        let path = line.trim_start_matches('/');
-        let name = path.rsplit('/').next().unwrap().trim_end_matches(".ko");
-        assert_eq!(file_data(&records, path), body(name), "{path}");
+    assert!(entries.iter().all(|e| e.when == modules_list::When::Start));
+    // Each module's needs: its direct dependencies and pre: softdeps, by index.
+    let needs = |name: &str| -> Vec<String> {
+        let e = entries.iter().find(|e| e.name() == name).unwrap();
+        e.needs.iter().map(|&i| entries[i].name()).collect()
+    };
+    assert_eq!(needs("virtio_net"), ["net_failover"]);
+    assert_eq!(needs("ext4"), ["crc32c_generic", "jbd2"]);
+    assert!(needs("overlay").is_empty());
+    // Every listed module is in the archive, decompressed to its original bytes, its size
+    // on the list.
+    for e in &entries {
+        let path = e.path.trim_start_matches('/');
+        assert_eq!(file_data(&records, path), body(&e.name()), "{path}");
+        assert_eq!(e.bytes, body(&e.name()).len() as u64);
     }
+    // No module is loaded by device: the alias table is there, empty.
+    let aliases = String::from_utf8(file_data(&records, "etc/pureboot/modules.alias").to_vec());
+    assert!(aliases.unwrap().lines().all(|l| l.starts_with('#')));
     // Parents come before children; inode numbers count up in archive order.
     for (i, record) in records.iter().enumerate() {
         assert_eq!(record.ino as usize, i + 1);
@@ -262,7 +288,10 @@ fn disk_modules_go_to_their_own_list_without_repeating_the_boot_list() {
             .unwrap()
             .lines()
             .filter(|l| !l.starts_with('#'))
-            .map(|l| l.rsplit('/').next().unwrap().to_string())
+            .map(|l| {
+                let path = l.split_whitespace().nth(1).unwrap();
+                path.rsplit('/').next().unwrap().to_string()
+            })
             .collect()
     };
     assert_eq!(
@@ -287,6 +316,92 @@ fn disk_modules_go_to_their_own_list_without_repeating_the_boot_list() {
     let text =
         String::from_utf8(file_data(&records, "etc/pureboot/modules.disk").to_vec()).unwrap();
     assert!(text.lines().all(|l| l.starts_with('#')), "{text}");
+}
+
+#[test]
+fn device_modules_follow_the_list_with_their_modaliases() {
+    let tree = fake_tree();
+    let out = tree.root.join("../device.cpio.gz");
+    // mii is needed at start too: it stays there, and smsc95xx's line names it.
+    let summary = build(
+        &tree,
+        &out,
+        &["virtio_net", "mii"],
+        &[
+            "--device-module",
+            "smsc95xx",
+            "--device-module",
+            "virtio_net",
+        ],
+        &[],
+    );
+    assert!(
+        summary.contains("4 modules") && summary.contains("(+2 loaded by device)"),
+        "{summary}"
+    );
+    let records = records(&out);
+    let text = |path: &str| String::from_utf8(file_data(&records, path).to_vec()).unwrap();
+    let (entries, warnings) = modules_list::parse(&text("etc/pureboot/modules"));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let lines: Vec<(String, modules_list::When, Vec<usize>)> = entries
+        .iter()
+        .map(|e| (e.name(), e.when, e.needs.clone()))
+        .collect();
+    use modules_list::When::{Device, Start};
+    assert_eq!(
+        lines,
+        [
+            ("failover".to_string(), Start, vec![]),
+            ("net_failover".to_string(), Start, vec![0]),
+            ("virtio_net".to_string(), Start, vec![1]),
+            ("mii".to_string(), Start, vec![]),
+            ("usbnet".to_string(), Device, vec![3]),
+            ("smsc95xx".to_string(), Device, vec![4]),
+        ]
+    );
+    file_data(
+        &records,
+        &format!("lib/modules/{KVER}/kernel/drivers/net/usb/smsc95xx.ko"),
+    );
+    // The table holds the device modules' modaliases only: not virtio_net's (loaded at
+    // start), not smsc95xx's other names.
+    let aliases = modules_list::Aliases::parse(&text("etc/pureboot/modules.alias"));
+    let pairs: Vec<(&str, &str)> = aliases.iter().collect();
+    assert_eq!(
+        pairs,
+        [
+            ("usb:v0424pEC00d*dc*dsc*dp*ic*isc*ip*in*", "smsc95xx"),
+            ("usb:v0424pEC01d*dc*dsc*dp*ic*isc*ip*in*", "smsc95xx"),
+        ]
+    );
+
+    // `modules` prints the same three files without building.
+    let printed = ok(run(
+        &[
+            "modules",
+            "--modules-root",
+            tree.root.to_str().unwrap(),
+            "--module",
+            "virtio_net",
+            "--module",
+            "mii",
+            "--device-module",
+            "smsc95xx",
+            "--device-module",
+            "virtio_net",
+        ],
+        &[],
+    ));
+    for path in [
+        "etc/pureboot/modules",
+        "etc/pureboot/modules.disk",
+        "etc/pureboot/modules.alias",
+    ] {
+        assert!(
+            printed.contains(&format!("## /{path}\n{}", text(path))),
+            "{path}:\n{printed}"
+        );
+    }
 }
 
 #[test]
@@ -572,10 +687,14 @@ fn raspberry_pi_os_tree() -> Tree {
     }
 }
 
+/// The file names of the modules on the lists `modules` prints (the alias table left out).
 fn list_names(list: &str) -> Vec<String> {
     list.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| l.rsplit('/').next().unwrap().to_string())
+        .filter(|l| l.starts_with("start ") || l.starts_with("device "))
+        .map(|l| {
+            let path = l.split_whitespace().nth(1).unwrap();
+            path.rsplit('/').next().unwrap().to_string()
+        })
         .collect()
 }
 

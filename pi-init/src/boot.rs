@@ -313,7 +313,10 @@ fn boot(host: &Host, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure> {
     // interface, configures it and asks the controller; joined before NFS is mounted.
     let (net, answer) = std::thread::scope(|s| {
         let loader = background::start(s, "modules", || {
-            timed(|| modules::load_list(sys, &host.paths.module_list()))
+            timed(|| {
+                let p = &host.paths;
+                modules::load_at_start(sys, &p.module_list(), &p.module_aliases(), &p.sysfs())
+            })
         });
         let net = r
             .time("network", |_| {

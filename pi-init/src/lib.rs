@@ -12,11 +12,11 @@
 pub mod background;
 pub mod boot;
 pub mod cmdline;
+pub mod coldplug;
 pub mod controller;
 pub mod dry_run;
 pub mod log;
 pub mod loopdev;
-pub mod modinfo;
 pub mod modules;
 pub mod net;
 pub mod nfs;

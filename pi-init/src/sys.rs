@@ -113,6 +113,9 @@ impl HostPaths {
     pub fn disk_module_list(&self) -> PathBuf {
         self.at(crate::modules::DISK_LIST_PATH)
     }
+    pub fn module_aliases(&self) -> PathBuf {
+        self.at(pureboot_contract::modules_list::ALIAS_PATH)
+    }
     /// Where the NFS export, the writable layer and the new root are mounted.
     pub fn mnt(&self) -> PathBuf {
         self.at("/mnt")

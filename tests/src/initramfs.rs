@@ -44,6 +44,45 @@ pub fn pi_init(env: &TestEnv) -> Result<PathBuf, String> {
         .clone()
 }
 
+/// pi-init's initramfs with the NIC drivers carried as `device` modules: virtio_pci and
+/// virtio_net come by modalias (virtio_net's device appears only once virtio_pci is in, as a
+/// Pi's USB NIC appears once its host driver is), the NFS client and overlayfs at start.
+pub fn pi_init_by_modalias(env: &TestEnv) -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let image = env.binary("pureboot-image")?;
+            let pi_init = env.binary("pi-init")?;
+            let out = out_dir(env)?.join("pi-init-modalias.cpio.gz");
+            let mut args = Vec::new();
+            for m in ["nfs", "nfsv3", "nfsv4", "overlay"] {
+                args.extend(["--module", m]);
+            }
+            for m in ["loop", "ext4"] {
+                args.extend(["--disk-module", m]);
+            }
+            for m in ["virtio_pci", "virtio_net"] {
+                args.extend(["--device-module", m]);
+            }
+            process::run(
+                Command::new(image)
+                    .arg("initramfs")
+                    .arg("--pi-init")
+                    .arg(pi_init)
+                    .arg("--modules-root")
+                    .arg(&env.modules_root)
+                    .arg("--kver")
+                    .arg(&env.kernel_version)
+                    .args(args)
+                    .arg("-o")
+                    .arg(&out),
+            )
+            .map_err(|e| format!("pureboot-image initramfs: {e}"))?;
+            Ok(out)
+        })
+        .clone()
+}
+
 /// The busybox baseline initramfs.
 pub fn baseline(env: &TestEnv) -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();

@@ -1,10 +1,11 @@
 //! The virtual Pi scenarios: pi-init's initramfs (built by pureboot-image) boots QEMU `virt`
 //! guests against nfs-ganesha and the controller, each in its own private namespace (s01 to
 //! s10); and two on QEMU's Pi 3B (`raspi3b`): serial from the device tree, network over USB,
-//! and a failure-policy reboot that really resets the board (s11, s12). Each scenario
-//! asserts, is bounded in time, and prints the guest console and the servers' logs when it
-//! fails. They skip (loudly) without root or the set-up cache, or before
-//! the binaries are built; tests/test.sh makes a missing piece a failure.
+//! and a failure-policy reboot that really resets the board (s11, s12); and one whose NIC
+//! drivers come by modalias (s15). Each scenario asserts, is bounded in time, and prints the
+//! guest console and the servers' logs when it fails. They skip (loudly) without root or the
+//! set-up cache, or before the binaries are built; tests/test.sh makes a missing piece a
+//! failure.
 
 use std::time::{Duration, Instant};
 
@@ -735,5 +736,38 @@ fn s14_a_broken_persist_image_is_set_aside_and_the_next_boot_persists() {
         node["degraded"].is_null(),
         &format!("the flag clears once the image overlay works: {node:#}"),
         &fourth,
+    );
+}
+
+/// One initramfs for every board: the NIC driver is not named at start but found by the
+/// modalias of the devices present, and the NIC's own device (virtio_net's) appears only once
+/// the bus driver is in, like a Pi 3's USB NIC behind dwc2.
+#[test]
+fn s15_nic_driver_found_by_modalias() {
+    let name = "s15-modalias";
+    let env = pi_init_env!(name);
+    let initrd = require!(name, initramfs::pi_init_by_modalias(env));
+    let lab = lab_with_tiny_root(name, env, LabOptions::default());
+    let s = serial(0x15);
+    lab.add_node(&s, node_spec("pi-fifteen")).unwrap();
+    let mut pi = lab.pi(&s).unwrap();
+    pi.initrd = initrd;
+
+    let run = lab.boot(&pi, "boot").unwrap();
+    let report = lab.expect_report(&run);
+    lab.check(
+        run.console.contains("; by modalias virtio_pci, virtio_net"),
+        "virtio_pci, then virtio_net (a device that appears later) loaded by modalias",
+        &run,
+    );
+    lab.check(
+        report.get("hostname") == "pi-fifteen",
+        "through the controller to the root",
+        &run,
+    );
+    lab.check(
+        report.get("ext4") == "absent",
+        "the disk modules stay unloaded",
+        &run,
     );
 }

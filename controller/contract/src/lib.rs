@@ -14,6 +14,8 @@ pub mod ids;
 pub mod layout;
 pub mod names;
 
+pub mod modules_list;
+
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/boot/pi?serial=<8 hex>&mac=<aa:bb:..>` answer.

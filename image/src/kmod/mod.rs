@@ -184,21 +184,7 @@ pub fn module_name(path: &str) -> Option<String> {
 
 /// kmod compares names with '-' and '_' treated alike (outside `[...]` classes).
 pub fn normalize(name: &str) -> String {
-    let mut in_class = false;
-    name.chars()
-        .map(|c| match c {
-            '[' => {
-                in_class = true;
-                c
-            }
-            ']' => {
-                in_class = false;
-                c
-            }
-            '-' if !in_class => '_',
-            c => c,
-        })
-        .collect()
+    pureboot_contract::modules_list::normalize(name)
 }
 
 #[cfg(test)]

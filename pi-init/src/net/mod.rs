@@ -8,7 +8,7 @@ mod config;
 pub mod dhcp;
 mod ifreq;
 mod ip_param;
-mod link;
+pub(crate) mod link;
 #[cfg(test)]
 mod netns_tests;
 
