@@ -132,3 +132,23 @@ pub fn pi_init_rpi3(env: &TestEnv) -> Result<PathBuf, String> {
         })
         .clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::env::TestEnv;
+
+    /// pi-init must fit in 1 MiB (it is read from the TFTP server and unpacked into RAM at
+    /// every boot): the release binary the scenarios boot is measured here.
+    #[test]
+    fn pi_init_fits_in_one_mebibyte() {
+        let env = crate::require!("pi-init size", TestEnv::get());
+        let bin = crate::require!("pi-init size", env.binary("pi-init"));
+        let size = std::fs::metadata(&bin).unwrap().len();
+        println!("pi-init: {size} bytes ({})", bin.display());
+        assert!(
+            size <= 1024 * 1024,
+            "pi-init is {size} bytes, over the 1 MiB limit ({})",
+            bin.display()
+        );
+    }
+}
