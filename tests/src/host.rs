@@ -84,19 +84,23 @@ pub fn ganesha_vfs_plugin() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The packages `tests/setup.sh` installs: the words of its `PACKAGES=( … )` array.
+/// The packages `tests/setup.sh` installs: the words of its `PACKAGES=( … )` array
+/// (comments dropped first, so a `)` in one does not end the array).
 pub fn setup_packages(setup_sh: &str) -> Result<Vec<String>, String> {
-    let start = setup_sh
+    let code: String = setup_sh
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let start = code
         .find("PACKAGES=(")
         .ok_or("tests/setup.sh has no PACKAGES=( … ) array")?
         + "PACKAGES=(".len();
-    let len = setup_sh[start..]
+    let len = code[start..]
         .find(')')
         .ok_or("tests/setup.sh: PACKAGES=( is not closed")?;
-    let words: Vec<String> = setup_sh[start..start + len]
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .flat_map(str::split_whitespace)
+    let words: Vec<String> = code[start..start + len]
+        .split_whitespace()
         .map(str::to_string)
         .collect();
     if words.is_empty() {
@@ -224,7 +228,7 @@ mod tests {
 
     #[test]
     fn setup_packages_reads_the_array() {
-        let sh = "X=1\nPACKAGES=(\n  a b # c\n  d\n)\nY=(e)\n";
+        let sh = "X=1\nPACKAGES=(\n  a b # c (why)\n  d\n)\nY=(e)\n";
         assert_eq!(setup_packages(sh).unwrap(), ["a", "b", "d"]);
         assert!(setup_packages("nothing").is_err());
         assert!(setup_packages("PACKAGES=( )").is_err());
