@@ -29,6 +29,8 @@ PACKAGES=(
   util-linux mount coreutils tar gzip dpkg sqlite3 ca-certificates build-essential pkg-config
   chromium fonts-dejavu-core
   device-tree-compiler
+  # tests/package.sh: systemd-analyze verify, readelf (Depends and pi-init checks), /bin/kill
+  systemd binutils procps
 )
 
 # --- Debian packages ---------------------------------------------------------------------

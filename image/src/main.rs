@@ -80,9 +80,11 @@ struct ModuleArgs {
 struct InitramfsArgs {
     #[command(flatten)]
     modules: ModuleArgs,
-    /// The pi-init binary (static aarch64), installed as /init.
+    /// The pi-init binary (static aarch64), installed as /init. Default: the one the
+    /// pureboot-image package installs, lib/pureboot/pi-init beside this program's bin/
+    /// (/usr/lib/pureboot/pi-init), else /usr/lib/pureboot/pi-init.
     #[arg(long)]
-    pi_init: PathBuf,
+    pi_init: Option<PathBuf>,
     /// Initramfs compression; the kernel needs the matching CONFIG_RD_GZIP / CONFIG_RD_ZSTD.
     #[arg(long, value_enum, default_value = "gzip")]
     compress: Compression,
@@ -265,11 +267,55 @@ fn print_modules(args: &ModuleArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where the pureboot-image package installs pi-init.
+const INSTALLED_PI_INIT: &str = "/usr/lib/pureboot/pi-init";
+
+/// Where to look for pi-init without `--pi-init`: `<prefix>/lib/pureboot/pi-init` for this
+/// program in `<prefix>/bin` (a package unpacked elsewhere, a /usr/local install), then the
+/// package's own path.
+fn pi_init_candidates() -> Vec<PathBuf> {
+    let mut candidates = Vec::new();
+    let prefix = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()));
+    if let Some(prefix) = prefix {
+        candidates.push(prefix.join("lib/pureboot/pi-init"));
+    }
+    let installed = PathBuf::from(INSTALLED_PI_INIT);
+    if !candidates.contains(&installed) {
+        candidates.push(installed);
+    }
+    candidates
+}
+
+/// The first candidate that is a file, or an error naming every place looked in.
+fn find_pi_init(candidates: &[PathBuf]) -> Result<PathBuf> {
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    bail!(
+        "no --pi-init given and no installed pi-init found (looked in {}): install the \
+         pureboot-image package, or build it with `cargo build --release -p pi-init --target \
+         aarch64-unknown-linux-musl` and pass --pi-init \
+         target/aarch64-unknown-linux-musl/release/pi-init",
+        looked.join(", ")
+    )
+}
+
 fn build_initramfs(args: &InitramfsArgs) -> Result<()> {
+    let pi_init = match &args.pi_init {
+        Some(path) => path.clone(),
+        None => {
+            let found = find_pi_init(&pi_init_candidates())?;
+            eprintln!("note: pi-init: {}", found.display());
+            found
+        }
+    };
     let resolved = resolve_modules(&args.modules)?;
     let mtime = source_date_epoch()?;
     let entries = initramfs::assemble(&Inputs {
-        pi_init: &args.pi_init,
+        pi_init: &pi_init,
         plans: resolved.plans(),
         extras: &args.extras,
         busybox: args.busybox.as_deref(),

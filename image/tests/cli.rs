@@ -807,3 +807,68 @@ fn presets_on_debians_kernel_pi3_gets_phy_and_watchdog_pi5_is_refused() {
         "{err}"
     );
 }
+
+/// Without `--pi-init`, `initramfs` takes the pi-init a package installed beside its bin/
+/// (`<prefix>/lib/pureboot/pi-init`), as from an unpacked pureboot-image package.
+#[test]
+fn initramfs_finds_the_installed_pi_init_beside_its_bin_dir() {
+    let tree = fake_tree();
+    let prefix = tree.root.join("../usr");
+    fs::create_dir_all(prefix.join("bin")).unwrap();
+    fs::create_dir_all(prefix.join("lib/pureboot")).unwrap();
+    let exe = prefix.join("bin/pureboot-image");
+    fs::copy(env!("CARGO_BIN_EXE_pureboot-image"), &exe).unwrap();
+    fs::write(
+        prefix.join("lib/pureboot/pi-init"),
+        b"\x7fELF installed pi-init",
+    )
+    .unwrap();
+    let out = tree.root.join("../installed.cpio.gz");
+    let output = Command::new(&exe)
+        .args(["initramfs", "--module", "virtio_net", "--modules-root"])
+        .arg(&tree.root)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    ok(output);
+    assert!(
+        stderr.contains("note: pi-init: ") && stderr.contains("lib/pureboot/pi-init"),
+        "says which pi-init it took: {stderr}"
+    );
+    assert_eq!(
+        file_data(&records(&out), "init"),
+        b"\x7fELF installed pi-init"
+    );
+}
+
+/// Without `--pi-init` and with none installed, the error names every place looked in.
+#[test]
+fn initramfs_without_pi_init_names_where_it_looked() {
+    if Path::new("/usr/lib/pureboot/pi-init").exists() {
+        eprintln!("SKIPPED: the pureboot-image package is installed on this machine");
+        return;
+    }
+    let tree = fake_tree();
+    let out = tree.root.join("../none.cpio.gz");
+    let args = [
+        "initramfs".to_string(),
+        "--module".into(),
+        "virtio_net".into(),
+        "--modules-root".into(),
+        tree.root.display().to_string(),
+        "-o".into(),
+        out.display().to_string(),
+    ];
+    let err = failure(run(&args, &[]));
+    let beside = Path::new(env!("CARGO_BIN_EXE_pureboot-image"))
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("lib/pureboot/pi-init");
+    assert!(err.contains("no --pi-init given"), "{err}");
+    assert!(err.contains("/usr/lib/pureboot/pi-init"), "{err}");
+    assert!(err.contains(&beside.display().to_string()), "{err}");
+    assert!(!out.exists());
+}

@@ -50,6 +50,12 @@ pub const HOST_FILES: &[HostFile] = &[
     f("qemu-aarch64-static", "qemu-user-static"),
     f("debootstrap", "debootstrap"),
     f("dpkg-deb", "dpkg"),
+    // tests/package.sh and packaging/build-deb.sh: check the unit, read the ELF files, and
+    // copy ExecReload's /bin/kill into the root the unit is verified in.
+    f("systemd-analyze", "systemd"),
+    f("readelf", "binutils"),
+    f("md5sum", "coreutils"),
+    f("/bin/kill", "procps"),
     // The benchmark reads the storm's database with the sqlite3 shell.
     f("sqlite3", "sqlite3"),
     // The status page's test loads it in a real browser.
