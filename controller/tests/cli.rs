@@ -185,6 +185,108 @@ fn image_import_list_rm() {
     assert!(!app.nfs_root().join("base/busybox").exists());
 }
 
+/// A tar of `files` files of `size` bytes each (distinct content: no hole skipping).
+fn sized_archive(dir: &Path, files: usize, size: usize) -> std::path::PathBuf {
+    let src = dir.join("sized-src");
+    std::fs::create_dir_all(src.join("data")).unwrap();
+    for i in 0..files {
+        let body: Vec<u8> = (0..size).map(|j| (j * 31 + i * 7 + 1) as u8).collect();
+        std::fs::write(src.join(format!("data/f{i}")), body).unwrap();
+    }
+    let archive = dir.join("sized.tar");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    archive
+}
+
+fn import(config: &Path, args: &[&str], interval_ms: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pureboot-controller"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "off")
+        .env_remove("PUREBOOT_PROGRESS_INTERVAL_MS");
+    if let Some(ms) = interval_ms {
+        cmd.env("PUREBOOT_PROGRESS_INTERVAL_MS", ms);
+    }
+    let out = cmd.output().expect("binary runs");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Not on a terminal (the test's pipes), `image import` prints a plain progress line on
+/// stderr every interval: entries, MB written, share of the archive, rate, time left.
+/// With `--json` it prints nothing but the JSON document.
+#[test]
+fn image_import_progress_lines_off_a_terminal_and_silence_with_json() {
+    let app = common::spawn_app();
+    let config = write_config(&app);
+    let archive = sized_archive(app.dir.path(), 6, 1 << 20);
+    let archive = archive.to_str().unwrap();
+
+    // Interval 0: a line on every update (after each member and each MiB written).
+    let out = import(&config, &["image", "import", archive, "one"], Some("0"));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 6, "a line per MiB at least: {stderr}");
+    let mut last = (0u64, 0.0f64);
+    for line in &lines {
+        let rest = line
+            .strip_prefix("import: ")
+            .unwrap_or_else(|| panic!("only progress lines on stderr: {line:?}"));
+        let parts: Vec<&str> = rest.split(", ").collect();
+        assert!(parts.len() >= 4, "{line}");
+        let entries: u64 = parts[0].strip_suffix(" entries").unwrap().parse().unwrap();
+        let mb: f64 = parts[1]
+            .strip_suffix(" MB written")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(parts[2].ends_with("% of archive"), "{line}");
+        assert!(parts[3].ends_with(" MB/s"), "{line}");
+        if let Some(left) = parts.get(4) {
+            assert!(left.ends_with(" left"), "{line}");
+        }
+        assert!(
+            entries >= last.0 && mb >= last.1,
+            "counts only grow: {stderr}"
+        );
+        last = (entries, mb);
+    }
+    assert!(last.1 >= 6.0, "the last line counts every MB: {stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("imported "),
+        "summary on stdout: {stdout}"
+    );
+
+    // The default interval (seconds) prints nothing for an import this short.
+    let out = import(&config, &["image", "import", archive, "two"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+
+    // --json: the document alone, even with lines asked for on every update.
+    let out = import(
+        &config,
+        &["--json", "image", "import", archive, "three"],
+        Some("0"),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["name"], "three");
+    assert_eq!(summary["bytes"], 6 << 20);
+}
+
 #[test]
 fn workflow_validate_names_file_and_field() {
     let dir = tempfile::tempdir().unwrap();

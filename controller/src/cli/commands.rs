@@ -178,7 +178,7 @@ impl Output {
     pub fn image(&self, s: &Services, cmd: ImageCmd) -> Result<()> {
         match cmd {
             ImageCmd::Import { archive, name } => {
-                let mut progress = TerminalProgress::new();
+                let mut progress = TerminalProgress::for_output(self.json);
                 let summary = s.import_image(&archive, &name, &mut |p| progress.update(p))?;
                 progress.finish();
                 self.done(

@@ -1,9 +1,10 @@
 //! What an import reports while it runs and when it is done, and a renderer for a terminal.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::format::ArchiveFormat;
@@ -46,11 +47,30 @@ impl ImportSummary {
     }
 }
 
-/// One-line progress on stderr, redrawn at most 10 times a second, only when stderr is a
-/// terminal (so logs and pipes stay clean). Use `callback()` as the import's progress.
+/// How an import shows its progress, on stderr (stdout keeps the result for scripts).
+enum View {
+    /// A terminal: an indicatif bar over the archive read so far (percentage, rate, time
+    /// left) with the entries and bytes written, redrawn at most 10 times a second.
+    Bar(ProgressBar),
+    /// Not a terminal (a log, a pipe, the journal): one plain [`render`] line every
+    /// `every`, so a long import is seen to move without filling the log.
+    Lines { every: Duration, last: Instant },
+    /// `--json`: nothing but the final JSON document.
+    Quiet,
+}
+
+/// Default gap between two plain lines when stderr is not a terminal.
+pub const LINE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Overrides [`LINE_INTERVAL`] (milliseconds; 0 = a line on every update), e.g. for a test
+/// or a chattier log.
+pub const LINE_INTERVAL_ENV: &str = "PUREBOOT_PROGRESS_INTERVAL_MS";
+
+/// Progress of an import on stderr: a bar on a terminal, a plain line every few seconds
+/// otherwise, nothing for `--json`. Use [`TerminalProgress::update`] as the import's
+/// progress callback and [`TerminalProgress::finish`] when it is done.
 pub struct TerminalProgress {
-    enabled: bool,
-    last: Option<Instant>,
+    view: View,
     latest: Option<ImportProgress>,
     started: Instant,
 }
@@ -62,66 +82,152 @@ impl Default for TerminalProgress {
 }
 
 impl TerminalProgress {
+    /// The view for stderr as it is: a bar on a terminal, plain lines otherwise.
     pub fn new() -> Self {
+        Self::for_output(false)
+    }
+
+    /// As [`TerminalProgress::new`], or silent when the output is JSON.
+    pub fn for_output(json: bool) -> Self {
+        let view = if json {
+            View::Quiet
+        } else if std::io::stderr().is_terminal() {
+            View::Bar(new_bar())
+        } else {
+            View::Lines {
+                every: line_interval(std::env::var(LINE_INTERVAL_ENV).ok().as_deref()),
+                last: Instant::now(),
+            }
+        };
         TerminalProgress {
-            enabled: std::io::stderr().is_terminal(),
-            last: None,
+            view,
             latest: None,
             started: Instant::now(),
         }
     }
 
     pub fn update(&mut self, p: ImportProgress) {
-        if !self.enabled {
-            return;
-        }
         self.latest = Some(p);
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now - t < Duration::from_millis(100))
-        {
-            return;
+        match &mut self.view {
+            View::Quiet => {}
+            View::Bar(bar) => {
+                // The length is the archive's size when known: percentage and time left
+                // follow the compressed bytes read (the written size is not known ahead).
+                if let Some(size) = p.archive_size.filter(|&s| s > 0) {
+                    if bar.length() != Some(size) {
+                        bar.set_length(size);
+                        bar.set_style(bar_style(true));
+                    }
+                }
+                bar.set_position(p.archive_bytes_read);
+                bar.set_message(bar_message(&p, self.started.elapsed()));
+            }
+            View::Lines { every, last } => {
+                let now = Instant::now();
+                if now.duration_since(*last) >= *every {
+                    *last = now;
+                    eprintln!("import: {}", render(&p, self.started.elapsed()));
+                }
+            }
         }
-        self.last = Some(now);
-        self.draw(&p);
     }
 
-    fn draw(&self, p: &ImportProgress) {
-        let _ = write!(
-            std::io::stderr(),
-            "\r\x1b[K{}",
-            render(p, self.started.elapsed())
-        );
-    }
-
-    /// Draws the final counts (the last update may have been throttled) and ends the line.
+    /// Ends the bar (cleared: the caller prints the summary). Plain lines and `--json` end
+    /// with nothing more: the summary says the rest.
     pub fn finish(&mut self) {
-        if let Some(p) = self.latest.take() {
-            self.draw(&p);
-            let _ = writeln!(std::io::stderr());
+        if let View::Bar(bar) = &self.view {
+            bar.finish_and_clear();
         }
+        self.latest = None;
     }
 }
 
-/// A failed import drops the renderer without `finish()`: end the line all the same, so
-/// the error message starts on its own line.
+/// A failed import drops the view without `finish()`: leave the bar where it stopped and
+/// end its line, so the error message starts on its own line.
 impl Drop for TerminalProgress {
     fn drop(&mut self) {
-        self.finish();
+        if let View::Bar(bar) = &self.view {
+            if !bar.is_finished() {
+                bar.abandon();
+            }
+        }
     }
 }
 
-/// "1234 entries, 56.7 MB written, 42% of archive, 12.3 MB/s".
-pub fn render(p: &ImportProgress, elapsed: Duration) -> String {
+fn line_interval(env: Option<&str>) -> Duration {
+    env.and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(LINE_INTERVAL)
+}
+
+fn new_bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
+    bar.set_style(bar_style(false));
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+/// With the archive's size: bar, percentage, compressed bytes and time left. Without: a
+/// spinner and the counts.
+fn bar_style(sized: bool) -> ProgressStyle {
+    let template = if sized {
+        "{spinner} [{elapsed_precise}] [{bar:30}] {percent:>3}% of archive \
+         ({decimal_bytes}/{decimal_total_bytes}), {eta} left: {msg}"
+    } else {
+        "{spinner} [{elapsed_precise}] {msg}"
+    };
+    ProgressStyle::with_template(template)
+        .expect("progress template is valid")
+        .progress_chars("=> ")
+}
+
+/// Uncompressed MB written and the rate written so far, in MB/s.
+fn written(p: &ImportProgress, elapsed: Duration) -> (f64, f64) {
     let mb = p.bytes as f64 / 1e6;
-    let rate = mb / elapsed.as_secs_f64().max(1e-3);
+    (mb, mb / elapsed.as_secs_f64().max(1e-3))
+}
+
+/// "12 entries, 5.0 MB written, 2.5 MB/s": what the bar's template does not show.
+fn bar_message(p: &ImportProgress, elapsed: Duration) -> String {
+    let (mb, rate) = written(p, elapsed);
+    format!("{} entries, {mb:.1} MB written, {rate:.1} MB/s", p.entries)
+}
+
+/// Time left at the rate the archive was read so far, when its size is known.
+pub fn time_left(p: &ImportProgress, elapsed: Duration) -> Option<Duration> {
+    let size = p.archive_size.filter(|&s| s > 0)?;
+    if p.archive_bytes_read == 0 || elapsed.is_zero() {
+        return None;
+    }
+    let rate = p.archive_bytes_read as f64 / elapsed.as_secs_f64();
+    let left = size.saturating_sub(p.archive_bytes_read) as f64 / rate;
+    Some(Duration::from_secs_f64(left.min(1e9)))
+}
+
+/// "1m 05s", "42 s".
+fn human(d: Duration) -> String {
+    let s = d.as_secs_f64().round() as u64;
+    if s >= 3600 {
+        format!("{}h {:02}m", s / 3600, s % 3600 / 60)
+    } else if s >= 60 {
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else {
+        format!("{s} s")
+    }
+}
+
+/// "1234 entries, 56.7 MB written, 42% of archive, 12.3 MB/s, 1m 05s left".
+pub fn render(p: &ImportProgress, elapsed: Duration) -> String {
+    let (mb, rate) = written(p, elapsed);
     let mut line = format!("{} entries, {mb:.1} MB written", p.entries);
     if let Some(size) = p.archive_size.filter(|&s| s > 0) {
         let pct = (p.archive_bytes_read as f64 * 100.0 / size as f64).min(100.0);
         line.push_str(&format!(", {pct:.0}% of archive"));
     }
     line.push_str(&format!(", {rate:.1} MB/s"));
+    if let Some(left) = time_left(p, elapsed) {
+        line.push_str(&format!(", {} left", human(left)));
+    }
     line
 }
 
@@ -138,11 +244,60 @@ mod tests {
             archive_size: Some(1000),
         };
         let line = render(&p, Duration::from_secs(2));
-        assert_eq!(line, "12 entries, 5.0 MB written, 25% of archive, 2.5 MB/s");
+        assert_eq!(
+            line,
+            "12 entries, 5.0 MB written, 25% of archive, 2.5 MB/s, 6 s left"
+        );
         let unknown = ImportProgress {
             archive_size: None,
             ..p
         };
-        assert!(!render(&unknown, Duration::from_secs(1)).contains('%'));
+        let line = render(&unknown, Duration::from_secs(1));
+        assert!(!line.contains('%') && !line.contains("left"), "{line}");
+    }
+
+    #[test]
+    fn time_left_follows_the_archive_read_so_far() {
+        let p = ImportProgress {
+            entries: 1,
+            bytes: 0,
+            archive_bytes_read: 1_000_000_000,
+            archive_size: Some(4_000_000_000),
+        };
+        // A quarter in 100 s: 300 s to go.
+        assert_eq!(
+            time_left(&p, Duration::from_secs(100)),
+            Some(Duration::from_secs(300))
+        );
+        assert!(render(&p, Duration::from_secs(100)).ends_with(", 5m 00s left"));
+        let start = ImportProgress {
+            archive_bytes_read: 0,
+            ..p
+        };
+        assert_eq!(time_left(&start, Duration::from_secs(1)), None);
+        assert_eq!(human(Duration::from_secs(3725)), "1h 02m");
+        assert_eq!(human(Duration::from_secs(42)), "42 s");
+    }
+
+    #[test]
+    fn line_interval_defaults_and_overrides() {
+        assert_eq!(line_interval(None), LINE_INTERVAL);
+        assert_eq!(line_interval(Some("garbage")), LINE_INTERVAL);
+        assert_eq!(line_interval(Some("0")), Duration::ZERO);
+        assert_eq!(line_interval(Some("250")), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn json_output_is_silent() {
+        let mut quiet = TerminalProgress::for_output(true);
+        assert!(matches!(quiet.view, View::Quiet));
+        quiet.update(ImportProgress::default());
+        quiet.finish();
+    }
+
+    #[test]
+    fn the_bar_templates_parse() {
+        let _ = bar_style(true);
+        let _ = bar_style(false);
     }
 }
