@@ -29,7 +29,7 @@ PACKAGES=(
   util-linux mount coreutils tar gzip dpkg sqlite3 ca-certificates build-essential pkg-config
   chromium fonts-dejavu-core
   device-tree-compiler
-  # tests/package.sh: systemd-analyze verify, readelf (Depends and pi-init checks), /bin/kill
+  # tests/package.sh: systemd-analyze verify, readelf for Depends and pi-init, /bin/kill
   systemd binutils procps
 )
 
