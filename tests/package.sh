@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Debian packages (packaging/build-deb.sh), built and checked without installing them on
+# The Debian packages (controller/packaging/build-deb.sh), built and checked without installing them on
 # this machine: each is unpacked with `dpkg -x` into a throwaway root, and
 #   - every file is where the unit and the config say (binary, unit, conffile, workflows,
 #     state directory, pi-init), with the modes the package means;
@@ -15,7 +15,7 @@
 #
 #   tests/package.sh [--arch amd64|arm64] [--no-build]
 #
-# arm64 packages are cross-built (see packaging/build-deb.sh) and their binaries run under
+# arm64 packages are cross-built (see controller/packaging/build-deb.sh) and their binaries run under
 # qemu-aarch64-static with the cross libc (libc6-arm64-cross). Needs tests/setup.sh first
 # (the initramfs check uses the cached arm64 kernel's modules). Not as root: fine.
 set -uo pipefail
@@ -44,9 +44,9 @@ WORK="$(mktemp -d /tmp/pureboot-package.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 OUT="$WORK/debs"
 
-echo "=== build: packaging/build-deb.sh --arch $ARCH"
+echo "=== build: controller/packaging/build-deb.sh --arch $ARCH"
 t0=$(date +%s)
-if ! bash "$REPO/packaging/build-deb.sh" --arch "$ARCH" --out "$OUT" "${BUILD_ARGS[@]}"; then
+if ! bash "$REPO/controller/packaging/build-deb.sh" --arch "$ARCH" --out "$OUT" "${BUILD_ARGS[@]}"; then
   echo "package: 0 passed, 1 failed (build-deb.sh)"
   exit 1
 fi
@@ -81,7 +81,7 @@ check "binary /usr/bin/pureboot-controller (0755)" test "$(stat -c %a "$ROOT/usr
 check "unit /lib/systemd/system/pureboot-controller.service" test -f "$UNIT"
 check "config /etc/pureboot/controller.toml is the only conffile" \
   test "$(cat "$CTRL/conffiles")" = /etc/pureboot/controller.toml
-check "config is the packaging/controller.toml" cmp "$CONF" "$REPO/packaging/controller.toml"
+check "config is the controller/packaging/controller.toml" cmp "$CONF" "$REPO/controller/packaging/controller.toml"
 check "state directory /var/lib/pureboot (0750)" test "$(stat -c %a "$ROOT/var/lib/pureboot")" = 750
 for wf in "$REPO"/workflows/*.yaml; do
   check "workflow /usr/share/pureboot/workflows/$(basename "$wf")" \

@@ -50,7 +50,7 @@ pub const HOST_FILES: &[HostFile] = &[
     f("qemu-aarch64-static", "qemu-user-static"),
     f("debootstrap", "debootstrap"),
     f("dpkg-deb", "dpkg"),
-    // tests/package.sh and packaging/build-deb.sh: check the unit, read the ELF files, and
+    // tests/package.sh and controller/packaging/build-deb.sh: check the unit, read the ELF files, and
     // copy ExecReload's /bin/kill into the root the unit is verified in.
     f("systemd-analyze", "systemd"),
     f("readelf", "binutils"),

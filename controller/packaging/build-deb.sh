@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Debian packages pureboot-controller and pureboot-image with dpkg-deb.
 #
-#   packaging/build-deb.sh [--arch amd64|arm64] [--out DIR] [--no-build]
+#   controller/packaging/build-deb.sh [--arch amd64|arm64] [--out DIR] [--no-build]
 #
 # --arch    the packages' architecture (default: this machine's). arm64 is cross-built:
 #           rustup target aarch64-unknown-linux-gnu and Debian's gcc-aarch64-linux-gnu (the
@@ -24,8 +24,8 @@
 #                        /usr/lib/pureboot/pi-init                 (static aarch64, any host)
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PKG_SRC="$REPO/packaging"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+PKG_SRC="$REPO/controller/packaging"
 ARCH="$(dpkg --print-architecture)"
 OUT="$REPO/target/debian"
 BUILD=1
