@@ -15,31 +15,38 @@ fn out_dir(env: &TestEnv) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// `pureboot-image initramfs` with pi-init, the cached kernel's modules and `args`, into
+/// `<target>/pureboot-e2e/<name>`.
+fn build_pi_init(env: &TestEnv, name: &str, args: &[&str]) -> Result<PathBuf, String> {
+    let out = out_dir(env)?.join(name);
+    process::run(
+        Command::new(env.binary("pureboot-image")?)
+            .arg("initramfs")
+            .arg("--pi-init")
+            .arg(env.binary("pi-init")?)
+            .arg("--modules-root")
+            .arg(&env.modules_root)
+            .arg("--kver")
+            .arg(&env.kernel_version)
+            .args(args)
+            .arg("-o")
+            .arg(&out),
+    )
+    .map_err(|e| format!("pureboot-image initramfs {}: {e}", args.join(" ")))?;
+    Ok(out)
+}
+
 /// pi-init's initramfs for the QEMU virt board.
 pub fn pi_init(env: &TestEnv) -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let busybox = env.busybox.display().to_string();
     BUILT
         .get_or_init(|| {
-            let image = env.binary("pureboot-image")?;
-            let pi_init = env.binary("pi-init")?;
-            let out = out_dir(env)?.join("pi-init.cpio.gz");
-            process::run(
-                Command::new(image)
-                    .arg("initramfs")
-                    .arg("--pi-init")
-                    .arg(pi_init)
-                    .arg("--modules-root")
-                    .arg(&env.modules_root)
-                    .arg("--kver")
-                    .arg(&env.kernel_version)
-                    .args(["--preset", "qemu-virt"])
-                    .arg("--busybox")
-                    .arg(&env.busybox)
-                    .arg("-o")
-                    .arg(&out),
+            build_pi_init(
+                env,
+                "pi-init.cpio.gz",
+                &["--preset", "qemu-virt", "--busybox", &busybox],
             )
-            .map_err(|e| format!("pureboot-image initramfs: {e}"))?;
-            Ok(out)
         })
         .clone()
 }
@@ -51,9 +58,6 @@ pub fn pi_init_by_modalias(env: &TestEnv) -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let image = env.binary("pureboot-image")?;
-            let pi_init = env.binary("pi-init")?;
-            let out = out_dir(env)?.join("pi-init-modalias.cpio.gz");
             let mut args = Vec::new();
             for m in ["nfs", "nfsv3", "nfsv4", "overlay"] {
                 args.extend(["--module", m]);
@@ -64,21 +68,31 @@ pub fn pi_init_by_modalias(env: &TestEnv) -> Result<PathBuf, String> {
             for m in ["virtio_pci", "virtio_net"] {
                 args.extend(["--device-module", m]);
             }
-            process::run(
-                Command::new(image)
-                    .arg("initramfs")
-                    .arg("--pi-init")
-                    .arg(pi_init)
-                    .arg("--modules-root")
-                    .arg(&env.modules_root)
-                    .arg("--kver")
-                    .arg(&env.kernel_version)
-                    .args(args)
-                    .arg("-o")
-                    .arg(&out),
+            build_pi_init(env, "pi-init-modalias.cpio.gz", &args)
+        })
+        .clone()
+}
+
+/// pi-init's initramfs for QEMU's `raspi3b`: the `rpi3` preset (phy-generic, dwc2, the Pi 3
+/// NICs, bcm2835_wdt) plus cdc_ether, the driver of QEMU's `usb-net` (a real Pi 3 needs
+/// smsc95xx or lan78xx instead, which the preset carries).
+pub fn pi_init_rpi3(env: &TestEnv) -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let busybox = env.busybox.display().to_string();
+    BUILT
+        .get_or_init(|| {
+            build_pi_init(
+                env,
+                "pi-init-rpi3.cpio.gz",
+                &[
+                    "--preset",
+                    "rpi3",
+                    "--module",
+                    "cdc_ether",
+                    "--busybox",
+                    &busybox,
+                ],
             )
-            .map_err(|e| format!("pureboot-image initramfs: {e}"))?;
-            Ok(out)
         })
         .clone()
 }
@@ -97,37 +111,6 @@ pub fn baseline(env: &TestEnv) -> Result<PathBuf, String> {
                     .arg("--cache")
                     .arg(&env.cache),
             )?;
-            Ok(out)
-        })
-        .clone()
-}
-
-/// pi-init's initramfs for QEMU's `raspi3b`: the `rpi3` preset (phy-generic, dwc2, the Pi 3
-/// NICs, bcm2835_wdt) plus cdc_ether, the driver of QEMU's `usb-net` (a real Pi 3 needs
-/// smsc95xx or lan78xx instead, which the preset carries).
-pub fn pi_init_rpi3(env: &TestEnv) -> Result<PathBuf, String> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let image = env.binary("pureboot-image")?;
-            let pi_init = env.binary("pi-init")?;
-            let out = out_dir(env)?.join("pi-init-rpi3.cpio.gz");
-            process::run(
-                Command::new(image)
-                    .arg("initramfs")
-                    .arg("--pi-init")
-                    .arg(pi_init)
-                    .arg("--modules-root")
-                    .arg(&env.modules_root)
-                    .arg("--kver")
-                    .arg(&env.kernel_version)
-                    .args(["--preset", "rpi3", "--module", "cdc_ether"])
-                    .arg("--busybox")
-                    .arg(&env.busybox)
-                    .arg("-o")
-                    .arg(&out),
-            )
-            .map_err(|e| format!("pureboot-image initramfs --preset rpi3: {e}"))?;
             Ok(out)
         })
         .clone()

@@ -70,8 +70,9 @@ fn claimed_identity(node: &Node, report: &InstalledReport) -> (Option<Mac>, Opti
     (mac, full)
 }
 
-/// The blanks a claim fills in (MAC, full serial), as [`Services::note_claim`] does,
-/// without the conflict check: the node a boot renders for.
+/// The blanks a claim fills in: the MAC, and the full serial (an 8-hex "full serial" is
+/// the short one again: recorded as nothing, and the 16-digit form taken the first time it
+/// is seen).
 fn fill_claim(node: &mut Node, mac: Option<&str>, full_serial: Option<&str>) {
     if node
         .full_serial
@@ -332,19 +333,7 @@ impl Services {
             ))?;
             node.conflict = Some(text);
         }
-        // An 8-hex "full serial" is the short one again: recorded as nothing, and the
-        // 16-digit form taken the first time it is seen.
-        if node
-            .full_serial
-            .as_deref()
-            .and_then(full_serial_of_claim)
-            .is_none()
-        {
-            node.full_serial = full_serial.and_then(full_serial_of_claim);
-        }
-        if node.mac.is_none() {
-            node.mac = mac.map(Into::into);
-        }
+        fill_claim(node, mac, full_serial);
         Ok(())
     }
 
