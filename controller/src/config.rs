@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-use pureboot_contract::layout;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +25,12 @@ pub enum ConfigError {
     Syntax { path: PathBuf, message: String },
     #[error("config {origin}: unknown key `{key}`")]
     UnknownKey { origin: String, key: String },
+    #[error("config {origin}: key `{key}` was removed: {why}")]
+    Removed {
+        origin: String,
+        key: String,
+        why: &'static str,
+    },
     #[error("config {origin}: key `{key}` must be {expected}, found {found}")]
     WrongType {
         origin: String,
@@ -95,13 +100,6 @@ pub struct NfsConfig {
     /// `root_path`; differs when the controller sees the tree elsewhere (a container's
     /// volume) or the server exports it under another name (an NFSv4 pseudo-root).
     pub export_path: Option<PathBuf>,
-    /// Removed settings: the export's layout is fixed (`base/`, `nodes/`), since pi-init
-    /// reads it there. Accepted only with their old default values, so that a config file
-    /// naming another directory fails at start instead of breaking every boot.
-    #[serde(skip_serializing)]
-    pub base_dir: Option<String>,
-    #[serde(skip_serializing)]
-    pub nodes_dir: Option<String>,
     pub default_base_image: String,
     /// Size of a node's `persist.img` for overlay mode `image`.
     pub persist_size_mb: u64,
@@ -148,8 +146,6 @@ impl Default for NfsConfig {
             enabled: true,
             root_path: "/srv/nfsroot".into(),
             export_path: None,
-            base_dir: None,
-            nodes_dir: None,
             default_base_image: "ubuntu-arm64".into(),
             persist_size_mb: 256,
             nfs_options: None,
@@ -350,20 +346,6 @@ impl Config {
                 format!("{} must be an absolute path", self.nfs.root_path.display()),
             ));
         }
-        for (key, set, fixed) in [
-            ("nfs.base_dir", &self.nfs.base_dir, layout::BASE_DIR),
-            ("nfs.nodes_dir", &self.nfs.nodes_dir, layout::NODES_DIR),
-        ] {
-            if let Some(dir) = set.as_deref().filter(|d| *d != fixed) {
-                return Err((
-                    key,
-                    format!(
-                        "{dir:?}: this setting was removed; the export's layout is fixed \
-                         ({fixed}/ under root_path), as pi-init reads it there"
-                    ),
-                ));
-            }
-        }
         crate::nfs_tree::parse_image_name(&self.nfs.default_base_image)
             .map_err(|e| ("nfs.default_base_image", e.to_string()))?;
         let (min, max) = (
@@ -441,6 +423,20 @@ fn with_position(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// Keys that were settings once: refused with the reason, not as unknown.
+const REMOVED: &[(&str, &str, &str)] = &[
+    (
+        "nfs",
+        "base_dir",
+        "the export's layout is fixed (base/ under root_path), as pi-init reads it there",
+    ),
+    (
+        "nfs",
+        "nodes_dir",
+        "the export's layout is fixed (nodes/ under root_path), as pi-init reads it there",
+    ),
+];
+
 fn kind_of(table: &str, key: &str) -> Option<Kind> {
     KEYS.iter()
         .find(|(t, k, _)| *t == table && *k == key)
@@ -474,6 +470,13 @@ fn check_value(
     value: &toml::Value,
     origin: &str,
 ) -> Result<(), ConfigError> {
+    if let Some((_, _, why)) = REMOVED.iter().find(|(t, k, _)| *t == table && *k == key) {
+        return Err(ConfigError::Removed {
+            origin: origin.into(),
+            key: dotted(table, key),
+            why,
+        });
+    }
     let Some(kind) = kind_of(table, key) else {
         return Err(ConfigError::UnknownKey {
             origin: origin.into(),
@@ -644,6 +647,61 @@ mod tests {
             "public_url = \"https://boot.lab\"",
         ] {
             load(Some(text), &[]).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+    }
+
+    #[test]
+    fn removed_keys_say_why() {
+        for key in ["base_dir", "nodes_dir"] {
+            let err = load(Some(&format!("[nfs]\n{key} = \"base\"")), &[]).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Removed { .. }) && err.to_string().contains("fixed"),
+                "{key}: {err}"
+            );
+        }
+    }
+
+    /// KEYS drives the environment names and the key check: it must name every field of the
+    /// struct, with the kind the field serialises as (so it cannot drift from `Config`).
+    #[test]
+    fn keys_cover_every_field() {
+        let all = Config {
+            public_url: Some("http://x".into()),
+            admin_token: Some("t".into()),
+            admin_listen: Some("127.0.0.1:1".into()),
+            nfs: NfsConfig {
+                export_path: Some("/x".into()),
+                nfs_options: Some("o".into()),
+                ..NfsConfig::default()
+            },
+            ..Config::default()
+        };
+        let table = toml::Table::try_from(&all).unwrap();
+        let mut fields = Vec::new();
+        for (k, v) in &table {
+            match v.as_table() {
+                Some(inner) => fields.extend(
+                    inner
+                        .iter()
+                        .map(|(ik, iv)| (k.clone(), ik.clone(), iv.clone())),
+                ),
+                None => fields.push((String::new(), k.clone(), v.clone())),
+            }
+        }
+        let mut named: Vec<(String, String)> = KEYS
+            .iter()
+            .map(|(t, k, _)| (t.to_string(), k.to_string()))
+            .collect();
+        let mut found: Vec<(String, String)> = fields
+            .iter()
+            .map(|(t, k, _)| (t.clone(), k.clone()))
+            .collect();
+        named.sort();
+        found.sort();
+        assert_eq!(named, found, "KEYS and Config's fields");
+        for (t, k, v) in &fields {
+            let kind = kind_of(t, k).unwrap();
+            assert!(kind.matches(v), "{t}.{k}: {v} is not {}", kind.name());
         }
     }
 
