@@ -87,6 +87,12 @@ for wf in "$REPO"/workflows/*.yaml; do
   check "workflow /usr/share/pureboot/workflows/$(basename "$wf")" \
     cmp "$wf" "$ROOT/usr/share/pureboot/workflows/$(basename "$wf")"
 done
+check "bash completion names the verbs" \
+  grep -q overlay "$ROOT/usr/share/bash-completion/completions/pureboot-controller"
+check "zsh and fish completions" test -s "$ROOT/usr/share/zsh/vendor-completions/_pureboot-controller" -a \
+  -s "$ROOT/usr/share/fish/vendor_completions.d/pureboot-controller.fish"
+check "man page pureboot-controller(1)" \
+  bash -c 'gzip -dc "$1" | grep -q "^.TH pureboot-controller 1"' _ "$ROOT/usr/share/man/man1/pureboot-controller.1.gz"
 check "md5sums match the files" bash -c 'cd "$1" && md5sum -c --quiet "$2"' _ "$ROOT" "$CTRL/md5sums"
 for script in postinst prerm postrm; do
   check "maintainer script $script: executable, sh -n" \

@@ -165,6 +165,15 @@ for wf in "$REPO"/workflows/*.yaml; do
   install_file 0644 "$wf" "$root" "/usr/share/pureboot/workflows/$(basename "$wf")"
 done
 install -d -m 0750 "$root/var/lib/pureboot"
+# Completions and the man page come from the binary's own clap definitions (an arm64 binary
+# runs here through qemu-user-static's binfmt handler, which the set-up registers).
+gen() { "$BIN_DIR/pureboot-controller" --config /dev/null "$@"; }
+install -d "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions" \
+  "$root/usr/share/fish/vendor_completions.d" "$root/usr/share/man/man1"
+gen completions bash > "$root/usr/share/bash-completion/completions/pureboot-controller"
+gen completions zsh > "$root/usr/share/zsh/vendor-completions/_pureboot-controller"
+gen completions fish > "$root/usr/share/fish/vendor_completions.d/pureboot-controller.fish"
+gen manpage | gzip -9n > "$root/usr/share/man/man1/pureboot-controller.1.gz"
 mkdir -p "$root/DEBIAN"
 echo /etc/pureboot/controller.toml > "$root/DEBIAN/conffiles"
 for script in postinst prerm postrm; do

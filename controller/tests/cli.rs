@@ -678,3 +678,60 @@ fn a_second_daemon_on_the_same_database_is_refused() {
     first.kill().unwrap();
     first.wait().unwrap();
 }
+
+/// Every verb and option says what it is for in --help; completions and the man page come
+/// from the same definitions, and need no config file.
+#[test]
+fn help_completions_and_man_page() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pureboot-controller"))
+            .args(["--config", "/nonexistent/controller.toml"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for verb in [
+        &["--help"][..],
+        &["node", "--help"],
+        &["image", "--help"],
+        &["workflow", "--help"],
+        &["overlay", "--help"],
+        &["node", "add", "--help"],
+        &["node", "list", "--help"],
+        &["image", "import", "--help"],
+    ] {
+        let help = run(verb);
+        // In the Commands, Arguments and Options blocks clap prints a name, padding and the
+        // description; a bare name means none was written.
+        let mut in_block = false;
+        for line in help.lines() {
+            let t = line.trim();
+            if ["Commands:", "Arguments:", "Options:"].contains(&t) {
+                in_block = true;
+                continue;
+            }
+            if t.is_empty() {
+                in_block = false;
+            }
+            if in_block {
+                assert!(
+                    t.split_once("  ")
+                        .is_some_and(|(_, d)| !d.trim().is_empty()),
+                    "{verb:?}: {t:?} has no description:\n{help}"
+                );
+            }
+        }
+    }
+    let bash = run(&["completions", "bash"]);
+    assert!(
+        bash.contains("pureboot__controller") && bash.contains("overlay"),
+        "{bash}"
+    );
+    let man = run(&["manpage"]);
+    assert!(
+        man.contains(".TH pureboot-controller 1") && man.contains("completions"),
+        "{man}"
+    );
+}

@@ -9,7 +9,7 @@ mod validate;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::app::App;
@@ -24,7 +24,7 @@ use crate::service::Services;
     about = "pureboot controller: Pi boot API, node registry, NFS trees"
 )]
 pub struct Cli {
-    /// Controller config (TOML); a missing file means local defaults.
+    /// Controller config (TOML); it must exist (an empty file means the defaults).
     #[arg(
         long,
         env = "PUREBOOT_CONFIG",
@@ -41,48 +41,75 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP API.
+    /// Run the daemon: the Pi boot API, the management API and the status page.
     Serve,
+    /// Nodes in the registry: list, show, add, assign a workflow, remove.
     #[command(subcommand)]
     Node(NodeCmd),
+    /// Base images under base/ on the export: import, list, remove.
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Workflow files: list the loaded ones, validate files.
     #[command(subcommand)]
     Workflow(WorkflowCmd),
+    /// A node's tree on the export (nodes/<serial>): create, inspect, reset, remove.
     #[command(subcommand)]
     Overlay(OverlayCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of pureboot-controller.
+    Manpage,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCmd {
+    /// Every node (or those in one state or on one workflow), with flags.
     List {
+        /// Only nodes in this state (discovered, pending, installing, active, ...).
         #[arg(long)]
         state: Option<String>,
+        /// Only nodes assigned this workflow id.
         #[arg(long)]
         workflow: Option<String>,
     },
     /// A node with its recent events and its tree on the export.
     Show {
+        /// The node's serial (8 hex) or id.
         id: String,
     },
+    /// Register a node (or adopt a discovered one) by its serial.
     Add {
+        /// The board's serial: its low 8 hex digits.
         serial: String,
+        /// The workflow to boot it with (a file's id in workflows_dir).
         #[arg(long)]
         workflow: Option<String>,
+        /// Its host name (default: pi-<serial>).
         #[arg(long)]
         hostname: Option<String>,
+        /// Where its writes go: tmpfs, image (persistent), nfs or none.
         #[arg(long, value_parser = parse_overlay)]
         overlay: Option<OverlayMode>,
+        /// The base image under base/ (default: the workflow's, else the configured one).
         #[arg(long)]
         base_image: Option<String>,
+        /// Its MAC, so another machine claiming the serial is flagged.
         #[arg(long)]
         mac: Option<String>,
     },
+    /// Assign a workflow: the node boots it from its next boot on.
     Assign {
+        /// The node's serial (8 hex) or id.
         id: String,
+        /// The workflow id.
         workflow: String,
     },
+    /// Remove a node from the registry, and its tree from the export.
     Rm {
+        /// The node's serial (8 hex) or id.
         id: String,
         /// Keep nodes/<serial> on the export.
         #[arg(long)]
@@ -94,21 +121,28 @@ pub enum NodeCmd {
 pub enum ImageCmd {
     /// Import a tar, tar.gz, tar.xz or tar.zst as base/<name>.
     Import {
+        /// The archive (its compression is told by its content).
         archive: PathBuf,
+        /// The image's name: base/<name> on the export.
         name: String,
     },
+    /// The complete base images.
     List,
+    /// Remove base/<name>.
     Rm {
+        /// The image's name.
         name: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum WorkflowCmd {
+    /// The workflows in workflows_dir, and the files left out as broken.
     List,
     /// Check files (default: the configured workflows directory) and render them for a
     /// sample node; exits non-zero on any error.
     Validate {
+        /// Workflow files to check.
         files: Vec<PathBuf>,
     },
 }
@@ -117,18 +151,23 @@ pub enum WorkflowCmd {
 pub enum OverlayCmd {
     /// Create or refresh a registered node's tree as its next boot would.
     Create {
+        /// The node's serial (8 hex) or id.
         id: String,
     },
     /// The node's tree: files, persist.img state, broken images set aside.
     Info {
+        /// The node's serial (8 hex).
         serial: String,
     },
     /// Move the node's persist.img aside (persist.img.broken-<time>, never deleted) and
     /// create a fresh one: its next boot starts with an empty persistent layer.
     Reset {
+        /// The node's serial (8 hex).
         serial: String,
     },
+    /// Remove the node's tree (nodes/<serial>, persist.img included) from the export.
     Rm {
+        /// The node's serial (8 hex).
         serial: String,
     },
 }
@@ -147,6 +186,22 @@ fn node_ref(id: &str) -> Result<NodeRef> {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    // Generated from the same definitions as the parser; no config needed.
+    match cli.command {
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "pureboot-controller", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            return Ok(());
+        }
+        Command::Manpage => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        _ => {}
+    }
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::Serve => serve(config),
@@ -161,9 +216,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::Image(cmd) => out.image(&services, cmd),
                 Command::Workflow(WorkflowCmd::List) => out.workflows(&services),
                 Command::Overlay(cmd) => out.overlay(&services, cmd),
-                Command::Serve | Command::Workflow(WorkflowCmd::Validate { .. }) => {
-                    unreachable!("handled above")
-                }
+                Command::Serve
+                | Command::Workflow(WorkflowCmd::Validate { .. })
+                | Command::Completions { .. }
+                | Command::Manpage => unreachable!("handled above"),
             }
         }
     }
