@@ -67,6 +67,10 @@ pub struct Store {
     path: std::path::PathBuf,
 }
 
+/// The WAL size, in pages (about 40 MiB), past which a committing request checkpoints
+/// itself even though the daemon's thread does the routine ones.
+pub const WAL_BACKSTOP_PAGES: i64 = 10_000;
+
 /// The daemon's WAL checkpoints, on their own connection and thread (see
 /// [`Store::checkpoint_in_background`]); dropping it stops them.
 pub struct Checkpointer {
@@ -174,8 +178,11 @@ impl Store {
 
     /// Moves WAL checkpoints out of the requests: SQLite runs an automatic one inside
     /// whichever commit crosses 1000 pages, and that request waits for it (and every
-    /// request queued behind the connection). The daemon turns that off and checkpoints
-    /// from a thread of its own every `every` (PASSIVE: never waits for writers). The CLI
+    /// request queued behind the connection). The daemon raises that threshold to
+    /// [`WAL_BACKSTOP_PAGES`] and checkpoints from a thread of its own every `every`
+    /// (PASSIVE: never waits for writers). The backstop stays: on slow storage under a
+    /// steady stream of writes the passive checkpoints never catch up, and without it the
+    /// WAL grew until the disk was full (seen in the storm benchmark's `sync` path). The CLI
     /// keeps the automatic ones.
     pub fn checkpoint_in_background(&self, every: Duration) -> Result<Checkpointer, StoreError> {
         let open_err = |source| StoreError::Open {
@@ -188,7 +195,7 @@ impl Store {
         self.conn
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .pragma_update(None, "wal_autocheckpoint", 0)
+            .pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)
             .map_err(open_err)?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
@@ -208,6 +215,15 @@ impl Store {
                 source: e,
             })?;
         Ok(Checkpointer { stop })
+    }
+
+    /// The WAL size (pages) past which a committing request checkpoints itself.
+    pub fn wal_autocheckpoint(&self) -> Result<i64, StoreError> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .map_err(sql("read wal_autocheckpoint"))
     }
 
     /// A real (tiny) write transaction, committed: fails when writes do not reach the disk.
@@ -237,6 +253,19 @@ pub(crate) fn new_uuid() -> String {
 mod tests {
     use super::*;
     use crate::domain::NodeRef;
+
+    /// The daemon's checkpoint thread leaves a backstop, so the WAL cannot grow without
+    /// bound when the thread's passive checkpoints never catch up.
+    #[test]
+    fn background_checkpoints_keep_a_backstop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let _checkpoints = store
+            .checkpoint_in_background(Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(store.wal_autocheckpoint().unwrap(), WAL_BACKSTOP_PAGES);
+        assert!(WAL_BACKSTOP_PAGES > 0);
+    }
 
     #[test]
     fn uuids_parse_as_node_refs() {
