@@ -17,7 +17,7 @@ fn out_dir(env: &TestEnv) -> Result<PathBuf, String> {
 
 /// `pureboot-image initramfs` with pi-init, the cached kernel's modules and `args`, into
 /// `<target>/pureboot-e2e/<name>`.
-fn build_pi_init(env: &TestEnv, name: &str, args: &[&str]) -> Result<PathBuf, String> {
+pub fn build_pi_init(env: &TestEnv, name: &str, args: &[&str]) -> Result<PathBuf, String> {
     let out = out_dir(env)?.join(name);
     process::run(
         Command::new(env.binary("pureboot-image")?)

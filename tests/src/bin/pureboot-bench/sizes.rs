@@ -42,30 +42,15 @@ fn kb(b: u64) -> String {
     format!("{:.0}", b as f64 / 1024.0)
 }
 
-/// pi-init's initramfs without busybox (the smallest a deployment can ship).
-fn pi_init_without_busybox(env: &TestEnv) -> Result<std::path::PathBuf, String> {
-    let out = env
-        .target_dir
-        .join("pureboot-e2e/pi-init-no-busybox.cpio.gz");
-    process::run(
-        Command::new(env.binary("pureboot-image")?)
-            .arg("initramfs")
-            .arg("--pi-init")
-            .arg(env.binary("pi-init")?)
-            .arg("--modules-root")
-            .arg(&env.modules_root)
-            .arg("--kver")
-            .arg(&env.kernel_version)
-            .args(["--preset", "qemu-virt", "-o"])
-            .arg(&out),
-    )?;
-    Ok(out)
-}
-
 pub fn run(env: &'static TestEnv) -> Result<String, String> {
     let pi_init = env.binary("pi-init")?;
     let with_bb = initramfs::pi_init(env)?;
-    let without_bb = pi_init_without_busybox(env)?;
+    // Without busybox: the smallest a deployment can ship.
+    let without_bb = initramfs::build_pi_init(
+        env,
+        "pi-init-no-busybox.cpio.gz",
+        &["--preset", "qemu-virt"],
+    )?;
     let baseline = initramfs::baseline(env)?;
     let mut s = String::from(
         "## 2. Sizes (KiB)\n\n| | file | gzip'ed initramfs | unpacked cpio | modules |\n|---|---|---|---|---|\n",
