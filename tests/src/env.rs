@@ -10,12 +10,71 @@ use std::sync::OnceLock;
 pub struct TestEnv {
     pub repo: PathBuf,
     pub cache: PathBuf,
-    pub kernel: PathBuf,
-    pub kernel_version: String,
-    /// The unpacked kernel package: holds lib/modules/<version>.
-    pub modules_root: PathBuf,
+    /// Debian's arm64 kernel, which the tests boot (tests/setup.sh).
+    debian: Kernel,
+    /// The Pi-like kernel of the benchmarks, or why it is not there.
+    pi: Result<Kernel, String>,
     pub busybox: PathBuf,
     pub target_dir: PathBuf,
+}
+
+pureboot_contract::named_enum! {
+    /// The kernels a virtual Pi can boot; the name is what the benchmark's `--kernels` takes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    pub enum KernelKind: "kernel" {
+        /// Debian's arm64 kernel: the NIC driver and the NFS client are modules.
+        Debian = "debian",
+        /// Built by tests/bench/pi-kernel.sh as Raspberry Pi OS builds its kernels: the NIC
+        /// driver and the NFS client built in, overlayfs a module.
+        Pi = "pi",
+    }
+}
+
+impl KernelKind {
+    /// How a report names it.
+    pub fn title(self) -> &'static str {
+        match self {
+            KernelKind::Debian => "Debian's kernel",
+            KernelKind::Pi => "the Pi-like kernel",
+        }
+    }
+}
+
+/// A kernel a virtual Pi boots, as the cache holds it: `<dir>/{vmlinuz,version,root/}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kernel {
+    pub kind: KernelKind,
+    /// The cache folder it was loaded from.
+    pub dir: PathBuf,
+    pub image: PathBuf,
+    pub version: String,
+    /// Holds lib/modules/<version> (for Debian's, the unpacked kernel package).
+    pub modules_root: PathBuf,
+}
+
+impl Kernel {
+    /// The kernel in `dir`; the error says which command puts it there.
+    pub fn load(kind: KernelKind, dir: &Path, provider: &str) -> Result<Kernel, String> {
+        let version = std::fs::read_to_string(dir.join("version"))
+            .map(|s| s.trim().to_string())
+            .map_err(|_| format!("no {kind} arm64 kernel in {}: {provider}", dir.display()))?;
+        let image = dir.join("vmlinuz");
+        if !image.exists() {
+            return Err(format!("{} missing: {provider}", image.display()));
+        }
+        Ok(Kernel {
+            kind,
+            dir: dir.to_path_buf(),
+            image,
+            version,
+            modules_root: dir.join("root"),
+        })
+    }
+
+    /// "debian 6.1.0-56-arm64": how reports name it.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.kind, self.version)
+    }
 }
 
 pub fn repo_root() -> PathBuf {
@@ -47,13 +106,13 @@ impl TestEnv {
             .map(PathBuf::from)
             .unwrap_or_else(|| repo.join(".cache"));
         let setup = "run `sudo tests/setup.sh`";
-        let kernel = cache.join("kernel/vmlinuz");
-        let kernel_version = std::fs::read_to_string(cache.join("kernel/version"))
-            .map(|s| s.trim().to_string())
-            .map_err(|_| format!("no arm64 kernel in {}: {setup}", cache.display()))?;
-        if !kernel.exists() {
-            return Err(format!("{} missing: {setup}", kernel.display()));
-        }
+        let debian = Kernel::load(KernelKind::Debian, &cache.join("kernel"), setup)?;
+        // Only the benchmarks boot it: its absence is an error only where it is asked for.
+        let pi = Kernel::load(
+            KernelKind::Pi,
+            &cache.join("pi-kernel"),
+            "run `sudo bash tests/bench/pi-kernel.sh` (builds it once)",
+        );
         let busybox = cache.join("busybox/busybox");
         if !busybox.exists() {
             return Err(format!("{} missing: {setup}", busybox.display()));
@@ -77,14 +136,30 @@ impl TestEnv {
             .map(PathBuf::from)
             .unwrap_or_else(|| repo.join("target"));
         Ok(TestEnv {
-            modules_root: cache.join("kernel/root"),
             repo,
             cache,
-            kernel,
-            kernel_version,
+            debian,
+            pi,
             busybox,
             target_dir,
         })
+    }
+
+    /// Debian's arm64 kernel: the one the tests boot.
+    pub fn kernel(&self) -> &Kernel {
+        &self.debian
+    }
+
+    /// The Pi-like kernel (NFS client built in, overlayfs a module) the benchmarks boot too.
+    pub fn pi_kernel(&self) -> Result<&Kernel, String> {
+        self.pi.as_ref().map_err(Clone::clone)
+    }
+
+    pub fn kernel_of(&self, kind: KernelKind) -> Result<&Kernel, String> {
+        match kind {
+            KernelKind::Debian => Ok(self.kernel()),
+            KernelKind::Pi => self.pi_kernel(),
+        }
     }
 
     /// A release binary of the project; the error says how to build it.
@@ -176,4 +251,33 @@ macro_rules! pi_init_env {
         $crate::require!($name, env.binary("pureboot-controller"));
         env
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_is_its_cache_folder_or_says_how_to_get_it() {
+        let dir = std::env::temp_dir().join(format!("pureboot-kernel-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = Kernel::load(KernelKind::Pi, &dir, "run make-it.sh").unwrap_err();
+        assert!(
+            e.starts_with("no pi arm64 kernel in ") && e.ends_with(": run make-it.sh"),
+            "{e}"
+        );
+        std::fs::write(dir.join("version"), "6.1.158-pureboot-pi\n").unwrap();
+        let e = Kernel::load(KernelKind::Pi, &dir, "run make-it.sh").unwrap_err();
+        assert!(e.contains("vmlinuz missing: run make-it.sh"), "{e}");
+        std::fs::write(dir.join("vmlinuz"), "").unwrap();
+        let k = Kernel::load(KernelKind::Pi, &dir, "run make-it.sh").unwrap();
+        assert_eq!(k.version, "6.1.158-pureboot-pi");
+        assert_eq!(
+            (k.image, k.modules_root),
+            (dir.join("vmlinuz"), dir.join("root"))
+        );
+        assert_eq!(k.kind.as_str(), "pi");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -174,7 +174,7 @@ impl Lab {
     /// A virtual Pi booting pi-init's initramfs, pointed at the lab's controller.
     pub fn pi(&self, serial: &str) -> Result<VirtualPi, String> {
         let initrd = initramfs::pi_init(self.env)?;
-        Ok(VirtualPi::new(serial, &self.env.kernel, &initrd)
+        Ok(VirtualPi::new(serial, &self.env.kernel().image, &initrd)
             .arg(format!(
                 "pureboot.url=http://{HOST_FROM_GUEST}:{}",
                 crate::controller::PORT
@@ -187,11 +187,11 @@ impl Lab {
     pub fn pi3(&self, serial: &str) -> Result<VirtualPi, String> {
         let initrd = initramfs::pi_init_rpi3(self.env)?;
         let dtb = crate::qemu::raspi3b_dtb(
-            &self.env.modules_root,
+            &self.env.kernel().modules_root,
             serial,
             &self.dir.join(&format!("rpi3-{serial}.dtb")),
         )?;
-        Ok(VirtualPi::new(serial, &self.env.kernel, &initrd)
+        Ok(VirtualPi::new(serial, &self.env.kernel().image, &initrd)
             .board(crate::qemu::Board::Raspi3b { dtb })
             .arg(format!(
                 "pureboot.url=http://{HOST_FROM_GUEST}:{}",

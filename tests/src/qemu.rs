@@ -357,7 +357,7 @@ mod tests {
         let dir = crate::workdir::WorkDir::new("qemu-start").unwrap();
         let initrd = dir.join("empty.cpio");
         std::fs::write(&initrd, b"").unwrap();
-        let pi = VirtualPi::new("d83add36", &env.kernel, &initrd);
+        let pi = VirtualPi::new("d83add36", &env.kernel().image, &initrd);
         let mut cmd = Command::new("qemu-system-aarch64");
         cmd.args(pi.qemu_args()).arg("-S");
         let log = dir.join("qemu.log");

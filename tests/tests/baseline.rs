@@ -18,7 +18,7 @@ fn baseline_shell_flow_boots_the_tiny_root_over_nfsv4() {
     let s = serial(0xb);
     let lab = Lab::without_controller(name, env, &s, "pi-baseline").unwrap();
 
-    let pi = VirtualPi::new(&s, &env.kernel, &initrd)
+    let pi = VirtualPi::new(&s, &env.kernel().image, &initrd)
         .arg(format!("pureboot.nfs_server={HOST_FROM_GUEST}"))
         .arg(format!("pureboot.nfs_path={}", lab.export().display()))
         .arg(format!("pureboot.base_image={TINY}"))

@@ -29,7 +29,7 @@ fn nfs_only_lab(name: &str, env: &'static TestEnv) -> Lab {
 fn guest(env: &TestEnv, serial: &str, params: &[String]) -> VirtualPi {
     let initrd = initramfs::pi_init(env).expect("checked by pi_init_env");
     params.iter().fold(
-        VirtualPi::new(serial, &env.kernel, &initrd).arg("pureboot.log=debug"),
+        VirtualPi::new(serial, &env.kernel().image, &initrd).arg("pureboot.log=debug"),
         |pi, p| pi.arg(p.clone()),
     )
 }

@@ -118,7 +118,7 @@ fn run() -> Result<(), String> {
         .timeout(Duration::from_secs(args.timeout));
     say(&format!(
         "booting the virtual Pi: qemu-system-aarch64 -M virt, kernel {}",
-        env.kernel_version
+        env.kernel().version
     ));
     say(&format!("kernel command line: {}", pi.kernel_cmdline()));
     let console = lab.dir.join("console-demo.log");

@@ -175,14 +175,14 @@ pub fn run(
     }
     let url = format!("http://{HOST_FROM_GUEST}:{PORT}");
     // pi-init at its default log level (info), as deployed, unless asked; the tests use debug.
-    let mut pi = VirtualPi::new(&sp, &env.kernel, &pi_initrd)
+    let mut pi = VirtualPi::new(&sp, &env.kernel().image, &pi_initrd)
         .arg(format!("pureboot.url={url}"))
         .timeout(Duration::from_secs(120));
     if let Some(level) = log {
         pi = pi.arg(format!("pureboot.log={level}"));
     }
     // The baseline does the same work: modules, DHCP, NFSv4 mount, tmpfs overlay, callback.
-    let base = VirtualPi::new(&sb, &env.kernel, &base_initrd)
+    let base = VirtualPi::new(&sb, &env.kernel().image, &base_initrd)
         .arg(format!("pureboot.nfs_server={HOST_FROM_GUEST}"))
         .arg(format!("pureboot.nfs_path={}", lab.export().display()))
         .arg(format!("pureboot.base_image={TINY}"))

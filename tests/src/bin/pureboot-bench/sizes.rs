@@ -48,6 +48,7 @@ pub fn run(env: &'static TestEnv) -> Result<String, String> {
     // Without busybox: the smallest a deployment can ship.
     let without_bb = initramfs::build_pi_init(
         env,
+        env.kernel(),
         "pi-init-no-busybox.cpio.gz",
         &["--preset", "qemu-virt"],
     )?;
