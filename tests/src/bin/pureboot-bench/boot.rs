@@ -1,14 +1,16 @@
 //! Boot path: the busybox baseline (a busybox shell flow, tests/baseline/init) and pi-init boot the same tiny
 //! root from the same ganesha and controller, alternately (so load from other work on the
 //! machine hits both alike), and are timed from their own kernel-timestamped lines:
-//! init start -> exec of the new root's init.
+//! init start -> exec of the new root's init. On each kernel asked for: Debian's (the NFS
+//! client four modules, loaded whatever the init) and the Pi-like one (built in, as on a Pi),
+//! on which the target is judged.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pureboot_tests::console::{pi_init_steps, time_of, GuestReport};
 use pureboot_tests::controller::{NodeSpec, PORT};
-use pureboot_tests::env::TestEnv;
+use pureboot_tests::env::{Kernel, KernelKind, TestEnv};
 use pureboot_tests::lab::{Lab, LabOptions, TINY, WORKFLOW};
 use pureboot_tests::qemu::{BootRun, Outcome, VirtualPi, HOST_FROM_GUEST};
 use pureboot_tests::{initramfs, serial};
@@ -150,21 +152,52 @@ fn boot_into(
     Ok(())
 }
 
-/// One series per vCPU count: a Pi has 4 cores, the tests' guests 1, and the machine 2.
-pub fn run(
-    env: &'static TestEnv,
-    boots: usize,
-    cpus: &[u32],
-    log: Option<&str>,
-) -> Result<String, String> {
-    let pi_initrd = initramfs::pi_init(env)?;
-    let base_initrd = initramfs::baseline(env)?;
+/// What the boot section runs.
+pub struct Params<'a> {
+    pub kernels: &'a [KernelKind],
+    /// Boots of each flow per series.
+    pub boots: usize,
+    /// vCPUs of the virtual Pi, one series each.
+    pub cpus: &'a [u32],
+    /// pi-init's `pureboot.log=` (None: its default, info, as deployed).
+    pub log: Option<&'a str>,
+}
+
+/// One series per kernel and vCPU count (a Pi has 4 cores, the tests' guests 1, and the
+/// machine 2). A kernel that cannot boot fails its own tables, not the others'.
+pub fn run(env: &'static TestEnv, p: &Params) -> (String, bool) {
+    let lab = match lab(env) {
+        Ok(lab) => lab,
+        Err(e) => return (failed("1", "", &e), false),
+    };
+    let (mut out, mut ok) = (String::new(), true);
+    for (k, &kind) in p.kernels.iter().enumerate() {
+        let first = k * p.cpus.len() + 1;
+        match on_kernel(env, &lab, kind, p, first) {
+            Ok(text) => out += &text,
+            Err(e) => {
+                out += &failed(&format!("1.{first}"), &format!(" on {}", kind.title()), &e);
+                ok = false;
+            }
+        }
+    }
+    (out, ok)
+}
+
+fn failed(number: &str, what: &str, e: &str) -> String {
+    format!("## {number} Boot path{what}: FAILED\n\n```\n{e}\n```\n\n")
+}
+
+const PI_SERIAL: u32 = 0xbe01;
+const BASELINE_SERIAL: u32 = 0xbe02;
+
+/// The lab both flows boot from: the tiny root and a node for each flow.
+fn lab(env: &'static TestEnv) -> Result<Lab, String> {
     let lab = Lab::start("bench-boot", env, LabOptions::default())?;
     lab.import_tiny_root(TINY)?;
-    let (sp, sb) = (serial(0xbe01), serial(0xbe02));
-    for (s, host) in [(&sp, "pi-bench"), (&sb, "pi-baseline")] {
+    for (s, host) in [(PI_SERIAL, "pi-bench"), (BASELINE_SERIAL, "pi-baseline")] {
         lab.add_node(
-            s,
+            &serial(s),
             NodeSpec {
                 workflow: WORKFLOW.into(),
                 hostname: Some(host.into()),
@@ -173,16 +206,31 @@ pub fn run(
             },
         )?;
     }
+    Ok(lab)
+}
+
+/// The series on one kernel, numbered from `1.<first>`.
+fn on_kernel(
+    env: &'static TestEnv,
+    lab: &Lab,
+    kind: KernelKind,
+    p: &Params,
+    first: usize,
+) -> Result<String, String> {
+    let kernel = env.kernel_of(kind)?;
+    let pi_initrd = initramfs::pi_init_on(env, kernel)?;
+    let base_initrd = initramfs::baseline_on(env, kernel)?;
+    let (sp, sb) = (serial(PI_SERIAL), serial(BASELINE_SERIAL));
     let url = format!("http://{HOST_FROM_GUEST}:{PORT}");
     // pi-init at its default log level (info), as deployed, unless asked; the tests use debug.
-    let mut pi = VirtualPi::new(&sp, &env.kernel().image, &pi_initrd)
+    let mut pi = VirtualPi::new(&sp, &kernel.image, &pi_initrd)
         .arg(format!("pureboot.url={url}"))
         .timeout(Duration::from_secs(120));
-    if let Some(level) = log {
+    if let Some(level) = p.log {
         pi = pi.arg(format!("pureboot.log={level}"));
     }
     // The baseline does the same work: modules, DHCP, NFSv4 mount, tmpfs overlay, callback.
-    let base = VirtualPi::new(&sb, &env.kernel().image, &base_initrd)
+    let base = VirtualPi::new(&sb, &kernel.image, &base_initrd)
         .arg(format!("pureboot.nfs_server={HOST_FROM_GUEST}"))
         .arg(format!("pureboot.nfs_path={}", lab.export().display()))
         .arg(format!("pureboot.base_image={TINY}"))
@@ -191,29 +239,34 @@ pub fn run(
         ))
         .timeout(Duration::from_secs(120));
     let mut out = String::new();
-    for (n, &cpus) in cpus.iter().enumerate() {
+    for (n, &cpus) in p.cpus.iter().enumerate() {
         let (pi, base) = (pi.clone().cpus(cpus), base.clone().cpus(cpus));
-        out += &series(&lab, &pi, &base, boots, cpus, n + 1)?;
+        let run = Run {
+            kernel,
+            boots: p.boots,
+            cpus,
+            number: first + n,
+        };
+        out += &series(lab, &pi, &base, &run)?;
     }
     Ok(out)
 }
 
-/// `boots` boots each of `pi` and `base` (both with `cpus` vCPUs), alternating.
-fn series(
-    lab: &Lab,
-    pi: &VirtualPi,
-    base: &VirtualPi,
+/// What one series is: its kernel, boots per flow, vCPUs, and its table number.
+struct Run<'a> {
+    kernel: &'a Kernel,
     boots: usize,
     cpus: u32,
     number: usize,
-) -> Result<String, String> {
+}
+
+/// `boots` boots each of `pi` and `base`, alternating.
+fn series(lab: &Lab, pi: &VirtualPi, base: &VirtualPi, run: &Run) -> Result<String, String> {
     let (mut b, mut p) = (Series::default(), Series::default());
-    for i in 0..boots {
+    let tag = format!("{}-{}cpu", run.kernel.kind, run.cpus);
+    for i in 0..run.boots {
         // Alternate which goes first so drift in the machine's load hits both alike.
-        let (bl, pl) = (
-            format!("baseline-{cpus}cpu-{i}"),
-            format!("pi-init-{cpus}cpu-{i}"),
-        );
+        let (bl, pl) = (format!("baseline-{tag}-{i}"), format!("pi-init-{tag}-{i}"));
         if i % 2 == 0 {
             boot_into(lab, base, &bl, baseline_sample, &mut b)?;
             boot_into(lab, pi, &pl, pi_init_sample, &mut p)?;
@@ -222,7 +275,22 @@ fn series(
             boot_into(lab, base, &bl, baseline_sample, &mut b)?;
         }
     }
-    Ok(report(number, boots, cpus, &b, &p))
+    Ok(report(run, &b, &p))
+}
+
+/// The ≤ 0.5 target is judged where a Pi's kernel puts the NFS client: built in. On Debian's
+/// its four modules are kernel time on the path whatever the init does.
+fn target(kind: KernelKind, ratio: f64) -> String {
+    match kind {
+        KernelKind::Pi => format!(
+            "\nTarget pi-init ≤ 0.5 × baseline: **{}** ({ratio:.2}).\n",
+            if ratio <= 0.5 { "met" } else { "not met" },
+        ),
+        KernelKind::Debian => format!(
+            "\npi-init / baseline: {ratio:.2} (the ≤ 0.5 target is judged on the Pi-like \
+             kernel: here the NFS client loads as modules, whatever the init does).\n"
+        ),
+    }
 }
 
 fn row(what: &str, b: &[f64], p: &[f64], decimals: usize) -> String {
@@ -243,11 +311,19 @@ fn row(what: &str, b: &[f64], p: &[f64], decimals: usize) -> String {
     )
 }
 
-fn report(number: usize, boots: usize, cpus: u32, b: &Series, p: &Series) -> String {
+fn report(run: &Run, b: &Series, p: &Series) -> String {
+    let Run {
+        kernel,
+        boots,
+        cpus,
+        number,
+    } = *run;
     let mut s = format!(
-        "## 1.{number} Boot path (QEMU virt, TCG, {cpus} vCPU; {boots} boots each, alternating; \
-         median (min–max))\n\n\
-         | | busybox baseline | pi-init | pi-init / baseline |\n|---|---|---|---|\n"
+        "## 1.{number} Boot path on {} ({}; QEMU virt, TCG, {cpus} vCPU; {boots} boots each, \
+         alternating; median (min–max))\n\n\
+         | | busybox baseline | pi-init | pi-init / baseline |\n|---|---|---|---|\n",
+        kernel.kind.title(),
+        kernel.version,
     );
     s += &row(
         "**init start → exec of the root's init, ms**",
@@ -285,11 +361,7 @@ fn report(number: usize, boots: usize, cpus: u32, b: &Series, p: &Series) -> Str
         median(&b.figures(|x| x.path_ms)),
         median(&p.figures(|x| x.path_ms)),
     ) {
-        s += &format!(
-            "\nTarget pi-init ≤ 0.5 × baseline: **{}** ({:.2}).\n",
-            if mp <= 0.5 * mb { "met" } else { "not met" },
-            mp / mb
-        );
+        s += &target(kernel.kind, mp / mb);
     }
     for (title, series, note) in [
         (
@@ -349,6 +421,56 @@ mod tests {
         assert!((s.path_ms - 500.0).abs() < 1e-6);
         assert_eq!(s.phases, [("network".to_string(), 180.0)]);
         assert!(pi_init_sample(&run_of("[ 2.0] pi-init: start\n")).is_err());
+    }
+
+    fn series_of(paths_ms: &[f64]) -> Series {
+        Series {
+            samples: paths_ms
+                .iter()
+                .map(|&path_ms| Sample {
+                    path_ms,
+                    ..Default::default()
+                })
+                .collect(),
+            failures: vec![],
+        }
+    }
+
+    #[test]
+    fn each_table_names_its_kernel_and_the_target_is_judged_on_the_pi_like_one() {
+        let (b, p) = (series_of(&[1000.0, 1200.0]), series_of(&[400.0, 500.0]));
+        for (kind, version, verdict) in [
+            (
+                KernelKind::Pi,
+                "6.1.158-pureboot-pi",
+                "Target pi-init ≤ 0.5 × baseline: **met** (0.40)",
+            ),
+            (
+                KernelKind::Debian,
+                "6.1.0-56-arm64",
+                "pi-init / baseline: 0.40 (the ≤ 0.5 target is judged on the Pi-like kernel",
+            ),
+        ] {
+            let kernel = Kernel {
+                kind,
+                dir: "/k".into(),
+                image: "/k/vmlinuz".into(),
+                version: version.into(),
+                modules_root: "/k/root".into(),
+            };
+            let run = Run {
+                kernel: &kernel,
+                boots: 2,
+                cpus: 1,
+                number: 3,
+            };
+            let text = report(&run, &b, &p);
+            let title = format!("## 1.3 Boot path on {} ({version}; QEMU virt", kind.title());
+            assert!(text.starts_with(&title), "{text}");
+            assert!(text.contains(verdict), "{text}");
+            assert_eq!(text.contains("Target"), kind == KernelKind::Pi, "{text}");
+        }
+        assert!(target(KernelKind::Pi, 0.51).contains("**not met** (0.51)"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Markdown report and, with `--out <file>`, writes it there too.
 //!
 //! Options: `--boots <n>` (7), `--cpus <n,...>` (vCPUs of the virtual Pi, one series each; 1,2),
+//! `--kernels <debian,pi>` (the kernels the boot path runs on, one set of series each; both),
 //! `--log <level>` (pi-init's `pureboot.log=`; default info, as deployed), `--nodes <n>` (1000), `--clients <n>` (100), `--rounds <n>` (3),
 //! `--import-mb <n>` (300), `--import-runs <n>` (5), `--only boot,sizes,storm,import`,
 //! `--out <file>`, `--storm-baseline <controller binary>` (another build, e.g. of main, stormed
@@ -19,11 +20,12 @@ mod storm;
 
 use std::time::{Duration, Instant};
 
-use pureboot_tests::env::TestEnv;
+use pureboot_tests::env::{KernelKind, TestEnv};
 
 struct Args {
     boots: usize,
     cpus: Vec<u32>,
+    kernels: Vec<KernelKind>,
     log: Option<String>,
     nodes: usize,
     clients: usize,
@@ -39,6 +41,7 @@ fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         boots: 7,
         cpus: vec![1, 2],
+        kernels: KernelKind::ALL.to_vec(),
         log: None,
         nodes: 1000,
         clients: 100,
@@ -59,6 +62,12 @@ fn parse_args() -> Result<Args, String> {
                 a.cpus = value
                     .split(',')
                     .map(|v| num(v).map(|n| n.clamp(1, 8) as u32))
+                    .collect::<Result<_, _>>()?
+            }
+            "--kernels" => {
+                a.kernels = value
+                    .split(',')
+                    .map(|k| k.parse().map_err(|e| format!("{flag}: {e}")))
                     .collect::<Result<_, _>>()?
             }
             "--log" => a.log = Some(value),
@@ -94,9 +103,14 @@ fn main() {
         (
             "boot",
             Box::new(|| {
-                whole(
-                    "boot",
-                    boot::run(env, args.boots, &args.cpus, args.log.as_deref()),
+                boot::run(
+                    env,
+                    &boot::Params {
+                        kernels: &args.kernels,
+                        boots: args.boots,
+                        cpus: &args.cpus,
+                        log: args.log.as_deref(),
+                    },
                 )
             }),
         ),
