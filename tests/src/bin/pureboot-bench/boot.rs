@@ -15,6 +15,7 @@ use pureboot_tests::lab::{Lab, LabOptions, TINY, WORKFLOW};
 use pureboot_tests::qemu::{BootRun, Outcome, VirtualPi, HOST_FROM_GUEST};
 use pureboot_tests::{initramfs, serial};
 
+use crate::sizes::modules_in;
 use crate::stats::{cell, median, min_max};
 
 /// The baseline's marks, in order; each phase ends at its mark.
@@ -220,6 +221,7 @@ fn on_kernel(
     let kernel = env.kernel_of(kind)?;
     let pi_initrd = initramfs::pi_init_on(env, kernel)?;
     let base_initrd = initramfs::baseline_on(env, kernel)?;
+    let modules = [modules_in(&base_initrd)?, modules_in(&pi_initrd)?];
     let (sp, sb) = (serial(PI_SERIAL), serial(BASELINE_SERIAL));
     let url = format!("http://{HOST_FROM_GUEST}:{PORT}");
     // pi-init at its default log level (info), as deployed, unless asked; the tests use debug.
@@ -245,6 +247,7 @@ fn on_kernel(
             kernel,
             boots: p.boots,
             cpus,
+            modules,
             number: first + n,
         };
         out += &series(lab, &pi, &base, &run)?;
@@ -257,6 +260,8 @@ struct Run<'a> {
     kernel: &'a Kernel,
     boots: usize,
     cpus: u32,
+    /// Kernel modules in the baseline's and pi-init's initramfs.
+    modules: [usize; 2],
     number: usize,
 }
 
@@ -316,6 +321,7 @@ fn report(run: &Run, b: &Series, p: &Series) -> String {
         kernel,
         boots,
         cpus,
+        modules: [base_modules, pi_modules],
         number,
     } = *run;
     let mut s = format!(
@@ -350,7 +356,9 @@ fn report(run: &Run, b: &Series, p: &Series) -> String {
         2,
     );
     s += &format!(
-        "\nboots that reached the root: baseline {}/{boots}, pi-init {}/{boots}\n",
+        "\nboots that reached the root: baseline {}/{boots}, pi-init {}/{boots}; kernel \
+         modules in the initramfs: baseline {base_modules}, pi-init {pi_modules} (with its disk \
+         list, loaded only for a disk filesystem)\n",
         b.samples.len(),
         p.samples.len()
     );
@@ -462,12 +470,17 @@ mod tests {
                 kernel: &kernel,
                 boots: 2,
                 cpus: 1,
+                modules: [1, 1],
                 number: 3,
             };
             let text = report(&run, &b, &p);
             let title = format!("## 1.3 Boot path on {} ({version}; QEMU virt", kind.title());
             assert!(text.starts_with(&title), "{text}");
             assert!(text.contains(verdict), "{text}");
+            assert!(
+                text.contains("initramfs: baseline 1, pi-init 1 (with"),
+                "{text}"
+            );
             assert_eq!(text.contains("Target"), kind == KernelKind::Pi, "{text}");
         }
         assert!(target(KernelKind::Pi, 0.51).contains("**not met** (0.51)"));

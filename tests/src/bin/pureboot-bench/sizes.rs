@@ -27,7 +27,7 @@ fn unpacked(p: &Path) -> Result<u64, String> {
 }
 
 /// How many kernel modules an initramfs carries.
-fn modules_in(p: &Path) -> Result<usize, String> {
+pub fn modules_in(p: &Path) -> Result<usize, String> {
     let list = process::run(
         Command::new("sh")
             .arg("-c")
