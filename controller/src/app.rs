@@ -52,11 +52,7 @@ impl App {
             }
             None => None,
         };
-        let state = AppState {
-            services: Arc::new(services),
-            metrics: Arc::new(Metrics::default()),
-            blocking_slots: Arc::new(tokio::sync::Semaphore::new(crate::http::BLOCKING_SLOTS)),
-        };
+        let state = AppState::new(Arc::new(services), Arc::new(Metrics::default()));
         Ok(App {
             listener,
             addr,

@@ -902,3 +902,60 @@ fn healthz_reports_write_health() {
     std::fs::rename(&aside, &root).unwrap();
     assert_eq!(app.get("/healthz").0, 200);
 }
+
+/// The boot's two halves (the node tree prepared on the I/O pool, the transaction on the
+/// registry's): a node changed in between is not committed with the stale answer but
+/// prepared again, and one that keeps changing is refused as a conflict.
+#[test]
+fn a_boot_whose_node_changes_before_its_commit_is_prepared_again() {
+    use pureboot_controller::domain::{NodeRef, Serial};
+    use pureboot_controller::service::{BootRequest, NodeUpdate, ServiceError};
+    let app = spawn_app();
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs", "overlay_mode": "tmpfs", "hostname": "kitchen"}));
+    let s = &app.services;
+    let req = BootRequest {
+        serial: Serial::parse(SERIAL).unwrap(),
+        mac: None,
+        full_serial: None,
+        mode: None,
+        ip: Some("127.0.0.1".into()),
+    };
+    let node = NodeRef::Serial(Serial::parse(SERIAL).unwrap());
+    let rename = |name: &str| {
+        let upd = NodeUpdate {
+            hostname: Some(Some(name.into())),
+            ..Default::default()
+        };
+        s.update_node(&node, &upd).unwrap();
+    };
+    let hostname = || {
+        read(
+            app.nfs_root()
+                .join(format!("nodes/{SERIAL}/upper/etc/hostname")),
+        )
+    };
+
+    let stale = s.prepare_boot(&req, 1).unwrap();
+    assert_eq!(hostname(), "kitchen\n");
+    rename("pantry");
+    assert!(
+        s.commit_boot(&req, &stale).unwrap().is_none(),
+        "prepared for the old name: not committed"
+    );
+    let (_, events) = app.admin_get(&format!("/api/v1/nodes/{SERIAL}/events"));
+    assert!(
+        !events.to_string().contains("boot_request"),
+        "nothing recorded for the stale attempt: {events}"
+    );
+    let fresh = s.prepare_boot(&req, 2).unwrap();
+    let answer = s.commit_boot(&req, &fresh).unwrap().expect("committed");
+    assert_eq!(answer.state, "installing");
+    assert_eq!(hostname(), "pantry\n", "the tree the answer relies on");
+
+    let last = s.prepare_boot(&req, 5).unwrap();
+    rename("cellar");
+    match s.commit_boot(&req, &last) {
+        Err(ServiceError::Conflict(m)) => assert!(m.contains("kept changing"), "{m}"),
+        other => panic!("the last attempt must give up: {other:?}"),
+    }
+}

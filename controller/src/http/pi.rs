@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::ApiErr;
-use super::{blocking, AppState, IdParam};
+use super::{blocking, registry, AppState, IdParam};
 use crate::domain::{full_serial_of, Mac, Node, NodeRef, Serial};
 use crate::service::{is_failure_report, BootRequest, ServiceError};
 
@@ -55,7 +55,17 @@ pub async fn boot_pi(
 ) -> Result<Json<PiBootResponse>, ApiErr> {
     let req = parse_boot(query?.0, peer.ip().to_string())?;
     let metrics = st.metrics.clone();
-    let resp = blocking(&st, move |s| s.boot(&req)).await?;
+    // The file work on the I/O pool, the transaction on the registry's.
+    let mut attempt = 1;
+    let resp = loop {
+        let r = req.clone();
+        let prepared = blocking(&st, move |s| s.prepare_boot(&r, attempt)).await?;
+        let r = req.clone();
+        if let Some(resp) = registry(&st, move |s| s.commit_boot(&r, &prepared)).await? {
+            break resp;
+        }
+        attempt += 1;
+    };
     metrics.boot(match &resp.action {
         None => "none",
         Some(BootAction::NfsBoot) => "nfs_boot",
@@ -73,7 +83,7 @@ pub async fn register_pi(
     body: Result<Json<RegisterPiRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Node>), ApiErr> {
     let req = body?.0;
-    let (node, created) = blocking(&st, move |s| {
+    let (node, created) = registry(&st, move |s| {
         s.register_pi(&req, Some(&peer.ip().to_string()))
     })
     .await?;
@@ -120,11 +130,12 @@ async fn callback(
     };
     let ip = peer.ip().to_string();
     let metrics = st.metrics.clone();
-    let outcome = blocking(&st, move |s| {
+    let outcome = registry(&st, move |s| {
         Ok(if kind == "installed" {
             s.installed(&boot_id, &body, Some(&ip))
         } else {
             s.install_failed(&boot_id, &body, Some(&ip))
+                .map(|node| (node, false))
         })
     })
     .await?;
@@ -135,7 +146,17 @@ async fn callback(
         Err(ServiceError::Transition(_)) => metrics.callback(metric_kind, "rejected"),
         Err(_) => {}
     }
-    Ok(Json(outcome?))
+    let (node, repair) = outcome?;
+    if repair {
+        // mkfs.ext4 and file moves: the I/O pool's, not the registry's.
+        let n = node.clone();
+        blocking(&st, move |s| {
+            s.repair_persist_image(&n);
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(Json(node))
 }
 
 pub async fn installed(

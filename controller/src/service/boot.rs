@@ -11,7 +11,8 @@ use crate::domain::{
 };
 use crate::nfs_tree::{NfsTreeError, NodeFiles, PersistState};
 use crate::store::{EventKind, NewEvent, NewNode, StoreError, Tx};
-use crate::workflows::{InstallMethod, Lookup};
+use crate::templates::Vars;
+use crate::workflows::{InstallMethod, Lookup, Workflow};
 
 /// `GET /api/v1/boot/pi`, parsed.
 #[derive(Debug, Clone)]
@@ -117,106 +118,132 @@ pub fn is_failure_report(body: &Value) -> bool {
     body.get("success") == Some(&Value::Bool(false))
 }
 
+/// Times a boot is prepared and committed before it gives up: the node kept changing
+/// (an operator's edit, another boot of the serial) between the two halves.
+const BOOT_ATTEMPTS: u32 = 5;
+
+/// A boot's first half (see [`Services::prepare_boot`]): for a registered node, the template
+/// context it was rendered with, the rendered workflow and the node tree prepared for it.
+pub struct PreparedBoot {
+    attempt: u32,
+    rendered: Option<(Vars, Rendered, Option<NodeTreePlan>)>,
+}
+
+type Rendered = Result<Option<Workflow>, String>;
+
 impl Services {
-    /// One boot as one unit: the workflow is rendered and the node tree prepared first,
-    /// outside any lock, for the node as read; then one write transaction re-reads the node
-    /// and commits the state change, the events and the boot id only if the answer is still
-    /// the one the tree was prepared for (else the whole is done again). A tree that cannot
-    /// be prepared fails the boot with the registry unchanged.
-    pub fn boot(&self, req: &BootRequest) -> Result<PiBootResponse, ServiceError> {
+    /// A boot's first half, outside any lock (file work: the HTTP layer runs it on its I/O
+    /// pool, then [`Services::commit_boot`] on the registry's, until that commits): the
+    /// workflow is rendered and the node tree prepared for the node as read. A tree that
+    /// cannot be prepared fails the boot with the registry unchanged. `attempt` counts
+    /// from 1.
+    pub fn prepare_boot(
+        &self,
+        req: &BootRequest,
+        attempt: u32,
+    ) -> Result<PreparedBoot, ServiceError> {
+        let mac = req.mac.as_ref().map(|m| m.as_str());
+        let full_serial = req.full_serial.as_ref().map(|f| f.as_str());
+        let snapshot = self
+            .store
+            .read(|tx| tx.find_node(&NodeRef::Serial(req.serial.clone())))?;
+        // A registered node's budget (unknown serials have theirs in the transaction).
+        if attempt == 1 && snapshot.is_some() && !self.node_limiter.allow(req.serial.as_str()) {
+            return Err(ServiceError::Limited(format!(
+                "node {} asks too often (node_requests_per_minute = {}); try again later",
+                req.serial, self.config.node_requests_per_minute
+            )));
+        }
+        let rendered = match snapshot {
+            Some(mut node) => {
+                fill_claim(&mut node, mac, full_serial);
+                let vars = self.template_vars(&node);
+                let rendered = self.render_for(&self.workflows(), &node, &vars);
+                let plan =
+                    decide(&node, workflow_state(&rendered), &self.boot_settings(), "-").tree;
+                if let Some(plan) = &plan {
+                    if let Err(source) = self.prepare_node_tree(&node, plan) {
+                        self.note_failed_boot(&node, req, &source);
+                        return Err(ServiceError::NodeTree {
+                            serial: node.serial.clone(),
+                            source,
+                        });
+                    }
+                }
+                Some((vars, rendered, plan))
+            }
+            None => None,
+        };
+        Ok(PreparedBoot { attempt, rendered })
+    }
+
+    /// A boot's second half, one write transaction (registry work only): it re-reads the
+    /// node and commits the state change, the events and the boot id only if the answer is
+    /// still the one the tree was prepared for. `Ok(None)`: the node changed in between;
+    /// prepare again (after [`BOOT_ATTEMPTS`] the boot is refused as a conflict).
+    pub fn commit_boot(
+        &self,
+        req: &BootRequest,
+        prepared: &PreparedBoot,
+    ) -> Result<Option<PiBootResponse>, ServiceError> {
         let mac = req.mac.as_ref().map(|m| m.as_str());
         let full_serial = req.full_serial.as_ref().map(|f| f.as_str());
         let ip = req.ip.as_deref();
-        let settings = self.boot_settings();
-        let workflows = self.workflows();
         let by_serial = NodeRef::Serial(req.serial.clone());
-        let mut attempt = 0;
-        let response = loop {
-            attempt += 1;
-            // 1. Render and prepare for the node as it is now (no lock held).
-            let snapshot = self.store.read(|tx| tx.find_node(&by_serial))?;
-            // A registered node's budget (unknown serials have theirs in the transaction).
-            if attempt == 1 && snapshot.is_some() && !self.node_limiter.allow(req.serial.as_str()) {
-                return Err(ServiceError::Limited(format!(
-                    "node {} asks too often (node_requests_per_minute = {}); try again later",
-                    req.serial, self.config.node_requests_per_minute
-                )));
-            }
-            let prepared = match snapshot {
-                Some(mut node) => {
-                    fill_claim(&mut node, mac, full_serial);
-                    let vars = self.template_vars(&node);
-                    let rendered = self.render_for(&workflows, &node, &vars);
-                    let plan = decide(&node, workflow_state(&rendered), &settings, "-").tree;
-                    if let Some(plan) = &plan {
-                        if let Err(source) = self.prepare_node_tree(&node, plan) {
-                            self.note_failed_boot(&node, req, &source);
-                            return Err(ServiceError::NodeTree {
-                                serial: node.serial.clone(),
-                                source,
-                            });
-                        }
-                    }
-                    Some((vars, rendered, plan))
+        let settings = self.boot_settings();
+        let committed = self.store.write(|tx| {
+            let mut node = match tx.find_node(&by_serial)? {
+                Some(n) => n,
+                None if !self.config.auto_register => {
+                    self.unregistered_boot(tx, req)?;
+                    return Ok::<_, ServiceError>(Some(unregistered()));
                 }
-                None => None,
+                None => self.discover(tx, req)?,
             };
-            // 2. Commit, if the answer is still the one prepared for.
-            let committed = self.store.write(|tx| {
-                let mut node = match tx.find_node(&by_serial)? {
-                    Some(n) => n,
-                    None if !self.config.auto_register => {
-                        self.unregistered_boot(tx, req)?;
-                        return Ok::<_, ServiceError>(Some(unregistered()));
-                    }
-                    None => self.discover(tx, req)?,
-                };
-                self.note_claim(tx, &mut node, mac, full_serial, ip)?;
-                let no_render = Ok(None);
-                let (rendered, plan) = match &prepared {
-                    Some((vars, rendered, plan)) if *vars == self.template_vars(&node) => {
-                        (rendered, plan.as_ref())
-                    }
-                    // Nothing rendered and nothing to render: a node without a workflow.
-                    None if node.workflow_id.is_none() => (&no_render, None),
-                    _ => return Ok(None),
-                };
-                let boot_id = crate::store::new_uuid();
-                let decision = decide(&node, workflow_state(rendered), &settings, &boot_id);
-                if decision.tree.as_ref() != plan {
-                    return Ok(None);
+            self.note_claim(tx, &mut node, mac, full_serial, ip)?;
+            let no_render = Ok(None);
+            let (rendered, plan) = match &prepared.rendered {
+                Some((vars, rendered, plan)) if *vars == self.template_vars(&node) => {
+                    (rendered, plan.as_ref())
                 }
-                if let Some(next) = decision.next_state {
-                    record_transitions(tx, &mut node, &[next], "boot")?;
-                }
-                let r = &decision.response;
-                if r.callback_url.is_some() {
-                    node.boot_id = Some(boot_id);
-                    node.boot_ip = req.ip.clone();
-                }
-                tx.append_event(&event(
-                    &node,
-                    EventKind::BootRequest,
-                    ip,
-                    json!({
-                        "mac": mac, "full_serial": full_serial, "mode": req.mode,
-                        "action": r.action, "state": r.state, "message": r.message,
-                        "base_image": r.base_image, "overlay_mode": r.overlay_mode,
-                    }),
-                ))?;
-                tx.save_booted_node(&node, ip)?;
-                Ok(Some(decision.response))
-            })?;
-            match committed {
-                Some(response) => break response,
-                None if attempt < 5 => continue,
-                None => {
-                    return Err(ServiceError::Conflict(format!(
-                        "node {} kept changing during its boot; ask again",
-                        req.serial
-                    )))
-                }
+                // Nothing rendered and nothing to render: a node without a workflow.
+                None if node.workflow_id.is_none() => (&no_render, None),
+                _ => return Ok(None),
+            };
+            let boot_id = crate::store::new_uuid();
+            let decision = decide(&node, workflow_state(rendered), &settings, &boot_id);
+            if decision.tree.as_ref() != plan {
+                return Ok(None);
             }
+            if let Some(next) = decision.next_state {
+                record_transitions(tx, &mut node, &[next], "boot")?;
+            }
+            let r = &decision.response;
+            if r.callback_url.is_some() {
+                node.boot_id = Some(boot_id);
+                node.boot_ip = req.ip.clone();
+            }
+            tx.append_event(&event(
+                &node,
+                EventKind::BootRequest,
+                ip,
+                json!({
+                    "mac": mac, "full_serial": full_serial, "mode": req.mode,
+                    "action": r.action, "state": r.state, "message": r.message,
+                    "base_image": r.base_image, "overlay_mode": r.overlay_mode,
+                }),
+            ))?;
+            tx.save_booted_node(&node, ip)?;
+            Ok(Some(decision.response))
+        })?;
+        let Some(response) = committed else {
+            if prepared.attempt < BOOT_ATTEMPTS {
+                return Ok(None);
+            }
+            return Err(ServiceError::Conflict(format!(
+                "node {} kept changing during its boot; ask again",
+                req.serial
+            )));
         };
         log::info!(
             "boot {} from {}: {:?} ({}){}",
@@ -230,7 +257,7 @@ impl Services {
                 .map(|m| format!(": {m}"))
                 .unwrap_or_default()
         );
-        Ok(response)
+        Ok(Some(response))
     }
 
     /// An unknown serial with auto-registration off: one event, within the budget for
@@ -366,21 +393,31 @@ impl Services {
     /// `POST /nodes/{id}/installed`: records the whole report, then installing ->
     /// installed (-> active for a diskless node). `{"success": false, "error": ...}` is
     /// upstream's way of reporting a failure: recorded and handled as `install-failed`.
-    pub fn installed(&self, boot_id: &str, body: &Value, peer_ip: Option<&str>) -> CallbackOutcome {
+    ///
+    /// With the node comes whether its persist.img is to be repaired
+    /// ([`Services::repair_persist_image`], file work the caller runs off the registry's pool).
+    pub fn installed(
+        &self,
+        boot_id: &str,
+        body: &Value,
+        peer_ip: Option<&str>,
+    ) -> Result<(Node, bool), ServiceError> {
         if is_failure_report(body) {
             let error = body
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("reported success: false (no error given)");
             let step = body.get("step").and_then(Value::as_str);
-            return self.record_failure(
-                boot_id,
-                body,
-                peer_ip,
-                error,
-                step,
-                "installed callback (success: false)",
-            );
+            return self
+                .record_failure(
+                    boot_id,
+                    body,
+                    peer_ip,
+                    error,
+                    step,
+                    "installed callback (success: false)",
+                )
+                .map(|node| (node, false));
         }
         let report: InstalledReport = serde_json::from_value(body.clone())
             .map_err(|e| ServiceError::Unprocessable(format!("installed report: {e}")))?;
@@ -417,11 +454,7 @@ impl Services {
             let node = tx.save_booted_node(&node, ip.as_deref())?;
             Ok::<_, ServiceError>(Ok((node, repair)))
         })?;
-        let (node, repair) = outcome?;
-        if repair {
-            self.repair_persist_image(&node);
-        }
-        Ok(node)
+        outcome
     }
 
     /// The `image` overlay as the report tells it: a node meant to boot on its persist.img
@@ -496,7 +529,7 @@ impl Services {
     /// (never deleted) and a fresh one made, so the next boot is persistent again. One that
     /// looks intact is left for the operator (`overlay reset`). Failures are logged; the
     /// node stays flagged either way.
-    pub(super) fn repair_persist_image(&self, node: &Node) {
+    pub fn repair_persist_image(&self, node: &Node) {
         let serial = &node.serial;
         let _guard = self.tree_lock(serial);
         let detail = match self.tree.persist_image_state(serial) {

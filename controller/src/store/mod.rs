@@ -1,9 +1,10 @@
 //! The SQLite registry: the only place with SQL.
 //!
-//! One connection per process behind a mutex; WAL and a busy timeout let the CLI and the
-//! daemon share the file. Every write runs in `BEGIN IMMEDIATE`, so a read-then-write (a
-//! boot request) holds the write lock from its first read and two requests for one serial
-//! cannot interleave, in this process or across processes.
+//! One writing connection per process behind a mutex, and a few read-only ones (in WAL mode
+//! a reader sees the last commit without waiting for the writer); WAL and a busy timeout let
+//! the CLI and the daemon share the file. Every write runs in `BEGIN IMMEDIATE`, so a
+//! read-then-write (a boot's commit) holds the write lock from its first read and two
+//! requests for one serial cannot interleave, in this process or across processes.
 
 mod events;
 mod migrations;
@@ -64,8 +65,15 @@ pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// [`Store::read`]'s connections: a boot's first look at its node must not queue
+    /// behind the writes of every other request.
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     path: std::path::PathBuf,
 }
+
+/// Read-only connections per store.
+const READERS: usize = 4;
 
 /// The WAL size, in pages (about 40 MiB), past which a committing request checkpoints
 /// itself even though the daemon's thread does the routine ones.
@@ -113,8 +121,19 @@ impl Store {
             path: path.display().to_string(),
             source: Box::new(e),
         })?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let r = Connection::open(path)?;
+                r.busy_timeout(Duration::from_secs(10))?;
+                r.pragma_update(None, "query_only", true)?;
+                Ok(Mutex::new(r))
+            })
+            .collect::<Result<_, rusqlite::Error>>()
+            .map_err(open_err)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            readers,
+            next_reader: Default::default(),
             path: path.to_path_buf(),
         })
     }
@@ -134,17 +153,36 @@ impl Store {
         Ok(out)
     }
 
-    /// Runs `f` in a deferred (read) transaction: one consistent snapshot.
+    /// Runs `f` in a deferred (read) transaction on a read-only connection: one consistent
+    /// snapshot of the last commit.
     pub fn read<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conn = self.reader();
         let tx = conn.transaction().map_err(sql("begin transaction"))?;
         // Bound first: the transaction borrows `conn` and must drop before the guard.
         #[allow(clippy::let_and_return)]
         let out = f(&Tx { tx });
         out
+    }
+
+    /// A free reading connection, or else the next one in turn.
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        use std::sync::TryLockError;
+        for r in &self.readers {
+            match r.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let i = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.readers[i % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Claims the database for one daemon: an exclusive lock on `<database>.serve-lock`,
@@ -266,6 +304,39 @@ mod tests {
         let pages = store.wal_autocheckpoint().unwrap();
         assert_eq!(pages, WAL_BACKSTOP_PAGES);
         assert!(pages > 0, "0 would turn the automatic checkpoint off");
+    }
+
+    /// A read does not queue behind a write transaction in progress: it sees the last
+    /// commit at once, and the write once committed.
+    #[test]
+    fn reads_do_not_wait_for_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let serial = crate::domain::Serial::parse("0000abcd").unwrap();
+        let node = NodeRef::Serial(serial.clone());
+        let (inside, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                store
+                    .write(|tx| {
+                        tx.insert_node(&NewNode {
+                            serial: serial.to_string(),
+                            ..Default::default()
+                        })?;
+                        inside.wait();
+                        release.wait();
+                        Ok::<_, StoreError>(())
+                    })
+                    .unwrap();
+            });
+            inside.wait();
+            let t = std::time::Instant::now();
+            let seen = store.read(|tx| tx.find_node(&node)).unwrap();
+            assert!(seen.is_none(), "the open transaction is not visible");
+            assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+            release.wait();
+        });
+        assert!(store.read(|tx| tx.find_node(&node)).unwrap().is_some());
     }
 
     #[test]
