@@ -14,12 +14,14 @@ use crate::report::Report;
 use crate::serial::{BoardSerial, Identity};
 use crate::sys::{HostPaths, MountArgs, Sys};
 use crate::{
-    background, cmdline, controller, log, modules, net, nfs, overlay, serial, switch_root, watchdog,
+    background, base_mount, cmdline, controller, log, modules, net, nfs, overlay, serial,
+    switch_root, watchdog,
 };
 use ::log::{error, info, warn};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::reboot::RebootMode;
 use pureboot_contract::ids::Mac;
+use pureboot_contract::layout::ExportLayout;
 use pureboot_contract::FailureReport;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -236,7 +238,7 @@ fn apply_failure_policy(
 
 /// Undo a failed attempt's mounts so the next one starts clean.
 fn release_mounts(host: &Host) {
-    for m in ["root", "rw", "nfs"] {
+    for m in ["root", "rw", "base", "nfs"] {
         let _ = host
             .sys
             .umount(&host.paths.mnt().join(m), MntFlags::MNT_DETACH);
@@ -528,6 +530,26 @@ fn nfs_boot(
         mounted.server_ip
     );
     r.facts.nfs_version = Some(mounted.version.as_str().to_string());
+    let base = base_mount::plan(
+        cmd.base_opts.as_deref(),
+        p.nfs.options.as_deref(),
+        p.nfs.v4_only,
+        mounted.version,
+    );
+    let mount_base = |image: &str| match &base {
+        Ok(base_mount::BasePlan::Own(own)) => {
+            let (at, ip) = (&paths.base, mounted.server_ip);
+            std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+            let v = base_mount::mount(sys, &p.nfs, ip, Some(client), image, at, own)
+                .map_err(|e| e.to_string())?;
+            info!("base {image}: own mount, NFS v{}", v.as_str());
+            Ok(at.clone())
+        }
+        Ok(base_mount::BasePlan::Shared) => {
+            Ok(ExportLayout::new(&paths.nfs).base_dir().join(image))
+        }
+        Err(e) => Err(format!("pureboot.base_opts: {e}")),
+    };
     let req = overlay::Request {
         mode: p.overlay,
         layout: p.nfs.layout,
@@ -537,6 +559,7 @@ fn nfs_boot(
         machine_id: p.machine_id.as_str(),
         init: cmd.init.as_deref(),
         export,
+        mount_base: Some(&mount_base),
     };
     let done = r
         .time("overlay", |r| overlay::assemble(sys, &paths, &req, r))
@@ -864,7 +887,7 @@ mod tests {
         assert_eq!((f.step, &f.error), ("exec", &exec_error("/sbin/init")));
         assert!(f.line().starts_with("FAILED at exec: exec /sbin/init"));
 
-        let base = w.at("mnt/nfs/base/tiny");
+        let base = w.at("mnt/base");
         let node = w.at("mnt/nfs/nodes/d83add36/upper");
         let (upper, work) = (w.at("mnt/rw/upper"), w.at("mnt/rw/work"));
         let overlay = format!(
@@ -884,6 +907,14 @@ mod tests {
                 "nfs4",
                 MsFlags::MS_RDONLY,
                 "vers=4.2,clientaddr=10.0.2.15,addr=10.0.2.2",
+            ),
+            // The base image on a mount of its own, cached (see base_mount).
+            w.mount(
+                "10.0.2.2:/srv/nfs/base/tiny",
+                "mnt/base",
+                "nfs",
+                MsFlags::MS_RDONLY,
+                "vers=3,nolock,proto=tcp,mountproto=tcp,addr=10.0.2.2,nocto,actimeo=3600",
             ),
             w.mount("tmpfs", "mnt/rw", "tmpfs", MsFlags::empty(), "mode=0755"),
             w.mount("overlay", "mnt/root", "overlay", MsFlags::empty(), &overlay),
@@ -1209,7 +1240,7 @@ mod tests {
         let mnt = w.at("mnt");
         assert_eq!(
             w.sys.calls(),
-            ["root", "rw", "nfs"].map(|m| Call::Umount(mnt.join(m)))
+            ["root", "rw", "base", "nfs"].map(|m| Call::Umount(mnt.join(m)))
         );
     }
 

@@ -68,6 +68,8 @@ pub struct Cmdline {
     pub retries: u32,
     pub log_level: log::LevelFilter,
     pub nfs_opts: Option<String>,
+    /// The base image's mount: `shared`, or its options (see `base_mount`).
+    pub base_opts: Option<String>,
     pub iface: Option<String>,
     pub timeout: Duration,
     pub wait: Duration,
@@ -99,6 +101,7 @@ impl Default for Cmdline {
             retries: 3,
             log_level: log::LevelFilter::Info,
             nfs_opts: None,
+            base_opts: None,
             iface: None,
             timeout: Duration::from_secs(5),
             wait: Duration::from_secs(10),
@@ -218,6 +221,7 @@ fn apply(
                 .map_err(|_| "expected error|warn|info|debug|trace")?
         }
         "pureboot.nfs_opts" => c.nfs_opts = text(v),
+        "pureboot.base_opts" => c.base_opts = text(v),
         "pureboot.iface" => c.iface = text(v),
         "pureboot.timeout" => c.timeout = seconds(v)?,
         "pureboot.wait" => c.wait = seconds(v)?,
@@ -530,6 +534,7 @@ mod tests {
             "pureboot.overlay=image pureboot.base_image=bookworm pureboot.hostname=pi-a \
              pureboot.on_failure=shell pureboot.retries=0 pureboot.log=debug \
              pureboot.nfs_opts=port=2049,mountport=20048 pureboot.iface=eth0 \
+             pureboot.base_opts=shared \
              pureboot.timeout=3 pureboot.wait=1 pureboot.watchdog=60 init=/bin/sh panic=10 \
              pureboot.unknown=1 foo=bar -- single extra",
         );
@@ -541,6 +546,7 @@ mod tests {
         assert_eq!(c.retries, 1, "zero attempts would never boot");
         assert_eq!(c.log_level, log::LevelFilter::Debug);
         assert_eq!(c.nfs_opts.as_deref(), Some("port=2049,mountport=20048"));
+        assert_eq!(c.base_opts.as_deref(), Some("shared"));
         assert_eq!(c.iface.as_deref(), Some("eth0"));
         assert_eq!(c.timeout, Duration::from_secs(3));
         assert_eq!(c.wait, Duration::from_secs(1));

@@ -10,6 +10,7 @@
 //! the callback.
 
 pub mod background;
+pub mod base_mount;
 pub mod boot;
 pub mod cmdline;
 pub mod coldplug;

@@ -145,6 +145,7 @@ fn helper_overlay_and_switch_root() {
         machine_id: "0123456789abcdef0123456789abcdef",
         init: None,
         export: "test:/export".into(),
+        mount_base: None,
     };
     let mut report = Report::new(Instant::now());
     let done = overlay::assemble(&LinuxSys, &paths, &req, &mut report).expect("assemble");

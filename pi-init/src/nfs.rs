@@ -26,7 +26,7 @@ pureboot_contract::named_enum! {
 pub const ALL_VERSIONS: [NfsVersion; 4] = NfsVersion::ALL;
 
 impl NfsVersion {
-    fn fstype(self) -> &'static str {
+    pub fn fstype(self) -> &'static str {
         match self {
             NfsVersion::V3 => "nfs",
             _ => "nfs4",
@@ -207,6 +207,14 @@ pub fn resolve(server: &str) -> Result<IpAddr, String> {
         .ok_or_else(|| format!("NFS server {server:?} resolves to no address"))
 }
 
+/// `server:path` as mount(2) takes it: an IPv6 address given as such in brackets.
+pub fn source(server: &str, ip: IpAddr, path: &str) -> String {
+    match ip {
+        IpAddr::V6(ip) if server.parse::<IpAddr>().is_ok() => format!("[{ip}]:{path}"),
+        _ => format!("{server}:{path}"),
+    }
+}
+
 /// Mount `t` on `mountpoint`.
 pub fn mount(
     sys: &dyn Sys,
@@ -225,10 +233,7 @@ pub fn mount(
     };
     let (versions, extra) = versions_and_options(t.options.as_deref(), t.v4_only).map_err(fail)?;
     let server_ip = resolve(&t.server).map_err(fail)?;
-    let source = match server_ip {
-        IpAddr::V6(ip) if t.server.parse::<IpAddr>().is_ok() => format!("[{ip}]:{}", t.path),
-        _ => format!("{}:{}", t.server, t.path),
-    };
+    let source = source(&t.server, server_ip, &t.path);
     let flags = if read_only {
         MsFlags::MS_RDONLY
     } else {

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 pub struct Paths {
     /// The NFS export (or plain root).
     pub nfs: PathBuf,
+    /// The base image's own mount (see `base_mount`).
+    pub base: PathBuf,
     /// The writable layer's filesystem (tmpfs or the loop-mounted image).
     pub rw: PathBuf,
     /// The assembled root.
@@ -28,13 +30,17 @@ impl Paths {
     pub fn under(dir: &Path) -> Self {
         Paths {
             nfs: dir.join("nfs"),
+            base: dir.join("base"),
             rw: dir.join("rw"),
             newroot: dir.join("root"),
         }
     }
 }
 
-#[derive(Debug, Clone)]
+/// Mounts the named base image on its own and says where (see `base_mount`).
+pub type MountBase<'a> = &'a dyn Fn(&str) -> Result<PathBuf, String>;
+
+#[derive(Clone)]
 pub struct Request<'a> {
     pub mode: OverlayMode,
     /// None: look at the export (see [`detect_layout`]).
@@ -48,6 +54,8 @@ pub struct Request<'a> {
     pub init: Option<&'a str>,
     /// `server:path`, for error messages.
     pub export: String,
+    /// None, or when it fails: the base image is read through the export's mount.
+    pub mount_base: Option<MountBase<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,11 +228,15 @@ pub fn assemble(
                 )
             })?;
             let image = choose_base(&export.base_dir(), req.base_image, &req.export)?;
-            (
-                export.base_dir().join(&image),
-                Some(image),
-                Some(export.node_dir(serial)),
-            )
+            let base = match req.mount_base.map(|m| m(&image)) {
+                Some(Ok(own)) => own,
+                Some(Err(e)) => {
+                    log::warn!("{e}; reading base/{image} through the export's mount");
+                    export.base_dir().join(&image)
+                }
+                None => export.base_dir().join(&image),
+            };
+            (base, Some(image), Some(export.node_dir(serial)))
         }
         RootLayout::Plain => (paths.nfs.clone(), None, None),
     };
@@ -383,6 +395,7 @@ mod tests {
             machine_id: MACHINE_ID,
             init: None,
             export: "10.0.2.2:/srv/nfs".into(),
+            mount_base: None,
         }
     }
 
@@ -475,6 +488,33 @@ mod tests {
             "node layer present: nothing written"
         );
         assert!(r.degradations.is_empty());
+    }
+
+    #[test]
+    fn the_base_comes_from_its_own_mount_or_else_the_export() {
+        let (_d, p) = tree(true, false);
+        let own = p.base.clone();
+        let mounted = |image: &str| {
+            assert_eq!(image, "bookworm");
+            Ok(own.clone())
+        };
+        let failed = |_: &str| Err("base mount of s:/x/base/bookworm failed".to_string());
+        let n = p.nfs.display();
+        for (mount_base, lower) in [
+            (&mounted as MountBase, own.display().to_string()),
+            (&failed as MountBase, format!("{n}/base/bookworm")),
+        ] {
+            let sys = FakeSys::new();
+            let mut q = req(OverlayMode::Tmpfs, None);
+            q.mount_base = Some(mount_base);
+            assemble(&sys, &p, &q, &mut Report::new(Instant::now())).unwrap();
+            assert!(
+                overlay_data(&sys)
+                    .starts_with(&format!("lowerdir={n}/nodes/d83add36/upper:{lower},")),
+                "{}",
+                overlay_data(&sys)
+            );
+        }
     }
 
     #[test]

@@ -33,6 +33,8 @@ nfs=$(grep -o ' nfs4\? [^ ]*vers=[0-9.]*' /proc/mounts | head -n1 | sed 's/.*ver
 # The NFS mount stays behind in the old root, hidden from /proc/mounts; the per-namespace
 # nfsfs table still lists it ("v4 0a000202 801 0:24 ...").
 [ -n "$nfs" ] || nfs=$(sed -n '2s/^v\([0-9.]*\) .*/\1/p' /proc/fs/nfsfs/volumes 2>/dev/null)
+# Every NFS mount, in mount order: the export's, then the base image's own (v4,v3).
+volumes=$(sed -n '2,$s/^\(v[0-9.]*\) .*/\1/p' /proc/fs/nfsfs/volumes 2>/dev/null | tr '\n' ',' | sed 's/,$//')
 rootfs=$(grep '^[^ ]* / ' /proc/mounts | tail -n1 | cut -d' ' -f3)
 upper=$(grep '^[^ ]* / ' /proc/mounts | tail -n1 | grep -o 'upperdir=[^,]*' | cut -d= -f2)
 probe=$(cat /var/probe 2>/dev/null || echo none)
@@ -40,7 +42,7 @@ if [ -e /etc/pureboot-base-file ]; then base=present; else base=absent; fi
 marks=$(ls /var/marks 2>/dev/null | tr '\n' ',' | sed 's/,$//')
 # pi-init loads ext4 (its disk list) only when the boot needs it.
 if grep -q '^ext4 ' /proc/modules; then ext4=loaded; else ext4=absent; fi
-echo "PUREBOOT-GUEST serial=$(arg pureboot.serial) hostname=$(cat /etc/hostname 2>/dev/null) machine_id=$(cat /etc/machine-id 2>/dev/null) nfs=${nfs:-none} root_fs=${rootfs:-none} upper=${upper:-none} probe=$probe base_file=$base marks=${marks:-none} ext4=$ext4"
+echo "PUREBOOT-GUEST serial=$(arg pureboot.serial) hostname=$(cat /etc/hostname 2>/dev/null) machine_id=$(cat /etc/machine-id 2>/dev/null) nfs=${nfs:-none} volumes=${volumes:-none} root_fs=${rootfs:-none} upper=${upper:-none} probe=$probe base_file=$base marks=${marks:-none} ext4=$ext4"
 poweroff -f
 "#;
 

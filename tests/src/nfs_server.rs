@@ -33,13 +33,18 @@ impl Protocols {
 
 /// The ganesha configuration for one export; `export` is both the path on disk and the
 /// pseudo path, so NFSv3 and NFSv4 clients mount the same `<server>:<export>`.
+/// `Only_Numeric_Owners`: as the kernel's nfsd does for AUTH_SYS clients. Otherwise ganesha
+/// sends owners as `name@domain`, the guest's kernel asks user space (`request-key`) to map
+/// each one: a Debian root once hung after basic.target with that upcall waiting on itself
+/// (its exec needed a GETATTR whose owner needed mapping), and the failed mappings cost a
+/// Debian boot about 6,000 extra GETATTRs (9,456 RPCs in all against 3,289).
 pub fn ganesha_config(export: &Path, recovery: &Path, protocols: Protocols) -> String {
     let export = export.display();
     let p = protocols.ganesha_list();
     format!(
         "NFS_CORE_PARAM {{\n  Protocols = {p};\n  NFS_Port = {NFS_PORT};\n  MNT_Port = {MNT_PORT};\n  \
          Enable_NLM = false;\n  Enable_RQUOTA = false;\n}}\n\
-         NFSv4 {{\n  Graceless = true;\n  RecoveryBackend = fs;\n  RecoveryRoot = {recovery};\n}}\n\
+         NFSv4 {{\n  Graceless = true;\n  Only_Numeric_Owners = true;\n  RecoveryBackend = fs;\n  RecoveryRoot = {recovery};\n}}\n\
          EXPORT {{\n  Export_Id = 1;\n  Path = {export};\n  Pseudo = {export};\n  Access_Type = RW;\n  \
          Squash = No_Root_Squash;\n  SecType = sys;\n  Protocols = {p};\n  Transports = TCP;\n  \
          Attr_Expiration_Time = 0;\n  FSAL {{\n    Name = VFS;\n  }}\n}}\n\
@@ -134,6 +139,7 @@ mod tests {
             "NFS_Port = 2049;",
             "MNT_Port = 20048;",
             "Enable_NLM = false;",
+            "Only_Numeric_Owners = true;",
         ] {
             assert!(c.contains(needle), "missing {needle:?} in\n{c}");
         }

@@ -129,6 +129,11 @@ fn s01_nfs_boot_tmpfs_overlay_identity_from_controller() {
     );
     lab.check(report.get("nfs").starts_with('4'), "NFSv4 by default", &run);
     lab.check(
+        report.get("volumes") == "v4,v3",
+        "the base image on a mount of its own, NFSv3, beside the export's v4 mount",
+        &run,
+    );
+    lab.check(
         report.get("ext4") == "absent",
         "a tmpfs boot leaves the disk modules (loop, ext4) unloaded",
         &run,
@@ -238,6 +243,11 @@ fn s03_nfsv3_only_server_falls_back() {
     lab.check(
         report.get("nfs").starts_with('3'),
         "root mounted with NFSv3",
+        &run,
+    );
+    lab.check(
+        report.get("volumes") == "v3,v3",
+        "the base image on a v3 mount of its own",
         &run,
     );
     lab.check(

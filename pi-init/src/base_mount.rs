@@ -1,0 +1,226 @@
+//! The base image as its own read-only NFS mount that the client may cache.
+//!
+//! A base image does not change while nodes use it: the controller's import writes a new
+//! directory and renames it into place, refusing a name that exists, and a removal renames it
+//! away before deleting it (the running nodes then hold a stale handle whatever they cached).
+//! So close-to-open revalidation and 3-60 s attribute timeouts only cost RPCs there: `nocto`
+//! and `actimeo=3600` let the client serve what it already read. NFSv3 is tried first because
+//! NFSv4 sends one OPEN per open(2) whatever the cache options (a Debian boot: 1254 of its
+//! ~3300 RPCs); the export's own version is the fallback. The node's layer stays on the
+//! export's mount, uncached.
+
+use crate::nfs::{self, NfsError, NfsVersion};
+use crate::plan::NfsTarget;
+use crate::sys::{MountArgs, Sys};
+use nix::mount::MsFlags;
+use pureboot_contract::layout::BASE_DIR;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+/// The cache options of the base mount unless `pureboot.base_opts=` says otherwise.
+pub const DEFAULT_OPTIONS: &str = "nocto,actimeo=3600";
+
+/// How the base image is mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BasePlan {
+    /// `base/<image>` inside the export's mount, with the export's options.
+    Shared,
+    /// `<export path>/base/<image>` on a mount of its own.
+    Own(OwnMount),
+}
+
+/// Each version in turn, each with the export's extra options followed by the cache options
+/// (the kernel keeps the last of a kind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnMount {
+    pub versions: Vec<NfsVersion>,
+    pub options: Vec<String>,
+}
+
+/// The plan from `pureboot.base_opts=` (`shared`, or options replacing [`DEFAULT_OPTIONS`];
+/// a `vers=` there pins the versions), the export's extra options and the version the export
+/// mounted with. A version pinned for the export holds for the base too.
+pub fn plan(
+    base_opts: Option<&str>,
+    export_opts: Option<&str>,
+    v4_only: bool,
+    export: NfsVersion,
+) -> Result<BasePlan, String> {
+    let wanted = base_opts.unwrap_or(DEFAULT_OPTIONS);
+    if wanted == "shared" {
+        return Ok(BasePlan::Shared);
+    }
+    let (pinned, own) = nfs::versions_and_options(Some(wanted), false)?;
+    let (export_versions, mut options) = nfs::versions_and_options(export_opts, v4_only)?;
+    let versions = if pinned.len() < nfs::ALL_VERSIONS.len() {
+        pinned
+    } else if export_versions.contains(&NfsVersion::V3) && export != NfsVersion::V3 {
+        vec![NfsVersion::V3, export]
+    } else {
+        vec![export]
+    };
+    options.extend(own);
+    Ok(BasePlan::Own(OwnMount { versions, options }))
+}
+
+/// Mounts `image` of `t` read-only at `at` as `own` says: the version that worked, or every
+/// attempt's error.
+pub fn mount(
+    sys: &dyn Sys,
+    t: &NfsTarget,
+    server: IpAddr,
+    client: Option<Ipv4Addr>,
+    image: &str,
+    at: &Path,
+    own: &OwnMount,
+) -> Result<NfsVersion, NfsError> {
+    let path = format!("{}/{BASE_DIR}/{image}", t.path.trim_end_matches('/'));
+    let source = nfs::source(&t.server, server, &path);
+    let mut attempts = Vec::new();
+    for &v in &own.versions {
+        let data = nfs::mount_data(v, server, client, &own.options);
+        let args = MountArgs::new(&source, at, v.fstype(), MsFlags::MS_RDONLY, &data);
+        match sys.mount(&args) {
+            Ok(()) => return Ok(v),
+            Err(e) => attempts.push((v, e)),
+        }
+    }
+    Err(NfsError {
+        server: t.server.clone(),
+        path,
+        attempts,
+        message: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmdline::RootLayout;
+    use crate::sys::FakeSys;
+    use nix::errno::Errno;
+    use NfsVersion::*;
+
+    fn own(versions: &[NfsVersion], options: &[&str]) -> BasePlan {
+        BasePlan::Own(mount_of(versions, options))
+    }
+
+    fn mount_of(versions: &[NfsVersion], options: &[&str]) -> OwnMount {
+        OwnMount {
+            versions: versions.to_vec(),
+            options: options.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// pureboot.base_opts=, export options, root=nfs4:, the export's version, then the plan.
+    type PlanCase<'a> = (Option<&'a str>, Option<&'a str>, bool, NfsVersion, BasePlan);
+
+    #[test]
+    fn the_plan_per_override_and_export() {
+        let cases: &[PlanCase] = &[
+            (
+                None,
+                None,
+                false,
+                V4_2,
+                own(&[V3, V4_2], &["nocto", "actimeo=3600"]),
+            ),
+            (
+                None,
+                None,
+                false,
+                V3,
+                own(&[V3], &["nocto", "actimeo=3600"]),
+            ),
+            (
+                None,
+                Some("port=2049,mountport=20048"),
+                false,
+                V4_1,
+                own(
+                    &[V3, V4_1],
+                    &["port=2049", "mountport=20048", "nocto", "actimeo=3600"],
+                ),
+            ),
+            // The export pinned to v4 (options or root=nfs4:): so is the base.
+            (
+                None,
+                Some("vers=4.2"),
+                false,
+                V4_2,
+                own(&[V4_2], &["nocto", "actimeo=3600"]),
+            ),
+            (
+                None,
+                None,
+                true,
+                V4_1,
+                own(&[V4_1], &["nocto", "actimeo=3600"]),
+            ),
+            (Some("shared"), None, false, V4_2, BasePlan::Shared),
+            (
+                Some("actimeo=60"),
+                None,
+                false,
+                V4_2,
+                own(&[V3, V4_2], &["actimeo=60"]),
+            ),
+            (
+                Some("vers=4.2,nocto"),
+                None,
+                false,
+                V3,
+                own(&[V4_2], &["nocto"]),
+            ),
+        ];
+        for (i, (base, export, v4, ver, want)) in cases.iter().enumerate() {
+            assert_eq!(plan(*base, *export, *v4, *ver).unwrap(), *want, "test[{i}]");
+        }
+        assert!(plan(Some("vers=2"), None, false, V4_2).is_err());
+    }
+
+    fn target() -> NfsTarget {
+        NfsTarget {
+            server: "10.0.2.2".into(),
+            path: "/srv/nfs/".into(),
+            options: None,
+            v4_only: false,
+            layout: Some(RootLayout::Tree),
+        }
+    }
+
+    #[test]
+    fn mounts_read_only_and_falls_back_to_the_next_version() {
+        let d = crate::testutil::TempDir::new();
+        let at = d.path().join("base");
+        let sys = FakeSys::new();
+        sys.script_mounts([Err(Errno::ECONNREFUSED)]);
+        let server = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2));
+        let own = mount_of(&[V3, V4_2], &["nocto"]);
+        let v = mount(&sys, &target(), server, None, "tiny", &at, &own);
+        assert_eq!(v.unwrap(), V4_2);
+        let m = sys.mounts();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].source.as_deref(), Some("10.0.2.2:/srv/nfs/base/tiny"));
+        assert_eq!(
+            m[0].data.as_deref(),
+            Some("vers=3,nolock,proto=tcp,mountproto=tcp,addr=10.0.2.2,nocto")
+        );
+        assert_eq!(m[1].data.as_deref(), Some("vers=4.2,addr=10.0.2.2,nocto"));
+        assert!(m
+            .iter()
+            .all(|m| m.flags == MsFlags::MS_RDONLY && m.target == at));
+
+        let sys = FakeSys::new();
+        sys.script_mounts([Err(Errno::ECONNREFUSED), Err(Errno::ENOENT)]);
+        let e = mount(&sys, &target(), server, None, "tiny", &at, &own)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("10.0.2.2:/srv/nfs/base/tiny")
+                && e.contains("v3: ECONNREFUSED")
+                && e.contains("v4.2: ENOENT"),
+            "{e}"
+        );
+    }
+}
