@@ -7,6 +7,7 @@
 //! Options: `--boots <n>` (7), `--cpus <n,...>` (vCPUs of the virtual Pi, one series each; 1,2),
 //! `--log <level>` (pi-init's `pureboot.log=`; default info, as deployed), `--nodes <n>` (1000), `--clients <n>` (100), `--rounds <n>` (3),
 //! `--import-mb <n>` (300), `--import-runs <n>` (5), `--usable-boots <n>` (5),
+//! `--usable-variant <label>=<kernel parameters>` (one more pi-init variant; repeatable),
 //! `--only boot,sizes,storm,import,usable`,
 //! `--out <file>`, `--storm-baseline <controller binary>` (another build, e.g. of main, stormed
 //! beside this one in the same run).
@@ -35,6 +36,7 @@ struct Args {
     import_mb: u64,
     import_runs: usize,
     usable_boots: usize,
+    usable_variants: Vec<String>,
     only: Vec<String>,
     out: Option<String>,
     storm_baseline: Option<std::path::PathBuf>,
@@ -51,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         import_mb: 300,
         import_runs: 5,
         usable_boots: 5,
+        usable_variants: vec![],
         only: vec![],
         out: None,
         storm_baseline: None,
@@ -74,6 +77,7 @@ fn parse_args() -> Result<Args, String> {
             "--import-mb" => a.import_mb = num(&value)?.clamp(1, 4096) as u64,
             "--import-runs" => a.import_runs = num(&value)?.clamp(1, 10),
             "--usable-boots" => a.usable_boots = num(&value)?.clamp(1, 50),
+            "--usable-variant" => a.usable_variants.push(value),
             "--only" => a.only = value.split(',').map(str::to_string).collect(),
             "--out" => a.out = Some(value),
             "--storm-baseline" => a.storm_baseline = Some(value.into()),
@@ -115,7 +119,12 @@ fn main() {
         ),
         (
             "usable",
-            Box::new(|| whole("usable", usable::run(env, args.usable_boots))),
+            Box::new(|| {
+                whole(
+                    "usable",
+                    usable::run(env, args.usable_boots, &args.usable_variants),
+                )
+            }),
         ),
     ];
     for (name, section) in sections {

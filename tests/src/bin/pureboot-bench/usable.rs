@@ -10,12 +10,11 @@
 //!
 //! The counters are the whole boot's, up to the mark: see `pureboot_tests::nfs_stats`.
 //! [`variants`] lists what is booted; a variant is a flow with extra command-line parameters,
-//! so another mount option set is one more row there.
+//! so another mount option set is one more entry there, or `--usable-variant` at run time.
 
 use std::path::Path;
 use std::time::Duration;
 
-use pureboot_tests::console::time_of;
 use pureboot_tests::controller::{NodeSpec, PORT};
 use pureboot_tests::env::TestEnv;
 use pureboot_tests::guest_root::{self, TARGET_MARK, USABLE_MARK};
@@ -38,25 +37,39 @@ enum Flow {
 
 /// One way to boot: a flow and extra kernel command-line parameters.
 struct Variant {
-    label: &'static str,
+    label: String,
     flow: Flow,
-    args: &'static [&'static str],
+    args: Vec<String>,
 }
 
-/// What is booted, the reference (the seed flow) first; the others are compared with it.
-fn variants() -> Vec<Variant> {
-    vec![
+/// What is booted, the reference (the seed flow) first, then pi-init as it ships; the others
+/// are compared with the first. `extra` adds pi-init variants, each `<label>=<parameters>`
+/// (e.g. `v4.0=pureboot.nfs_opts=vers=4.0`).
+fn variants(extra: &[String]) -> Result<Vec<Variant>, String> {
+    let mut v = vec![
         Variant {
-            label: "seed flow",
+            label: "seed flow".into(),
             flow: Flow::Seed,
-            args: &[],
+            args: vec![],
         },
         Variant {
-            label: "pi-init",
+            label: "pi-init".into(),
             flow: Flow::PiInit,
-            args: &[],
+            args: vec![],
         },
-    ]
+    ];
+    for e in extra {
+        let (label, args) = e
+            .split_once('=')
+            .filter(|(l, a)| !l.is_empty() && !a.is_empty())
+            .ok_or_else(|| format!("--usable-variant {e:?}: expected <label>=<parameters>"))?;
+        v.push(Variant {
+            label: format!("pi-init {label}"),
+            flow: Flow::PiInit,
+            args: args.split_whitespace().map(String::from).collect(),
+        });
+    }
+    Ok(v)
 }
 
 /// A root both flows boot.
@@ -92,7 +105,8 @@ impl Root {
     fn timeout(self) -> Duration {
         Duration::from_secs(match self {
             Root::Tiny => 120,
-            Root::Debian => 300,
+            // Boots take 45-75 s here under load; a hung one need not cost 5 minutes.
+            Root::Debian => 180,
         })
     }
 }
@@ -110,6 +124,8 @@ struct Sample {
 
 #[derive(Default)]
 struct Series {
+    /// The variant's label.
+    label: String,
     samples: Vec<Sample>,
     failures: Vec<String>,
 }
@@ -132,13 +148,40 @@ fn sample(console: &str, arrival: Duration) -> Result<Sample, String> {
     });
     Ok(Sample {
         usable_s: arrival.as_secs_f64(),
-        kernel_s: time_of(console, USABLE_MARK),
+        kernel_s: kernel_time(console, USABLE_MARK),
         target_s,
         load: NfsLoad::from_console(console)?,
     })
 }
 
+/// The kernel timestamp of the `[ t] <mark>` line, also where it follows other text on the
+/// same console line (a getty's `login: ` prompt, say).
+fn kernel_time(console: &str, mark: &str) -> Option<f64> {
+    console.lines().find_map(|l| {
+        let before = &l[..l.find(&format!("] {mark}"))?];
+        before[before.rfind('[')? + 1..].trim().parse().ok()
+    })
+}
+
+/// Why a boot that never showed its mark stopped, as far as the console says: the kernel's
+/// first hung-task report, with the function it waits in when it is the NFSv4 idmapper.
+fn stall(console: &str) -> String {
+    let Some(hung) = console
+        .lines()
+        .find(|l| l.contains("blocked for more than"))
+    else {
+        return String::new();
+    };
+    let idmap = if console.contains("nfs_idmap_get_key") {
+        " (in nfs_idmap_get_key: the NFSv4 idmapper's request-key upcall)"
+    } else {
+        ""
+    };
+    format!("; kernel: {}{idmap}", hung.trim_end_matches('\r').trim())
+}
+
 struct Bench<'a> {
+    vars: Vec<Variant>,
     lab: Lab,
     env: &'static TestEnv,
     pi_initrd: &'a Path,
@@ -153,7 +196,7 @@ impl Bench<'_> {
     /// Registers each variant's node for `root` and renders its tree (the seed flow never asks
     /// the controller, so its node layer is made here: both boot with hostname and machine-id).
     fn add_nodes(&self, root: Root) -> Result<(), String> {
-        for (v, var) in variants().iter().enumerate() {
+        for (v, var) in self.vars.iter().enumerate() {
             let s = Self::serial(v, root);
             self.lab.add_node(
                 &s,
@@ -188,7 +231,7 @@ impl Bench<'_> {
         };
         var.args
             .iter()
-            .fold(pi, |pi, a| pi.arg(*a))
+            .fold(pi, |pi, a| pi.arg(a))
             .arg("probe.nfsstats=1")
             .timeout(root.timeout())
     }
@@ -200,8 +243,9 @@ impl Bench<'_> {
                 (Outcome::Exited, Some(t)) => sample(&run.console, t)
                     .map_err(|e| format!("{e} (console {})", run.console_path.display())),
                 (outcome, _) => Err(format!(
-                    "{outcome:?} without `{}` (console {})",
+                    "{outcome:?} without `{}`{} (console {})",
                     root.mark().trim(),
+                    stall(&run.console),
                     run.console_path.display()
                 )),
             },
@@ -225,8 +269,14 @@ impl Bench<'_> {
     /// `boots` rounds; each round boots every variant once, the order reversed every other
     /// round so drift in the machine's load hits all alike.
     fn series(&self, root: Root, boots: usize) -> Vec<Series> {
-        let vars = variants();
-        let mut out: Vec<Series> = vars.iter().map(|_| Series::default()).collect();
+        let vars = &self.vars;
+        let mut out: Vec<Series> = vars
+            .iter()
+            .map(|v| Series {
+                label: v.label.clone(),
+                ..Default::default()
+            })
+            .collect();
         for i in 0..boots {
             let mut order: Vec<usize> = (0..vars.len()).collect();
             if i % 2 == 1 {
@@ -240,7 +290,8 @@ impl Bench<'_> {
     }
 }
 
-pub fn run(env: &'static TestEnv, boots: usize) -> Result<String, String> {
+pub fn run(env: &'static TestEnv, boots: usize, extra: &[String]) -> Result<String, String> {
+    let vars = variants(extra)?;
     let debian = env.debian_root()?;
     let pi_initrd = initramfs::pi_init(env)?;
     let seed_initrd = initramfs::baseline(env)?;
@@ -251,6 +302,7 @@ pub fn run(env: &'static TestEnv, boots: usize) -> Result<String, String> {
     // The tarball is 290 MB and no longer needed once imported.
     let _ = std::fs::remove_file(&tar);
     let b = Bench {
+        vars,
         lab,
         env,
         pi_initrd: &pi_initrd,
@@ -291,20 +343,16 @@ fn row(what: &str, per: &[Vec<f64>], decimals: usize) -> String {
     s + "\n"
 }
 
-/// The header of [`row`]'s table, with `extra` columns after the ratios.
-fn header(first: &str, per_variant: &str, extra: &[&str]) -> String {
-    let vars = variants();
+/// The header of [`row`]'s table for `series`.
+fn header(first: &str, per_variant: &str, series: &[Series]) -> String {
     let mut h = format!("| {first} |");
-    for v in &vars {
-        h += &format!(" {}{per_variant} |", v.label);
+    for x in series {
+        h += &format!(" {}{per_variant} |", x.label);
     }
-    for v in &vars[1..] {
-        h += &format!(" {} / {} |", v.label, vars[0].label);
+    for x in &series[1..] {
+        h += &format!(" {} / {} |", x.label, series[0].label);
     }
-    for e in extra {
-        h += &format!(" {e} |");
-    }
-    let cols = 1 + vars.len() + vars.len() - 1 + extra.len();
+    let cols = 2 * series.len();
     h + "\n" + &"|---".repeat(cols) + "|\n"
 }
 
@@ -325,7 +373,7 @@ fn ratio_of_medians(series: &[Series], f: impl Fn(&Sample) -> Option<f64> + Copy
 }
 
 fn time_table(root: Root, boots: usize, series: &[Series]) -> String {
-    let mut s = header("", "", &[]);
+    let mut s = header("", "", series);
     let per = |f: fn(&Sample) -> Option<f64>| -> Vec<Vec<f64>> {
         series.iter().map(|x| x.figures(f)).collect()
     };
@@ -349,10 +397,9 @@ fn time_table(root: Root, boots: usize, series: &[Series]) -> String {
             2,
         );
     }
-    let vars = variants();
     s += "\nboots that reached the mark:";
-    for (v, x) in vars.iter().zip(series) {
-        s += &format!(" {} {}/{boots};", v.label, x.samples.len());
+    for x in series {
+        s += &format!(" {} {}/{boots};", x.label, x.samples.len());
     }
     s += "\n";
     for x in series {
@@ -365,7 +412,7 @@ fn time_table(root: Root, boots: usize, series: &[Series]) -> String {
         s += &goal(
             &format!(
                 "time to multi-user.target ≥ 20% shorter ({} / {} ≤ 0.80)",
-                vars[1].label, vars[0].label
+                series[1].label, series[0].label
             ),
             ratio_of_medians(series, |x| Some(x.usable_s)),
             |r| r <= 0.80,
@@ -390,7 +437,7 @@ fn load_table(root: Root, series: &[Series]) -> String {
         .collect();
     ops.sort_unstable();
     ops.dedup();
-    s += &header("op", " calls", &[]);
+    s += &header("op", " calls", series);
     for op in ops {
         let per: Vec<Vec<f64>> = series
             .iter()
@@ -408,16 +455,16 @@ fn load_table(root: Root, series: &[Series]) -> String {
         0,
     );
     s += "\nNFS spoken:";
-    for (v, x) in variants().iter().zip(series) {
+    for x in series {
         if let Some(m) = x.samples.first() {
-            s += &format!(" {} {};", v.label, m.load.protocol());
+            s += &format!(" {} {};", x.label, m.load.protocol());
         }
     }
     s += "\n";
     if root == Root::Debian {
         s += "\n";
         s += &goal(
-            &format!("Debian boot NFS RPCs ≤ 0.5 × the {}'s", variants()[0].label),
+            &format!("Debian boot NFS RPCs ≤ 0.5 × the {}'s", series[0].label),
             ratio_of_medians(series, |x| Some(x.load.total_calls() as f64)),
             |r| r <= 0.5,
         );
@@ -430,7 +477,7 @@ mod tests {
     use super::*;
 
     const CONSOLE: &str = "\
-[   30.500000] PUREBOOT-USABLE target=multi-user.target\r
+pi-e2e05e11 login: [   30.500000] PUREBOOT-USABLE target=multi-user.target\r
 PUREBOOT-TARGET active_us=30123456\r
 PUREBOOT-NFS rpc proc3 22 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\r
 PUREBOOT-NFS rpc proc4 69 1 2 0 0 3 0 0 0 0 0 0 0 0 0 0 0 0 4 5 6 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\r
@@ -447,12 +494,44 @@ PUREBOOT-NFS rpc proc4 69 1 2 0 0 3 0 0 0 0 0 0 0 0 0 0 0 0 4 5 6 0 0 0 0 0 0 0 
     }
 
     #[test]
+    fn a_stall_names_the_hung_task_and_the_idmapper() {
+        assert_eq!(stall("[ 9.0] reboot: Power down\n"), "");
+        let c = "[ 242.8] INFO: task systemd:1 blocked for more than 120 seconds.\r\n\
+                 [ 242.9]  nfs_idmap_get_key+0x1b0/0x240 [nfsv4]\r\n";
+        let s = stall(c);
+        assert!(
+            s.contains("task systemd:1 blocked for more than 120 seconds."),
+            "{s}"
+        );
+        assert!(s.ends_with("request-key upcall)"), "{s}");
+    }
+
+    #[test]
+    fn extra_variants_are_pi_init_with_their_parameters() {
+        let v = variants(&["v4.0=pureboot.nfs_opts=vers=4.0 pureboot.log=debug".into()]).unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!((v[0].flow, v[1].flow), (Flow::Seed, Flow::PiInit));
+        assert_eq!(v[2].label, "pi-init v4.0");
+        assert_eq!(
+            v[2].args,
+            ["pureboot.nfs_opts=vers=4.0", "pureboot.log=debug"]
+        );
+        assert!(variants(&["no-parameters".into()]).is_err());
+        assert!(variants(&["=x".into()]).is_err());
+    }
+
+    #[test]
     fn rows_give_medians_ranges_and_the_ratio_to_the_reference() {
         let r = row("t", &[vec![10.0, 20.0, 30.0], vec![5.0, 10.0, 15.0]], 1);
         assert_eq!(r, "| t | 20.0 (10.0–30.0) | 10.0 (5.0–15.0) | 0.50 |\n");
         let r = row("u", &[vec![0.0], vec![2.0]], 0);
         assert_eq!(r, "| u | 0 (0–0) | 2 (2–2) | - |\n");
-        let h = header("op", " calls", &["KiB"]);
+        let series = ["seed flow", "pi-init", "pi-init v4.0"].map(|l| Series {
+            label: l.into(),
+            ..Default::default()
+        });
+        let h = header("op", " calls", &series);
+        assert!(h.contains("| pi-init v4.0 / seed flow |"), "{h}");
         assert_eq!(h.lines().count(), 2);
         assert_eq!(
             h.lines().next().unwrap().matches('|').count(),
