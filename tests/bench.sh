@@ -5,10 +5,11 @@
 # 127.0.0.1, base image import vs GNU tar, time to a usable Debian root and the NFS load of a
 # boot (pi-init vs the shell flow; needs the debootstrapped root, which set-up makes here).
 # Prints a Markdown report; a full run (no --only) also writes it to tests/bench/RESULTS.md.
-# Takes about 20 minutes on 2 cores.
+# Takes about 15 minutes on 2 cores.
 #
 #   tests/bench.sh (as root) [--boots 7] [--nodes 1000] [--clients 100] [--rounds 3]
 #                       [--import-mb 300] [--import-runs 5] [--usable-boots 5]
+#                       [--usable-variant '<label>=<kernel parameters>']
 #                       [--only boot,sizes,storm,import,usable]
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
