@@ -233,6 +233,9 @@ impl Bench<'_> {
             .iter()
             .fold(pi, |pi, a| pi.arg(a))
             .arg("probe.nfsstats=1")
+            // A task stuck 30 s is reported on the console (default 120 s), so a boot that
+            // times out says where it hung.
+            .arg("sysctl.kernel.hung_task_timeout_secs=30")
             .timeout(root.timeout())
     }
 
