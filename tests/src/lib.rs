@@ -16,6 +16,7 @@ pub mod initramfs;
 pub mod lab;
 pub mod netns;
 pub mod nfs_server;
+pub mod nfs_stats;
 pub mod process;
 pub mod qemu;
 pub mod wait;

@@ -1,12 +1,15 @@
 //! `pureboot-bench` (run by tests/bench.sh): the benchmarks, each beside its baseline
 //! in the same run — boot path (pi-init vs the busybox shell flow), sizes, a boot storm
-//! against a release controller on 127.0.0.1, and base image import vs GNU tar. Prints a
+//! against a release controller on 127.0.0.1, base image import vs GNU tar, and the time to a
+//! usable Debian root with the NFS load of a boot (pi-init vs the same shell flow). Prints a
 //! Markdown report and, with `--out <file>`, writes it there too.
 //!
 //! Options: `--boots <n>` (7), `--cpus <n,...>` (vCPUs of the virtual Pi, one series each; 1,2),
 //! `--kernels <debian,pi>` (the kernels the boot path runs on, one set of series each; both),
 //! `--log <level>` (pi-init's `pureboot.log=`; default info, as deployed), `--nodes <n>` (1000), `--clients <n>` (100), `--rounds <n>` (3),
-//! `--import-mb <n>` (300), `--import-runs <n>` (5), `--only boot,sizes,storm,import`,
+//! `--import-mb <n>` (300), `--import-runs <n>` (5), `--usable-boots <n>` (5),
+//! `--usable-variant <label>=<kernel parameters>` (one more pi-init variant; repeatable),
+//! `--only boot,sizes,storm,import,usable`,
 //! `--out <file>`, `--storm-baseline <controller binary>` (another build, e.g. of main, stormed
 //! beside this one in the same run).
 
@@ -17,6 +20,8 @@ mod machine;
 mod sizes;
 mod stats;
 mod storm;
+mod usable;
+mod watch;
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +37,8 @@ struct Args {
     rounds: usize,
     import_mb: u64,
     import_runs: usize,
+    usable_boots: usize,
+    usable_variants: Vec<String>,
     only: Vec<String>,
     out: Option<String>,
     storm_baseline: Option<std::path::PathBuf>,
@@ -48,6 +55,8 @@ fn parse_args() -> Result<Args, String> {
         rounds: 3,
         import_mb: 300,
         import_runs: 5,
+        usable_boots: 5,
+        usable_variants: vec![],
         only: vec![],
         out: None,
         storm_baseline: None,
@@ -76,6 +85,8 @@ fn parse_args() -> Result<Args, String> {
             "--rounds" => a.rounds = num(&value)?.clamp(1, 20),
             "--import-mb" => a.import_mb = num(&value)?.clamp(1, 4096) as u64,
             "--import-runs" => a.import_runs = num(&value)?.clamp(1, 10),
+            "--usable-boots" => a.usable_boots = num(&value)?.clamp(1, 50),
+            "--usable-variant" => a.usable_variants.push(value),
             "--only" => a.only = value.split(',').map(str::to_string).collect(),
             "--out" => a.out = Some(value),
             "--storm-baseline" => a.storm_baseline = Some(value.into()),
@@ -99,7 +110,7 @@ fn main() {
     let mut failed = false;
     // Each section gives its Markdown and whether everything in it ran.
     type Section<'a> = Box<dyn Fn() -> (String, bool) + 'a>;
-    let sections: [(&str, Section); 4] = [
+    let sections: [(&str, Section); 5] = [
         (
             "boot",
             Box::new(|| {
@@ -119,6 +130,15 @@ fn main() {
         (
             "import",
             Box::new(|| whole("import", import::run(env, args.import_mb, args.import_runs))),
+        ),
+        (
+            "usable",
+            Box::new(|| {
+                whole(
+                    "usable",
+                    usable::run(env, args.usable_boots, &args.usable_variants),
+                )
+            }),
         ),
     ];
     for (name, section) in sections {
