@@ -42,7 +42,8 @@ struct Variant {
     args: Vec<String>,
 }
 
-/// What is booted, the reference (the seed flow) first, then pi-init as it ships; the others
+/// What is booted, the reference (the seed flow) first, then pi-init as it ships, then pi-init
+/// with the base on the export's mount; the others
 /// are compared with the first. `extra` adds pi-init variants, each `<label>=<parameters>`
 /// (e.g. `v4.0=pureboot.nfs_opts=vers=4.0`).
 fn variants(extra: &[String]) -> Result<Vec<Variant>, String> {
@@ -56,6 +57,13 @@ fn variants(extra: &[String]) -> Result<Vec<Variant>, String> {
             label: "pi-init".into(),
             flow: Flow::PiInit,
             args: vec![],
+        },
+        // The base read through the export's own mount, as before the base got its own
+        // caching mount: what that mount saves, operation by operation.
+        Variant {
+            label: "pi-init, base on the export mount".into(),
+            flow: Flow::PiInit,
+            args: vec!["pureboot.base_opts=shared".into()],
         },
     ];
     for e in extra {
@@ -512,11 +520,12 @@ PUREBOOT-NFS rpc proc4 69 1 2 0 0 3 0 0 0 0 0 0 0 0 0 0 0 0 4 5 6 0 0 0 0 0 0 0 
     #[test]
     fn extra_variants_are_pi_init_with_their_parameters() {
         let v = variants(&["v4.0=pureboot.nfs_opts=vers=4.0 pureboot.log=debug".into()]).unwrap();
-        assert_eq!(v.len(), 3);
+        assert_eq!(v.len(), 4);
         assert_eq!((v[0].flow, v[1].flow), (Flow::Seed, Flow::PiInit));
-        assert_eq!(v[2].label, "pi-init v4.0");
+        assert_eq!(v[2].args, ["pureboot.base_opts=shared"]);
+        assert_eq!(v[3].label, "pi-init v4.0");
         assert_eq!(
-            v[2].args,
+            v[3].args,
             ["pureboot.nfs_opts=vers=4.0", "pureboot.log=debug"]
         );
         assert!(variants(&["no-parameters".into()]).is_err());
