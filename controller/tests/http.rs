@@ -935,11 +935,16 @@ fn a_boot_whose_node_changes_before_its_commit_is_prepared_again() {
         )
     };
 
+    // The commit is async (it waits for the registry's group commit without a thread).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let commit = |prepared| rt.block_on(s.commit_boot(&req, prepared));
     let stale = s.prepare_boot(&req, 1).unwrap();
     assert_eq!(hostname(), "kitchen\n");
     rename("pantry");
     assert!(
-        s.commit_boot(&req, &stale).unwrap().is_none(),
+        commit(stale).unwrap().is_none(),
         "prepared for the old name: not committed"
     );
     let (_, events) = app.admin_get(&format!("/api/v1/nodes/{SERIAL}/events"));
@@ -948,13 +953,13 @@ fn a_boot_whose_node_changes_before_its_commit_is_prepared_again() {
         "nothing recorded for the stale attempt: {events}"
     );
     let fresh = s.prepare_boot(&req, 2).unwrap();
-    let answer = s.commit_boot(&req, &fresh).unwrap().expect("committed");
+    let answer = commit(fresh).unwrap().expect("committed");
     assert_eq!(answer.state, "installing");
     assert_eq!(hostname(), "pantry\n", "the tree the answer relies on");
 
     let last = s.prepare_boot(&req, 5).unwrap();
     rename("cellar");
-    match s.commit_boot(&req, &last) {
+    match commit(last) {
         Err(ServiceError::Conflict(m)) => assert!(m.contains("kept changing"), "{m}"),
         other => panic!("the last attempt must give up: {other:?}"),
     }

@@ -49,18 +49,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Requests running blocking code at once (see [`BLOCKING_SLOTS`]).
     pub blocking_slots: Arc<tokio::sync::Semaphore>,
-    /// Requests running registry work at once (see [`registry_slots`]).
-    pub registry_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     pub fn new(services: Arc<Services>, metrics: Arc<Metrics>) -> AppState {
-        let slots = |n| Arc::new(tokio::sync::Semaphore::new(n));
         AppState {
             services,
             metrics,
-            blocking_slots: slots(BLOCKING_SLOTS),
-            registry_slots: slots(registry_slots()),
+            blocking_slots: Arc::new(tokio::sync::Semaphore::new(BLOCKING_SLOTS)),
         }
     }
 }
@@ -70,40 +66,16 @@ impl AppState {
 /// once; the others wait on the async side.
 pub const BLOCKING_SLOTS: usize = 32;
 
-/// Registry work (short SQLite transactions on the one writing connection: boot commits,
-/// reports, registrations; no file work) of at most as many requests at once as there are
-/// cores. More threads only queue on the connection's mutex, and among dozens of runnable
-/// threads its holder gets preempted while all of them wait: in the storm benchmark (2
-/// cores, 100 clients) a request's blocking part took 45-58 ms at p99 with one pool of 32,
-/// most of it waiting for that mutex, against 3-4 ms for a commit on this pool.
-pub fn registry_slots() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
-}
+// Registry work of the boot path (boot commits, reports, registrations) takes no pool:
+// its requests wait without a thread for the store's group commit (`Services::grouped`).
 
 /// Runs blocking service code (SQLite, filesystem) off the async workers, on the I/O pool.
 async fn blocking<T: Send + 'static>(
     st: &AppState,
     f: impl FnOnce(&Services) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ApiErr> {
-    run_on(&st.blocking_slots, st, f).await
-}
-
-/// Runs registry-only service code off the async workers, on the registry pool.
-async fn registry<T: Send + 'static>(
-    st: &AppState,
-    f: impl FnOnce(&Services) -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ApiErr> {
-    run_on(&st.registry_slots, st, f).await
-}
-
-/// Waits (first come, first served: tokio's semaphore is fair) for one of `slots`, then
-/// runs `f` on a blocking thread.
-async fn run_on<T: Send + 'static>(
-    slots: &Arc<tokio::sync::Semaphore>,
-    st: &AppState,
-    f: impl FnOnce(&Services) -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ApiErr> {
-    let _slot = slots
+    let _slot = st
+        .blocking_slots
         .clone()
         .acquire_owned()
         .await

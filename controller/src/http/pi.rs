@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::ApiErr;
-use super::{blocking, registry, AppState, IdParam};
+use super::{blocking, AppState, IdParam};
 use crate::domain::{full_serial_of, Mac, Node, NodeRef, Serial};
 use crate::service::{is_failure_report, BootRequest, ServiceError};
 
@@ -55,13 +55,12 @@ pub async fn boot_pi(
 ) -> Result<Json<PiBootResponse>, ApiErr> {
     let req = parse_boot(query?.0, peer.ip().to_string())?;
     let metrics = st.metrics.clone();
-    // The file work on the I/O pool, the transaction on the registry's.
+    // The file work on the I/O pool, the transaction in the registry's group commit.
     let mut attempt = 1;
     let resp = loop {
         let r = req.clone();
         let prepared = blocking(&st, move |s| s.prepare_boot(&r, attempt)).await?;
-        let r = req.clone();
-        if let Some(resp) = registry(&st, move |s| s.commit_boot(&r, &prepared)).await? {
+        if let Some(resp) = st.services.commit_boot(&req, prepared).await? {
             break resp;
         }
         attempt += 1;
@@ -83,10 +82,10 @@ pub async fn register_pi(
     body: Result<Json<RegisterPiRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Node>), ApiErr> {
     let req = body?.0;
-    let (node, created) = registry(&st, move |s| {
-        s.register_pi(&req, Some(&peer.ip().to_string()))
-    })
-    .await?;
+    let (node, created) = st
+        .services
+        .register_pi(&req, Some(&peer.ip().to_string()))
+        .await?;
     Ok((
         if created {
             StatusCode::CREATED
@@ -130,15 +129,14 @@ async fn callback(
     };
     let ip = peer.ip().to_string();
     let metrics = st.metrics.clone();
-    let outcome = registry(&st, move |s| {
-        Ok(if kind == "installed" {
-            s.installed(&boot_id, &body, Some(&ip))
-        } else {
-            s.install_failed(&boot_id, &body, Some(&ip))
-                .map(|node| (node, false))
-        })
-    })
-    .await?;
+    let s = &st.services;
+    let outcome = if kind == "installed" {
+        s.installed(boot_id, body, Some(ip)).await
+    } else {
+        s.install_failed(boot_id, body, Some(ip))
+            .await
+            .map(|node| (node, false))
+    };
     // Counted: reports taken, and those recorded with their transition refused (409).
     // Not counted: no such boot (404), another address (403), not a report (422).
     match &outcome {

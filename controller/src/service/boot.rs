@@ -1,5 +1,7 @@
 //! What a Pi asks and reports: the boot request, `register-pi` and the two callbacks.
 
+use std::sync::Arc;
+
 use pureboot_contract::{InstallFailedReport, InstalledReport, PiBootResponse, RegisterPiRequest};
 use serde_json::{json, Value};
 
@@ -23,6 +25,13 @@ pub struct BootRequest {
     /// Upstream's `mode=discovery`: recorded, answered like any boot.
     pub mode: Option<String>,
     pub ip: Option<String>,
+}
+
+/// What a failure report says, and by which route it came.
+struct Failure {
+    error: String,
+    step: Option<String>,
+    reason: &'static str,
 }
 
 /// A callback's result: the node after it, or the transition it asked for that the
@@ -177,67 +186,24 @@ impl Services {
         Ok(PreparedBoot { attempt, rendered })
     }
 
-    /// A boot's second half, one write transaction (registry work only): it re-reads the
-    /// node and commits the state change, the events and the boot id only if the answer is
-    /// still the one the tree was prepared for. `Ok(None)`: the node changed in between;
-    /// prepare again (after [`BOOT_ATTEMPTS`] the boot is refused as a conflict).
-    pub fn commit_boot(
-        &self,
+    /// A boot's second half, registry work only, in the registry's next group commit (see
+    /// [`Services::grouped`]): it re-reads the node and commits the state change, the events
+    /// and the boot id only if the answer is still the one the tree was prepared for.
+    /// `Ok(None)`: the node changed in between; prepare again (after [`BOOT_ATTEMPTS`] the
+    /// boot is refused as a conflict).
+    pub async fn commit_boot(
+        self: &Arc<Self>,
         req: &BootRequest,
-        prepared: &PreparedBoot,
+        prepared: PreparedBoot,
     ) -> Result<Option<PiBootResponse>, ServiceError> {
-        let mac = req.mac.as_ref().map(|m| m.as_str());
-        let full_serial = req.full_serial.as_ref().map(|f| f.as_str());
-        let ip = req.ip.as_deref();
-        let by_serial = NodeRef::Serial(req.serial.clone());
-        let settings = self.boot_settings();
-        let committed = self.store.write(|tx| {
-            let mut node = match tx.find_node(&by_serial)? {
-                Some(n) => n,
-                None if !self.config.auto_register => {
-                    self.unregistered_boot(tx, req)?;
-                    return Ok::<_, ServiceError>(Some(unregistered()));
-                }
-                None => self.discover(tx, req)?,
-            };
-            self.note_claim(tx, &mut node, mac, full_serial, ip)?;
-            let no_render = Ok(None);
-            let (rendered, plan) = match &prepared.rendered {
-                Some((vars, rendered, plan)) if *vars == self.template_vars(&node) => {
-                    (rendered, plan.as_ref())
-                }
-                // Nothing rendered and nothing to render: a node without a workflow.
-                None if node.workflow_id.is_none() => (&no_render, None),
-                _ => return Ok(None),
-            };
-            let boot_id = crate::store::new_uuid();
-            let decision = decide(&node, workflow_state(rendered), &settings, &boot_id);
-            if decision.tree.as_ref() != plan {
-                return Ok(None);
-            }
-            if let Some(next) = decision.next_state {
-                record_transitions(tx, &mut node, &[next], "boot")?;
-            }
-            let r = &decision.response;
-            if r.callback_url.is_some() {
-                node.boot_id = Some(boot_id);
-                node.boot_ip = req.ip.clone();
-            }
-            tx.append_event(&event(
-                &node,
-                EventKind::BootRequest,
-                ip,
-                json!({
-                    "mac": mac, "full_serial": full_serial, "mode": req.mode,
-                    "action": r.action, "state": r.state, "message": r.message,
-                    "base_image": r.base_image, "overlay_mode": r.overlay_mode,
-                }),
-            ))?;
-            tx.save_booted_node(&node, ip)?;
-            Ok(Some(decision.response))
-        })?;
+        let attempt = prepared.attempt;
+        let r = req.clone();
+        let committed = self
+            .grouped(move |s, tx| s.boot_transaction(tx, &r, &prepared))
+            .answer()
+            .await?;
         let Some(response) = committed else {
-            if prepared.attempt < BOOT_ATTEMPTS {
+            if attempt < BOOT_ATTEMPTS {
                 return Ok(None);
             }
             return Err(ServiceError::Conflict(format!(
@@ -248,7 +214,7 @@ impl Services {
         log::info!(
             "boot {} from {}: {:?} ({}){}",
             req.serial,
-            ip.unwrap_or("?"),
+            req.ip.as_deref().unwrap_or("?"),
             response.action,
             response.state,
             response
@@ -258,6 +224,66 @@ impl Services {
                 .unwrap_or_default()
         );
         Ok(Some(response))
+    }
+
+    /// [`Services::commit_boot`]'s transaction; `None`: the prepared answer is stale.
+    fn boot_transaction(
+        &self,
+        tx: &Tx<'_>,
+        req: &BootRequest,
+        prepared: &PreparedBoot,
+    ) -> Result<Option<PiBootResponse>, ServiceError> {
+        let mac = req.mac.as_ref().map(|m| m.as_str());
+        let full_serial = req.full_serial.as_ref().map(|f| f.as_str());
+        let ip = req.ip.as_deref();
+        let mut node = match tx.find_node(&NodeRef::Serial(req.serial.clone()))? {
+            Some(n) => n,
+            None if !self.config.auto_register => {
+                self.unregistered_boot(tx, req)?;
+                return Ok(Some(unregistered()));
+            }
+            None => self.discover(tx, req)?,
+        };
+        self.note_claim(tx, &mut node, mac, full_serial, ip)?;
+        let no_render = Ok(None);
+        let (rendered, plan) = match &prepared.rendered {
+            Some((vars, rendered, plan)) if *vars == self.template_vars(&node) => {
+                (rendered, plan.as_ref())
+            }
+            // Nothing rendered and nothing to render: a node without a workflow.
+            None if node.workflow_id.is_none() => (&no_render, None),
+            _ => return Ok(None),
+        };
+        let boot_id = crate::store::new_uuid();
+        let decision = decide(
+            &node,
+            workflow_state(rendered),
+            &self.boot_settings(),
+            &boot_id,
+        );
+        if decision.tree.as_ref() != plan {
+            return Ok(None);
+        }
+        if let Some(next) = decision.next_state {
+            record_transitions(tx, &mut node, &[next], "boot")?;
+        }
+        let r = &decision.response;
+        if r.callback_url.is_some() {
+            node.boot_id = Some(boot_id);
+            node.boot_ip = req.ip.clone();
+        }
+        tx.append_event(&event(
+            &node,
+            EventKind::BootRequest,
+            ip,
+            json!({
+                "mac": mac, "full_serial": full_serial, "mode": req.mode,
+                "action": r.action, "state": r.state, "message": r.message,
+                "base_image": r.base_image, "overlay_mode": r.overlay_mode,
+            }),
+        ))?;
+        tx.save_booted_node(&node, ip)?;
+        Ok(Some(decision.response))
     }
 
     /// An unknown serial with auto-registration off: one event, within the budget for
@@ -395,41 +421,42 @@ impl Services {
     /// upstream's way of reporting a failure: recorded and handled as `install-failed`.
     ///
     /// With the node comes whether its persist.img is to be repaired
-    /// ([`Services::repair_persist_image`], file work the caller runs off the registry's pool).
-    pub fn installed(
-        &self,
-        boot_id: &str,
-        body: &Value,
-        peer_ip: Option<&str>,
+    /// ([`Services::repair_persist_image`], file work the caller runs off the registry's).
+    pub async fn installed(
+        self: &Arc<Self>,
+        boot_id: String,
+        body: Value,
+        peer_ip: Option<String>,
     ) -> Result<(Node, bool), ServiceError> {
-        if is_failure_report(body) {
+        if is_failure_report(&body) {
             let error = body
                 .get("error")
                 .and_then(Value::as_str)
-                .unwrap_or("reported success: false (no error given)");
-            let step = body.get("step").and_then(Value::as_str);
+                .unwrap_or("reported success: false (no error given)")
+                .to_string();
+            let step = body.get("step").and_then(Value::as_str).map(Into::into);
+            let failure = Failure {
+                error,
+                step,
+                reason: "installed callback (success: false)",
+            };
             return self
-                .record_failure(
-                    boot_id,
-                    body,
-                    peer_ip,
-                    error,
-                    step,
-                    "installed callback (success: false)",
-                )
+                .record_failure(boot_id, body, peer_ip, failure)
+                .await
                 .map(|node| (node, false));
         }
         let report: InstalledReport = serde_json::from_value(body.clone())
             .map_err(|e| ServiceError::Unprocessable(format!("installed report: {e}")))?;
         let ip = match report.ip_address.as_deref() {
             Some(ip) => Some(checked_ip(ip)?),
-            None => peer_ip.map(Into::into),
+            None => peer_ip.clone(),
         };
-        let outcome = self.store.write(|tx| {
-            let mut node = self.reporting_node(tx, boot_id, peer_ip)?;
+        let outcome = self.grouped(move |s, tx| {
+            let peer_ip = peer_ip.as_deref();
+            let mut node = s.reporting_node(tx, &boot_id, peer_ip)?;
             // The report names the machine too (pi-init sends its full serial and MAC).
             let (mac, full_serial) = claimed_identity(&node, &report);
-            self.note_claim(
+            s.note_claim(
                 tx,
                 &mut node,
                 mac.as_ref().map(Mac::as_str),
@@ -442,19 +469,19 @@ impl Services {
                 ip.as_deref(),
                 body.clone(),
             ))?;
-            let diskless = report.mode == "nfs_boot" || self.is_diskless(&node);
+            let diskless = report.mode == "nfs_boot" || s.is_diskless(&node);
             let states = match node.state.on_installed(diskless) {
                 Ok(states) => states,
                 // The report stays recorded; only the transition is refused.
                 Err(e) => return Ok(Err(ServiceError::Transition(e))),
             };
             record_transitions(tx, &mut node, &states, "installed callback")?;
-            let repair = self.note_image_overlay(tx, &mut node, &report, ip.as_deref())?;
+            let repair = s.note_image_overlay(tx, &mut node, &report, ip.as_deref())?;
             node.last_ip = ip.clone();
             let node = tx.save_booted_node(&node, ip.as_deref())?;
-            Ok::<_, ServiceError>(Ok((node, repair)))
-        })?;
-        outcome
+            Ok(Ok((node, repair)))
+        });
+        outcome.answer().await?
     }
 
     /// The `image` overlay as the report tells it: a node meant to boot on its persist.img
@@ -578,37 +605,39 @@ impl Services {
     }
 
     /// `POST /nodes/{id}/install-failed`: records the error, installing -> install_failed.
-    pub fn install_failed(
-        &self,
-        boot_id: &str,
-        body: &Value,
-        peer_ip: Option<&str>,
+    pub async fn install_failed(
+        self: &Arc<Self>,
+        boot_id: String,
+        body: Value,
+        peer_ip: Option<String>,
     ) -> CallbackOutcome {
         let report: InstallFailedReport = serde_json::from_value(body.clone())
             .map_err(|e| ServiceError::Unprocessable(format!("install-failed report: {e}")))?;
-        self.record_failure(
-            boot_id,
-            body,
-            peer_ip,
-            &report.error,
-            report.step.as_deref(),
-            "install-failed callback",
-        )
+        let failure = Failure {
+            error: report.error,
+            step: report.step,
+            reason: "install-failed callback",
+        };
+        self.record_failure(boot_id, body, peer_ip, failure).await
     }
 
     /// A failure report, whichever route it came by: one `install_failed` event, then
     /// installing -> install_failed.
-    fn record_failure(
-        &self,
-        boot_id: &str,
-        body: &Value,
-        peer_ip: Option<&str>,
-        error: &str,
-        step: Option<&str>,
-        reason: &str,
+    async fn record_failure(
+        self: &Arc<Self>,
+        boot_id: String,
+        body: Value,
+        peer_ip: Option<String>,
+        failure: Failure,
     ) -> CallbackOutcome {
-        let outcome = self.store.write(|tx| {
-            let mut node = self.reporting_node(tx, boot_id, peer_ip)?;
+        let outcome = self.grouped(move |s, tx| {
+            let peer_ip = peer_ip.as_deref();
+            let Failure {
+                error,
+                step,
+                reason,
+            } = &failure;
+            let mut node = s.reporting_node(tx, &boot_id, peer_ip)?;
             tx.append_event(&event(
                 &node,
                 EventKind::InstallFailed,
@@ -618,24 +647,24 @@ impl Services {
             log::warn!(
                 "node {} reports failure at {}: {}",
                 node.serial,
-                crate::text::escape_controls(step.unwrap_or("?")),
+                crate::text::escape_controls(step.as_deref().unwrap_or("?")),
                 crate::text::escape_controls(error)
             );
             if let Err(e) = node.state.transition(NodeState::InstallFailed) {
                 return Ok(Err(ServiceError::Transition(e)));
             }
             record_transitions(tx, &mut node, &[NodeState::InstallFailed], reason)?;
-            Ok::<_, ServiceError>(Ok(tx.save_node(&node)?))
-        })?;
-        outcome
+            Ok(Ok(tx.save_node(&node)?))
+        });
+        outcome.answer().await?
     }
 
     /// `POST /nodes/register-pi`: creates a node (when auto-registration is on), or fills
     /// in what an existing one lacks. It never changes what is recorded (MAC, model, last
     /// IP) nor flags a conflict: anyone on the boot network can call it, so it must not let
     /// one client rewrite another's node. A MAC other than the recorded one is refused.
-    pub fn register_pi(
-        &self,
+    pub async fn register_pi(
+        self: &Arc<Self>,
         req: &RegisterPiRequest,
         peer_ip: Option<&str>,
     ) -> Result<(Node, bool), ServiceError> {
@@ -646,7 +675,7 @@ impl Services {
             Some(ip) => Some(checked_ip(ip)?),
             None => peer_ip.map(Into::into),
         };
-        self.store.write(|tx| {
+        self.grouped(move |s, tx| {
             let detail = json!({"via": "register-pi", "mac": mac.as_str(), "model": model, "ip_address": ip});
             match tx.find_node(&NodeRef::Serial(serial.clone()))? {
                 Some(mut node) => {
@@ -665,11 +694,11 @@ impl Services {
                     tx.append_event(&event(&node, EventKind::Registered, ip.as_deref(), detail))?;
                     Ok((tx.save_node(&node)?, false))
                 }
-                None if !self.config.auto_register => Err(ServiceError::Forbidden(
+                None if !s.config.auto_register => Err(ServiceError::Forbidden(
                     "auto_register is off: an operator registers nodes (node add)".into(),
                 )),
                 None => {
-                    self.check_discovery_cap(tx)?;
+                    s.check_discovery_cap(tx)?;
                     let node = tx.insert_node(&NewNode {
                         serial: serial.as_str().into(),
                         mac: Some(mac.as_str().into()),
@@ -682,6 +711,8 @@ impl Services {
                 }
             }
         })
+        .answer()
+        .await
     }
 
     /// The node a report is for: the one whose current boot has this id (handed out in the

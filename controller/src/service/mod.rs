@@ -1,6 +1,8 @@
 //! The controller's use cases, shared by the HTTP API and the CLI: each runs one store
 //! transaction around a domain decision, then does the filesystem work it implies.
-//! Calls block (SQLite, the NFS tree); async callers use `spawn_blocking`.
+//! Calls block (SQLite, the NFS tree); async callers use `spawn_blocking`. The boot path's
+//! registry writes are the exception: `async`, they wait for the store's group commit
+//! ([`Services::grouped`]) without holding a thread.
 
 mod boot;
 mod images;
@@ -21,7 +23,7 @@ use crate::config::Config;
 use crate::domain::boot::{BootSettings, WorkflowState};
 use crate::domain::{InvalidId, InvalidTransition, Node};
 use crate::nfs_tree::{NfsTree, NfsTreeError};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Ticket, Tx};
 use crate::templates::{Templates, Vars};
 use crate::workflows::{Lookup, Workflow, Workflows};
 
@@ -106,6 +108,17 @@ impl Services {
             unknown_limiter: RateLimiter::new(config.unknown_serials_per_minute),
             config,
         })
+    }
+
+    /// Queues `f` for the registry's group commit (see [`crate::store::Store::enqueue`]):
+    /// the hot writes of the boot path, answered once their transaction has committed.
+    /// Waiting for the ticket takes no thread.
+    pub fn grouped<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Services, &Tx<'_>) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Ticket<T, ServiceError> {
+        let services = self.clone();
+        self.store.enqueue(move |tx| f(&services, tx))
     }
 
     /// The lock of `serial`'s node tree.

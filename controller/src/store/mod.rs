@@ -7,16 +7,18 @@
 //! requests for one serial cannot interleave, in this process or across processes.
 
 mod events;
+mod group;
 mod migrations;
 mod nodes;
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
 pub use events::{Event, EventKind, NewEvent};
+pub use group::{GroupCounts, Ticket, MAX_BATCH};
 pub use nodes::{NewNode, NodeFilter};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,13 @@ pub enum StoreError {
     },
     #[error("database holds an invalid {what}: {value:?}")]
     Corrupt { what: &'static str, value: String },
+    /// The transaction a grouped request was part of did not commit.
+    #[error("{0} (the request was not recorded)")]
+    Batch(std::sync::Arc<StoreError>),
+    #[error("the registry writer has stopped")]
+    WriterStopped,
+    #[error("the request failed inside the registry writer; see the controller log")]
+    RequestPanicked,
 }
 
 pub(crate) fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -64,7 +73,10 @@ pub(crate) fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreErro
 pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 
 pub struct Store {
-    conn: Mutex<Connection>,
+    /// The writing connection: [`Store::write`] and the group writer's thread take turns.
+    conn: Arc<Mutex<Connection>>,
+    /// Started by the first [`Store::enqueue`] (the CLI never needs it).
+    group: OnceLock<group::GroupWriter>,
     /// [`Store::read`]'s connections: a boot's first look at its node must not queue
     /// behind the writes of every other request.
     readers: Vec<Mutex<Connection>>,
@@ -131,7 +143,8 @@ impl Store {
             .collect::<Result<_, rusqlite::Error>>()
             .map_err(open_err)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
+            group: OnceLock::new(),
             readers,
             next_reader: Default::default(),
             path: path.to_path_buf(),
@@ -151,6 +164,40 @@ impl Store {
         let out = f(&tx)?;
         tx.tx.commit().map_err(sql("commit"))?;
         Ok(out)
+    }
+
+    /// Queues `f` for the group writer (see [`group`]): it runs in the writer's next
+    /// transaction, in a savepoint of its own, and the ticket answers once that transaction
+    /// has committed. For the daemon's frequent small writes; `f` must not block.
+    pub fn enqueue<T, E>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Ticket<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let writer = match self.group_writer() {
+            Ok(w) => w,
+            Err(e) => return Ticket::failed(e.into()),
+        };
+        writer.enqueue(f)
+    }
+
+    /// The group writer, started on first use.
+    fn group_writer(&self) -> Result<&group::GroupWriter, StoreError> {
+        if let Some(w) = self.group.get() {
+            return Ok(w);
+        }
+        let started = group::GroupWriter::start(self.conn.clone())?;
+        // Two first callers at once: the loser's writer is dropped (it stops at once).
+        let _ = self.group.set(started);
+        Ok(self.group.get().expect("just set"))
+    }
+
+    /// What the group writer has done (zero before its first request).
+    pub fn group_counts(&self) -> GroupCounts {
+        self.group.get().map(|w| w.counts()).unwrap_or_default()
     }
 
     /// Runs `f` in a deferred (read) transaction on a read-only connection: one consistent
