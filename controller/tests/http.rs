@@ -71,6 +71,27 @@ fn unknown_serial_gets_local_boot_when_auto_register_is_off() {
 }
 
 #[test]
+fn a_node_added_or_assigned_has_its_tree_before_its_first_boot() {
+    let app = spawn_app();
+    let etc = |serial: &str| app.nfs_root().join("nodes").join(serial).join("upper/etc");
+    app.add_node(
+        json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs", "hostname": "kitchen"}),
+    );
+    assert_eq!(read(etc(SERIAL).join("hostname")), "kitchen\n");
+    assert_eq!(read(etc(SERIAL).join("machine-id")).trim().len(), 32);
+    // Without a workflow there is nothing to prepare; assigning one prepares it.
+    app.add_node(json!({"serial": "0000cafe"}));
+    assert!(!etc("0000cafe").exists(), "no tree without a workflow");
+    let (status, _) = app.admin(
+        "POST",
+        "/api/v1/nodes/0000cafe/assign",
+        Some(&json!({"workflow_id": "pi-diskless-nfs"})),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(read(etc("0000cafe").join("hostname")), "pi-0000cafe\n");
+}
+
+#[test]
 fn assigned_diskless_node_gets_nfs_boot_on_every_boot() {
     let app = spawn_app();
     let node = app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs", "overlay_mode": "tmpfs", "hostname": "kitchen"}));
@@ -768,7 +789,7 @@ fn a_boot_whose_tree_cannot_be_prepared_changes_nothing_and_names_no_server_path
     app.add_node(json!({"serial": "0000aaaa", "workflow_id": "bad-host"}));
     // Something in the way of the node's directory (as a full disk would fail the write).
     let nodes = app.nfs_root().join("nodes");
-    std::fs::create_dir_all(&nodes).unwrap();
+    std::fs::remove_dir_all(nodes.join(SERIAL)).unwrap(); // prepared when the node was added
     std::fs::write(nodes.join(SERIAL), "in the way").unwrap();
     for serial in [SERIAL, "0000aaaa"] {
         let (status, e) = app.boot(&format!("serial={serial}"));

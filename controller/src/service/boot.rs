@@ -416,6 +416,24 @@ impl Services {
         Ok(())
     }
 
+    /// Prepares the tree of a node the operator just added or gave a workflow, so its first
+    /// boot finds it ready and only checks it (what a storm of first boots would otherwise
+    /// wait on), and a tree that cannot be written shows in the log at once. Best effort:
+    /// every boot prepares the tree again and answers for it.
+    pub fn prepare_tree_ahead(&self, node: &Node) {
+        let rendered = self.rendered_workflow(node);
+        let Some(plan) = decide(node, workflow_state(&rendered), &self.boot_settings(), "-").tree
+        else {
+            return;
+        };
+        if let Err(e) = self.prepare_node_tree(node, &plan) {
+            log::warn!(
+                "node {}: tree not prepared ahead of its boot: {e}",
+                node.serial
+            );
+        }
+    }
+
     /// `POST /nodes/{id}/installed`: records the whole report, then installing ->
     /// installed (-> active for a diskless node). `{"success": false, "error": ...}` is
     /// upstream's way of reporting a failure: recorded and handled as `install-failed`.

@@ -128,7 +128,7 @@ impl Services {
         } else {
             NodeState::Discovered
         };
-        self.store.write(|tx| {
+        let node = self.store.write(|tx| {
             if let Some(mut existing) = tx.find_node(&NodeRef::Serial(serial.clone()))? {
                 // A node that only announced itself is adopted with the operator's settings;
                 // anything further along is already managed.
@@ -170,7 +170,9 @@ impl Services {
                 json!({"action": "add", "workflow_id": node.workflow_id, "state": node.state}),
             ))?;
             Ok(node)
-        })
+        })?;
+        self.prepare_tree_ahead(&node);
+        Ok(node)
     }
 
     /// Assigns a workflow; a node waiting for one (discovered, reprovision, install_failed)
@@ -178,7 +180,7 @@ impl Services {
     /// up at its next boot.
     pub fn assign(&self, node_ref: &NodeRef, workflow_id: &str) -> Result<Node, ServiceError> {
         self.workflow_exists(workflow_id)?;
-        self.store.write(|tx| {
+        let node = self.store.write(|tx| {
             let mut node = self.find(tx, node_ref)?;
             let from = node.state;
             if matches!(from, NodeState::Discovered | NodeState::Reprovision | NodeState::InstallFailed | NodeState::Retired) {
@@ -186,8 +188,10 @@ impl Services {
             }
             node.workflow_id = Some(workflow_id.into());
             tx.append_event(&admin_event(&node, json!({"action": "assign", "workflow_id": workflow_id, "from": from, "to": node.state})))?;
-            Ok(tx.save_node(&node)?)
-        })
+            Ok::<_, ServiceError>(tx.save_node(&node)?)
+        })?;
+        self.prepare_tree_ahead(&node);
+        Ok(node)
     }
 
     pub fn update_node(&self, node_ref: &NodeRef, upd: &NodeUpdate) -> Result<Node, ServiceError> {

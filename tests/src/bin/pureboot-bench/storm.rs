@@ -419,7 +419,7 @@ pub fn run(
             wall.as_secs_f64()
         );
         let label = if round == 1 {
-            "1 (renders node trees)".to_string()
+            "1 (first boots)".to_string()
         } else {
             round.to_string()
         };
