@@ -12,10 +12,12 @@
 use crate::nfs::{self, NfsError, NfsVersion};
 use crate::plan::NfsTarget;
 use crate::sys::{MountArgs, Sys};
+use nix::errno::Errno;
 use nix::mount::MsFlags;
 use pureboot_contract::layout::BASE_DIR;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
+use std::time::Duration;
 
 /// The cache options of the base mount unless `pureboot.base_opts=` says otherwise.
 pub const DEFAULT_OPTIONS: &str = "nocto,actimeo=3600";
@@ -63,8 +65,26 @@ pub fn plan(
     Ok(BasePlan::Own(OwnMount { versions, options }))
 }
 
+/// How long the rpcbind check waits for the server's port 111.
+const RPCBIND_WAIT: Duration = Duration::from_millis(300);
+
+/// Whether `addr` takes a TCP connection within [`RPCBIND_WAIT`].
+pub fn answers(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, RPCBIND_WAIT).is_ok()
+}
+
+/// Whether the v3 attempt needs the server's rpcbind: unless the options name both the NFS and
+/// the mount daemon's ports, the kernel asks port 111 for them first.
+fn needs_rpcbind(options: &[String]) -> bool {
+    let has = |k: &str| options.iter().any(|o| o.starts_with(k));
+    !(has("port=") && has("mountport="))
+}
+
 /// Mounts `image` of `t` read-only at `at` as `own` says: the version that worked, or every
-/// attempt's error.
+/// attempt's error. NFSv3 with a version left to fall back to is tried only when the
+/// server's rpcbind answers (`reachable`): a firewall that drops port 111 (NFSv4 needs only
+/// 2049) would otherwise hold the kernel's v3 attempt for its whole mount timeout.
+#[allow(clippy::too_many_arguments)]
 pub fn mount(
     sys: &dyn Sys,
     t: &NfsTarget,
@@ -73,11 +93,22 @@ pub fn mount(
     image: &str,
     at: &Path,
     own: &OwnMount,
+    reachable: fn(SocketAddr) -> bool,
 ) -> Result<NfsVersion, NfsError> {
     let path = format!("{}/{BASE_DIR}/{image}", t.path.trim_end_matches('/'));
     let source = nfs::source(&t.server, server, &path);
     let mut attempts = Vec::new();
-    for &v in &own.versions {
+    let last = own.versions.len().saturating_sub(1);
+    for (i, &v) in own.versions.iter().enumerate() {
+        if v == NfsVersion::V3
+            && i < last
+            && needs_rpcbind(&own.options)
+            && !reachable(SocketAddr::new(server, 111))
+        {
+            ::log::info!("base {image}: {server} port 111 (rpcbind) silent; NFSv3 skipped");
+            attempts.push((v, Errno::EHOSTUNREACH));
+            continue;
+        }
         let data = nfs::mount_data(v, server, client, &own.options);
         let args = MountArgs::new(&source, at, v.fstype(), MsFlags::MS_RDONLY, &data);
         match sys.mount(&args) {
@@ -197,7 +228,7 @@ mod tests {
         sys.script_mounts([Err(Errno::ECONNREFUSED)]);
         let server = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2));
         let own = mount_of(&[V3, V4_2], &["nocto"]);
-        let v = mount(&sys, &target(), server, None, "tiny", &at, &own);
+        let v = mount(&sys, &target(), server, None, "tiny", &at, &own, |_| true);
         assert_eq!(v.unwrap(), V4_2);
         let m = sys.mounts();
         assert_eq!(m.len(), 2);
@@ -213,7 +244,7 @@ mod tests {
 
         let sys = FakeSys::new();
         sys.script_mounts([Err(Errno::ECONNREFUSED), Err(Errno::ENOENT)]);
-        let e = mount(&sys, &target(), server, None, "tiny", &at, &own)
+        let e = mount(&sys, &target(), server, None, "tiny", &at, &own, |_| true)
             .unwrap_err()
             .to_string();
         assert!(
@@ -222,5 +253,47 @@ mod tests {
                 && e.contains("v4.2: ENOENT"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn v3_is_skipped_when_rpcbind_does_not_answer_and_a_fallback_is_left() {
+        let d = crate::testutil::TempDir::new();
+        let at = d.path().join("base");
+        let server = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2));
+        let silent: fn(SocketAddr) -> bool = |a| {
+            assert_eq!(
+                a,
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)), 111)
+            );
+            false
+        };
+        // rpcbind silent: straight to v4.2, the skip named in the attempts.
+        let sys = FakeSys::new();
+        let own = mount_of(&[V3, V4_2], &["nocto"]);
+        assert_eq!(
+            mount(&sys, &target(), server, None, "tiny", &at, &own, silent).unwrap(),
+            V4_2
+        );
+        let m = sys.mounts();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].data.as_deref(), Some("vers=4.2,addr=10.0.2.2,nocto"));
+        let sys = FakeSys::new();
+        sys.script_mounts([Err(Errno::ENOENT)]);
+        let e = mount(&sys, &target(), server, None, "tiny", &at, &own, silent)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("v3: EHOSTUNREACH"), "{e}");
+        // v3 pinned (nothing to fall back to), or both ports named: no check, v3 is tried.
+        for own in [
+            mount_of(&[V3], &["nocto"]),
+            mount_of(&[V3, V4_2], &["port=2049", "mountport=20048"]),
+        ] {
+            let sys = FakeSys::new();
+            assert_eq!(
+                mount(&sys, &target(), server, None, "tiny", &at, &own, silent).unwrap(),
+                V3
+            );
+            assert_eq!(sys.mounts().len(), 1);
+        }
     }
 }

@@ -50,6 +50,8 @@ pub struct Host<'a> {
     pub paths: HostPaths,
     /// Every pause of the boot (retries, backoff, `wait` polls, the `panic=` delay).
     pub sleep: fn(Duration),
+    /// Whether a TCP port of the server answers (the base mount's rpcbind check).
+    pub reachable: fn(std::net::SocketAddr) -> bool,
     /// Arguments for the new init: those the kernel gave pi-init.
     pub init_args: Vec<String>,
 }
@@ -62,6 +64,7 @@ impl Host<'static> {
             http: &controller::Ureq,
             paths: HostPaths::real(),
             sleep: std::thread::sleep,
+            reachable: base_mount::answers,
             init_args: std::env::args().skip(1).collect(),
         }
     }
@@ -540,8 +543,17 @@ fn nfs_boot(
         Ok(base_mount::BasePlan::Own(own)) => {
             let (at, ip) = (&paths.base, mounted.server_ip);
             std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
-            let v = base_mount::mount(sys, &p.nfs, ip, Some(client), image, at, own)
-                .map_err(|e| e.to_string())?;
+            let v = base_mount::mount(
+                sys,
+                &p.nfs,
+                ip,
+                Some(client),
+                image,
+                at,
+                own,
+                host.reachable,
+            )
+            .map_err(|e| e.to_string())?;
             info!("base {image}: own mount, NFS v{}", v.as_str());
             Ok(at.clone())
         }
@@ -788,6 +800,7 @@ mod tests {
                 http: &self.http,
                 paths: HostPaths::under(self.dir.path()),
                 sleep: |_| {},
+                reachable: |_| true,
                 init_args: vec![],
             }
         }
