@@ -136,15 +136,7 @@ fn image_import_list_rm() {
     std::fs::create_dir_all(src.join("sbin")).unwrap();
     std::fs::write(src.join("sbin/init"), "#!/bin/sh\n").unwrap();
     let archive = app.dir.path().join("root.tar");
-    let status = Command::new("tar")
-        .arg("-C")
-        .arg(&src)
-        .arg("-cf")
-        .arg(&archive)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    tar_dir(&src, &archive);
 
     let summary = ok_json(
         &config,
@@ -194,16 +186,26 @@ fn sized_archive(dir: &Path, files: usize, size: usize) -> std::path::PathBuf {
         std::fs::write(src.join(format!("data/f{i}")), body).unwrap();
     }
     let archive = dir.join("sized.tar");
+    tar_dir(&src, &archive);
+    archive
+}
+
+/// `tar -C src -cf archive .`
+fn tar_dir(src: &Path, archive: &Path) {
     let status = Command::new("tar")
         .arg("-C")
-        .arg(&src)
+        .arg(src)
         .arg("-cf")
-        .arg(&archive)
+        .arg(archive)
         .arg(".")
         .status()
         .unwrap();
-    assert!(status.success());
-    archive
+    assert!(
+        status.success(),
+        "tar -C {} -cf {}",
+        src.display(),
+        archive.display()
+    );
 }
 
 fn import(config: &Path, args: &[&str], interval_ms: Option<&str>) -> Output {
