@@ -166,10 +166,7 @@ impl Services {
         let rendered = match snapshot {
             Some(mut node) => {
                 fill_claim(&mut node, mac, full_serial);
-                let vars = self.template_vars(&node);
-                let rendered = self.render_for(&self.workflows(), &node, &vars);
-                let plan =
-                    decide(&node, workflow_state(&rendered), &self.boot_settings(), "-").tree;
+                let (vars, rendered, plan) = self.render_and_plan(&node);
                 if let Some(plan) = &plan {
                     if let Err(source) = self.prepare_node_tree(&node, plan) {
                         self.note_failed_boot(&node, req, &source);
@@ -416,14 +413,21 @@ impl Services {
         Ok(())
     }
 
+    /// The node's template context, its workflow rendered with it, and the tree a boot of
+    /// the node as it is would need (none for a node the boot would not give one).
+    fn render_and_plan(&self, node: &Node) -> (Vars, Rendered, Option<NodeTreePlan>) {
+        let vars = self.template_vars(node);
+        let rendered = self.render_for(&self.workflows(), node, &vars);
+        let plan = decide(node, workflow_state(&rendered), &self.boot_settings(), "-").tree;
+        (vars, rendered, plan)
+    }
+
     /// Prepares the tree of a node the operator just added or gave a workflow, so its first
     /// boot finds it ready and only checks it (what a storm of first boots would otherwise
     /// wait on), and a tree that cannot be written shows in the log at once. Best effort:
     /// every boot prepares the tree again and answers for it.
     pub fn prepare_tree_ahead(&self, node: &Node) {
-        let rendered = self.rendered_workflow(node);
-        let Some(plan) = decide(node, workflow_state(&rendered), &self.boot_settings(), "-").tree
-        else {
+        let Some(plan) = self.render_and_plan(node).2 else {
             return;
         };
         if let Err(e) = self.prepare_node_tree(node, &plan) {
