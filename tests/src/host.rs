@@ -40,6 +40,8 @@ pub const HOST_FILES: &[HostFile] = &[
     f("cpio", "cpio"),
     f("modinfo", "kmod"),
     f("depmod", "kmod"),
+    // tests/baseline/build.sh resolves the shell flow's module list with it.
+    f("modprobe", "kmod"),
     f("mkfs.ext4", "e2fsprogs"),
     f("debugfs", "e2fsprogs"),
     f("tar", "tar"),
