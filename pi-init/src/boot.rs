@@ -6,7 +6,7 @@
 //! controller, the failure policy. PID 1 never returns and never panics out: a panic is
 //! caught and handled like a failure.
 
-use crate::cmdline::{Cmdline, FailurePolicy};
+use crate::cmdline::{Cmdline, FailurePolicy, RootLayout};
 use crate::controller::Http;
 use crate::net::Network;
 use crate::plan::{self, Decision, Instructions, NfsPlan};
@@ -513,54 +513,122 @@ fn nfs_boot(
     if let Err(e) = nfs::set_client_identifier(&host.paths.sysfs(), p.machine_id.as_str()) {
         warn!("NFS client identifier: {e}; nodes may share one NFSv4 client identity");
     }
+    // The base image's own mount needs only the answer, not the export's mount: when the
+    // answer names the image it starts beside the export's (their round trips overlap), planned
+    // with the version the export tries first. Joined before the overlay uses it.
+    let first_version = nfs::versions_and_options(p.nfs.options.as_deref(), p.nfs.v4_only)
+        .ok()
+        .and_then(|(v, _)| v.first().copied());
+    let early_plan = match (&p.base_image, p.nfs.layout, first_version) {
+        (Some(image), None | Some(RootLayout::Tree), Some(v)) => {
+            match base_mount::plan(
+                cmd.base_opts.as_deref(),
+                p.nfs.options.as_deref(),
+                p.nfs.v4_only,
+                v,
+            ) {
+                Ok(base_mount::BasePlan::Own(own)) => Some((image.as_str(), own)),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let mount_early = |image: &str, own: &base_mount::OwnMount| {
+        let ip = nfs::resolve(&p.nfs.server)?;
+        std::fs::create_dir_all(&paths.base)
+            .map_err(|e| format!("{}: {e}", paths.base.display()))?;
+        base_mount::mount(
+            sys,
+            &p.nfs,
+            ip,
+            Some(client),
+            image,
+            &paths.base,
+            own,
+            host.reachable,
+        )
+        .map_err(|e| e.to_string())
+    };
     // The image overlay loop-mounts an ext4 file: its modules load while NFS mounts.
-    let disk = std::thread::scope(|s| {
+    let (mounted, early) = std::thread::scope(|s| {
         let disk_modules = p.overlay.needs_disk_modules().then(|| {
             background::start(s, "disk-modules", || {
                 timed(|| modules::load_list(sys, &host.paths.disk_module_list()))
+            })
+        });
+        let base = early_plan.as_ref().map(|(image, own)| {
+            background::start(s, "base-mount", || {
+                (
+                    *image,
+                    own.versions.clone(),
+                    timed(|| mount_early(image, own)),
+                )
             })
         });
         let mounted = nfs_mount(host, p, &paths.nfs, client, read_only, r);
         if let Some(loader) = disk_modules {
             modules_done(r, "disk modules", "disk-modules", loader.join());
         }
-        mounted
+        (mounted, base.and_then(|b| b.join()))
     });
-    let mounted = disk?;
+    let mounted = mounted?;
     info!(
         "NFS v{} from {}",
         mounted.version.as_str(),
         mounted.server_ip
     );
     r.facts.nfs_version = Some(mounted.version.as_str().to_string());
+    let early = early.map(|(image, tried, (result, took))| {
+        r.step("base-mount", took);
+        (image, tried, result)
+    });
     let base = base_mount::plan(
         cmd.base_opts.as_deref(),
         p.nfs.options.as_deref(),
         p.nfs.v4_only,
         mounted.version,
     );
-    let mount_base = |image: &str| match &base {
-        Ok(base_mount::BasePlan::Own(own)) => {
-            let (at, ip) = (&paths.base, mounted.server_ip);
-            std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
-            let v = base_mount::mount(
-                sys,
-                &p.nfs,
-                ip,
-                Some(client),
-                image,
-                at,
-                own,
-                host.reachable,
-            )
-            .map_err(|e| e.to_string())?;
-            info!("base {image}: own mount, NFS v{}", v.as_str());
-            Ok(at.clone())
+    let mount_base = |image: &str| {
+        let mut own = match &base {
+            Ok(base_mount::BasePlan::Own(own)) => own.clone(),
+            Ok(base_mount::BasePlan::Shared) => {
+                return Ok(ExportLayout::new(&paths.nfs).base_dir().join(image))
+            }
+            Err(e) => return Err(format!("pureboot.base_opts: {e}")),
+        };
+        match &early {
+            Some((name, _, Ok(v))) if *name == image => {
+                info!(
+                    "base {image}: own mount, NFS v{} (beside the export's)",
+                    v.as_str()
+                );
+                return Ok(paths.base.clone());
+            }
+            // Only the versions the early attempt did not try (the export's, if it fell back).
+            Some((name, tried, Err(e))) if *name == image => {
+                own.versions.retain(|v| !tried.contains(v));
+                if own.versions.is_empty() {
+                    return Err(format!("base {image}: {e}"));
+                }
+                info!("base {image}: {e}; now NFS v{}", own.versions[0].as_str());
+            }
+            _ => {}
         }
-        Ok(base_mount::BasePlan::Shared) => {
-            Ok(ExportLayout::new(&paths.nfs).base_dir().join(image))
-        }
-        Err(e) => Err(format!("pureboot.base_opts: {e}")),
+        let (at, ip) = (&paths.base, mounted.server_ip);
+        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+        let v = base_mount::mount(
+            sys,
+            &p.nfs,
+            ip,
+            Some(client),
+            image,
+            at,
+            &own,
+            host.reachable,
+        )
+        .map_err(|e| e.to_string())?;
+        info!("base {image}: own mount, NFS v{}", v.as_str());
+        Ok(at.clone())
     };
     let req = overlay::Request {
         mode: p.overlay,
@@ -921,7 +989,8 @@ mod tests {
                 MsFlags::MS_RDONLY,
                 "vers=4.2,clientaddr=10.0.2.15,addr=10.0.2.2",
             ),
-            // The base image on a mount of its own, cached (see base_mount).
+            // The base image on a mount of its own, cached (see base_mount); the answer
+            // names it, so it is mounted beside the export, not after it.
             w.mount(
                 "10.0.2.2:/srv/nfs/base/tiny",
                 "mnt/base",
@@ -933,7 +1002,12 @@ mod tests {
             w.mount("overlay", "mnt/root", "overlay", MsFlags::empty(), &overlay),
         ];
         want.extend(w.switch_and_exec(&["/sbin/init"]));
-        assert_eq!(w.sys.calls(), want);
+        let mut calls = w.sys.calls();
+        // The two NFS mounts run on two threads: either may reach the kernel first.
+        if calls.get(1) == want.get(2) {
+            calls.swap(1, 2);
+        }
+        assert_eq!(calls, want);
 
         assert_eq!(
             fs::read_to_string(w.at("sys/fs/nfs/net/nfs_client/identifier")).unwrap(),
@@ -980,12 +1054,93 @@ mod tests {
                 "modules",
                 "net-dhcp",
                 "nfs-mount",
+                "base-mount",
                 "overlay",
                 "init-check",
                 "move-mounts"
             ]
         );
         assert_install_failed(&posts[1], "exec", "exec /sbin/init");
+    }
+
+    #[test]
+    fn a_base_mount_that_failed_beside_the_export_is_tried_again_with_the_exports_version() {
+        const EXPORT: &str = "10.0.2.2:/srv/nfs";
+        const BASE: &str = "10.0.2.2:/srv/nfs/base/tiny";
+        let lower_of = |w: &World| {
+            let m = w.sys.mounts();
+            let o = m.iter().find(|m| m.fstype.as_deref() == Some("overlay"));
+            let data = o.and_then(|o| o.data.clone()).unwrap_or_default();
+            data.split(',').next().unwrap_or("").to_string()
+        };
+        let node = "mnt/nfs/nodes/d83add36/upper";
+        struct Case {
+            what: &'static str,
+            export_fails: &'static [&'static str],
+            base_fails: &'static [&'static str],
+            base_tried: &'static [&'static str],
+            base_layer: &'static str,
+        }
+        let cases = [
+            Case {
+                what: "v3 took the base beside the export",
+                export_fails: &[],
+                base_fails: &[],
+                base_tried: &["vers=3"],
+                base_layer: "mnt/base",
+            },
+            Case {
+                what: "the export fell back to v4.1: the base is tried with v4.1 afterwards",
+                export_fails: &["vers=4.2"],
+                base_fails: &["vers=3", "vers=4.2"],
+                base_tried: &["vers=3", "vers=4.2", "vers=4.1"],
+                base_layer: "mnt/base",
+            },
+            Case {
+                what: "the export took v4.2 too: nothing new to try, the export's mount serves the base",
+                export_fails: &[],
+                base_fails: &["vers=3", "vers=4.2"],
+                base_tried: &["vers=3", "vers=4.2"],
+                base_layer: "mnt/nfs/base/tiny",
+            },
+        ];
+        for Case {
+            what,
+            export_fails,
+            base_fails,
+            base_tried,
+            base_layer,
+        } in cases
+        {
+            let w = World::tree();
+            for v in export_fails {
+                w.sys
+                    .fail_mount(EXPORT, v, nix::errno::Errno::EPROTONOSUPPORT);
+            }
+            for v in base_fails {
+                w.sys
+                    .fail_mount(BASE, v, nix::errno::Errno::EPROTONOSUPPORT);
+            }
+            let f = w.attempt(CMDLINE);
+            assert_eq!(f.step, "exec", "{what}: {}", f.error);
+            let tried: Vec<String> = w
+                .sys
+                .mounts()
+                .iter()
+                .filter(|m| m.source.as_deref() == Some(BASE))
+                .map(|m| m.data.clone().unwrap_or_default())
+                .collect();
+            assert_eq!(tried.len(), base_tried.len(), "{what}: {tried:?}");
+            for (got, want) in tried.iter().zip(base_tried) {
+                assert!(got.starts_with(want), "{what}: {got} is not {want}");
+            }
+            let want = format!(
+                "lowerdir={}:{}",
+                w.at(node).display(),
+                w.at(base_layer).display()
+            );
+            assert_eq!(lower_of(&w), want, "{what}");
+        }
     }
 
     #[test]

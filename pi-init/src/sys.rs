@@ -370,6 +370,8 @@ mod fake {
     pub struct FakeSys {
         pub calls: Mutex<Vec<Call>>,
         mount_results: Mutex<VecDeque<Result<(), Errno>>>,
+        /// Mounts that fail whatever the script says: (source, start of the data, error).
+        mount_errors: Mutex<Vec<(String, String, Errno)>>,
         module_errors: Mutex<HashMap<PathBuf, Errno>>,
         devices: Mutex<HashMap<PathBuf, u64>>,
         magics: Mutex<HashMap<PathBuf, i64>>,
@@ -382,6 +384,7 @@ mod fake {
             FakeSys {
                 calls: Mutex::default(),
                 mount_results: Mutex::default(),
+                mount_errors: Mutex::default(),
                 module_errors: Mutex::default(),
                 devices: Mutex::default(),
                 magics: Mutex::default(),
@@ -398,6 +401,12 @@ mod fake {
         /// The next mounts answer these results, in order; then success.
         pub fn script_mounts(&self, results: impl IntoIterator<Item = Result<(), Errno>>) {
             self.mount_results.lock().unwrap().extend(results);
+        }
+        /// Every mount of `source` whose data starts with `data` fails with `e` (for mounts
+        /// made on several threads at once, where a script's order would be a race).
+        pub fn fail_mount(&self, source: &str, data: &str, e: Errno) {
+            let m = (source.to_string(), data.to_string(), e);
+            self.mount_errors.lock().unwrap().push(m);
         }
         pub fn fail_module(&self, path: &str, e: Errno) {
             self.module_errors.lock().unwrap().insert(path.into(), e);
@@ -443,6 +452,13 @@ mod fake {
     impl Sys for FakeSys {
         fn mount(&self, m: &MountArgs) -> Result<(), Errno> {
             self.record(Call::Mount(m.clone()));
+            let matches = |(src, data, _): &&(String, String, Errno)| {
+                m.source.as_deref() == Some(src.as_str())
+                    && m.data.as_deref().unwrap_or("").starts_with(data.as_str())
+            };
+            if let Some((_, _, e)) = self.mount_errors.lock().unwrap().iter().find(matches) {
+                return Err(*e);
+            }
             self.mount_results
                 .lock()
                 .unwrap()
