@@ -175,6 +175,38 @@ fn image_import_list_rm() {
     ok_json(&config, &["--json", "node", "rm", "0000beef"]);
     ok_json(&config, &["--json", "image", "rm", "busybox"]);
     assert!(!app.nfs_root().join("base/busybox").exists());
+
+    // The default image: refused while it is the default, naming the key and the nodes that
+    // boot it without naming it.
+    ok_json(
+        &config,
+        &[
+            "--json",
+            "image",
+            "import",
+            archive.to_str().unwrap(),
+            "debian-arm64",
+        ],
+    );
+    ok_json(
+        &config,
+        &[
+            "--json",
+            "node",
+            "add",
+            "0000cafe",
+            "--workflow",
+            "pi-diskless-nfs",
+        ],
+    );
+    let out = cli(&config, &["image", "rm", "debian-arm64"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("default_base_image") && err.contains("0000cafe"),
+        "{err}"
+    );
+    assert!(app.nfs_root().join("base/debian-arm64/sbin/init").is_file());
 }
 
 /// A tar of `files` files of `size` bytes each (distinct content: no hole skipping).

@@ -37,18 +37,35 @@ impl Services {
         Ok(self.tree.import_base_image(archive, name, progress)?)
     }
 
-    /// Refuses while a node names the image explicitly (its next boot would fail).
+    /// Refuses while a node would boot the image (named for it, by its workflow, or as the
+    /// default), and while it is the default: its next boot would fail.
     pub fn remove_image(&self, name: &str) -> Result<bool, ServiceError> {
-        let users: Vec<String> = self
-            .list_nodes(&NodeFilter::default())?
-            .into_iter()
-            .filter(|n| n.base_image.as_deref() == Some(name))
-            .map(|n| n.serial)
-            .collect();
+        let default = &self.config.nfs.default_base_image;
+        let workflows = self.workflows();
+        let mut users: Vec<String> = Vec::new();
+        for node in self.list_nodes(&NodeFilter::default())? {
+            // The image its next boot gets: a workflow that does not render boots nothing.
+            let wf = self
+                .render_for(&workflows, &node, &self.template_vars(&node))
+                .ok()
+                .flatten();
+            if tree_plan(&node, wf.as_ref(), default).base_image == name {
+                users.push(node.serial);
+            }
+        }
+        let shown = match users.len() {
+            0..=20 => users.join(", "),
+            n => format!("{} and {} more", users[..20].join(", "), n - 20),
+        };
+        if name == default {
+            return Err(ServiceError::Conflict(format!(
+                "base image {name} is [nfs] default_base_image, which every node without an image of its own boots{}; name another default first",
+                if users.is_empty() { String::new() } else { format!(" (now: {shown})") }
+            )));
+        }
         if !users.is_empty() {
             return Err(ServiceError::Conflict(format!(
-                "base image {name} is used by node(s) {}; change their base image first",
-                users.join(", ")
+                "base image {name} is used by node(s) {shown}; change their base image first"
             )));
         }
         Ok(self.tree.remove_base_image(name)?)
