@@ -31,7 +31,7 @@ impl App {
         let services = tokio::task::spawn_blocking(move || Services::open(config)).await??;
         let checkpoints = services
             .store
-            .checkpoint_in_background(Duration::from_millis(500))?;
+            .checkpoint_in_background(Duration::from_millis(250))?;
         if services.config.nfs.enabled {
             if let Err(e) = services.tree.ensure_directories() {
                 // Not fatal: the export may be mounted later; boots will report it.
