@@ -9,11 +9,13 @@
 //! ~3300 RPCs); the export's own version is the fallback. The node's layer stays on the
 //! export's mount, uncached.
 
+use crate::cmdline::RootLayout;
 use crate::nfs::{self, NfsError, NfsVersion};
 use crate::plan::NfsTarget;
 use crate::sys::{MountArgs, Sys};
 use nix::errno::Errno;
 use nix::mount::MsFlags;
+use pureboot_contract::ids::ImageName;
 use pureboot_contract::layout::BASE_DIR;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
@@ -63,6 +65,80 @@ pub fn plan(
     };
     options.extend(own);
     Ok(BasePlan::Own(OwnMount { versions, options }))
+}
+
+/// The base's own mount started beside the export's, before the export's version is known:
+/// when the answer names the image and the export may be a tree, planned with the version the
+/// export tries first. `None`: the base waits for the export's mount.
+pub fn early_plan(
+    base_opts: Option<&str>,
+    t: &NfsTarget,
+    image: Option<&ImageName>,
+) -> Option<(String, OwnMount)> {
+    let image = image?;
+    if t.layout == Some(RootLayout::Plain) {
+        return None;
+    }
+    let (versions, _) = nfs::versions_and_options(t.options.as_deref(), t.v4_only).ok()?;
+    match plan(
+        base_opts,
+        t.options.as_deref(),
+        t.v4_only,
+        *versions.first()?,
+    ) {
+        Ok(BasePlan::Own(own)) => Some((image.as_str().to_string(), own)),
+        _ => None,
+    }
+}
+
+/// What a mount started by [`early_plan`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Early {
+    pub image: String,
+    /// The versions its plan held, all tried unless one worked.
+    pub tried: Vec<NfsVersion>,
+    pub result: Result<NfsVersion, String>,
+}
+
+/// Where the base comes from once the export is mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Already mounted beside the export's, with this version.
+    Mounted(NfsVersion),
+    /// Through the export's mount.
+    Shared,
+    /// A mount of its own now, with these versions.
+    Mount(OwnMount),
+}
+
+/// What is left for `image`, from the plan made with the export's version and what a mount
+/// beside the export's did: only the versions it did not try (the export's, if that fell
+/// back), or its error when none is left.
+pub fn next(
+    plan: &Result<BasePlan, String>,
+    early: Option<&Early>,
+    image: &str,
+) -> Result<Next, String> {
+    let mut own = match plan {
+        Ok(BasePlan::Own(own)) => own.clone(),
+        Ok(BasePlan::Shared) => return Ok(Next::Shared),
+        Err(e) => return Err(format!("pureboot.base_opts: {e}")),
+    };
+    match early.filter(|e| e.image == image) {
+        Some(Early { result: Ok(v), .. }) => return Ok(Next::Mounted(*v)),
+        Some(Early {
+            tried,
+            result: Err(e),
+            ..
+        }) => {
+            own.versions.retain(|v| !tried.contains(v));
+            if own.versions.is_empty() {
+                return Err(format!("base {image}: {e}"));
+            }
+        }
+        None => {}
+    }
+    Ok(Next::Mount(own))
 }
 
 /// How long the rpcbind check waits for the server's port 111.
@@ -208,6 +284,84 @@ mod tests {
             assert_eq!(plan(*base, *export, *v4, *ver).unwrap(), *want, "test[{i}]");
         }
         assert!(plan(Some("vers=2"), None, false, V4_2).is_err());
+    }
+
+    #[test]
+    fn the_early_plan_needs_a_named_image_and_maybe_a_tree() {
+        let image = ImageName::parse("tiny").unwrap();
+        let mut t = target();
+        let got = early_plan(None, &t, Some(&image)).unwrap();
+        assert_eq!(got.0, "tiny");
+        assert_eq!(got.1, mount_of(&[V3, V4_2], &["nocto", "actimeo=3600"]));
+        assert_eq!(early_plan(None, &t, None), None, "no image named");
+        assert_eq!(early_plan(Some("shared"), &t, Some(&image)), None);
+        t.options = Some("vers=4.1".into());
+        assert_eq!(
+            early_plan(None, &t, Some(&image)).unwrap().1.versions,
+            [V4_1]
+        );
+        t.layout = Some(RootLayout::Plain);
+        assert_eq!(early_plan(None, &t, Some(&image)), None, "a plain root");
+    }
+
+    /// The plan made with the export's version, the early mount, the image asked for, what
+    /// is left.
+    type NextCase = (
+        Result<BasePlan, String>,
+        Option<Early>,
+        &'static str,
+        Result<Next, String>,
+    );
+
+    #[test]
+    fn what_is_left_after_the_export_is_mounted() {
+        let own_plan = |v: &[NfsVersion]| Ok(own(v, &["nocto"]));
+        let early = |tried: &[NfsVersion], result: Result<NfsVersion, &str>| Early {
+            image: "tiny".into(),
+            tried: tried.to_vec(),
+            result: result.map_err(String::from),
+        };
+        let mount = |v: &[NfsVersion]| Ok(Next::Mount(mount_of(v, &["nocto"])));
+        let cases: Vec<NextCase> = vec![
+            (own_plan(&[V3, V4_2]), None, "tiny", mount(&[V3, V4_2])),
+            (
+                own_plan(&[V3, V4_2]),
+                Some(early(&[V3, V4_2], Ok(V3))),
+                "tiny",
+                Ok(Next::Mounted(V3)),
+            ),
+            // Another image than the one mounted early: its own mount.
+            (
+                own_plan(&[V3, V4_2]),
+                Some(early(&[V3, V4_2], Ok(V3))),
+                "other",
+                mount(&[V3, V4_2]),
+            ),
+            // The export fell back to v4.1: only v4.1 is new.
+            (
+                own_plan(&[V3, V4_1]),
+                Some(early(&[V3, V4_2], Err("v3: EACCES"))),
+                "tiny",
+                mount(&[V4_1]),
+            ),
+            // Nothing new to try: the early error.
+            (
+                own_plan(&[V3, V4_2]),
+                Some(early(&[V3, V4_2], Err("v3: EACCES"))),
+                "tiny",
+                Err("base tiny: v3: EACCES".into()),
+            ),
+            (Ok(BasePlan::Shared), None, "tiny", Ok(Next::Shared)),
+            (
+                Err("bad".into()),
+                None,
+                "tiny",
+                Err("pureboot.base_opts: bad".into()),
+            ),
+        ];
+        for (i, (plan, early, image, want)) in cases.iter().enumerate() {
+            assert_eq!(next(plan, early.as_ref(), image), *want, "test[{i}]");
+        }
     }
 
     fn target() -> NfsTarget {

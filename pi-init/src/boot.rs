@@ -6,7 +6,7 @@
 //! controller, the failure policy. PID 1 never returns and never panics out: a panic is
 //! caught and handled like a failure.
 
-use crate::cmdline::{Cmdline, FailurePolicy, RootLayout};
+use crate::cmdline::{Cmdline, FailurePolicy};
 use crate::controller::Http;
 use crate::net::Network;
 use crate::plan::{self, Decision, Instructions, NfsPlan};
@@ -514,25 +514,9 @@ fn nfs_boot(
         warn!("NFS client identifier: {e}; nodes may share one NFSv4 client identity");
     }
     // The base image's own mount needs only the answer, not the export's mount: when the
-    // answer names the image it starts beside the export's (their round trips overlap), planned
-    // with the version the export tries first. Joined before the overlay uses it.
-    let first_version = nfs::versions_and_options(p.nfs.options.as_deref(), p.nfs.v4_only)
-        .ok()
-        .and_then(|(v, _)| v.first().copied());
-    let early_plan = match (&p.base_image, p.nfs.layout, first_version) {
-        (Some(image), None | Some(RootLayout::Tree), Some(v)) => {
-            match base_mount::plan(
-                cmd.base_opts.as_deref(),
-                p.nfs.options.as_deref(),
-                p.nfs.v4_only,
-                v,
-            ) {
-                Ok(base_mount::BasePlan::Own(own)) => Some((image.as_str(), own)),
-                _ => None,
-            }
-        }
-        _ => None,
-    };
+    // answer names the image it starts beside the export's (their round trips overlap).
+    let early_plan =
+        base_mount::early_plan(cmd.base_opts.as_deref(), &p.nfs, p.base_image.as_ref());
     let mount_early = |image: &str, own: &base_mount::OwnMount| {
         let ip = nfs::resolve(&p.nfs.server)?;
         std::fs::create_dir_all(&paths.base)
@@ -557,13 +541,7 @@ fn nfs_boot(
             })
         });
         let base = early_plan.as_ref().map(|(image, own)| {
-            background::start(s, "base-mount", || {
-                (
-                    *image,
-                    own.versions.clone(),
-                    timed(|| mount_early(image, own)),
-                )
-            })
+            background::start(s, "base-mount", || timed(|| mount_early(image, own)))
         });
         let mounted = nfs_mount(host, p, &paths.nfs, client, read_only, r);
         if let Some(loader) = disk_modules {
@@ -578,57 +556,51 @@ fn nfs_boot(
         mounted.server_ip
     );
     r.facts.nfs_version = Some(mounted.version.as_str().to_string());
-    let early = early.map(|(image, tried, (result, took))| {
+    let early = early.zip(early_plan).map(|((result, took), (image, own))| {
         r.step("base-mount", took);
-        (image, tried, result)
+        base_mount::Early {
+            image,
+            tried: own.versions,
+            result,
+        }
     });
-    let base = base_mount::plan(
+    let plan = base_mount::plan(
         cmd.base_opts.as_deref(),
         p.nfs.options.as_deref(),
         p.nfs.v4_only,
         mounted.version,
     );
-    let mount_base = |image: &str| {
-        let mut own = match &base {
-            Ok(base_mount::BasePlan::Own(own)) => own.clone(),
-            Ok(base_mount::BasePlan::Shared) => {
-                return Ok(ExportLayout::new(&paths.nfs).base_dir().join(image))
-            }
-            Err(e) => return Err(format!("pureboot.base_opts: {e}")),
-        };
-        match &early {
-            Some((name, _, Ok(v))) if *name == image => {
-                info!(
-                    "base {image}: own mount, NFS v{} (beside the export's)",
-                    v.as_str()
-                );
-                return Ok(paths.base.clone());
-            }
-            // Only the versions the early attempt did not try (the export's, if it fell back).
-            Some((name, tried, Err(e))) if *name == image => {
-                own.versions.retain(|v| !tried.contains(v));
-                if own.versions.is_empty() {
-                    return Err(format!("base {image}: {e}"));
-                }
+    let mount_base = |image: &str| match base_mount::next(&plan, early.as_ref(), image)? {
+        base_mount::Next::Shared => Ok(ExportLayout::new(&paths.nfs).base_dir().join(image)),
+        base_mount::Next::Mounted(v) => {
+            info!(
+                "base {image}: own mount, NFS v{} (beside the export's)",
+                v.as_str()
+            );
+            Ok(paths.base.clone())
+        }
+        base_mount::Next::Mount(own) => {
+            if let Some(base_mount::Early { result: Err(e), .. }) =
+                early.as_ref().filter(|e| e.image == image)
+            {
                 info!("base {image}: {e}; now NFS v{}", own.versions[0].as_str());
             }
-            _ => {}
+            let (at, ip) = (&paths.base, mounted.server_ip);
+            std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+            let v = base_mount::mount(
+                sys,
+                &p.nfs,
+                ip,
+                Some(client),
+                image,
+                at,
+                &own,
+                host.reachable,
+            )
+            .map_err(|e| e.to_string())?;
+            info!("base {image}: own mount, NFS v{}", v.as_str());
+            Ok(at.clone())
         }
-        let (at, ip) = (&paths.base, mounted.server_ip);
-        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
-        let v = base_mount::mount(
-            sys,
-            &p.nfs,
-            ip,
-            Some(client),
-            image,
-            at,
-            &own,
-            host.reachable,
-        )
-        .map_err(|e| e.to_string())?;
-        info!("base {image}: own mount, NFS v{}", v.as_str());
-        Ok(at.clone())
     };
     let req = overlay::Request {
         mode: p.overlay,

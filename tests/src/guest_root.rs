@@ -31,12 +31,15 @@ if [ -n "$w" ]; then echo "$w" > /var/probe; rm -f /etc/pureboot-base-file; fi
 m=$(arg probe.mark)
 if [ -n "$m" ]; then mkdir -p /var/marks && touch "/var/marks/$m"; fi
 sync
-nfs=$(grep -o ' nfs4\? [^ ]*vers=[0-9.]*' /proc/mounts | head -n1 | sed 's/.*vers=//')
-# The NFS mount stays behind in the old root, hidden from /proc/mounts; the per-namespace
-# nfsfs table still lists it ("v4 0a000202 801 0:24 ...").
-[ -n "$nfs" ] || nfs=$(sed -n '2s/^v\([0-9.]*\) .*/\1/p' /proc/fs/nfsfs/volumes 2>/dev/null)
-# Every NFS mount, in mount order: the export's, then the base image's own (v4,v3).
-volumes=$(sed -n '2,$s/^\(v[0-9.]*\) .*/\1/p' /proc/fs/nfsfs/volumes 2>/dev/null | tr '\n' ',' | sed 's/,$//')
+# The export's mount, not the base image's own (its source ends in /base/<image>).
+nfs=$(grep -v '^[^ ]*/base/[^ /]* ' /proc/mounts | grep -o ' nfs4\? [^ ]*vers=[0-9.]*' | head -n1 | sed 's/.*vers=//')
+# The NFS mounts stay behind in the old root, hidden from /proc/mounts; the per-namespace
+# nfsfs table still lists them ("v4 0a000202 801 0:24 ..."), without their paths. The two
+# are mounted at once, so in either order; the base tries v3 first, so the export's is the
+# highest version there.
+[ -n "$nfs" ] || nfs=$(sed -n '2,$s/^v\([0-9.]*\) .*/\1/p' /proc/fs/nfsfs/volumes 2>/dev/null | sort | tail -n1)
+# Every NFS mount's version, sorted: the export's and the base image's own (v3,v4).
+volumes=$(sed -n '2,$s/^\(v[0-9.]*\) .*/\1/p' /proc/fs/nfsfs/volumes 2>/dev/null | sort | tr '\n' ',' | sed 's/,$//')
 rootfs=$(grep '^[^ ]* / ' /proc/mounts | tail -n1 | cut -d' ' -f3)
 upper=$(grep '^[^ ]* / ' /proc/mounts | tail -n1 | grep -o 'upperdir=[^,]*' | cut -d= -f2)
 probe=$(cat /var/probe 2>/dev/null || echo none)

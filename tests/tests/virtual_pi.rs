@@ -129,7 +129,7 @@ fn s01_nfs_boot_tmpfs_overlay_identity_from_controller() {
     );
     lab.check(report.get("nfs").starts_with('4'), "NFSv4 by default", &run);
     lab.check(
-        report.get("volumes") == "v4,v3",
+        report.get("volumes") == "v3,v4",
         "the base image on a mount of its own, NFSv3, beside the export's v4 mount",
         &run,
     );
