@@ -517,8 +517,8 @@ fn nfs_boot(
     // answer names the image it starts beside the export's (their round trips overlap).
     let early_plan =
         base_mount::early_plan(cmd.base_opts.as_deref(), &p.nfs, p.base_image.as_ref());
-    let mount_early = |image: &str, own: &base_mount::OwnMount| {
-        let ip = nfs::resolve(&p.nfs.server)?;
+    // The base image's own mount at paths.base, from the server at `ip`.
+    let mount_own = |ip, image: &str, own: &base_mount::OwnMount| {
         std::fs::create_dir_all(&paths.base)
             .map_err(|e| format!("{}: {e}", paths.base.display()))?;
         base_mount::mount(
@@ -532,6 +532,9 @@ fn nfs_boot(
             host.reachable,
         )
         .map_err(|e| e.to_string())
+    };
+    let mount_early = |image: &str, own: &base_mount::OwnMount| {
+        mount_own(nfs::resolve(&p.nfs.server)?, image, own)
     };
     // The image overlay loop-mounts an ext4 file: its modules load while NFS mounts.
     let (mounted, early) = std::thread::scope(|s| {
@@ -585,21 +588,9 @@ fn nfs_boot(
             {
                 info!("base {image}: {e}; now NFS v{}", own.versions[0].as_str());
             }
-            let (at, ip) = (&paths.base, mounted.server_ip);
-            std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
-            let v = base_mount::mount(
-                sys,
-                &p.nfs,
-                ip,
-                Some(client),
-                image,
-                at,
-                &own,
-                host.reachable,
-            )
-            .map_err(|e| e.to_string())?;
+            let v = mount_own(mounted.server_ip, image, &own)?;
             info!("base {image}: own mount, NFS v{}", v.as_str());
-            Ok(at.clone())
+            Ok(paths.base.clone())
         }
     };
     let req = overlay::Request {
