@@ -41,14 +41,10 @@ impl Services {
     /// default), and while it is the default: its next boot would fail.
     pub fn remove_image(&self, name: &str) -> Result<bool, ServiceError> {
         let default = &self.config.nfs.default_base_image;
-        let workflows = self.workflows();
         let mut users: Vec<String> = Vec::new();
         for node in self.list_nodes(&NodeFilter::default())? {
             // The image its next boot gets: a workflow that does not render boots nothing.
-            let wf = self
-                .render_for(&workflows, &node, &self.template_vars(&node))
-                .ok()
-                .flatten();
+            let wf = self.rendered_workflow(&node).ok().flatten();
             if tree_plan(&node, wf.as_ref(), default).base_image == name {
                 users.push(node.serial);
             }
