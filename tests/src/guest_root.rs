@@ -92,7 +92,11 @@ pub fn tarball(dir: &Path, out: &Path) -> Result<PathBuf, String> {
 
 /// The counters' dump as a script of its own, so both roots run the same text.
 fn nfs_dump_script() -> String {
-    format!("#!/bin/sh\n{}\n", crate::nfs_stats::DUMP_SH)
+    format!(
+        "#!/bin/sh\n{}\n{}\n",
+        crate::nfs_stats::DUMP_SH,
+        crate::guest_cpu::DUMP_SH
+    )
 }
 
 /// The line the benchmark's Debian root prints once `multi-user.target` is active.
@@ -123,8 +127,9 @@ fn usable_script() -> String {
         "#!/bin/sh\n\
          echo \"{USABLE_MARK} target=multi-user.target\" > /dev/kmsg\n\
          at=$(systemctl show -P ActiveEnterTimestampMonotonic multi-user.target)\n\
-         {{ echo \"{TARGET_MARK} active_us=$at\"; {}; }} > /dev/console\n",
-        crate::nfs_stats::DUMP_SH
+         {{ echo \"{TARGET_MARK} active_us=$at\"; {}; {}; }} > /dev/console\n",
+        crate::nfs_stats::DUMP_SH,
+        crate::guest_cpu::DUMP_SH
     )
 }
 

@@ -82,6 +82,17 @@ pub fn pi_init_on(env: &TestEnv, kernel: &Kernel) -> Result<PathBuf, String> {
     with_busybox(env, kernel, "pi-init.cpio.gz", &["--preset", "qemu-virt"])
 }
 
+/// pi-init's initramfs for the QEMU virt board with a virtio disk as a local root: virtio_blk
+/// on its disk list (loaded only when the controller answers `local_boot`), on Debian's kernel.
+pub fn pi_init_virtio_disk(env: &TestEnv) -> Result<PathBuf, String> {
+    with_busybox(
+        env,
+        env.kernel(),
+        "pi-init-virtio-disk.cpio.gz",
+        &["--preset", "qemu-virt", "--disk-module", "virtio_blk"],
+    )
+}
+
 /// `build_pi_init` once per kernel, with busybox (for the `shell` failure policy the tests
 /// exercise).
 fn with_busybox(

@@ -10,6 +10,7 @@ pub mod console;
 pub mod controller;
 pub mod dhcp;
 pub mod env;
+pub mod guest_cpu;
 pub mod guest_root;
 pub mod host;
 pub mod initramfs;

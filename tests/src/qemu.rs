@@ -70,6 +70,9 @@ pub struct VirtualPi {
     /// vCPUs (a Pi 3/4/5 has 4 cores; the tests use 1 so that parallel boots stay cheap).
     pub cpus: u32,
     pub timeout: Duration,
+    /// A raw disk image as a virtio disk (`/dev/vda`), written to a throwaway snapshot so
+    /// that every boot starts from the same image.
+    pub disk: Option<PathBuf>,
 }
 
 /// How the guest's NIC reaches the namespace.
@@ -118,6 +121,7 @@ impl VirtualPi {
             memory_mb: 512,
             cpus: 1,
             timeout: Duration::from_secs(120),
+            disk: None,
         }
     }
 
@@ -144,6 +148,12 @@ impl VirtualPi {
 
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
+        self
+    }
+
+    /// `image` as the virt board's `/dev/vda` (not on the raspi3b board).
+    pub fn disk(mut self, image: &Path) -> Self {
+        self.disk = Some(image.to_path_buf());
         self
     }
 
@@ -261,6 +271,14 @@ impl VirtualPi {
             // only a Recommends of qemu-system-arm, absent where set-up skips Recommends).
             format!("virtio-net-pci,netdev=n0,mac={},romfile=", self.mac()),
         ])
+        .chain(self.disk.iter().flat_map(|d| {
+            [
+                "-drive".into(),
+                format!("file={},if=none,id=d0,format=raw,snapshot=on", d.display()),
+                "-device".into(),
+                "virtio-blk-pci,drive=d0".into(),
+            ]
+        }))
         .collect()
     }
 
@@ -347,6 +365,17 @@ mod tests {
             "virtio-net-pci,netdev=n0,mac=52:54:00:3a:dd:36,romfile="
         );
         assert!(args.contains(&"-no-reboot".to_string()));
+        assert!(!args.contains(&"-drive".to_string()));
+        let args = pi.disk(Path::new("/r.img")).qemu_args();
+        let drive = args.iter().position(|a| a == "-drive").unwrap();
+        assert_eq!(
+            args[drive + 1..drive + 4],
+            [
+                "file=/r.img,if=none,id=d0,format=raw,snapshot=on",
+                "-device",
+                "virtio-blk-pci,drive=d0"
+            ]
+        );
     }
 
     /// QEMU accepts the harness's exact arguments on this machine: started paused (`-S`) it

@@ -8,20 +8,28 @@
 //!   the kernel's timestamp of the mark and systemd's own time of the target are shown too).
 //! - tiny busybox root: its init reports, dumps the counters (`probe.nfsstats=1`), powers off.
 //!
-//! The counters are the whole boot's, up to the mark: see `pureboot_tests::nfs_stats`.
+//! The counters are the whole boot's, up to the mark: see `pureboot_tests::nfs_stats`; so is
+//! the guest's CPU time, busy or waiting (`pureboot_tests::guest_cpu`).
+//!
+//! The last variant is the floor: pi-init booting the same root from a local virtio disk (an
+//! ext4 image of the root with its node layer's files), no NFS at all. What an NFS root boot
+//! can save is what lies between the seed flow and that floor.
 //! [`variants`] lists what is booted; a variant is a flow with extra command-line parameters,
 //! so another mount option set is one more entry there, or `--usable-variant` at run time.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use pureboot_tests::controller::{NodeSpec, PORT};
 use pureboot_tests::env::TestEnv;
+use pureboot_tests::guest_cpu::GuestCpu;
 use pureboot_tests::guest_root::{self, TARGET_MARK, USABLE_MARK};
 use pureboot_tests::lab::{Lab, LabOptions, TINY, WORKFLOW};
 use pureboot_tests::nfs_stats::NfsLoad;
 use pureboot_tests::qemu::{Outcome, VirtualPi, HOST_FROM_GUEST};
-use pureboot_tests::{initramfs, serial};
+use pureboot_tests::{initramfs, process, serial};
 
 use crate::stats::{cell, median, min_max};
 use crate::watch;
@@ -33,6 +41,8 @@ enum Flow {
     Seed,
     /// pi-init, asking the controller.
     PiInit,
+    /// pi-init, told `local_boot` (the node is not registered), the root on a virtio disk.
+    LocalDisk,
 }
 
 /// One way to boot: a flow and extra kernel command-line parameters.
@@ -43,9 +53,9 @@ struct Variant {
 }
 
 /// What is booted, the reference (the seed flow) first, then pi-init as it ships, then pi-init
-/// with the base on the export's mount; the others
-/// are compared with the first. `extra` adds pi-init variants, each `<label>=<parameters>`
-/// (e.g. `v4.0=pureboot.nfs_opts=vers=4.0`).
+/// with the base on the export's mount, then `extra`'s pi-init variants, each
+/// `<label>=<parameters>` (e.g. `v4.0=pureboot.nfs_opts=vers=4.0`), and last the floor (the
+/// root on a local disk); the others are compared with the first.
 fn variants(extra: &[String]) -> Result<Vec<Variant>, String> {
     let mut v = vec![
         Variant {
@@ -77,11 +87,16 @@ fn variants(extra: &[String]) -> Result<Vec<Variant>, String> {
             args: args.split_whitespace().map(String::from).collect(),
         });
     }
+    v.push(Variant {
+        label: "local disk, no NFS".into(),
+        flow: Flow::LocalDisk,
+        args: vec!["root=/dev/vda".into(), "rw".into()],
+    });
     Ok(v)
 }
 
 /// A root both flows boot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Root {
     Tiny,
     Debian,
@@ -128,6 +143,8 @@ struct Sample {
     /// systemd's ActiveEnterTimestampMonotonic of multi-user.target (Debian).
     target_s: Option<f64>,
     load: NfsLoad,
+    /// The guest's CPU time up to the mark (the root prints it just after the mark).
+    cpu: Option<GuestCpu>,
 }
 
 #[derive(Default)]
@@ -159,6 +176,7 @@ fn sample(console: &str, arrival: Duration) -> Result<Sample, String> {
         kernel_s: kernel_time(console, USABLE_MARK),
         target_s,
         load: NfsLoad::from_console(console)?,
+        cpu: GuestCpu::from_console(console),
     })
 }
 
@@ -194,6 +212,9 @@ struct Bench<'a> {
     env: &'static TestEnv,
     pi_initrd: &'a Path,
     seed_initrd: &'a Path,
+    disk_initrd: &'a Path,
+    /// Each root as a disk image, for the local-disk floor.
+    disks: BTreeMap<Root, PathBuf>,
 }
 
 impl Bench<'_> {
@@ -203,8 +224,12 @@ impl Bench<'_> {
 
     /// Registers each variant's node for `root` and renders its tree (the seed flow never asks
     /// the controller, so its node layer is made here: both boot with hostname and machine-id).
+    /// The local disk's serial stays unknown: the controller answers it `local_boot`.
     fn add_nodes(&self, root: Root) -> Result<(), String> {
         for (v, var) in self.vars.iter().enumerate() {
+            if var.flow == Flow::LocalDisk {
+                continue;
+            }
             let s = Self::serial(v, root);
             self.lab.add_node(
                 &s,
@@ -236,6 +261,9 @@ impl Bench<'_> {
                 .arg(format!(
                     "pureboot.callback={url}/api/v1/nodes/{s}/installed"
                 )),
+            Flow::LocalDisk => VirtualPi::new(&s, &self.env.kernel().image, self.disk_initrd)
+                .arg(format!("pureboot.url={url}"))
+                .disk(&self.disks[&root]),
         };
         var.args
             .iter()
@@ -306,11 +334,24 @@ pub fn run(env: &'static TestEnv, boots: usize, extra: &[String]) -> Result<Stri
     let debian = env.debian_root()?;
     let pi_initrd = initramfs::pi_init(env)?;
     let seed_initrd = initramfs::baseline(env)?;
-    let lab = Lab::start("bench-usable", env, LabOptions::default())?;
+    let disk_initrd = initramfs::pi_init_virtio_disk(env)?;
+    // Unknown serials get `local_boot`: that is how the floor boots from its disk.
+    let opts = LabOptions {
+        auto_register: false,
+        ..LabOptions::default()
+    };
+    let lab = Lab::start("bench-usable", env, opts)?;
     lab.import_tiny_root(TINY)?;
+    let local = vars.len() - 1;
+    let mut disks = BTreeMap::new();
+    let tiny_tar = lab.dir.join("tiny-root.tar");
+    let image = disk_image(&tiny_tar, &Bench::serial(local, Root::Tiny), lab.dir.path())?;
+    disks.insert(Root::Tiny, image);
     let tar = guest_root::debian_usable_tarball(&debian, &lab.dir.join("debian-usable.tar"))?;
     lab.controller().import_image(&tar, Root::Debian.image())?;
-    // The tarball is 290 MB and no longer needed once imported.
+    let image = disk_image(&tar, &Bench::serial(local, Root::Debian), lab.dir.path())?;
+    disks.insert(Root::Debian, image);
+    // The tarball is 290 MB and no longer needed once imported and written to the disk.
     let _ = std::fs::remove_file(&tar);
     let b = Bench {
         vars,
@@ -318,6 +359,8 @@ pub fn run(env: &'static TestEnv, boots: usize, extra: &[String]) -> Result<Stri
         env,
         pi_initrd: &pi_initrd,
         seed_initrd: &seed_initrd,
+        disk_initrd: &disk_initrd,
+        disks,
     };
     let mut out = format!(
         "## 5. Time to a usable system and NFS load per boot (QEMU virt, TCG, 1 vCPU; {boots} \
@@ -331,6 +374,35 @@ pub fn run(env: &'static TestEnv, boots: usize, extra: &[String]) -> Result<Stri
         tables += &load_table(root, &series);
     }
     Ok(out + &tables)
+}
+
+/// The root in `tar` as an ext4 image for the local-disk floor, with the files its node layer
+/// would give (hostname, machine-id), in `dir`. Written once; each boot runs on a snapshot.
+fn disk_image(tar: &Path, serial: &str, dir: &Path) -> Result<PathBuf, String> {
+    let out = dir.join(format!("disk-{serial}.img"));
+    let stage = dir.join(format!("disk-{serial}.root"));
+    let io = |e: std::io::Error| format!("disk image {}: {e}", out.display());
+    std::fs::create_dir_all(stage.join("etc")).map_err(io)?;
+    process::run(
+        Command::new("tar")
+            .args(["--numeric-owner", "--xattrs", "-xpf"])
+            .arg(tar)
+            .arg("-C")
+            .arg(&stage),
+    )?;
+    std::fs::write(stage.join("etc/hostname"), format!("pi-{serial}\n")).map_err(io)?;
+    std::fs::write(stage.join("etc/machine-id"), format!("{serial:0>32}\n")).map_err(io)?;
+    // Room for the root and what the boot writes (journal, logs): half again, plus 64 MiB.
+    let size_mib = std::fs::metadata(tar).map_err(io)?.len() * 3 / 2 / (1 << 20) + 64;
+    process::run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "pureboot-root", "-d"])
+            .arg(&stage)
+            .arg(&out)
+            .arg(format!("{size_mib}M")),
+    )?;
+    std::fs::remove_dir_all(&stage).map_err(io)?;
+    Ok(out)
 }
 
 fn range(v: &[f64], decimals: usize) -> String {
@@ -408,6 +480,16 @@ fn time_table(root: Root, boots: usize, series: &[Series]) -> String {
             2,
         );
     }
+    s += &row(
+        "  guest CPU busy, kernel start → the mark (user + system + irq, /proc/stat), s",
+        &per(|x| x.cpu.map(|c| c.busy_s)),
+        2,
+    );
+    s += &row(
+        "  guest CPU waiting, kernel start → the mark (idle + iowait), s",
+        &per(|x| x.cpu.map(|c| c.waiting_s)),
+        2,
+    );
     s += "\nboots that reached the mark:";
     for x in series {
         s += &format!(" {} {}/{boots};", x.label, x.samples.len());
@@ -520,8 +602,10 @@ PUREBOOT-NFS rpc proc4 69 1 2 0 0 3 0 0 0 0 0 0 0 0 0 0 0 0 4 5 6 0 0 0 0 0 0 0 
     #[test]
     fn extra_variants_are_pi_init_with_their_parameters() {
         let v = variants(&["v4.0=pureboot.nfs_opts=vers=4.0 pureboot.log=debug".into()]).unwrap();
-        assert_eq!(v.len(), 4);
+        assert_eq!(v.len(), 5);
         assert_eq!((v[0].flow, v[1].flow), (Flow::Seed, Flow::PiInit));
+        assert_eq!(v[4].flow, Flow::LocalDisk);
+        assert_eq!(v[4].args, ["root=/dev/vda", "rw"]);
         assert_eq!(v[2].args, ["pureboot.base_opts=shared"]);
         assert_eq!(v[3].label, "pi-init v4.0");
         assert_eq!(
