@@ -4,6 +4,10 @@
 //! init start -> exec of the new root's init. On each kernel asked for: Debian's (the NFS
 //! client four modules, loaded whatever the init) and the Pi-like one (built in, as on a Pi),
 //! on which the target is judged.
+//!
+//! On the Pi-like kernel a third boot alternates with them: the kernel alone (`ip=dhcp`,
+//! `root=/dev/nfs`, no init in the initramfs) mounting the same root. Its DHCP and NFS mount,
+//! with no user space at all, are what any init's network and mount steps cannot go below.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -105,6 +109,25 @@ fn baseline_sample(run: &BootRun) -> Result<Sample, String> {
     })
 }
 
+/// The kernel alone: its DHCP (sent → answered) and its NFS mount (configured → root mounted),
+/// as the phases; the path is the two together.
+fn kernel_sample(run: &BootRun) -> Result<Sample, String> {
+    let c = &run.console;
+    let at = |mark: &str| time_of(c, mark).ok_or_else(|| format!("no `{mark}` line"));
+    let sent = at("Sending DHCP requests")?;
+    let configured = at("IP-Config: Complete")?;
+    let mounted = at("VFS: Mounted root (nfs")?;
+    Ok(Sample {
+        start_s: sent,
+        path_ms: (mounted - sent) * 1000.0,
+        qemu_s: run.elapsed.as_secs_f64(),
+        phases: vec![
+            ("dhcp".into(), (configured - sent) * 1000.0),
+            ("nfs mount".into(), (mounted - configured) * 1000.0),
+        ],
+    })
+}
+
 fn pi_init_sample(run: &BootRun) -> Result<Sample, String> {
     let c = &run.console;
     let start = time_of(c, "pi-init: start").ok_or("no `pi-init: start` line")?;
@@ -191,6 +214,8 @@ fn failed(number: &str, what: &str, e: &str) -> String {
 
 const PI_SERIAL: u32 = 0xbe01;
 const BASELINE_SERIAL: u32 = 0xbe02;
+/// Never registered: the kernel alone asks no controller.
+const KERNEL_SERIAL: u32 = 0xbe03;
 
 /// The lab both flows boot from: the tiny root and a node for each flow.
 fn lab(env: &'static TestEnv) -> Result<Lab, String> {
@@ -240,9 +265,23 @@ fn on_kernel(
             "pureboot.callback={url}/api/v1/nodes/{sb}/installed"
         ))
         .timeout(Duration::from_secs(120));
+    // The kernel alone needs the NFS client built in: on Debian's kernel it is a module.
+    let alone = (kind == KernelKind::Pi).then(|| {
+        VirtualPi::new(&serial(KERNEL_SERIAL), &kernel.image, &base_initrd)
+            .arg("rdinit=/none")
+            .arg("root=/dev/nfs")
+            .arg(format!(
+                "nfsroot={HOST_FROM_GUEST}:{}/base/{TINY},vers=4.2",
+                lab.export().display()
+            ))
+            .arg("ip=dhcp")
+            .arg("ro")
+            .timeout(Duration::from_secs(120))
+    });
     let mut out = String::new();
     for (n, &cpus) in p.cpus.iter().enumerate() {
         let (pi, base) = (pi.clone().cpus(cpus), base.clone().cpus(cpus));
+        let alone = alone.clone().map(|k| k.cpus(cpus));
         let run = Run {
             kernel,
             boots: p.boots,
@@ -250,7 +289,7 @@ fn on_kernel(
             modules,
             number: first + n,
         };
-        out += &series(lab, &pi, &base, &run)?;
+        out += &series(lab, &pi, &base, alone.as_ref(), &run)?;
     }
     Ok(out)
 }
@@ -265,9 +304,15 @@ struct Run<'a> {
     number: usize,
 }
 
-/// `boots` boots each of `pi` and `base`, alternating.
-fn series(lab: &Lab, pi: &VirtualPi, base: &VirtualPi, run: &Run) -> Result<String, String> {
-    let (mut b, mut p) = (Series::default(), Series::default());
+/// `boots` boots each of `pi`, `base` and the kernel alone (when given), alternating.
+fn series(
+    lab: &Lab,
+    pi: &VirtualPi,
+    base: &VirtualPi,
+    alone: Option<&VirtualPi>,
+    run: &Run,
+) -> Result<String, String> {
+    let (mut b, mut p, mut k) = (Series::default(), Series::default(), Series::default());
     let tag = format!("{}-{}cpu", run.kernel.kind, run.cpus);
     for i in 0..run.boots {
         // Alternate which goes first so drift in the machine's load hits both alike.
@@ -279,8 +324,54 @@ fn series(lab: &Lab, pi: &VirtualPi, base: &VirtualPi, run: &Run) -> Result<Stri
             boot_into(lab, pi, &pl, pi_init_sample, &mut p)?;
             boot_into(lab, base, &bl, baseline_sample, &mut b)?;
         }
+        if let Some(alone) = alone {
+            let label = format!("kernel-alone-{tag}-{i}");
+            boot_into(lab, alone, &label, kernel_sample, &mut k)?;
+        }
     }
-    Ok(report(run, &b, &p))
+    let mut text = report(run, &b, &p);
+    if alone.is_some() {
+        text += &floor_report(run, &b, &k);
+    }
+    Ok(text)
+}
+
+/// The kernel alone's table: its DHCP and NFS mount against the baseline's path.
+fn floor_report(run: &Run, b: &Series, k: &Series) -> String {
+    let base = median(&b.figures(|x| x.path_ms));
+    let mut s = format!(
+        "Reference: the kernel alone mounting the same root (`ip=dhcp root=/dev/nfs          nfsroot=<export>/base/tiny,vers=4.2`, no init in the initramfs: no user space, no          controller, no overlay), {} boots alternating with the above; its own printk lines.
+
+         | | median ms | min–max ms | / baseline's path |
+|---|---|---|---|
+",
+        run.boots
+    );
+    let mut line = |what: &str, v: Vec<f64>| {
+        let range = min_max(&v).map_or("-".into(), |(a, z)| format!("{a:.0}–{z:.0}"));
+        let ratio = median(&v).zip(base).map(|(x, b)| x / b);
+        s += &format!(
+            "| {what} | {} | {range} | {} |\n",
+            cell(median(&v), 0),
+            cell(ratio, 2)
+        );
+    };
+    line(
+        "**DHCP sent → root mounted** (`Sending DHCP requests` → `VFS: Mounted root`)",
+        k.figures(|x| x.path_ms),
+    );
+    for (name, v) in k.phase_table() {
+        line(&format!("  {name}"), v);
+    }
+    s += &format!(
+        "\nboots that reached the root's init: {}/{}\n",
+        k.samples.len(),
+        run.boots
+    );
+    for f in &k.failures {
+        s += &format!("- failed: {f}\n");
+    }
+    s + "\n"
 }
 
 /// The ≤ 0.5 target is judged where a Pi's kernel puts the NFS client: built in. On Debian's
@@ -417,6 +508,20 @@ mod tests {
         assert_eq!(ms, [300, 100, 300, 50, 150]);
         assert!((s.outside_modules() - 600.0).abs() < 1e-6);
         assert!(baseline_sample(&run_of("[ 1.0] baseline: start\n")).is_err());
+    }
+
+    #[test]
+    fn the_kernel_alone_is_timed_from_its_dhcp_to_its_root_mount() {
+        let s = kernel_sample(&run_of(
+            "[    0.419866] Sending DHCP requests ., OK\n\
+             [    0.437752] IP-Config: Complete:\n\
+             [    0.560618] VFS: Mounted root (nfs4 filesystem) readonly on device 0:13.\n",
+        ))
+        .unwrap();
+        assert!((s.path_ms - 140.752).abs() < 1e-6, "{}", s.path_ms);
+        let ms: Vec<i64> = s.phases.iter().map(|(_, m)| m.round() as i64).collect();
+        assert_eq!(ms, [18, 123]);
+        assert!(kernel_sample(&run_of("[ 0.4] Sending DHCP requests ., OK\n")).is_err());
     }
 
     #[test]
