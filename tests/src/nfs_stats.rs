@@ -174,7 +174,9 @@ impl NfsLoad {
         if self.calls.contains_key("EXCHANGE_ID") {
             p.push("v4.1+");
         }
-        if p.is_empty() {
+        if self.total_calls() == 0 {
+            "none".into()
+        } else if p.is_empty() {
             "unknown".into()
         } else {
             p.join(" + ")
@@ -308,6 +310,9 @@ PUREBOOT-NFS dev   eth0: 26127004   24455    0    0    0     0          0       
         assert_eq!(l.calls["GETATTR"], 3);
         assert_eq!(l.nic, None);
         assert_eq!(l.protocol(), "v3");
+        // A boot from a local disk: the client is loaded but never called.
+        let idle = format!("PUREBOOT-NFS rpc proc4 69{}\n", " 0".repeat(69));
+        assert_eq!(NfsLoad::from_console(&idle).unwrap().protocol(), "none");
         assert!(NfsLoad::from_console("no counters\n").is_err());
         let short = "PUREBOOT-NFS rpc proc4 68 0\n";
         assert!(NfsLoad::from_console(short).unwrap_err().contains("68"));

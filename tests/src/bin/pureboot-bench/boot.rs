@@ -340,11 +340,10 @@ fn series(
 fn floor_report(run: &Run, b: &Series, k: &Series) -> String {
     let base = median(&b.figures(|x| x.path_ms));
     let mut s = format!(
-        "Reference: the kernel alone mounting the same root (`ip=dhcp root=/dev/nfs          nfsroot=<export>/base/tiny,vers=4.2`, no init in the initramfs: no user space, no          controller, no overlay), {} boots alternating with the above; its own printk lines.
-
-         | | median ms | min–max ms | / baseline's path |
-|---|---|---|---|
-",
+        "Reference: the kernel alone mounting the same root (`ip=dhcp root=/dev/nfs \
+         nfsroot=<export>/base/tiny,vers=4.2`, no init in the initramfs: no user space, no \
+         controller, no overlay), {} boots alternating with the above; its own printk lines.\n\n\
+         | | median ms | min–max ms | / baseline's path |\n|---|---|---|---|\n",
         run.boots
     );
     let mut line = |what: &str, v: Vec<f64>| {
