@@ -6,7 +6,7 @@
 # one), sizes, a boot storm against the release controller on 127.0.0.1, base image import vs
 # GNU tar, time to a usable Debian root and the NFS load of a boot (pi-init vs the shell flow).
 # Prints a Markdown report; a full run (no --only) also writes it to tests/bench/RESULTS.md.
-# Takes about 20 minutes on 2 cores, plus the Pi-like kernel's build the first time.
+# Takes about 25 minutes on 2 cores, plus the Pi-like kernel's build the first time.
 #
 #   tests/bench.sh (as root) [--boots 7] [--kernels debian,pi] [--nodes 1000] [--clients 100]
 #                       [--rounds 3] [--import-mb 300] [--import-runs 5] [--usable-boots 5]
