@@ -17,9 +17,8 @@ use nix::errno::Errno;
 use nix::mount::MsFlags;
 use pureboot_contract::ids::ImageName;
 use pureboot_contract::layout::BASE_DIR;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::time::Duration;
 
 /// The cache options of the base mount unless `pureboot.base_opts=` says otherwise.
 pub const DEFAULT_OPTIONS: &str = "nocto,actimeo=3600";
@@ -141,14 +140,6 @@ pub fn next(
     Ok(Next::Mount(own))
 }
 
-/// How long the rpcbind check waits for the server's port 111.
-const RPCBIND_WAIT: Duration = Duration::from_millis(300);
-
-/// Whether `addr` takes a TCP connection within [`RPCBIND_WAIT`].
-pub fn answers(addr: SocketAddr) -> bool {
-    TcpStream::connect_timeout(&addr, RPCBIND_WAIT).is_ok()
-}
-
 /// Whether the v3 attempt needs the server's rpcbind: unless the options name both the NFS and
 /// the mount daemon's ports, the kernel asks port 111 for them first.
 fn needs_rpcbind(options: &[String]) -> bool {
@@ -158,8 +149,9 @@ fn needs_rpcbind(options: &[String]) -> bool {
 
 /// Mounts `image` of `t` read-only at `at` as `own` says: the version that worked, or every
 /// attempt's error. NFSv3 with a version left to fall back to is tried only when the
-/// server's rpcbind answers (`reachable`): a firewall that drops port 111 (NFSv4 needs only
-/// 2049) would otherwise hold the kernel's v3 attempt for its whole mount timeout.
+/// server's rpcbind gives mountd's port and that port takes a connection (`mountd`, see
+/// [`crate::rpcbind`]): a firewall that drops port 111 or mountd's (NFSv4 needs only 2049)
+/// would otherwise hold the kernel's v3 attempt for its whole mount timeout.
 #[allow(clippy::too_many_arguments)]
 pub fn mount(
     sys: &dyn Sys,
@@ -169,21 +161,22 @@ pub fn mount(
     image: &str,
     at: &Path,
     own: &OwnMount,
-    reachable: fn(SocketAddr) -> bool,
+    mountd: fn(IpAddr) -> Result<u16, String>,
 ) -> Result<NfsVersion, NfsError> {
     let path = format!("{}/{BASE_DIR}/{image}", t.path.trim_end_matches('/'));
     let source = nfs::source(&t.server, server, &path);
     let mut attempts = Vec::new();
+    let mut message = None;
     let last = own.versions.len().saturating_sub(1);
     for (i, &v) in own.versions.iter().enumerate() {
-        if v == NfsVersion::V3
-            && i < last
-            && needs_rpcbind(&own.options)
-            && !reachable(SocketAddr::new(server, 111))
-        {
-            ::log::info!("base {image}: {server} port 111 (rpcbind) silent; NFSv3 skipped");
-            attempts.push((v, Errno::EHOSTUNREACH));
-            continue;
+        if v == NfsVersion::V3 && i < last && needs_rpcbind(&own.options) {
+            if let Err(why) = mountd(server) {
+                let why = format!("NFSv3 skipped ({server} {why})");
+                ::log::info!("base {image}: {why}");
+                message = Some(why);
+                attempts.push((v, Errno::EHOSTUNREACH));
+                continue;
+            }
         }
         let data = nfs::mount_data(v, server, client, &own.options);
         let args = MountArgs::new(&source, at, v.fstype(), MsFlags::MS_RDONLY, &data);
@@ -196,7 +189,7 @@ pub fn mount(
         server: t.server.clone(),
         path,
         attempts,
-        message: None,
+        message,
     })
 }
 
@@ -364,6 +357,11 @@ mod tests {
         }
     }
 
+    /// A server whose mountd answers at 20048.
+    fn registered(_: IpAddr) -> Result<u16, String> {
+        Ok(20048)
+    }
+
     fn target() -> NfsTarget {
         NfsTarget {
             server: "10.0.2.2".into(),
@@ -382,7 +380,7 @@ mod tests {
         sys.script_mounts([Err(Errno::ECONNREFUSED)]);
         let server = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2));
         let own = mount_of(&[V3, V4_2], &["nocto"]);
-        let v = mount(&sys, &target(), server, None, "tiny", &at, &own, |_| true);
+        let v = mount(&sys, &target(), server, None, "tiny", &at, &own, registered);
         assert_eq!(v.unwrap(), V4_2);
         let m = sys.mounts();
         assert_eq!(m.len(), 2);
@@ -398,7 +396,7 @@ mod tests {
 
         let sys = FakeSys::new();
         sys.script_mounts([Err(Errno::ECONNREFUSED), Err(Errno::ENOENT)]);
-        let e = mount(&sys, &target(), server, None, "tiny", &at, &own, |_| true)
+        let e = mount(&sys, &target(), server, None, "tiny", &at, &own, registered)
             .unwrap_err()
             .to_string();
         assert!(
@@ -414,14 +412,11 @@ mod tests {
         let d = crate::testutil::TempDir::new();
         let at = d.path().join("base");
         let server = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2));
-        let silent: fn(SocketAddr) -> bool = |a| {
-            assert_eq!(
-                a,
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)), 111)
-            );
-            false
+        let silent: fn(IpAddr) -> Result<u16, String> = |a| {
+            assert_eq!(a, IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)));
+            Err("port 20048: connection timed out".into())
         };
-        // rpcbind silent: straight to v4.2, the skip named in the attempts.
+        // rpcbind or mountd silent: straight to v4.2, the skip and why in the error.
         let sys = FakeSys::new();
         let own = mount_of(&[V3, V4_2], &["nocto"]);
         assert_eq!(
@@ -436,7 +431,11 @@ mod tests {
         let e = mount(&sys, &target(), server, None, "tiny", &at, &own, silent)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("v3: EHOSTUNREACH"), "{e}");
+        assert!(
+            e.contains("NFSv3 skipped (10.0.2.2 port 20048: connection timed out)")
+                && e.contains("v3: EHOSTUNREACH"),
+            "{e}"
+        );
         // v3 pinned (nothing to fall back to), or both ports named: no check, v3 is tried.
         for own in [
             mount_of(&[V3], &["nocto"]),

@@ -50,8 +50,9 @@ pub struct Host<'a> {
     pub paths: HostPaths,
     /// Every pause of the boot (retries, backoff, `wait` polls, the `panic=` delay).
     pub sleep: fn(Duration),
-    /// Whether a TCP port of the server answers (the base mount's rpcbind check).
-    pub reachable: fn(std::net::SocketAddr) -> bool,
+    /// Whether the server's NFSv3 mountd answers, and at which port (the base mount's v3
+    /// check, through its rpcbind).
+    pub mountd: fn(std::net::IpAddr) -> Result<u16, String>,
     /// Arguments for the new init: those the kernel gave pi-init.
     pub init_args: Vec<String>,
 }
@@ -64,7 +65,7 @@ impl Host<'static> {
             http: &controller::Ureq,
             paths: HostPaths::real(),
             sleep: std::thread::sleep,
-            reachable: base_mount::answers,
+            mountd: crate::rpcbind::mountd,
             init_args: std::env::args().skip(1).collect(),
         }
     }
@@ -529,7 +530,7 @@ fn nfs_boot(
             image,
             &paths.base,
             own,
-            host.reachable,
+            host.mountd,
         )
         .map_err(|e| e.to_string())
     };
@@ -831,7 +832,7 @@ mod tests {
                 http: &self.http,
                 paths: HostPaths::under(self.dir.path()),
                 sleep: |_| {},
-                reachable: |_| true,
+                mountd: |_| Ok(20048),
                 init_args: vec![],
             }
         }

@@ -24,6 +24,7 @@ pub mod nfs;
 pub mod overlay;
 pub mod plan;
 pub mod report;
+pub mod rpcbind;
 pub mod serial;
 pub mod switch_root;
 pub mod sys;

@@ -27,3 +27,16 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Moves the calling test's thread (and the threads it starts) into a network namespace of
+/// its own with loopback up, so it may bind any port; false, after a SKIP line, when not
+/// root. Network namespaces are per thread: the other tests are not moved.
+pub fn in_new_netns(what: &str) -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP {what}: needs root (a network namespace of its own)");
+        return false;
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    crate::net::link::set_up("lo").expect("loopback up in the new namespace");
+    true
+}
