@@ -20,7 +20,7 @@ use pureboot_tests::qemu::{BootRun, Outcome, VirtualPi, HOST_FROM_GUEST};
 use pureboot_tests::{initramfs, serial};
 
 use crate::sizes::modules_in;
-use crate::stats::{cell, median, min_max};
+use crate::stats::{cell, median, range};
 
 /// The baseline's marks, in order; each phase ends at its mark.
 const BASELINE_MARKS: [(&str, &str); 5] = [
@@ -347,11 +347,11 @@ fn floor_report(run: &Run, b: &Series, k: &Series) -> String {
         run.boots
     );
     let mut line = |what: &str, v: Vec<f64>| {
-        let range = min_max(&v).map_or("-".into(), |(a, z)| format!("{a:.0}–{z:.0}"));
         let ratio = median(&v).zip(base).map(|(x, b)| x / b);
         s += &format!(
-            "| {what} | {} | {range} | {} |\n",
+            "| {what} | {} | {} | {} |\n",
             cell(median(&v), 0),
+            range(&v, 0),
             cell(ratio, 2)
         );
     };
@@ -391,17 +391,12 @@ fn target(kind: KernelKind, ratio: f64) -> String {
 fn row(what: &str, b: &[f64], p: &[f64], decimals: usize) -> String {
     let (mb, mp) = (median(b), median(p));
     let ratio = mb.zip(mp).map(|(b, p)| p / b);
-    let range = |v: &[f64]| {
-        min_max(v).map_or("-".into(), |(lo, hi)| {
-            format!("{lo:.decimals$}–{hi:.decimals$}")
-        })
-    };
     format!(
         "| {what} | {} ({}) | {} ({}) | {} |\n",
         cell(mb, decimals),
-        range(b),
+        range(b, decimals),
         cell(mp, decimals),
-        range(p),
+        range(p, decimals),
         cell(ratio, 2)
     )
 }
@@ -472,8 +467,7 @@ fn report(run: &Run, b: &Series, p: &Series) -> String {
     ] {
         s += &format!("\n{title} {note}\n\n| step | median ms | min–max ms |\n|---|---|---|\n");
         for (name, v) in series.phase_table() {
-            let range = min_max(&v).map_or("-".into(), |(a, z)| format!("{a:.0}–{z:.0}"));
-            s += &format!("| {name} | {} | {range} |\n", cell(median(&v), 0));
+            s += &format!("| {name} | {} | {} |\n", cell(median(&v), 0), range(&v, 0));
         }
     }
     s + "\n"

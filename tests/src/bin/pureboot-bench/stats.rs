@@ -21,6 +21,13 @@ pub fn min_max(v: &[f64]) -> Option<(f64, f64)> {
     Some((min, max))
 }
 
+/// A `min–max` table cell with `decimals` places: `-` when there are no samples.
+pub fn range(v: &[f64], decimals: usize) -> String {
+    min_max(v).map_or("-".into(), |(lo, hi)| {
+        format!("{lo:.decimals$}–{hi:.decimals$}")
+    })
+}
+
 /// A figure for a table cell: `-` when there is none.
 pub fn cell(x: Option<f64>, decimals: usize) -> String {
     x.map_or_else(|| "-".into(), |x| format!("{x:.decimals$}"))
@@ -40,6 +47,8 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[]), None);
         assert_eq!(min_max(&[2.0, 5.0, 1.0]), Some((1.0, 5.0)));
+        assert_eq!(range(&[2.0, 5.25, 1.0], 1), "1.0–5.2");
+        assert_eq!(range(&[], 0), "-");
         assert_eq!(cell(None, 1), "-");
         assert_eq!(cell(Some(1.25), 1), "1.2");
     }

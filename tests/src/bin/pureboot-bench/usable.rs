@@ -31,7 +31,7 @@ use pureboot_tests::nfs_stats::NfsLoad;
 use pureboot_tests::qemu::{Outcome, VirtualPi, HOST_FROM_GUEST};
 use pureboot_tests::{initramfs, process, serial};
 
-use crate::stats::{cell, median, min_max};
+use crate::stats::{cell, median, range};
 use crate::watch;
 
 /// Which init boots.
@@ -403,12 +403,6 @@ fn disk_image(tar: &Path, serial: &str, dir: &Path) -> Result<PathBuf, String> {
     )?;
     std::fs::remove_dir_all(&stage).map_err(io)?;
     Ok(out)
-}
-
-fn range(v: &[f64], decimals: usize) -> String {
-    min_max(v).map_or("-".into(), |(lo, hi)| {
-        format!("{lo:.decimals$}–{hi:.decimals$}")
-    })
 }
 
 /// A row: each variant's median (min–max), then each other variant's ratio to the first
