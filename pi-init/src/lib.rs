@@ -1,36 +1,21 @@
-//! pi-init as a library: the boot's pieces, each a module of one concern, and the
-//! orchestration that runs them ([`boot`]). `main.rs` only decides between PID 1 and a dry
-//! run; the fuzz targets and the host tests use the same modules.
+//! pi-init as a library: PID 1's boot in four rooms, each importing only the rooms below it.
+//! `main.rs` only decides between PID 1 and a dry run; the fuzz targets and the host tests
+//! use the same modules.
 //!
-//! Data flows one way: the kernel command line ([`cmdline`]) and the controller's answer
-//! ([`controller`]) become a [`plan::Decision`]; [`boot`] carries it out through the seams
-//! bundled in [`boot::Host`] ([`sys::Sys`] for the kernel, [`net::Network`] for the network
-//! step, [`controller::Http`] for HTTP, [`sys::HostPaths`] for the files it reads; the table
-//! at the top of `sys.rs` says which call goes where) and [`report`] records each step for
-//! the callback.
+//! - [`boot`]: the orchestration. It runs the steps in order ([`boot::Step`] names each),
+//!   times them into the report, turns every error into one failure and applies the failure
+//!   policy. Only it imports the steps.
+//! - [`steps`]: one module per step's mechanics (network, modules, controller, NFS, the base
+//!   image's own mount, overlay, switch root, watchdog). They touch the machine only through
+//!   [`sys`] and take their decisions from [`decide`].
+//! - [`decide`]: pure decisions: the kernel command line, the board serial, the boot plan, the
+//!   NFS options and `ip=`. Text in, typed values out; no I/O beyond reading given files.
+//! - [`sys`]: the seam to the kernel ([`sys::Sys`], [`sys::HostPaths`]): the Linux
+//!   implementation, where every `unsafe` block lives, and the recording fake for tests.
+//! - [`support`]: logging to the console and the kernel log, and named background threads.
 
-pub mod background;
-pub mod base_mount;
 pub mod boot;
-pub mod cmdline;
-pub mod coldplug;
-pub mod controller;
-pub mod dry_run;
-pub mod log;
-pub mod loopdev;
-pub mod modules;
-pub mod net;
-pub mod nfs;
-pub mod overlay;
-pub mod plan;
-pub mod report;
-pub mod rpcbind;
-pub mod serial;
-pub mod switch_root;
+pub mod decide;
+pub mod steps;
+pub mod support;
 pub mod sys;
-#[cfg(test)]
-mod testutil;
-pub mod watchdog;
-
-#[cfg(test)]
-mod namespace_test;

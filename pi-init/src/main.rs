@@ -1,8 +1,9 @@
 //! pi-init: PID 1 of the pureboot initramfs (see the library's `boot`); not PID 1, a dry
-//! run that prints what it would boot (`dry_run`).
+//! run that prints what it would boot (`boot::dry_run`).
 
 use ::log::info;
-use pi_init::{boot, dry_run, log, sys::LinuxSys};
+use pi_init::sys::linux::LinuxSys;
+use pi_init::{boot, boot::dry_run, support::log};
 use std::time::Instant;
 
 fn main() {

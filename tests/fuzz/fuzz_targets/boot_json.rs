@@ -6,9 +6,9 @@
 use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
-use pi_init::cmdline;
-use pi_init::plan::{self, Decision, Instructions, NetFacts};
-use pi_init::serial::{self, Identity};
+use pi_init::decide::cmdline;
+use pi_init::decide::plan::{self, Decision, Instructions, NetFacts};
+use pi_init::decide::serial::{self, Identity};
 use pureboot_contract::ids::Hostname;
 use pureboot_contract::PiBootResponse;
 

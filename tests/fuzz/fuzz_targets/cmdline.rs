@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pi_init::{cmdline, net};
+use pi_init::decide::{cmdline, ip_param as net};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pi_init::net::dhcp::message::parse_reply;
+use pi_init::steps::net::dhcp::message::parse_reply;
 
 const XID: u32 = 0x1234_5678;
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];

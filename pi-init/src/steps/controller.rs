@@ -1,0 +1,502 @@
+//! Talking to the controller: ask what to boot (`GET /api/v1/boot/pi`), with timeouts,
+//! bounded retries with backoff and `wait` polling; post the callbacks (never fatal).
+//! HTTP goes through [`Http`] so the retry and polling logic is tested without a network.
+
+use crate::decide::serial::BoardSerial;
+use pureboot_contract::{BootAction, PiBootResponse};
+use std::time::Duration;
+
+/// A request that got no HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    pub message: String,
+    /// Asking again cannot help (a URL that cannot be parsed, a scheme pi-init does not
+    /// speak); otherwise transient (no route, refused, timed out, a broken answer).
+    pub permanent: bool,
+}
+
+impl HttpError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        HttpError {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        HttpError {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
+
+pub trait Http: Sync {
+    /// GET `url`; the status and body of any HTTP answer, or why there was none.
+    fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), HttpError>;
+    /// POST a JSON body; the status of any HTTP answer, or why there was none.
+    fn post_json(&self, url: &str, body: &str, timeout: Duration) -> Result<u16, HttpError>;
+}
+
+/// Plain HTTP through ureq.
+pub struct Ureq;
+
+impl Ureq {
+    fn agent(timeout: Duration) -> ureq::Agent {
+        ureq::AgentBuilder::new()
+            .timeout_connect(timeout)
+            .timeout_read(timeout)
+            .timeout_write(timeout)
+            .build()
+    }
+}
+
+/// Which transport errors no retry can mend.
+fn from_ureq(e: ureq::Error) -> HttpError {
+    use ureq::ErrorKind::*;
+    let permanent = matches!(
+        e.kind(),
+        InvalidUrl | UnknownScheme | InsecureRequestHttpsOnly
+    );
+    HttpError {
+        message: e.to_string(),
+        permanent,
+    }
+}
+
+impl Http for Ureq {
+    fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), HttpError> {
+        match Self::agent(timeout).get(url).call() {
+            Ok(r) => Ok((
+                r.status(),
+                r.into_string()
+                    .map_err(|e| HttpError::transient(e.to_string()))?,
+            )),
+            Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap_or_default())),
+            Err(e) => Err(from_ureq(e)),
+        }
+    }
+
+    fn post_json(&self, url: &str, body: &str, timeout: Duration) -> Result<u16, HttpError> {
+        let req = Self::agent(timeout)
+            .post(url)
+            .set("Content-Type", "application/json");
+        match req.send_string(body) {
+            Ok(r) => Ok(r.status()),
+            Err(ureq::Error::Status(code, _)) => Ok(code),
+            Err(e) => Err(from_ureq(e)),
+        }
+    }
+}
+
+/// `{base}/api/v1/boot/pi?serial=<8 hex>&mac=<aa:bb:..>`, plus `&full_serial=` when the
+/// board reports more than the 8 digits (so the controller can tell two Pi 5s apart
+/// whose low 32 bits collide).
+pub fn boot_url(base: &str, serial: &BoardSerial, mac: &str) -> String {
+    let mut url = format!(
+        "{}/api/v1/boot/pi?serial={}&mac={mac}",
+        base.trim_end_matches('/'),
+        serial.short
+    );
+    if let Some(full) = &serial.full {
+        url.push_str("&full_serial=");
+        url.push_str(full.as_str());
+    }
+    url
+}
+
+#[derive(Debug, Clone)]
+pub struct AskPolicy {
+    pub timeout: Duration,
+    /// Failed requests in a row before the controller counts as unreachable.
+    pub attempts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Poll interval on `wait` when the answer names none.
+    pub wait: Duration,
+}
+
+impl AskPolicy {
+    pub fn new(timeout: Duration, wait: Duration) -> Self {
+        AskPolicy {
+            timeout,
+            attempts: 5,
+            first_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(4),
+            wait,
+        }
+    }
+}
+
+// One value per boot: boxing the answer would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The controller's answer (never `wait`: that is polled here).
+    Answer(PiBootResponse),
+    /// No usable answer; the reason names the URL and the last error.
+    Unreachable(String),
+}
+
+/// Ask until there is an answer other than `wait`, or the controller counts as unreachable:
+/// `attempts` transient errors, 5xx answers or unreadable bodies in a row (backing off between
+/// them), or at once on a permanent error or a 4xx (asking again would get the same).
+pub fn ask(http: &dyn Http, sleep: &mut dyn FnMut(Duration), url: &str, p: &AskPolicy) -> Outcome {
+    let mut failures = 0;
+    let mut backoff = p.first_backoff;
+    loop {
+        let err = match http.get(url, p.timeout) {
+            Ok((200..=299, body)) => match serde_json::from_str::<PiBootResponse>(&body) {
+                Ok(r) if r.action == Some(BootAction::Wait) => {
+                    // Never a tight loop, whatever the answer says.
+                    let delay = r
+                        .retry_after
+                        .map_or(p.wait, |s| Duration::from_secs(s.into()))
+                        .max(Duration::from_secs(1));
+                    log::info!(
+                        "controller says wait (state {}{}); asking again in {} s",
+                        r.state,
+                        r.message
+                            .as_deref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default(),
+                        delay.as_secs()
+                    );
+                    crate::steps::watchdog::progress();
+                    sleep(delay);
+                    failures = 0;
+                    backoff = p.first_backoff;
+                    continue;
+                }
+                Ok(r) => return Outcome::Answer(r),
+                Err(e) => format!("unreadable answer: {e}"),
+            },
+            Ok((code @ 400..=499, body)) => {
+                return Outcome::Unreachable(format!(
+                    "GET {url}: HTTP {code}: {}",
+                    error_text(&body)
+                ))
+            }
+            Ok((code, body)) => format!("HTTP {code}: {}", error_text(&body)),
+            Err(e) if e.permanent => {
+                return Outcome::Unreachable(format!("GET {url}: {}", e.message))
+            }
+            Err(e) => e.message,
+        };
+        failures += 1;
+        if failures >= p.attempts {
+            return Outcome::Unreachable(format!("GET {url}: {err} ({failures} attempts)"));
+        }
+        log::warn!(
+            "controller: GET {url}: {err}; retrying in {} ms",
+            backoff.as_millis()
+        );
+        sleep(backoff);
+        backoff = (backoff * 2).min(p.max_backoff);
+    }
+}
+
+/// The `error` of an ApiError body, else the body itself (shortened).
+fn error_text(body: &str) -> String {
+    match serde_json::from_str::<pureboot_contract::ApiError>(body) {
+        Ok(e) => match e.detail {
+            Some(d) => format!("{}: {d}", e.error),
+            None => e.error,
+        },
+        Err(_) => body.chars().take(200).collect(),
+    }
+}
+
+/// POST a callback once with a short timeout. Failure is logged, never fatal: upstream's
+/// callback demands authentication a Pi does not have (401).
+pub fn post_callback(http: &dyn Http, url: &str, body: &impl serde::Serialize) -> bool {
+    let body = match serde_json::to_string(body) {
+        Ok(b) => b,
+        Err(e) => {
+            log::warn!("callback {url}: cannot encode: {e}");
+            return false;
+        }
+    };
+    match http.post_json(url, &body, Duration::from_secs(2)) {
+        Ok(code @ 200..=299) => {
+            log::info!("callback {url}: HTTP {code}");
+            true
+        }
+        Ok(code) => {
+            log::warn!("callback {url}: HTTP {code}; booting anyway");
+            false
+        }
+        Err(e) => {
+            log::warn!("callback {url}: {}; booting anyway", e.message);
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    /// Answers GETs from a script (an `Err` starting with `permanent:` is a permanent
+    /// error); records POSTs.
+    struct ScriptedHttp {
+        answers: Mutex<VecDeque<Result<(u16, String), HttpError>>>,
+        gets: Mutex<u32>,
+        posts: Mutex<Vec<(String, String)>>,
+    }
+
+    impl ScriptedHttp {
+        fn new(answers: Vec<Result<(u16, &str), &str>>) -> Self {
+            let error = |e: &str| match e.strip_prefix("permanent:") {
+                Some(m) => HttpError::permanent(m),
+                None => HttpError::transient(e),
+            };
+            ScriptedHttp {
+                answers: Mutex::new(
+                    answers
+                        .into_iter()
+                        .map(|a| a.map(|(c, b)| (c, b.to_string())).map_err(error))
+                        .collect(),
+                ),
+                gets: Mutex::new(0),
+                posts: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Http for ScriptedHttp {
+        fn get(&self, _url: &str, _t: Duration) -> Result<(u16, String), HttpError> {
+            *self.gets.lock().unwrap() += 1;
+            self.answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("more GETs than scripted")
+        }
+        fn post_json(&self, url: &str, body: &str, _t: Duration) -> Result<u16, HttpError> {
+            self.posts.lock().unwrap().push((url.into(), body.into()));
+            Ok(401)
+        }
+    }
+
+    const NFS: &str =
+        r#"{"state":"installing","action":"nfs_boot","nfs_server":"10.0.2.2","nfs_path":"/srv"}"#;
+
+    fn run(http: &ScriptedHttp) -> (Outcome, Vec<Duration>) {
+        let mut slept = Vec::new();
+        let p = AskPolicy::new(Duration::from_secs(1), Duration::from_secs(10));
+        let out = ask(
+            http,
+            &mut |d| slept.push(d),
+            "http://c/api/v1/boot/pi?serial=x&mac=y",
+            &p,
+        );
+        (out, slept)
+    }
+
+    fn serial(text: &str) -> BoardSerial {
+        crate::decide::serial::read(std::path::Path::new("/nonexistent"), Some(text)).unwrap()
+    }
+
+    #[test]
+    fn url_shape() {
+        assert_eq!(
+            boot_url(
+                "http://10.0.2.2:8080/",
+                &serial("d83add36"),
+                "52:54:00:12:34:56"
+            ),
+            "http://10.0.2.2:8080/api/v1/boot/pi?serial=d83add36&mac=52:54:00:12:34:56"
+        );
+        assert_eq!(
+            boot_url("http://c", &serial("10000000d83add36"), "aa:bb"),
+            "http://c/api/v1/boot/pi?serial=d83add36&mac=aa:bb&full_serial=10000000d83add36"
+        );
+    }
+
+    #[test]
+    fn transient_errors_back_off_then_answer() {
+        let http = ScriptedHttp::new(vec![
+            Err("connection refused"),
+            Ok((503, "busy")),
+            Ok((200, NFS)),
+        ]);
+        let (out, slept) = run(&http);
+        match out {
+            Outcome::Answer(r) => assert_eq!(r.nfs_path.as_deref(), Some("/srv")),
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(
+            slept,
+            [Duration::from_millis(500), Duration::from_millis(1000)]
+        );
+    }
+
+    #[test]
+    fn wait_polls_with_retry_after_or_the_default() {
+        let http = ScriptedHttp::new(vec![
+            Ok((
+                200,
+                r#"{"state":"discovered","action":"wait","retry_after":3}"#,
+            )),
+            Ok((200, r#"{"state":"discovered","action":"wait"}"#)),
+            Ok((
+                200,
+                r#"{"state":"discovered","action":"wait","retry_after":0}"#,
+            )),
+            Ok((200, NFS)),
+        ]);
+        let (out, slept) = run(&http);
+        assert!(matches!(out, Outcome::Answer(_)));
+        let s: Vec<u64> = slept.iter().map(Duration::as_secs).collect();
+        assert_eq!(
+            s,
+            [3, 10, 1],
+            "retry_after, the default, and never below 1 s"
+        );
+    }
+
+    #[test]
+    fn bounded_retries_then_unreachable() {
+        let http = ScriptedHttp::new(vec![Err("timed out"); 5]);
+        let (out, slept) = run(&http);
+        match out {
+            Outcome::Unreachable(e) => {
+                assert!(e.contains("timed out") && e.contains("5 attempts"), "{e}")
+            }
+            o => panic!("{o:?}"),
+        }
+        let ms: Vec<u128> = slept.iter().map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [500, 1000, 2000, 4000], "exponential, capped");
+        assert_eq!(*http.gets.lock().unwrap(), 5);
+    }
+
+    #[test]
+    fn a_permanent_error_is_not_retried() {
+        let http = ScriptedHttp::new(vec![Err("permanent:Bad URL: notaurl")]);
+        let (out, slept) = run(&http);
+        assert!(
+            matches!(out, Outcome::Unreachable(ref e) if e.contains("Bad URL")),
+            "{out:?}"
+        );
+        assert!(slept.is_empty(), "no backoff: {slept:?}");
+        assert_eq!(*http.gets.lock().unwrap(), 1);
+        // The real client says which errors are permanent.
+        let e = Ureq.get("notaurl", Duration::from_millis(200)).unwrap_err();
+        assert!(e.permanent, "{e:?}");
+        let e = Ureq
+            .get("ftp://10.0.2.2/x", Duration::from_millis(200))
+            .unwrap_err();
+        assert!(e.permanent, "{e:?}");
+    }
+
+    #[test]
+    fn client_error_is_final_and_readable() {
+        let http = ScriptedHttp::new(vec![Ok((
+            404,
+            r#"{"error":"unknown node","detail":"d83add36"}"#,
+        ))]);
+        let (out, slept) = run(&http);
+        assert_eq!(
+            out,
+            Outcome::Unreachable(
+                "GET http://c/api/v1/boot/pi?serial=x&mac=y: HTTP 404: unknown node: d83add36"
+                    .into()
+            )
+        );
+        assert!(slept.is_empty());
+        // A garbage 200 body counts as a failed attempt, not as an answer.
+        let http = ScriptedHttp::new(vec![Ok((200, "<html>")), Ok((200, NFS))]);
+        assert!(matches!(run(&http).0, Outcome::Answer(_)));
+    }
+
+    #[test]
+    fn callback_failure_is_not_fatal() {
+        let http = ScriptedHttp::new(vec![]);
+        let ok = post_callback(
+            &http,
+            "http://c/installed",
+            &serde_json::json!({"success": true}),
+        );
+        assert!(!ok, "401 is reported as not delivered");
+        assert_eq!(http.posts.lock().unwrap()[0].1, r#"{"success":true}"#);
+    }
+
+    /// The real client against a one-shot HTTP server on loopback.
+    #[test]
+    fn ureq_round_trip_on_loopback() {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut head = String::new();
+                let mut len = 0;
+                loop {
+                    let mut l = String::new();
+                    r.read_line(&mut l).unwrap();
+                    if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    if l == "\r\n" {
+                        break;
+                    }
+                    head += &l;
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                seen.push((
+                    head.lines().next().unwrap().to_string(),
+                    String::from_utf8(body).unwrap(),
+                ));
+                let reply = NFS;
+                write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                )
+                .unwrap();
+            }
+            seen
+        });
+        let base = format!("http://{addr}");
+        let (code, body) = Ureq
+            .get(
+                &boot_url(&base, &serial("d83add36"), "aa:bb"),
+                Duration::from_secs(2),
+            )
+            .unwrap();
+        assert_eq!(code, 200);
+        assert!(body.contains("nfs_boot"));
+        assert!(post_callback(
+            &Ureq,
+            &format!("{base}/api/v1/nodes/x/installed"),
+            &serde_json::json!({"a": 1})
+        ));
+        let seen = server.join().unwrap();
+        assert_eq!(
+            seen[0].0,
+            "GET /api/v1/boot/pi?serial=d83add36&mac=aa:bb HTTP/1.1"
+        );
+        assert_eq!(
+            seen[1],
+            (
+                "POST /api/v1/nodes/x/installed HTTP/1.1".into(),
+                r#"{"a":1}"#.into()
+            )
+        );
+        // Nothing listening: a transient transport error, quickly.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let e = Ureq
+            .get(&format!("http://{dead}/"), Duration::from_millis(500))
+            .unwrap_err();
+        assert!(!e.permanent, "{e:?}");
+    }
+}

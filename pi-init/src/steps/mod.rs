@@ -1,0 +1,25 @@
+//! The boot's steps, each one module of mechanics: it touches the machine only through
+//! [`crate::sys`] and takes its decisions from [`crate::decide`]. The orchestration in
+//! [`crate::boot`] runs them in order; no step calls back into it.
+//!
+//! In boot order: [`net`] (link, DHCP or `ip=`), [`modules`] with [`coldplug`] (the kernel
+//! modules, on their own threads), [`controller`] (the boot API), [`nfs`] (the export's
+//! mount), [`base_mount`] (the base image's own cached mount, with [`rpcbind`] checking that
+//! NFSv3 can answer), [`overlay`] (the new root), [`switch_root`] (into it), and
+//! [`watchdog`] (armed at start, handed over to the new init).
+
+pub mod base_mount;
+pub mod coldplug;
+pub mod controller;
+pub mod local;
+pub mod lower;
+pub mod modules;
+pub mod net;
+pub mod nfs;
+pub mod overlay;
+pub mod rpcbind;
+pub mod switch_root;
+pub mod watchdog;
+
+#[cfg(test)]
+mod namespace_tests;
