@@ -6,9 +6,10 @@
 //! it over in time.
 
 use crate::sys::Sys;
+use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -42,11 +43,32 @@ pub fn keep_fed() {
 }
 
 /// Open `device`, set its timeout (through `sys`) and start feeding it.
-pub fn arm(sys: &dyn Sys, device: &Path, timeout: Duration) -> Result<(), String> {
+/// Why the watchdog could not be armed; the boot goes on without it.
+#[derive(Debug)]
+pub enum WatchdogError {
+    Open(PathBuf, io::Error),
+    /// Opened (so armed) but nothing can feed it: it will reset the board.
+    NoThread(io::Error),
+}
+
+impl fmt::Display for WatchdogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WatchdogError::Open(p, e) => write!(f, "watchdog {}: {e}", p.display()),
+            WatchdogError::NoThread(e) => {
+                write!(f, "no thread to feed it ({e}); it will reset the board")
+            }
+        }
+    }
+}
+
+impl std::error::Error for WatchdogError {}
+
+pub fn arm(sys: &dyn Sys, device: &Path, timeout: Duration) -> Result<(), WatchdogError> {
     let mut dev: File = OpenOptions::new()
         .write(true)
         .open(device) // std opens with O_CLOEXEC
-        .map_err(|e| format!("watchdog {}: {e}", device.display()))?;
+        .map_err(|e| WatchdogError::Open(device.into(), e))?;
     let asked = timeout.as_secs().clamp(1, i32::MAX as u64) as i32;
     let secs = sys.watchdog_timeout(&dev, asked).unwrap_or_else(|e| {
         // A device that keeps its own timeout: feed it anyway.
@@ -77,8 +99,7 @@ pub fn arm(sys: &dyn Sys, device: &Path, timeout: Duration) -> Result<(), String
             }
         });
     // Without a feeder the device stays armed and resets the board: the recovery asked for.
-    let feeder =
-        feeder.map_err(|e| format!("no thread to feed it ({e}); it will reset the board"))?;
+    let feeder = feeder.map_err(WatchdogError::NoThread)?;
     log::info!("watchdog {} armed: {} s", device.display(), secs);
     *FEEDER.lock().unwrap_or_else(|e| e.into_inner()) = Some(feeder);
     Ok(())

@@ -47,6 +47,49 @@ pub struct Received {
     pub csum_pending: bool,
 }
 
+/// Why no lease was had: the phase it was in (`OFFER` or `ACK`) and what stopped it.
+#[derive(Debug)]
+pub enum DhcpError {
+    /// The deadline passed: `(awaiting, requests sent, other packets ignored)`.
+    Timeout(&'static str, u32, u32),
+    Send(&'static str, std::io::Error),
+    Receive(&'static str, std::io::Error),
+}
+
+impl std::fmt::Display for DhcpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DhcpError::Timeout(awaiting, sent, ignored) => write!(
+                f,
+                "no {awaiting} after {sent} attempts ({ignored} other packets ignored) within the DHCP timeout"
+            ),
+            DhcpError::Send(awaiting, e) => write!(f, "sending for {awaiting}: {e}"),
+            DhcpError::Receive(awaiting, e) => write!(f, "receiving {awaiting}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DhcpError {}
+
+/// Why a received packet is not a reply to us (logged, then ignored).
+#[derive(Debug)]
+enum NotOurs {
+    Frame(frame::FrameError),
+    /// `(source port, destination port)`.
+    Ports(u16, u16),
+    Message(message::ParseError),
+}
+
+impl std::fmt::Display for NotOurs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotOurs::Frame(e) => write!(f, "{e:?}"),
+            NotOurs::Ports(from, to) => write!(f, "udp port {from} -> {to}"),
+            NotOurs::Message(e) => e.fmt(f),
+        }
+    }
+}
+
 /// Run DHCP on `iface` until a lease is acknowledged or `timeout` passes.
 pub fn obtain_lease(
     iface: &str,
@@ -63,7 +106,8 @@ pub fn obtain_lease(
         hostname: hostname.map(str::to_owned),
     };
     let started = Instant::now();
-    let lease = run(&mut sock, &client, initial_xid(&mac), started + timeout).map_err(fail)?;
+    let lease = run(&mut sock, &client, initial_xid(&mac), started + timeout)
+        .map_err(|e| fail(e.to_string()))?;
     let s = &lease.setting;
     log::info!(
         "net: dhcp lease {}/{} gateway {:?} dns {:?} from {:?} for {:?} s (name {:?}) in {} ms",
@@ -89,7 +133,7 @@ pub fn run(
     client: &Client,
     xid: u32,
     deadline: Instant,
-) -> Result<Lease, String> {
+) -> Result<Lease, DhcpError> {
     let mut s = Session {
         t,
         client,
@@ -143,19 +187,17 @@ impl<T: Transport> Session<'_, T> {
     /// Send what `build` makes, retransmitting with backoff, until a reply passes `wanted`.
     fn exchange(
         &mut self,
-        awaiting: &str,
+        awaiting: &'static str,
         build: impl Fn(&Client, u32, u16) -> Vec<u8>,
         wanted: impl Fn(&Reply) -> bool,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, DhcpError> {
         let mut buf = vec![0u8; 2048];
         let mut interval = FIRST_RETRY;
         let (mut sent, mut ignored) = (0u32, 0u32);
         loop {
             let now = Instant::now();
             if now >= self.deadline {
-                return Err(format!(
-                    "no {awaiting} after {sent} attempts ({ignored} other packets ignored) within the DHCP timeout"
-                ));
+                return Err(DhcpError::Timeout(awaiting, sent, ignored));
             }
             let packet = frame::build(
                 Ipv4Addr::UNSPECIFIED,
@@ -166,7 +208,7 @@ impl<T: Transport> Session<'_, T> {
             );
             self.t
                 .send(&packet)
-                .map_err(|e| format!("sending for {awaiting}: {e}"))?;
+                .map_err(|e| DhcpError::Send(awaiting, e))?;
             sent += 1;
             let resend_at = (now + interval).min(self.deadline);
             while let Some(left) = resend_at
@@ -174,7 +216,7 @@ impl<T: Transport> Session<'_, T> {
                 .filter(|d| !d.is_zero())
             {
                 let received = self.t.recv(&mut buf, left);
-                let Some(got) = received.map_err(|e| format!("receiving {awaiting}: {e}"))? else {
+                let Some(got) = received.map_err(|e| DhcpError::Receive(awaiting, e))? else {
                     break;
                 };
                 match accept(
@@ -202,12 +244,12 @@ impl<T: Transport> Session<'_, T> {
 }
 
 /// A received packet, if it is a DHCP reply to us.
-fn accept(packet: &[u8], check_udp_sum: bool, xid: u32, mac: &[u8; 6]) -> Result<Reply, String> {
-    let d = frame::parse(packet, check_udp_sum).map_err(|e| format!("{e:?}"))?;
+fn accept(packet: &[u8], check_udp_sum: bool, xid: u32, mac: &[u8; 6]) -> Result<Reply, NotOurs> {
+    let d = frame::parse(packet, check_udp_sum).map_err(NotOurs::Frame)?;
     if d.dport != frame::CLIENT_PORT || d.sport != frame::SERVER_PORT {
-        return Err(format!("udp port {} -> {}", d.sport, d.dport));
+        return Err(NotOurs::Ports(d.sport, d.dport));
     }
-    let reply = message::parse_reply(d.payload, xid, mac).map_err(|e| e.to_string())?;
+    let reply = message::parse_reply(d.payload, xid, mac).map_err(NotOurs::Message)?;
     log::debug!("net: dhcp {:?} from {} to {}", reply.kind, d.src, d.dst);
     Ok(reply)
 }
@@ -412,7 +454,9 @@ mod tests {
     fn silence_ends_at_the_deadline_naming_the_phase() {
         let mut t = Scripted::new(vec![]);
         let started = Instant::now();
-        let err = run(&mut t, &client(), XID, soon(400)).unwrap_err();
+        let err = run(&mut t, &client(), XID, soon(400))
+            .unwrap_err()
+            .to_string();
         let took = started.elapsed();
         assert!(
             took >= Duration::from_millis(400) && took < Duration::from_millis(1500),
