@@ -213,14 +213,8 @@ fn nfs_boot(
     );
     // The export is written only when the writable layer lives on it.
     let read_only = !p.overlay.writes_export();
-    std::fs::create_dir_all(&paths.nfs).map_err(|e| Failure::at(Step::NfsMount, &e))?;
-    // The NFS client's identity includes the host name: name the node before mounting.
-    if let Err(e) = sys.sethostname(p.hostname.as_str()) {
-        warn!("sethostname {}: {e}", p.hostname);
-    }
-    if let Err(e) = nfs::set_client_identifier(&host.paths.sysfs(), p.machine_id.as_str()) {
-        warn!("NFS client identifier: {e}; nodes may share one NFSv4 client identity");
-    }
+    let sysfs = host.paths.sysfs();
+    nfs::name_client(sys, &sysfs, p.hostname.as_str(), p.machine_id.as_str());
     // The export's options, parsed once: its mount and the base image's both read them.
     let opts = NfsOptions::parse(p.nfs.options.as_deref(), p.nfs.v4_only);
     // The base image's own mount needs only the answer, not the export's mount: when the

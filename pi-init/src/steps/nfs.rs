@@ -1,6 +1,7 @@
 //! Mounting the NFS root natively: mount(2) with text options carrying `addr=` (there is no
 //! mount.nfs to add it), NFSv4.2 -> 4.1 -> 4.0 -> v3 following nfs-utils' errno policy, and
-//! whole rounds retried with backoff while the errors are transient.
+//! whole rounds retried with backoff while the errors are transient. The versions to try and
+//! the options passed through come parsed (`decide/nfs_options.rs`).
 
 use crate::decide::nfs_options::{NfsOptions, NfsOptionsError, NfsVersion};
 use crate::decide::plan::NfsTarget;
@@ -98,6 +99,8 @@ pub struct NfsError {
 /// What stopped an NFS mount besides the kernel's answers to its attempts.
 #[derive(Debug)]
 pub enum NfsWhy {
+    /// The mount point could not be made.
+    Mkdir(PathBuf, io::Error),
     /// The export's options cannot be mounted with.
     Options(NfsOptionsError),
     Resolve(ResolveError),
@@ -108,6 +111,7 @@ pub enum NfsWhy {
 impl fmt::Display for NfsWhy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            NfsWhy::Mkdir(p, e) => write!(f, "mkdir {}: {e}", p.display()),
             NfsWhy::Options(e) => e.fmt(f),
             NfsWhy::Resolve(e) => e.fmt(f),
             NfsWhy::V3Skipped(server, e) => write!(f, "NFSv3 skipped ({server} {e})"),
@@ -146,6 +150,18 @@ impl NfsError {
             attempts: Vec::new(),
             why: Some(NfsWhy::Options(e)),
         }
+    }
+}
+
+/// Name the node before its first NFS mount: the NFS client's identity includes the host
+/// name, and its owner string `machine_id` (see [`set_client_identifier`]). Neither stops the
+/// boot: each failure is a warning.
+pub fn name_client(sys: &dyn Sys, sysfs: &Path, hostname: &str, machine_id: &str) {
+    if let Err(e) = sys.sethostname(hostname) {
+        log::warn!("sethostname {hostname}: {e}");
+    }
+    if let Err(e) = set_client_identifier(sysfs, machine_id) {
+        log::warn!("NFS client identifier: {e}; nodes may share one NFSv4 client identity");
     }
 }
 
@@ -216,7 +232,7 @@ pub fn source(server: &str, ip: IpAddr, path: &str) -> String {
     }
 }
 
-/// Mount `t` on `mountpoint` with `opts` (`t`'s options, parsed).
+/// Mount `t` on `mountpoint` (made first) with `opts` (`t`'s options, parsed).
 #[allow(clippy::too_many_arguments)]
 pub fn mount(
     sys: &dyn Sys,
@@ -229,12 +245,14 @@ pub fn mount(
     sleep: &mut dyn FnMut(Duration),
 ) -> Result<Mounted, NfsError> {
     let (versions, extra) = (&opts.versions, &opts.rest);
-    let server_ip = resolve(&t.server).map_err(|e| NfsError {
+    let fail = |why| NfsError {
         server: t.server.clone(),
         path: t.path.clone(),
         attempts: Vec::new(),
-        why: Some(NfsWhy::Resolve(e)),
-    })?;
+        why: Some(why),
+    };
+    std::fs::create_dir_all(mountpoint).map_err(|e| fail(NfsWhy::Mkdir(mountpoint.into(), e)))?;
+    let server_ip = resolve(&t.server).map_err(|e| fail(NfsWhy::Resolve(e)))?;
     let source = source(&t.server, server_ip, &t.path);
     let flags = if read_only {
         MsFlags::MS_RDONLY
@@ -290,6 +308,7 @@ pub fn mount(
 mod tests {
     use super::*;
     use crate::decide::cmdline::RootLayout;
+    use crate::support::testutil::TempDir;
     use crate::sys::fake::FakeSys;
     use NfsVersion::*;
 
@@ -315,11 +334,12 @@ mod tests {
         sys.script_mounts(errors.iter().map(|e| Err(*e)));
         let mut slept = Vec::new();
         let opts = NfsOptions::parse(t.options.as_deref(), t.v4_only).unwrap();
+        let d = TempDir::new();
         let r = mount(
             &sys,
             t,
             &opts,
-            Path::new("/mnt/nfs"),
+            &d.path().join("nfs"),
             CLIENT,
             true,
             &RetryPolicy::default(),
@@ -472,11 +492,12 @@ mod tests {
         let sys = FakeSys::new();
         let mut t = target(None, false);
         t.server = "localhost".into();
+        let d = TempDir::new();
         let m = mount(
             &sys,
             &t,
             &NfsOptions::parse(None, false).unwrap(),
-            Path::new("/mnt/nfs"),
+            &d.path().join("nfs"),
             None,
             true,
             &RetryPolicy::default(),

@@ -1,8 +1,9 @@
 //! Network bring-up: keep an address the kernel already configured, else link up, wait for
 //! carrier, then static `ip=` or the built-in DHCP client. Routes and /etc/resolv.conf.
 //!
-//! Pure parts (`dhcp::message`, `dhcp::frame`, the text parsers) are separate
-//! from the parts that touch the kernel (`link`, `config`, `dhcp::socket`).
+//! Pure parts (`dhcp::message`, `dhcp::frame`, the text parsers; `ip=` itself is parsed in
+//! `decide/ip_param.rs`) are separate from the parts that touch the kernel (`link`, `config`,
+//! `dhcp::socket`), whose raw calls are in `sys/linux/ioctl.rs` and `sys/linux/socket.rs`.
 
 mod config;
 pub mod dhcp;

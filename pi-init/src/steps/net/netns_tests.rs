@@ -36,7 +36,7 @@ fn in_netns(inner: &str, tools: &[&str]) {
         );
         return;
     }
-    // Test names omit the crate: pi_init::net::netns_tests -> net::netns_tests::<inner>.
+    // Test names omit the crate: pi_init::steps::net::netns_tests -> steps::net::netns_tests::<inner>.
     let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
     let name = format!("{module}::{inner}");
     let exe = std::env::current_exe().unwrap();

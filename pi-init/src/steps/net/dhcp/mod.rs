@@ -2,7 +2,8 @@
 //! retransmitting with exponential backoff inside one overall deadline.
 //!
 //! `exchange` is written against the `Transport` trait so its timing and filtering are tested
-//! with a scripted fake; `sys::linux::socket::PacketSocket` is the real AF_PACKET transport (`socket.rs` here makes it one).
+//! with a scripted fake; the real transport is the AF_PACKET socket of `sys/linux/socket.rs`
+//! (`socket.rs` here makes it one).
 
 mod frame;
 pub mod message;
