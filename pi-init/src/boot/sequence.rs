@@ -203,7 +203,6 @@ fn nfs_boot(
     client: Ipv4Addr,
     r: &mut Report,
 ) -> Result<Never, Failure> {
-    let sys = host.sys;
     let paths = overlay::Paths::under(&host.paths.mnt());
     let export = format!("{}:{}", p.nfs.server, p.nfs.path);
     info!(
@@ -211,81 +210,19 @@ fn nfs_boot(
         p.source,
         p.overlay.as_str()
     );
-    // The export is written only when the writable layer lives on it.
-    let read_only = !p.overlay.writes_export();
-    let sysfs = host.paths.sysfs();
-    nfs::name_client(sys, &sysfs, p.hostname.as_str(), p.machine_id.as_str());
-    // The export's options, parsed once: its mount and the base image's both read them.
-    let opts = NfsOptions::parse(p.nfs.options.as_deref(), p.nfs.v4_only);
-    // The base image's own mount needs only the answer, not the export's mount: when the
-    // answer names the image it starts beside the export's (their round trips overlap).
-    let early_plan = opts.as_ref().ok().and_then(|o| {
-        base_mount::early_plan(
-            cmd.base_opts.as_deref(),
-            p.nfs.layout,
-            o,
-            p.base_image.as_ref(),
-        )
-    });
-    let base_mount = base_mount::BaseMount {
-        sys,
+    let (hostname, machine_id) = (p.hostname.as_str(), p.machine_id.as_str());
+    nfs::name_client(host.sys, &host.paths.sysfs(), hostname, machine_id);
+    let base = base_mount::BaseMount {
+        sys: host.sys,
         target: &p.nfs,
         client: Some(client),
         at: &paths.base,
         mountd: host.mountd,
     };
-    // The image overlay loop-mounts an ext4 file: its modules load while NFS mounts.
-    let (mounted, early) = std::thread::scope(|s| {
-        let disk_modules = p.overlay.needs_disk_modules().then(|| {
-            background::start(s, "disk-modules", || {
-                timed(|| modules::load_list(sys, &host.paths.disk_module_list()))
-            })
-        });
-        let base = early_plan.as_ref().map(|(image, own)| {
-            background::start(s, "base-mount", || {
-                timed(|| base_mount.mount_beside(image, own))
-            })
-        });
-        let mounted = step::run(r, Step::NfsMount, |_| {
-            let opts = opts.map_err(|e| nfs::NfsError::options(&p.nfs, e))?;
-            let retry = nfs::RetryPolicy::default();
-            let mut sleep = host.sleep;
-            let at = &paths.nfs;
-            nfs::mount(
-                sys,
-                &p.nfs,
-                &opts,
-                at,
-                Some(client),
-                read_only,
-                &retry,
-                &mut sleep,
-            )
-            .map(|m| (m, opts))
-        });
-        if let Some(loader) = disk_modules {
-            modules_done(r, "disk modules", Step::DiskModules, loader.join());
-        }
-        (mounted, base.and_then(|b| b.join()))
-    });
-    let (mounted, opts) = mounted?;
-    info!(
-        "NFS v{} from {}",
-        mounted.version.as_str(),
-        mounted.server_ip
-    );
-    r.facts.nfs_version = Some(mounted.version.as_str().to_string());
-    let early = early.zip(early_plan).map(|((result, took), (image, own))| {
-        r.step(Step::BaseMount.as_str(), took);
-        base_mount::Early {
-            image,
-            tried: own.versions,
-            result,
-        }
-    });
+    let (mounted, opts, early) = mount_export(host, cmd, p, &base, &paths.nfs, r)?;
     let plan = base_mount::plan(cmd.base_opts.as_deref(), &opts, mounted.version);
     let own = base_mount::Own {
-        base: &base_mount,
+        base: &base,
         server: mounted.server_ip,
         plan: &plan,
         early: early.as_ref(),
@@ -304,16 +241,84 @@ fn nfs_boot(
         let req = overlay::Request {
             mode: p.overlay,
             lower: &lower,
-            hostname: p.hostname.as_str(),
-            machine_id: p.machine_id.as_str(),
+            hostname,
+            machine_id,
             export: &export,
         };
-        overlay::assemble(sys, &paths, &req, &mut r.degradations)
+        overlay::assemble(host.sys, &paths, &req, &mut r.degradations)
     })?;
     r.facts.overlay_mode = Some(done.mode.as_str().to_string());
     r.facts.base_image = done.base_image;
     r.facts.hostname = Some(p.hostname.to_string());
     enter_and_exec(host, cmd, &paths.newroot, p.callback_url.as_deref(), r)
+}
+
+/// The export's mount at `at`, its options parsed once for it and for the base image's own
+/// mount. Beside it, on threads of their own: the disk modules when the overlay needs them,
+/// and the base image's own mount when the answer names the image (it needs only the answer,
+/// so their round trips overlap). What that mount did comes back for the overlay step.
+fn mount_export(
+    host: &Host,
+    cmd: &Cmdline,
+    p: &NfsPlan,
+    base: &base_mount::BaseMount,
+    at: &Path,
+    r: &mut Report,
+) -> Result<(nfs::Mounted, NfsOptions, Option<base_mount::Early>), Failure> {
+    let sys = host.sys;
+    let opts = NfsOptions::parse(p.nfs.options.as_deref(), p.nfs.v4_only);
+    let early_plan = opts.as_ref().ok().and_then(|o| {
+        let base_opts = cmd.base_opts.as_deref();
+        base_mount::early_plan(base_opts, p.nfs.layout, o, p.base_image.as_ref())
+    });
+    // The export is written only when the writable layer lives on it.
+    let read_only = !p.overlay.writes_export();
+    let (mounted, early) = std::thread::scope(|s| {
+        let disk_modules = p.overlay.needs_disk_modules().then(|| {
+            background::start(s, "disk-modules", || {
+                timed(|| modules::load_list(sys, &host.paths.disk_module_list()))
+            })
+        });
+        let beside = early_plan.as_ref().map(|(image, own)| {
+            background::start(s, "base-mount", || timed(|| base.mount_beside(image, own)))
+        });
+        let mounted = step::run(r, Step::NfsMount, |_| {
+            let opts = opts.map_err(|e| nfs::NfsError::options(&p.nfs, e))?;
+            let retry = nfs::RetryPolicy::default();
+            let mut sleep = host.sleep;
+            nfs::mount(
+                sys,
+                &p.nfs,
+                &opts,
+                at,
+                base.client,
+                read_only,
+                &retry,
+                &mut sleep,
+            )
+            .map(|m| (m, opts))
+        });
+        if let Some(loader) = disk_modules {
+            modules_done(r, "disk modules", Step::DiskModules, loader.join());
+        }
+        (mounted, beside.and_then(|b| b.join()))
+    });
+    let (mounted, opts) = mounted?;
+    info!(
+        "NFS v{} from {}",
+        mounted.version.as_str(),
+        mounted.server_ip
+    );
+    r.facts.nfs_version = Some(mounted.version.as_str().to_string());
+    let early = early.zip(early_plan).map(|((result, took), (image, own))| {
+        r.step(Step::BaseMount.as_str(), took);
+        base_mount::Early {
+            image,
+            tried: own.versions,
+            result,
+        }
+    });
+    Ok((mounted, opts, early))
 }
 
 fn local_boot(host: &Host, cmd: &Cmdline, device: &str, r: &mut Report) -> Result<Never, Failure> {
