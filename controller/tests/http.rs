@@ -929,16 +929,15 @@ fn healthz_reports_write_health() {
 /// prepared again, and one that keeps changing is refused as a conflict.
 #[test]
 fn a_boot_whose_node_changes_before_its_commit_is_prepared_again() {
-    use pureboot_controller::domain::{NodeRef, Serial};
+    use pureboot_contract::boot_query::BootQuery;
+    use pureboot_contract::ids::Serial;
+    use pureboot_controller::domain::NodeRef;
     use pureboot_controller::service::{BootRequest, NodeUpdate, ServiceError};
     let app = spawn_app();
     app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs", "overlay_mode": "tmpfs", "hostname": "kitchen"}));
     let s = &app.services;
     let req = BootRequest {
-        serial: Serial::parse(SERIAL).unwrap(),
-        mac: None,
-        full_serial: None,
-        mode: None,
+        query: BootQuery::new(Serial::parse(SERIAL).unwrap(), None, None),
         ip: Some("127.0.0.1".into()),
     };
     let node = NodeRef::Serial(Serial::parse(SERIAL).unwrap());

@@ -240,4 +240,26 @@ fn a_broken_persist_image_is_flagged_set_aside_and_replaced() {
         .count();
     assert_eq!(count, 2);
     assert!(has_ext4_magic(&image));
+
+    // A pi-init that reports the overlay typed: the controller reads `overlay`, not the
+    // notes (an intact image is left in place, so nothing more is set aside).
+    let (_, r) = app.boot(&format!("serial={SERIAL}&mac={MAC}"));
+    let report = json!({
+        "success": true, "mode": "nfs_boot", "overlay_mode": "tmpfs",
+        "overlay": {"wanted": "image", "used": "tmpfs", "fallback": "loop attach: ENXIO"},
+    });
+    let (status, n) = app.post(&callback_path(&r), &report);
+    assert_eq!(status, 200, "{n}");
+    assert_eq!(
+        n["degraded"],
+        "image overlay not used (booted with tmpfs): loop attach: ENXIO"
+    );
+    let (_, r) = app.boot(&format!("serial={SERIAL}&mac={MAC}"));
+    let report = json!({
+        "success": true, "mode": "nfs_boot", "overlay_mode": "image",
+        "overlay": {"wanted": "image", "used": "image"},
+    });
+    let (status, n) = app.post(&callback_path(&r), &report);
+    assert_eq!(status, 200, "{n}");
+    assert_eq!(n["degraded"], Value::Null);
 }

@@ -60,6 +60,19 @@ macro_rules! string_id {
                 &self.0
             }
         }
+        /// As its text, the form every wire and file carries.
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+        /// Through its parser: a value that does not pass is an error of the whole document.
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                $name::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
     };
 }
 
@@ -102,6 +115,25 @@ impl FullSerial {
     /// The low 8 digits.
     pub fn short(&self) -> Serial {
         Serial(self.0[8..].to_string())
+    }
+
+    /// A full serial a request names beside its short one: its low 8 digits must be that
+    /// short serial. Eight digits are the short serial again, not a full one: `None`, so a
+    /// board that named only its short serial never has it recorded as its full one.
+    pub fn claimed_for(s: &str, short: &Serial) -> Result<Option<FullSerial>, InvalidId> {
+        if Serial::parse(s).is_ok_and(|same| same == *short) {
+            return Ok(None);
+        }
+        let full = FullSerial::parse(s)?;
+        if full.short() == *short {
+            Ok(Some(full))
+        } else {
+            Err(invalid(
+                "full serial",
+                s,
+                format!("its last 8 digits must equal the short serial {short}"),
+            ))
+        }
     }
 }
 
@@ -165,7 +197,21 @@ impl Hostname {
             ))
         }
     }
+
+    /// The host name of a node nobody named: `pi-<serial>` (`pi-d83add36`).
+    pub fn for_serial(serial: &Serial) -> Hostname {
+        Hostname(format!("{DEFAULT_HOSTNAME_PREFIX}{serial}"))
+    }
+
+    /// The host name of a board without a serial, nobody having named it: `pi-<the MAC's
+    /// 12 digits>` (`pi-525400123456`).
+    pub fn for_mac(mac: &Mac) -> Hostname {
+        Hostname(format!("{DEFAULT_HOSTNAME_PREFIX}{}", mac.digits()))
+    }
 }
+
+/// What a default host name starts with ([`Hostname::for_serial`], [`Hostname::for_mac`]).
+pub const DEFAULT_HOSTNAME_PREFIX: &str = "pi-";
 
 /// A base image's name: the directory `base/<name>` of the export. Letters, digits, `.`, `_`,
 /// `-`, not starting with `.` (imports in progress are hidden `.import-…` directories).
@@ -313,6 +359,49 @@ mod tests {
         ] {
             assert!(Hostname::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn default_hostnames_are_host_names() {
+        let s = Serial::parse("D83ADD36").unwrap();
+        assert_eq!(Hostname::for_serial(&s).as_str(), "pi-d83add36");
+        let m = Mac::parse("52:54:00:12:34:56").unwrap();
+        assert_eq!(Hostname::for_mac(&m).as_str(), "pi-525400123456");
+        for h in [Hostname::for_serial(&s), Hostname::for_mac(&m)] {
+            assert_eq!(
+                Hostname::parse(h.as_str()),
+                Ok(h.clone()),
+                "passes its own parser"
+            );
+        }
+    }
+
+    #[test]
+    fn claimed_full_serials_end_in_the_short_one() {
+        let short = Serial::parse("d83add36").unwrap();
+        assert_eq!(
+            FullSerial::claimed_for("10000000D83ADD36", &short)
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "10000000d83add36"
+        );
+        let err = FullSerial::claimed_for("10000000d83add37", &short).unwrap_err();
+        assert!(err.to_string().contains("short serial"), "{err}");
+        assert_eq!(
+            FullSerial::claimed_for("D83ADD36", &short),
+            Ok(None),
+            "8 digits are not full"
+        );
+        assert!(FullSerial::claimed_for("d83add37", &short).is_err());
+    }
+
+    #[test]
+    fn ids_travel_as_text_through_their_parser() {
+        let s: Serial = serde_json::from_str(r#""D83ADD36""#).unwrap();
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#""d83add36""#);
+        let e = serde_json::from_str::<Mac>(r#""nope""#).unwrap_err();
+        assert!(e.to_string().contains("invalid MAC address"), "{e}");
     }
 
     #[test]

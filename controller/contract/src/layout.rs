@@ -18,6 +18,10 @@ pub const NODES_DIR: &str = "nodes";
 pub const UPPER_DIR: &str = "upper";
 pub const WORK_DIR: &str = "work";
 pub const PERSIST_IMAGE: &str = "persist.img";
+/// The identity files of a node, relative to its root (and so to its upper layer): the
+/// controller writes them into `nodes/<serial>/upper`, pi-init where the node has none.
+pub const HOSTNAME_FILE: &str = "etc/hostname";
+pub const MACHINE_ID_FILE: &str = "etc/machine-id";
 
 /// What an NFS export holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +76,12 @@ impl ExportLayout {
     pub fn persist_image(&self, serial: &Serial) -> PathBuf {
         self.node_dir(serial).join(PERSIST_IMAGE)
     }
+    pub fn node_hostname_file(&self, serial: &Serial) -> PathBuf {
+        self.node_upper(serial).join(HOSTNAME_FILE)
+    }
+    pub fn node_machine_id_file(&self, serial: &Serial) -> PathBuf {
+        self.node_upper(serial).join(MACHINE_ID_FILE)
+    }
 }
 
 #[cfg(test)]
@@ -95,6 +105,14 @@ mod tests {
         assert_eq!(
             l.persist_image(&s),
             Path::new("/srv/nfsroot/nodes/d83add36/persist.img")
+        );
+        assert_eq!(
+            l.node_hostname_file(&s),
+            Path::new("/srv/nfsroot/nodes/d83add36/upper/etc/hostname")
+        );
+        assert_eq!(
+            l.node_machine_id_file(&s),
+            Path::new("/srv/nfsroot/nodes/d83add36/upper/etc/machine-id")
         );
     }
 }

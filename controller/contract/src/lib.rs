@@ -5,11 +5,19 @@
 //!   PureBoot's Pi API (`PiBootResponse`, the `installed` / `install-failed` callbacks,
 //!   `register-pi`). Everything we add is optional, so `pi-init` boots from an
 //!   upstream-shaped answer and upstream's scripts still read ours.
-//! - [`ids`]: serials, MACs, host names, image names, machine ids, each with one parser.
-//! - [`layout`]: the export's `base/` and `nodes/` tree.
-//! - [`OverlayMode`], with what each mode needs, and [`FailureReport`]: where a failed boot
-//!   is reported.
+//! - [`boot_query`]: the boot request's route and query, built by pi-init, parsed by the
+//!   controller.
+//! - [`ids`]: serials, MACs, host names (and the default one), image names, machine ids,
+//!   each with one parser.
+//! - [`layout`]: the export's `base/` and `nodes/` tree, the writable layer and the identity
+//!   files.
+//! - [`cmdline_keys`]: the kernel command line's `pureboot.*` keys.
+//! - [`BootAction`]; [`OverlayMode`], with what each mode needs and which one a node gets;
+//!   [`OverlayOutcome`], how the overlay step went; [`FailureReport`]: where a failed boot
+//!   is reported, and [`InstalledReport::failure`]: how a report tells one.
 
+pub mod boot_query;
+pub mod cmdline_keys;
 pub mod ids;
 pub mod layout;
 pub mod names;
@@ -65,17 +73,35 @@ pub struct PiBootResponse {
     pub retry_after: Option<u32>,
 }
 
-/// `action` values. Unknown strings are kept, so a newer controller never breaks parsing;
-/// pi-init treats them as a failure with a clear message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BootAction {
-    NfsBoot,
-    LocalBoot,
-    Wait,
-    DeployImage,
-    #[serde(untagged)]
-    Other(String),
+named_enum! {
+    /// `action` values. Unknown strings are kept, so a newer controller never breaks
+    /// parsing; pi-init treats them as a failure with a clear message. On the wire it is the
+    /// table's name (serde goes through it, below).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum BootAction: "boot action" {
+        NfsBoot = "nfs_boot",
+        LocalBoot = "local_boot",
+        Wait = "wait",
+        DeployImage = "deploy_image";
+        Other(String)
+    }
+}
+
+impl Serialize for BootAction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for BootAction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(match name.parse() {
+            Ok(BootAction::Other(_)) => BootAction::Other(name),
+            Ok(known) => known,
+            Err(never) => match never {},
+        })
+    }
 }
 
 /// Body of `POST /api/v1/nodes/{id}/installed`. Upstream reads `success` and `mode`, and
@@ -112,12 +138,94 @@ pub struct InstalledReport {
     /// Milliseconds from pi-init's start to the callback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elapsed_ms: Option<u64>,
+    /// The overlay step's outcome, typed: what the controller reads (pureboot; absent from
+    /// upstream's reports and from pi-init before it, see [`InstalledReport::overlay_outcome`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlayOutcome>,
     /// Human-readable notes of what did not go as asked (e.g. overlay nfs -> tmpfs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub degradations: Vec<String>,
     /// Per-step durations, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepTiming>,
+}
+
+/// What the failure text of a report says when it gives none.
+pub const NO_ERROR_GIVEN: &str = "reported success: false (no error given)";
+
+impl InstalledReport {
+    /// The failure this report tells, as an [`InstallFailedReport`]: upstream reports a
+    /// failed boot on the installed route as `{"success": false, "error": …}`, so both
+    /// routes read the same way. `None` for a boot that worked.
+    pub fn failure(&self) -> Option<InstallFailedReport> {
+        (!self.success).then(|| InstallFailedReport {
+            error: self.error.clone().unwrap_or_else(|| NO_ERROR_GIVEN.into()),
+            step: self.step.clone(),
+            serial: self.serial.clone(),
+            mac: self.mac.clone(),
+        })
+    }
+
+    /// How the overlay step went: the typed [`InstalledReport::overlay`] where the report
+    /// has it. A pi-init from before that field said it in text only, which is read here
+    /// and nowhere else: `overlay_mode` is the mode used, and a fallback away from a mode is
+    /// a degradation note starting `overlay <mode>` ([`OverlayOutcome::note_prefix`]). Such a
+    /// report does not say what was wanted: `wanted` is the mode the caller asked for, whose
+    /// notes are looked for. `None` when the report says nothing of the overlay (upstream's).
+    pub fn overlay_outcome(&self, wanted: OverlayMode) -> Option<OverlayOutcome> {
+        if let Some(o) = &self.overlay {
+            return Some(o.clone());
+        }
+        let prefix = OverlayOutcome::note_prefix(wanted);
+        let notes: Vec<&str> = self
+            .degradations
+            .iter()
+            .map(String::as_str)
+            .filter(|d| d.starts_with(&prefix))
+            .collect();
+        let used = self.overlay_mode.as_deref().map(str::parse::<OverlayMode>);
+        let used = match used {
+            Some(Ok(m)) => Some(m),
+            // A name this contract does not know: not the wanted one.
+            Some(Err(_)) => Some(OverlayMode::Tmpfs).filter(|m| *m != wanted),
+            None => None,
+        };
+        let fallback = (!notes.is_empty()).then(|| notes.join("; "));
+        match (used, fallback) {
+            (None, None) => None,
+            (used, fallback) => Some(OverlayOutcome {
+                wanted,
+                // Notes without a used mode: pi-init fell back (to tmpfs, its only fallback).
+                used: used.unwrap_or(OverlayMode::Tmpfs),
+                fallback,
+            }),
+        }
+    }
+}
+
+/// The overlay step's outcome, as pi-init reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayOutcome {
+    /// The mode asked for (the answer's `overlay_mode`, else the command line's).
+    pub wanted: OverlayMode,
+    /// The mode the root was assembled with.
+    pub used: OverlayMode,
+    /// Why `used` is not `wanted`, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+}
+
+impl OverlayOutcome {
+    /// Whether the wanted mode was used as asked.
+    pub fn as_wanted(&self) -> bool {
+        self.used == self.wanted && self.fallback.is_none()
+    }
+
+    /// How a degradation note about `mode` starts (`overlay image unavailable (…)`): the
+    /// text older pi-inits reported a fallback in, before [`InstalledReport::overlay`].
+    pub fn note_prefix(mode: OverlayMode) -> String {
+        format!("overlay {mode}")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +287,11 @@ named_enum! {
 }
 
 impl OverlayMode {
+    /// The mode a node boots with: its own setting, else its workflow's, else `tmpfs`.
+    pub fn resolve(node: Option<OverlayMode>, workflow: Option<OverlayMode>) -> OverlayMode {
+        node.or(workflow).unwrap_or_default()
+    }
+
     /// Whether the node writes to the export (so the export is mounted read-write): the
     /// `image` file and the `nfs` upper live there.
     pub fn writes_export(self) -> bool {
@@ -306,6 +419,99 @@ mod tests {
             serde_json::from_str(r#"{"success":false,"error":"boom"}"#).unwrap();
         assert!(!f.success);
         assert_eq!(f.error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn boot_actions_are_their_table_names_on_the_wire() {
+        for a in BootAction::ALL {
+            let json = serde_json::to_value(&a).unwrap();
+            assert_eq!(json, a.as_str());
+            assert_eq!(serde_json::from_value::<BootAction>(json).unwrap(), a);
+            assert_eq!(a.name(), Some(a.as_str()));
+        }
+        let other = BootAction::Other("reflash_bios".into());
+        assert_eq!(serde_json::to_value(&other).unwrap(), "reflash_bios");
+        assert_eq!(other.name(), None);
+        assert_eq!(
+            "deploy_image".parse::<BootAction>(),
+            Ok(BootAction::DeployImage)
+        );
+    }
+
+    #[test]
+    fn failures_read_the_same_by_either_route() {
+        let r: InstalledReport =
+            serde_json::from_str(r#"{"success":false,"error":"boom","step":"nfs-mount"}"#).unwrap();
+        let f = r.failure().unwrap();
+        assert_eq!(
+            (f.error.as_str(), f.step.as_deref()),
+            ("boom", Some("nfs-mount"))
+        );
+        let r: InstalledReport = serde_json::from_str(r#"{"success":false}"#).unwrap();
+        assert_eq!(r.failure().unwrap().error, NO_ERROR_GIVEN);
+        let ok: InstalledReport = serde_json::from_str(r#"{"success":true}"#).unwrap();
+        assert_eq!(ok.failure(), None);
+    }
+
+    #[test]
+    fn overlay_outcomes_typed_and_from_older_pi_inits() {
+        use OverlayMode::{Image, Tmpfs};
+        let typed = InstalledReport {
+            success: true,
+            overlay_mode: Some("tmpfs".into()),
+            overlay: Some(OverlayOutcome {
+                wanted: Image,
+                used: Tmpfs,
+                fallback: Some("mount: EINVAL".into()),
+            }),
+            ..Default::default()
+        };
+        let s = serde_json::to_string(&typed).unwrap();
+        assert!(
+            s.contains(r#""overlay":{"wanted":"image","used":"tmpfs","fallback":"mount: EINVAL"}"#),
+            "{s}"
+        );
+        assert_eq!(typed.overlay_outcome(Image), typed.overlay);
+        assert!(!typed.overlay.unwrap().as_wanted());
+
+        // An older pi-init: the used mode and a note, as text.
+        let old = |used: Option<&str>, notes: &[&str]| InstalledReport {
+            success: true,
+            overlay_mode: used.map(Into::into),
+            degradations: notes.iter().map(|n| n.to_string()).collect(),
+            ..Default::default()
+        };
+        let note = "overlay image unavailable (EINVAL); using tmpfs, writes will not persist";
+        assert_eq!(OverlayOutcome::note_prefix(Image), "overlay image");
+        let table = [
+            (Some("tmpfs"), vec![note], Some((Tmpfs, Some(note)))),
+            (Some("tmpfs"), vec![], Some((Tmpfs, None))),
+            (None, vec![note], Some((Tmpfs, Some(note)))),
+            (Some("image"), vec![], Some((Image, None))),
+            (
+                Some("image"),
+                vec!["overlay nfs refused; using tmpfs"],
+                Some((Image, None)),
+            ),
+            (None, vec![], None),
+        ];
+        for (used, notes, want) in table {
+            let got = old(used, &notes).overlay_outcome(Image);
+            let want = want.map(|(used, fallback)| OverlayOutcome {
+                wanted: Image,
+                used,
+                fallback: fallback.map(Into::into),
+            });
+            assert_eq!(got, want, "{used:?} {notes:?}");
+        }
+    }
+
+    #[test]
+    fn overlay_precedence_is_node_then_workflow_then_tmpfs() {
+        use OverlayMode::{Image, Nfs, Tmpfs};
+        assert_eq!(OverlayMode::resolve(Some(Nfs), Some(Image)), Nfs);
+        assert_eq!(OverlayMode::resolve(None, Some(Image)), Image);
+        assert_eq!(OverlayMode::resolve(None, None), Tmpfs);
     }
 
     #[test]

@@ -64,8 +64,81 @@ impl From<UnknownName> for String {
 ///
 /// Attributes (derives, `#[serde]`, docs, `#[default]`) pass through to the enum and its
 /// variants. The string after the colon names the enum in [`UnknownName`]'s message.
+///
+/// An open enum ends its table with `; Other(String)` (any variant name): a name that is
+/// none of the table's parses to it, kept as given, so an answer from a newer peer still
+/// parses. Its `as_str` borrows, `name` is the table's name (`None` for the open variant),
+/// and its `FromStr` never fails.
+///
+/// ```
+/// pureboot_contract::named_enum! {
+///     #[derive(Debug, Clone, PartialEq, Eq)]
+///     pub enum Verb: "verb" {
+///         Go = "go";
+///         Unknown(String)
+///     }
+/// }
+/// assert_eq!("go".parse::<Verb>(), Ok(Verb::Go));
+/// assert_eq!("fly".parse::<Verb>(), Ok(Verb::Unknown("fly".into())));
+/// assert_eq!(Verb::Unknown("fly".into()).as_str(), "fly");
+/// assert_eq!(Verb::Unknown("fly".into()).name(), None);
+/// ```
 #[macro_export]
 macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident: $what:literal {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),+ $(,)? ;
+            $(#[$ometa:meta])* $other:ident(String) $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant, )+
+            $(#[$ometa])* $other(String)
+        }
+
+        impl $name {
+            /// Every named value, in declaration order.
+            pub const ALL: [$name; [$($text),+].len()] = [$($name::$variant),+];
+
+            /// Every name, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
+            /// The table's name, or the unknown one as given.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::$other(s) => s,
+                }
+            }
+
+            /// The table's name; `None` for a name the table does not hold.
+            pub fn name(&self) -> Option<&'static str> {
+                match self {
+                    $($name::$variant => Some($text),)+
+                    $name::$other(_) => None,
+                }
+            }
+        }
+
+        impl ::core::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::core::str::FromStr for $name {
+            type Err = ::core::convert::Infallible;
+
+            fn from_str(s: &str) -> ::core::result::Result<Self, Self::Err> {
+                Ok(match s {
+                    $($text => $name::$variant,)+
+                    _ => $name::$other(s.into()),
+                })
+            }
+        }
+    };
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident: $what:literal {

@@ -179,10 +179,7 @@ pub fn tree_plan(node: &Node, wf: Option<&Workflow>, default_base_image: &str) -
             .clone()
             .or_else(|| wf.and_then(|w| w.base_image.clone()))
             .unwrap_or_else(|| default_base_image.to_string()),
-        overlay: node
-            .overlay_mode
-            .or(wf.and_then(|w| w.overlay))
-            .unwrap_or(OverlayMode::Tmpfs),
+        overlay: OverlayMode::resolve(node.overlay_mode, wf.and_then(|w| w.overlay)),
         hostname: node
             .hostname
             .clone()

@@ -7,25 +7,6 @@ pub use pureboot_contract::ids::{
     FullSerial, Hostname, ImageName, InvalidId, Mac, MachineId, Serial,
 };
 
-/// A full serial a request names beside its short one: its low 8 digits must be that short
-/// serial. Eight digits are the short serial again, not a full one: `None`, so a board that
-/// named only its short serial never has it recorded as its full one.
-pub fn full_serial_of(s: &str, short: &Serial) -> Result<Option<FullSerial>, InvalidId> {
-    if Serial::parse(s).is_ok_and(|same| same == *short) {
-        return Ok(None);
-    }
-    let full = FullSerial::parse(s)?;
-    if full.short() == *short {
-        Ok(Some(full))
-    } else {
-        Err(InvalidId {
-            what: "full serial",
-            value: s.into(),
-            expected: format!("its last 8 digits must equal the short serial {short}"),
-        })
-    }
-}
-
 /// `{id}` in the management API: a node UUID or an 8-hex serial.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeRef {
@@ -70,26 +51,6 @@ impl fmt::Display for NodeRef {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_full_serial_must_end_in_the_short_one() {
-        let short = Serial::parse("d83add36").unwrap();
-        assert_eq!(
-            full_serial_of("10000000D83ADD36", &short)
-                .unwrap()
-                .unwrap()
-                .as_str(),
-            "10000000d83add36"
-        );
-        let err = full_serial_of("10000000d83add37", &short).unwrap_err();
-        assert!(err.to_string().contains("short serial"), "{err}");
-        assert_eq!(
-            full_serial_of("D83ADD36", &short),
-            Ok(None),
-            "8 digits are not full"
-        );
-        assert!(full_serial_of("d83add37", &short).is_err());
-    }
 
     #[test]
     fn node_refs() {

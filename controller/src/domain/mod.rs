@@ -6,8 +6,6 @@ pub mod ids;
 pub mod node;
 pub mod state;
 
-pub use ids::{
-    full_serial_of, FullSerial, Hostname, ImageName, InvalidId, Mac, MachineId, NodeRef, Serial,
-};
+pub use ids::{FullSerial, Hostname, ImageName, InvalidId, Mac, MachineId, NodeRef, Serial};
 pub use node::{full_serial_of_claim, Node, OverlayMode};
 pub use state::{InvalidTransition, NodeState};

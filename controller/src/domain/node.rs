@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::state::NodeState;
+use pureboot_contract::ids::{Hostname, Serial};
 
 /// Where a node's writable layer lives; the NFS tree's type, shared so the two never drift.
 pub use crate::nfs_tree::OverlayMode;
@@ -39,11 +40,14 @@ pub struct Node {
 }
 
 impl Node {
-    /// The hostname announced to the node: its own, else `pi-<serial>`.
+    /// The hostname announced to the node: its own, else [`Hostname::for_serial`].
     pub fn effective_hostname(&self) -> String {
-        self.hostname
-            .clone()
-            .unwrap_or_else(|| format!("pi-{}", self.serial))
+        match (&self.hostname, Serial::parse(&self.serial)) {
+            (Some(h), _) => h.clone(),
+            (None, Ok(serial)) => Hostname::for_serial(&serial).to_string(),
+            // The registry holds parsed serials only.
+            (None, Err(_)) => self.serial.clone(),
+        }
     }
 }
 

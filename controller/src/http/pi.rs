@@ -6,44 +6,23 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use pureboot_contract::{BootAction, PiBootResponse, RegisterPiRequest};
-use serde::Deserialize;
+use pureboot_contract::boot_query::BootQuery;
+use pureboot_contract::{InstallFailedReport, InstalledReport, PiBootResponse, RegisterPiRequest};
 use serde_json::Value;
 
 use super::error::ApiErr;
 use super::{blocking, AppState, IdParam};
-use crate::domain::{full_serial_of, Mac, Node, NodeRef, Serial};
-use crate::service::{is_failure_report, BootRequest, ServiceError};
+use crate::domain::{Node, NodeRef};
+use crate::service::{BootRequest, ServiceError};
 
-#[derive(Debug, Deserialize)]
-pub struct BootQuery {
-    serial: Option<String>,
-    mac: Option<String>,
-    full_serial: Option<String>,
-    mode: Option<String>,
-}
+/// The query's decoded pairs, parsed once into the contract's [`BootQuery`].
+type QueryPairs = Vec<(String, String)>;
 
-fn parse_boot(q: BootQuery, ip: String) -> Result<BootRequest, ApiErr> {
-    let raw = q
-        .serial
-        .ok_or_else(|| ApiErr::bad_request("missing query parameter serial"))?;
-    let serial = Serial::parse(&raw).map_err(|e| ApiErr::bad_request(e.to_string()))?;
-    let mac = q
-        .mac
-        .filter(|m| !m.is_empty())
-        .map(|m| Mac::parse(&m))
-        .transpose();
-    let full_serial = q
-        .full_serial
-        .filter(|f| !f.is_empty())
-        .map(|f| full_serial_of(&f, &serial))
-        .transpose()
-        .map(Option::flatten);
+fn parse_boot(pairs: &QueryPairs, ip: String) -> Result<BootRequest, ApiErr> {
+    let query = BootQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| ApiErr::bad_request(e.to_string()))?;
     Ok(BootRequest {
-        mac: mac.map_err(|e| ApiErr::bad_request(e.to_string()))?,
-        full_serial: full_serial.map_err(|e| ApiErr::bad_request(e.to_string()))?,
-        serial,
-        mode: q.mode,
+        query,
         ip: Some(ip),
     })
 }
@@ -51,9 +30,9 @@ fn parse_boot(q: BootQuery, ip: String) -> Result<BootRequest, ApiErr> {
 pub async fn boot_pi(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    query: Result<Query<BootQuery>, QueryRejection>,
+    query: Result<Query<QueryPairs>, QueryRejection>,
 ) -> Result<Json<PiBootResponse>, ApiErr> {
-    let req = parse_boot(query?.0, peer.ip().to_string())?;
+    let req = parse_boot(&query?.0, peer.ip().to_string())?;
     let metrics = st.metrics.clone();
     // The file work on the I/O pool, the transaction in the registry's group commit.
     let mut attempt = 1;
@@ -65,14 +44,11 @@ pub async fn boot_pi(
         }
         attempt += 1;
     };
-    metrics.boot(match &resp.action {
-        None => "none",
-        Some(BootAction::NfsBoot) => "nfs_boot",
-        Some(BootAction::LocalBoot) => "local_boot",
-        Some(BootAction::Wait) => "wait",
-        Some(BootAction::DeployImage) => "deploy_image",
-        Some(BootAction::Other(_)) => "other",
-    });
+    metrics.boot(
+        resp.action
+            .as_ref()
+            .map_or("none", |a| a.name().unwrap_or("other")),
+    );
     Ok(Json(resp))
 }
 
@@ -121,21 +97,24 @@ async fn callback(
         }
     };
     let body = body?.0;
-    // Upstream reports a failure on the installed route: it counts as one.
-    let metric_kind = if kind == "installed" && is_failure_report(&body) {
-        "install_failed"
-    } else {
-        kind
-    };
     let ip = peer.ip().to_string();
     let metrics = st.metrics.clone();
     let s = &st.services;
-    let outcome = if kind == "installed" {
-        s.installed(boot_id, body, Some(ip)).await
+    let (outcome, metric_kind) = if kind == "installed" {
+        let report: InstalledReport = serde_json::from_value(body.clone())
+            .map_err(|e| ServiceError::Unprocessable(format!("installed report: {e}")))?;
+        // Upstream reports a failure on the installed route: it counts as one.
+        let metric_kind = match report.success {
+            true => kind,
+            false => "install_failed",
+        };
+        let outcome = s.installed(boot_id, body, report, Some(ip)).await;
+        (outcome, metric_kind)
     } else {
-        s.install_failed(boot_id, body, Some(ip))
-            .await
-            .map(|node| (node, false))
+        let report: InstallFailedReport = serde_json::from_value(body.clone())
+            .map_err(|e| ServiceError::Unprocessable(format!("install-failed report: {e}")))?;
+        let outcome = s.install_failed(boot_id, body, report, Some(ip)).await;
+        (outcome.map(|node| (node, false)), kind)
     };
     // Counted: reports taken, and those recorded with their transition refused (409).
     // Not counted: no such boot (404), another address (403), not a report (422).

@@ -14,7 +14,7 @@ use pureboot_contract::ids::{Hostname, MachineId};
 /// What the controller renders into a node's upper layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFiles {
-    /// `None` gives `pi-<serial8>`, the name pi-init uses too.
+    /// `None` gives [`Hostname::for_serial`], the name pi-init uses too.
     pub hostname: Option<String>,
     /// 32 hex digits; kept in the registry so it is stable across re-creations.
     pub machine_id: String,
@@ -40,23 +40,27 @@ impl NfsTree {
         let serial = parse_serial(serial)?;
         let machine_id = MachineId::parse(&files.machine_id)
             .map_err(|_| NfsTreeError::InvalidMachineId(files.machine_id.clone()))?;
-        let hostname = files
-            .hostname
-            .clone()
-            .unwrap_or_else(|| format!("pi-{serial}"));
-        let hostname =
-            Hostname::parse(&hostname).map_err(|_| NfsTreeError::InvalidHostname(hostname))?;
+        let hostname = match &files.hostname {
+            Some(h) => Hostname::parse(h).map_err(|_| NfsTreeError::InvalidHostname(h.clone()))?,
+            None => Hostname::for_serial(&serial),
+        };
 
         let l = &self.layout;
-        let (upper, work) = (l.node_upper(&serial), l.node_work(&serial));
-        let etc = upper.join("etc");
-        for dir in [&etc, &work] {
+        let hostname_file = l.node_hostname_file(&serial);
+        let id_file = l.node_machine_id_file(&serial);
+        let work = l.node_work(&serial);
+        for dir in [
+            hostname_file.parent(),
+            id_file.parent(),
+            Some(work.as_path()),
+        ]
+        .into_iter()
+        .flatten()
+        {
             fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         }
-        let hostname_file = etc.join("hostname");
         write_atomic(&hostname_file, format!("{hostname}\n").as_bytes(), 0o644)
             .map_err(io_err("write", &hostname_file))?;
-        let id_file = etc.join("machine-id");
         write_atomic(&id_file, format!("{machine_id}\n").as_bytes(), 0o444)
             .map_err(io_err("write", &id_file))?;
         log::info!("node tree ready for {serial} (hostname {hostname})");
@@ -84,20 +88,15 @@ impl NfsTree {
         if !node.is_dir() {
             return Ok(None);
         }
-        let upper = l.node_upper(&serial);
-        let read = |name: &str| {
-            fs::read_to_string(upper.join("etc").join(name))
-                .ok()
-                .map(|s| s.trim().to_string())
-        };
+        let read = |file: PathBuf| fs::read_to_string(file).ok().map(|s| s.trim().to_string());
         let persist_image = l.persist_image(&serial);
         Ok(Some(NodeInfo {
-            hostname: read("hostname"),
-            machine_id: read("machine-id"),
+            hostname: read(l.node_hostname_file(&serial)),
+            machine_id: read(l.node_machine_id_file(&serial)),
             work_dir: l.node_work(&serial),
             has_persist_image: persist_image.is_file(),
             persist_image,
-            upper_dir: upper,
+            upper_dir: l.node_upper(&serial),
             path: node,
             serial: serial.to_string(),
         }))

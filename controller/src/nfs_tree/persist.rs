@@ -11,7 +11,8 @@ use std::process::Command;
 use super::error::{io_err, NfsTreeError, Result};
 use super::fs_util::{random_suffix, remove_tree};
 use super::{parse_serial, NfsTree};
-use pureboot_contract::layout::PERSIST_IMAGE;
+use pureboot_contract::layout::{PERSIST_IMAGE, UPPER_DIR, WORK_DIR};
+
 pub const MIN_PERSIST_MB: u64 = 16;
 pub const MAX_PERSIST_MB: u64 = 1 << 20;
 
@@ -69,7 +70,7 @@ impl NfsTree {
 }
 
 fn build_image(staging: &Path, temp: &Path, size_mb: u64, serial: &str) -> Result<()> {
-    for dir in ["upper", "work"] {
+    for dir in [UPPER_DIR, WORK_DIR] {
         let d = staging.join(dir);
         fs::create_dir_all(&d).map_err(io_err("create", &d))?;
     }

@@ -2,36 +2,25 @@
 
 use std::sync::Arc;
 
+use pureboot_contract::boot_query::BootQuery;
 use pureboot_contract::{InstallFailedReport, InstalledReport, PiBootResponse, RegisterPiRequest};
 use serde_json::{json, Value};
 
 use super::{workflow_state, ServiceError, Services};
 use crate::domain::boot::{decide, unregistered, NodeTreePlan};
 use crate::domain::{
-    full_serial_of, full_serial_of_claim, FullSerial, Mac, Node, NodeRef, NodeState, OverlayMode,
-    Serial,
+    full_serial_of_claim, FullSerial, Mac, Node, NodeRef, NodeState, OverlayMode, Serial,
 };
 use crate::nfs_tree::{NfsTreeError, NodeFiles, PersistState};
 use crate::store::{EventKind, NewEvent, NewNode, StoreError, Tx};
 use crate::templates::Vars;
 use crate::workflows::{InstallMethod, Lookup, Workflow};
 
-/// `GET /api/v1/boot/pi`, parsed.
+/// `GET /api/v1/boot/pi`: its query, parsed, and the address that asked.
 #[derive(Debug, Clone)]
 pub struct BootRequest {
-    pub serial: Serial,
-    pub mac: Option<Mac>,
-    pub full_serial: Option<FullSerial>,
-    /// Upstream's `mode=discovery`: recorded, answered like any boot.
-    pub mode: Option<String>,
+    pub query: BootQuery,
     pub ip: Option<String>,
-}
-
-/// What a failure report says, and by which route it came.
-struct Failure {
-    error: String,
-    step: Option<String>,
-    reason: &'static str,
 }
 
 /// A callback's result: the node after it, or the transition it asked for that the
@@ -74,7 +63,7 @@ fn claimed_identity(node: &Node, report: &InstalledReport) -> (Option<Mac>, Opti
     let serial = Serial::parse(&node.serial).ok();
     let mac = report.mac.as_deref().and_then(|m| Mac::parse(m).ok());
     let full = match (report.full_serial.as_deref(), serial) {
-        (Some(f), Some(s)) => full_serial_of(f, &s).ok().flatten(),
+        (Some(f), Some(s)) => FullSerial::claimed_for(f, &s).ok().flatten(),
         _ => None,
     };
     (mac, full)
@@ -122,11 +111,6 @@ fn checked_model(s: &str) -> Result<String, ServiceError> {
     }
 }
 
-/// `{"success": false, ...}` on the `installed` route: upstream's failure report.
-pub fn is_failure_report(body: &Value) -> bool {
-    body.get("success") == Some(&Value::Bool(false))
-}
-
 /// Times a boot is prepared and committed before it gives up: the node kept changing
 /// (an operator's edit, another boot of the serial) between the two halves.
 const BOOT_ATTEMPTS: u32 = 5;
@@ -151,16 +135,17 @@ impl Services {
         req: &BootRequest,
         attempt: u32,
     ) -> Result<PreparedBoot, ServiceError> {
-        let mac = req.mac.as_ref().map(|m| m.as_str());
-        let full_serial = req.full_serial.as_ref().map(|f| f.as_str());
+        let mac = req.query.mac.as_ref().map(|m| m.as_str());
+        let full_serial = req.query.full_serial.as_ref().map(|f| f.as_str());
         let snapshot = self
             .store
-            .read(|tx| tx.find_node(&NodeRef::Serial(req.serial.clone())))?;
+            .read(|tx| tx.find_node(&NodeRef::Serial(req.query.serial.clone())))?;
         // A registered node's budget (unknown serials have theirs in the transaction).
-        if attempt == 1 && snapshot.is_some() && !self.node_limiter.allow(req.serial.as_str()) {
+        if attempt == 1 && snapshot.is_some() && !self.node_limiter.allow(req.query.serial.as_str())
+        {
             return Err(ServiceError::Limited(format!(
                 "node {} asks too often (node_requests_per_minute = {}); try again later",
-                req.serial, self.config.node_requests_per_minute
+                req.query.serial, self.config.node_requests_per_minute
             )));
         }
         let rendered = match snapshot {
@@ -205,12 +190,12 @@ impl Services {
             }
             return Err(ServiceError::Conflict(format!(
                 "node {} kept changing during its boot; ask again",
-                req.serial
+                req.query.serial
             )));
         };
         log::info!(
             "boot {} from {}: {:?} ({}){}",
-            req.serial,
+            req.query.serial,
             req.ip.as_deref().unwrap_or("?"),
             response.action,
             response.state,
@@ -230,10 +215,10 @@ impl Services {
         req: &BootRequest,
         prepared: &PreparedBoot,
     ) -> Result<Option<PiBootResponse>, ServiceError> {
-        let mac = req.mac.as_ref().map(|m| m.as_str());
-        let full_serial = req.full_serial.as_ref().map(|f| f.as_str());
+        let mac = req.query.mac.as_ref().map(|m| m.as_str());
+        let full_serial = req.query.full_serial.as_ref().map(|f| f.as_str());
         let ip = req.ip.as_deref();
-        let mut node = match tx.find_node(&NodeRef::Serial(req.serial.clone()))? {
+        let mut node = match tx.find_node(&NodeRef::Serial(req.query.serial.clone()))? {
             Some(n) => n,
             None if !self.config.auto_register => {
                 self.unregistered_boot(tx, req)?;
@@ -274,7 +259,7 @@ impl Services {
             EventKind::BootRequest,
             ip,
             json!({
-                "mac": mac, "full_serial": full_serial, "mode": req.mode,
+                "mac": mac, "full_serial": full_serial, "mode": req.query.mode,
                 "action": r.action, "state": r.state, "message": r.message,
                 "base_image": r.base_image, "overlay_mode": r.overlay_mode,
             }),
@@ -289,19 +274,19 @@ impl Services {
         if !self.unknown_limiter.allow("unknown") {
             log::debug!(
                 "boot of unregistered {} not recorded: over unknown_serials_per_minute",
-                req.serial
+                req.query.serial
             );
             return Ok(());
         }
         tx.append_event(&NewEvent {
             node_id: None,
-            serial: req.serial.as_str(),
+            serial: req.query.serial.as_str(),
             kind: EventKind::BootRequest,
             ip: req.ip.as_deref(),
             detail: json!({
-                "mac": req.mac.as_ref().map(Mac::as_str),
-                "full_serial": req.full_serial.as_ref().map(FullSerial::as_str),
-                "mode": req.mode, "action": "local_boot", "registered": false,
+                "mac": req.query.mac.as_ref().map(Mac::as_str),
+                "full_serial": req.query.full_serial.as_ref().map(FullSerial::as_str),
+                "mode": req.query.mode, "action": "local_boot", "registered": false,
             }),
         })?;
         Ok(())
@@ -329,10 +314,10 @@ impl Services {
     /// An unknown serial with auto-registration on: a `discovered` node.
     fn discover(&self, tx: &Tx<'_>, req: &BootRequest) -> Result<Node, ServiceError> {
         self.check_discovery_cap(tx)?;
-        let mac = req.mac.as_ref().map(Mac::as_str);
-        let full_serial = req.full_serial.as_ref().map(FullSerial::as_str);
+        let mac = req.query.mac.as_ref().map(Mac::as_str);
+        let full_serial = req.query.full_serial.as_ref().map(FullSerial::as_str);
         let n = tx.insert_node(&NewNode {
-            serial: req.serial.as_str().into(),
+            serial: req.query.serial.as_str().into(),
             full_serial: full_serial.and_then(full_serial_of_claim),
             mac: mac.map(Into::into),
             last_ip: req.ip.clone(),
@@ -357,7 +342,7 @@ impl Services {
                 node,
                 EventKind::BootRequest,
                 req.ip.as_deref(),
-                json!({"mode": req.mode, "action": null, "error": "the node tree could not be prepared; see the controller log"}),
+                json!({"mode": req.query.mode, "action": null, "error": "the node tree could not be prepared; see the controller log"}),
             ))
         });
     }
@@ -448,27 +433,16 @@ impl Services {
         self: &Arc<Self>,
         boot_id: String,
         body: Value,
+        report: InstalledReport,
         peer_ip: Option<String>,
     ) -> Result<(Node, bool), ServiceError> {
-        if is_failure_report(&body) {
-            let error = body
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("reported success: false (no error given)")
-                .to_string();
-            let step = body.get("step").and_then(Value::as_str).map(Into::into);
-            let failure = Failure {
-                error,
-                step,
-                reason: "installed callback (success: false)",
-            };
+        if let Some(failure) = report.failure() {
+            let reason = "installed callback (success: false)";
             return self
-                .record_failure(boot_id, body, peer_ip, failure)
+                .record_failure(boot_id, body, peer_ip, failure, reason)
                 .await
                 .map(|node| (node, false));
         }
-        let report: InstalledReport = serde_json::from_value(body.clone())
-            .map_err(|e| ServiceError::Unprocessable(format!("installed report: {e}")))?;
         let ip = match report.ip_address.as_deref() {
             Some(ip) => Some(checked_ip(ip)?),
             None => peer_ip.clone(),
@@ -524,27 +498,17 @@ impl Services {
             Lookup::Found(wf) => wf.overlay,
             _ => None,
         };
-        let planned = node
-            .overlay_mode
-            .or(wf_overlay)
-            .unwrap_or(OverlayMode::Tmpfs);
-        let used = report.overlay_mode.as_deref();
-        let image_notes: Vec<&str> = report
-            .degradations
-            .iter()
-            .map(String::as_str)
-            .filter(|d| d.starts_with("overlay image"))
-            .collect();
-        let fell_back = used.is_some_and(|m| m != OverlayMode::Image.as_str());
-        if planned == OverlayMode::Image && (fell_back || !image_notes.is_empty()) {
+        let planned = OverlayMode::resolve(node.overlay_mode, wf_overlay);
+        // Typed from pi-inits that send `overlay`, read from the text of older ones.
+        let Some(outcome) = report.overlay_outcome(OverlayMode::Image) else {
+            return Ok(false);
+        };
+        let image_works = outcome.used == OverlayMode::Image && outcome.fallback.is_none();
+        let used = outcome.used.as_str();
+        if planned == OverlayMode::Image && !image_works {
             let reason = format!(
-                "image overlay not used (booted with {}): {}",
-                used.unwrap_or("?"),
-                if image_notes.is_empty() {
-                    "no reason given".to_string()
-                } else {
-                    image_notes.join("; ")
-                }
+                "image overlay not used (booted with {used}): {}",
+                outcome.fallback.as_deref().unwrap_or("no reason given")
             );
             log::warn!(
                 "node {} degraded: {}",
@@ -560,7 +524,7 @@ impl Services {
             node.degraded = Some(reason);
             return Ok(true);
         }
-        if used == Some(OverlayMode::Image.as_str()) && image_notes.is_empty() {
+        if image_works {
             if let Some(was) = node.degraded.take() {
                 log::info!("node {}: image overlay works again", node.serial);
                 tx.append_event(&event(
@@ -631,16 +595,11 @@ impl Services {
         self: &Arc<Self>,
         boot_id: String,
         body: Value,
+        report: InstallFailedReport,
         peer_ip: Option<String>,
     ) -> CallbackOutcome {
-        let report: InstallFailedReport = serde_json::from_value(body.clone())
-            .map_err(|e| ServiceError::Unprocessable(format!("install-failed report: {e}")))?;
-        let failure = Failure {
-            error: report.error,
-            step: report.step,
-            reason: "install-failed callback",
-        };
-        self.record_failure(boot_id, body, peer_ip, failure).await
+        self.record_failure(boot_id, body, peer_ip, report, "install-failed callback")
+            .await
     }
 
     /// A failure report, whichever route it came by: one `install_failed` event, then
@@ -650,15 +609,12 @@ impl Services {
         boot_id: String,
         body: Value,
         peer_ip: Option<String>,
-        failure: Failure,
+        failure: InstallFailedReport,
+        reason: &'static str,
     ) -> CallbackOutcome {
         let outcome = self.grouped(move |s, tx| {
             let peer_ip = peer_ip.as_deref();
-            let Failure {
-                error,
-                step,
-                reason,
-            } = &failure;
+            let InstallFailedReport { error, step, .. } = &failure;
             let mut node = s.reporting_node(tx, &boot_id, peer_ip)?;
             tx.append_event(&event(
                 &node,

@@ -15,7 +15,7 @@ pub use limits::RateLimiter;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-pub use boot::{is_failure_report, BootRequest, CallbackOutcome, PreparedBoot};
+pub use boot::{BootRequest, CallbackOutcome, PreparedBoot};
 pub use nodes::{NodeDetail, NodeSpec, NodeUpdate, RECENT_EVENTS};
 pub use status::StatusView;
 

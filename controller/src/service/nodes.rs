@@ -1,5 +1,6 @@
 //! Operator actions on nodes (HTTP management API and CLI alike).
 
+use pureboot_contract::ids::FullSerial;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -115,7 +116,7 @@ impl Services {
         let full_serial = spec
             .full_serial
             .as_deref()
-            .map(|f| crate::domain::full_serial_of(f, &serial))
+            .map(|f| FullSerial::claimed_for(f, &serial))
             .transpose()?
             .flatten();
         let hostname = checked_hostname(spec.hostname.as_deref())?;

@@ -8,6 +8,8 @@
 
 use super::model::Model;
 use super::Serial;
+use pureboot_contract::boot_query::DISCOVERY;
+use pureboot_contract::cmdline_keys as key;
 
 /// What config.txt says for one model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +65,12 @@ pub struct CmdlineParams<'a> {
 /// cmdline.txt: one line; the firmware passes it to the kernel as is.
 pub fn cmdline_txt(p: &CmdlineParams) -> String {
     let mut words: Vec<String> = p.consoles.iter().map(|c| format!("console={c}")).collect();
-    words.push(format!("pureboot.url={}", p.controller_url));
-    match p.serial {
-        Some(serial) => words.push(format!("pureboot.serial={serial}")),
+    words.push(key::word(key::URL, p.controller_url));
+    words.push(match p.serial {
+        Some(serial) => key::word(key::SERIAL, serial),
         // Upstream's deploy environment keys discovery on this; pi-init ignores it.
-        None => words.push("pureboot.mode=discovery".into()),
-    }
+        None => key::word(key::MODE, DISCOVERY),
+    });
     words.extend(p.extra.iter().cloned());
     words.join(" ") + "\n"
 }

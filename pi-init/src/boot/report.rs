@@ -64,6 +64,7 @@ impl Report {
             base_image: f.base_image,
             hostname: f.hostname,
             elapsed_ms: Some(self.elapsed_ms()),
+            overlay: None,
             degradations: self.degradations.clone(),
             steps: self.steps.clone(),
             error: None,
