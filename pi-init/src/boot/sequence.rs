@@ -189,7 +189,7 @@ fn ask_controller(
     let Some(base) = &cmd.url else {
         return controller::Outcome::Unreachable("no pureboot.url= on the command line".into());
     };
-    let url = controller::boot_url(base, serial, mac);
+    let url = controller::boot_url(base, serial, Mac::parse(mac).ok());
     let policy = controller::AskPolicy::new(cmd.timeout, cmd.wait);
     let mut sleep = host.sleep;
     controller::ask(host.http, &mut sleep, &url, &policy)

@@ -2,13 +2,15 @@
 //!
 //! Forms (README, "pi-init's kernel command line"): upstream `pureboot.*` names, kernel `ip=`, `root=/dev/nfs` +
 //! `nfsroot=`, `init=`, `panic=`, dracut `root=nfs:`/`root=nfs4:`, and our `pureboot.*`
-//! extensions. A malformed value never stops the boot: it is recorded in
-//! [`Cmdline::warnings`] (logged later) and the default is kept.
+//! extensions, named once in the contract (`pureboot_contract::cmdline_keys`, which
+//! pureboot-image writes from too). A malformed value never stops the boot: it is recorded
+//! in [`Cmdline::warnings`] (logged later) and the default is kept.
 
 use crate::decide::ip_param::{self, IpParam};
 use std::str::FromStr;
 use std::time::Duration;
 
+use pureboot_contract::cmdline_keys as keys;
 use pureboot_contract::ids::{Hostname, ImageName};
 pub use pureboot_contract::layout::RootLayout;
 pub use pureboot_contract::OverlayMode;
@@ -197,35 +199,33 @@ fn apply(
 ) -> Result<(), String> {
     let text = |v: &str| (!v.is_empty()).then(|| v.to_string());
     match key {
-        "pureboot.url" => c.url = Some(http_url(v)?.trim_end_matches('/').to_string()),
-        "pureboot.serial" => c.serial = text(v),
-        "pureboot.nfs_server" => c.nfs_server = text(v),
-        "pureboot.nfs_path" => c.nfs_path = Some(absolute(v)?),
-        "pureboot.callback" => c.callback = Some(http_url(v)?.to_string()),
+        keys::URL => c.url = Some(http_url(v)?.trim_end_matches('/').to_string()),
+        keys::SERIAL => c.serial = text(v),
+        keys::NFS_SERVER => c.nfs_server = text(v),
+        keys::NFS_PATH => c.nfs_path = Some(absolute(v)?),
+        keys::CALLBACK => c.callback = Some(http_url(v)?.to_string()),
         "ip" => c.ip = Some(ip_param::parse_ip_param(v)?),
         "root" => *root = Some(v.to_string()),
         "nfsroot" => *nfsroot = Some(v.to_string()),
         "rootfstype" => c.rootfstype = text(v),
         "init" => c.init = Some(absolute(v)?),
         "panic" => c.panic = Some(number(v)?),
-        "pureboot.overlay" => c.overlay = v.parse()?,
-        "pureboot.base_image" => {
-            c.base_image = Some(ImageName::parse(v).map_err(|e| e.to_string())?)
-        }
-        "pureboot.hostname" => c.hostname = Some(Hostname::parse(v).map_err(|e| e.to_string())?),
-        "pureboot.on_failure" => c.on_failure = v.parse()?,
-        "pureboot.retries" => c.retries = number::<u32>(v)?.max(1),
-        "pureboot.log" => {
+        keys::OVERLAY => c.overlay = v.parse()?,
+        keys::BASE_IMAGE => c.base_image = Some(ImageName::parse(v).map_err(|e| e.to_string())?),
+        keys::HOSTNAME => c.hostname = Some(Hostname::parse(v).map_err(|e| e.to_string())?),
+        keys::ON_FAILURE => c.on_failure = v.parse()?,
+        keys::RETRIES => c.retries = number::<u32>(v)?.max(1),
+        keys::LOG => {
             c.log_level = v
                 .parse()
                 .map_err(|_| "expected error|warn|info|debug|trace")?
         }
-        "pureboot.nfs_opts" => c.nfs_opts = text(v),
-        "pureboot.base_opts" => c.base_opts = text(v),
-        "pureboot.iface" => c.iface = text(v),
-        "pureboot.timeout" => c.timeout = seconds(v)?,
-        "pureboot.wait" => c.wait = seconds(v)?,
-        "pureboot.watchdog" => c.watchdog = Some(seconds(v)?),
+        keys::NFS_OPTS => c.nfs_opts = text(v),
+        keys::BASE_OPTS => c.base_opts = text(v),
+        keys::IFACE => c.iface = text(v),
+        keys::TIMEOUT => c.timeout = seconds(v)?,
+        keys::WAIT => c.wait = seconds(v)?,
+        keys::WATCHDOG => c.watchdog = Some(seconds(v)?),
         _ => {}
     }
     Ok(())

@@ -215,9 +215,7 @@ fn hostname(controller: Option<Hostname>, c: &Cmdline, net: &NetFacts, id: &Iden
     controller
         .or_else(|| c.hostname.clone())
         .or(from_net)
-        .unwrap_or_else(|| {
-            Hostname::parse(&id.default_hostname()).expect("pi-<hex digits> is a host name")
-        })
+        .unwrap_or_else(|| id.default_hostname())
 }
 
 fn join_opts(a: Option<&str>, b: Option<&str>) -> Option<String> {

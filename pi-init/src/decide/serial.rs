@@ -4,7 +4,7 @@
 //! known by its MAC instead: enough for a kernel-style NFS root, not for a controller, which
 //! keys nodes by serial.
 
-use pureboot_contract::ids::{FullSerial, Mac, MachineId, Serial};
+use pureboot_contract::ids::{FullSerial, Hostname, Mac, MachineId, Serial};
 use std::path::Path;
 
 /// A board serial: the low 8 hex digits, and all 16 where the board reports them.
@@ -46,11 +46,12 @@ impl Identity {
         }
     }
 
-    /// The host name when nobody names one: `pi-<serial>`, or `pi-<mac digits>`.
-    pub fn default_hostname(&self) -> String {
+    /// The host name when nobody names one: the contract's `pi-<serial>`, or `pi-<mac
+    /// digits>` for a board without a serial.
+    pub fn default_hostname(&self) -> Hostname {
         match self {
-            Identity::Board(s) => format!("pi-{}", s.short),
-            Identity::Mac { mac, .. } => format!("pi-{}", mac.digits()),
+            Identity::Board(s) => Hostname::for_serial(&s.short),
+            Identity::Mac { mac, .. } => Hostname::for_mac(mac),
         }
     }
 
@@ -194,14 +195,14 @@ mod tests {
             mac: mac.clone(),
             no_serial: "no usable serial".into(),
         };
-        assert_eq!(id.default_hostname(), "pi-525400123456");
+        assert_eq!(id.default_hostname().as_str(), "pi-525400123456");
         assert!(id.serial().is_none());
         assert_eq!(
             id.machine_id(),
             MachineId::derived_from("52:54:00:12:34:56")
         );
         let board = Identity::Board(read(Path::new("/nonexistent"), Some("D83ADD36")).unwrap());
-        assert_eq!(board.default_hostname(), "pi-d83add36");
+        assert_eq!(board.default_hostname().as_str(), "pi-d83add36");
         // The id the boot gave before: from the longest serial text.
         assert_eq!(board.machine_id(), MachineId::derived_from("d83add36"));
         assert_ne!(board.machine_id(), id.machine_id());

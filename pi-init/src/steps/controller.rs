@@ -3,6 +3,8 @@
 //! HTTP goes through [`Http`] so the retry and polling logic is tested without a network.
 
 use crate::decide::serial::BoardSerial;
+use pureboot_contract::boot_query::{self, BootQuery};
+use pureboot_contract::ids::Mac;
 use pureboot_contract::{BootAction, PiBootResponse};
 use std::time::Duration;
 
@@ -90,18 +92,15 @@ impl Http for Ureq {
 
 /// `{base}/api/v1/boot/pi?serial=<8 hex>&mac=<aa:bb:..>`, plus `&full_serial=` when the
 /// board reports more than the 8 digits (so the controller can tell two Pi 5s apart
-/// whose low 32 bits collide).
-pub fn boot_url(base: &str, serial: &BoardSerial, mac: &str) -> String {
-    let mut url = format!(
-        "{}/api/v1/boot/pi?serial={}&mac={mac}",
+/// whose low 32 bits collide): the contract's [`BootQuery`], which the controller parses.
+pub fn boot_url(base: &str, serial: &BoardSerial, mac: Option<Mac>) -> String {
+    let query = BootQuery::new(serial.short.clone(), mac, serial.full.clone());
+    format!(
+        "{}{}?{}",
         base.trim_end_matches('/'),
-        serial.short
-    );
-    if let Some(full) = &serial.full {
-        url.push_str("&full_serial=");
-        url.push_str(full.as_str());
-    }
-    url
+        boot_query::PATH,
+        query.to_query_string()
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -299,19 +298,23 @@ mod tests {
         crate::decide::serial::read(std::path::Path::new("/nonexistent"), Some(text)).unwrap()
     }
 
+    fn mac(text: &str) -> Mac {
+        Mac::parse(text).unwrap()
+    }
+
     #[test]
     fn url_shape() {
         assert_eq!(
             boot_url(
                 "http://10.0.2.2:8080/",
                 &serial("d83add36"),
-                "52:54:00:12:34:56"
+                Some(mac("52:54:00:12:34:56"))
             ),
             "http://10.0.2.2:8080/api/v1/boot/pi?serial=d83add36&mac=52:54:00:12:34:56"
         );
         assert_eq!(
-            boot_url("http://c", &serial("10000000d83add36"), "aa:bb"),
-            "http://c/api/v1/boot/pi?serial=d83add36&mac=aa:bb&full_serial=10000000d83add36"
+            boot_url("http://c", &serial("10000000d83add36"), Some(mac("AA:BB:CC:00:11:22"))),
+            "http://c/api/v1/boot/pi?serial=d83add36&mac=aa:bb:cc:00:11:22&full_serial=10000000d83add36"
         );
     }
 
@@ -466,7 +469,7 @@ mod tests {
         let base = format!("http://{addr}");
         let (code, body) = Ureq
             .get(
-                &boot_url(&base, &serial("d83add36"), "aa:bb"),
+                &boot_url(&base, &serial("d83add36"), Some(mac("aa:bb:cc:00:11:22"))),
                 Duration::from_secs(2),
             )
             .unwrap();
@@ -480,7 +483,7 @@ mod tests {
         let seen = server.join().unwrap();
         assert_eq!(
             seen[0].0,
-            "GET /api/v1/boot/pi?serial=d83add36&mac=aa:bb HTTP/1.1"
+            "GET /api/v1/boot/pi?serial=d83add36&mac=aa:bb:cc:00:11:22 HTTP/1.1"
         );
         assert_eq!(
             seen[1],

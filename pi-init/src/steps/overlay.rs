@@ -12,7 +12,9 @@ use crate::decide::cmdline::{OverlayMode, RootLayout};
 use crate::sys::{MountArgs, Sys};
 use nix::errno::Errno;
 use nix::mount::MsFlags;
-use pureboot_contract::layout::PERSIST_IMAGE;
+use pureboot_contract::layout::{
+    HOSTNAME_FILE, MACHINE_ID_FILE, PERSIST_IMAGE, UPPER_DIR, WORK_DIR,
+};
 use std::fmt;
 use std::fs;
 use std::io;
@@ -132,10 +134,11 @@ fn mount(sys: &dyn Sys, m: MountArgs) -> Result<(), OverlayError> {
 /// Write hostname and machine-id into the writable layer, keeping any already there (a
 /// persistent image keeps its own).
 fn write_identity(upper: &Path, hostname: &str, machine_id: &str) -> Result<(), OverlayError> {
-    let etc = upper.join("etc");
-    mkdirs(&etc)?;
-    for (name, value) in [("hostname", hostname), ("machine-id", machine_id)] {
-        let p = etc.join(name);
+    for (file, value) in [(HOSTNAME_FILE, hostname), (MACHINE_ID_FILE, machine_id)] {
+        let p = upper.join(file);
+        if let Some(dir) = p.parent() {
+            mkdirs(dir)?;
+        }
         if !p.exists() {
             fs::write(&p, format!("{value}\n")).map_err(|e| OverlayError::Write(p, e))?;
         }
@@ -154,7 +157,7 @@ fn tmpfs_layer(sys: &dyn Sys, paths: &Paths) -> Result<(PathBuf, PathBuf), Overl
 }
 
 fn upper_and_work(root: &Path) -> Result<(PathBuf, PathBuf), OverlayError> {
-    let (u, w) = (root.join("upper"), root.join("work"));
+    let (u, w) = (root.join(UPPER_DIR), root.join(WORK_DIR));
     mkdirs(&u)?;
     mkdirs(&w)?;
     Ok((u, w))
@@ -201,7 +204,7 @@ pub fn assemble(
     } = req.lower.clone();
     let node_upper = node_dir
         .as_ref()
-        .map(|d| d.join(pureboot_contract::layout::UPPER_DIR))
+        .map(|d| d.join(UPPER_DIR))
         .filter(|u| u.is_dir());
     let machine_id = req.machine_id;
     mkdirs(&paths.newroot)?;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::NetError;
 use crate::sys::linux::ioctl::ControlSocket;
+use pureboot_contract::ids::Mac;
 
 /// How often sysfs is re-read while waiting for a driver to register its interface or for
 /// carrier: short, because this wait sits on the boot's critical path.
@@ -115,7 +116,8 @@ impl Sysfs {
 
     pub fn mac(&self, iface: &str) -> Result<String, NetError> {
         let raw = self.attr(iface, "address").unwrap_or_default();
-        normalize_mac(&raw).ok_or_else(|| {
+        let mac = Mac::parse(raw.trim()).map(|m| m.as_str().to_string());
+        mac.map_err(|_| {
             NetError::new(
                 "interface",
                 Some(iface),
@@ -140,20 +142,11 @@ pub fn poll_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) ->
     }
 }
 
-/// `AA:BB:cc:dd:ee:ff` -> `aa:bb:cc:dd:ee:ff`; None unless six hex octets.
-pub fn normalize_mac(raw: &str) -> Option<String> {
-    let octets: Vec<&str> = raw.trim().split(':').collect();
-    let ok = octets.len() == 6
-        && octets
-            .iter()
-            .all(|o| o.len() == 2 && o.bytes().all(|b| b.is_ascii_hexdigit()));
-    ok.then(|| raw.trim().to_ascii_lowercase())
-}
-
 /// Parse `aa:bb:cc:dd:ee:ff` into bytes (for DHCP's chaddr and the client identifier).
 pub fn mac_bytes(mac: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];
-    for (byte, part) in out.iter_mut().zip(normalize_mac(mac)?.split(':')) {
+    let mac = Mac::parse(mac.trim()).ok()?;
+    for (byte, part) in out.iter_mut().zip(mac.as_str().split(':')) {
         *byte = u8::from_str_radix(part, 16).ok()?;
     }
     Some(out)
@@ -324,7 +317,7 @@ mod tests {
             Some([0xdc, 0xa6, 0x32, 1, 2, 0x0f])
         );
         assert_eq!(mac_bytes("dc:a6:32:01:02:0g"), None);
-        assert_eq!(normalize_mac("dc:a6:32:01:02:0f:00"), None);
+        assert_eq!(mac_bytes("dc:a6:32:01:02:0f:00"), None);
     }
 
     #[test]
