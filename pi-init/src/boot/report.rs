@@ -1,7 +1,9 @@
 //! What the boot did, for the controller: per-step timings, degradations, and the callback
 //! bodies built from them.
 
-use pureboot_contract::{FailureReport, InstallFailedReport, InstalledReport, StepTiming};
+use pureboot_contract::{
+    FailureReport, InstallFailedReport, InstalledReport, OverlayOutcome, StepTiming,
+};
 use std::time::{Duration, Instant};
 
 /// Facts about the boot that the callback reports, filled in as steps finish.
@@ -13,6 +15,8 @@ pub struct BootFacts {
     pub ip_address: Option<String>,
     pub nfs_version: Option<String>,
     pub overlay_mode: Option<String>,
+    /// How the overlay step went, typed (the mode asked for, used, and why not).
+    pub overlay: Option<OverlayOutcome>,
     pub base_image: Option<String>,
     pub hostname: Option<String>,
 }
@@ -64,7 +68,7 @@ impl Report {
             base_image: f.base_image,
             hostname: f.hostname,
             elapsed_ms: Some(self.elapsed_ms()),
-            overlay: None,
+            overlay: f.overlay,
             degradations: self.degradations.clone(),
             steps: self.steps.clone(),
             error: None,

@@ -18,7 +18,7 @@ use crate::support::{background, log};
 use crate::sys::HostPaths;
 use ::log::{error, info, warn};
 use pureboot_contract::ids::Mac;
-use pureboot_contract::FailureReport;
+use pureboot_contract::{FailureReport, OverlayOutcome};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -248,6 +248,11 @@ fn nfs_boot(
         overlay::assemble(host.sys, &paths, &req, &mut r.degradations)
     })?;
     r.facts.overlay_mode = Some(done.mode.as_str().to_string());
+    r.facts.overlay = Some(OverlayOutcome {
+        wanted: p.overlay,
+        used: done.mode,
+        fallback: done.fallback,
+    });
     r.facts.base_image = done.base_image;
     r.facts.hostname = Some(p.hostname.to_string());
     enter_and_exec(host, cmd, &paths.newroot, p.callback_url.as_deref(), r)

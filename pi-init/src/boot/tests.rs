@@ -328,6 +328,12 @@ fn a_tree_export_boots_to_the_exec_of_its_init() {
     ] {
         assert_eq!(ok[key], value, "{key} in {ok}");
     }
+    // The overlay's outcome, typed: as asked, no fallback.
+    assert_eq!(
+        ok["overlay"],
+        serde_json::json!({"wanted": "tmpfs", "used": "tmpfs"}),
+        "{ok}"
+    );
     assert_eq!(
         steps(ok),
         [

@@ -61,6 +61,8 @@ pub struct Assembled {
     pub mode: OverlayMode,
     pub layout: RootLayout,
     pub base_image: Option<String>,
+    /// Why `mode` is not the one asked for, when it is not.
+    pub fallback: Option<String>,
 }
 
 /// Why the new root could not be assembled.
@@ -188,6 +190,12 @@ fn degrade(degraded: &mut Vec<String>, what: String) {
     degraded.push(what);
 }
 
+/// A mode given up for tmpfs: degraded, and `why` kept as the outcome's fallback.
+fn fall_back(degraded: &mut Vec<String>, why: &mut Option<String>, what: String) {
+    *why = Some(what.clone());
+    degrade(degraded, what);
+}
+
 /// Mount the writable layer and the overlay at `paths.newroot`; what did not go as asked is
 /// added to `degraded`.
 pub fn assemble(
@@ -210,8 +218,9 @@ pub fn assemble(
     mkdirs(&paths.newroot)?;
 
     let mut mode = req.mode;
+    let mut fallback = None;
     if node_dir.is_none() && matches!(mode, OverlayMode::Image | OverlayMode::Nfs) {
-        degrade(degraded, format!(
+        fall_back(degraded, &mut fallback, format!(
             "overlay {} needs a pureboot export tree (nodes/<serial>/); {} is a plain root: using tmpfs",
             mode.as_str(),
             req.export
@@ -226,11 +235,13 @@ pub fn assemble(
                     mode,
                     layout,
                     base_image,
+                    fallback,
                 })
             }
             Err(e) => {
-                degrade(
+                fall_back(
                     degraded,
+                    &mut fallback,
                     format!("overlay upper on NFS refused ({e}); using tmpfs"),
                 );
                 mode = OverlayMode::Tmpfs;
@@ -270,6 +281,7 @@ pub fn assemble(
             mode,
             layout,
             base_image,
+            fallback,
         });
     }
 
@@ -282,8 +294,9 @@ pub fn assemble(
             match image_layer(sys, paths, &img) {
                 Ok(uw) => uw,
                 Err(e) => {
-                    degrade(
+                    fall_back(
                         degraded,
+                        &mut fallback,
                         format!(
                             "overlay image unavailable ({e}); using tmpfs, writes will not persist"
                         ),
@@ -307,6 +320,7 @@ pub fn assemble(
         mode,
         layout,
         base_image,
+        fallback,
     })
 }
 
@@ -456,7 +470,8 @@ mod tests {
             Assembled {
                 mode: OverlayMode::Tmpfs,
                 layout: RootLayout::Tree,
-                base_image: Some("bookworm".into())
+                base_image: Some("bookworm".into()),
+                fallback: None,
             }
         );
         let m = sys.mounts();
@@ -633,7 +648,8 @@ mod tests {
             Assembled {
                 mode: OverlayMode::Tmpfs,
                 layout: RootLayout::Plain,
-                base_image: None
+                base_image: None,
+                fallback: Some(r.degradations[0].clone()),
             }
         );
         assert!(overlay_data(&sys).starts_with(&format!("lowerdir={},", p.nfs.display())));
