@@ -2,7 +2,7 @@
 //! bodies built from them.
 
 use pureboot_contract::{
-    FailureReport, InstallFailedReport, InstalledReport, OverlayOutcome, StepTiming,
+    BootAction, FailureReport, InstallFailedReport, InstalledReport, OverlayOutcome, StepTiming,
 };
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,7 @@ impl Report {
         let f = self.facts.clone();
         InstalledReport {
             success: true,
-            mode: "nfs_boot".into(),
+            mode: BootAction::NfsBoot.as_str().into(),
             serial: f.serial,
             full_serial: f.full_serial,
             mac: f.mac,

@@ -85,18 +85,13 @@ pub fn decide(c: &Cmdline, id: &Identity, net: &NetFacts, ins: Instructions) -> 
         Some(BootAction::LocalBoot) => match &c.root_device {
             Some(d) => Decision::Local { device: d.clone() },
             None => Decision::Fail(format!(
-                "controller says local_boot (state {}) but root= names no block device",
+                "controller says {} (state {}) but root= names no block device",
+                BootAction::LocalBoot,
                 r.state
             )),
         },
         other => {
-            let action = match other {
-                None => "none".to_string(),
-                Some(a) => serde_json::to_string(a)
-                    .unwrap_or_default()
-                    .trim_matches('"')
-                    .to_string(),
-            };
+            let action = other.as_ref().map_or("none", BootAction::as_str);
             let msg = r
                 .message
                 .as_deref()
