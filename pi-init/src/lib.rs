@@ -2,7 +2,7 @@
 //! `main.rs` only decides between PID 1 and a dry run; the fuzz targets and the host tests
 //! use the same modules.
 //!
-//! - [`boot`]: the orchestration. It runs the steps in order ([`boot::Step`] names each),
+//! - [`boot`]: the orchestration. It runs the steps in order ([`boot::step::Step`] names each),
 //!   times them into the report, turns every error into one failure and applies the failure
 //!   policy. Only it imports the steps.
 //! - [`steps`]: one module per step's mechanics (network, modules, controller, NFS, the base

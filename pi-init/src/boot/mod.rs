@@ -17,7 +17,7 @@ pub mod step;
 #[cfg(test)]
 mod tests;
 
-pub use step::{Failure, Step};
+use step::{Failure, Step};
 
 use crate::decide::cmdline::{self, Cmdline};
 use crate::steps::base_mount::Mountd;
