@@ -4,7 +4,8 @@
 
 use crate::decide::cmdline;
 use crate::decide::plan::{self, Decision, Instructions};
-use crate::decide::serial::{self, Identity};
+use crate::decide::serial::Identity;
+use crate::steps::serial;
 use ::log::{error, info, warn};
 use pureboot_contract::ids::Mac;
 use std::net::Ipv4Addr;

@@ -525,7 +525,7 @@ mod tests {
     fn a_board_without_a_serial_boots_a_kernel_root_by_its_mac() {
         let id = Identity::Mac {
             mac: Mac::parse("52:54:00:12:34:56").unwrap(),
-            no_serial: "no usable serial".into(),
+            no_serial: crate::decide::serial::NoSerial(vec![]),
         };
         let p = nfs(decide(
             &parse("root=nfs:10.0.2.2:/nfsroot/x"),

@@ -1,11 +1,11 @@
 //! Who this node is. A board serial from the device tree `serial-number`, else the
-//! `Serial` line of `/proc/cpuinfo`, else `pureboot.serial=`, read under an injectable root so
-//! tests use a temporary directory. A board without one (QEMU `virt`, most non-Pi boards) is
-//! known by its MAC instead: enough for a kernel-style NFS root, not for a controller, which
-//! keys nodes by serial.
+//! `Serial` line of `/proc/cpuinfo`, else `pureboot.serial=` (the serial step,
+//! `steps/serial.rs`, reads them; the choice is made here). A board without one (QEMU `virt`,
+//! most non-Pi boards) is known by its MAC instead: enough for a kernel-style NFS root, not
+//! for a controller, which keys nodes by serial.
 
 use pureboot_contract::ids::{FullSerial, Hostname, Mac, MachineId, Serial};
-use std::path::Path;
+use std::fmt;
 
 /// A board serial: the low 8 hex digits, and all 16 where the board reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub enum Identity {
     /// No usable serial: the MAC of the boot interface, and why there was no serial.
     Mac {
         mac: Mac,
-        no_serial: String,
+        no_serial: NoSerial,
     },
 }
 
@@ -79,20 +79,20 @@ impl std::fmt::Display for Identity {
 /// Normalise one candidate: trim whitespace and NULs, 8 hex digits (a short serial) or 9 to
 /// 16 (a full one, `0x` allowed), not all zeros (what a board without a programmed serial
 /// shows).
-pub fn normalize(raw: &str) -> Result<(Serial, Option<FullSerial>), String> {
+pub fn normalize(raw: &str) -> Result<(Serial, Option<FullSerial>), BadSerial> {
     let s = raw
         .trim_matches(|c: char| c == '\0' || c.is_whitespace())
         .to_ascii_lowercase();
     let digits = s.strip_prefix("0x").unwrap_or(&s);
     if !digits.is_empty() && digits.bytes().all(|c| c == b'0') {
-        return Err(format!("{raw:?} is all zeros"));
+        return Err(BadSerial::AllZeros(raw.into()));
     }
     if let Ok(short) = Serial::parse(digits) {
         return Ok((short, None));
     }
     match FullSerial::parse(digits) {
         Ok(full) => Ok((full.short(), Some(full))),
-        Err(_) => Err(format!("{raw:?} is not a serial (8 to 16 hex digits)")),
+        Err(_) => Err(BadSerial::NotASerial(raw.into())),
     }
 }
 
@@ -104,27 +104,50 @@ pub fn cpuinfo_serial(cpuinfo: &str) -> Option<&str> {
     })
 }
 
-/// Read the serial under `root` (`/` on a Pi). Each source that is absent or garbage is
-/// skipped, with the reason kept for the error when none is usable.
-pub fn read(root: &Path, from_cmdline: Option<&str>) -> Result<BoardSerial, String> {
+/// Why one source gave no serial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadSerial {
+    Absent,
+    /// All zeros: what a board without a programmed serial shows.
+    AllZeros(String),
+    NotASerial(String),
+}
+
+impl fmt::Display for BadSerial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadSerial::Absent => f.write_str("absent"),
+            BadSerial::AllZeros(raw) => write!(f, "{raw:?} is all zeros"),
+            BadSerial::NotASerial(raw) => write!(f, "{raw:?} is not a serial (8 to 16 hex digits)"),
+        }
+    }
+}
+
+/// Why no source gave a usable serial: each source, with why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoSerial(pub Vec<(&'static str, BadSerial)>);
+
+impl fmt::Display for NoSerial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no usable serial (")?;
+        for (i, (source, why)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{source}: {why}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for NoSerial {}
+
+/// The first usable serial among `candidates` (`(source, its text if any)`, in order of
+/// trust), else why none is.
+pub fn choose(
+    candidates: impl IntoIterator<Item = (&'static str, Option<String>)>,
+) -> Result<BoardSerial, NoSerial> {
     let mut why = Vec::new();
-    let dt = root.join("sys/firmware/devicetree/base/serial-number");
-    let cpuinfo = root.join("proc/cpuinfo");
-    let candidates: [(&'static str, Option<String>); 3] = [
-        (
-            "devicetree",
-            std::fs::read(&dt)
-                .ok()
-                .map(|b| String::from_utf8_lossy(&b).into()),
-        ),
-        (
-            "cpuinfo",
-            std::fs::read_to_string(&cpuinfo)
-                .ok()
-                .and_then(|t| cpuinfo_serial(&t).map(String::from)),
-        ),
-        ("cmdline", from_cmdline.map(String::from)),
-    ];
     for (source, value) in candidates {
         match value.map(|v| normalize(&v)) {
             Some(Ok((short, full))) => {
@@ -134,32 +157,16 @@ pub fn read(root: &Path, from_cmdline: Option<&str>) -> Result<BoardSerial, Stri
                     source,
                 })
             }
-            Some(Err(e)) => why.push(format!("{source}: {e}")),
-            None => why.push(format!("{source}: absent")),
+            Some(Err(e)) => why.push((source, e)),
+            None => why.push((source, BadSerial::Absent)),
         }
     }
-    Err(format!("no usable serial ({})", why.join("; ")))
+    Err(NoSerial(why))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::support::testutil::TempDir;
-    use std::fs;
-
-    fn root(dt: Option<&[u8]>, cpuinfo: Option<&str>) -> TempDir {
-        let d = TempDir::new();
-        if let Some(dt) = dt {
-            let p = d.path().join("sys/firmware/devicetree/base");
-            fs::create_dir_all(&p).unwrap();
-            fs::write(p.join("serial-number"), dt).unwrap();
-        }
-        if let Some(c) = cpuinfo {
-            fs::create_dir_all(d.path().join("proc")).unwrap();
-            fs::write(d.path().join("proc/cpuinfo"), c).unwrap();
-        }
-        d
-    }
 
     #[test]
     fn normalize_table() {
@@ -193,7 +200,7 @@ mod tests {
         let mac = Mac::parse("52:54:00:12:34:56").unwrap();
         let id = Identity::Mac {
             mac: mac.clone(),
-            no_serial: "no usable serial".into(),
+            no_serial: NoSerial(vec![]),
         };
         assert_eq!(id.default_hostname().as_str(), "pi-525400123456");
         assert!(id.serial().is_none());
@@ -201,43 +208,10 @@ mod tests {
             id.machine_id(),
             MachineId::derived_from("52:54:00:12:34:56")
         );
-        let board = Identity::Board(read(Path::new("/nonexistent"), Some("D83ADD36")).unwrap());
+        let board = Identity::Board(choose([("cmdline", Some("D83ADD36".into()))]).unwrap());
         assert_eq!(board.default_hostname().as_str(), "pi-d83add36");
         // The id the boot gave before: from the longest serial text.
         assert_eq!(board.machine_id(), MachineId::derived_from("d83add36"));
         assert_ne!(board.machine_id(), id.machine_id());
-    }
-
-    #[test]
-    fn devicetree_first_then_cpuinfo_then_cmdline() {
-        let pi4_cpuinfo =
-            "processor\t: 0\nHardware\t: BCM2835\nSerial\t\t: 10000000D83ADD36\nModel\t: Pi 4\n";
-        let d = root(Some(b"10000000aaaaaaaa\0"), Some(pi4_cpuinfo));
-        let s = read(d.path(), Some("cccccccc")).unwrap();
-        assert_eq!((s.short.as_str(), s.source), ("aaaaaaaa", "devicetree"));
-
-        let d = root(None, Some(pi4_cpuinfo));
-        let s = read(d.path(), Some("cccccccc")).unwrap();
-        assert_eq!(
-            (s.longest(), s.short.as_str()),
-            ("10000000d83add36", "d83add36")
-        );
-        assert_eq!(s.source, "cpuinfo");
-
-        // Garbage in the device tree and no Serial line (arm64 QEMU): the command line.
-        let d = root(Some(b"\0"), Some("processor\t: 0\nBogoMIPS\t: 125.00\n"));
-        let s = read(d.path(), Some("D83ADD36")).unwrap();
-        assert_eq!((s.short.as_str(), s.source), ("d83add36", "cmdline"));
-    }
-
-    #[test]
-    fn nothing_usable_says_why() {
-        let d = root(Some(b"0000000000000000\0"), None);
-        let e = read(d.path(), Some("zz")).unwrap_err();
-        assert!(e.contains("devicetree") && e.contains("all zeros"), "{e}");
-        assert!(
-            e.contains("cpuinfo: absent") && e.contains("cmdline"),
-            "{e}"
-        );
     }
 }

@@ -295,7 +295,7 @@ mod tests {
     }
 
     fn serial(text: &str) -> BoardSerial {
-        crate::decide::serial::read(std::path::Path::new("/nonexistent"), Some(text)).unwrap()
+        crate::steps::serial::read(std::path::Path::new("/nonexistent"), Some(text)).unwrap()
     }
 
     fn mac(text: &str) -> Mac {

@@ -18,6 +18,7 @@ pub mod net;
 pub mod nfs;
 pub mod overlay;
 pub mod rpcbind;
+pub mod serial;
 pub mod switch_root;
 pub mod watchdog;
 

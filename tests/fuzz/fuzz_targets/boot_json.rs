@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 use libfuzzer_sys::fuzz_target;
 use pi_init::decide::cmdline;
 use pi_init::decide::plan::{self, Decision, Instructions, NetFacts};
-use pi_init::decide::serial::{self, Identity};
+use pi_init::decide::serial::Identity;
+use pi_init::steps::serial;
 use pureboot_contract::ids::Hostname;
 use pureboot_contract::PiBootResponse;
 
