@@ -271,7 +271,6 @@ impl Store {
     /// held as long as the returned file is open (the CLI does not take it; WAL lets it
     /// share the file with the daemon). A second daemon on the same database is refused.
     pub fn lock_for_serving(path: &Path) -> Result<std::fs::File, StoreError> {
-        use std::os::fd::AsRawFd;
         let mut lock = path.as_os_str().to_owned();
         lock.push(".serve-lock");
         let lock = std::path::PathBuf::from(lock);
@@ -288,11 +287,9 @@ impl Store {
                 lock: lock.display().to_string(),
                 source,
             })?;
-        // SAFETY: flock on a descriptor this function owns.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(in_use());
-        }
+        // Held while the file is open; any refusal means another holder.
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| in_use())?;
         Ok(file)
     }
 

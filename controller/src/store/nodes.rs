@@ -81,24 +81,28 @@ fn typed((mut node, state, overlay): (Node, String, Option<String>)) -> Result<N
 impl Tx<'_> {
     /// The node whose current boot has this id (the one in its callback URL).
     pub fn find_node_by_boot(&self, boot_id: &str) -> Result<Option<Node>, StoreError> {
-        let row = self
-            .tx
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE boot_id = ?1"))
-            .and_then(|mut st| st.query_row([boot_id], from_row).optional())
-            .map_err(sql("find boot"))?;
-        row.map(typed).transpose()
+        self.find_node_where("boot_id", boot_id, "find boot")
     }
 
     pub fn find_node(&self, node: &NodeRef) -> Result<Option<Node>, StoreError> {
-        let (column, value) = match node {
-            NodeRef::Id(id) => ("id", id.as_str()),
-            NodeRef::Serial(s) => ("serial", s.as_str()),
-        };
+        match node {
+            NodeRef::Id(id) => self.find_node_where("id", id, "find node"),
+            NodeRef::Serial(s) => self.find_node_where("serial", s.as_str(), "find node"),
+        }
+    }
+
+    /// The one node whose `column` (a unique one) holds `value`.
+    fn find_node_where(
+        &self,
+        column: &'static str,
+        value: &str,
+        what: &'static str,
+    ) -> Result<Option<Node>, StoreError> {
         let row = self
             .tx
             .prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE {column} = ?1"))
             .and_then(|mut st| st.query_row([value], from_row).optional())
-            .map_err(sql("find node"))?;
+            .map_err(sql(what))?;
         row.map(typed).transpose()
     }
 
