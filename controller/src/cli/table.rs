@@ -30,8 +30,8 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub fn opt(v: &Option<String>) -> String {
-    v.clone().unwrap_or_else(|| "-".into())
+pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".into(), T::to_string)
 }
 
 #[cfg(test)]

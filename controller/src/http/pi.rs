@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::error::ApiErr;
 use super::{blocking, AppState, IdParam};
-use crate::domain::{Node, NodeRef};
+use crate::domain::ids::NodeRef;
+use crate::domain::node::Node;
 use crate::service::{BootRequest, ServiceError};
 
 /// The query's decoded pairs, parsed once into the contract's [`BootQuery`].

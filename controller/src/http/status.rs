@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::admin::same_secret;
 use super::error::ApiErr;
 use super::{blocking, AppState};
-use crate::domain::NodeState;
+use crate::domain::state::NodeState;
 
 /// Seconds between the page's own reloads.
 const REFRESH_SECS: u32 = 10;

@@ -23,16 +23,10 @@ pub use import::{render_progress, ArchiveFormat, ImportProgress, ImportSummary, 
 pub use node::{NodeFiles, NodeInfo};
 pub use persist::{MAX_PERSIST_MB, MIN_PERSIST_MB};
 pub use persist_repair::{utc_stamp, PersistState};
-pub use pureboot_contract::OverlayMode;
 
 use error::io_err;
 use pureboot_contract::ids::{ImageName, Serial};
 use pureboot_contract::layout::ExportLayout;
-
-/// The serial in its directory form (8 lowercase hex), or [`NfsTreeError::InvalidSerial`].
-pub fn parse_serial(serial: &str) -> Result<Serial> {
-    Serial::parse(serial).map_err(|_| NfsTreeError::InvalidSerial(serial.to_string()))
-}
 
 /// A base image name safe as `base/<name>`, or [`NfsTreeError::InvalidImageName`].
 pub fn parse_image_name(name: &str) -> Result<ImageName> {
@@ -83,8 +77,8 @@ impl NfsTree {
         Ok(())
     }
 
-    /// `nodes/<serial8>` for a valid serial (any case); the directory need not exist.
-    pub fn node_path(&self, serial: &str) -> Result<PathBuf> {
-        Ok(self.layout.node_dir(&parse_serial(serial)?))
+    /// `nodes/<serial8>`; the directory need not exist.
+    pub fn node_path(&self, serial: &Serial) -> PathBuf {
+        self.layout.node_dir(serial)
     }
 }

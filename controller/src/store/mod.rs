@@ -380,7 +380,7 @@ pub(crate) fn new_uuid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::NodeRef;
+    use crate::domain::ids::NodeRef;
 
     /// A reader that began before the checkpoint and is still reading when the next commit
     /// comes (under a boot storm there always is one) kept the WAL from starting over: it
@@ -481,17 +481,14 @@ mod tests {
     fn reads_do_not_wait_for_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db")).unwrap();
-        let serial = crate::domain::Serial::parse("0000abcd").unwrap();
+        let serial = pureboot_contract::ids::Serial::parse("0000abcd").unwrap();
         let node = NodeRef::Serial(serial.clone());
         let (inside, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 store
                     .write(|tx| {
-                        tx.insert_node(&NewNode {
-                            serial: serial.to_string(),
-                            ..Default::default()
-                        })?;
+                        tx.insert_node(&NewNode::new(serial.clone()))?;
                         inside.wait();
                         release.wait();
                         Ok::<_, StoreError>(())
@@ -534,19 +531,17 @@ mod tests {
                     scope.spawn(move || {
                         for round in 0..rounds {
                             let serial =
-                                crate::domain::Serial::parse(&format!("{round:08x}")).unwrap();
+                                pureboot_contract::ids::Serial::parse(&format!("{round:08x}"))
+                                    .unwrap();
                             barrier.wait();
                             let result = store.write(|tx| {
                                 let node = match tx.find_node(&NodeRef::Serial(serial.clone()))? {
                                     Some(n) => n,
-                                    None => tx.insert_node(&NewNode {
-                                        serial: serial.to_string(),
-                                        ..Default::default()
-                                    })?,
+                                    None => tx.insert_node(&NewNode::new(serial.clone()))?,
                                 };
                                 tx.append_event(&NewEvent {
                                     node_id: Some(&node.id),
-                                    serial: &node.serial,
+                                    serial: node.serial.as_str(),
                                     kind: EventKind::BootRequest,
                                     ip: None,
                                     detail: serde_json::Value::Null,
