@@ -761,12 +761,12 @@ fn unknown_serials_and_chatty_nodes_are_rate_limited() {
         .read(|tx| {
             let mut n = tx.count_events(
                 "feedf00d",
-                pureboot_controller::store::EventKind::BootRequest,
+                pureboot_controller::store::events::EventKind::BootRequest,
             )?;
             for i in 0..50 {
                 n += tx.count_events(
                     &format!("fee{i:05x}"),
-                    pureboot_controller::store::EventKind::BootRequest,
+                    pureboot_controller::store::events::EventKind::BootRequest,
                 )?;
             }
             Ok::<_, pureboot_controller::store::StoreError>(n)

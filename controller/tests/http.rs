@@ -909,7 +909,9 @@ fn a_boot_whose_node_changes_before_its_commit_is_prepared_again() {
     use pureboot_contract::boot_query::BootQuery;
     use pureboot_contract::ids::Serial;
     use pureboot_controller::domain::ids::NodeRef;
-    use pureboot_controller::service::{BootRequest, NodeUpdate, ServiceError};
+    use pureboot_controller::service::boot::BootRequest;
+    use pureboot_controller::service::nodes::NodeUpdate;
+    use pureboot_controller::service::ServiceError;
     let app = spawn_app();
     app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs", "overlay_mode": "tmpfs", "hostname": "kitchen"}));
     let s = &app.services;

@@ -7,9 +7,11 @@ use serde::Serialize;
 
 use super::{node_ref, print_json, table, ImageCmd, NodeCmd, OverlayCmd};
 use crate::domain::state::NodeState;
-use crate::nfs_tree::{PersistState, TerminalProgress};
-use crate::service::{NodeSpec, Services, RECENT_EVENTS};
-use crate::store::NodeFilter;
+use crate::nfs_tree::import::progress::TerminalProgress;
+use crate::nfs_tree::persist_repair::PersistState;
+use crate::service::nodes::{NodeSpec, RECENT_EVENTS};
+use crate::service::Services;
+use crate::store::nodes::NodeFilter;
 use pureboot_contract::ids::Serial;
 
 pub struct Output {
@@ -108,7 +110,7 @@ impl Output {
                     ),
                 ];
                 for (k, v) in fields {
-                    println!("{k:<12} {}", table::escape_controls(&v));
+                    println!("{k:<12} {}", crate::text::escape_controls(&v));
                 }
                 let rows: Vec<Vec<String>> = d
                     .events

@@ -1,6 +1,6 @@
 //! Plain text tables for the CLI (column widths from the content).
 
-pub use crate::text::escape_controls;
+use crate::text::escape_controls;
 
 /// Cells come from clients too: control characters are escaped (see [`escape_controls`]).
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {

@@ -15,8 +15,10 @@ use super::{blocking, AppState, IdParam};
 use crate::domain::node::Node;
 use crate::domain::state::NodeState;
 use crate::domain::workflow::Workflow;
-use crate::service::{NodeDetail, NodeSpec, NodeUpdate, Reloaded, ServiceError, RECENT_EVENTS};
-use crate::store::{Event, NodeFilter};
+use crate::service::nodes::{NodeDetail, NodeSpec, NodeUpdate, RECENT_EVENTS};
+use crate::service::{Reloaded, ServiceError};
+use crate::store::events::Event;
+use crate::store::nodes::NodeFilter;
 
 /// Byte-wise comparison that does not stop at the first difference.
 pub(super) fn same_secret(a: &[u8], b: &[u8]) -> bool {

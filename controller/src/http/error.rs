@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pureboot_contract::ApiError;
 
-use crate::nfs_tree::NfsTreeError;
+use crate::nfs_tree::error::NfsTreeError;
 use crate::service::ServiceError;
 
 #[derive(Debug)]

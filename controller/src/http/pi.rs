@@ -14,7 +14,8 @@ use super::error::ApiErr;
 use super::{blocking, AppState, IdParam};
 use crate::domain::ids::NodeRef;
 use crate::domain::node::Node;
-use crate::service::{BootRequest, ServiceError};
+use crate::service::boot::BootRequest;
+use crate::service::ServiceError;
 
 /// The query's decoded pairs, parsed once into the contract's [`BootQuery`].
 type QueryPairs = Vec<(String, String)>;

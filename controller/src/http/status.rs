@@ -104,7 +104,7 @@ fn token_of(authorization: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::StatusView;
+    use crate::service::status::StatusView;
 
     #[test]
     fn basic_and_bearer_carry_the_token() {

@@ -5,12 +5,12 @@
 //! images are imported safely and atomically.
 
 mod base;
-mod error;
+pub mod error;
 mod fs_util;
-mod import;
-mod node;
-mod persist;
-mod persist_repair;
+pub mod import;
+pub mod node;
+pub mod persist;
+pub mod persist_repair;
 
 #[cfg(test)]
 mod tests;
@@ -18,13 +18,7 @@ mod tests;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use error::{NfsTreeError, Result};
-pub use import::{render_progress, ArchiveFormat, ImportProgress, ImportSummary, TerminalProgress};
-pub use node::{NodeFiles, NodeInfo};
-pub use persist::{MAX_PERSIST_MB, MIN_PERSIST_MB};
-pub use persist_repair::{utc_stamp, PersistState};
-
-use error::io_err;
+use error::{io_err, NfsTreeError, Result};
 use pureboot_contract::ids::{ImageName, Serial};
 use pureboot_contract::layout::ExportLayout;
 

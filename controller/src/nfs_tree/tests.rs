@@ -7,6 +7,8 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
+use super::error::NfsTreeError;
+use super::node::NodeFiles;
 use super::*;
 use pureboot_contract::ids::{MachineId, Serial};
 

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use super::{ServiceError, Services};
 use crate::domain::boot::tree_plan;
 use crate::domain::ids::NodeRef;
-use crate::nfs_tree::{ImportProgress, ImportSummary, NodeInfo, PersistState};
+use crate::nfs_tree::import::progress::{ImportProgress, ImportSummary};
+use crate::nfs_tree::node::NodeInfo;
+use crate::nfs_tree::persist_repair::PersistState;
 use pureboot_contract::ids::Serial;
 
 /// `overlay info`: the node's tree, the state of its persist.img and the images set aside.
@@ -16,7 +18,7 @@ pub struct OverlayInfo {
     pub persist: PersistState,
     pub set_aside: Vec<PathBuf>,
 }
-use crate::store::NodeFilter;
+use crate::store::nodes::NodeFilter;
 
 impl Services {
     pub fn base_images(&self) -> Result<Vec<String>, ServiceError> {

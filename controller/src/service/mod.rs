@@ -4,30 +4,27 @@
 //! registry writes are the exception: `async`, they wait for the store's group commit
 //! ([`Services::grouped`]) without holding a thread.
 
-mod boot;
+pub mod boot;
 mod images;
-mod limits;
-mod nodes;
-mod status;
-
-pub use limits::RateLimiter;
+pub mod limits;
+pub mod nodes;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
-
-pub use boot::{BootRequest, CallbackOutcome, PreparedBoot};
-pub use nodes::{NodeDetail, NodeSpec, NodeUpdate, RECENT_EVENTS};
-pub use status::StatusView;
 
 use crate::config::Config;
 use crate::domain::boot::{BootSettings, WorkflowState};
 use crate::domain::node::Node;
 use crate::domain::state::InvalidTransition;
 use crate::domain::workflow::Workflow;
-use crate::nfs_tree::{NfsTree, NfsTreeError};
-use crate::store::{Store, StoreError, Ticket, Tx};
+use crate::nfs_tree::error::NfsTreeError;
+use crate::nfs_tree::NfsTree;
+use crate::store::group::Ticket;
+use crate::store::{Store, StoreError, Tx};
 use crate::templates::{Templates, Vars};
 use crate::workflows::{Lookup, Workflows};
+use limits::RateLimiter;
 use pureboot_contract::ids::{InvalidId, Mac, Serial};
 
 #[derive(Debug, thiserror::Error)]
@@ -200,7 +197,7 @@ impl Services {
         };
         let export = if self.config.nfs.enabled {
             let file = self.tree.root().join(".pureboot-write-check");
-            let stamp = crate::nfs_tree::utc_stamp(std::time::SystemTime::now());
+            let stamp = crate::nfs_tree::persist_repair::utc_stamp(std::time::SystemTime::now());
             match std::fs::write(&file, stamp) {
                 Ok(()) => Some("ok".to_string()),
                 Err(e) => {

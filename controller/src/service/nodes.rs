@@ -8,8 +8,10 @@ use super::{ServiceError, Services};
 use crate::domain::ids::NodeRef;
 use crate::domain::node::{full_serial_of_claim, Node};
 use crate::domain::state::NodeState;
-use crate::nfs_tree::NodeInfo;
-use crate::store::{Event, EventKind, NewEvent, NewNode, NodeFilter, Tx};
+use crate::nfs_tree::node::NodeInfo;
+use crate::store::events::{Event, EventKind, NewEvent};
+use crate::store::nodes::{NewNode, NodeFilter};
+use crate::store::Tx;
 use pureboot_contract::ids::{Hostname, ImageName, Mac, Serial};
 use pureboot_contract::OverlayMode;
 

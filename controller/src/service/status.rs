@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::{ServiceError, Services};
 use crate::domain::node::Node;
 use crate::domain::state::NodeState;
-use crate::store::{Event, NodeFilter};
+use crate::store::events::Event;
+use crate::store::nodes::NodeFilter;
 
 /// Events shown per node.
 pub const STATUS_EVENTS: u32 = 5;

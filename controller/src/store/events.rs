@@ -169,7 +169,8 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{NewNode, Store};
+    use super::super::nodes::NewNode;
+    use super::super::Store;
     use super::*;
     use crate::domain::ids::NodeRef;
     use crate::domain::state::NodeState;

@@ -243,7 +243,8 @@ fn apply_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<(), 
 
 #[cfg(test)]
 mod tests {
-    use super::super::{NewNode, Store};
+    use super::super::nodes::NewNode;
+    use super::super::Store;
     use super::*;
     use crate::domain::ids::NodeRef;
     use pureboot_contract::ids::Serial;

@@ -6,20 +6,17 @@
 //! read-then-write (a boot's commit) holds the write lock from its first read and two
 //! requests for one serial cannot interleave, in this process or across processes.
 
-mod events;
-mod group;
+pub mod events;
+pub mod group;
 mod migrations;
-mod nodes;
+pub mod nodes;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use group::{GroupCounts, Ticket};
 use rusqlite::{Connection, TransactionBehavior};
-
-pub use events::{Event, EventKind, NewEvent};
-pub use group::{GroupCounts, Ticket, MAX_BATCH};
-pub use nodes::{NewNode, NodeFilter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -379,6 +376,8 @@ pub(crate) fn new_uuid() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::events::{EventKind, NewEvent};
+    use super::nodes::{NewNode, NodeFilter};
     use super::*;
     use crate::domain::ids::NodeRef;
 

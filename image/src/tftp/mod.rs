@@ -3,7 +3,7 @@
 //! folder has no start file), so any plain TFTP server (dnsmasq, tftpd-hpa) serves it.
 //! Upstream PureBoot keeps `pi-nodes/<serial>/` and needs its own TFTP server to map it.
 
-mod model;
+pub mod model;
 mod render;
 
 use std::collections::BTreeMap;
@@ -12,9 +12,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-
-pub use model::{DtbFamily, Model};
-pub use pureboot_contract::ids::Serial;
+use model::Model;
+use pureboot_contract::ids::Serial;
 
 #[derive(Debug, Clone)]
 pub enum Target {
