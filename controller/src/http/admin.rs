@@ -72,7 +72,7 @@ pub async fn list_nodes(
     let limit = q.limit.unwrap_or(PAGE_DEFAULT).clamp(1, PAGE_MAX);
     let after = q
         .after
-        .map(|a| pureboot_contract::ids::Serial::parse(&a).map(|s| s.as_str().to_string()))
+        .map(|a| pureboot_contract::ids::Serial::parse(&a))
         .transpose()
         .map_err(|e| ApiErr::bad_request(e.to_string()))?;
     let filter = NodeFilter {

@@ -51,7 +51,7 @@ pub struct NodeFilter {
     pub state: Option<NodeState>,
     pub workflow_id: Option<String>,
     /// Only serials after this one (pagination: the last serial of the previous page).
-    pub after: Option<String>,
+    pub after: Option<Serial>,
     /// At most this many (none: all).
     pub limit: Option<u32>,
 }
@@ -188,7 +188,7 @@ impl Tx<'_> {
                 params![
                     filter.state.map(|s| s.as_str()),
                     filter.workflow_id,
-                    filter.after,
+                    filter.after.as_ref().map(Serial::as_str),
                     filter.limit.map_or(-1, i64::from)
                 ],
                 from_row,
