@@ -21,7 +21,7 @@ die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (apt-get, depmod and the cache need it): sudo $0"
 
 # Every file the tests take from the host comes from one of these or a Depends of one (never
-# a Recommends: the install skips them); tests/src/host.rs checks that. Base-system packages
+# a Recommends: the install skips them); tests/harness/src/host.rs checks that. Base-system packages
 # (mount, coreutils, tar, gzip, dpkg) are named too, so the list is the whole story.
 PACKAGES=(
   qemu-system-arm nfs-ganesha nfs-ganesha-vfs rpcbind e2fsprogs kmod cpio busybox-static

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use pureboot_tests::console::time_of;
-use pureboot_tests::env::TestEnv;
-use pureboot_tests::lab::{Lab, TINY};
-use pureboot_tests::qemu::{VirtualPi, HOST_FROM_GUEST};
-use pureboot_tests::{initramfs, require, serial};
+use pureboot_harness::console::time_of;
+use pureboot_harness::env::TestEnv;
+use pureboot_harness::lab::{Lab, TINY};
+use pureboot_harness::qemu::{VirtualPi, HOST_FROM_GUEST};
+use pureboot_harness::{initramfs, require, serial};
 
 #[test]
 fn baseline_shell_flow_boots_the_tiny_root_over_nfsv4() {

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pureboot_tests::env::TestEnv;
-use pureboot_tests::netns::Netns;
-use pureboot_tests::process::{self, Daemon};
-use pureboot_tests::workdir::WorkDir;
-use pureboot_tests::{dhcp, require};
+use pureboot_harness::env::TestEnv;
+use pureboot_harness::netns::Netns;
+use pureboot_harness::process::{self, Daemon};
+use pureboot_harness::workdir::WorkDir;
+use pureboot_harness::{dhcp, require};
 
 const SERVER: &str = "10.99.0.1";
 
@@ -63,7 +63,7 @@ fn generated_dnsmasq_serves_every_models_files_and_the_proxy_offer() {
     let image = require!(name, env.binary("pureboot-image"));
     require!(
         name,
-        pureboot_tests::host::locate("dnsmasq")
+        pureboot_harness::host::locate("dnsmasq")
             .map(|_| ())
             .ok_or("`dnsmasq` not found: run `sudo tests/setup.sh`")
     );
@@ -143,7 +143,7 @@ fn generated_dnsmasq_serves_every_models_files_and_the_proxy_offer() {
     .unwrap();
     let log = |d: &Daemon| d.log_tail(40);
     let up =
-        pureboot_tests::wait::poll(Duration::from_secs(10), Duration::from_millis(200), || {
+        pureboot_harness::wait::poll(Duration::from_secs(10), Duration::from_millis(200), || {
             std::fs::read_to_string(dir.join("dnsmasq.log")).is_ok_and(|l| l.contains("TFTP root"))
         });
     assert!(up.is_ok(), "dnsmasq did not start:\n{}", log(&dnsmasq));

@@ -3,20 +3,20 @@
 # cargo-fuzz needs nightly for its sanitizer flags; the SanitizerCoverage instrumentation
 # libFuzzer needs is reachable with stable -C flags, so this script passes them itself.
 #
-#   tests/fuzz.sh [seconds per target, default 60] [target ...]
+#   tests/fuzz/fuzz.sh [seconds per target, default 60] [target ...]
 #
 # Corpora grow under tests/fuzz/corpus/<target>/ (git-ignored); crashes land in
 # tests/fuzz/artifacts/<target>/ and fail the run. Needs a C++ compiler (libFuzzer is built
 # from source by libfuzzer-sys) and root for tar_import (it creates device nodes).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-fuzz="$here/fuzz"
+fuzz="$here"
 secs=${1:-60}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(cmdline ip_param boot_json dhcp_reply tar_import cpio modules_list glob)
 
-export CARGO_TARGET_DIR="$here/../target/fuzz"
+export CARGO_TARGET_DIR="$here/../../target/fuzz"
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module \
  -Cllvm-args=-sanitizer-coverage-level=4 \
  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \

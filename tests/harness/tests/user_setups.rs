@@ -6,14 +6,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pureboot_tests::console::pi_init_failure;
-use pureboot_tests::env::TestEnv;
-use pureboot_tests::lab::{Lab, LabOptions};
-use pureboot_tests::netns::Netns;
-use pureboot_tests::process::{self, Daemon};
-use pureboot_tests::qemu::{Netdev, Outcome, VirtualPi, HOST_FROM_GUEST};
-use pureboot_tests::wait::wait_until;
-use pureboot_tests::{initramfs, pi_init_env, serial};
+use pureboot_harness::console::pi_init_failure;
+use pureboot_harness::env::TestEnv;
+use pureboot_harness::lab::{Lab, LabOptions};
+use pureboot_harness::netns::Netns;
+use pureboot_harness::process::{self, Daemon};
+use pureboot_harness::qemu::{Netdev, Outcome, VirtualPi, HOST_FROM_GUEST};
+use pureboot_harness::wait::wait_until;
+use pureboot_harness::{initramfs, pi_init_env, serial};
 use serde_json::Value;
 
 /// A lab with ganesha only: no pureboot controller.

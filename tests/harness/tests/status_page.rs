@@ -5,11 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use pureboot_tests::controller::{NodeSpec, PORT, TOKEN};
-use pureboot_tests::env::TestEnv;
-use pureboot_tests::lab::{Lab, LabOptions, WORKFLOW};
-use pureboot_tests::netns::Netns;
-use pureboot_tests::{process, require};
+use pureboot_harness::controller::{NodeSpec, PORT, TOKEN};
+use pureboot_harness::env::TestEnv;
+use pureboot_harness::lab::{Lab, LabOptions, WORKFLOW};
+use pureboot_harness::netns::Netns;
+use pureboot_harness::{process, require};
 use serde_json::Value;
 
 /// `curl` inside the namespace; the body of any answer.
@@ -78,7 +78,7 @@ fn status_page_in_a_real_browser() {
     require!(name, env.binary("pureboot-controller"));
     require!(
         name,
-        pureboot_tests::host::locate("chromium")
+        pureboot_harness::host::locate("chromium")
             .ok_or("`chromium` not found: run `sudo tests/setup.sh`")
     );
     let lab = Lab::start(name, env, LabOptions::default())

@@ -9,11 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pureboot_tests::controller::{Controller, Settings};
-use pureboot_tests::env::TestEnv;
-use pureboot_tests::lab::TINY;
-use pureboot_tests::process;
-use pureboot_tests::workdir::WorkDir;
+use pureboot_harness::controller::{Controller, Settings};
+use pureboot_harness::env::TestEnv;
+use pureboot_harness::lab::TINY;
+use pureboot_harness::process;
+use pureboot_harness::workdir::WorkDir;
 
 use crate::stats::{cell, median, range};
 

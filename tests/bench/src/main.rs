@@ -1,4 +1,4 @@
-//! `pureboot-bench` (run by tests/bench.sh): the benchmarks, each beside its baseline
+//! `pureboot-bench` (run by tests/bench/bench.sh): the benchmarks, each beside its baseline
 //! in the same run — boot path (pi-init vs the busybox shell flow), sizes, a boot storm
 //! against a release controller on 127.0.0.1, base image import vs GNU tar, and the time to a
 //! usable Debian root with the NFS load of a boot (pi-init vs the same shell flow). Prints a
@@ -25,7 +25,7 @@ mod watch;
 
 use std::time::{Duration, Instant};
 
-use pureboot_tests::env::{KernelKind, TestEnv};
+use pureboot_harness::env::{KernelKind, TestEnv};
 
 struct Args {
     boots: usize,

@@ -12,13 +12,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pureboot_contract::InstalledReport;
-use pureboot_tests::controller::{Controller, Settings, TOKEN};
-use pureboot_tests::env::TestEnv;
-use pureboot_tests::guest_root;
-use pureboot_tests::lab::{TINY, WORKFLOW};
-use pureboot_tests::process::{self, Daemon};
-use pureboot_tests::wait::wait_until;
-use pureboot_tests::workdir::WorkDir;
+use pureboot_harness::controller::{Controller, Settings, TOKEN};
+use pureboot_harness::env::TestEnv;
+use pureboot_harness::guest_root;
+use pureboot_harness::lab::{TINY, WORKFLOW};
+use pureboot_harness::process::{self, Daemon};
+use pureboot_harness::wait::wait_until;
+use pureboot_harness::workdir::WorkDir;
 
 use crate::http::request;
 use crate::stats::{cell, percentile};

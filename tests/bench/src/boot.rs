@@ -12,12 +12,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pureboot_tests::console::{pi_init_steps, time_of, GuestReport};
-use pureboot_tests::controller::{NodeSpec, PORT};
-use pureboot_tests::env::{Kernel, KernelKind, TestEnv};
-use pureboot_tests::lab::{Lab, LabOptions, TINY, WORKFLOW};
-use pureboot_tests::qemu::{BootRun, Outcome, VirtualPi, HOST_FROM_GUEST};
-use pureboot_tests::{initramfs, serial};
+use pureboot_harness::console::{pi_init_steps, time_of, GuestReport};
+use pureboot_harness::controller::{NodeSpec, PORT};
+use pureboot_harness::env::{Kernel, KernelKind, TestEnv};
+use pureboot_harness::lab::{Lab, LabOptions, TINY, WORKFLOW};
+use pureboot_harness::qemu::{BootRun, Outcome, VirtualPi, HOST_FROM_GUEST};
+use pureboot_harness::{initramfs, serial};
 
 use crate::sizes::modules_in;
 use crate::stats::{cell, median, range};

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pureboot_tests::lab::Lab;
-use pureboot_tests::qemu::{BootRun, VirtualPi};
+use pureboot_harness::lab::Lab;
+use pureboot_harness::qemu::{BootRun, VirtualPi};
 
 /// How often the console file is read: the resolution of the figures.
 const POLL: Duration = Duration::from_millis(20);
@@ -70,7 +70,7 @@ mod tests {
 
     #[test]
     fn a_mark_is_found_across_reads_and_after_done() {
-        let dir = pureboot_tests::workdir::WorkDir::new("bench-watch").unwrap();
+        let dir = pureboot_harness::workdir::WorkDir::new("bench-watch").unwrap();
         let path = dir.join("console.log");
         std::fs::write(&path, "boot noise PUREBOOT-US").unwrap();
         let done = AtomicBool::new(false);

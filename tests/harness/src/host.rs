@@ -203,7 +203,7 @@ pub fn check_host_files(setup_sh: &str) -> Result<(), Vec<String>> {
         };
         match owning_package(&path) {
             Ok(owner) if owner != package => faults.push(format!(
-                "{} comes from package {owner}, the table in tests/src/host.rs says {package}",
+                "{} comes from package {owner}, the table in tests/harness/src/host.rs says {package}",
                 path.display()
             )),
             Ok(_) if !closure.contains(package) => faults.push(format!(

@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pureboot_tests::controller::NodeSpec;
-use pureboot_tests::env::TestEnv;
-use pureboot_tests::lab::{Lab, LabOptions, TINY, WORKFLOW};
-use pureboot_tests::qemu::Outcome;
+use pureboot_harness::controller::NodeSpec;
+use pureboot_harness::env::TestEnv;
+use pureboot_harness::lab::{Lab, LabOptions, TINY, WORKFLOW};
+use pureboot_harness::qemu::Outcome;
 
 struct Args {
     serial: String,
@@ -89,7 +89,7 @@ fn run() -> Result<(), String> {
     let args = parse_args()?;
     let env = TestEnv::get()?;
     say("building the initramfs: pureboot-image initramfs --preset qemu-virt");
-    let initrd = pureboot_tests::initramfs::pi_init(env)?;
+    let initrd = pureboot_harness::initramfs::pi_init(env)?;
     say(&format!("initramfs: {}", initrd.display()));
 
     say("starting nfs-ganesha and pureboot-controller on 127.0.0.1 (private network namespace)");
@@ -135,7 +135,7 @@ fn run() -> Result<(), String> {
     println!("{node}");
     match (
         run.outcome,
-        pureboot_tests::console::GuestReport::find(&run.console),
+        pureboot_harness::console::GuestReport::find(&run.console),
     ) {
         (Outcome::Exited, Some(r)) => {
             say(&format!(

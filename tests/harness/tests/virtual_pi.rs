@@ -9,15 +9,15 @@
 
 use std::time::{Duration, Instant};
 
-use pureboot_tests::console::{kernel_panicked, pi_init_failure};
-use pureboot_tests::controller::{mentions, node_state, objects, NodeSpec};
-use pureboot_tests::env::TestEnv;
-use pureboot_tests::guest_root;
-use pureboot_tests::lab::{Lab, LabOptions, TINY, WORKFLOW};
-use pureboot_tests::nfs_server::Protocols;
-use pureboot_tests::qemu::{Outcome, HOST_FROM_GUEST};
-use pureboot_tests::wait::poll;
-use pureboot_tests::{initramfs, pi_init_env, require, serial};
+use pureboot_harness::console::{kernel_panicked, pi_init_failure};
+use pureboot_harness::controller::{mentions, node_state, objects, NodeSpec};
+use pureboot_harness::env::TestEnv;
+use pureboot_harness::guest_root;
+use pureboot_harness::lab::{Lab, LabOptions, TINY, WORKFLOW};
+use pureboot_harness::nfs_server::Protocols;
+use pureboot_harness::qemu::{Outcome, HOST_FROM_GUEST};
+use pureboot_harness::wait::poll;
+use pureboot_harness::{initramfs, pi_init_env, require, serial};
 use serde_json::Value;
 
 /// A virtual Pi 3B's prerequisites on top of pi-init's: its initramfs (`--preset rpi3`) and
@@ -27,7 +27,7 @@ macro_rules! pi3_env {
         let env = pi_init_env!($name);
         require!(
             $name,
-            pureboot_tests::host::locate("fdtput")
+            pureboot_harness::host::locate("fdtput")
                 .map(|_| ())
                 .ok_or("`fdtput` not found: run `sudo tests/setup.sh` (device-tree-compiler)")
         );

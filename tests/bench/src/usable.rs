@@ -8,8 +8,8 @@
 //!   the kernel's timestamp of the mark and systemd's own time of the target are shown too).
 //! - tiny busybox root: its init reports, dumps the counters (`probe.nfsstats=1`), powers off.
 //!
-//! The counters are the whole boot's, up to the mark: see `pureboot_tests::nfs_stats`; so is
-//! the guest's CPU time, busy or waiting (`pureboot_tests::guest_cpu`).
+//! The counters are the whole boot's, up to the mark: see `pureboot_harness::nfs_stats`; so is
+//! the guest's CPU time, busy or waiting (`pureboot_harness::guest_cpu`).
 //!
 //! The last variant is the floor: pi-init booting the same root from a local virtio disk (an
 //! ext4 image of the root with its node layer's files), no NFS at all. What an NFS root boot
@@ -22,14 +22,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pureboot_tests::controller::{NodeSpec, PORT};
-use pureboot_tests::env::TestEnv;
-use pureboot_tests::guest_cpu::GuestCpu;
-use pureboot_tests::guest_root::{self, TARGET_MARK, USABLE_MARK};
-use pureboot_tests::lab::{Lab, LabOptions, TINY, WORKFLOW};
-use pureboot_tests::nfs_stats::NfsLoad;
-use pureboot_tests::qemu::{Outcome, VirtualPi, HOST_FROM_GUEST};
-use pureboot_tests::{initramfs, process, serial};
+use pureboot_harness::controller::{NodeSpec, PORT};
+use pureboot_harness::env::TestEnv;
+use pureboot_harness::guest_cpu::GuestCpu;
+use pureboot_harness::guest_root::{self, TARGET_MARK, USABLE_MARK};
+use pureboot_harness::lab::{Lab, LabOptions, TINY, WORKFLOW};
+use pureboot_harness::nfs_stats::NfsLoad;
+use pureboot_harness::qemu::{Outcome, VirtualPi, HOST_FROM_GUEST};
+use pureboot_harness::{initramfs, process, serial};
 
 use crate::stats::{cell, median, range};
 use crate::watch;

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use pureboot_tests::env::TestEnv;
-use pureboot_tests::{initramfs, process};
+use pureboot_harness::env::TestEnv;
+use pureboot_harness::{initramfs, process};
 
 fn bytes(p: &Path) -> Result<u64, String> {
     std::fs::metadata(p)
