@@ -194,7 +194,7 @@ impl TestEnv {
         }
     }
 
-    /// The cached Debian arm64 root (scenario 10).
+    /// The cached Debian arm64 root (`debian_root_boots_to_systemd`, the benchmarks).
     pub fn debian_root(&self) -> Result<PathBuf, String> {
         let root = self.cache.join("debian-root");
         if root.join(".complete").exists() {

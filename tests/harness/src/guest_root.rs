@@ -1,8 +1,9 @@
 //! The tiny root the virtual Pis boot into, built from arm64 busybox: its `/sbin/init` prints
 //! one `PUREBOOT-GUEST key=value ...` line saying who it is, exercises the writable layer
 //! when the command line asks (`probe.write=`, `probe.mark=`), and powers off.
-//! Also the Debian root of scenario 10, with a unit that reports the same way, and the
-//! benchmark's Debian root, with a unit that marks `multi-user.target` reached.
+//! Also the Debian root of the scenario `debian_root_boots_to_systemd`, with a unit that
+//! reports the same way, and the benchmark's Debian root, with a unit that marks
+//! `multi-user.target` reached.
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -134,8 +135,8 @@ fn usable_script() -> String {
 }
 
 /// The cached Debian root as the benchmark boots it, into `out`: the root as debootstrap made
-/// it (without scenario 10's report unit, and without a hostname: the node layer gives one)
-/// plus the benchmark's unit and script. The cached root itself is left as it is.
+/// it (without the Debian root scenario's report unit, and without a hostname: the node layer
+/// gives one) plus the benchmark's unit and script. The cached root itself is left as it is.
 pub fn debian_usable_tarball(debian_root: &Path, out: &Path) -> Result<PathBuf, String> {
     let stage = out.with_extension("stage");
     let io = |e: std::io::Error| format!("staging the usable unit in {}: {e}", stage.display());
@@ -183,8 +184,8 @@ pub fn debian_usable_tarball(debian_root: &Path, out: &Path) -> Result<PathBuf, 
     Ok(out.to_path_buf())
 }
 
-/// The unit scenario 10 adds to the Debian root: reports hostname and machine-id (both from
-/// the controller's node layer) on the console, then powers off at once.
+/// The unit the Debian root scenario adds to the root: reports hostname and machine-id (both
+/// from the controller's node layer) on the console, then powers off at once.
 pub const DEBIAN_REPORT_UNIT: &str = "[Unit]
 Description=pureboot virtual Pi report
 After=basic.target

@@ -15,7 +15,7 @@ use crate::wait::wait_until;
 pub const NFS_PORT: u16 = 2049;
 pub const MNT_PORT: u16 = 20048;
 
-/// Which NFS versions the server offers (scenario 3 needs a v3-only server).
+/// Which NFS versions the server offers (`nfsv3_only_server_falls_back` needs a v3-only server).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocols {
     V3AndV4,

@@ -71,8 +71,8 @@ fn posts(record: &Path) -> Vec<Value> {
 }
 
 #[test]
-fn u1_upstream_controller_and_a_plain_root_export() {
-    let name = "u1-upstream";
+fn upstream_controller_and_a_plain_root_export() {
+    let name = "upstream-controller";
     let env = pi_init_env!(name, without_controller);
     let lab = nfs_only_lab(name, env);
     let root = lab.stage_plain_root("pi-roots/node1").unwrap();
@@ -156,8 +156,8 @@ fn u1_upstream_controller_and_a_plain_root_export() {
 }
 
 #[test]
-fn u2_kernel_nfs_roots_on_a_board_without_a_serial() {
-    let name = "u2-no-serial";
+fn kernel_nfs_roots_on_a_board_without_a_serial() {
+    let name = "no-serial";
     let env = pi_init_env!(name, without_controller);
     let lab = nfs_only_lab(name, env);
     let root = lab.stage_plain_root("roots/x").unwrap();
@@ -229,8 +229,8 @@ fn bridge_with_tap(ns: &Netns) -> Result<(), String> {
 }
 
 #[test]
-fn u3_nfs_root_from_dhcp_next_server_and_option_17() {
-    let name = "u3-dhcp-root";
+fn nfs_root_from_dhcp_next_server_and_option_17() {
+    let name = "dhcp-root";
     let env = pi_init_env!(name, without_controller);
     let lab = nfs_only_lab(name, env);
     let root = lab.stage_plain_root("roots/from-dhcp").unwrap();

@@ -1,11 +1,10 @@
 //! The virtual Pi scenarios: pi-init's initramfs (built by pureboot-image) boots QEMU `virt`
-//! guests against nfs-ganesha and the controller, each in its own private namespace (s01 to
-//! s10); and two on QEMU's Pi 3B (`raspi3b`): serial from the device tree, network over USB,
-//! and a failure-policy reboot that really resets the board (s11, s12); and one whose NIC
-//! drivers come by modalias (s15). Each scenario asserts, is bounded in time, and prints the
-//! guest console and the servers' logs when it fails. They skip (loudly) without root or the
-//! set-up cache, or before the binaries are built; tests/test.sh makes a missing piece a
-//! failure.
+//! guests against nfs-ganesha and the controller, each in its own private namespace; two boot
+//! QEMU's Pi 3B (`raspi3b`): serial from the device tree, network over USB, and a
+//! failure-policy reboot that really resets the board; one finds its NIC drivers by modalias.
+//! Each is named for what it shows, asserts, is bounded in time, and prints the guest console
+//! and the servers' logs when it fails. They skip (loudly) without root or the set-up cache,
+//! or before the binaries are built; tests/test.sh makes a missing piece a failure.
 
 use std::time::{Duration, Instant};
 
@@ -92,12 +91,12 @@ fn node_when(lab: &Lab, serial: &str, done: impl Fn(&Value) -> bool) -> Value {
 }
 
 #[test]
-fn s01_nfs_boot_tmpfs_overlay_identity_from_controller() {
-    let name = "s01-tmpfs";
+fn tmpfs_overlay_with_identity_from_the_controller() {
+    let name = "tmpfs-overlay";
     let env = pi_init_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(1);
-    lab.add_node(&s, node_spec("pi-one")).unwrap();
+    lab.add_node(&s, node_spec("pi-tmpfs")).unwrap();
 
     let run = lab.boot(&lab.pi(&s).unwrap(), "boot").unwrap();
     let report = lab.expect_report(&run);
@@ -107,7 +106,7 @@ fn s01_nfs_boot_tmpfs_overlay_identity_from_controller() {
         &run,
     );
     lab.check(
-        report.get("hostname") == "pi-one",
+        report.get("hostname") == "pi-tmpfs",
         "hostname from the controller",
         &run,
     );
@@ -160,8 +159,8 @@ fn s01_nfs_boot_tmpfs_overlay_identity_from_controller() {
 }
 
 #[test]
-fn s02_image_overlay_persists_writes_and_deletions() {
-    let name = "s02-image";
+fn image_overlay_persists_writes_and_deletions() {
+    let name = "image-overlay";
     let env = pi_init_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(2);
@@ -169,7 +168,7 @@ fn s02_image_overlay_persists_writes_and_deletions() {
         &s,
         NodeSpec {
             overlay: Some("image".into()),
-            ..node_spec("pi-two")
+            ..node_spec("pi-image")
         },
     )
     .unwrap();
@@ -224,8 +223,8 @@ fn s02_image_overlay_persists_writes_and_deletions() {
 }
 
 #[test]
-fn s03_nfsv3_only_server_falls_back() {
-    let name = "s03-v3";
+fn nfsv3_only_server_falls_back() {
+    let name = "nfsv3-only";
     let env = pi_init_env!(name);
     let lab = lab_with_tiny_root(
         name,
@@ -236,7 +235,7 @@ fn s03_nfsv3_only_server_falls_back() {
         },
     );
     let s = serial(3);
-    lab.add_node(&s, node_spec("pi-three")).unwrap();
+    lab.add_node(&s, node_spec("pi-nfsv3")).unwrap();
 
     let run = lab.boot(&lab.pi(&s).unwrap(), "boot").unwrap();
     let report = lab.expect_report(&run);
@@ -251,7 +250,7 @@ fn s03_nfsv3_only_server_falls_back() {
         &run,
     );
     lab.check(
-        report.get("hostname") == "pi-three",
+        report.get("hostname") == "pi-nfsv3",
         "hostname from the controller",
         &run,
     );
@@ -267,8 +266,8 @@ fn s03_nfsv3_only_server_falls_back() {
 }
 
 #[test]
-fn s04_controller_down_command_line_root_boots() {
-    let name = "s04-no-controller";
+fn controller_down_command_line_root_boots() {
+    let name = "controller-down";
     let env = pi_init_env!(name, without_controller);
     let s = serial(4);
     let lab = Lab::without_controller(name, env, &s, "unused").unwrap();
@@ -292,8 +291,8 @@ fn s04_controller_down_command_line_root_boots() {
 }
 
 #[test]
-fn s05_wait_then_nfs_boot() {
-    let name = "s05-wait";
+fn wait_then_nfs_boot() {
+    let name = "wait-then-boot";
     let env = pi_init_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(5);
@@ -338,8 +337,8 @@ fn s05_wait_then_nfs_boot() {
 }
 
 #[test]
-fn s06_missing_base_image_reports_install_failed_without_panic() {
-    let name = "s06-missing-image";
+fn missing_base_image_reports_install_failed_without_panic() {
+    let name = "missing-image";
     let env = pi_init_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(6);
@@ -348,7 +347,7 @@ fn s06_missing_base_image_reports_install_failed_without_panic() {
         &s,
         NodeSpec {
             base_image: Some(missing.into()),
-            ..node_spec("pi-six")
+            ..node_spec("pi-missing-image")
         },
     )
     .unwrap();
@@ -392,8 +391,8 @@ fn s06_missing_base_image_reports_install_failed_without_panic() {
 }
 
 #[test]
-fn s07_nfs_upper_refused_falls_back_to_tmpfs_and_reports_it() {
-    let name = "s07-nfs-upper";
+fn nfs_upper_refused_falls_back_to_tmpfs_and_reports_it() {
+    let name = "nfs-upper-refused";
     let env = pi_init_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(7);
@@ -401,7 +400,7 @@ fn s07_nfs_upper_refused_falls_back_to_tmpfs_and_reports_it() {
         &s,
         NodeSpec {
             overlay: Some("nfs".into()),
-            ..node_spec("pi-seven")
+            ..node_spec("pi-nfs-upper")
         },
     )
     .unwrap();
@@ -411,7 +410,7 @@ fn s07_nfs_upper_refused_falls_back_to_tmpfs_and_reports_it() {
         .unwrap();
     let report = lab.expect_report(&run);
     lab.check(
-        report.get("probe") == "on-tmpfs" && report.get("hostname") == "pi-seven",
+        report.get("probe") == "on-tmpfs" && report.get("hostname") == "pi-nfs-upper",
         "booted with a writable root",
         &run,
     );
@@ -434,8 +433,8 @@ fn s07_nfs_upper_refused_falls_back_to_tmpfs_and_reports_it() {
 }
 
 #[test]
-fn s08_four_pis_at_once_each_with_its_own_identity() {
-    let name = "s08-four";
+fn four_pis_at_once_each_with_its_own_identity() {
+    let name = "four-pis";
     let env = pi_init_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let serials: Vec<String> = (0x81..=0x84).map(serial).collect();
@@ -496,21 +495,21 @@ fn s08_four_pis_at_once_each_with_its_own_identity() {
 }
 
 #[test]
-fn s09_static_ip_instead_of_dhcp() {
-    let name = "s09-static-ip";
+fn static_ip_instead_of_dhcp() {
+    let name = "static-ip";
     let env = pi_init_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(9);
-    lab.add_node(&s, node_spec("pi-nine")).unwrap();
+    lab.add_node(&s, node_spec("pi-static-ip")).unwrap();
 
     // An address QEMU's DHCP would not hand out (it gives 10.0.2.15): seeing it in the
     // controller proves the static configuration was used.
     let pi = lab.pi(&s).unwrap().arg(format!(
-        "ip=10.0.2.42::{HOST_FROM_GUEST}:255.255.255.0:pi-nine:eth0:off"
+        "ip=10.0.2.42::{HOST_FROM_GUEST}:255.255.255.0:pi-static-ip:eth0:off"
     ));
     let run = lab.boot(&pi, "boot").unwrap();
     let report = lab.expect_report(&run);
-    lab.check(report.get("hostname") == "pi-nine", "booted", &run);
+    lab.check(report.get("hostname") == "pi-static-ip", "booted", &run);
     let node = node_when(&lab, &s, |n| mentions(n, "10.0.2.42"));
     assert!(
         mentions(&node, "10.0.2.42"),
@@ -519,8 +518,8 @@ fn s09_static_ip_instead_of_dhcp() {
 }
 
 #[test]
-fn s10_debian_root_boots_to_systemd() {
-    let name = "s10-debian";
+fn debian_root_boots_to_systemd() {
+    let name = "debian-root";
     let env = pi_init_env!(name);
     let debian = require!(name, env.debian_root());
     let tarball = guest_root::debian_tarball(&debian, &env.cache).unwrap();
@@ -577,8 +576,8 @@ fn s10_debian_root_boots_to_systemd() {
 }
 
 #[test]
-fn s11_raspi3b_serial_from_device_tree_network_over_usb() {
-    let name = "s11-raspi3b";
+fn raspi3b_serial_from_device_tree_network_over_usb() {
+    let name = "raspi3b";
     let env = pi3_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(0x11);
@@ -620,8 +619,8 @@ fn s11_raspi3b_serial_from_device_tree_network_over_usb() {
 }
 
 #[test]
-fn s12_raspi3b_failure_policy_reboot_resets_the_board() {
-    let name = "s12-raspi3b-reboot";
+fn raspi3b_failure_policy_reboot_resets_the_board() {
+    let name = "raspi3b-reboot";
     let env = pi3_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(0x12);
@@ -670,8 +669,8 @@ fn s12_raspi3b_failure_policy_reboot_resets_the_board() {
 }
 
 #[test]
-fn s14_a_broken_persist_image_is_set_aside_and_the_next_boot_persists() {
-    let name = "s14-broken-persist";
+fn broken_persist_image_is_set_aside_and_the_next_boot_persists() {
+    let name = "broken-persist";
     let env = pi_init_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(0x14);
@@ -679,7 +678,7 @@ fn s14_a_broken_persist_image_is_set_aside_and_the_next_boot_persists() {
         &s,
         NodeSpec {
             overlay: Some("image".into()),
-            ..node_spec("pi-thirteen")
+            ..node_spec("pi-broken-persist")
         },
     )
     .unwrap();
@@ -753,13 +752,13 @@ fn s14_a_broken_persist_image_is_set_aside_and_the_next_boot_persists() {
 /// modalias of the devices present, and the NIC's own device (virtio_net's) appears only once
 /// the bus driver is in, like a Pi 3's USB NIC behind dwc2.
 #[test]
-fn s15_nic_driver_found_by_modalias() {
-    let name = "s15-modalias";
+fn nic_driver_found_by_modalias() {
+    let name = "modalias";
     let env = pi_init_env!(name);
     let initrd = require!(name, initramfs::pi_init_by_modalias(env));
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(0x15);
-    lab.add_node(&s, node_spec("pi-fifteen")).unwrap();
+    lab.add_node(&s, node_spec("pi-modalias")).unwrap();
     let mut pi = lab.pi(&s).unwrap();
     pi.initrd = initrd;
 
@@ -771,7 +770,7 @@ fn s15_nic_driver_found_by_modalias() {
         &run,
     );
     lab.check(
-        report.get("hostname") == "pi-fifteen",
+        report.get("hostname") == "pi-modalias",
         "through the controller to the root",
         &run,
     );
