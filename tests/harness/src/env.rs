@@ -1,7 +1,6 @@
 //! What a virtual Pi scenario needs from the machine, found once: root, the cache filled by
 //! tests/setup.sh, host tools, and the project's built binaries. When something is missing the
-//! scenario skips and says which command provides it; with `PUREBOOT_E2E_STRICT=1` (set by
-//! tests/test.sh and CI) a missing piece is a failure instead, so CI cannot pass by skipping.
+//! scenario skips and says which command provides it (the rule: [`crate::skip`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -77,15 +76,6 @@ impl Kernel {
     }
 }
 
-/// The repository: this crate is `tests/harness/` in it.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("tests/harness/ lies two levels below the repository")
-        .to_path_buf()
-}
-
 impl TestEnv {
     /// The base environment every boot needs (root, cache, QEMU, ganesha).
     pub fn get() -> Result<&'static TestEnv, String> {
@@ -103,7 +93,7 @@ impl TestEnv {
                     .into(),
             );
         }
-        let repo = repo_root();
+        let repo = crate::repo_root();
         let cache = std::env::var_os("PUREBOOT_CACHE")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo.join(".cache"));
@@ -206,53 +196,6 @@ impl TestEnv {
             ))
         }
     }
-}
-
-/// Whether skipping is forbidden (tests/test.sh and CI set PUREBOOT_E2E_STRICT=1).
-pub fn strict() -> bool {
-    std::env::var("PUREBOOT_E2E_STRICT").is_ok_and(|v| v == "1")
-}
-
-/// Says on the real stderr (not the test harness's captured output) that a scenario skipped.
-pub fn announce_skip(scenario: &str, why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {scenario}: {why}");
-}
-
-/// Unwraps a prerequisite or skips the scenario loudly (returns from the test), unless strict.
-#[macro_export]
-macro_rules! require {
-    ($scenario:expr, $what:expr) => {
-        match $what {
-            Ok(v) => v,
-            Err(why) => {
-                if $crate::env::strict() {
-                    panic!(
-                        "{}: prerequisite missing (PUREBOOT_E2E_STRICT=1): {}",
-                        $scenario, why
-                    );
-                }
-                $crate::env::announce_skip($scenario, &why);
-                return;
-            }
-        }
-    };
-}
-
-/// Checks every prerequisite of a pi-init boot (skips or, under test.sh, fails); the
-/// controller's binary too unless the scenario runs without one.
-#[macro_export]
-macro_rules! pi_init_env {
-    ($name:expr, without_controller) => {{
-        let env = $crate::require!($name, $crate::env::TestEnv::get());
-        $crate::require!($name, $crate::initramfs::pi_init(env));
-        env
-    }};
-    ($name:expr) => {{
-        let env = $crate::pi_init_env!($name, without_controller);
-        $crate::require!($name, env.binary("pureboot-controller"));
-        env
-    }};
 }
 
 #[cfg(test)]

@@ -247,14 +247,14 @@ mod tests {
     #[test]
     fn every_host_file_comes_from_a_package_setup_installs() {
         if !is_debian() {
-            crate::env::announce_skip(
+            crate::skip::announce_skip(
                 "host files",
                 "not a Debian machine (no dpkg status or apt-cache): cannot tell packages",
             );
-            assert!(!crate::env::strict(), "PUREBOOT_E2E_STRICT=1 needs Debian");
+            assert!(!crate::skip::strict(), "PUREBOOT_E2E_STRICT=1 needs Debian");
             return;
         }
-        let setup = std::fs::read_to_string(crate::env::repo_root().join("tests/setup.sh"))
+        let setup = std::fs::read_to_string(crate::repo_root().join("tests/setup.sh"))
             .expect("reading tests/setup.sh");
         if let Err(faults) = check_host_files(&setup) {
             panic!("host files the tests need:\n  {}", faults.join("\n  "));
@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn a_recommends_is_not_in_the_install_closure() {
         if !is_debian() {
-            crate::env::announce_skip("install closure", "not a Debian machine");
+            crate::skip::announce_skip("install closure", "not a Debian machine");
             return;
         }
         let closure = install_closure(&["qemu-system-arm".to_string()]).unwrap();

@@ -167,6 +167,22 @@ pub fn baseline_on(env: &TestEnv, kernel: &Kernel) -> Result<PathBuf, String> {
     })
 }
 
+/// Checks every prerequisite of a pi-init boot (skips or, under test.sh, fails); the
+/// controller's binary too unless the scenario runs without one.
+#[macro_export]
+macro_rules! pi_init_env {
+    ($name:expr, without_controller) => {{
+        let env = $crate::require!($name, $crate::env::TestEnv::get());
+        $crate::require!($name, $crate::initramfs::pi_init(env));
+        env
+    }};
+    ($name:expr) => {{
+        let env = $crate::pi_init_env!($name, without_controller);
+        $crate::require!($name, env.binary("pureboot-controller"));
+        env
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use crate::env::TestEnv;

@@ -20,8 +20,18 @@ pub mod nfs_server;
 pub mod nfs_stats;
 pub mod process;
 pub mod qemu;
+pub mod skip;
 pub mod wait;
 pub mod workdir;
+
+/// The repository: this crate is `tests/harness/` in it.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("tests/harness/ lies two levels below the repository")
+        .to_path_buf()
+}
 
 /// Serial numbers the scenarios use: 8 lowercase hex digits, one per guest.
 pub fn serial(n: u32) -> String {

@@ -119,7 +119,7 @@ mod tests {
     fn namespace_has_only_loopback_and_its_own_run() {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            crate::env::announce_skip("netns self-test", "needs root (unshare --net --mount)");
+            crate::skip::announce_skip("netns self-test", "needs root (unshare --net --mount)");
             return;
         }
         let ns = Netns::new().unwrap();
