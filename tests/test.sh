@@ -61,6 +61,8 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy, warnings as errors" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace (unit and HTTP tests)" \
   cargo test --workspace --exclude pureboot-harness
+# The harness's own unit tests, among them the import graph (tests/harness/src/import_graph/):
+# no import circle between files; pi-init and image take only the contract from controller/.
 step "harness self-tests" cargo test -p pureboot-harness --lib --bins
 # The Debian packages from the binaries just built, unpacked into a throwaway root and checked.
 step "Debian packages (tests/package.sh)" bash tests/package.sh --no-build

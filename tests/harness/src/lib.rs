@@ -13,6 +13,8 @@ pub mod env;
 pub mod guest_cpu;
 pub mod guest_root;
 pub mod host;
+#[cfg(test)]
+mod import_graph;
 pub mod initramfs;
 pub mod lab;
 pub mod netns;
