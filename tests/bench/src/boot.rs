@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pureboot_harness::console::{pi_init_steps, time_of, GuestReport};
-use pureboot_harness::controller::{NodeSpec, PORT};
+use pureboot_harness::controller::PORT;
 use pureboot_harness::env::{Kernel, KernelKind, TestEnv};
-use pureboot_harness::lab::{Lab, LabOptions, TINY, WORKFLOW};
+use pureboot_harness::lab::{diskless_node, Lab, LabOptions, TINY};
 use pureboot_harness::qemu::{BootRun, Outcome, VirtualPi, HOST_FROM_GUEST};
 use pureboot_harness::{initramfs, serial};
 
@@ -222,15 +222,7 @@ fn lab(env: &'static TestEnv) -> Result<Lab, String> {
     let lab = Lab::start("bench-boot", env, LabOptions::default())?;
     lab.import_tiny_root(TINY)?;
     for (s, host) in [(PI_SERIAL, "pi-bench"), (BASELINE_SERIAL, "pi-baseline")] {
-        lab.add_node(
-            &serial(s),
-            NodeSpec {
-                workflow: WORKFLOW.into(),
-                hostname: Some(host.into()),
-                overlay: Some("tmpfs".into()),
-                ..Default::default()
-            },
-        )?;
+        lab.add_node(&serial(s), diskless_node(host))?;
     }
     Ok(lab)
 }

@@ -26,7 +26,7 @@ use pureboot_harness::controller::{NodeSpec, PORT};
 use pureboot_harness::env::TestEnv;
 use pureboot_harness::guest_cpu::GuestCpu;
 use pureboot_harness::guest_root::{self, TARGET_MARK, USABLE_MARK};
-use pureboot_harness::lab::{Lab, LabOptions, TINY, WORKFLOW};
+use pureboot_harness::lab::{diskless_node, Lab, LabOptions, TINY};
 use pureboot_harness::nfs_stats::NfsLoad;
 use pureboot_harness::qemu::{Outcome, VirtualPi, HOST_FROM_GUEST};
 use pureboot_harness::{initramfs, process, serial};
@@ -234,11 +234,8 @@ impl Bench<'_> {
             self.lab.add_node(
                 &s,
                 NodeSpec {
-                    workflow: WORKFLOW.into(),
-                    hostname: Some(format!("pi-{}", s)),
-                    overlay: Some("tmpfs".into()),
                     base_image: Some(root.image().into()),
-                    ..Default::default()
+                    ..diskless_node(&format!("pi-{s}"))
                 },
             )?;
             if var.flow == Flow::Seed {

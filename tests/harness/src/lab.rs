@@ -20,6 +20,17 @@ pub const TINY: &str = "tiny";
 /// The workflow the scenarios assign nodes to.
 pub const WORKFLOW: &str = "pi-diskless-nfs";
 
+/// A node on the diskless [`WORKFLOW`] with the tmpfs overlay (the workflow's own default is
+/// the persistent `image` mode; a boot that tests another mode says so).
+pub fn diskless_node(hostname: &str) -> NodeSpec {
+    NodeSpec {
+        workflow: WORKFLOW.into(),
+        hostname: Some(hostname.into()),
+        overlay: Some("tmpfs".into()),
+        ..Default::default()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct LabOptions {
     pub protocols: Protocols,

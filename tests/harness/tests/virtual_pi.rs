@@ -12,7 +12,7 @@ use pureboot_harness::console::{kernel_panicked, pi_init_failure};
 use pureboot_harness::controller::{mentions, node_state, objects, NodeSpec};
 use pureboot_harness::env::TestEnv;
 use pureboot_harness::guest_root;
-use pureboot_harness::lab::{Lab, LabOptions, TINY, WORKFLOW};
+use pureboot_harness::lab::{diskless_node, Lab, LabOptions, TINY, WORKFLOW};
 use pureboot_harness::nfs_server::Protocols;
 use pureboot_harness::qemu::{Outcome, HOST_FROM_GUEST};
 use pureboot_harness::wait::poll;
@@ -46,17 +46,6 @@ fn lab_with_tiny_root(name: &str, env: &'static TestEnv, opts: LabOptions) -> La
         )
     });
     lab
-}
-
-/// A node on the diskless workflow with the tmpfs overlay (the workflow's own default is the
-/// persistent `image` mode; scenarios that test another mode say so).
-fn node_spec(hostname: &str) -> NodeSpec {
-    NodeSpec {
-        workflow: WORKFLOW.into(),
-        hostname: Some(hostname.into()),
-        overlay: Some("tmpfs".into()),
-        ..Default::default()
-    }
 }
 
 /// The machine-id the controller rendered into the node layer.
@@ -96,7 +85,7 @@ fn tmpfs_overlay_with_identity_from_the_controller() {
     let env = pi_init_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(1);
-    lab.add_node(&s, node_spec("pi-tmpfs")).unwrap();
+    lab.add_node(&s, diskless_node("pi-tmpfs")).unwrap();
 
     let run = lab.boot(&lab.pi(&s).unwrap(), "boot").unwrap();
     let report = lab.expect_report(&run);
@@ -168,7 +157,7 @@ fn image_overlay_persists_writes_and_deletions() {
         &s,
         NodeSpec {
             overlay: Some("image".into()),
-            ..node_spec("pi-image")
+            ..diskless_node("pi-image")
         },
     )
     .unwrap();
@@ -235,7 +224,7 @@ fn nfsv3_only_server_falls_back() {
         },
     );
     let s = serial(3);
-    lab.add_node(&s, node_spec("pi-nfsv3")).unwrap();
+    lab.add_node(&s, diskless_node("pi-nfsv3")).unwrap();
 
     let run = lab.boot(&lab.pi(&s).unwrap(), "boot").unwrap();
     let report = lab.expect_report(&run);
@@ -347,7 +336,7 @@ fn missing_base_image_reports_install_failed_without_panic() {
         &s,
         NodeSpec {
             base_image: Some(missing.into()),
-            ..node_spec("pi-missing-image")
+            ..diskless_node("pi-missing-image")
         },
     )
     .unwrap();
@@ -400,7 +389,7 @@ fn nfs_upper_refused_falls_back_to_tmpfs_and_reports_it() {
         &s,
         NodeSpec {
             overlay: Some("nfs".into()),
-            ..node_spec("pi-nfs-upper")
+            ..diskless_node("pi-nfs-upper")
         },
     )
     .unwrap();
@@ -441,7 +430,7 @@ fn four_pis_at_once_each_with_its_own_identity() {
     let pis: Vec<_> = serials
         .iter()
         .map(|s| {
-            lab.add_node(s, node_spec(&format!("pi-{s}"))).unwrap();
+            lab.add_node(s, diskless_node(&format!("pi-{s}"))).unwrap();
             lab.pi(s)
                 .unwrap()
                 .arg(format!("probe.mark={s}"))
@@ -500,7 +489,7 @@ fn static_ip_instead_of_dhcp() {
     let env = pi_init_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(9);
-    lab.add_node(&s, node_spec("pi-static-ip")).unwrap();
+    lab.add_node(&s, diskless_node("pi-static-ip")).unwrap();
 
     // An address QEMU's DHCP would not hand out (it gives 10.0.2.15): seeing it in the
     // controller proves the static configuration was used.
@@ -542,7 +531,7 @@ fn debian_root_boots_to_systemd() {
         &s,
         NodeSpec {
             base_image: Some("debian".into()),
-            ..node_spec("pi-debian")
+            ..diskless_node("pi-debian")
         },
     )
     .unwrap();
@@ -581,7 +570,7 @@ fn raspi3b_serial_from_device_tree_network_over_usb() {
     let env = pi3_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(0x11);
-    lab.add_node(&s, node_spec("pi-three-b")).unwrap();
+    lab.add_node(&s, diskless_node("pi-three-b")).unwrap();
 
     let pi = lab.pi3(&s).unwrap();
     assert!(
@@ -628,7 +617,7 @@ fn raspi3b_failure_policy_reboot_resets_the_board() {
         &s,
         NodeSpec {
             base_image: Some("no-such-image".into()),
-            ..node_spec("pi-reboots")
+            ..diskless_node("pi-reboots")
         },
     )
     .unwrap();
@@ -678,7 +667,7 @@ fn broken_persist_image_is_set_aside_and_the_next_boot_persists() {
         &s,
         NodeSpec {
             overlay: Some("image".into()),
-            ..node_spec("pi-broken-persist")
+            ..diskless_node("pi-broken-persist")
         },
     )
     .unwrap();
@@ -758,7 +747,7 @@ fn nic_driver_found_by_modalias() {
     let initrd = require!(name, initramfs::pi_init_by_modalias(env));
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
     let s = serial(0x15);
-    lab.add_node(&s, node_spec("pi-modalias")).unwrap();
+    lab.add_node(&s, diskless_node("pi-modalias")).unwrap();
     let mut pi = lab.pi(&s).unwrap();
     pi.initrd = initrd;
 
