@@ -43,7 +43,8 @@ struct Graph {
     modules: BTreeMap<(usize, Vec<String>), usize>,
     /// from → to → the paths that tie them.
     edges: BTreeMap<usize, BTreeMap<usize, BTreeSet<String>>>,
-    /// `mod x;` whose file is nowhere.
+    /// What could not be followed: a `mod x;` whose file is nowhere (a `#[path]` is not read),
+    /// a root that cannot be read.
     faults: Vec<String>,
 }
 
