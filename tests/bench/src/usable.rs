@@ -26,7 +26,7 @@ use pureboot_harness::controller::{NodeSpec, PORT};
 use pureboot_harness::env::TestEnv;
 use pureboot_harness::guest_cpu::GuestCpu;
 use pureboot_harness::guest_root::{self, TARGET_MARK, USABLE_MARK};
-use pureboot_harness::lab::{diskless_node, Lab, LabOptions, TINY};
+use pureboot_harness::lab::{default_hostname, diskless_node, Lab, LabOptions, TINY};
 use pureboot_harness::nfs_stats::NfsLoad;
 use pureboot_harness::qemu::{Outcome, VirtualPi, HOST_FROM_GUEST};
 use pureboot_harness::{initramfs, process, serial};
@@ -235,7 +235,7 @@ impl Bench<'_> {
                 &s,
                 NodeSpec {
                     base_image: Some(root.image().into()),
-                    ..diskless_node(&format!("pi-{s}"))
+                    ..diskless_node(&default_hostname(&s))
                 },
             )?;
             if var.flow == Flow::Seed {
@@ -387,7 +387,11 @@ fn disk_image(tar: &Path, serial: &str, dir: &Path) -> Result<PathBuf, String> {
             .arg("-C")
             .arg(&stage),
     )?;
-    std::fs::write(stage.join("etc/hostname"), format!("pi-{serial}\n")).map_err(io)?;
+    std::fs::write(
+        stage.join("etc/hostname"),
+        format!("{}\n", default_hostname(serial)),
+    )
+    .map_err(io)?;
     std::fs::write(stage.join("etc/machine-id"), format!("{serial:0>32}\n")).map_err(io)?;
     // Room for the root and what the boot writes (journal, logs): half again, plus 64 MiB.
     let size_mib = std::fs::metadata(tar).map_err(io)?.len() * 3 / 2 / (1 << 20) + 64;

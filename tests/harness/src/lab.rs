@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use pureboot_contract::ids::{Hostname, Serial};
+
 use crate::console::GuestReport;
 use crate::controller::{Controller, NodeSpec, Settings};
 use crate::env::TestEnv;
@@ -19,6 +21,14 @@ use crate::{initramfs, process};
 pub const TINY: &str = "tiny";
 /// The workflow the scenarios assign nodes to.
 pub const WORKFLOW: &str = "pi-diskless-nfs";
+
+/// The name a node gets when nobody names it (the contract's rule, `pi-<serial>`).
+pub fn default_hostname(serial: &str) -> String {
+    match Serial::parse(serial) {
+        Ok(s) => Hostname::for_serial(&s).to_string(),
+        Err(e) => panic!("a scenario's serial: {e}"),
+    }
+}
 
 /// A node on the diskless [`WORKFLOW`] with the tmpfs overlay (the workflow's own default is
 /// the persistent `image` mode; a boot that tests another mode says so).

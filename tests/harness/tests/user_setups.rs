@@ -6,9 +6,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use pureboot_contract::ids::{Hostname, Mac};
 use pureboot_harness::console::pi_init_failure;
 use pureboot_harness::env::TestEnv;
-use pureboot_harness::lab::{Lab, LabOptions};
+use pureboot_harness::lab::{default_hostname, Lab, LabOptions};
 use pureboot_harness::netns::Netns;
 use pureboot_harness::process::{self, Daemon};
 use pureboot_harness::qemu::{Netdev, Outcome, VirtualPi, HOST_FROM_GUEST};
@@ -98,7 +99,7 @@ fn upstream_controller_and_a_plain_root_export() {
         &run,
     );
     lab.check(
-        report.get("hostname") == format!("pi-{s}"),
+        report.get("hostname") == default_hostname(&s),
         "the node's name in the writable layer, not the base's",
         &run,
     );
@@ -162,7 +163,6 @@ fn kernel_nfs_roots_on_a_board_without_a_serial() {
     let lab = nfs_only_lab(name, env);
     let root = lab.stage_plain_root("roots/x").unwrap();
     let s = serial(0x102);
-    let by_mac = format!("pi-525400{}", &s[2..]);
     let cases = [
         (
             "nfsroot-v3",
@@ -188,6 +188,7 @@ fn kernel_nfs_roots_on_a_board_without_a_serial() {
         let pi = guest(env, &s, &params).without_serial();
         let run = lab.boot(&pi, label).unwrap();
         let report = lab.expect_report(&run);
+        let by_mac = Hostname::for_mac(&Mac::parse(&pi.mac()).unwrap()).to_string();
         lab.check(
             run.console.contains("this node is known by its MAC"),
             &format!("{label}: says the identity comes from the MAC"),

@@ -12,7 +12,7 @@ use pureboot_harness::console::{kernel_panicked, pi_init_failure};
 use pureboot_harness::controller::{mentions, node_state, objects, NodeSpec};
 use pureboot_harness::env::TestEnv;
 use pureboot_harness::guest_root;
-use pureboot_harness::lab::{diskless_node, Lab, LabOptions, TINY, WORKFLOW};
+use pureboot_harness::lab::{default_hostname, diskless_node, Lab, LabOptions, TINY, WORKFLOW};
 use pureboot_harness::nfs_server::Protocols;
 use pureboot_harness::qemu::{Outcome, HOST_FROM_GUEST};
 use pureboot_harness::wait::poll;
@@ -430,7 +430,8 @@ fn four_pis_at_once_each_with_its_own_identity() {
     let pis: Vec<_> = serials
         .iter()
         .map(|s| {
-            lab.add_node(s, diskless_node(&format!("pi-{s}"))).unwrap();
+            lab.add_node(s, diskless_node(&default_hostname(s)))
+                .unwrap();
             lab.pi(s)
                 .unwrap()
                 .arg(format!("probe.mark={s}"))
@@ -459,7 +460,7 @@ fn four_pis_at_once_each_with_its_own_identity() {
     for (s, run) in serials.iter().zip(&runs) {
         let r = lab.expect_report(run);
         lab.check(
-            r.get("hostname") == format!("pi-{s}"),
+            r.get("hostname") == default_hostname(s),
             "its own hostname",
             run,
         );

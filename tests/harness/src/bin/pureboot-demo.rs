@@ -49,7 +49,7 @@ fn parse_args() -> Result<Args, String> {
         return Err(format!("--serial {} is not 8 hex digits", a.serial));
     }
     if a.hostname.is_empty() {
-        a.hostname = format!("pi-{}", a.serial);
+        a.hostname = pureboot_harness::lab::default_hostname(&a.serial);
     }
     Ok(a)
 }
