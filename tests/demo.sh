@@ -4,7 +4,7 @@
 #   sudo tests/demo.sh [--serial 8hex] [--hostname name] [--overlay tmpfs|image] [--keep]
 #
 # Set-up (tests/setup.sh), release build (controller, pureboot-image, pi-init for
-# aarch64-unknown-linux-musl), then tests/src/bin/pureboot-demo.rs: nfs-ganesha and the
+# aarch64-unknown-linux-musl), then tests/harness/src/bin/pureboot-demo.rs: nfs-ganesha and the
 # controller on 127.0.0.1 in a private network namespace, the busybox test root imported as a
 # base image, a node registered to the pi-diskless-nfs workflow, the initramfs built with
 # `pureboot-image initramfs --preset qemu-virt`, and a QEMU virt guest booting with its console
@@ -34,7 +34,7 @@ trap 'echo; echo "demo: interrupted, stopping"; exit 130' INT TERM
 
 bash tests/setup.sh
 echo "demo: building (release): controller, pureboot-image, demo harness; pi-init for aarch64"
-cargo build --release -p pureboot-controller -p pureboot-image -p pureboot-tests --bin pureboot-controller --bin pureboot-image --bin pureboot-demo
+cargo build --release -p pureboot-controller -p pureboot-image -p pureboot-harness --bin pureboot-controller --bin pureboot-image --bin pureboot-demo
 cargo build --release -p pi-init --target aarch64-unknown-linux-musl
 "$REPO/target/release/pureboot-demo" "$@" &
 demo_pid=$!

@@ -7,7 +7,7 @@
 #   kernel/     Debian's arm64 kernel package, unpacked, depmod run; kernel/vmlinuz, kernel/version
 #   busybox/    busybox-static for arm64, unpacked; busybox/busybox
 #   debian-root/ a debootstrap'ed arm64 bookworm (minbase + systemd-sysv + udev), only with
-#                PUREBOOT_DEBIAN_ROOT=1 (scenario 10; about 90 s and 260 MB)
+#                PUREBOOT_DEBIAN_ROOT=1 (the Debian root scenario; about 90 s and 260 MB)
 # No prompts: CI has no stdin.
 set -euo pipefail
 
@@ -21,7 +21,7 @@ die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (apt-get, depmod and the cache need it): sudo $0"
 
 # Every file the tests take from the host comes from one of these or a Depends of one (never
-# a Recommends: the install skips them); tests/src/host.rs checks that. Base-system packages
+# a Recommends: the install skips them); tests/harness/src/host.rs checks that. Base-system packages
 # (mount, coreutils, tar, gzip, dpkg) are named too, so the list is the whole story.
 PACKAGES=(
   qemu-system-arm nfs-ganesha nfs-ganesha-vfs rpcbind e2fsprogs kmod cpio busybox-static
@@ -139,7 +139,7 @@ else
   say "arm64 busybox: $BDIR/busybox"
 fi
 
-# --- Debian arm64 root for scenario 10 (opt-in; tests/test.sh turns it on) -------------------
+# --- Debian arm64 root for the Debian root scenario (opt-in; tests/test.sh turns it on) ------
 DROOT="$CACHE/debian-root"
 if [ "${PUREBOOT_DEBIAN_ROOT:-0}" = 1 ]; then
   if [ -e "$DROOT/.complete" ]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 2 — test it: set-up, build, the workspace's tests, the Debian packages, then the virtual Pi
-# scenarios (tests/tests/*.rs: the busybox baseline, the virtual Pis on QEMU virt and raspi3b, users' set-ups, dnsmasq).
+# scenarios (tests/harness/tests/*.rs: the busybox baseline, the virtual Pis on QEMU virt and raspi3b, users' set-ups, dnsmasq).
 #
 #   sudo tests/test.sh
 #
@@ -60,11 +60,13 @@ step "build: pi-init for aarch64-unknown-linux-musl (release)" \
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy, warnings as errors" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace (unit and HTTP tests)" \
-  cargo test --workspace --exclude pureboot-tests
-step "harness self-tests" cargo test -p pureboot-tests --lib --bins
+  cargo test --workspace --exclude pureboot-harness
+# The harness's own unit tests, among them the import graph (tests/harness/src/import_graph/):
+# no import circle between files; pi-init and image take only the contract from controller/.
+step "harness self-tests" cargo test -p pureboot-harness --lib --bins
 # The Debian packages from the binaries just built, unpacked into a throwaway root and checked.
 step "Debian packages (tests/package.sh)" bash tests/package.sh --no-build
 # Two scenarios at a time: QEMU under TCG on 2 cores; every boot inside is bounded.
 step "virtual Pi scenarios" timeout --kill-after=30 4500 \
-  cargo test -p pureboot-tests --test '*' -- --test-threads=2 --show-output
+  cargo test -p pureboot-harness --test '*' -- --test-threads=2 --show-output
 exit "$FAILED"

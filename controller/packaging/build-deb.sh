@@ -14,6 +14,10 @@
 # (files, conffiles, maintainer scripts for one unit, Depends from the ELF) is this script
 # and dpkg-deb, which every Debian machine has.
 #
+# Each package's own files sit beside the crate it packages, in <crate>/packaging/:
+# controller/packaging/ (description, unit, config, maintainer scripts) and image/packaging/
+# (description); this script, shared by both, stays here.
+#
 # Layout (the unit and the config name the same paths; tests/package.sh checks them):
 #   pureboot-controller  /usr/bin/pureboot-controller
 #                        /lib/systemd/system/pureboot-controller.service
@@ -25,7 +29,6 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-PKG_SRC="$REPO/controller/packaging"
 ARCH="$(dpkg --print-architecture)"
 OUT="$REPO/target/debian"
 BUILD=1
@@ -110,8 +113,9 @@ install_file() {
   install -D -m "$1" "$2" "$3$4"
 }
 
-# finish_package <root> <package> <crate dir> <Depends> [extra control lines]: control,
-# md5sums, then dpkg-deb. Owners are root:root in the archive (--root-owner-group).
+# finish_package <root> <package> <crate dir> <Depends> [extra control lines]: control (the
+# description from <crate dir>/packaging/<package>.description), md5sums, then dpkg-deb.
+# Owners are root:root in the archive (--root-owner-group).
 finish_package() {
   local root="$1" pkg="$2" crate="$3" depends="$4" extra="${5:-}"
   local version description size
@@ -140,7 +144,7 @@ EOF
     echo "Section: admin"
     echo "Priority: optional"
     echo "Description: $description"
-    cat "$PKG_SRC/$pkg.description"
+    cat "$crate/packaging/$pkg.description"
   } > "$root/DEBIAN/control"
   (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z \
     | xargs -0 -r md5sum) > "$root/DEBIAN/md5sums"
@@ -157,10 +161,11 @@ umask 022
 
 # --- pureboot-controller -------------------------------------------------------------------
 root="$STAGE/pureboot-controller"
+src="$REPO/controller/packaging"
 install_file 0755 "$BIN_DIR/pureboot-controller" "$root" /usr/bin/pureboot-controller
-install_file 0644 "$PKG_SRC/pureboot-controller.service" "$root" \
+install_file 0644 "$src/pureboot-controller.service" "$root" \
   /lib/systemd/system/pureboot-controller.service
-install_file 0644 "$PKG_SRC/controller.toml" "$root" /etc/pureboot/controller.toml
+install_file 0644 "$src/controller.toml" "$root" /etc/pureboot/controller.toml
 for wf in "$REPO"/workflows/*.yaml; do
   install_file 0644 "$wf" "$root" "/usr/share/pureboot/workflows/$(basename "$wf")"
 done
@@ -177,7 +182,7 @@ gen manpage | gzip -9n > "$root/usr/share/man/man1/pureboot-controller.1.gz"
 mkdir -p "$root/DEBIAN"
 echo /etc/pureboot/controller.toml > "$root/DEBIAN/conffiles"
 for script in postinst prerm postrm; do
-  install -m 0755 "$PKG_SRC/pureboot-controller/$script" "$root/DEBIAN/$script"
+  install -m 0755 "$src/pureboot-controller/$script" "$root/DEBIAN/$script"
 done
 finish_package "$root" pureboot-controller "$REPO/controller" \
   "$(elf_depends "$BIN_DIR/pureboot-controller"), e2fsprogs, init-system-helpers (>= 1.54)" \

@@ -9,7 +9,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::{admin_router, pi_router, router, serve, AppState, ConnLimits};
+use crate::http::server::{serve, ConnLimits};
+use crate::http::{admin_router, pi_router, router, AppState};
 use crate::metrics::Metrics;
 use crate::service::Services;
 

@@ -349,8 +349,8 @@ impl Config {
         crate::nfs_tree::parse_image_name(&self.nfs.default_base_image)
             .map_err(|e| ("nfs.default_base_image", e.to_string()))?;
         let (min, max) = (
-            crate::nfs_tree::MIN_PERSIST_MB,
-            crate::nfs_tree::MAX_PERSIST_MB,
+            crate::nfs_tree::persist::MIN_PERSIST_MB,
+            crate::nfs_tree::persist::MAX_PERSIST_MB,
         );
         if !(min..=max).contains(&self.nfs.persist_size_mb) {
             return Err((

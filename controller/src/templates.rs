@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use minijinja::{Environment, UndefinedBehavior};
 
-use crate::workflows::Workflow;
+use crate::domain::workflow::Workflow;
 
 /// Names visible to templates: controller settings, node fields, then the workflow's
 /// rendered `variables`.
@@ -213,7 +213,8 @@ fn walk_strings<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workflows::{load_file, InstallMethod};
+    use crate::domain::workflow::InstallMethod;
+    use crate::workflows::load_file;
     use std::path::Path;
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {

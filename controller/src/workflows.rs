@@ -1,94 +1,13 @@
-//! Workflow definitions: `workflows/*.yaml` (and `.yml`), loaded and checked once.
-//!
-//! Fields follow upstream PureBoot's `Workflow` model; unknown fields are
-//! refused so a typo is an error naming file and field instead of a silently ignored key.
-//! `target_device: null` loads (upstream rejects it). Every string field is a template,
-//! checked for syntax here and rendered per node by [`crate::templates`].
+//! Workflow files: `workflows/*.yaml` (and `.yml`), loaded and checked once into the
+//! domain's [`Workflow`]. Unknown fields are refused, so a typo is an error naming file and
+//! field instead of a silently ignored key. Every string field is a template, checked for
+//! syntax here and rendered per node by [`crate::templates`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use crate::domain::OverlayMode;
+use crate::domain::workflow::Workflow;
 use crate::templates::Templates;
-
-pureboot_contract::named_enum! {
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "lowercase")]
-    pub enum InstallMethod: "install method" {
-        /// Diskless: root over NFS, `nfs_boot` on every boot.
-        Nfs = "nfs",
-        Image = "image",
-        Kernel = "kernel",
-        Sanboot = "sanboot",
-        Chain = "chain",
-        Deploy = "deploy",
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostBootStep {
-    pub name: String,
-    pub script: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Workflow {
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default, alias = "architecture")]
-    pub arch: Option<String>,
-    pub install_method: InstallMethod,
-    /// NFS server announced to nodes (a template; defaults to the controller's setting).
-    #[serde(default)]
-    pub nfs_server: Option<String>,
-    /// Informational in pureboot: nodes always mount the configured export root (the
-    /// controller prepares their trees there); a different value is reported at load.
-    #[serde(default)]
-    pub nfs_base_path: Option<String>,
-    #[serde(default)]
-    pub image_url: Option<String>,
-    #[serde(default)]
-    pub target_device: Option<String>,
-    #[serde(default)]
-    pub variables: BTreeMap<String, String>,
-    #[serde(default)]
-    pub post_boot: Vec<PostBootStep>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    // Upstream fields, kept so its workflow files load.
-    #[serde(default)]
-    pub boot_params: BTreeMap<String, String>,
-    #[serde(default)]
-    pub kernel_path: Option<String>,
-    #[serde(default)]
-    pub initrd_path: Option<String>,
-    #[serde(default)]
-    pub cmdline: Option<String>,
-    #[serde(default)]
-    pub boot_mode: Option<String>,
-    #[serde(default)]
-    pub boot_url: Option<String>,
-    #[serde(default)]
-    pub source_device: Option<String>,
-    #[serde(default)]
-    pub post_script_url: Option<String>,
-    // pureboot extensions.
-    /// Overlay mode for nodes of this workflow (a node's own setting wins).
-    #[serde(default)]
-    pub overlay: Option<OverlayMode>,
-    /// Base image under `base/` (a node's own setting wins; else the configured default).
-    #[serde(default)]
-    pub base_image: Option<String>,
-    /// Hostname template, e.g. `k3s-{{ serial }}` (a node's own hostname wins).
-    #[serde(default)]
-    pub hostname: Option<String>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("workflow {file}: {field}: {message}")]
@@ -339,7 +258,10 @@ mod tests {
         let Lookup::Found(diskless) = set.get("pi-diskless-nfs") else {
             panic!("pi-diskless-nfs missing")
         };
-        assert_eq!(diskless.install_method, InstallMethod::Nfs);
+        assert_eq!(
+            diskless.install_method,
+            crate::domain::workflow::InstallMethod::Nfs
+        );
         assert_eq!(diskless.target_device, None, "target_device: null loads");
         let Lookup::Found(k3s) = set.get("pi-k3s-worker") else {
             panic!("pi-k3s-worker missing")

@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{spawn_app, spawn_app_with, TestApp, TOKEN};
+use common::{report_path, spawn_app, spawn_app_with, TestApp, TOKEN};
 use serde_json::{json, Value};
 
 const SERIAL: &str = "d83add36";
@@ -450,20 +450,7 @@ fn connection_cap_frees_slots_at_the_header_timeout() {
     eprintln!("capped: boot answered after {took:?} behind 64 slow connections");
 }
 
-// ---- issue 13: who may change a node ------------------------------------------------
-
-/// The path of a boot answer's callback URL (`failure`: of its failure URL).
-fn report_path(answer: &Value, failure: bool) -> String {
-    let key = if failure {
-        "failure_url"
-    } else {
-        "callback_url"
-    };
-    let url = answer[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("no {key} in {answer}"));
-    url[url.find("/api/").unwrap()..].to_string()
-}
+// ---- who may change a node -----------------------------------------------------------
 
 fn post_from(app: &TestApp, local: &str, path: &str, body: &Value) -> (u16, Value) {
     // A report from another address of this host (127.0.0.2 reaches the server's
@@ -727,7 +714,7 @@ fn the_management_api_can_have_its_own_listener() {
     assert!(matches!(boot, Err(ureq::Error::Status(404, _))));
 }
 
-// ---- issue 13 item 4: bounds ---------------------------------------------------------
+// ---- bounds --------------------------------------------------------------------------
 
 #[test]
 fn discovered_nodes_are_capped() {
@@ -774,12 +761,12 @@ fn unknown_serials_and_chatty_nodes_are_rate_limited() {
         .read(|tx| {
             let mut n = tx.count_events(
                 "feedf00d",
-                pureboot_controller::store::EventKind::BootRequest,
+                pureboot_controller::store::events::EventKind::BootRequest,
             )?;
             for i in 0..50 {
                 n += tx.count_events(
                     &format!("fee{i:05x}"),
-                    pureboot_controller::store::EventKind::BootRequest,
+                    pureboot_controller::store::events::EventKind::BootRequest,
                 )?;
             }
             Ok::<_, pureboot_controller::store::StoreError>(n)

@@ -2,28 +2,13 @@
 
 mod common;
 
-use common::{spawn_app, spawn_app_with, TOKEN};
+use common::{report_path, spawn_app, spawn_app_with, which, TOKEN};
 use serde_json::{json, Value};
 
 const SERIAL: &str = "d83add36";
 const MAC: &str = "dc:a6:32:01:02:03";
 /// A well-formed boot id that names no boot.
 const BOOT: &str = "5f0c1b2a-0000-4000-8000-00000000abcd";
-
-/// The path of a boot answer's callback URL (`failure`: of its failure URL).
-fn report_path(answer: &Value, failure: bool) -> String {
-    let key = if failure {
-        "failure_url"
-    } else {
-        "callback_url"
-    };
-    let url = answer[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("no {key} in {answer}"));
-    url.strip_prefix("http://10.0.2.2:8080")
-        .unwrap()
-        .to_string()
-}
 
 fn read(path: std::path::PathBuf) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -203,14 +188,6 @@ fn workflow_templates_and_overlay_image_reach_the_node() {
     let img = app.nfs_root().join("nodes/0000cafe/persist.img");
     let meta = std::fs::metadata(&img).unwrap_or_else(|e| panic!("{}: {e}", img.display()));
     assert_eq!(meta.len(), 256 * 1024 * 1024, "persist_size_mb default");
-}
-
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(tool))
-        .find(|p| p.exists())
 }
 
 #[test]
@@ -931,8 +908,10 @@ fn healthz_reports_write_health() {
 fn a_boot_whose_node_changes_before_its_commit_is_prepared_again() {
     use pureboot_contract::boot_query::BootQuery;
     use pureboot_contract::ids::Serial;
-    use pureboot_controller::domain::NodeRef;
-    use pureboot_controller::service::{BootRequest, NodeUpdate, ServiceError};
+    use pureboot_controller::domain::ids::NodeRef;
+    use pureboot_controller::service::boot::BootRequest;
+    use pureboot_controller::service::nodes::NodeUpdate;
+    use pureboot_controller::service::ServiceError;
     let app = spawn_app();
     app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs", "overlay_mode": "tmpfs", "hostname": "kitchen"}));
     let s = &app.services;

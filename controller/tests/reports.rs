@@ -7,18 +7,11 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{spawn_app, spawn_app_with, TestApp};
+use common::{report_path, spawn_app, spawn_app_with, which, TestApp};
 use serde_json::{json, Value};
 
 const SERIAL: &str = "d83add36";
 const MAC: &str = "dc:a6:32:01:02:03";
-
-/// The path of the boot answer's callback URL (the server's public_url is not this one).
-fn callback_path(answer: &Value) -> String {
-    let url = answer["callback_url"].as_str().expect("a callback_url");
-    let at = url.find("/api/").expect("an API path");
-    url[at..].to_string()
-}
 
 fn metric(app: &TestApp, name: &str) -> String {
     let text = ureq::get(&app.url("/metrics"))
@@ -40,7 +33,7 @@ fn upstream_failure_report_on_the_callback_counts_as_install_failed() {
     assert_eq!(r["action"], "nfs_boot", "{r}");
     // Exactly what upstream's Pi side posts: no `mode`.
     let (status, n) = app.post(
-        &callback_path(&r),
+        &report_path(&r, false),
         &json!({"success": false, "error": "Base image not found: debian-arm64"}),
     );
     assert_eq!(status, 200, "{n}");
@@ -67,7 +60,7 @@ fn upstream_failure_report_on_the_callback_counts_as_install_failed() {
 
     // Without an error text it is still a failure.
     app.boot(&format!("serial={SERIAL}&mac={MAC}"));
-    let (status, n) = app.post(&callback_path(&r), &json!({"success": false}));
+    let (status, n) = app.post(&report_path(&r, false), &json!({"success": false}));
     // The answer of the second boot carries a new callback; the old one may be refused.
     if status == 200 {
         assert_eq!(n["state"], "install_failed");
@@ -102,14 +95,6 @@ fn an_8_hex_full_serial_is_a_short_one_and_the_16_digit_form_is_taken_later() {
     assert!(app.node(short)["conflict"]
         .as_str()
         .is_some_and(|c| c.contains("200000000badc0de")));
-}
-
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(tool))
-        .find(|p| p.exists())
 }
 
 fn has_ext4_magic(path: &Path) -> bool {
@@ -176,7 +161,7 @@ fn a_broken_persist_image_is_flagged_set_aside_and_replaced() {
         "overlay_mode": "tmpfs",
         "degradations": ["overlay image unavailable (mount /dev/loop0 on /run/pureboot/persist: EINVAL); using tmpfs, writes will not persist"],
     });
-    let (status, n) = app.post(&callback_path(&r), &report);
+    let (status, n) = app.post(&report_path(&r, false), &report);
     assert_eq!(status, 200, "{n}");
     assert_eq!(n["state"], "active");
     let flag = n["degraded"].as_str().expect("flagged in the API answer");
@@ -219,7 +204,7 @@ fn a_broken_persist_image_is_flagged_set_aside_and_replaced() {
     // The next boot mounts the fresh image: the flag clears.
     let (_, r) = app.boot(&format!("serial={SERIAL}&mac={MAC}"));
     let report = json!({"success": true, "mode": "nfs_boot", "overlay_mode": "image"});
-    let (status, n) = app.post(&callback_path(&r), &report);
+    let (status, n) = app.post(&report_path(&r, false), &report);
     assert_eq!(status, 200, "{n}");
     assert_eq!(n["degraded"], Value::Null);
     assert_eq!(metric(&app, "pureboot_nodes_degraded"), "0");
@@ -248,7 +233,7 @@ fn a_broken_persist_image_is_flagged_set_aside_and_replaced() {
         "success": true, "mode": "nfs_boot", "overlay_mode": "tmpfs",
         "overlay": {"wanted": "image", "used": "tmpfs", "fallback": "loop attach: ENXIO"},
     });
-    let (status, n) = app.post(&callback_path(&r), &report);
+    let (status, n) = app.post(&report_path(&r, false), &report);
     assert_eq!(status, 200, "{n}");
     assert_eq!(
         n["degraded"],
@@ -259,7 +244,7 @@ fn a_broken_persist_image_is_flagged_set_aside_and_replaced() {
         "success": true, "mode": "nfs_boot", "overlay_mode": "image",
         "overlay": {"wanted": "image", "used": "image"},
     });
-    let (status, n) = app.post(&callback_path(&r), &report);
+    let (status, n) = app.post(&report_path(&r, false), &report);
     assert_eq!(status, 200, "{n}");
     assert_eq!(n["degraded"], Value::Null);
 }

@@ -17,7 +17,8 @@ use pureboot_contract::modules_list::{self as list, Aliases, When};
 
 use crate::codec::{self, Compression};
 use crate::cpio::{self, Entry, Kind};
-use crate::kmod::{LoadPlan, Lookup, ModuleDb, Resolved};
+use crate::kmod::resolve::{LoadPlan, Lookup, Resolved};
+use crate::kmod::ModuleDb;
 
 pub const LOAD_LIST: &str = archive(list::LIST_PATH);
 pub const DISK_LOAD_LIST: &str = archive(list::DISK_LIST_PATH);
@@ -440,7 +441,7 @@ mod tests {
             builtin_aliases: Aliases::default(),
             softdeps: [(
                 "ext4".to_string(),
-                crate::kmod::SoftDep {
+                crate::kmod::softdep::SoftDep {
                     pre: vec!["crypto-crc32c".into()],
                     post: vec![],
                 },

@@ -6,11 +6,14 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use pureboot_contract::ids::Serial;
 use pureboot_image::codec::Compression;
 use pureboot_image::initramfs::{self, Extra, Inputs};
-use pureboot_image::kmod::{self, LoadPlan, ModuleDb, Request};
+use pureboot_image::kmod::resolve::{LoadPlan, Request};
+use pureboot_image::kmod::{self, ModuleDb};
 use pureboot_image::presets;
-use pureboot_image::tftp::{self, Model, PerModel, Serial, Target};
+use pureboot_image::tftp::model::Model;
+use pureboot_image::tftp::{self, PerModel, Target};
 
 #[derive(Parser)]
 #[command(

@@ -1,7 +1,9 @@
 //! Named module sets. The NIC driver comes first in each, so its closure heads the load
 //! list and pi-init can bring the link up while the rest loads.
 
-use crate::kmod::{Lookup, ModuleDb, Request};
+use crate::kmod::ModuleDb;
+
+use crate::kmod::resolve::{Lookup, Request};
 
 /// What every preset needs to mount an NFS root under an overlay: loaded at start.
 const ROOT_MODULES: &[&str] = &["nfs", "nfsv3", "nfsv4", "overlay"];
@@ -171,7 +173,8 @@ impl Preset {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kmod::{Aliases, ModuleFile};
+    use crate::kmod::ModuleFile;
+    use pureboot_contract::modules_list::Aliases;
 
     fn db_with(modules: &[&str], aliases: &str, builtin: &[&str]) -> ModuleDb {
         ModuleDb {

@@ -6,10 +6,13 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::{node_ref, print_json, table, ImageCmd, NodeCmd, OverlayCmd};
-use crate::domain::{NodeState, Serial};
-use crate::nfs_tree::{PersistState, TerminalProgress};
-use crate::service::{NodeSpec, Services, RECENT_EVENTS};
-use crate::store::NodeFilter;
+use crate::domain::state::NodeState;
+use crate::nfs_tree::import::progress::TerminalProgress;
+use crate::nfs_tree::persist_repair::PersistState;
+use crate::service::nodes::{NodeSpec, RECENT_EVENTS};
+use crate::service::Services;
+use crate::store::nodes::NodeFilter;
+use pureboot_contract::ids::Serial;
 
 pub struct Output {
     pub json: bool,
@@ -36,10 +39,10 @@ impl Output {
                     .iter()
                     .map(|n| {
                         vec![
-                            n.serial.clone(),
+                            n.serial.to_string(),
                             n.state.to_string(),
                             table::opt(&n.workflow_id),
-                            n.effective_hostname(),
+                            n.effective_hostname().to_string(),
                             table::opt(&n.mac),
                             table::opt(&n.last_ip),
                             table::opt(&n.last_boot_at),
@@ -80,13 +83,13 @@ impl Output {
                 let n = &d.node;
                 let fields = [
                     ("id", n.id.clone()),
-                    ("serial", n.serial.clone()),
+                    ("serial", n.serial.to_string()),
                     ("full serial", table::opt(&n.full_serial)),
                     ("mac", table::opt(&n.mac)),
                     ("state", n.state.to_string()),
                     ("workflow", table::opt(&n.workflow_id)),
-                    ("hostname", n.effective_hostname()),
-                    ("machine-id", n.machine_id.clone()),
+                    ("hostname", n.effective_hostname().to_string()),
+                    ("machine-id", n.machine_id.to_string()),
                     (
                         "overlay",
                         n.overlay_mode
@@ -107,7 +110,7 @@ impl Output {
                     ),
                 ];
                 for (k, v) in fields {
-                    println!("{k:<12} {}", table::escape_controls(&v));
+                    println!("{k:<12} {}", crate::text::escape_controls(&v));
                 }
                 let rows: Vec<Vec<String>> = d
                     .events
@@ -271,7 +274,7 @@ impl Output {
             }
             OverlayCmd::Info { serial } => {
                 let serial = Serial::parse(&serial)?;
-                let Some(info) = s.overlay_info(serial.as_str())? else {
+                let Some(info) = s.overlay_info(&serial)? else {
                     bail!("no node tree for {serial}")
                 };
                 if self.json {
@@ -299,7 +302,7 @@ impl Output {
             }
             OverlayCmd::Reset { serial } => {
                 let serial = Serial::parse(&serial)?;
-                let moved = s.reset_persist_image(serial.as_str())?;
+                let moved = s.reset_persist_image(&serial)?;
                 let text = match &moved {
                     Some(p) => format!(
                         "moved {serial}'s persist.img aside to {}; fresh image created",
@@ -314,7 +317,7 @@ impl Output {
             }
             OverlayCmd::Rm { serial } => {
                 let serial = Serial::parse(&serial)?;
-                if !s.remove_overlay(serial.as_str())? {
+                if !s.remove_overlay(&serial)? {
                     bail!("no node tree for {serial}");
                 }
                 self.done(

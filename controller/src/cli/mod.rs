@@ -14,8 +14,9 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::domain::{NodeRef, OverlayMode};
+use crate::domain::ids::NodeRef;
 use crate::service::Services;
+use pureboot_contract::OverlayMode;
 
 #[derive(Debug, Parser)]
 #[command(

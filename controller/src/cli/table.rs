@@ -1,6 +1,6 @@
 //! Plain text tables for the CLI (column widths from the content).
 
-pub use crate::text::escape_controls;
+use crate::text::escape_controls;
 
 /// Cells come from clients too: control characters are escaped (see [`escape_controls`]).
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -30,8 +30,8 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub fn opt(v: &Option<String>) -> String {
-    v.clone().unwrap_or_else(|| "-".into())
+pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".into(), T::to_string)
 }
 
 #[cfg(test)]

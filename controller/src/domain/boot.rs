@@ -3,9 +3,11 @@
 
 use pureboot_contract::{BootAction, PiBootResponse};
 
-use super::node::{Node, OverlayMode};
+use super::node::Node;
 use super::state::NodeState;
-use crate::workflows::{InstallMethod, Workflow};
+use super::workflow::{InstallMethod, Workflow};
+use pureboot_contract::ids::MachineId;
+use pureboot_contract::OverlayMode;
 
 /// Seconds a discovered node waits before asking again.
 pub const DISCOVERED_RETRY_SECS: u32 = 5;
@@ -37,8 +39,9 @@ pub enum WorkflowState<'a> {
 pub struct NodeTreePlan {
     pub base_image: String,
     pub overlay: OverlayMode,
+    /// As rendered (a workflow's template may render a name the tree refuses).
     pub hostname: String,
-    pub machine_id: String,
+    pub machine_id: MachineId,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -182,9 +185,10 @@ pub fn tree_plan(node: &Node, wf: Option<&Workflow>, default_base_image: &str) -
         overlay: OverlayMode::resolve(node.overlay_mode, wf.and_then(|w| w.overlay)),
         hostname: node
             .hostname
-            .clone()
+            .as_ref()
+            .map(ToString::to_string)
             .or_else(|| wf.and_then(|w| w.hostname.clone()))
-            .unwrap_or_else(|| node.effective_hostname()),
+            .unwrap_or_else(|| node.effective_hostname().to_string()),
         machine_id: node.machine_id.clone(),
     }
 }
@@ -212,7 +216,7 @@ fn nfs_boot(node: &Node, wf: &Workflow, s: &BootSettings, boot_id: &str) -> Deci
         base_image: Some(plan.base_image.clone()),
         overlay_mode: Some(plan.overlay.as_str().into()),
         hostname: Some(plan.hostname.clone()),
-        machine_id: Some(plan.machine_id.clone()),
+        machine_id: Some(plan.machine_id.to_string()),
         nfs_options: s.nfs_options.clone(),
         retry_after: None,
     };
@@ -227,8 +231,6 @@ fn nfs_boot(node: &Node, wf: &Workflow, s: &BootSettings, boot_id: &str) -> Deci
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::templates::Templates;
-    use crate::workflows::load_file;
     use std::path::Path;
 
     const BOOT: &str = "9e1d6c3a-1111-4222-8333-444455556666";
@@ -246,7 +248,7 @@ mod tests {
 
     fn node(state: NodeState) -> Node {
         Node {
-            mac: Some("dc:a6:32:01:02:03".into()),
+            mac: Some(pureboot_contract::ids::Mac::parse("dc:a6:32:01:02:03").unwrap()),
             workflow_id: Some("pi-diskless-nfs".into()),
             ..Node::sample("d83add36", state)
         }
@@ -254,7 +256,8 @@ mod tests {
 
     fn diskless() -> Workflow {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/pi-diskless-nfs.yaml");
-        let mut wf = load_file(&path, &Templates::new()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut wf: Workflow = serde_norway::from_str(&text).unwrap();
         wf.nfs_server = None;
         wf.overlay = None;
         wf
@@ -292,7 +295,7 @@ mod tests {
             }
             assert_eq!(
                 d.tree.as_ref().unwrap().machine_id,
-                "0123456789abcdef0123456789abcdef"
+                MachineId::parse("0123456789abcdef0123456789abcdef").unwrap()
             );
         }
     }
@@ -317,7 +320,7 @@ mod tests {
         let mut n = node(NodeState::Active);
         n.base_image = Some("mine".into());
         n.overlay_mode = Some(OverlayMode::Nfs);
-        n.hostname = Some("kitchen".into());
+        n.hostname = Some(pureboot_contract::ids::Hostname::parse("kitchen").unwrap());
         let d = decide(&n, WorkflowState::Ready(&wf), &settings(), BOOT);
         assert_eq!(
             d.tree.unwrap(),

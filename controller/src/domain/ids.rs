@@ -1,11 +1,9 @@
-//! Identifiers a Pi or an operator sends, validated and normalised once: the shared ones come
-//! from the contract crate; a node reference (`{id}` in the API) is the controller's own.
+//! A node reference (`{id}` in the API), the controller's own identifier; the shared ones
+//! are the contract's (`pureboot_contract::ids`).
 
 use std::fmt;
 
-pub use pureboot_contract::ids::{
-    FullSerial, Hostname, ImageName, InvalidId, Mac, MachineId, Serial,
-};
+use pureboot_contract::ids::{InvalidId, Serial};
 
 /// `{id}` in the management API: a node UUID or an 8-hex serial.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,4 @@ pub mod boot;
 pub mod ids;
 pub mod node;
 pub mod state;
-
-pub use ids::{FullSerial, Hostname, ImageName, InvalidId, Mac, MachineId, NodeRef, Serial};
-pub use node::{full_serial_of_claim, Node, OverlayMode};
-pub use state::{InvalidTransition, NodeState};
+pub mod workflow;

@@ -3,23 +3,23 @@
 use serde::Serialize;
 
 use super::state::NodeState;
-use pureboot_contract::ids::{Hostname, Serial};
-
-/// Where a node's writable layer lives; the NFS tree's type, shared so the two never drift.
-pub use crate::nfs_tree::OverlayMode;
+use pureboot_contract::ids::{Hostname, Mac, MachineId, Serial};
+use pureboot_contract::OverlayMode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Node {
     pub id: String,
-    pub serial: String,
+    pub serial: Serial,
+    /// As recorded: the 16-digit form, or (records from before that rule) an 8-digit one,
+    /// which says nothing (see [`full_serial_of_claim`]).
     pub full_serial: Option<String>,
-    pub mac: Option<String>,
+    pub mac: Option<Mac>,
     pub model: Option<String>,
-    pub hostname: Option<String>,
+    pub hostname: Option<Hostname>,
     pub state: NodeState,
     pub workflow_id: Option<String>,
-    /// 32 lowercase hex, generated once at registration and never changed.
-    pub machine_id: String,
+    /// Generated once at registration and never changed.
+    pub machine_id: MachineId,
     pub overlay_mode: Option<OverlayMode>,
     pub base_image: Option<String>,
     pub last_boot_at: Option<String>,
@@ -41,13 +41,10 @@ pub struct Node {
 
 impl Node {
     /// The hostname announced to the node: its own, else [`Hostname::for_serial`].
-    pub fn effective_hostname(&self) -> String {
-        match (&self.hostname, Serial::parse(&self.serial)) {
-            (Some(h), _) => h.clone(),
-            (None, Ok(serial)) => Hostname::for_serial(&serial).to_string(),
-            // The registry holds parsed serials only.
-            (None, Err(_)) => self.serial.clone(),
-        }
+    pub fn effective_hostname(&self) -> Hostname {
+        self.hostname
+            .clone()
+            .unwrap_or_else(|| Hostname::for_serial(&self.serial))
     }
 }
 
@@ -64,7 +61,7 @@ impl Node {
     /// Why a boot claiming this short serial looks like a different machine: a full serial
     /// or MAC that differs from the one on record. Empty when nothing disagrees. A short
     /// (8-hex) full serial, claimed or on record, is no information.
-    pub fn claim_conflicts(&self, mac: Option<&str>, full_serial: Option<&str>) -> Vec<String> {
+    pub fn claim_conflicts(&self, mac: Option<&Mac>, full_serial: Option<&str>) -> Vec<String> {
         let mut out = Vec::new();
         let known = self.full_serial.as_deref().and_then(full_serial_of_claim);
         let claimed = full_serial.and_then(full_serial_of_claim);
@@ -75,7 +72,7 @@ impl Node {
                 ));
             }
         }
-        if let (Some(known), Some(claimed)) = (self.mac.as_deref(), mac) {
+        if let (Some(known), Some(claimed)) = (&self.mac, mac) {
             if known != claimed {
                 out.push(format!("MAC {claimed} differs from recorded {known}"));
             }
@@ -90,14 +87,14 @@ impl Node {
     pub fn sample(serial: &str, state: NodeState) -> Node {
         Node {
             id: "5f0c1b2a-0000-4000-8000-00000000abcd".into(),
-            serial: serial.into(),
+            serial: Serial::parse(serial).expect("a test serial"),
             full_serial: None,
             mac: None,
             model: None,
             hostname: None,
             state,
             workflow_id: None,
-            machine_id: "0123456789abcdef0123456789abcdef".into(),
+            machine_id: MachineId::parse("0123456789abcdef0123456789abcdef").unwrap(),
             overlay_mode: None,
             base_image: None,
             last_boot_at: None,
@@ -116,21 +113,25 @@ impl Node {
 mod tests {
     use super::*;
 
+    fn mac(s: &str) -> Mac {
+        Mac::parse(s).unwrap()
+    }
+
     #[test]
     fn conflicting_claims() {
         let node = Node {
             full_serial: Some("10000000d83add36".into()),
-            mac: Some("dc:a6:32:01:02:03".into()),
+            mac: Some(mac("dc:a6:32:01:02:03")),
             ..Node::sample("d83add36", NodeState::Active)
         };
         assert!(node
-            .claim_conflicts(Some("dc:a6:32:01:02:03"), Some("10000000d83add36"))
+            .claim_conflicts(Some(&mac("dc:a6:32:01:02:03")), Some("10000000d83add36"))
             .is_empty());
         assert!(
             node.claim_conflicts(None, None).is_empty(),
             "nothing claimed, nothing to compare"
         );
-        let c = node.claim_conflicts(Some("dc:a6:32:ff:ff:ff"), Some("20000000d83add36"));
+        let c = node.claim_conflicts(Some(&mac("dc:a6:32:ff:ff:ff")), Some("20000000d83add36"));
         assert_eq!(c.len(), 2, "{c:?}");
         assert!(
             c[0].contains("20000000d83add36") && c[1].contains("dc:a6:32:ff:ff:ff"),
@@ -140,7 +141,7 @@ mod tests {
         fresh.mac = None;
         fresh.full_serial = None;
         assert!(fresh
-            .claim_conflicts(Some("aa:aa:aa:aa:aa:aa"), Some("20000000d83add36"))
+            .claim_conflicts(Some(&mac("aa:aa:aa:aa:aa:aa")), Some("20000000d83add36"))
             .is_empty());
     }
 
@@ -158,11 +159,11 @@ mod tests {
         // A record made from an 8-hex claim (before this rule) does not conflict.
         let node = Node {
             full_serial: Some("0badc0de".into()),
-            mac: Some("dc:a6:32:01:02:03".into()),
+            mac: Some(mac("dc:a6:32:01:02:03")),
             ..Node::sample("0badc0de", NodeState::Active)
         };
         assert!(node
-            .claim_conflicts(Some("dc:a6:32:01:02:03"), Some("100000000badc0de"))
+            .claim_conflicts(Some(&mac("dc:a6:32:01:02:03")), Some("100000000badc0de"))
             .is_empty());
     }
 }

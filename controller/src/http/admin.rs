@@ -12,10 +12,13 @@ use serde_json::{json, Value};
 use super::error::ApiErr;
 use super::pi::parse_node_ref;
 use super::{blocking, AppState, IdParam};
-use crate::domain::{Node, NodeState};
-use crate::service::{NodeDetail, NodeSpec, NodeUpdate, Reloaded, ServiceError, RECENT_EVENTS};
-use crate::store::{Event, NodeFilter};
-use crate::workflows::Workflow;
+use crate::domain::node::Node;
+use crate::domain::state::NodeState;
+use crate::domain::workflow::Workflow;
+use crate::service::nodes::{NodeDetail, NodeSpec, NodeUpdate, RECENT_EVENTS};
+use crate::service::{Reloaded, ServiceError};
+use crate::store::events::Event;
+use crate::store::nodes::NodeFilter;
 
 /// Byte-wise comparison that does not stop at the first difference.
 pub(super) fn same_secret(a: &[u8], b: &[u8]) -> bool {
@@ -69,7 +72,7 @@ pub async fn list_nodes(
     let limit = q.limit.unwrap_or(PAGE_DEFAULT).clamp(1, PAGE_MAX);
     let after = q
         .after
-        .map(|a| crate::domain::Serial::parse(&a).map(|s| s.as_str().to_string()))
+        .map(|a| pureboot_contract::ids::Serial::parse(&a))
         .transpose()
         .map_err(|e| ApiErr::bad_request(e.to_string()))?;
     let filter = NodeFilter {

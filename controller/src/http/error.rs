@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pureboot_contract::ApiError;
 
-use crate::nfs_tree::NfsTreeError;
+use crate::nfs_tree::error::NfsTreeError;
 use crate::service::ServiceError;
 
 #[derive(Debug)]
@@ -78,8 +78,6 @@ impl From<ServiceError> for ApiErr {
                 let why = match &source {
                     NfsTreeError::InvalidHostname(_)
                     | NfsTreeError::InvalidImageName(_)
-                    | NfsTreeError::InvalidMachineId(_)
-                    | NfsTreeError::InvalidSerial(_)
                     | NfsTreeError::InvalidPersistSize(_) => format!(": {source}"),
                     _ => String::new(),
                 };
@@ -99,11 +97,9 @@ impl From<ServiceError> for ApiErr {
 fn tree_error(e: NfsTreeError, detail: String) -> ApiErr {
     use NfsTreeError::*;
     match e {
-        InvalidSerial(_)
-        | InvalidImageName(_)
-        | InvalidMachineId(_)
-        | InvalidHostname(_)
-        | InvalidPersistSize(_) => ApiErr::bad_request(detail),
+        InvalidImageName(_) | InvalidHostname(_) | InvalidPersistSize(_) => {
+            ApiErr::bad_request(detail)
+        }
         // A broken or hostile archive is the uploader's fault, not the server's.
         UnsupportedArchive { .. } | Archive { .. } => ApiErr::bad_request(detail),
         UnsafeEntry { .. } | BadEntry { .. } => {

@@ -2,9 +2,9 @@
 //! as JSON (`error`), plus health, metrics and the request limits.
 
 mod admin;
-mod error;
+pub mod error;
 mod pi;
-mod server;
+pub mod server;
 mod status;
 
 use std::sync::Arc;
@@ -20,11 +20,9 @@ use axum::{BoxError, Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
 
-pub use error::ApiErr;
-pub use server::{serve, ConnLimits};
-
 use crate::metrics::Metrics;
 use crate::service::{ServiceError, Services};
+use error::ApiErr;
 
 /// The `{id}` of a route; a segment that is not valid UTF-8 after percent-decoding is a
 /// JSON 400 like every other error (axum's own rejection is plain text).

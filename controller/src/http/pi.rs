@@ -12,8 +12,10 @@ use serde_json::Value;
 
 use super::error::ApiErr;
 use super::{blocking, AppState, IdParam};
-use crate::domain::{Node, NodeRef};
-use crate::service::{BootRequest, ServiceError};
+use crate::domain::ids::NodeRef;
+use crate::domain::node::Node;
+use crate::service::boot::BootRequest;
+use crate::service::ServiceError;
 
 /// The query's decoded pairs, parsed once into the contract's [`BootQuery`].
 type QueryPairs = Vec<(String, String)>;

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::admin::same_secret;
 use super::error::ApiErr;
 use super::{blocking, AppState};
-use crate::domain::NodeState;
+use crate::domain::state::NodeState;
 
 /// Seconds between the page's own reloads.
 const REFRESH_SECS: u32 = 10;
@@ -104,7 +104,7 @@ fn token_of(authorization: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::StatusView;
+    use crate::service::status::StatusView;
 
     #[test]
     fn basic_and_bearer_carry_the_token() {

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::error::{io_err, NfsTreeError, Result};
 use super::fs_util::{random_suffix, remove_tree};
-use super::import::{self, ImportProgress, ImportSummary};
+use super::import;
+use super::import::progress::{ImportProgress, ImportSummary};
 use super::{parse_image_name, NfsTree};
 use pureboot_contract::ids::ImageName;
 

@@ -10,17 +10,11 @@ pub type Result<T, E = NfsTreeError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NfsTreeError {
-    #[error("invalid serial number {0:?}: expected 8 hex digits")]
-    InvalidSerial(String),
-
     #[error(
         "invalid base image name {0:?}: use letters, digits, '.', '_' and '-', \
          not starting with '.'"
     )]
     InvalidImageName(String),
-
-    #[error("invalid machine-id {0:?}: expected 32 hex digits")]
-    InvalidMachineId(String),
 
     #[error("invalid hostname {0:?}: expected RFC 1123 labels (letters, digits, '-')")]
     InvalidHostname(String),

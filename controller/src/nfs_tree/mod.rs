@@ -5,12 +5,12 @@
 //! images are imported safely and atomically.
 
 mod base;
-mod error;
+pub mod error;
 mod fs_util;
-mod import;
-mod node;
-mod persist;
-mod persist_repair;
+pub mod import;
+pub mod node;
+pub mod persist;
+pub mod persist_repair;
 
 #[cfg(test)]
 mod tests;
@@ -18,21 +18,9 @@ mod tests;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use error::{NfsTreeError, Result};
-pub use import::{render_progress, ArchiveFormat, ImportProgress, ImportSummary, TerminalProgress};
-pub use node::{NodeFiles, NodeInfo};
-pub use persist::{MAX_PERSIST_MB, MIN_PERSIST_MB};
-pub use persist_repair::{utc_stamp, PersistState};
-pub use pureboot_contract::OverlayMode;
-
-use error::io_err;
+use error::{io_err, NfsTreeError, Result};
 use pureboot_contract::ids::{ImageName, Serial};
 use pureboot_contract::layout::ExportLayout;
-
-/// The serial in its directory form (8 lowercase hex), or [`NfsTreeError::InvalidSerial`].
-pub fn parse_serial(serial: &str) -> Result<Serial> {
-    Serial::parse(serial).map_err(|_| NfsTreeError::InvalidSerial(serial.to_string()))
-}
 
 /// A base image name safe as `base/<name>`, or [`NfsTreeError::InvalidImageName`].
 pub fn parse_image_name(name: &str) -> Result<ImageName> {
@@ -83,8 +71,8 @@ impl NfsTree {
         Ok(())
     }
 
-    /// `nodes/<serial8>` for a valid serial (any case); the directory need not exist.
-    pub fn node_path(&self, serial: &str) -> Result<PathBuf> {
-        Ok(self.layout.node_dir(&parse_serial(serial)?))
+    /// `nodes/<serial8>`; the directory need not exist.
+    pub fn node_path(&self, serial: &Serial) -> PathBuf {
+        self.layout.node_dir(serial)
     }
 }

@@ -8,21 +8,22 @@ use serde::Serialize;
 
 use super::error::{io_err, NfsTreeError, Result};
 use super::fs_util::write_atomic;
-use super::{parse_serial, NfsTree};
-use pureboot_contract::ids::{Hostname, MachineId};
+use super::NfsTree;
+use pureboot_contract::ids::{Hostname, MachineId, Serial};
 
 /// What the controller renders into a node's upper layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFiles {
-    /// `None` gives [`Hostname::for_serial`], the name pi-init uses too.
+    /// As a workflow template rendered it, checked here; `None` gives
+    /// [`Hostname::for_serial`], the name pi-init uses too.
     pub hostname: Option<String>,
-    /// 32 hex digits; kept in the registry so it is stable across re-creations.
-    pub machine_id: String,
+    /// Kept in the registry so it is stable across re-creations.
+    pub machine_id: MachineId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeInfo {
-    pub serial: String,
+    pub serial: Serial,
     pub path: PathBuf,
     pub hostname: Option<String>,
     pub machine_id: Option<String>,
@@ -36,19 +37,17 @@ impl NfsTree {
     /// Creates (or refreshes) `upper/`, `work/` and the rendered files, without looking at
     /// base images (the boot path, where the base may be provisioned later). Idempotent;
     /// files are replaced atomically. Returns the node's directory.
-    pub fn create_node_tree(&self, serial: &str, files: &NodeFiles) -> Result<PathBuf> {
-        let serial = parse_serial(serial)?;
-        let machine_id = MachineId::parse(&files.machine_id)
-            .map_err(|_| NfsTreeError::InvalidMachineId(files.machine_id.clone()))?;
+    pub fn create_node_tree(&self, serial: &Serial, files: &NodeFiles) -> Result<PathBuf> {
+        let machine_id = &files.machine_id;
         let hostname = match &files.hostname {
             Some(h) => Hostname::parse(h).map_err(|_| NfsTreeError::InvalidHostname(h.clone()))?,
-            None => Hostname::for_serial(&serial),
+            None => Hostname::for_serial(serial),
         };
 
         let l = &self.layout;
-        let hostname_file = l.node_hostname_file(&serial);
-        let id_file = l.node_machine_id_file(&serial);
-        let work = l.node_work(&serial);
+        let hostname_file = l.node_hostname_file(serial);
+        let id_file = l.node_machine_id_file(serial);
+        let work = l.node_work(serial);
         for dir in [
             hostname_file.parent(),
             id_file.parent(),
@@ -64,12 +63,12 @@ impl NfsTree {
         write_atomic(&id_file, format!("{machine_id}\n").as_bytes(), 0o444)
             .map_err(io_err("write", &id_file))?;
         log::info!("node tree ready for {serial} (hostname {hostname})");
-        Ok(l.node_dir(&serial))
+        Ok(l.node_dir(serial))
     }
 
     /// Removes `nodes/<serial8>` entirely (persist.img included); `false` if there was none.
-    pub fn delete_node_overlay(&self, serial: &str) -> Result<bool> {
-        let node = self.node_path(serial)?;
+    pub fn delete_node_overlay(&self, serial: &Serial) -> Result<bool> {
+        let node = self.node_path(serial);
         match fs::symlink_metadata(&node) {
             Ok(_) => {
                 super::fs_util::remove_tree(&node).map_err(io_err("remove", &node))?;
@@ -81,24 +80,23 @@ impl NfsTree {
     }
 
     /// What is on disk for a node, or `None` if it has no tree.
-    pub fn node_info(&self, serial: &str) -> Result<Option<NodeInfo>> {
-        let serial = parse_serial(serial)?;
+    pub fn node_info(&self, serial: &Serial) -> Result<Option<NodeInfo>> {
         let l = &self.layout;
-        let node = l.node_dir(&serial);
+        let node = l.node_dir(serial);
         if !node.is_dir() {
             return Ok(None);
         }
         let read = |file: PathBuf| fs::read_to_string(file).ok().map(|s| s.trim().to_string());
-        let persist_image = l.persist_image(&serial);
+        let persist_image = l.persist_image(serial);
         Ok(Some(NodeInfo {
-            hostname: read(l.node_hostname_file(&serial)),
-            machine_id: read(l.node_machine_id_file(&serial)),
-            work_dir: l.node_work(&serial),
+            hostname: read(l.node_hostname_file(serial)),
+            machine_id: read(l.node_machine_id_file(serial)),
+            work_dir: l.node_work(serial),
             has_persist_image: persist_image.is_file(),
             persist_image,
-            upper_dir: l.node_upper(&serial),
+            upper_dir: l.node_upper(serial),
             path: node,
-            serial: serial.to_string(),
+            serial: serial.clone(),
         }))
     }
 }

@@ -10,7 +10,8 @@ use std::process::Command;
 
 use super::error::{io_err, NfsTreeError, Result};
 use super::fs_util::{random_suffix, remove_tree};
-use super::{parse_serial, NfsTree};
+use super::NfsTree;
+use pureboot_contract::ids::Serial;
 use pureboot_contract::layout::{PERSIST_IMAGE, UPPER_DIR, WORK_DIR};
 
 pub const MIN_PERSIST_MB: u64 = 16;
@@ -34,13 +35,12 @@ fn mkfs_ext4() -> PathBuf {
 impl NfsTree {
     /// Creates the node's persist.img of `size_mb` MiB (sparse) unless one exists, and
     /// returns its path. An existing image is left untouched, whatever its size.
-    pub fn create_persist_image(&self, serial: &str, size_mb: u64) -> Result<PathBuf> {
-        let serial = parse_serial(serial)?;
+    pub fn create_persist_image(&self, serial: &Serial, size_mb: u64) -> Result<PathBuf> {
         if !(MIN_PERSIST_MB..=MAX_PERSIST_MB).contains(&size_mb) {
             return Err(NfsTreeError::InvalidPersistSize(size_mb));
         }
-        let node = self.layout.node_dir(&serial);
-        let image = self.layout.persist_image(&serial);
+        let node = self.layout.node_dir(serial);
+        let image = self.layout.persist_image(serial);
         if image.exists() {
             return Ok(image);
         }
@@ -49,7 +49,7 @@ impl NfsTree {
         let suffix = random_suffix();
         let staging = node.join(format!(".persist-root-{suffix}"));
         let temp = node.join(format!(".{PERSIST_IMAGE}-{suffix}"));
-        let result = build_image(&staging, &temp, size_mb, serial.as_str()).and_then(|()| {
+        let result = build_image(&staging, &temp, size_mb, serial).and_then(|()| {
             // link() fails if the name exists: a concurrent creator's image wins intact.
             match fs::hard_link(&temp, &image) {
                 Ok(()) => Ok(()),
@@ -69,7 +69,7 @@ impl NfsTree {
     }
 }
 
-fn build_image(staging: &Path, temp: &Path, size_mb: u64, serial: &str) -> Result<()> {
+fn build_image(staging: &Path, temp: &Path, size_mb: u64, serial: &Serial) -> Result<()> {
     for dir in [UPPER_DIR, WORK_DIR] {
         let d = staging.join(dir);
         fs::create_dir_all(&d).map_err(io_err("create", &d))?;

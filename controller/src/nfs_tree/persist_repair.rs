@@ -10,8 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::error::{io_err, NfsTreeError, Result};
-use super::parse_serial;
 use super::NfsTree;
+use pureboot_contract::ids::Serial;
 
 /// Prefix of the names broken images are moved to: `persist.img.broken-<UTC time>`.
 const SET_ASIDE_PREFIX: &str = "persist.img.broken-";
@@ -32,12 +32,12 @@ const EXT4_MAGIC_AT: u64 = 1024 + 0x38;
 const EXT4_MAGIC: [u8; 2] = [0x53, 0xef];
 
 impl NfsTree {
-    fn persist_path(&self, serial: &str) -> Result<PathBuf> {
-        Ok(self.layout.persist_image(&parse_serial(serial)?))
+    fn persist_path(&self, serial: &Serial) -> PathBuf {
+        self.layout.persist_image(serial)
     }
 
-    pub fn persist_image_state(&self, serial: &str) -> Result<PersistState> {
-        let path = self.persist_path(serial)?;
+    pub fn persist_image_state(&self, serial: &Serial) -> Result<PersistState> {
+        let path = self.persist_path(serial);
         let mut f = match fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PersistState::Missing),
@@ -61,8 +61,12 @@ impl NfsTree {
     /// Moves `persist.img` to `persist.img.broken-<UTC time>` (an existing name is never
     /// replaced) and creates a fresh image of `size_mb`. Returns where the old one went;
     /// `None` when there was none (then only the fresh image is made).
-    pub fn set_aside_persist_image(&self, serial: &str, size_mb: u64) -> Result<Option<PathBuf>> {
-        let image = self.persist_path(serial)?;
+    pub fn set_aside_persist_image(
+        &self,
+        serial: &Serial,
+        size_mb: u64,
+    ) -> Result<Option<PathBuf>> {
+        let image = self.persist_path(serial);
         let dir = image
             .parent()
             .expect("under the node directory")
@@ -101,8 +105,8 @@ impl NfsTree {
     }
 
     /// The images set aside for a node, oldest first.
-    pub fn set_aside_persist_images(&self, serial: &str) -> Result<Vec<PathBuf>> {
-        let dir = self.layout.node_dir(&parse_serial(serial)?);
+    pub fn set_aside_persist_images(&self, serial: &Serial) -> Result<Vec<PathBuf>> {
+        let dir = self.layout.node_dir(serial);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -166,26 +170,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tree = NfsTree::new(dir.path());
         assert_eq!(
-            tree.persist_image_state("d83add36").unwrap(),
+            tree.persist_image_state(&Serial::parse("d83add36").unwrap())
+                .unwrap(),
             PersistState::Missing
         );
         let node = dir.path().join("nodes/d83add36");
         fs::create_dir_all(&node).unwrap();
         fs::write(node.join("persist.img"), b"").unwrap();
         assert!(matches!(
-            tree.persist_image_state("d83add36").unwrap(),
+            tree.persist_image_state(&Serial::parse("d83add36").unwrap()).unwrap(),
             PersistState::Broken(r) if r.contains("0 bytes")
         ));
         fs::write(node.join("persist.img"), vec![0u8; 1 << 20]).unwrap();
         assert!(matches!(
-            tree.persist_image_state("d83add36").unwrap(),
+            tree.persist_image_state(&Serial::parse("d83add36").unwrap()).unwrap(),
             PersistState::Broken(r) if r.contains("superblock")
         ));
         let mut fake = vec![0u8; 4096];
         fake[1080..1082].copy_from_slice(&EXT4_MAGIC);
         fs::write(node.join("persist.img"), fake).unwrap();
         assert_eq!(
-            tree.persist_image_state("d83add36").unwrap(),
+            tree.persist_image_state(&Serial::parse("d83add36").unwrap())
+                .unwrap(),
             PersistState::Ext4
         );
     }

@@ -7,7 +7,10 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
+use super::error::NfsTreeError;
+use super::node::NodeFiles;
 use super::*;
+use pureboot_contract::ids::{MachineId, Serial};
 
 fn tree(tmp: &TempDir) -> NfsTree {
     let t = NfsTree::new(tmp.path());
@@ -18,8 +21,12 @@ fn tree(tmp: &TempDir) -> NfsTree {
 fn files(hostname: Option<&str>) -> NodeFiles {
     NodeFiles {
         hostname: hostname.map(str::to_string),
-        machine_id: pureboot_contract::ids::MachineId::derived_from("test").to_string(),
+        machine_id: MachineId::derived_from("test"),
     }
+}
+
+fn serial(s: &str) -> Serial {
+    Serial::parse(s).unwrap()
 }
 
 /// TestNFSManagerOverlay's fixture: a base image with bin/ and etc/.
@@ -43,19 +50,6 @@ fn init_with_defaults() {
     assert!(!t.base_path().exists(), "construction touches nothing");
 }
 
-// --- Validation: the serial rule is the contract's; here through the tree ---
-
-#[test]
-fn validate_serial_through_the_tree() {
-    let tmp = TempDir::new().unwrap();
-    let t = tree(&tmp);
-    assert!(t.node_path("ABCDEF12").is_ok());
-    assert!(matches!(
-        t.node_path("../etc/passwd"),
-        Err(NfsTreeError::InvalidSerial(_))
-    ));
-}
-
 // --- TestNFSManagerDirectories ---
 
 #[test]
@@ -73,7 +67,7 @@ fn get_node_path() {
     let tmp = TempDir::new().unwrap();
     let t = tree(&tmp);
     assert_eq!(
-        t.node_path("d83add36").unwrap(),
+        t.node_path(&serial("d83add36")),
         t.nodes_path().join("d83add36")
     );
 }
@@ -83,19 +77,8 @@ fn get_node_path_normalizes_case() {
     let tmp = TempDir::new().unwrap();
     let t = tree(&tmp);
     assert_eq!(
-        t.node_path("D83ADD36").unwrap(),
+        t.node_path(&serial("D83ADD36")),
         t.nodes_path().join("d83add36")
-    );
-}
-
-#[test]
-fn get_node_path_invalid_serial() {
-    let tmp = TempDir::new().unwrap();
-    let t = tree(&tmp);
-    let err = t.node_path("invalid").unwrap_err();
-    assert!(
-        matches!(err, NfsTreeError::InvalidSerial(ref s) if s == "invalid"),
-        "{err}"
     );
 }
 
@@ -105,7 +88,9 @@ fn get_node_path_invalid_serial() {
 fn create_node_tree() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_base(&tmp);
-    let dir = t.create_node_tree("d83add36", &files(None)).unwrap();
+    let dir = t
+        .create_node_tree(&serial("d83add36"), &files(None))
+        .unwrap();
     let node = t.nodes_path().join("d83add36");
     assert_eq!(dir, node);
     assert!(node.join("upper").is_dir());
@@ -125,7 +110,7 @@ fn create_node_tree() {
 fn create_node_tree_sets_hostname() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_base(&tmp);
-    t.create_node_tree("d83add36", &files(Some("test-pi")))
+    t.create_node_tree(&serial("d83add36"), &files(Some("test-pi")))
         .unwrap();
     let hostname = t.nodes_path().join("d83add36/upper/etc/hostname");
     assert_eq!(fs::read_to_string(hostname).unwrap().trim(), "test-pi");
@@ -136,24 +121,16 @@ fn create_node_tree_writes_machine_id() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_base(&tmp);
     let f = files(None);
-    t.create_node_tree("D83ADD36", &f).unwrap();
+    t.create_node_tree(&serial("D83ADD36"), &f).unwrap();
     let written = fs::read_to_string(t.nodes_path().join("d83add36/upper/etc/machine-id")).unwrap();
     let id = written.trim();
     assert_eq!(id.len(), 32);
     assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
     // The registry's id, not a fresh one: stable across re-creation.
-    assert_eq!(id, f.machine_id);
-    t.create_node_tree("d83add36", &f).unwrap();
+    assert_eq!(id, f.machine_id.as_str());
+    t.create_node_tree(&serial("d83add36"), &f).unwrap();
     let again = fs::read_to_string(t.nodes_path().join("d83add36/upper/etc/machine-id")).unwrap();
     assert_eq!(again, written);
-    let bad = NodeFiles {
-        hostname: None,
-        machine_id: "not-an-id".into(),
-    };
-    assert!(matches!(
-        t.create_node_tree("d83add36", &bad),
-        Err(NfsTreeError::InvalidMachineId(_))
-    ));
 }
 
 #[test]
@@ -161,7 +138,8 @@ fn a_node_tree_does_not_need_its_base() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_base(&tmp);
     // The base may be imported after the node boots the first time.
-    t.create_node_tree("d83add36", &files(None)).unwrap();
+    t.create_node_tree(&serial("d83add36"), &files(None))
+        .unwrap();
     assert!(t.nodes_path().join("d83add36/upper/etc/hostname").is_file());
     let err = t.existing_base_image("nonexistent").unwrap_err();
     assert!(
@@ -175,16 +153,12 @@ fn create_node_tree_refuses_bad_input() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_base(&tmp);
     assert!(matches!(
-        t.create_node_tree("../../x", &files(None)),
-        Err(NfsTreeError::InvalidSerial(_))
-    ));
-    assert!(matches!(
         t.base_image_path("../base"),
         Err(NfsTreeError::InvalidImageName(_))
     ));
     for bad in ["bad/host", "bad_host", "-x"] {
         assert!(matches!(
-            t.create_node_tree("d83add36", &files(Some(bad))),
+            t.create_node_tree(&serial("d83add36"), &files(Some(bad))),
             Err(NfsTreeError::InvalidHostname(_))
         ));
     }
@@ -194,8 +168,9 @@ fn create_node_tree_refuses_bad_input() {
 fn delete_node_overlay() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_base(&tmp);
-    t.create_node_tree("d83add36", &files(None)).unwrap();
-    assert!(t.delete_node_overlay("d83add36").unwrap());
+    t.create_node_tree(&serial("d83add36"), &files(None))
+        .unwrap();
+    assert!(t.delete_node_overlay(&serial("d83add36")).unwrap());
     assert!(!t.nodes_path().join("d83add36").exists());
     assert!(
         t.base_path().join("ubuntu-arm64/bin").is_dir(),
@@ -207,7 +182,7 @@ fn delete_node_overlay() {
 fn delete_nonexistent_overlay() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_base(&tmp);
-    assert!(!t.delete_node_overlay("00000000").unwrap());
+    assert!(!t.delete_node_overlay(&serial("00000000")).unwrap());
 }
 
 // --- TestNFSManagerInfo ---
@@ -243,9 +218,12 @@ fn get_node_info_exists() {
     let t = tree_with_two_bases(&tmp);
     fs::create_dir_all(t.base_path().join("ubuntu-arm64/bin")).unwrap();
     let f = files(Some("my-pi"));
-    t.create_node_tree("d83add36", &f).unwrap();
-    let info = t.node_info("D83ADD36").unwrap().expect("node info");
-    assert_eq!(info.serial, "d83add36");
+    t.create_node_tree(&serial("d83add36"), &f).unwrap();
+    let info = t
+        .node_info(&serial("D83ADD36"))
+        .unwrap()
+        .expect("node info");
+    assert_eq!(info.serial.as_str(), "d83add36");
     assert_eq!(info.hostname.as_deref(), Some("my-pi"));
     assert_eq!(info.machine_id.as_deref(), Some(f.machine_id.as_str()));
     assert_eq!(info.path, t.nodes_path().join("d83add36"));
@@ -257,7 +235,7 @@ fn get_node_info_exists() {
 fn get_node_info_not_found() {
     let tmp = TempDir::new().unwrap();
     let t = tree_with_two_bases(&tmp);
-    assert_eq!(t.node_info("00000000").unwrap(), None);
+    assert_eq!(t.node_info(&serial("00000000")).unwrap(), None);
 }
 
 // --- persist.img ---
@@ -276,7 +254,7 @@ fn tool(name: &str) -> Command {
 fn persist_image_is_ext4_with_upper_and_work() {
     let tmp = TempDir::new().unwrap();
     let t = tree(&tmp);
-    let image = t.create_persist_image("D83ADD36", 32).unwrap();
+    let image = t.create_persist_image(&serial("D83ADD36"), 32).unwrap();
     assert_eq!(image, t.nodes_path().join("d83add36/persist.img"));
     let meta = fs::metadata(&image).unwrap();
     assert_eq!(meta.len(), 32 << 20);
@@ -317,23 +295,27 @@ fn persist_image_is_ext4_with_upper_and_work() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["persist.img"]);
-    assert!(t.node_info("d83add36").unwrap().unwrap().has_persist_image);
+    assert!(
+        t.node_info(&serial("d83add36"))
+            .unwrap()
+            .unwrap()
+            .has_persist_image
+    );
 }
 
 #[test]
 fn persist_image_is_never_replaced() {
     let tmp = TempDir::new().unwrap();
     let t = tree(&tmp);
-    let image = t.create_persist_image("d83add36", 16).unwrap();
+    let image = t.create_persist_image(&serial("d83add36"), 16).unwrap();
     fs::write(&image, b"a node's data").unwrap();
-    assert_eq!(t.create_persist_image("d83add36", 64).unwrap(), image);
+    assert_eq!(
+        t.create_persist_image(&serial("d83add36"), 64).unwrap(),
+        image
+    );
     assert_eq!(fs::read(&image).unwrap(), b"a node's data");
     assert!(matches!(
-        t.create_persist_image("d83add36", 1),
+        t.create_persist_image(&serial("d83add36"), 1),
         Err(NfsTreeError::InvalidPersistSize(1))
-    ));
-    assert!(matches!(
-        t.create_persist_image("nope", 16),
-        Err(NfsTreeError::InvalidSerial(_))
     ));
 }

@@ -8,13 +8,20 @@ use serde_json::{json, Value};
 
 use super::{workflow_state, ServiceError, Services};
 use crate::domain::boot::{decide, unregistered, NodeTreePlan};
-use crate::domain::{
-    full_serial_of_claim, FullSerial, Mac, Node, NodeRef, NodeState, OverlayMode, Serial,
-};
-use crate::nfs_tree::{NfsTreeError, NodeFiles, PersistState};
-use crate::store::{EventKind, NewEvent, NewNode, StoreError, Tx};
+use crate::domain::ids::NodeRef;
+use crate::domain::node::{full_serial_of_claim, Node};
+use crate::domain::state::NodeState;
+use crate::domain::workflow::{InstallMethod, Workflow};
+use crate::nfs_tree::error::NfsTreeError;
+use crate::nfs_tree::node::NodeFiles;
+use crate::nfs_tree::persist_repair::PersistState;
+use crate::store::events::{EventKind, NewEvent};
+use crate::store::nodes::NewNode;
+use crate::store::{StoreError, Tx};
 use crate::templates::Vars;
-use crate::workflows::{InstallMethod, Lookup, Workflow};
+use crate::workflows::Lookup;
+use pureboot_contract::ids::{FullSerial, Mac, Serial};
+use pureboot_contract::OverlayMode;
 
 /// `GET /api/v1/boot/pi`: its query, parsed, and the address that asked.
 #[derive(Debug, Clone)]
@@ -30,7 +37,7 @@ pub type CallbackOutcome = Result<Node, ServiceError>;
 fn event<'a>(node: &'a Node, kind: EventKind, ip: Option<&'a str>, detail: Value) -> NewEvent<'a> {
     NewEvent {
         node_id: Some(&node.id),
-        serial: &node.serial,
+        serial: node.serial.as_str(),
         kind,
         ip,
         detail,
@@ -60,19 +67,18 @@ fn record_transitions(
 /// MAC and full serial from an installed report, where they are well-formed; a malformed
 /// one is ignored (the report is still recorded whole).
 fn claimed_identity(node: &Node, report: &InstalledReport) -> (Option<Mac>, Option<FullSerial>) {
-    let serial = Serial::parse(&node.serial).ok();
     let mac = report.mac.as_deref().and_then(|m| Mac::parse(m).ok());
-    let full = match (report.full_serial.as_deref(), serial) {
-        (Some(f), Some(s)) => FullSerial::claimed_for(f, &s).ok().flatten(),
-        _ => None,
-    };
+    let full = report
+        .full_serial
+        .as_deref()
+        .and_then(|f| FullSerial::claimed_for(f, &node.serial).ok().flatten());
     (mac, full)
 }
 
 /// The blanks a claim fills in: the MAC, and the full serial (an 8-hex "full serial" is
 /// the short one again: recorded as nothing, and the 16-digit form taken the first time it
 /// is seen).
-fn fill_claim(node: &mut Node, mac: Option<&str>, full_serial: Option<&str>) {
+fn fill_claim(node: &mut Node, mac: Option<&Mac>, full_serial: Option<&str>) {
     if node
         .full_serial
         .as_deref()
@@ -82,7 +88,7 @@ fn fill_claim(node: &mut Node, mac: Option<&str>, full_serial: Option<&str>) {
         node.full_serial = full_serial.and_then(full_serial_of_claim);
     }
     if node.mac.is_none() {
-        node.mac = mac.map(Into::into);
+        node.mac = mac.cloned();
     }
 }
 
@@ -135,7 +141,7 @@ impl Services {
         req: &BootRequest,
         attempt: u32,
     ) -> Result<PreparedBoot, ServiceError> {
-        let mac = req.query.mac.as_ref().map(|m| m.as_str());
+        let mac = req.query.mac.as_ref();
         let full_serial = req.query.full_serial.as_ref().map(|f| f.as_str());
         let snapshot = self
             .store
@@ -156,7 +162,7 @@ impl Services {
                     if let Err(source) = self.prepare_node_tree(&node, plan) {
                         self.note_failed_boot(&node, req, &source);
                         return Err(ServiceError::NodeTree {
-                            serial: node.serial.clone(),
+                            serial: node.serial.to_string(),
                             source,
                         });
                     }
@@ -215,7 +221,7 @@ impl Services {
         req: &BootRequest,
         prepared: &PreparedBoot,
     ) -> Result<Option<PiBootResponse>, ServiceError> {
-        let mac = req.query.mac.as_ref().map(|m| m.as_str());
+        let mac = req.query.mac.as_ref();
         let full_serial = req.query.full_serial.as_ref().map(|f| f.as_str());
         let ip = req.ip.as_deref();
         let mut node = match tx.find_node(&NodeRef::Serial(req.query.serial.clone()))? {
@@ -314,14 +320,13 @@ impl Services {
     /// An unknown serial with auto-registration on: a `discovered` node.
     fn discover(&self, tx: &Tx<'_>, req: &BootRequest) -> Result<Node, ServiceError> {
         self.check_discovery_cap(tx)?;
-        let mac = req.query.mac.as_ref().map(Mac::as_str);
+        let mac = req.query.mac.as_ref();
         let full_serial = req.query.full_serial.as_ref().map(FullSerial::as_str);
         let n = tx.insert_node(&NewNode {
-            serial: req.query.serial.as_str().into(),
             full_serial: full_serial.and_then(full_serial_of_claim),
-            mac: mac.map(Into::into),
+            mac: mac.cloned(),
             last_ip: req.ip.clone(),
-            ..Default::default()
+            ..NewNode::new(req.query.serial.clone())
         })?;
         tx.append_event(&event(
             &n,
@@ -352,7 +357,7 @@ impl Services {
         &self,
         tx: &Tx<'_>,
         node: &mut Node,
-        mac: Option<&str>,
+        mac: Option<&Mac>,
         full_serial: Option<&str>,
         ip: Option<&str>,
     ) -> Result<(), StoreError> {
@@ -455,7 +460,7 @@ impl Services {
             s.note_claim(
                 tx,
                 &mut node,
-                mac.as_ref().map(Mac::as_str),
+                mac.as_ref(),
                 full_serial.as_ref().map(FullSerial::as_str),
                 ip.as_deref(),
             )?;
@@ -657,13 +662,13 @@ impl Services {
             let detail = json!({"via": "register-pi", "mac": mac.as_str(), "model": model, "ip_address": ip});
             match tx.find_node(&NodeRef::Serial(serial.clone()))? {
                 Some(mut node) => {
-                    if node.mac.as_deref().is_some_and(|known| known != mac.as_str()) {
+                    if node.mac.as_ref().is_some_and(|known| *known != mac) {
                         return Err(ServiceError::Conflict(format!(
                             "serial {serial} is registered with another MAC; nothing changed"
                         )));
                     }
                     let before = node.clone();
-                    node.mac = node.mac.or(Some(mac.as_str().into()));
+                    node.mac = node.mac.or(Some(mac.clone()));
                     node.model = node.model.or(model.clone());
                     node.last_ip = node.last_ip.or(ip.clone());
                     if node == before {
@@ -678,11 +683,10 @@ impl Services {
                 None => {
                     s.check_discovery_cap(tx)?;
                     let node = tx.insert_node(&NewNode {
-                        serial: serial.as_str().into(),
-                        mac: Some(mac.as_str().into()),
+                        mac: Some(mac.clone()),
                         model: model.clone(),
                         last_ip: ip.clone(),
-                        ..Default::default()
+                        ..NewNode::new(serial.clone())
                     })?;
                     tx.append_event(&event(&node, EventKind::Registered, ip.as_deref(), detail))?;
                     Ok((node, true))
@@ -707,7 +711,7 @@ impl Services {
                 "no boot with this id: reports go to the callback_url of the boot answer".into(),
             )
         })?;
-        if !self.node_limiter.allow(&node.serial) {
+        if !self.node_limiter.allow(node.serial.as_str()) {
             return Err(ServiceError::Limited(format!(
                 "node {} reports too often (node_requests_per_minute); try again later",
                 node.serial

@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 
 use super::{ServiceError, Services};
 use crate::domain::boot::tree_plan;
-use crate::domain::NodeRef;
-use crate::nfs_tree::{ImportProgress, ImportSummary, NodeInfo, PersistState};
+use crate::domain::ids::NodeRef;
+use crate::nfs_tree::import::progress::{ImportProgress, ImportSummary};
+use crate::nfs_tree::node::NodeInfo;
+use crate::nfs_tree::persist_repair::PersistState;
+use pureboot_contract::ids::Serial;
 
 /// `overlay info`: the node's tree, the state of its persist.img and the images set aside.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -15,7 +18,7 @@ pub struct OverlayInfo {
     pub persist: PersistState,
     pub set_aside: Vec<PathBuf>,
 }
-use crate::store::NodeFilter;
+use crate::store::nodes::NodeFilter;
 
 impl Services {
     pub fn base_images(&self) -> Result<Vec<String>, ServiceError> {
@@ -46,7 +49,7 @@ impl Services {
             // The image its next boot gets: a workflow that does not render boots nothing.
             let wf = self.rendered_workflow(&node).ok().flatten();
             if tree_plan(&node, wf.as_ref(), default).base_image == name {
-                users.push(node.serial);
+                users.push(node.serial.to_string());
             }
         }
         let shown = match users.len() {
@@ -77,10 +80,10 @@ impl Services {
             &self.config.nfs.default_base_image,
         );
         self.prepare_node_tree(&node, &plan)?;
-        Ok(self.tree.node_path(&node.serial)?)
+        Ok(self.tree.node_path(&node.serial))
     }
 
-    pub fn overlay_info(&self, serial: &str) -> Result<Option<OverlayInfo>, ServiceError> {
+    pub fn overlay_info(&self, serial: &Serial) -> Result<Option<OverlayInfo>, ServiceError> {
         let Some(tree) = self.tree.node_info(serial)? else {
             return Ok(None);
         };
@@ -93,7 +96,7 @@ impl Services {
 
     /// `overlay reset`: the node's persist.img moved aside (never deleted) and a fresh one
     /// made; returns where the old one went.
-    pub fn reset_persist_image(&self, serial: &str) -> Result<Option<PathBuf>, ServiceError> {
+    pub fn reset_persist_image(&self, serial: &Serial) -> Result<Option<PathBuf>, ServiceError> {
         let _guard = self.tree_lock(serial);
         let moved = self
             .tree
@@ -108,7 +111,7 @@ impl Services {
         Ok(moved)
     }
 
-    pub fn remove_overlay(&self, serial: &str) -> Result<bool, ServiceError> {
+    pub fn remove_overlay(&self, serial: &Serial) -> Result<bool, ServiceError> {
         Ok(self.tree.delete_node_overlay(serial)?)
     }
 }

@@ -4,28 +4,28 @@
 //! registry writes are the exception: `async`, they wait for the store's group commit
 //! ([`Services::grouped`]) without holding a thread.
 
-mod boot;
+pub mod boot;
 mod images;
-mod limits;
-mod nodes;
-mod status;
-
-pub use limits::RateLimiter;
+pub mod limits;
+pub mod nodes;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-pub use boot::{BootRequest, CallbackOutcome, PreparedBoot};
-pub use nodes::{NodeDetail, NodeSpec, NodeUpdate, RECENT_EVENTS};
-pub use status::StatusView;
-
 use crate::config::Config;
 use crate::domain::boot::{BootSettings, WorkflowState};
-use crate::domain::{InvalidId, InvalidTransition, Node};
-use crate::nfs_tree::{NfsTree, NfsTreeError};
-use crate::store::{Store, StoreError, Ticket, Tx};
+use crate::domain::node::Node;
+use crate::domain::state::InvalidTransition;
+use crate::domain::workflow::Workflow;
+use crate::nfs_tree::error::NfsTreeError;
+use crate::nfs_tree::NfsTree;
+use crate::store::group::Ticket;
+use crate::store::{Store, StoreError, Tx};
 use crate::templates::{Templates, Vars};
-use crate::workflows::{Lookup, Workflow, Workflows};
+use crate::workflows::{Lookup, Workflows};
+use limits::RateLimiter;
+use pureboot_contract::ids::{InvalidId, Mac, Serial};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -122,10 +122,10 @@ impl Services {
     }
 
     /// The lock of `serial`'s node tree.
-    pub(crate) fn tree_lock(&self, serial: &str) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn tree_lock(&self, serial: &Serial) -> std::sync::MutexGuard<'_, ()> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        serial.to_ascii_lowercase().hash(&mut h);
+        serial.hash(&mut h);
         let stripe = &self.tree_locks[(h.finish() % TREE_LOCK_STRIPES as u64) as usize];
         stripe.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -197,7 +197,7 @@ impl Services {
         };
         let export = if self.config.nfs.enabled {
             let file = self.tree.root().join(".pureboot-write-check");
-            let stamp = crate::nfs_tree::utc_stamp(std::time::SystemTime::now());
+            let stamp = crate::nfs_tree::persist_repair::utc_stamp(std::time::SystemTime::now());
             match std::fs::write(&file, stamp) {
                 Ok(()) => Some("ok".to_string()),
                 Err(e) => {
@@ -240,16 +240,16 @@ impl Services {
         v.insert("controller_url".into(), s.public_url);
         v.insert("default_base_image".into(), s.default_base_image);
         v.insert("node_id".into(), node.id.clone());
-        v.insert("serial".into(), node.serial.clone());
-        v.insert("hostname".into(), node.effective_hostname());
+        v.insert("serial".into(), node.serial.to_string());
+        v.insert("hostname".into(), node.effective_hostname().to_string());
         for (k, val) in [
-            ("full_serial", &node.full_serial),
-            ("mac", &node.mac),
-            ("ip", &node.last_ip),
-            ("model", &node.model),
+            ("full_serial", node.full_serial.as_deref()),
+            ("mac", node.mac.as_ref().map(Mac::as_str)),
+            ("ip", node.last_ip.as_deref()),
+            ("model", node.model.as_deref()),
         ] {
             if let Some(val) = val {
-                v.insert(k.into(), val.clone());
+                v.insert(k.into(), val.to_string());
             }
         }
         v

@@ -5,11 +5,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{ServiceError, Services};
-use crate::domain::{
-    full_serial_of_claim, Hostname, ImageName, Mac, Node, NodeRef, NodeState, OverlayMode, Serial,
-};
-use crate::nfs_tree::NodeInfo;
-use crate::store::{Event, EventKind, NewEvent, NewNode, NodeFilter, Tx};
+use crate::domain::ids::NodeRef;
+use crate::domain::node::{full_serial_of_claim, Node};
+use crate::domain::state::NodeState;
+use crate::nfs_tree::node::NodeInfo;
+use crate::store::events::{Event, EventKind, NewEvent};
+use crate::store::nodes::{NewNode, NodeFilter};
+use crate::store::Tx;
+use pureboot_contract::ids::{Hostname, ImageName, Mac, Serial};
+use pureboot_contract::OverlayMode;
 
 /// `node add` / `POST /api/v1/nodes`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -72,9 +76,8 @@ pub struct NodeDetail {
 
 pub const RECENT_EVENTS: u32 = 50;
 
-fn checked_hostname(h: Option<&str>) -> Result<Option<String>, ServiceError> {
-    Ok(h.map(|h| Hostname::parse(h).map(|h| h.to_string()))
-        .transpose()?)
+fn checked_hostname(h: Option<&str>) -> Result<Option<Hostname>, ServiceError> {
+    Ok(h.map(Hostname::parse).transpose()?)
 }
 
 fn checked_image(name: Option<&str>) -> Result<Option<String>, ServiceError> {
@@ -86,7 +89,7 @@ fn checked_image(name: Option<&str>) -> Result<Option<String>, ServiceError> {
 fn admin_event<'a>(node: &'a Node, detail: serde_json::Value) -> NewEvent<'a> {
     NewEvent {
         node_id: Some(&node.id),
-        serial: &node.serial,
+        serial: node.serial.as_str(),
         kind: EventKind::Admin,
         ip: None,
         detail,
@@ -101,7 +104,7 @@ impl Services {
     pub fn node_detail(&self, node_ref: &NodeRef, events: u32) -> Result<NodeDetail, ServiceError> {
         let (node, events) = self.store.read(|tx| {
             let node = self.find(tx, node_ref)?;
-            let events = tx.events_for_serial(&node.serial, events)?;
+            let events = tx.events_for_serial(node.serial.as_str(), events)?;
             Ok::<_, ServiceError>((node, events))
         })?;
         let tree = self.tree.node_info(&node.serial)?;
@@ -146,7 +149,7 @@ impl Services {
                 existing.overlay_mode = spec.overlay_mode.or(existing.overlay_mode);
                 existing.workflow_id = spec.workflow_id.clone().or(existing.workflow_id);
                 existing.model = spec.model.clone().or(existing.model);
-                existing.mac = existing.mac.or(mac.map(|m| m.as_str().into()));
+                existing.mac = existing.mac.or(mac.clone());
                 existing.full_serial = existing.full_serial.or(full_serial.as_ref().and_then(|f| full_serial_of_claim(f.as_str())));
                 tx.append_event(&admin_event(
                     &existing,
@@ -155,16 +158,15 @@ impl Services {
                 return Ok(tx.save_node(&existing)?);
             }
             let node = tx.insert_node(&NewNode {
-                serial: serial.as_str().into(),
                 full_serial: full_serial.as_ref().and_then(|f| full_serial_of_claim(f.as_str())),
-                mac: mac.map(|m| m.as_str().into()),
+                mac,
                 model: spec.model.clone(),
                 hostname,
                 workflow_id: spec.workflow_id.clone(),
                 overlay_mode: spec.overlay_mode,
                 base_image,
-                last_ip: None,
                 state: Some(state),
+                ..NewNode::new(serial.clone())
             })?;
             tx.append_event(&admin_event(
                 &node,

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{ServiceError, Services};
-use crate::domain::{Node, NodeState};
-use crate::store::{Event, NodeFilter};
+use crate::domain::node::Node;
+use crate::domain::state::NodeState;
+use crate::store::events::Event;
+use crate::store::nodes::NodeFilter;
 
 /// Events shown per node.
 pub const STATUS_EVENTS: u32 = 5;
@@ -57,7 +59,7 @@ impl Services {
             .into_iter()
             .filter(|n| state.is_none_or(|s| n.state == s))
             .map(|node| NodeRow {
-                events: by_serial.remove(&node.serial).unwrap_or_default(),
+                events: by_serial.remove(node.serial.as_str()).unwrap_or_default(),
                 node,
             })
             .collect();

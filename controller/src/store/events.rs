@@ -169,9 +169,12 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{NewNode, Store};
+    use super::super::nodes::NewNode;
+    use super::super::Store;
     use super::*;
-    use crate::domain::{NodeRef, NodeState, Serial};
+    use crate::domain::ids::NodeRef;
+    use crate::domain::state::NodeState;
+    use pureboot_contract::ids::{Hostname, Serial};
 
     #[test]
     fn nodes_and_events_round_trip_and_events_are_append_only() {
@@ -179,13 +182,10 @@ mod tests {
         let store = Store::open(&dir.path().join("r.db")).unwrap();
         let node = store
             .write(|tx| {
-                let n = tx.insert_node(&NewNode {
-                    serial: "d83add36".into(),
-                    ..Default::default()
-                })?;
+                let n = tx.insert_node(&NewNode::new(Serial::parse("d83add36").unwrap()))?;
                 tx.append_event(&NewEvent {
                     node_id: Some(&n.id),
-                    serial: &n.serial,
+                    serial: n.serial.as_str(),
                     kind: EventKind::BootRequest,
                     ip: Some("10.0.2.15"),
                     detail: serde_json::json!({"action": "wait"}),
@@ -194,7 +194,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(node.state, NodeState::Discovered);
-        assert_eq!(node.machine_id.len(), 32);
+        assert_eq!(node.machine_id.as_str().len(), 32);
         let by_serial = store
             .read(|tx| tx.find_node(&NodeRef::Serial(Serial::parse("D83ADD36").unwrap())))
             .unwrap()
@@ -203,10 +203,14 @@ mod tests {
 
         let mut changed = node.clone();
         changed.state = NodeState::Pending;
-        changed.hostname = Some("kitchen".into());
+        changed.hostname = Some(Hostname::parse("kitchen").unwrap());
         let saved = store.write(|tx| tx.save_node(&changed)).unwrap();
         assert_eq!(
-            (saved.state, saved.hostname.as_deref(), &saved.machine_id),
+            (
+                saved.state,
+                saved.hostname.as_ref().map(Hostname::as_str),
+                &saved.machine_id
+            ),
             (NodeState::Pending, Some("kitchen"), &node.machine_id)
         );
 
@@ -230,7 +234,7 @@ mod tests {
                 for i in 0..9 {
                     tx.append_event(&NewEvent {
                         node_id: Some(&node.id),
-                        serial: &node.serial,
+                        serial: node.serial.as_str(),
                         kind: EventKind::BootRequest,
                         ip: None,
                         detail: serde_json::json!({"i": i}),
@@ -261,12 +265,8 @@ mod tests {
                 "{sql_text}: {err}"
             );
         }
-        let dup = store.write(|tx| {
-            tx.insert_node(&NewNode {
-                serial: "d83add36".into(),
-                ..Default::default()
-            })
-        });
+        let dup =
+            store.write(|tx| tx.insert_node(&NewNode::new(Serial::parse("d83add36").unwrap())));
         assert!(dup.is_err(), "serial is unique");
     }
 }

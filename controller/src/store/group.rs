@@ -243,18 +243,17 @@ fn apply_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<(), 
 
 #[cfg(test)]
 mod tests {
-    use super::super::{NewNode, Store};
+    use super::super::nodes::NewNode;
+    use super::super::Store;
     use super::*;
-    use crate::domain::{NodeRef, Serial};
+    use crate::domain::ids::NodeRef;
+    use pureboot_contract::ids::Serial;
 
     fn insert(serial: &str) -> impl FnOnce(&Tx<'_>) -> Result<String, StoreError> + Send {
         let serial = serial.to_string();
         move |tx| {
-            tx.insert_node(&NewNode {
-                serial,
-                ..Default::default()
-            })
-            .map(|n| n.serial)
+            tx.insert_node(&NewNode::new(Serial::parse(&serial).unwrap()))
+                .map(|n| n.serial.to_string())
         }
     }
 

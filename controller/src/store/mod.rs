@@ -6,20 +6,17 @@
 //! read-then-write (a boot's commit) holds the write lock from its first read and two
 //! requests for one serial cannot interleave, in this process or across processes.
 
-mod events;
-mod group;
+pub mod events;
+pub mod group;
 mod migrations;
-mod nodes;
+pub mod nodes;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use group::{GroupCounts, Ticket};
 use rusqlite::{Connection, TransactionBehavior};
-
-pub use events::{Event, EventKind, NewEvent};
-pub use group::{GroupCounts, Ticket, MAX_BATCH};
-pub use nodes::{NewNode, NodeFilter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -271,7 +268,6 @@ impl Store {
     /// held as long as the returned file is open (the CLI does not take it; WAL lets it
     /// share the file with the daemon). A second daemon on the same database is refused.
     pub fn lock_for_serving(path: &Path) -> Result<std::fs::File, StoreError> {
-        use std::os::fd::AsRawFd;
         let mut lock = path.as_os_str().to_owned();
         lock.push(".serve-lock");
         let lock = std::path::PathBuf::from(lock);
@@ -288,11 +284,9 @@ impl Store {
                 lock: lock.display().to_string(),
                 source,
             })?;
-        // SAFETY: flock on a descriptor this function owns.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(in_use());
-        }
+        // Held while the file is open; any refusal means another holder.
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| in_use())?;
         Ok(file)
     }
 
@@ -382,8 +376,10 @@ pub(crate) fn new_uuid() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::events::{EventKind, NewEvent};
+    use super::nodes::{NewNode, NodeFilter};
     use super::*;
-    use crate::domain::NodeRef;
+    use crate::domain::ids::NodeRef;
 
     /// A reader that began before the checkpoint and is still reading when the next commit
     /// comes (under a boot storm there always is one) kept the WAL from starting over: it
@@ -484,17 +480,14 @@ mod tests {
     fn reads_do_not_wait_for_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db")).unwrap();
-        let serial = crate::domain::Serial::parse("0000abcd").unwrap();
+        let serial = pureboot_contract::ids::Serial::parse("0000abcd").unwrap();
         let node = NodeRef::Serial(serial.clone());
         let (inside, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 store
                     .write(|tx| {
-                        tx.insert_node(&NewNode {
-                            serial: serial.to_string(),
-                            ..Default::default()
-                        })?;
+                        tx.insert_node(&NewNode::new(serial.clone()))?;
                         inside.wait();
                         release.wait();
                         Ok::<_, StoreError>(())
@@ -537,19 +530,17 @@ mod tests {
                     scope.spawn(move || {
                         for round in 0..rounds {
                             let serial =
-                                crate::domain::Serial::parse(&format!("{round:08x}")).unwrap();
+                                pureboot_contract::ids::Serial::parse(&format!("{round:08x}"))
+                                    .unwrap();
                             barrier.wait();
                             let result = store.write(|tx| {
                                 let node = match tx.find_node(&NodeRef::Serial(serial.clone()))? {
                                     Some(n) => n,
-                                    None => tx.insert_node(&NewNode {
-                                        serial: serial.to_string(),
-                                        ..Default::default()
-                                    })?,
+                                    None => tx.insert_node(&NewNode::new(serial.clone()))?,
                                 };
                                 tx.append_event(&NewEvent {
                                     node_id: Some(&node.id),
-                                    serial: &node.serial,
+                                    serial: node.serial.as_str(),
                                     kind: EventKind::BootRequest,
                                     ip: None,
                                     detail: serde_json::Value::Null,

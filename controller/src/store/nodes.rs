@@ -1,23 +1,27 @@
 //! The `nodes` table.
 
+use pureboot_contract::ids::{Hostname, Mac, MachineId, Serial};
+use pureboot_contract::OverlayMode;
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{sql, StoreError, Tx, NOW};
-use crate::domain::{Node, NodeRef, NodeState, OverlayMode};
+use crate::domain::ids::NodeRef;
+use crate::domain::node::Node;
+use crate::domain::state::NodeState;
 
 const COLUMNS: &str =
     "id, serial, full_serial, mac, model, hostname, state, workflow_id, machine_id,
     overlay_mode, base_image, last_boot_at, last_ip, conflict, created_at, updated_at, degraded,
     boot_id, boot_ip";
 
-/// What registration knows; everything else starts empty.
-#[derive(Debug, Clone, Default)]
+/// What registration knows; everything else starts empty ([`NewNode::new`]).
+#[derive(Debug, Clone)]
 pub struct NewNode {
-    pub serial: String,
+    pub serial: Serial,
     pub full_serial: Option<String>,
-    pub mac: Option<String>,
+    pub mac: Option<Mac>,
     pub model: Option<String>,
-    pub hostname: Option<String>,
+    pub hostname: Option<Hostname>,
     pub workflow_id: Option<String>,
     pub overlay_mode: Option<OverlayMode>,
     pub base_image: Option<String>,
@@ -25,30 +29,68 @@ pub struct NewNode {
     pub state: Option<NodeState>,
 }
 
+impl NewNode {
+    pub fn new(serial: Serial) -> NewNode {
+        NewNode {
+            serial,
+            full_serial: None,
+            mac: None,
+            model: None,
+            hostname: None,
+            workflow_id: None,
+            overlay_mode: None,
+            base_image: None,
+            last_ip: None,
+            state: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct NodeFilter {
     pub state: Option<NodeState>,
     pub workflow_id: Option<String>,
     /// Only serials after this one (pagination: the last serial of the previous page).
-    pub after: Option<String>,
+    pub after: Option<Serial>,
     /// At most this many (none: all).
     pub limit: Option<u32>,
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<(Node, String, Option<String>)> {
-    let state: String = r.get(6)?;
-    let overlay: Option<String> = r.get(9)?;
-    let node = Node {
+/// A row's text columns, before they become a [`Node`]'s typed fields.
+struct NodeRow {
+    id: String,
+    serial: String,
+    full_serial: Option<String>,
+    mac: Option<String>,
+    model: Option<String>,
+    hostname: Option<String>,
+    state: String,
+    workflow_id: Option<String>,
+    machine_id: String,
+    overlay_mode: Option<String>,
+    base_image: Option<String>,
+    last_boot_at: Option<String>,
+    last_ip: Option<String>,
+    conflict: Option<String>,
+    created_at: String,
+    updated_at: String,
+    degraded: Option<String>,
+    boot_id: Option<String>,
+    boot_ip: Option<String>,
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<NodeRow> {
+    Ok(NodeRow {
         id: r.get(0)?,
         serial: r.get(1)?,
         full_serial: r.get(2)?,
         mac: r.get(3)?,
         model: r.get(4)?,
         hostname: r.get(5)?,
-        state: NodeState::Discovered,
+        state: r.get(6)?,
         workflow_id: r.get(7)?,
         machine_id: r.get(8)?,
-        overlay_mode: None,
+        overlay_mode: r.get(9)?,
         base_image: r.get(10)?,
         last_boot_at: r.get(11)?,
         last_ip: r.get(12)?,
@@ -58,47 +100,76 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(Node, String, Option<String>)> {
         degraded: r.get(16)?,
         boot_id: r.get(17)?,
         boot_ip: r.get(18)?,
-    };
-    Ok((node, state, overlay))
+    })
 }
 
-/// Text columns to typed fields; a bad value is reported, not defaulted.
-fn typed((mut node, state, overlay): (Node, String, Option<String>)) -> Result<Node, StoreError> {
-    node.state = NodeState::parse(&state).ok_or(StoreError::Corrupt {
-        what: "node state",
-        value: state,
-    })?;
-    node.overlay_mode = match overlay {
-        None => None,
-        Some(o) => Some(o.parse::<OverlayMode>().map_err(|_| StoreError::Corrupt {
-            what: "overlay mode",
-            value: o,
-        })?),
-    };
-    Ok(node)
+/// A column's text through its parser; a bad value is reported, not defaulted.
+fn column<T, E>(
+    what: &'static str,
+    value: String,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<T, StoreError> {
+    parse(&value).map_err(|_| StoreError::Corrupt { what, value })
+}
+
+fn optional<T, E>(
+    what: &'static str,
+    value: Option<String>,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Option<T>, StoreError> {
+    value.map(|v| column(what, v, &parse)).transpose()
+}
+
+/// Text columns to typed fields, once, here.
+fn typed(r: NodeRow) -> Result<Node, StoreError> {
+    Ok(Node {
+        serial: column("serial", r.serial, Serial::parse)?,
+        mac: optional("MAC", r.mac, Mac::parse)?,
+        hostname: optional("hostname", r.hostname, Hostname::parse)?,
+        state: column("node state", r.state, |s| NodeState::parse(s).ok_or(()))?,
+        machine_id: column("machine id", r.machine_id, MachineId::parse)?,
+        overlay_mode: optional("overlay mode", r.overlay_mode, str::parse::<OverlayMode>)?,
+        id: r.id,
+        full_serial: r.full_serial,
+        model: r.model,
+        workflow_id: r.workflow_id,
+        base_image: r.base_image,
+        last_boot_at: r.last_boot_at,
+        last_ip: r.last_ip,
+        conflict: r.conflict,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        degraded: r.degraded,
+        boot_id: r.boot_id,
+        boot_ip: r.boot_ip,
+    })
 }
 
 impl Tx<'_> {
     /// The node whose current boot has this id (the one in its callback URL).
     pub fn find_node_by_boot(&self, boot_id: &str) -> Result<Option<Node>, StoreError> {
-        let row = self
-            .tx
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE boot_id = ?1"))
-            .and_then(|mut st| st.query_row([boot_id], from_row).optional())
-            .map_err(sql("find boot"))?;
-        row.map(typed).transpose()
+        self.find_node_where("boot_id", boot_id, "find boot")
     }
 
     pub fn find_node(&self, node: &NodeRef) -> Result<Option<Node>, StoreError> {
-        let (column, value) = match node {
-            NodeRef::Id(id) => ("id", id.as_str()),
-            NodeRef::Serial(s) => ("serial", s.as_str()),
-        };
+        match node {
+            NodeRef::Id(id) => self.find_node_where("id", id, "find node"),
+            NodeRef::Serial(s) => self.find_node_where("serial", s.as_str(), "find node"),
+        }
+    }
+
+    /// The one node whose `column` (a unique one) holds `value`.
+    fn find_node_where(
+        &self,
+        column: &'static str,
+        value: &str,
+        what: &'static str,
+    ) -> Result<Option<Node>, StoreError> {
         let row = self
             .tx
             .prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE {column} = ?1"))
             .and_then(|mut st| st.query_row([value], from_row).optional())
-            .map_err(sql("find node"))?;
+            .map_err(sql(what))?;
         row.map(typed).transpose()
     }
 
@@ -117,7 +188,7 @@ impl Tx<'_> {
                 params![
                     filter.state.map(|s| s.as_str()),
                     filter.workflow_id,
-                    filter.after,
+                    filter.after.as_ref().map(Serial::as_str),
                     filter.limit.map_or(-1, i64::from)
                 ],
                 from_row,
@@ -130,7 +201,7 @@ impl Tx<'_> {
     /// Inserts a node with a fresh id and machine-id.
     pub fn insert_node(&self, new: &NewNode) -> Result<Node, StoreError> {
         let id = super::new_uuid();
-        let machine_id = format!("{:032x}", rand::random::<u128>());
+        let machine_id = format!("{:032x}", rand::random::<u128>().max(1));
         let state = new.state.unwrap_or(NodeState::Discovered);
         self.tx
             .execute(
@@ -141,11 +212,11 @@ impl Tx<'_> {
                 ),
                 params![
                     id,
-                    new.serial,
+                    new.serial.as_str(),
                     new.full_serial,
-                    new.mac,
+                    new.mac.as_ref().map(Mac::as_str),
                     new.model,
-                    new.hostname,
+                    new.hostname.as_ref().map(Hostname::as_str),
                     state.as_str(),
                     new.workflow_id,
                     machine_id,
@@ -189,9 +260,9 @@ impl Tx<'_> {
                     params![
                         node.id,
                         node.full_serial,
-                        node.mac,
+                        node.mac.as_ref().map(Mac::as_str),
                         node.model,
-                        node.hostname,
+                        node.hostname.as_ref().map(Hostname::as_str),
                         node.state.as_str(),
                         node.workflow_id,
                         node.overlay_mode.map(|m| m.as_str()),

@@ -24,6 +24,28 @@ pub struct TestApp {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The path of a boot answer's callback URL (`failure`: of its failure URL).
+pub fn report_path(answer: &Value, failure: bool) -> String {
+    let key = if failure {
+        "failure_url"
+    } else {
+        "callback_url"
+    };
+    let url = answer[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {answer}"));
+    url[url.find("/api/").expect("an API path")..].to_string()
+}
+
+/// A tool on PATH or in the sbin directories (PATH may lack them).
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.exists())
+}
+
 pub fn repo_workflows() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows")
 }

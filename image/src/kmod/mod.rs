@@ -1,18 +1,18 @@
 //! A kernel's module tree as depmod describes it (`lib/modules/<kver>/modules.*`), and the
-//! resolution of requested names into an ordered load list.
+//! resolution of requested names into an ordered load list. `modules.alias` (other names a
+//! module answers to, device patterns with wildcards) is read into the contract's
+//! `modules_list::Aliases`: pi-init matches the initramfs's own table with the same code.
 
-mod alias;
 mod depfile;
-mod resolve;
-mod softdep;
+pub mod resolve;
+pub mod softdep;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use alias::Aliases;
-pub use resolve::{LoadPlan, Lookup, Request, Resolved};
-pub use softdep::SoftDep;
+use pureboot_contract::modules_list::Aliases;
+use softdep::SoftDep;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KmodError {

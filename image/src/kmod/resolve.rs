@@ -205,7 +205,7 @@ impl Walk<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kmod::Aliases;
+    use pureboot_contract::modules_list::Aliases;
 
     /// A db from (path, deps) pairs, softdep text and alias text, without touching disk.
     fn db(deps: &[(&str, &[&str])], softdep: &str, alias: &str, builtin: &[&str]) -> ModuleDb {

@@ -7,9 +7,9 @@
 //! no `quiet` (pi-init's step lines are the boot log).
 
 use super::model::Model;
-use super::Serial;
 use pureboot_contract::boot_query::DISCOVERY;
 use pureboot_contract::cmdline_keys as key;
+use pureboot_contract::ids::Serial;
 
 /// What config.txt says for one model.
 #[derive(Debug, Clone, PartialEq, Eq)]

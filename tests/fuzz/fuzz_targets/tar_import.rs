@@ -13,7 +13,8 @@ use std::path::Path;
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use pureboot_controller::nfs_tree::{NfsTree, NfsTreeError};
+use pureboot_controller::nfs_tree::NfsTree;
+use pureboot_controller::nfs_tree::error::NfsTreeError;
 
 /// Names the fuzzer can combine into path tricks.
 const PARTS: &[&str] = &[

@@ -10,9 +10,10 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::entry_path::{self, Components};
-use super::fsops::{self, FileType, MTime};
+use super::fsops::{self, MTime};
 use super::tar_entry::{EntryKind, EntryPlan, Meta};
 use super::EntryError;
+use rustix::fs::FileType;
 
 const BUF_SIZE: usize = 1 << 20;
 

@@ -17,7 +17,7 @@ use std::path::Path;
 use rustix::fs::{
     AtFlags, FlockOperation, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags, UTIME_NOW,
 };
-pub(crate) use rustix::fs::{FileType, RenameFlags, Stat};
+use rustix::fs::{FileType, RenameFlags, Stat};
 
 pub(crate) fn cstring(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes)

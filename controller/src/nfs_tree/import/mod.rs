@@ -9,11 +9,11 @@
 
 mod entry_path;
 mod extract;
-mod format;
+pub mod format;
 mod fsops;
 mod name_lock;
 mod pipeline;
-mod progress;
+pub mod progress;
 mod tar_entry;
 
 #[cfg(test)]
@@ -30,14 +30,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use format::ArchiveFormat;
-pub use progress::{render as render_progress, ImportProgress, ImportSummary, TerminalProgress};
-
 use super::error::{io_err, NfsTreeError, Result};
 use super::fs_util::{random_suffix, remove_tree};
 use extract::{read_full, ExtractStats, Extractor};
-use fsops::RenameFlags;
+use format::ArchiveFormat;
 use name_lock::NameLock;
+use progress::{ImportProgress, ImportSummary};
+use rustix::fs::RenameFlags;
 
 /// Why one member could not be extracted; turned into an [`NfsTreeError`] naming it.
 #[derive(Debug)]

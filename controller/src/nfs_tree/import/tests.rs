@@ -9,9 +9,12 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 use tempfile::TempDir;
 
-use super::super::{NfsTree, NfsTreeError, Result};
+use super::super::error::{NfsTreeError, Result};
+use super::super::NfsTree;
+use super::format::ArchiveFormat;
+use super::progress::{ImportProgress, ImportSummary};
 use super::test_archives::{compress, ArchiveBuilder, MTIME};
-use super::{fsops, ArchiveFormat, ImportProgress, ImportSummary, NameLock};
+use super::{fsops, NameLock};
 
 const FORMATS: [ArchiveFormat; 4] = [
     ArchiveFormat::Tar,

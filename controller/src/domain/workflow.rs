@@ -1,0 +1,85 @@
+//! A workflow as the boot decision reads it. Fields follow upstream PureBoot's `Workflow`
+//! model (`target_device: null` loads, where upstream rejects it); [`crate::workflows`]
+//! loads and checks the files, [`crate::templates`] renders the string fields per node.
+
+use std::collections::BTreeMap;
+
+use pureboot_contract::OverlayMode;
+use serde::{Deserialize, Serialize};
+
+pureboot_contract::named_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum InstallMethod: "install method" {
+        /// Diskless: root over NFS, `nfs_boot` on every boot.
+        Nfs = "nfs",
+        Image = "image",
+        Kernel = "kernel",
+        Sanboot = "sanboot",
+        Chain = "chain",
+        Deploy = "deploy",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostBootStep {
+    pub name: String,
+    pub script: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, alias = "architecture")]
+    pub arch: Option<String>,
+    pub install_method: InstallMethod,
+    /// NFS server announced to nodes (a template; defaults to the controller's setting).
+    #[serde(default)]
+    pub nfs_server: Option<String>,
+    /// Informational in pureboot: nodes always mount the configured export root (the
+    /// controller prepares their trees there); a different value is reported at load.
+    #[serde(default)]
+    pub nfs_base_path: Option<String>,
+    #[serde(default)]
+    pub image_url: Option<String>,
+    #[serde(default)]
+    pub target_device: Option<String>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub post_boot: Vec<PostBootStep>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    // Upstream fields, kept so its workflow files load.
+    #[serde(default)]
+    pub boot_params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub kernel_path: Option<String>,
+    #[serde(default)]
+    pub initrd_path: Option<String>,
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    #[serde(default)]
+    pub boot_mode: Option<String>,
+    #[serde(default)]
+    pub boot_url: Option<String>,
+    #[serde(default)]
+    pub source_device: Option<String>,
+    #[serde(default)]
+    pub post_script_url: Option<String>,
+    // pureboot extensions.
+    /// Overlay mode for nodes of this workflow (a node's own setting wins).
+    #[serde(default)]
+    pub overlay: Option<OverlayMode>,
+    /// Base image under `base/` (a node's own setting wins; else the configured default).
+    #[serde(default)]
+    pub base_image: Option<String>,
+    /// Hostname template, e.g. `k3s-{{ serial }}` (a node's own hostname wins).
+    #[serde(default)]
+    pub hostname: Option<String>,
+}

@@ -1,0 +1,276 @@
+//! The tiny root the virtual Pis boot into, built from arm64 busybox: its `/sbin/init` prints
+//! one `PUREBOOT-GUEST key=value ...` line saying who it is, exercises the writable layer
+//! when the command line asks (`probe.write=`, `probe.mark=`), and powers off.
+//! Also the Debian root of the scenario `debian_root_boots_to_systemd`, with a unit that
+//! reports the same way, and the benchmark's Debian root, with a unit that marks
+//! `multi-user.target` reached.
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::process;
+
+/// A file of the shared base that a node may delete (the whiteout must persist in mode image).
+pub const BASE_FILE: &str = "etc/pureboot-base-file";
+
+const APPLETS: &[&str] = &[
+    "sh", "cat", "mount", "poweroff", "echo", "grep", "sed", "sync", "rm", "mkdir", "ls", "tr",
+    "head", "touch", "sleep", "cut",
+];
+
+/// `/sbin/init` of the tiny root. Values never contain spaces, so the report line splits on
+/// whitespace. `probe.write=T` writes T to /var/probe and deletes the base file;
+/// `probe.mark=M` leaves /var/marks/M; the report lists what the root holds afterwards;
+/// `probe.nfsstats=1` dumps the NFS client's counters after it (`nfs-dump`, the benchmark's).
+pub const INIT_SCRIPT: &str = r#"#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc 2>/dev/null
+arg() { for a in $(cat /proc/cmdline); do case "$a" in "$1"=*) echo "${a#*=}"; return;; esac; done; }
+w=$(arg probe.write)
+if [ -n "$w" ]; then echo "$w" > /var/probe; rm -f /etc/pureboot-base-file; fi
+m=$(arg probe.mark)
+if [ -n "$m" ]; then mkdir -p /var/marks && touch "/var/marks/$m"; fi
+sync
+# The export's mount, not the base image's own (its source ends in /base/<image>).
+nfs=$(grep -v '^[^ ]*/base/[^ /]* ' /proc/mounts | grep -o ' nfs4\? [^ ]*vers=[0-9.]*' | head -n1 | sed 's/.*vers=//')
+# The NFS mounts stay behind in the old root, hidden from /proc/mounts; the per-namespace
+# nfsfs table still lists them ("v4 0a000202 801 0:24 ..."), without their paths. The two
+# are mounted at once, so in either order; the base tries v3 first, so the export's is the
+# highest version there.
+[ -n "$nfs" ] || nfs=$(sed -n '2,$s/^v\([0-9.]*\) .*/\1/p' /proc/fs/nfsfs/volumes 2>/dev/null | sort | tail -n1)
+# Every NFS mount's version, sorted: the export's and the base image's own (v3,v4).
+volumes=$(sed -n '2,$s/^\(v[0-9.]*\) .*/\1/p' /proc/fs/nfsfs/volumes 2>/dev/null | sort | tr '\n' ',' | sed 's/,$//')
+rootfs=$(grep '^[^ ]* / ' /proc/mounts | tail -n1 | cut -d' ' -f3)
+upper=$(grep '^[^ ]* / ' /proc/mounts | tail -n1 | grep -o 'upperdir=[^,]*' | cut -d= -f2)
+probe=$(cat /var/probe 2>/dev/null || echo none)
+if [ -e /etc/pureboot-base-file ]; then base=present; else base=absent; fi
+marks=$(ls /var/marks 2>/dev/null | tr '\n' ',' | sed 's/,$//')
+# pi-init loads ext4 (its disk list) only when the boot needs it.
+if grep -q '^ext4 ' /proc/modules; then ext4=loaded; else ext4=absent; fi
+echo "PUREBOOT-GUEST serial=$(arg pureboot.serial) hostname=$(cat /etc/hostname 2>/dev/null) machine_id=$(cat /etc/machine-id 2>/dev/null) nfs=${nfs:-none} volumes=${volumes:-none} root_fs=${rootfs:-none} upper=${upper:-none} probe=$probe base_file=$base marks=${marks:-none} ext4=$ext4"
+[ "$(arg probe.nfsstats)" = 1 ] && nfs-dump
+poweroff -f
+"#;
+
+/// Builds the tiny root in `dir` (created).
+pub fn build_tiny_root(busybox: &Path, dir: &Path) -> Result<(), String> {
+    let io = |e: std::io::Error| format!("building the tiny root in {}: {e}", dir.display());
+    for d in [
+        "bin", "sbin", "etc", "proc", "sys", "dev", "run", "tmp", "var", "mnt",
+    ] {
+        std::fs::create_dir_all(dir.join(d)).map_err(io)?;
+    }
+    std::fs::copy(busybox, dir.join("bin/busybox")).map_err(io)?;
+    for a in APPLETS {
+        symlink("busybox", dir.join("bin").join(a)).map_err(io)?;
+    }
+    write_exec(&dir.join("sbin/init"), INIT_SCRIPT).map_err(io)?;
+    write_exec(&dir.join("bin/nfs-dump"), &nfs_dump_script()).map_err(io)?;
+    std::fs::write(dir.join("etc/hostname"), "base-image\n").map_err(io)?;
+    std::fs::write(dir.join(BASE_FILE), "from the shared base\n").map_err(io)?;
+    Ok(())
+}
+
+fn write_exec(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+/// A tarball of `dir` for `pureboot-controller image import` (owners kept numeric).
+pub fn tarball(dir: &Path, out: &Path) -> Result<PathBuf, String> {
+    process::run(
+        Command::new("tar")
+            .arg("--numeric-owner")
+            .arg("-C")
+            .arg(dir)
+            .arg("-cf")
+            .arg(out)
+            .arg("."),
+    )?;
+    Ok(out.to_path_buf())
+}
+
+/// The counters' dump as a script of its own, so both roots run the same text.
+fn nfs_dump_script() -> String {
+    format!(
+        "#!/bin/sh\n{}\n{}\n",
+        crate::nfs_stats::DUMP_SH,
+        crate::guest_cpu::DUMP_SH
+    )
+}
+
+/// The line the benchmark's Debian root prints once `multi-user.target` is active.
+pub const USABLE_MARK: &str = "PUREBOOT-USABLE";
+/// The line after it: when systemd says the target became active (µs, CLOCK_MONOTONIC).
+pub const TARGET_MARK: &str = "PUREBOOT-TARGET";
+
+/// The benchmark's unit: ordered after `multi-user.target` and wanted by it, so it runs as
+/// soon as the target is reached (the Debian root's default is graphical.target, which adds
+/// nothing here: no display manager).
+const USABLE_UNIT: &str = "[Unit]
+Description=pureboot benchmark: multi-user.target reached
+After=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/pureboot-usable
+ExecStartPost=/bin/systemctl poweroff --force --force
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// The unit's script: the mark through /dev/kmsg (a kernel timestamp on the console) first,
+/// then systemd's own monotonic time of the target and the NFS counters on the console.
+fn usable_script() -> String {
+    format!(
+        "#!/bin/sh\n\
+         echo \"{USABLE_MARK} target=multi-user.target\" > /dev/kmsg\n\
+         at=$(systemctl show -P ActiveEnterTimestampMonotonic multi-user.target)\n\
+         {{ echo \"{TARGET_MARK} active_us=$at\"; {}; {}; }} > /dev/console\n",
+        crate::nfs_stats::DUMP_SH,
+        crate::guest_cpu::DUMP_SH
+    )
+}
+
+/// The cached Debian root as the benchmark boots it, into `out`: the root as debootstrap made
+/// it (without the Debian root scenario's report unit, and without a hostname: the node layer
+/// gives one) plus the benchmark's unit and script. The cached root itself is left as it is.
+pub fn debian_usable_tarball(debian_root: &Path, out: &Path) -> Result<PathBuf, String> {
+    let stage = out.with_extension("stage");
+    let io = |e: std::io::Error| format!("staging the usable unit in {}: {e}", stage.display());
+    let files = [
+        (
+            "etc/systemd/system/pureboot-usable.service",
+            USABLE_UNIT.to_string(),
+            false,
+        ),
+        ("usr/local/sbin/pureboot-usable", usable_script(), true),
+    ];
+    for (rel, text, exec) in &files {
+        let path = stage.join(rel);
+        std::fs::create_dir_all(path.parent().expect("a relative path")).map_err(io)?;
+        if *exec {
+            write_exec(&path, text).map_err(io)?;
+        } else {
+            std::fs::write(&path, text).map_err(io)?;
+        }
+    }
+    let wants = stage.join("etc/systemd/system/multi-user.target.wants");
+    std::fs::create_dir_all(&wants).map_err(io)?;
+    let link = wants.join("pureboot-usable.service");
+    if std::fs::symlink_metadata(&link).is_err() {
+        symlink("/etc/systemd/system/pureboot-usable.service", &link).map_err(io)?;
+    }
+    let mut tar = Command::new("tar");
+    tar.args(["--numeric-owner", "--xattrs", "--exclude=./.complete"])
+        .arg("--exclude=./etc/hostname")
+        .arg("--exclude=./etc/systemd/system/pureboot-report.service")
+        .arg("--exclude=./etc/systemd/system/multi-user.target.wants/pureboot-report.service")
+        .arg("-cf")
+        .arg(out)
+        .arg("-C")
+        .arg(debian_root)
+        .arg(".")
+        // Only the files: their directories are in the root already.
+        .arg("-C")
+        .arg(&stage)
+        .arg("./etc/systemd/system/multi-user.target.wants/pureboot-usable.service");
+    for (rel, _, _) in &files {
+        tar.arg(format!("./{rel}"));
+    }
+    process::run(&mut tar)?;
+    Ok(out.to_path_buf())
+}
+
+/// The unit the Debian root scenario adds to the root: reports hostname and machine-id (both
+/// from the controller's node layer) on the console, then powers off at once.
+pub const DEBIAN_REPORT_UNIT: &str = "[Unit]
+Description=pureboot virtual Pi report
+After=basic.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo \"PUREBOOT-GUEST hostname=$(cat /etc/hostname) machine_id=$(cat /etc/machine-id) init=$(readlink /proc/1/exe)\" > /dev/console'
+ExecStartPost=/bin/systemctl poweroff --force --force
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// A tarball of the cached Debian root plus the report unit, built once into the cache.
+pub fn debian_tarball(debian_root: &Path, cache: &Path) -> Result<PathBuf, String> {
+    let out = cache.join("debian-root-report.tar");
+    if out.exists() {
+        return Ok(out);
+    }
+    let unit = debian_root.join("etc/systemd/system/pureboot-report.service");
+    std::fs::write(&unit, DEBIAN_REPORT_UNIT).map_err(|e| format!("{}: {e}", unit.display()))?;
+    let wants = debian_root.join("etc/systemd/system/multi-user.target.wants");
+    std::fs::create_dir_all(&wants).map_err(|e| e.to_string())?;
+    let link = wants.join("pureboot-report.service");
+    if std::fs::symlink_metadata(&link).is_err() {
+        symlink("/etc/systemd/system/pureboot-report.service", &link).map_err(|e| e.to_string())?;
+    }
+    // The node layer supplies hostname and machine-id: the base's own must not win.
+    let _ = std::fs::remove_file(debian_root.join("etc/hostname"));
+    let tmp = out.with_extension("tar.tmp");
+    process::run(
+        Command::new("tar")
+            .args(["--numeric-owner", "--xattrs", "--exclude=./.complete", "-C"])
+            .arg(debian_root)
+            .arg("-cf")
+            .arg(&tmp)
+            .arg("."),
+    )?;
+    std::fs::rename(&tmp, &out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_script_is_valid_shell() {
+        let dir = crate::workdir::WorkDir::new("guest-root-test").unwrap();
+        let f = dir.join("init");
+        std::fs::write(&f, INIT_SCRIPT).unwrap();
+        process::run(Command::new("sh").arg("-n").arg(&f)).unwrap();
+    }
+
+    #[test]
+    fn usable_and_dump_scripts_are_valid_shell() {
+        let dir = crate::workdir::WorkDir::new("guest-root-test").unwrap();
+        for (name, text) in [("usable", usable_script()), ("dump", nfs_dump_script())] {
+            let f = dir.join(name);
+            std::fs::write(&f, text).unwrap();
+            process::run(Command::new("sh").arg("-n").arg(&f)).unwrap();
+        }
+        assert!(usable_script().contains(USABLE_MARK));
+        assert!(USABLE_UNIT.contains("After=multi-user.target"));
+    }
+
+    #[test]
+    fn tiny_root_has_init_applets_and_base_file() {
+        let dir = crate::workdir::WorkDir::new("guest-root-test").unwrap();
+        // Any file stands in for busybox: the layout is what is checked here.
+        build_tiny_root(Path::new("/bin/sh"), &dir.join("root")).unwrap();
+        let root = dir.join("root");
+        let mode = std::fs::metadata(root.join("sbin/init"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0o111, "init executable");
+        assert_eq!(
+            std::fs::read_link(root.join("bin/poweroff")).unwrap(),
+            Path::new("busybox")
+        );
+        assert!(root.join(BASE_FILE).is_file());
+        assert!(root.join("bin/nfs-dump").is_file());
+        let tar = tarball(&root, &dir.join("root.tar")).unwrap();
+        let list = process::run(Command::new("tar").arg("-tf").arg(&tar)).unwrap();
+        assert!(list.lines().any(|l| l == "./sbin/init"), "{list}");
+    }
+}
