@@ -2,11 +2,13 @@
 //! [`crate::sys`] and takes its decisions from [`crate::decide`]. The orchestration in
 //! [`crate::boot`] runs them in order; no step calls back into it.
 //!
-//! In boot order: [`net`] (link, DHCP or `ip=`), [`modules`] with [`coldplug`] (the kernel
-//! modules, on their own threads), [`controller`] (the boot API), [`nfs`] (the export's
-//! mount), [`base_mount`] (the base image's own cached mount, with [`rpcbind`] checking that
-//! NFSv3 can answer), [`overlay`] (the new root), [`switch_root`] (into it), and
-//! [`watchdog`] (armed at start, handed over to the new init).
+//! In boot order: [`serial`] (the board's serial), [`net`] (link, DHCP or `ip=`), [`modules`]
+//! with [`coldplug`] (the kernel modules, on their own threads), [`controller`] (the boot
+//! API), [`nfs`] (the export's mount), [`base_mount`] (the base image's own cached mount,
+//! with [`rpcbind`] checking that NFSv3 can answer), [`lower`] (the export's layout and the
+//! base image chosen and placed), [`overlay`] (the new root on them), or [`local`] (a root on
+//! a block device), then [`switch_root`] (into it); [`watchdog`] is armed at start and
+//! handed over to the new init.
 
 pub mod base_mount;
 pub mod coldplug;
