@@ -213,22 +213,12 @@ fn walk_strings<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::workflow::InstallMethod;
-    use crate::workflows::load_file;
-    use std::path::Path;
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    fn seed(name: &str) -> Workflow {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../workflows")
-            .join(name);
-        load_file(&path, &Templates::new()).unwrap()
     }
 
     #[test]
@@ -286,64 +276,5 @@ mod tests {
             "a<b & 'c'",
             "no HTML escaping"
         );
-    }
-
-    #[test]
-    fn seed_workflows_render_per_node() {
-        let t = Templates::new();
-        let base = vars(&[
-            ("nfs_server", "10.0.2.2"),
-            ("serial", "d83add36"),
-            ("hostname", "pi-d83add36"),
-        ]);
-        let wf = t
-            .render_workflow(&seed("pi-diskless-nfs.yaml"), &base)
-            .unwrap();
-        assert_eq!(wf.nfs_server.as_deref(), Some("10.0.2.2"));
-        assert_eq!(wf.install_method, InstallMethod::Nfs);
-
-        let k3s = t
-            .render_workflow(&seed("pi-k3s-worker.yaml"), &base)
-            .unwrap();
-        assert_eq!(k3s.nfs_server.as_deref(), Some("10.0.2.2"));
-        assert_eq!(k3s.variables["k3s_server"], "https://k3s-master:6443");
-        let mut with_server = base.clone();
-        with_server.insert("k3s_server".into(), "https://10.0.0.1:6443".into());
-        let k3s = t
-            .render_workflow(&seed("pi-k3s-worker.yaml"), &with_server)
-            .unwrap();
-        assert_eq!(k3s.variables["k3s_server"], "https://10.0.0.1:6443");
-        assert!(
-            k3s.post_boot[0]
-                .script
-                .contains("K3S_URL=\"${k3s_server}\""),
-            "shell syntax untouched"
-        );
-    }
-
-    #[test]
-    fn variables_feed_fields_and_undefined_names_the_field() {
-        let t = Templates::new();
-        let mut wf = seed("pi-diskless-nfs.yaml");
-        wf.variables
-            .insert("site".into(), "{{ serial }}-lab".into());
-        wf.hostname = Some("{{ site }}".into());
-        let out = t
-            .render_workflow(&wf, &vars(&[("serial", "d83add36")]))
-            .unwrap();
-        assert_eq!(out.hostname.as_deref(), Some("d83add36-lab"));
-
-        wf.base_image = Some("{{ image_name }}".into());
-        let err = t
-            .render_workflow(&wf, &vars(&[("serial", "d83add36")]))
-            .unwrap_err();
-        assert_eq!(err.field, "base_image");
-        assert!(err.to_string().contains("undefined"), "{err}");
-        wf.base_image = None;
-        wf.variables.insert("token".into(), "{{ secret }}".into());
-        let err = t
-            .render_workflow(&wf, &vars(&[("serial", "d83add36")]))
-            .unwrap_err();
-        assert_eq!(err.field, "variables.token");
     }
 }

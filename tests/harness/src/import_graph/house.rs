@@ -67,7 +67,6 @@ fn house() -> (PathBuf, Graph) {
 }
 
 #[test]
-#[ignore = "two known circles are being removed on their own branches: controller/src templates.rs <-> workflows.rs, pi-init/src sys.rs <-> loopdev.rs, modules.rs, switch_root.rs"]
 fn no_import_circle_between_files() {
     let (repo, g) = house();
     assert!(g.files.len() > 100, "only {} files read", g.files.len());
