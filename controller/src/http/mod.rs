@@ -138,7 +138,7 @@ fn status_routes(state: &AppState) -> Router<AppState> {
 
 fn pi_routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/boot/pi", get(pi::boot_pi))
+        .route(pureboot_contract::boot_query::PATH, get(pi::boot_pi))
         .route("/api/v1/nodes/register-pi", post(pi::register_pi))
         .route("/api/v1/nodes/{id}/installed", post(pi::installed))
         .route(
