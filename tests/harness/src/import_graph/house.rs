@@ -182,3 +182,51 @@ fn pi_init_and_image_use_the_controller_only_through_its_contract() {
     }
     assert!(faults.is_empty(), "{}", faults.join("\n"));
 }
+
+/// The repository paths a document names in backticks: those starting with a top-level folder
+/// of the house (`pi-init/src/boot/step.rs`, `tests/harness/`), without any `<placeholder>`.
+fn named_paths(doc: &str) -> Vec<String> {
+    const TOP: [&str; 7] = [
+        "pi-init/",
+        "controller/",
+        "image/",
+        "workflows/",
+        "tests/",
+        ".ci/",
+        "Cargo.toml",
+    ];
+    doc.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| TOP.iter().any(|t| s.starts_with(t)))
+        .filter(|s| !s.contains(['<', '{', '*', ' ']))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn named_paths_are_the_backticked_repository_paths() {
+    let doc = "see `pi-init/src/boot/step.rs` and `tests/harness/`, not `base/<image>`, \
+               `nodes/{upper,work}`, `controller/src/{a,b}.rs` or `step::run`";
+    assert_eq!(
+        named_paths(doc),
+        ["pi-init/src/boot/step.rs", "tests/harness/"]
+    );
+}
+
+#[test]
+fn every_path_architecture_md_names_exists() {
+    let repo = repo_root();
+    let doc = std::fs::read_to_string(repo.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let paths = named_paths(&doc);
+    assert!(
+        paths.len() > 30,
+        "only {} paths found: {paths:?}",
+        paths.len()
+    );
+    let missing: Vec<&String> = paths.iter().filter(|p| !repo.join(p).exists()).collect();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names paths the tree does not have: {missing:?}"
+    );
+}
