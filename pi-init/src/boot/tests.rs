@@ -4,7 +4,7 @@
 
 use super::policy::{self, after_failure, reboot_delay, AfterFailure};
 use super::*;
-use crate::steps::controller::HttpError;
+use crate::steps::controller::{HttpError, Reply};
 use crate::steps::net::{NetConfig, NetError, NetRequest, NetSource};
 use crate::steps::switch_root;
 use crate::support::testutil::TempDir;
@@ -62,10 +62,10 @@ struct FakeHttp {
 }
 
 impl Http for FakeHttp {
-    fn get(&self, url: &str, _: Duration) -> Result<(u16, String), HttpError> {
+    fn get(&self, url: &str, _: Duration) -> Result<Reply, HttpError> {
         self.gets.lock().unwrap().push(url.into());
         match &self.answer {
-            Some(a) => Ok((200, a.clone())),
+            Some(a) => Ok(Reply::new(200, a.clone())),
             None => Err(HttpError::transient("connection refused")),
         }
     }
@@ -536,7 +536,10 @@ fn each_failing_step_is_named_and_reported() {
     let cases: &[(&str, Break, &str, &str)] = &[
         (
             "the server refuses the mount",
-            |w| w.sys.script_mounts([Err(nix::errno::Errno::EACCES)]),
+            |w| {
+                w.sys
+                    .fail_mount("10.0.2.2:/srv/nfs", "", nix::errno::Errno::EACCES)
+            },
             "nfs-mount",
             "NFS mount of 10.0.2.2:/srv/nfs failed: v4.2: EACCES",
         ),

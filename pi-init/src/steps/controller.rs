@@ -32,9 +32,28 @@ impl HttpError {
     }
 }
 
+/// An HTTP answer to a GET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    /// `Retry-After` in seconds, where a busy server (429, 503) names when to come back.
+    pub retry_after: Option<u32>,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: impl Into<String>) -> Self {
+        Reply {
+            status,
+            body: body.into(),
+            retry_after: None,
+        }
+    }
+}
+
 pub trait Http: Sync {
-    /// GET `url`; the status and body of any HTTP answer, or why there was none.
-    fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), HttpError>;
+    /// GET `url`; any HTTP answer, or why there was none.
+    fn get(&self, url: &str, timeout: Duration) -> Result<Reply, HttpError>;
     /// POST a JSON body; the status of any HTTP answer, or why there was none.
     fn post_json(&self, url: &str, body: &str, timeout: Duration) -> Result<u16, HttpError>;
 }
@@ -66,14 +85,20 @@ fn from_ureq(e: ureq::Error) -> HttpError {
 }
 
 impl Http for Ureq {
-    fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), HttpError> {
+    fn get(&self, url: &str, timeout: Duration) -> Result<Reply, HttpError> {
         match Self::agent(timeout).get(url).call() {
-            Ok(r) => Ok((
+            Ok(r) => Ok(Reply::new(
                 r.status(),
                 r.into_string()
                     .map_err(|e| HttpError::transient(e.to_string()))?,
             )),
-            Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap_or_default())),
+            Err(ureq::Error::Status(code, r)) => {
+                let retry_after = r.header("Retry-After").and_then(|v| v.trim().parse().ok());
+                Ok(Reply {
+                    retry_after,
+                    ..Reply::new(code, r.into_string().unwrap_or_default())
+                })
+            }
             Err(e) => Err(from_ureq(e)),
         }
     }
@@ -136,15 +161,29 @@ pub enum Outcome {
     Unreachable(String),
 }
 
+/// Whether an HTTP error answer is final: a 4xx says the request itself is wrong (unknown
+/// node, bad query, forbidden), so asking again would get the same. A busy or rate-limited
+/// server (408, 429) and every 5xx are transient: another machine flooding the controller
+/// must not make a Pi give up its boot.
+fn is_final(status: u16) -> bool {
+    (400..=499).contains(&status) && !matches!(status, 408 | 429)
+}
+
 /// Ask until there is an answer other than `wait`, or the controller counts as unreachable:
-/// `attempts` transient errors, 5xx answers or unreadable bodies in a row (backing off between
-/// them), or at once on a permanent error or a 4xx (asking again would get the same).
+/// `attempts` transient errors, busy answers (408, 429, 5xx) or unreadable bodies in a row
+/// (backing off between them, at least as long as a `Retry-After` asks), or at once on a
+/// permanent error or another 4xx (asking again would get the same).
 pub fn ask(http: &dyn Http, sleep: &mut dyn FnMut(Duration), url: &str, p: &AskPolicy) -> Outcome {
     let mut failures = 0;
     let mut backoff = p.first_backoff;
     loop {
+        let mut pause = backoff;
         let err = match http.get(url, p.timeout) {
-            Ok((200..=299, body)) => match serde_json::from_str::<PiBootResponse>(&body) {
+            Ok(Reply {
+                status: 200..=299,
+                body,
+                ..
+            }) => match serde_json::from_str::<PiBootResponse>(&body) {
                 Ok(r) if r.action == Some(BootAction::Wait) => {
                     // Never a tight loop, whatever the answer says.
                     let delay = r
@@ -169,13 +208,23 @@ pub fn ask(http: &dyn Http, sleep: &mut dyn FnMut(Duration), url: &str, p: &AskP
                 Ok(r) => return Outcome::Answer(r),
                 Err(e) => format!("unreadable answer: {e}"),
             },
-            Ok((code @ 400..=499, body)) => {
+            Ok(Reply { status, body, .. }) if is_final(status) => {
                 return Outcome::Unreachable(format!(
-                    "GET {url}: HTTP {code}: {}",
+                    "GET {url}: HTTP {status}: {}",
                     error_text(&body)
                 ))
             }
-            Ok((code, body)) => format!("HTTP {code}: {}", error_text(&body)),
+            Ok(Reply {
+                status,
+                body,
+                retry_after,
+            }) => {
+                // A named pause is kept, within the policy's longest backoff.
+                if let Some(s) = retry_after {
+                    pause = pause.max(Duration::from_secs(s.into()).min(p.max_backoff));
+                }
+                format!("HTTP {status}: {}", error_text(&body))
+            }
             Err(e) if e.permanent => {
                 return Outcome::Unreachable(format!("GET {url}: {}", e.message))
             }
@@ -187,9 +236,9 @@ pub fn ask(http: &dyn Http, sleep: &mut dyn FnMut(Duration), url: &str, p: &AskP
         }
         log::warn!(
             "controller: GET {url}: {err}; retrying in {} ms",
-            backoff.as_millis()
+            pause.as_millis()
         );
-        sleep(backoff);
+        sleep(pause);
         backoff = (backoff * 2).min(p.max_backoff);
     }
 }
@@ -240,7 +289,7 @@ mod tests {
     /// Answers GETs from a script (an `Err` starting with `permanent:` is a permanent
     /// error); records POSTs.
     struct ScriptedHttp {
-        answers: Mutex<VecDeque<Result<(u16, String), HttpError>>>,
+        answers: Mutex<VecDeque<Result<Reply, HttpError>>>,
         gets: Mutex<u32>,
         posts: Mutex<Vec<(String, String)>>,
     }
@@ -255,7 +304,7 @@ mod tests {
                 answers: Mutex::new(
                     answers
                         .into_iter()
-                        .map(|a| a.map(|(c, b)| (c, b.to_string())).map_err(error))
+                        .map(|a| a.map(|(c, b)| Reply::new(c, b)).map_err(error))
                         .collect(),
                 ),
                 gets: Mutex::new(0),
@@ -265,7 +314,7 @@ mod tests {
     }
 
     impl Http for ScriptedHttp {
-        fn get(&self, _url: &str, _t: Duration) -> Result<(u16, String), HttpError> {
+        fn get(&self, _url: &str, _t: Duration) -> Result<Reply, HttpError> {
             *self.gets.lock().unwrap() += 1;
             self.answers
                 .lock()
@@ -334,6 +383,45 @@ mod tests {
             slept,
             [Duration::from_millis(500), Duration::from_millis(1000)]
         );
+    }
+
+    #[test]
+    fn a_busy_or_rate_limited_controller_is_asked_again_after_its_retry_after() {
+        let busy = |status, retry_after| {
+            Ok(Reply {
+                retry_after,
+                ..Reply::new(status, r#"{"error":"too many requests"}"#)
+            })
+        };
+        let http = ScriptedHttp {
+            answers: Mutex::new(VecDeque::from([
+                busy(429, Some(3)),
+                busy(503, None),
+                busy(429, Some(3600)),
+                busy(408, None),
+                Ok(Reply::new(200, NFS)),
+            ])),
+            gets: Mutex::new(0),
+            posts: Mutex::new(Vec::new()),
+        };
+        let (out, slept) = run(&http);
+        assert!(matches!(out, Outcome::Answer(_)), "{out:?}");
+        let ms: Vec<u128> = slept.iter().map(|d| d.as_millis()).collect();
+        assert_eq!(
+            ms,
+            [3000, 1000, 4000, 4000],
+            "Retry-After when longer than the backoff, never past the policy's longest"
+        );
+        for (status, is) in [
+            (400, true),
+            (403, true),
+            (404, true),
+            (408, false),
+            (429, false),
+        ] {
+            assert_eq!(is_final(status), is, "{status}");
+        }
+        assert!(!is_final(500) && !is_final(503));
     }
 
     #[test]
@@ -434,7 +522,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let mut seen = Vec::new();
-            for _ in 0..2 {
+            for i in 0..3 {
                 let (mut s, _) = listener.accept().unwrap();
                 let mut r = BufReader::new(s.try_clone().unwrap());
                 let mut head = String::new();
@@ -456,10 +544,13 @@ mod tests {
                     head.lines().next().unwrap().to_string(),
                     String::from_utf8(body).unwrap(),
                 ));
-                let reply = NFS;
+                let (status, extra, reply) = match i {
+                    2 => ("429 Too Many Requests", "Retry-After: 7\r\n", "{}"),
+                    _ => ("200 OK", "", NFS),
+                };
                 write!(
                     s,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{reply}",
                     reply.len()
                 )
                 .unwrap();
@@ -467,19 +558,23 @@ mod tests {
             seen
         });
         let base = format!("http://{addr}");
-        let (code, body) = Ureq
+        let reply = Ureq
             .get(
                 &boot_url(&base, &serial("d83add36"), Some(mac("aa:bb:cc:00:11:22"))),
                 Duration::from_secs(2),
             )
             .unwrap();
-        assert_eq!(code, 200);
-        assert!(body.contains("nfs_boot"));
+        assert_eq!((reply.status, reply.retry_after), (200, None));
+        assert!(reply.body.contains("nfs_boot"));
         assert!(post_callback(
             &Ureq,
             &format!("{base}/api/v1/nodes/x/installed"),
             &serde_json::json!({"a": 1})
         ));
+        let busy = Ureq
+            .get(&format!("{base}/busy"), Duration::from_secs(2))
+            .unwrap();
+        assert_eq!((busy.status, busy.retry_after), (429, Some(7)));
         let seen = server.join().unwrap();
         assert_eq!(
             seen[0].0,
