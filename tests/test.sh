@@ -59,6 +59,10 @@ step "build: pi-init for aarch64-unknown-linux-musl (release)" \
 # Style and lints hold on every change (set-up installs rustfmt and clippy).
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy, warnings as errors" cargo clippy --workspace --all-targets -- -D warnings
+# The fuzz targets are a workspace of their own (tests/fuzz): they must keep compiling
+# against the crates they exercise, even when no one fuzzes.
+step "fuzz targets compile (tests/fuzz, cargo check)" \
+  env CARGO_TARGET_DIR="$REPO/target/fuzz-check" cargo check --manifest-path tests/fuzz/Cargo.toml --bins
 step "cargo test --workspace (unit and HTTP tests)" \
   cargo test --workspace --exclude pureboot-harness
 # The harness's own unit tests, among them the import graph (tests/harness/src/import_graph/):
