@@ -75,13 +75,22 @@ fn an_8_hex_full_serial_is_a_short_one_and_the_16_digit_form_is_taken_later() {
         "taken when first seen"
     );
     assert!(!app.event_kinds(short).contains(&"conflict".to_string()));
-    // A different 16-digit serial still is another machine.
-    app.boot(&format!(
+    // A different 16-digit serial still is another machine: refused, recorded as a
+    // conflict event (no flag: it changes nothing of the node).
+    let (_, r) = app.boot(&format!(
         "serial={short}&mac={MAC}&full_serial=200000000badc0de"
     ));
-    assert!(app.node(short)["conflict"]
-        .as_str()
-        .is_some_and(|c| c.contains("200000000badc0de")));
+    assert_eq!(r["action"], "wait", "{r}");
+    let n = app.node(short);
+    assert_eq!(n["full_serial"], "100000000badc0de");
+    assert!(n["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "conflict"
+            && e["detail"]["conflicts"]
+                .to_string()
+                .contains("200000000badc0de")));
 }
 
 fn has_ext4_magic(path: &Path) -> bool {

@@ -101,6 +101,16 @@ pub enum NodeCmd {
         #[arg(long)]
         mac: Option<String>,
     },
+    /// Change a node's settings.
+    Set {
+        /// The node's serial (8 hex) or id.
+        id: String,
+        /// Confirm the node's MAC: boots must carry it, and a deployment (`deploy_image`)
+        /// is handed only to a boot that does. `none` forgets it. Also forgets the node's
+        /// address (with `pin_boot_address`, the next boot with the MAC pins its own).
+        #[arg(long)]
+        mac: Option<String>,
+    },
     /// Assign a workflow: the node boots it from its next boot on.
     Assign {
         /// The node's serial (8 hex) or id.

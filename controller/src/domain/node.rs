@@ -29,11 +29,10 @@ pub struct Node {
     /// Set when the node's persistent layer (`image` overlay) broke and it booted without
     /// it; cleared when a later boot reports the image overlay working.
     pub degraded: Option<String>,
-    /// Id of the node's current boot, handed out in its callback URL: the capability to
-    /// report for this boot. Never shown (an admin view must not leak it into events).
-    #[serde(skip)]
-    pub boot_id: Option<String>,
-    /// The address that asked for the current boot.
+    /// The MAC was set by an operator (`node add --mac`, `node set --mac`), not learned
+    /// from a boot: only then may a boot be handed a deployment (`deploy_image`).
+    pub mac_confirmed: bool,
+    /// The address that asked for the latest boot the controller accepted.
     pub boot_ip: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -58,6 +57,22 @@ pub fn full_serial_of_claim(claimed: &str) -> Option<String> {
 }
 
 impl Node {
+    /// Why a boot request may not speak for this node: a full serial or MAC that differs
+    /// from the recorded one, or no MAC where one is recorded (a boot is bound to the
+    /// node's MAC once it has one). Empty: the request may boot the node.
+    pub fn refusal(&self, mac: Option<&Mac>, full_serial: Option<&str>) -> Vec<String> {
+        let mut why = self.claim_conflicts(mac, full_serial);
+        if let (Some(known), None) = (&self.mac, mac) {
+            why.push(format!("no MAC given; {known} is recorded"));
+        }
+        why
+    }
+
+    /// The request carries the MAC an operator confirmed for this node.
+    pub fn confirmed_mac_is(&self, mac: Option<&Mac>) -> bool {
+        self.mac_confirmed && mac.is_some() && self.mac.as_ref() == mac
+    }
+
     /// Why a boot claiming this short serial looks like a different machine: a full serial
     /// or MAC that differs from the one on record. Empty when nothing disagrees. A short
     /// (8-hex) full serial, claimed or on record, is no information.
@@ -101,7 +116,7 @@ impl Node {
             last_ip: None,
             conflict: None,
             degraded: None,
-            boot_id: None,
+            mac_confirmed: false,
             boot_ip: None,
             created_at: String::new(),
             updated_at: String::new(),
@@ -143,6 +158,25 @@ mod tests {
         assert!(fresh
             .claim_conflicts(Some(&mac("aa:aa:aa:aa:aa:aa")), Some("20000000d83add36"))
             .is_empty());
+    }
+
+    #[test]
+    fn a_request_without_the_recorded_mac_is_refused() {
+        let mut node = Node::sample("d83add36", NodeState::Active);
+        assert!(node.refusal(None, None).is_empty(), "nothing recorded");
+        node.mac = Some(mac("dc:a6:32:01:02:03"));
+        assert_eq!(node.refusal(None, None).len(), 1, "the MAC is required");
+        assert!(node
+            .refusal(Some(&mac("dc:a6:32:01:02:03")), None)
+            .is_empty());
+        assert!(
+            !node.confirmed_mac_is(Some(&mac("dc:a6:32:01:02:03"))),
+            "learned"
+        );
+        node.mac_confirmed = true;
+        assert!(node.confirmed_mac_is(Some(&mac("dc:a6:32:01:02:03"))));
+        assert!(!node.confirmed_mac_is(Some(&mac("dc:a6:32:01:02:04"))));
+        assert!(!node.confirmed_mac_is(None));
     }
 
     #[test]

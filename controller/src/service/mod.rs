@@ -41,9 +41,9 @@ pub enum ServiceError {
     /// The caller may not do this (a report from another address than the boot's).
     #[error("{0}")]
     Forbidden(String),
-    /// Over a configured bound (rate, count); try later.
-    #[error("{0}")]
-    Limited(String),
+    /// Over a configured bound (rate, count); try again after `retry_after` seconds.
+    #[error("{detail}")]
+    Limited { detail: String, retry_after: u64 },
     /// The request is valid but contradicts the registry (already exists, in use ...).
     #[error("{0}")]
     Conflict(String),
@@ -78,10 +78,17 @@ pub struct Services {
     /// Node-tree writes of this process: one at a time per serial (two boots of one
     /// serial), different serials in parallel (a stripe per serial hash).
     tree_locks: Vec<Mutex<()>>,
-    /// Boots and reports per node (`node_requests_per_minute`).
-    node_limiter: RateLimiter,
-    /// Unknown serials recorded, all together (`unknown_serials_per_minute`).
+    /// Boots and reports of registered nodes per source address
+    /// (`node_requests_per_minute`), and from all addresses (`boot_requests_per_minute`).
+    address_limiter: RateLimiter,
+    boot_budget: RateLimiter,
+    /// Unknown serials recorded, all together (`unknown_serials_per_minute`), per source
+    /// address (a tenth of that), and once per serial per minute.
     unknown_limiter: RateLimiter,
+    unknown_per_address: RateLimiter,
+    unknown_once: RateLimiter,
+    /// Conflict events recorded per source address.
+    conflict_limiter: RateLimiter,
 }
 
 impl Services {
@@ -104,8 +111,12 @@ impl Services {
             templates,
             tree,
             tree_locks: (0..TREE_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            node_limiter: RateLimiter::new(config.node_requests_per_minute),
+            address_limiter: RateLimiter::new(config.node_requests_per_minute),
+            boot_budget: RateLimiter::new(config.boot_requests_per_minute),
             unknown_limiter: RateLimiter::new(config.unknown_serials_per_minute),
+            unknown_per_address: RateLimiter::new(config.unknown_serials_per_minute.div_ceil(10)),
+            unknown_once: RateLimiter::new(1),
+            conflict_limiter: RateLimiter::new(limits::CONFLICTS_PER_MINUTE),
             config,
         })
     }
