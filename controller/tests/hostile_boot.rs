@@ -2,7 +2,7 @@
 //! real Pi asks from 127.0.0.2, the attacker from 127.0.0.3 (all of 127.0.0.0/8 reaches the
 //! 127.0.0.1 listener, and the server sees each source address). Each test is the attack;
 //! it passes when the attacker can neither speak for the Pi, lock it out, take its
-//! deployment, nor fill the log.
+//! deployment, fill the log, nor reach its templates.
 
 mod common;
 
@@ -355,6 +355,64 @@ fn unknown_serials_are_coalesced_and_capped_per_address() {
     // ... while another address's unknown serial is still recorded.
     app.boot_from(PI, "serial=0000f00d");
     assert_eq!(boot_requests(&app, "0000f00d"), 1);
+}
+
+fn template_workflows() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("by-ip.yaml"),
+        "id: by-ip\nname: By address\ninstall_method: nfs\noverlay: tmpfs\n\
+         hostname: \"node-{{ ip | replace('.', '-') }}-{{ model | default('none') }}\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad-image.yaml"),
+        "id: bad-image\nname: Bad image\ninstall_method: nfs\noverlay: tmpfs\n\
+         base_image: \"img/{{ serial }}\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn pi_sent_values_reach_templates_only_checked() {
+    let wf = template_workflows();
+    let dir = wf.path().to_path_buf();
+    let app = spawn_app_with(move |c| c.workflows_dir = dir);
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "by-ip"}));
+    let query = format!("serial={SERIAL}&mac={PI_MAC}");
+    let (_, first) = app.boot_from(PI, &query);
+    let (_, r) = app.boot_from(PI, &query);
+    assert_eq!(r["hostname"], "node-127-0-0-2-none", "{r}");
+    // A forged address in a report, a forged address and model through register-pi.
+    let forged = json!({"success": true, "mode": "nfs_boot", "ip_address": "10.6.6.6"});
+    assert_eq!(post_from(&app, PI, &report_path(&r, false), &forged).0, 200);
+    post_from(
+        &app,
+        ATTACKER,
+        "/api/v1/nodes/register-pi",
+        &json!({"serial": SERIAL, "mac": PI_MAC, "model": "evil", "ip_address": "10.6.6.6"}),
+    );
+    let (_, r) = app.boot_from(PI, &query);
+    assert_eq!(
+        r["hostname"], "node-127-0-0-2-unknown",
+        "renamed by a forged value: {r}"
+    );
+    assert_eq!(app.node(SERIAL)["last_ip"], PI);
+    // The first boot already saw its own address (none was recorded before it).
+    assert_eq!(first["hostname"], "node-127-0-0-2-none", "{first}");
+
+    // A rendered base image that is not a name: the node waits, told why; none is sent.
+    app.add_node(json!({"serial": "0000beef", "workflow_id": "bad-image"}));
+    let (status, r) = app.boot_from(PI, "serial=0000beef");
+    assert_eq!((status, r["action"].as_str()), (200, Some("wait")), "{r}");
+    assert_eq!(r["base_image"], Value::Null);
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("base_image") && msg.contains("img/0000beef"),
+        "{msg}"
+    );
+    assert_eq!(app.node("0000beef")["state"], "pending");
 }
 
 #[test]

@@ -670,14 +670,16 @@ fn workflow_problems_are_explained_to_the_node() {
         "nothing to boot, no transition"
     );
 
-    // Renders, but to a hostname the node tree refuses: a server fault, named, in JSON.
+    // Renders, but to a hostname that is not one: the node waits, told why; no invalid
+    // name is sent.
     app.add_node(json!({"serial": "0000000b", "workflow_id": "bad-host"}));
-    let (status, e) = app.boot("serial=0000000b");
-    assert_eq!(status, 500, "{e}");
-    let detail = e["detail"].as_str().unwrap();
+    let (status, r) = app.boot("serial=0000000b");
+    assert_eq!((status, r["action"].as_str()), (200, Some("wait")), "{r}");
+    assert_eq!(r["hostname"], Value::Null);
+    let msg = r["message"].as_str().unwrap();
     assert!(
-        detail.contains("0000000b") && detail.contains("pi_0000000b"),
-        "{detail}"
+        msg.contains("bad-host") && msg.contains("hostname") && msg.contains("pi_0000000b"),
+        "{msg}"
     );
 }
 
@@ -785,7 +787,13 @@ fn a_boot_whose_tree_cannot_be_prepared_changes_nothing_and_names_no_server_path
     let nodes = app.nfs_root().join("nodes");
     std::fs::remove_dir_all(nodes.join(SERIAL)).unwrap(); // prepared when the node was added
     std::fs::write(nodes.join(SERIAL), "in the way").unwrap();
-    for serial in [SERIAL, "0000aaaa"] {
+    // A rendered name that is not one fails that node's answer before any file work: it
+    // waits, told why.
+    let (status, r) = app.boot("serial=0000aaaa");
+    assert_eq!((status, r["action"].as_str()), (200, Some("wait")), "{r}");
+    assert!(r["message"].as_str().unwrap().contains("hostname"), "{r}");
+    {
+        let serial = SERIAL;
         let (status, e) = app.boot(&format!("serial={serial}"));
         assert_eq!(status, 500, "{serial}: {e}");
         assert_eq!(e["error"], "internal");

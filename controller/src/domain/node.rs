@@ -56,6 +56,23 @@ pub fn full_serial_of_claim(claimed: &str) -> Option<String> {
         .map(|f| f.to_string())
 }
 
+/// Board models a template may see (`model`), in the names of the firmware's config.txt
+/// filters; anything else a client sends is `unknown`.
+pub const PI_MODELS: &[&str] = &[
+    "pi0", "pi0w", "pi02", "pi1", "pi2", "pi3", "pi3+", "pi4", "pi400", "pi5", "pi500", "cm1",
+    "cm3", "cm3+", "cm4", "cm4s", "cm5",
+];
+
+/// A client's model name as one of [`PI_MODELS`] (case-insensitive), else `unknown`: the
+/// text reaches templates, and there it must be a value the workflow's author can know.
+pub fn known_model(claimed: &str) -> &'static str {
+    PI_MODELS
+        .iter()
+        .find(|m| m.eq_ignore_ascii_case(claimed.trim()))
+        .copied()
+        .unwrap_or("unknown")
+}
+
 impl Node {
     /// Why a boot request may not speak for this node: a full serial or MAC that differs
     /// from the recorded one, or no MAC where one is recorded (a boot is bound to the
@@ -161,7 +178,7 @@ mod tests {
     }
 
     #[test]
-    fn a_request_without_the_recorded_mac_is_refused() {
+    fn a_request_without_the_recorded_mac_is_refused_and_models_are_known_or_unknown() {
         let mut node = Node::sample("d83add36", NodeState::Active);
         assert!(node.refusal(None, None).is_empty(), "nothing recorded");
         node.mac = Some(mac("dc:a6:32:01:02:03"));
@@ -177,6 +194,8 @@ mod tests {
         assert!(node.confirmed_mac_is(Some(&mac("dc:a6:32:01:02:03"))));
         assert!(!node.confirmed_mac_is(Some(&mac("dc:a6:32:01:02:04"))));
         assert!(!node.confirmed_mac_is(None));
+        assert_eq!(known_model("Pi4"), "pi4");
+        assert_eq!(known_model("{{ 7*7 }}"), "unknown");
     }
 
     #[test]

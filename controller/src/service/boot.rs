@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::{workflow_state, ServiceError, Services};
 use crate::domain::boot::{decide, refused, unregistered, NodeTreePlan};
 use crate::domain::ids::NodeRef;
-use crate::domain::node::{full_serial_of_claim, Node};
+use crate::domain::node::{full_serial_of_claim, known_model, Node};
 use crate::domain::state::NodeState;
 use crate::domain::workflow::{InstallMethod, Workflow};
 use crate::nfs_tree::error::NfsTreeError;
@@ -103,12 +103,12 @@ pub fn checked_ip(s: &str) -> Result<String, ServiceError> {
         })
 }
 
-/// A board model as a client names it: short printable text (it reaches templates and
-/// the operator's terminal).
+/// A board model as a client names it: short printable text (it reaches the operator's
+/// terminal), recorded as one of the known models or `unknown`.
 fn checked_model(s: &str) -> Result<String, ServiceError> {
     let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic() || c == ' ');
     if ok {
-        Ok(s.to_string())
+        Ok(known_model(s).to_string())
     } else {
         Err(ServiceError::Unprocessable(
             "model must be 1 to 64 printable ASCII characters".into(),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
 use crate::domain::boot::{BootSettings, WorkflowState};
-use crate::domain::node::Node;
+use crate::domain::node::{full_serial_of_claim, known_model, Node};
 use crate::domain::state::InvalidTransition;
 use crate::domain::workflow::Workflow;
 use crate::nfs_tree::error::NfsTreeError;
@@ -25,7 +25,7 @@ use crate::store::{Store, StoreError, Tx};
 use crate::templates::{Templates, Vars};
 use crate::workflows::{Lookup, Workflows};
 use limits::RateLimiter;
-use pureboot_contract::ids::{InvalidId, Mac, Serial};
+use pureboot_contract::ids::{Hostname, ImageName, InvalidId, Serial};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -253,14 +253,25 @@ impl Services {
         v.insert("node_id".into(), node.id.clone());
         v.insert("serial".into(), node.serial.to_string());
         v.insert("hostname".into(), node.effective_hostname().to_string());
+        // What a Pi sent reaches templates only as checked values: an address as an
+        // address, a model from the known list, a full serial by its rule.
+        let ip = node
+            .last_ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+            .map(|ip| ip.to_string());
+        let full_serial = node.full_serial.as_deref().and_then(full_serial_of_claim);
         for (k, val) in [
-            ("full_serial", node.full_serial.as_deref()),
-            ("mac", node.mac.as_ref().map(Mac::as_str)),
-            ("ip", node.last_ip.as_deref()),
-            ("model", node.model.as_deref()),
+            ("full_serial", full_serial),
+            ("mac", node.mac.as_ref().map(|m| m.as_str().to_string())),
+            ("ip", ip),
+            (
+                "model",
+                node.model.as_deref().map(|m| known_model(m).into()),
+            ),
         ] {
             if let Some(val) = val {
-                v.insert(k.into(), val.to_string());
+                v.insert(k.into(), val);
             }
         }
         v
@@ -283,11 +294,14 @@ impl Services {
             return Ok(None);
         };
         match workflows.get(id) {
-            Lookup::Found(wf) => self
-                .templates
-                .render_workflow(wf, vars)
-                .map(Some)
-                .map_err(|e| e.to_string()),
+            Lookup::Found(wf) => {
+                let wf = self
+                    .templates
+                    .render_workflow(wf, vars)
+                    .map_err(|e| e.to_string())?;
+                checked_names(&wf)?;
+                Ok(Some(wf))
+            }
             Lookup::Broken(e) => Err(format!("workflow {id} is broken: {e}")),
             Lookup::Missing => Err(format!(
                 "workflow {id} not found in {}",
@@ -307,6 +321,26 @@ impl Services {
             ))),
         }
     }
+}
+
+/// A rendered workflow's names that reach the export and the node (host name, base image)
+/// must be valid ones: a template fed odd values fails the node's answer with the reason
+/// (it waits) instead of sending or writing a name that is not one.
+fn checked_names(wf: &Workflow) -> Result<(), String> {
+    let bad = |field: &str, value: &str, e: &dyn std::fmt::Display| {
+        format!(
+            "workflow {}: rendered {field} {:?} is not valid: {e}",
+            wf.id,
+            crate::text::escape_controls(&value.chars().take(64).collect::<String>())
+        )
+    };
+    if let Some(h) = wf.hostname.as_deref() {
+        Hostname::parse(h).map_err(|e| bad("hostname", h, &e))?;
+    }
+    if let Some(b) = wf.base_image.as_deref() {
+        ImageName::parse(b).map_err(|e| bad("base_image", b, &e))?;
+    }
+    Ok(())
 }
 
 /// Loads the workflows directory, logging the files left out and the fields that do not do
