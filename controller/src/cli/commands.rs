@@ -85,7 +85,14 @@ impl Output {
                     ("id", n.id.clone()),
                     ("serial", n.serial.to_string()),
                     ("full serial", table::opt(&n.full_serial)),
-                    ("mac", table::opt(&n.mac)),
+                    (
+                        "mac",
+                        match (&n.mac, n.mac_confirmed) {
+                            (Some(m), true) => format!("{m} (confirmed)"),
+                            (Some(m), false) => format!("{m} (learned; confirm: node set --mac)"),
+                            (None, _) => "-".into(),
+                        },
+                    ),
                     ("state", n.state.to_string()),
                     ("workflow", table::opt(&n.workflow_id)),
                     ("hostname", n.effective_hostname().to_string()),

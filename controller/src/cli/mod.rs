@@ -97,7 +97,8 @@ pub enum NodeCmd {
         /// The base image under base/ (default: the workflow's, else the configured one).
         #[arg(long)]
         base_image: Option<String>,
-        /// Its MAC, so another machine claiming the serial is flagged.
+        /// Its MAC, confirmed: boots must carry it (another machine claiming the serial is
+        /// refused), and only they may be handed a deployment.
         #[arg(long)]
         mac: Option<String>,
     },

@@ -24,7 +24,9 @@ pub struct Node {
     pub base_image: Option<String>,
     pub last_boot_at: Option<String>,
     pub last_ip: Option<String>,
-    /// Set when a second machine claimed this short serial (different full serial or MAC).
+    /// Set by earlier versions when a second machine claimed this short serial (different
+    /// full serial or MAC); such a claim is now refused and recorded as a `conflict` event
+    /// only, since anyone could set a flag. Cleared by the operator.
     pub conflict: Option<String>,
     /// Set when the node's persistent layer (`image` overlay) broke and it booted without
     /// it; cleared when a later boot reports the image overlay working.

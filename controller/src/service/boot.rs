@@ -64,9 +64,9 @@ fn record_transitions(
     Ok(())
 }
 
-/// The blanks an accepted boot request's claim fills in: the MAC, and the full serial (an 8-hex "full serial" is
-/// the short one again: recorded as nothing, and the 16-digit form taken the first time it
-/// is seen).
+/// The blanks an accepted boot request's claim fills in: the MAC, and the full serial (an
+/// 8-hex "full serial" is the short one again: recorded as nothing, and the 16-digit form
+/// taken the first time it is seen).
 fn fill_claim(node: &mut Node, mac: Option<&Mac>, full_serial: Option<&str>) {
     if node
         .full_serial
@@ -528,8 +528,8 @@ impl Services {
         }
     }
 
-    /// `POST /nodes/{id}/installed`: records the whole report, then installing ->
-    /// installed (-> active for a diskless node). `{"success": false, "error": ...}` is
+    /// `POST /nodes/{boot id}/installed`: records the whole report, then installing ->
+    /// installed (-> active for a diskless node); a refused transition records nothing. `{"success": false, "error": ...}` is
     /// upstream's way of reporting a failure: recorded and handled as `install-failed`.
     ///
     /// With the node comes whether its persist.img is to be repaired
