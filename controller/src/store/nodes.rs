@@ -354,3 +354,42 @@ impl Tx<'_> {
         Ok(n > 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+    use super::*;
+
+    #[test]
+    fn a_boot_replaces_only_its_own_address_s_and_goes_with_its_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("b.db")).unwrap();
+        store
+            .write(|tx| {
+                let node = tx.insert_node(&NewNode::new(Serial::parse("d83add36").unwrap()))?;
+                tx.bind_boot(&node.id, "10.0.0.2", "boot-a")?;
+                tx.bind_boot(&node.id, "10.0.0.3", "boot-b")?;
+                let (found, ip) = tx.find_boot("boot-a")?.expect("its own id");
+                assert_eq!(
+                    (found.id.as_str(), ip.as_str()),
+                    (node.id.as_str(), "10.0.0.2")
+                );
+                // The same address again spends its previous id, and only that one.
+                tx.bind_boot(&node.id, "10.0.0.2", "boot-c")?;
+                assert!(tx.find_boot("boot-a")?.is_none());
+                assert!(tx.find_boot("boot-b")?.is_some() && tx.find_boot("boot-c")?.is_some());
+                // Bounded per node: the oldest addresses' boots go first.
+                for i in 0..BOOTS_PER_NODE {
+                    tx.bind_boot(&node.id, &format!("10.0.1.{i}"), &format!("more-{i}"))?;
+                }
+                assert!(tx.find_boot("boot-b")?.is_none() && tx.find_boot("boot-c")?.is_none());
+                assert!(tx
+                    .find_boot(&format!("more-{}", BOOTS_PER_NODE - 1))?
+                    .is_some());
+                tx.delete_node(&node.id)?;
+                assert!(tx.find_boot("more-0")?.is_none(), "gone with the node");
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    }
+}
