@@ -63,6 +63,11 @@ pub struct Config {
     pub auto_register: bool,
     /// Accept a boot's reports only from the address that asked for that boot.
     pub reports_from_boot_address: bool,
+    /// With `reports_from_boot_address`: a node's boots are accepted only from the address
+    /// of its last accepted boot (sites with DHCP reservations); another address gets the
+    /// answer of a conflicting request until an operator forgets the address (`node set
+    /// --mac`).
+    pub pin_boot_address: bool,
     /// Own address for the management API (`/api/v1/nodes`…, `/api/v1/workflows`…,
     /// `/api/v1/images`, `/metrics`); unset: served on `listen` beside the Pi routes.
     pub admin_listen: Option<String>,
@@ -72,9 +77,13 @@ pub struct Config {
     /// Unknown serials recorded per minute (new discovered nodes, or with auto_register off
     /// the boot_request events of unregistered serials, per serial). 0 = no limit.
     pub unknown_serials_per_minute: u64,
-    /// Boots and reports one node may make per minute (each records at most 5 events);
-    /// more get 429. 0 = no limit.
+    /// Boots and reports of registered nodes one source address may make per minute (each
+    /// records at most 5 events); more get 429. Per address, never per serial: another
+    /// machine asking for a node's serial cannot spend that node's budget. 0 = no limit.
     pub node_requests_per_minute: u64,
+    /// Boots and reports of registered nodes per minute from all addresses together; more
+    /// get 429. 0 = no limit.
+    pub boot_requests_per_minute: u64,
     /// Events kept at most (the oldest go first; pruned at start and hourly). 0 = all.
     pub max_events: u64,
     /// Events older than this many days are pruned. 0 = kept whatever their age.
@@ -125,10 +134,12 @@ impl Default for Config {
             admin_token: None,
             auto_register: true,
             reports_from_boot_address: true,
+            pin_boot_address: false,
             admin_listen: None,
             max_discovered_nodes: 1000,
             unknown_serials_per_minute: 300,
             node_requests_per_minute: 120,
+            boot_requests_per_minute: 12_000,
             max_events: 1_000_000,
             event_retention_days: 0,
             request_timeout_secs: 10,
@@ -204,10 +215,12 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("", "admin_token", Kind::Str),
     ("", "auto_register", Kind::Bool),
     ("", "reports_from_boot_address", Kind::Bool),
+    ("", "pin_boot_address", Kind::Bool),
     ("", "admin_listen", Kind::Str),
     ("", "max_discovered_nodes", Kind::Int),
     ("", "unknown_serials_per_minute", Kind::Int),
     ("", "node_requests_per_minute", Kind::Int),
+    ("", "boot_requests_per_minute", Kind::Int),
     ("", "max_events", Kind::Int),
     ("", "event_retention_days", Kind::Int),
     ("", "request_timeout_secs", Kind::Int),

@@ -116,7 +116,8 @@ fn cli_and_daemon_share_the_registry() {
         (adopted["state"].as_str(), adopted["mac"].as_str()),
         (Some("pending"), Some("dc:a6:32:00:d0:0d"))
     );
-    let (_, r) = app.boot("serial=0000d00d");
+    // Its boots carry the MAC it announced (a boot is bound to the recorded MAC).
+    let (_, r) = app.boot("serial=0000d00d&mac=dc:a6:32:00:d0:0d");
     assert_eq!(
         (r["action"].as_str(), r["overlay_mode"].as_str()),
         (Some("nfs_boot"), Some("none")),

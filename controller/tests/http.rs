@@ -129,7 +129,10 @@ fn assigned_diskless_node_gets_nfs_boot_on_every_boot() {
         );
         assert_eq!(status, 200, "round {round}: {n}");
         assert_eq!(n["state"], "active");
-        assert_eq!(n["last_ip"], "10.0.2.15");
+        assert_eq!(
+            n["last_ip"], "127.0.0.1",
+            "the boot's address, not the report's"
+        );
         assert!(n["last_boot_at"].as_str().is_some());
     }
     assert!(
@@ -239,8 +242,8 @@ fn callbacks_move_state_or_answer_409() {
             .iter()
             .filter(|k| *k == "install_failed")
             .count()
-            == 2,
-        "refused report still recorded"
+            == 1,
+        "a refused report stores nothing"
     );
 
     // The next boot retries: nfs_boot again, with a new id; the old one names no boot.
@@ -427,6 +430,15 @@ fn bad_input_gets_4xx_json_never_500() {
     );
 }
 
+/// One boot of abcd0001 with its MAC, from any thread.
+fn boot_abcd0001(base: &str) -> Value {
+    ureq::get(&format!("{base}/api/v1/boot/pi?serial=abcd0001&mac={MAC}"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap()
+}
+
 #[test]
 fn concurrent_boots_of_one_serial_neither_lose_events_nor_duplicate_the_node() {
     let app = spawn_app();
@@ -437,15 +449,7 @@ fn concurrent_boots_of_one_serial_neither_lose_events_nor_duplicate_the_node() {
             let base = base.clone();
             std::thread::spawn(move || {
                 (0..per_thread)
-                    .map(|_| {
-                        let r: Value =
-                            ureq::get(&format!("{base}/api/v1/boot/pi?serial=abcd0001&mac={MAC}"))
-                                .call()
-                                .unwrap()
-                                .into_json()
-                                .unwrap();
-                        r["action"].as_str().unwrap().to_string()
-                    })
+                    .map(|_| boot_abcd0001(&base)["action"].as_str().unwrap().to_string())
                     .collect::<Vec<_>>()
             })
         })
@@ -481,12 +485,10 @@ fn concurrent_boots_of_one_serial_neither_lose_events_nor_duplicate_the_node() {
         .map(|_| {
             let base = base.clone();
             std::thread::spawn(move || {
-                let r: Value = ureq::get(&format!("{base}/api/v1/boot/pi?serial=abcd0001"))
-                    .call()
+                boot_abcd0001(&base)["machine_id"]
+                    .as_str()
                     .unwrap()
-                    .into_json()
-                    .unwrap();
-                r["machine_id"].as_str().unwrap().to_string()
+                    .to_string()
             })
         })
         .collect();
@@ -525,23 +527,35 @@ fn a_second_machine_claiming_a_short_serial_is_flagged() {
         "serial={SERIAL}&mac={MAC}&full_serial=10000000{SERIAL}"
     ));
     assert_eq!(app.node(SERIAL)["conflict"], Value::Null);
-    // A Pi 5 with the same low 32 bits.
-    let (status, _) = app.boot(&format!(
+    // A Pi 5 with the same low 32 bits: refused and recorded as a conflict event; it
+    // changes nothing of the node, not even a flag (anyone could set one).
+    let before = app.node(SERIAL);
+    let (status, r) = app.boot(&format!(
         "serial={SERIAL}&mac=dc:a6:32:ff:ff:ff&full_serial=20000000{SERIAL}"
     ));
-    assert_eq!(status, 200);
+    assert_eq!((status, r["action"].as_str()), (200, Some("wait")), "{r}");
     let node = app.node(SERIAL);
-    let flag = node["conflict"].as_str().expect("flagged");
+    for field in [
+        "conflict",
+        "full_serial",
+        "mac",
+        "state",
+        "last_ip",
+        "last_boot_at",
+    ] {
+        assert_eq!(node[field], before[field], "{field}");
+    }
+    let conflict = node["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "conflict")
+        .expect("a conflict event");
+    let text = conflict["detail"]["conflicts"].to_string();
     assert!(
-        flag.contains(&format!("20000000{SERIAL}")) && flag.contains("dc:a6:32:ff:ff:ff"),
-        "{flag}"
+        text.contains(&format!("20000000{SERIAL}")) && text.contains("dc:a6:32:ff:ff:ff"),
+        "{text}"
     );
-    assert_eq!(
-        node["full_serial"],
-        format!("10000000{SERIAL}"),
-        "first claim kept"
-    );
-    assert!(app.event_kinds(SERIAL).contains(&"conflict".to_string()));
     let (_, nodes) = app.admin_get("/api/v1/nodes");
     assert_eq!(nodes.as_array().unwrap().len(), 1);
     let (status, n) = app.admin(
@@ -551,21 +565,24 @@ fn a_second_machine_claiming_a_short_serial_is_flagged() {
     );
     assert_eq!((status, n["conflict"].clone()), (200, Value::Null));
 
-    // pi-init's installed report names the machine too.
+    // A report names the machine too, but identity comes only from accepted boot
+    // requests: the report's full serial and MAC neither replace, fill nor flag anything.
     app.admin(
         "POST",
         &format!("/api/v1/nodes/{SERIAL}/assign"),
         Some(&json!({"workflow_id": "pi-k3s-worker"})),
     );
-    let (_, r) = app.boot(&format!("serial={SERIAL}"));
-    let report = json!({"success": true, "mode": "nfs_boot", "serial": SERIAL, "full_serial": format!("30000000{SERIAL}"), "mac": MAC});
+    let (_, r) = app.boot(&format!("serial={SERIAL}&mac={MAC}"));
+    let report = json!({"success": true, "mode": "nfs_boot", "serial": SERIAL, "full_serial": format!("30000000{SERIAL}"), "mac": "dc:a6:32:ee:ee:ee"});
     let (status, n) = app.post(&report_path(&r, false), &report);
     assert_eq!(status, 200, "{n}");
-    assert!(
-        n["conflict"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(&format!("30000000{SERIAL}")),
+    assert_eq!(
+        (
+            n["conflict"].clone(),
+            n["full_serial"].clone(),
+            n["mac"].clone()
+        ),
+        (Value::Null, json!(format!("10000000{SERIAL}")), json!(MAC)),
         "{n}"
     );
 }
@@ -653,14 +670,16 @@ fn workflow_problems_are_explained_to_the_node() {
         "nothing to boot, no transition"
     );
 
-    // Renders, but to a hostname the node tree refuses: a server fault, named, in JSON.
+    // Renders, but to a hostname that is not one: the node waits, told why; no invalid
+    // name is sent.
     app.add_node(json!({"serial": "0000000b", "workflow_id": "bad-host"}));
-    let (status, e) = app.boot("serial=0000000b");
-    assert_eq!(status, 500, "{e}");
-    let detail = e["detail"].as_str().unwrap();
+    let (status, r) = app.boot("serial=0000000b");
+    assert_eq!((status, r["action"].as_str()), (200, Some("wait")), "{r}");
+    assert_eq!(r["hostname"], Value::Null);
+    let msg = r["message"].as_str().unwrap();
     assert!(
-        detail.contains("0000000b") && detail.contains("pi_0000000b"),
-        "{detail}"
+        msg.contains("bad-host") && msg.contains("hostname") && msg.contains("pi_0000000b"),
+        "{msg}"
     );
 }
 
@@ -768,7 +787,13 @@ fn a_boot_whose_tree_cannot_be_prepared_changes_nothing_and_names_no_server_path
     let nodes = app.nfs_root().join("nodes");
     std::fs::remove_dir_all(nodes.join(SERIAL)).unwrap(); // prepared when the node was added
     std::fs::write(nodes.join(SERIAL), "in the way").unwrap();
-    for serial in [SERIAL, "0000aaaa"] {
+    // A rendered name that is not one fails that node's answer before any file work: it
+    // waits, told why.
+    let (status, r) = app.boot("serial=0000aaaa");
+    assert_eq!((status, r["action"].as_str()), (200, Some("wait")), "{r}");
+    assert!(r["message"].as_str().unwrap().contains("hostname"), "{r}");
+    {
+        let serial = SERIAL;
         let (status, e) = app.boot(&format!("serial={serial}"));
         assert_eq!(status, 500, "{serial}: {e}");
         assert_eq!(e["error"], "internal");

@@ -5,25 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{report_path, spawn_app, spawn_app_with, which, TestApp};
+use common::{report_path, spawn_app, spawn_app_with, which};
 use serde_json::{json, Value};
 
 const SERIAL: &str = "d83add36";
 const MAC: &str = "dc:a6:32:01:02:03";
-
-fn metric(app: &TestApp, name: &str) -> String {
-    let text = ureq::get(&app.url("/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        .to_string()
-}
 
 #[test]
 fn upstream_failure_report_on_the_callback_counts_as_install_failed() {
@@ -56,7 +43,7 @@ fn upstream_failure_report_on_the_callback_counts_as_install_failed() {
         "Base image not found: debian-arm64"
     );
     assert_eq!(events[4]["detail"]["to"], "install_failed");
-    assert_eq!(metric(&app, "pureboot_node_failures_total"), "1");
+    assert_eq!(app.metric("pureboot_node_failures_total"), "1");
 
     // Without an error text it is still a failure.
     app.boot(&format!("serial={SERIAL}&mac={MAC}"));
@@ -88,46 +75,27 @@ fn an_8_hex_full_serial_is_a_short_one_and_the_16_digit_form_is_taken_later() {
         "taken when first seen"
     );
     assert!(!app.event_kinds(short).contains(&"conflict".to_string()));
-    // A different 16-digit serial still is another machine.
-    app.boot(&format!(
+    // A different 16-digit serial still is another machine: refused, recorded as a
+    // conflict event (no flag: it changes nothing of the node).
+    let (_, r) = app.boot(&format!(
         "serial={short}&mac={MAC}&full_serial=200000000badc0de"
     ));
-    assert!(app.node(short)["conflict"]
-        .as_str()
-        .is_some_and(|c| c.contains("200000000badc0de")));
+    assert_eq!(r["action"], "wait", "{r}");
+    let n = app.node(short);
+    assert_eq!(n["full_serial"], "100000000badc0de");
+    assert!(n["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "conflict"
+            && e["detail"]["conflicts"]
+                .to_string()
+                .contains("200000000badc0de")));
 }
 
 fn has_ext4_magic(path: &Path) -> bool {
     let bytes = std::fs::read(path).unwrap();
     bytes.len() > 1082 && bytes[1080..1082] == [0x53, 0xef]
-}
-
-fn cli(app: &TestApp, args: &[&str]) -> String {
-    let c = &app.config;
-    let config = app.dir.path().join("controller.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n\
-             public_url = \"http://10.0.2.2:8080\"\n[nfs]\nroot_path = \"{}\"\npersist_size_mb = 16\n",
-            c.database.display(),
-            c.workflows_dir.display(),
-            c.nfs.root_path.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pureboot-controller"))
-        .arg("--config")
-        .arg(&config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -166,7 +134,7 @@ fn a_broken_persist_image_is_flagged_set_aside_and_replaced() {
     assert_eq!(n["state"], "active");
     let flag = n["degraded"].as_str().expect("flagged in the API answer");
     assert!(flag.contains("overlay image unavailable"), "{flag}");
-    assert_eq!(metric(&app, "pureboot_nodes_degraded"), "1");
+    assert_eq!(app.metric("pureboot_nodes_degraded"), "1");
 
     let aside: Vec<_> = std::fs::read_dir(&node_dir)
         .unwrap()
@@ -188,14 +156,14 @@ fn a_broken_persist_image_is_flagged_set_aside_and_replaced() {
     assert_eq!(degraded[1]["detail"]["action"], "fresh image");
 
     // The operator sees it.
-    let list = cli(&app, &["node", "list"]);
+    let list = app.cli(&["node", "list"]);
     assert!(list.contains("DEGRADED"), "{list}");
-    let show = cli(&app, &["node", "show", SERIAL]);
+    let show = app.cli(&["node", "show", SERIAL]);
     assert!(
         show.contains("degraded") && show.contains("overlay image unavailable"),
         "{show}"
     );
-    let info = cli(&app, &["overlay", "info", SERIAL]);
+    let info = app.cli(&["overlay", "info", SERIAL]);
     assert!(
         info.contains("(ext4)") && info.contains("set aside"),
         "{info}"
@@ -207,11 +175,11 @@ fn a_broken_persist_image_is_flagged_set_aside_and_replaced() {
     let (status, n) = app.post(&report_path(&r, false), &report);
     assert_eq!(status, 200, "{n}");
     assert_eq!(n["degraded"], Value::Null);
-    assert_eq!(metric(&app, "pureboot_nodes_degraded"), "0");
-    assert!(!cli(&app, &["node", "list"]).contains("DEGRADED"));
+    assert_eq!(app.metric("pureboot_nodes_degraded"), "0");
+    assert!(!app.cli(&["node", "list"]).contains("DEGRADED"));
 
     // `overlay reset` sets an image aside on the operator's word.
-    let out = cli(&app, &["overlay", "reset", SERIAL]);
+    let out = app.cli(&["overlay", "reset", SERIAL]);
     assert!(out.contains("moved"), "{out}");
     let count = std::fs::read_dir(&node_dir)
         .unwrap()

@@ -9,7 +9,7 @@ use super::{node_ref, print_json, table, ImageCmd, NodeCmd, OverlayCmd};
 use crate::domain::state::NodeState;
 use crate::nfs_tree::import::progress::TerminalProgress;
 use crate::nfs_tree::persist_repair::PersistState;
-use crate::service::nodes::{NodeSpec, RECENT_EVENTS};
+use crate::service::nodes::{NodeSpec, NodeUpdate, RECENT_EVENTS};
 use crate::service::Services;
 use crate::store::nodes::NodeFilter;
 use pureboot_contract::ids::Serial;
@@ -85,7 +85,14 @@ impl Output {
                     ("id", n.id.clone()),
                     ("serial", n.serial.to_string()),
                     ("full serial", table::opt(&n.full_serial)),
-                    ("mac", table::opt(&n.mac)),
+                    (
+                        "mac",
+                        match (&n.mac, n.mac_confirmed) {
+                            (Some(m), true) => format!("{m} (confirmed)"),
+                            (Some(m), false) => format!("{m} (learned; confirm: node set --mac)"),
+                            (None, _) => "-".into(),
+                        },
+                    ),
                     ("state", n.state.to_string()),
                     ("workflow", table::opt(&n.workflow_id)),
                     ("hostname", n.effective_hostname().to_string()),
@@ -150,6 +157,29 @@ impl Output {
                     &format!(
                         "added node {} ({}), state {}",
                         node.serial, node.id, node.state
+                    ),
+                )
+            }
+            NodeCmd::Set { id, mac } => {
+                let Some(mac) = mac else {
+                    bail!("nothing to set: give --mac <MAC> (or --mac none)");
+                };
+                let mac = (mac != "none").then_some(mac);
+                let node = s.update_node(
+                    &node_ref(&id)?,
+                    &NodeUpdate {
+                        mac: Some(mac),
+                        ..Default::default()
+                    },
+                )?;
+                self.done(
+                    &node,
+                    &format!(
+                        "node {}: MAC {}",
+                        node.serial,
+                        node.mac
+                            .as_ref()
+                            .map_or("forgotten".into(), |m| format!("{m} confirmed"))
                     ),
                 )
             }

@@ -97,7 +97,18 @@ pub enum NodeCmd {
         /// The base image under base/ (default: the workflow's, else the configured one).
         #[arg(long)]
         base_image: Option<String>,
-        /// Its MAC, so another machine claiming the serial is flagged.
+        /// Its MAC, confirmed: boots must carry it (another machine claiming the serial is
+        /// refused), and only they may be handed a deployment.
+        #[arg(long)]
+        mac: Option<String>,
+    },
+    /// Change a node's settings.
+    Set {
+        /// The node's serial (8 hex) or id.
+        id: String,
+        /// Confirm the node's MAC: boots must carry it, and a deployment (`deploy_image`)
+        /// is handed only to a boot that does. `none` forgets it. Also forgets the node's
+        /// address (with `pin_boot_address`, the next boot with the MAC pins its own).
         #[arg(long)]
         mac: Option<String>,
     },

@@ -96,12 +96,33 @@ pub fn failure_url(public_url: &str, boot_id: &str) -> String {
     format!("{public_url}/api/v1/nodes/{boot_id}/install-failed")
 }
 
+/// Seconds a node waits for an operator to confirm its MAC before a deployment.
+pub const CONFIRM_RETRY_SECS: u32 = 60;
+
+/// Answer to a request that does not match the node it names (another MAC, another
+/// address where addresses are pinned): it boots nothing of the node's and tells nothing
+/// of it (the recorded MAC is in the controller's event, not here).
+pub fn refused(state: NodeState) -> PiBootResponse {
+    Decision::wait(
+        state,
+        BLOCKED_RETRY_SECS,
+        "This request does not match the node's recorded identity; not booted (recorded as a \
+         conflict for the operator)"
+            .into(),
+    )
+    .response
+}
+
 /// `boot_id`: the id this boot's reports must name, if the answer asks for a report.
+/// `confirmed_mac`: the request carries the MAC an operator confirmed for the node; a
+/// deployment (`deploy_image`, its `image_url` and whatever credentials that carries) goes
+/// to no other.
 pub fn decide(
     node: &Node,
     workflow: WorkflowState<'_>,
     s: &BootSettings,
     boot_id: &str,
+    confirmed_mac: bool,
 ) -> Decision {
     use NodeState::*;
     match node.state {
@@ -149,6 +170,15 @@ pub fn decide(
             ),
         ),
         InstallMethod::Nfs => nfs_boot(node, wf, s, boot_id),
+        InstallMethod::Image if node.state == Pending && !confirmed_mac => Decision::wait(
+            node.state,
+            CONFIRM_RETRY_SECS,
+            format!(
+                "Deployment of {} waits for an operator to confirm this node's MAC \
+                 (pureboot-controller node set {} --mac <MAC>)",
+                wf.name, node.serial
+            ),
+        ),
         InstallMethod::Image if node.state == Pending => {
             let mut d = Decision::answer(
                 Installing,
@@ -273,7 +303,13 @@ mod tests {
             NodeState::Installed,
             NodeState::Active,
         ] {
-            let d = decide(&node(state), WorkflowState::Ready(&wf), &settings(), BOOT);
+            let d = decide(
+                &node(state),
+                WorkflowState::Ready(&wf),
+                &settings(),
+                BOOT,
+                true,
+            );
             let r = &d.response;
             assert_eq!(r.action, Some(BootAction::NfsBoot), "{state}");
             assert_eq!(r.state, "installing");
@@ -312,6 +348,7 @@ mod tests {
             WorkflowState::Ready(&wf),
             &settings(),
             BOOT,
+            true,
         );
         assert_eq!(d.response.base_image.as_deref(), Some("wf-image"));
         assert_eq!(d.response.overlay_mode.as_deref(), Some("image"));
@@ -321,7 +358,7 @@ mod tests {
         n.base_image = Some("mine".into());
         n.overlay_mode = Some(OverlayMode::Nfs);
         n.hostname = Some(pureboot_contract::ids::Hostname::parse("kitchen").unwrap());
-        let d = decide(&n, WorkflowState::Ready(&wf), &settings(), BOOT);
+        let d = decide(&n, WorkflowState::Ready(&wf), &settings(), BOOT, true);
         assert_eq!(
             d.tree.unwrap(),
             NodeTreePlan {
@@ -334,6 +371,30 @@ mod tests {
     }
 
     #[test]
+    fn a_deployment_goes_only_to_the_confirmed_mac() {
+        let mut wf = diskless();
+        wf.install_method = InstallMethod::Image;
+        wf.image_url = Some("http://10.0.2.2/img?token=secret".into());
+        let n = node(NodeState::Pending);
+        let d = decide(&n, WorkflowState::Ready(&wf), &settings(), BOOT, false);
+        assert_eq!(d.response.action, Some(BootAction::Wait));
+        assert_eq!(d.response.image_url, None);
+        assert_eq!(d.response.callback_url, None);
+        assert_eq!((d.next_state, d.tree), (None, None));
+        assert!(d
+            .response
+            .message
+            .unwrap()
+            .contains("node set d83add36 --mac"));
+        let d = decide(&n, WorkflowState::Ready(&wf), &settings(), BOOT, true);
+        assert_eq!(d.response.action, Some(BootAction::DeployImage));
+        assert_eq!(d.response.image_url, wf.image_url);
+        let r = refused(NodeState::Active);
+        assert_eq!(r.action, Some(BootAction::Wait));
+        assert!(r.callback_url.is_none() && r.machine_id.is_none());
+    }
+
+    #[test]
     fn nodes_without_a_usable_workflow_wait() {
         let wf = diskless();
         let d = decide(
@@ -341,6 +402,7 @@ mod tests {
             WorkflowState::Ready(&wf),
             &settings(),
             BOOT,
+            true,
         );
         assert_eq!(d.response.action, Some(BootAction::Wait));
         assert_eq!(d.response.retry_after, Some(DISCOVERED_RETRY_SECS));
@@ -350,6 +412,7 @@ mod tests {
             WorkflowState::Unusable("workflow x not found".into()),
             &settings(),
             BOOT,
+            true,
         );
         assert_eq!(d.response.action, Some(BootAction::Wait));
         assert_eq!(d.response.message.as_deref(), Some("workflow x not found"));
@@ -358,6 +421,7 @@ mod tests {
             WorkflowState::Ready(&wf),
             &settings(),
             BOOT,
+            true,
         );
         assert_eq!(d.response.action, Some(BootAction::LocalBoot));
         let mut off = settings();
@@ -367,6 +431,7 @@ mod tests {
             WorkflowState::Ready(&wf),
             &off,
             BOOT,
+            true,
         );
         assert_eq!(d.response.action, Some(BootAction::Wait));
         assert!(d.tree.is_none());

@@ -24,16 +24,17 @@ pub struct Node {
     pub base_image: Option<String>,
     pub last_boot_at: Option<String>,
     pub last_ip: Option<String>,
-    /// Set when a second machine claimed this short serial (different full serial or MAC).
+    /// Set by earlier versions when a second machine claimed this short serial (different
+    /// full serial or MAC); such a claim is now refused and recorded as a `conflict` event
+    /// only, since anyone could set a flag. Cleared by the operator.
     pub conflict: Option<String>,
     /// Set when the node's persistent layer (`image` overlay) broke and it booted without
     /// it; cleared when a later boot reports the image overlay working.
     pub degraded: Option<String>,
-    /// Id of the node's current boot, handed out in its callback URL: the capability to
-    /// report for this boot. Never shown (an admin view must not leak it into events).
-    #[serde(skip)]
-    pub boot_id: Option<String>,
-    /// The address that asked for the current boot.
+    /// The MAC was set by an operator (`node add --mac`, `node set --mac`), not learned
+    /// from a boot: only then may a boot be handed a deployment (`deploy_image`).
+    pub mac_confirmed: bool,
+    /// The address that asked for the latest boot the controller accepted.
     pub boot_ip: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -57,7 +58,40 @@ pub fn full_serial_of_claim(claimed: &str) -> Option<String> {
         .map(|f| f.to_string())
 }
 
+/// Board models a template may see (`model`), in the names of the firmware's config.txt
+/// filters; anything else a client sends is `unknown`.
+pub const PI_MODELS: &[&str] = &[
+    "pi0", "pi0w", "pi02", "pi1", "pi2", "pi3", "pi3+", "pi4", "pi400", "pi5", "pi500", "cm1",
+    "cm3", "cm3+", "cm4", "cm4s", "cm5",
+];
+
+/// A client's model name as one of [`PI_MODELS`] (case-insensitive), else `unknown`: the
+/// text reaches templates, and there it must be a value the workflow's author can know.
+pub fn known_model(claimed: &str) -> &'static str {
+    PI_MODELS
+        .iter()
+        .find(|m| m.eq_ignore_ascii_case(claimed.trim()))
+        .copied()
+        .unwrap_or("unknown")
+}
+
 impl Node {
+    /// Why a boot request may not speak for this node: a full serial or MAC that differs
+    /// from the recorded one, or no MAC where one is recorded (a boot is bound to the
+    /// node's MAC once it has one). Empty: the request may boot the node.
+    pub fn refusal(&self, mac: Option<&Mac>, full_serial: Option<&str>) -> Vec<String> {
+        let mut why = self.claim_conflicts(mac, full_serial);
+        if let (Some(known), None) = (&self.mac, mac) {
+            why.push(format!("no MAC given; {known} is recorded"));
+        }
+        why
+    }
+
+    /// The request carries the MAC an operator confirmed for this node.
+    pub fn confirmed_mac_is(&self, mac: Option<&Mac>) -> bool {
+        self.mac_confirmed && mac.is_some() && self.mac.as_ref() == mac
+    }
+
     /// Why a boot claiming this short serial looks like a different machine: a full serial
     /// or MAC that differs from the one on record. Empty when nothing disagrees. A short
     /// (8-hex) full serial, claimed or on record, is no information.
@@ -101,7 +135,7 @@ impl Node {
             last_ip: None,
             conflict: None,
             degraded: None,
-            boot_id: None,
+            mac_confirmed: false,
             boot_ip: None,
             created_at: String::new(),
             updated_at: String::new(),
@@ -143,6 +177,27 @@ mod tests {
         assert!(fresh
             .claim_conflicts(Some(&mac("aa:aa:aa:aa:aa:aa")), Some("20000000d83add36"))
             .is_empty());
+    }
+
+    #[test]
+    fn a_request_without_the_recorded_mac_is_refused_and_models_are_known_or_unknown() {
+        let mut node = Node::sample("d83add36", NodeState::Active);
+        assert!(node.refusal(None, None).is_empty(), "nothing recorded");
+        node.mac = Some(mac("dc:a6:32:01:02:03"));
+        assert_eq!(node.refusal(None, None).len(), 1, "the MAC is required");
+        assert!(node
+            .refusal(Some(&mac("dc:a6:32:01:02:03")), None)
+            .is_empty());
+        assert!(
+            !node.confirmed_mac_is(Some(&mac("dc:a6:32:01:02:03"))),
+            "learned"
+        );
+        node.mac_confirmed = true;
+        assert!(node.confirmed_mac_is(Some(&mac("dc:a6:32:01:02:03"))));
+        assert!(!node.confirmed_mac_is(Some(&mac("dc:a6:32:01:02:04"))));
+        assert!(!node.confirmed_mac_is(None));
+        assert_eq!(known_model("Pi4"), "pi4");
+        assert_eq!(known_model("{{ 7*7 }}"), "unknown");
     }
 
     #[test]

@@ -14,6 +14,8 @@ use crate::service::ServiceError;
 pub struct ApiErr {
     pub status: StatusCode,
     pub body: ApiError,
+    /// Seconds a client should wait before asking again (`Retry-After`, with 429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiErr {
@@ -24,6 +26,7 @@ impl ApiErr {
                 error: code.into(),
                 detail: Some(detail.into()),
             },
+            retry_after: None,
         }
     }
 
@@ -43,6 +46,10 @@ impl ApiErr {
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
         let mut resp = (self.status, Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -63,9 +70,10 @@ impl From<ServiceError> for ApiErr {
             }
             ServiceError::NotFound(_) => ApiErr::new(StatusCode::NOT_FOUND, "not_found", detail),
             ServiceError::Forbidden(_) => ApiErr::new(StatusCode::FORBIDDEN, "forbidden", detail),
-            ServiceError::Limited(_) => {
-                ApiErr::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", detail)
-            }
+            ServiceError::Limited { retry_after, .. } => ApiErr {
+                retry_after: Some(retry_after),
+                ..ApiErr::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", detail)
+            },
             ServiceError::Conflict(_) => ApiErr::new(StatusCode::CONFLICT, "conflict", detail),
             ServiceError::Transition(_) => {
                 ApiErr::new(StatusCode::CONFLICT, "invalid_transition", detail)

@@ -14,7 +14,7 @@ use super::error::ApiErr;
 use super::{blocking, AppState, IdParam};
 use crate::domain::ids::NodeRef;
 use crate::domain::node::Node;
-use crate::service::boot::BootRequest;
+use crate::service::boot::{BootRequest, Registered};
 use crate::service::ServiceError;
 
 /// The query's decoded pairs, parsed once into the contract's [`BootQuery`].
@@ -58,7 +58,7 @@ pub async fn register_pi(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<RegisterPiRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<Node>), ApiErr> {
+) -> Result<(StatusCode, Json<Registered>), ApiErr> {
     let req = body?.0;
     let (node, created) = st
         .services
@@ -118,8 +118,9 @@ async fn callback(
         let outcome = s.install_failed(boot_id, body, report, Some(ip)).await;
         (outcome.map(|node| (node, false)), kind)
     };
-    // Counted: reports taken, and those recorded with their transition refused (409).
-    // Not counted: no such boot (404), another address (403), not a report (422).
+    // Counted: reports taken, and those whose transition was refused (409; only counted,
+    // their body is not stored). Not counted: no such boot (404), another address (403),
+    // not a report (422), over a rate limit (429).
     match &outcome {
         Ok(_) => metrics.callback(metric_kind, "ok"),
         Err(ServiceError::Transition(_)) => metrics.callback(metric_kind, "rejected"),

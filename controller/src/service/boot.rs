@@ -7,9 +7,9 @@ use pureboot_contract::{InstallFailedReport, InstalledReport, PiBootResponse, Re
 use serde_json::{json, Value};
 
 use super::{workflow_state, ServiceError, Services};
-use crate::domain::boot::{decide, unregistered, NodeTreePlan};
+use crate::domain::boot::{decide, refused, unregistered, NodeTreePlan};
 use crate::domain::ids::NodeRef;
-use crate::domain::node::{full_serial_of_claim, Node};
+use crate::domain::node::{full_serial_of_claim, known_model, Node};
 use crate::domain::state::NodeState;
 use crate::domain::workflow::{InstallMethod, Workflow};
 use crate::nfs_tree::error::NfsTreeError;
@@ -64,20 +64,9 @@ fn record_transitions(
     Ok(())
 }
 
-/// MAC and full serial from an installed report, where they are well-formed; a malformed
-/// one is ignored (the report is still recorded whole).
-fn claimed_identity(node: &Node, report: &InstalledReport) -> (Option<Mac>, Option<FullSerial>) {
-    let mac = report.mac.as_deref().and_then(|m| Mac::parse(m).ok());
-    let full = report
-        .full_serial
-        .as_deref()
-        .and_then(|f| FullSerial::claimed_for(f, &node.serial).ok().flatten());
-    (mac, full)
-}
-
-/// The blanks a claim fills in: the MAC, and the full serial (an 8-hex "full serial" is
-/// the short one again: recorded as nothing, and the 16-digit form taken the first time it
-/// is seen).
+/// The blanks an accepted boot request's claim fills in: the MAC, and the full serial (an
+/// 8-hex "full serial" is the short one again: recorded as nothing, and the 16-digit form
+/// taken the first time it is seen).
 fn fill_claim(node: &mut Node, mac: Option<&Mac>, full_serial: Option<&str>) {
     if node
         .full_serial
@@ -89,6 +78,16 @@ fn fill_claim(node: &mut Node, mac: Option<&Mac>, full_serial: Option<&str>) {
     }
     if node.mac.is_none() {
         node.mac = mac.cloned();
+    }
+}
+
+/// What an accepted boot request records before the node's answer is rendered: the
+/// identity it claims where none is recorded, and its address as the node's.
+fn accept(node: &mut Node, req: &BootRequest) {
+    let full_serial = req.query.full_serial.as_ref().map(FullSerial::as_str);
+    fill_claim(node, req.query.mac.as_ref(), full_serial);
+    if req.ip.is_some() {
+        node.last_ip = req.ip.clone();
     }
 }
 
@@ -104,17 +103,43 @@ pub fn checked_ip(s: &str) -> Result<String, ServiceError> {
         })
 }
 
-/// A board model as a client names it: short printable text (it reaches templates and
-/// the operator's terminal).
+/// A board model as a client names it: short printable text (it reaches the operator's
+/// terminal), recorded as one of the known models or `unknown`.
 fn checked_model(s: &str) -> Result<String, ServiceError> {
     let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic() || c == ' ');
     if ok {
-        Ok(s.to_string())
+        Ok(known_model(s).to_string())
     } else {
         Err(ServiceError::Unprocessable(
             "model must be 1 to 64 printable ASCII characters".into(),
         ))
     }
+}
+
+/// What `register-pi` answers: what the Pi sent, as recorded, and the node's state; not the
+/// record (its id, machine-id and history are the operator's).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Registered {
+    pub serial: Serial,
+    pub mac: Option<Mac>,
+    pub model: Option<String>,
+    pub state: NodeState,
+}
+
+impl Registered {
+    fn of(node: &Node) -> Registered {
+        Registered {
+            serial: node.serial.clone(),
+            mac: node.mac.clone(),
+            model: node.model.clone(),
+            state: node.state,
+        }
+    }
+}
+
+/// The key of a client's rate limits: its address.
+fn address_key(ip: Option<&str>) -> &str {
+    ip.unwrap_or("-")
 }
 
 /// Times a boot is prepared and committed before it gives up: the node kept changing
@@ -141,22 +166,19 @@ impl Services {
         req: &BootRequest,
         attempt: u32,
     ) -> Result<PreparedBoot, ServiceError> {
-        let mac = req.query.mac.as_ref();
-        let full_serial = req.query.full_serial.as_ref().map(|f| f.as_str());
         let snapshot = self
             .store
             .read(|tx| tx.find_node(&NodeRef::Serial(req.query.serial.clone())))?;
-        // A registered node's budget (unknown serials have theirs in the transaction).
-        if attempt == 1 && snapshot.is_some() && !self.node_limiter.allow(req.query.serial.as_str())
-        {
-            return Err(ServiceError::Limited(format!(
-                "node {} asks too often (node_requests_per_minute = {}); try again later",
-                req.query.serial, self.config.node_requests_per_minute
-            )));
+        // The asking address's budget for registered nodes (unknown serials have theirs
+        // in the transaction).
+        if attempt == 1 && snapshot.is_some() {
+            self.spend_budget(req.ip.as_deref())?;
         }
         let rendered = match snapshot {
+            // Refused in the transaction: nothing to render or write for it.
+            Some(node) if !self.refusal(&node, req).is_empty() => None,
             Some(mut node) => {
-                fill_claim(&mut node, mac, full_serial);
+                accept(&mut node, req);
                 let (vars, rendered, plan) = self.render_and_plan(&node);
                 if let Some(plan) = &plan {
                     if let Err(source) = self.prepare_node_tree(&node, plan) {
@@ -232,7 +254,12 @@ impl Services {
             }
             None => self.discover(tx, req)?,
         };
-        self.note_claim(tx, &mut node, mac, full_serial, ip)?;
+        let why = self.refusal(&node, req);
+        if !why.is_empty() {
+            self.note_refused(tx, &node, req, &why)?;
+            return Ok(Some(refused(node.state)));
+        }
+        accept(&mut node, req);
         let no_render = Ok(None);
         let (rendered, plan) = match &prepared.rendered {
             Some((vars, rendered, plan)) if *vars == self.template_vars(&node) => {
@@ -248,6 +275,7 @@ impl Services {
             workflow_state(rendered),
             &self.boot_settings(),
             &boot_id,
+            node.confirmed_mac_is(mac),
         );
         if decision.tree.as_ref() != plan {
             return Ok(None);
@@ -257,7 +285,7 @@ impl Services {
         }
         let r = &decision.response;
         if r.callback_url.is_some() {
-            node.boot_id = Some(boot_id);
+            tx.bind_boot(&node.id, address_key(ip), &boot_id)?;
             node.boot_ip = req.ip.clone();
         }
         tx.append_event(&event(
@@ -274,10 +302,90 @@ impl Services {
         Ok(Some(decision.response))
     }
 
-    /// An unknown serial with auto-registration off: one event, within the budget for
-    /// unknown serials (past it the answer is the same, unrecorded).
+    /// The asking address's budget for boots and reports of registered nodes, then
+    /// everyone's: 429 with `Retry-After` past either.
+    fn spend_budget(&self, ip: Option<&str>) -> Result<(), ServiceError> {
+        if !self.address_limiter.allow(address_key(ip)) {
+            return Err(ServiceError::Limited {
+                detail: format!(
+                    "{} asks too often (node_requests_per_minute = {}); try again later",
+                    address_key(ip),
+                    self.config.node_requests_per_minute
+                ),
+                retry_after: self.address_limiter.retry_after_secs(),
+            });
+        }
+        if !self.boot_budget.allow("all") {
+            return Err(ServiceError::Limited {
+                detail: format!(
+                    "the controller takes {} boots and reports per minute \
+                     (boot_requests_per_minute); try again later",
+                    self.config.boot_requests_per_minute
+                ),
+                retry_after: self.boot_budget.retry_after_secs(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Why `req` may not speak for `node` (empty: it may): a MAC or full serial other than
+    /// the recorded ones, no MAC where one is recorded, or, with `pin_boot_address`, an
+    /// address other than the one of the node's last accepted boot.
+    fn refusal(&self, node: &Node, req: &BootRequest) -> Vec<String> {
+        let full_serial = req.query.full_serial.as_ref().map(FullSerial::as_str);
+        let mut why = node.refusal(req.query.mac.as_ref(), full_serial);
+        if self.config.pin_boot_address && self.config.reports_from_boot_address {
+            if let (Some(last), Some(ip)) = (node.last_ip.as_deref(), req.ip.as_deref()) {
+                if last != ip {
+                    why.push(format!(
+                        "address {ip} is not the one of its last boot ({last}; pin_boot_address)"
+                    ));
+                }
+            }
+        }
+        why
+    }
+
+    /// A request that may not speak for the node: one conflict event (within the asking
+    /// address's budget for them), nothing of the node changed.
+    fn note_refused(
+        &self,
+        tx: &Tx<'_>,
+        node: &Node,
+        req: &BootRequest,
+        why: &[String],
+    ) -> Result<(), StoreError> {
+        if !self.conflict_limiter.allow(address_key(req.ip.as_deref())) {
+            return Ok(());
+        }
+        let text = crate::text::escape_controls(&why.join("; "));
+        log::warn!(
+            "boot of {} from {} refused: {text}",
+            node.serial,
+            address_key(req.ip.as_deref())
+        );
+        tx.append_event(&event(
+            node,
+            EventKind::Conflict,
+            req.ip.as_deref(),
+            json!({
+                "conflicts": why, "refused": true,
+                "mac": req.query.mac.as_ref().map(Mac::as_str),
+                "full_serial": req.query.full_serial.as_ref().map(FullSerial::as_str),
+            }),
+        ))?;
+        Ok(())
+    }
+
+    /// An unknown serial with auto-registration off: one event per serial per minute,
+    /// within the asking address's and everyone's budget for unknown serials (past it the
+    /// answer is the same, unrecorded).
     fn unregistered_boot(&self, tx: &Tx<'_>, req: &BootRequest) -> Result<(), ServiceError> {
-        if !self.unknown_limiter.allow("unknown") {
+        let ip = address_key(req.ip.as_deref());
+        if !self.unknown_once.allow(req.query.serial.as_str()) {
+            return Ok(());
+        }
+        if !self.unknown_per_address.allow(ip) || !self.unknown_limiter.allow("unknown") {
             log::debug!(
                 "boot of unregistered {} not recorded: over unknown_serials_per_minute",
                 req.query.serial
@@ -299,27 +407,37 @@ impl Services {
     }
 
     /// Refuses a new discovered node once `max_discovered_nodes` are waiting, or when
-    /// unknown serials come faster than `unknown_serials_per_minute`.
-    fn check_discovery_cap(&self, tx: &Tx<'_>) -> Result<(), ServiceError> {
+    /// unknown serials come faster than `unknown_serials_per_minute` (a tenth of it from
+    /// one address).
+    fn check_discovery_cap(&self, tx: &Tx<'_>, ip: Option<&str>) -> Result<(), ServiceError> {
         let max = self.config.max_discovered_nodes;
         if max > 0 && tx.count_in_state(NodeState::Discovered)? >= max as i64 {
-            return Err(ServiceError::Limited(format!(
-                "{max} discovered nodes are waiting (max_discovered_nodes): assign or remove \
-                 some before more are registered"
-            )));
+            return Err(ServiceError::Limited {
+                detail: format!(
+                    "{max} discovered nodes are waiting (max_discovered_nodes): assign or \
+                     remove some before more are registered"
+                ),
+                retry_after: 60,
+            });
         }
-        if !self.unknown_limiter.allow("unknown") {
-            return Err(ServiceError::Limited(format!(
-                "unknown serials arrive faster than unknown_serials_per_minute = {}; try again later",
-                self.config.unknown_serials_per_minute
-            )));
+        if !self.unknown_per_address.allow(address_key(ip))
+            || !self.unknown_limiter.allow("unknown")
+        {
+            return Err(ServiceError::Limited {
+                detail: format!(
+                    "unknown serials arrive faster than unknown_serials_per_minute = {}; try \
+                     again later",
+                    self.config.unknown_serials_per_minute
+                ),
+                retry_after: self.unknown_per_address.retry_after_secs(),
+            });
         }
         Ok(())
     }
 
     /// An unknown serial with auto-registration on: a `discovered` node.
     fn discover(&self, tx: &Tx<'_>, req: &BootRequest) -> Result<Node, ServiceError> {
-        self.check_discovery_cap(tx)?;
+        self.check_discovery_cap(tx, req.ip.as_deref())?;
         let mac = req.query.mac.as_ref();
         let full_serial = req.query.full_serial.as_ref().map(FullSerial::as_str);
         let n = tx.insert_node(&NewNode {
@@ -350,31 +468,6 @@ impl Services {
                 json!({"mode": req.query.mode, "action": null, "error": "the node tree could not be prepared; see the controller log"}),
             ))
         });
-    }
-
-    /// First claim fills in full serial and MAC; a later different one flags the node.
-    fn note_claim(
-        &self,
-        tx: &Tx<'_>,
-        node: &mut Node,
-        mac: Option<&Mac>,
-        full_serial: Option<&str>,
-        ip: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let conflicts = node.claim_conflicts(mac, full_serial);
-        if !conflicts.is_empty() {
-            let text = conflicts.join("; ");
-            log::warn!("serial {} claimed by another machine: {text}", node.serial);
-            tx.append_event(&event(
-                node,
-                EventKind::Conflict,
-                ip,
-                json!({"conflicts": conflicts, "mac": mac, "full_serial": full_serial}),
-            ))?;
-            node.conflict = Some(text);
-        }
-        fill_claim(node, mac, full_serial);
-        Ok(())
     }
 
     /// The node tree an `nfs_boot` answer relies on: created on first need, its files
@@ -408,7 +501,14 @@ impl Services {
     fn render_and_plan(&self, node: &Node) -> (Vars, Rendered, Option<NodeTreePlan>) {
         let vars = self.template_vars(node);
         let rendered = self.render_for(&self.workflows(), node, &vars);
-        let plan = decide(node, workflow_state(&rendered), &self.boot_settings(), "-").tree;
+        let plan = decide(
+            node,
+            workflow_state(&rendered),
+            &self.boot_settings(),
+            "-",
+            false,
+        )
+        .tree;
         (vars, rendered, plan)
     }
 
@@ -428,8 +528,8 @@ impl Services {
         }
     }
 
-    /// `POST /nodes/{id}/installed`: records the whole report, then installing ->
-    /// installed (-> active for a diskless node). `{"success": false, "error": ...}` is
+    /// `POST /nodes/{boot id}/installed`: records the whole report, then installing ->
+    /// installed (-> active for a diskless node); a refused transition records nothing. `{"success": false, "error": ...}` is
     /// upstream's way of reporting a failure: recorded and handled as `install-failed`.
     ///
     /// With the node comes whether its persist.img is to be repaired
@@ -448,38 +548,27 @@ impl Services {
                 .await
                 .map(|node| (node, false));
         }
-        let ip = match report.ip_address.as_deref() {
-            Some(ip) => Some(checked_ip(ip)?),
-            None => peer_ip.clone(),
-        };
+        // Checked as an address, recorded with the report; the node's address is the one
+        // its boot was asked from, never what a report says.
+        if let Some(ip) = report.ip_address.as_deref() {
+            checked_ip(ip)?;
+        }
         let outcome = self.grouped(move |s, tx| {
-            let peer_ip = peer_ip.as_deref();
-            let mut node = s.reporting_node(tx, &boot_id, peer_ip)?;
-            // The report names the machine too (pi-init sends its full serial and MAC).
-            let (mac, full_serial) = claimed_identity(&node, &report);
-            s.note_claim(
-                tx,
-                &mut node,
-                mac.as_ref(),
-                full_serial.as_ref().map(FullSerial::as_str),
-                ip.as_deref(),
-            )?;
-            tx.append_event(&event(
-                &node,
-                EventKind::Installed,
-                ip.as_deref(),
-                body.clone(),
-            ))?;
+            let (mut node, boot_ip) = s.reporting_node(tx, &boot_id, peer_ip.as_deref())?;
+            let ip = Some(boot_ip.as_str()).filter(|ip| !ip.is_empty());
             let diskless = report.mode == "nfs_boot" || s.is_diskless(&node);
             let states = match node.state.on_installed(diskless) {
                 Ok(states) => states,
-                // The report stays recorded; only the transition is refused.
+                // Refused: nothing stored (the caller counts it).
                 Err(e) => return Ok(Err(ServiceError::Transition(e))),
             };
+            // Identity (MAC, full serial) is not taken from reports: only a boot request
+            // the controller accepted records it.
+            tx.append_event(&event(&node, EventKind::Installed, ip, body.clone()))?;
             record_transitions(tx, &mut node, &states, "installed callback")?;
-            let repair = s.note_image_overlay(tx, &mut node, &report, ip.as_deref())?;
-            node.last_ip = ip.clone();
-            let node = tx.save_booted_node(&node, ip.as_deref())?;
+            let repair = s.note_image_overlay(tx, &mut node, &report, ip)?;
+            node.last_ip = ip.map(Into::into);
+            let node = tx.save_booted_node(&node, ip)?;
             Ok(Ok((node, repair)))
         });
         outcome.answer().await?
@@ -608,7 +697,7 @@ impl Services {
     }
 
     /// A failure report, whichever route it came by: one `install_failed` event, then
-    /// installing -> install_failed.
+    /// installing -> install_failed. A refused transition stores nothing.
     async fn record_failure(
         self: &Arc<Self>,
         boot_id: String,
@@ -620,7 +709,10 @@ impl Services {
         let outcome = self.grouped(move |s, tx| {
             let peer_ip = peer_ip.as_deref();
             let InstallFailedReport { error, step, .. } = &failure;
-            let mut node = s.reporting_node(tx, &boot_id, peer_ip)?;
+            let (mut node, _) = s.reporting_node(tx, &boot_id, peer_ip)?;
+            if let Err(e) = node.state.transition(NodeState::InstallFailed) {
+                return Ok(Err(ServiceError::Transition(e)));
+            }
             tx.append_event(&event(
                 &node,
                 EventKind::InstallFailed,
@@ -633,9 +725,6 @@ impl Services {
                 crate::text::escape_controls(step.as_deref().unwrap_or("?")),
                 crate::text::escape_controls(error)
             );
-            if let Err(e) = node.state.transition(NodeState::InstallFailed) {
-                return Ok(Err(ServiceError::Transition(e)));
-            }
             record_transitions(tx, &mut node, &[NodeState::InstallFailed], reason)?;
             Ok(Ok(tx.save_node(&node)?))
         });
@@ -643,22 +732,23 @@ impl Services {
     }
 
     /// `POST /nodes/register-pi`: creates a node (when auto-registration is on), or fills
-    /// in what an existing one lacks. It never changes what is recorded (MAC, model, last
-    /// IP) nor flags a conflict: anyone on the boot network can call it, so it must not let
-    /// one client rewrite another's node. A MAC other than the recorded one is refused.
+    /// in the model an existing one lacks. It never changes what is recorded nor sets
+    /// identity (MAC) or address on an existing node, nor flags a conflict: anyone on the
+    /// boot network can call it, so it must not let one client speak for another's node.
+    /// A MAC other than the recorded one is refused. The body's address is recorded in the
+    /// event only: a node's address comes from its accepted boots.
     pub async fn register_pi(
         self: &Arc<Self>,
         req: &RegisterPiRequest,
         peer_ip: Option<&str>,
-    ) -> Result<(Node, bool), ServiceError> {
+    ) -> Result<(Registered, bool), ServiceError> {
+        let peer_ip = peer_ip.map(str::to_string);
         let serial = Serial::parse(&req.serial)?;
         let mac = Mac::parse(&req.mac)?;
         let model = req.model.as_deref().map(checked_model).transpose()?;
-        let ip = match req.ip_address.as_deref() {
-            Some(ip) => Some(checked_ip(ip)?),
-            None => peer_ip.map(Into::into),
-        };
+        let ip = req.ip_address.as_deref().map(checked_ip).transpose()?;
         self.grouped(move |s, tx| {
+            let peer = peer_ip.as_deref();
             let detail = json!({"via": "register-pi", "mac": mac.as_str(), "model": model, "ip_address": ip});
             match tx.find_node(&NodeRef::Serial(serial.clone()))? {
                 Some(mut node) => {
@@ -667,29 +757,25 @@ impl Services {
                             "serial {serial} is registered with another MAC; nothing changed"
                         )));
                     }
-                    let before = node.clone();
-                    node.mac = node.mac.or(Some(mac.clone()));
-                    node.model = node.model.or(model.clone());
-                    node.last_ip = node.last_ip.or(ip.clone());
-                    if node == before {
-                        return Ok((node, false));
+                    if node.model.is_some() || model.is_none() {
+                        return Ok((Registered::of(&node), false));
                     }
-                    tx.append_event(&event(&node, EventKind::Registered, ip.as_deref(), detail))?;
-                    Ok((tx.save_node(&node)?, false))
+                    node.model = model.clone();
+                    tx.append_event(&event(&node, EventKind::Registered, peer, detail))?;
+                    Ok((Registered::of(&tx.save_node(&node)?), false))
                 }
                 None if !s.config.auto_register => Err(ServiceError::Forbidden(
                     "auto_register is off: an operator registers nodes (node add)".into(),
                 )),
                 None => {
-                    s.check_discovery_cap(tx)?;
+                    s.check_discovery_cap(tx, peer)?;
                     let node = tx.insert_node(&NewNode {
                         mac: Some(mac.clone()),
                         model: model.clone(),
-                        last_ip: ip.clone(),
                         ..NewNode::new(serial.clone())
                     })?;
-                    tx.append_event(&event(&node, EventKind::Registered, ip.as_deref(), detail))?;
-                    Ok((node, true))
+                    tx.append_event(&event(&node, EventKind::Registered, peer, detail))?;
+                    Ok((Registered::of(&node), true))
                 }
             }
         })
@@ -697,28 +783,23 @@ impl Services {
         .await
     }
 
-    /// The node a report is for: the one whose current boot has this id (handed out in the
-    /// boot answer's callback URL; a serial or node id is no boot id) and, unless
-    /// `reports_from_boot_address = false`, only from the address that asked for the boot.
+    /// The node a report is for and the address its boot was asked from: the boot with
+    /// this id (handed out in the boot answer's callback URL; a serial or node id is no
+    /// boot id) and, unless `reports_from_boot_address = false`, only from that address.
     fn reporting_node(
         &self,
         tx: &Tx<'_>,
         boot_id: &str,
         peer_ip: Option<&str>,
-    ) -> Result<Node, ServiceError> {
-        let node = tx.find_node_by_boot(boot_id)?.ok_or_else(|| {
+    ) -> Result<(Node, String), ServiceError> {
+        self.spend_budget(peer_ip)?;
+        let (node, asked) = tx.find_boot(boot_id)?.ok_or_else(|| {
             ServiceError::NotFound(
                 "no boot with this id: reports go to the callback_url of the boot answer".into(),
             )
         })?;
-        if !self.node_limiter.allow(node.serial.as_str()) {
-            return Err(ServiceError::Limited(format!(
-                "node {} reports too often (node_requests_per_minute); try again later",
-                node.serial
-            )));
-        }
         if self.config.reports_from_boot_address {
-            if let (Some(asked), Some(peer)) = (node.boot_ip.as_deref(), peer_ip) {
+            if let Some(peer) = peer_ip {
                 if asked != peer {
                     log::warn!(
                         "report for node {}'s boot from {peer}, which did not ask for it ({asked}): refused",
@@ -730,7 +811,7 @@ impl Services {
                 }
             }
         }
-        Ok(node)
+        Ok((node, asked))
     }
 
     pub(super) fn find(&self, tx: &Tx<'_>, node_ref: &NodeRef) -> Result<Node, ServiceError> {

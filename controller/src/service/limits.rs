@@ -1,10 +1,16 @@
-//! In-memory rate limits (token buckets by key): how often one node may boot or report,
-//! and how often serials the registry does not know may be recorded. They bound what a
+//! In-memory rate limits (token buckets by key): how often one source address may boot or
+//! report (never keyed by the serial asked for: anyone can name any serial, and must not
+//! spend that node's budget), and how often serials the registry does not know may be
+//! recorded. They bound what a
 //! flood can write; a restart forgets them, which is fine for that.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
+
+/// Conflict events one source address may cause per minute: a refused request is answered
+/// every time, recorded only this often.
+pub const CONFLICTS_PER_MINUTE: u64 = 6;
 
 /// Keys kept at most; past this, full buckets (idle keys) are dropped.
 const MAX_KEYS: usize = 100_000;
@@ -21,6 +27,14 @@ impl RateLimiter {
             per_minute: per_minute as f64,
             buckets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Seconds until a spent key has a token again (for `Retry-After`).
+    pub fn retry_after_secs(&self) -> u64 {
+        if self.per_minute <= 0.0 {
+            return 1;
+        }
+        (60.0 / self.per_minute).ceil().max(1.0) as u64
     }
 
     /// Takes one token for `key`; false when its budget is spent.

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
 use crate::domain::boot::{BootSettings, WorkflowState};
-use crate::domain::node::Node;
+use crate::domain::node::{full_serial_of_claim, known_model, Node};
 use crate::domain::state::InvalidTransition;
 use crate::domain::workflow::Workflow;
 use crate::nfs_tree::error::NfsTreeError;
@@ -25,7 +25,7 @@ use crate::store::{Store, StoreError, Tx};
 use crate::templates::{Templates, Vars};
 use crate::workflows::{Lookup, Workflows};
 use limits::RateLimiter;
-use pureboot_contract::ids::{InvalidId, Mac, Serial};
+use pureboot_contract::ids::{Hostname, ImageName, InvalidId, Serial};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -41,9 +41,9 @@ pub enum ServiceError {
     /// The caller may not do this (a report from another address than the boot's).
     #[error("{0}")]
     Forbidden(String),
-    /// Over a configured bound (rate, count); try later.
-    #[error("{0}")]
-    Limited(String),
+    /// Over a configured bound (rate, count); try again after `retry_after` seconds.
+    #[error("{detail}")]
+    Limited { detail: String, retry_after: u64 },
     /// The request is valid but contradicts the registry (already exists, in use ...).
     #[error("{0}")]
     Conflict(String),
@@ -78,10 +78,17 @@ pub struct Services {
     /// Node-tree writes of this process: one at a time per serial (two boots of one
     /// serial), different serials in parallel (a stripe per serial hash).
     tree_locks: Vec<Mutex<()>>,
-    /// Boots and reports per node (`node_requests_per_minute`).
-    node_limiter: RateLimiter,
-    /// Unknown serials recorded, all together (`unknown_serials_per_minute`).
+    /// Boots and reports of registered nodes per source address
+    /// (`node_requests_per_minute`), and from all addresses (`boot_requests_per_minute`).
+    address_limiter: RateLimiter,
+    boot_budget: RateLimiter,
+    /// Unknown serials recorded, all together (`unknown_serials_per_minute`), per source
+    /// address (a tenth of that), and once per serial per minute.
     unknown_limiter: RateLimiter,
+    unknown_per_address: RateLimiter,
+    unknown_once: RateLimiter,
+    /// Conflict events recorded per source address.
+    conflict_limiter: RateLimiter,
 }
 
 impl Services {
@@ -104,8 +111,12 @@ impl Services {
             templates,
             tree,
             tree_locks: (0..TREE_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            node_limiter: RateLimiter::new(config.node_requests_per_minute),
+            address_limiter: RateLimiter::new(config.node_requests_per_minute),
+            boot_budget: RateLimiter::new(config.boot_requests_per_minute),
             unknown_limiter: RateLimiter::new(config.unknown_serials_per_minute),
+            unknown_per_address: RateLimiter::new(config.unknown_serials_per_minute.div_ceil(10)),
+            unknown_once: RateLimiter::new(1),
+            conflict_limiter: RateLimiter::new(limits::CONFLICTS_PER_MINUTE),
             config,
         })
     }
@@ -242,14 +253,25 @@ impl Services {
         v.insert("node_id".into(), node.id.clone());
         v.insert("serial".into(), node.serial.to_string());
         v.insert("hostname".into(), node.effective_hostname().to_string());
+        // What a Pi sent reaches templates only as checked values: an address as an
+        // address, a model from the known list, a full serial by its rule.
+        let ip = node
+            .last_ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+            .map(|ip| ip.to_string());
+        let full_serial = node.full_serial.as_deref().and_then(full_serial_of_claim);
         for (k, val) in [
-            ("full_serial", node.full_serial.as_deref()),
-            ("mac", node.mac.as_ref().map(Mac::as_str)),
-            ("ip", node.last_ip.as_deref()),
-            ("model", node.model.as_deref()),
+            ("full_serial", full_serial),
+            ("mac", node.mac.as_ref().map(|m| m.as_str().to_string())),
+            ("ip", ip),
+            (
+                "model",
+                node.model.as_deref().map(|m| known_model(m).into()),
+            ),
         ] {
             if let Some(val) = val {
-                v.insert(k.into(), val.to_string());
+                v.insert(k.into(), val);
             }
         }
         v
@@ -272,11 +294,14 @@ impl Services {
             return Ok(None);
         };
         match workflows.get(id) {
-            Lookup::Found(wf) => self
-                .templates
-                .render_workflow(wf, vars)
-                .map(Some)
-                .map_err(|e| e.to_string()),
+            Lookup::Found(wf) => {
+                let wf = self
+                    .templates
+                    .render_workflow(wf, vars)
+                    .map_err(|e| e.to_string())?;
+                checked_names(&wf)?;
+                Ok(Some(wf))
+            }
             Lookup::Broken(e) => Err(format!("workflow {id} is broken: {e}")),
             Lookup::Missing => Err(format!(
                 "workflow {id} not found in {}",
@@ -296,6 +321,26 @@ impl Services {
             ))),
         }
     }
+}
+
+/// A rendered workflow's names that reach the export and the node (host name, base image)
+/// must be valid ones: a template fed odd values fails the node's answer with the reason
+/// (it waits) instead of sending or writing a name that is not one.
+fn checked_names(wf: &Workflow) -> Result<(), String> {
+    let bad = |field: &str, value: &str, e: &dyn std::fmt::Display| {
+        format!(
+            "workflow {}: rendered {field} {:?} is not valid: {e}",
+            wf.id,
+            crate::text::escape_controls(&value.chars().take(64).collect::<String>())
+        )
+    };
+    if let Some(h) = wf.hostname.as_deref() {
+        Hostname::parse(h).map_err(|e| bad("hostname", h, &e))?;
+    }
+    if let Some(b) = wf.base_image.as_deref() {
+        ImageName::parse(b).map_err(|e| bad("base_image", b, &e))?;
+    }
+    Ok(())
 }
 
 /// Loads the workflows directory, logging the files left out and the fields that do not do

@@ -53,6 +53,11 @@ pub struct NodeUpdate {
     /// Clears the duplicate-serial flag once an operator has looked at it.
     #[serde(default)]
     pub clear_conflict: bool,
+    /// The node's MAC, confirmed by the operator: boots must then carry it, and only then
+    /// may a boot be handed a deployment. `null` forgets the MAC (the next boot's is
+    /// learned again, unconfirmed). Either way the node's recorded address is forgotten.
+    #[serde(default, with = "double_option")]
+    pub mac: Option<Option<String>>,
 }
 
 mod double_option {
@@ -149,7 +154,11 @@ impl Services {
                 existing.overlay_mode = spec.overlay_mode.or(existing.overlay_mode);
                 existing.workflow_id = spec.workflow_id.clone().or(existing.workflow_id);
                 existing.model = spec.model.clone().or(existing.model);
-                existing.mac = existing.mac.or(mac.clone());
+                // The operator's MAC wins over one a boot announced, and is confirmed.
+                if let Some(mac) = &mac {
+                    existing.mac = Some(mac.clone());
+                    existing.mac_confirmed = true;
+                }
                 existing.full_serial = existing.full_serial.or(full_serial.as_ref().and_then(|f| full_serial_of_claim(f.as_str())));
                 tx.append_event(&admin_event(
                     &existing,
@@ -159,6 +168,7 @@ impl Services {
             }
             let node = tx.insert_node(&NewNode {
                 full_serial: full_serial.as_ref().and_then(|f| full_serial_of_claim(f.as_str())),
+                mac_confirmed: mac.is_some(),
                 mac,
                 model: spec.model.clone(),
                 hostname,
@@ -211,6 +221,11 @@ impl Services {
         if let Some(Some(wf)) = &upd.workflow_id {
             self.workflow_exists(wf)?;
         }
+        let mac = upd
+            .mac
+            .as_ref()
+            .map(|m| m.as_deref().map(Mac::parse).transpose())
+            .transpose()?;
         let state = upd
             .state
             .as_deref()
@@ -236,6 +251,13 @@ impl Services {
             }
             if upd.clear_conflict {
                 node.conflict = None;
+            }
+            if let Some(mac) = mac {
+                node.mac_confirmed = mac.is_some();
+                node.mac = mac;
+                // A confirmed identity starts over: with `pin_boot_address` the next boot
+                // carrying it pins its address anew (a Pi that moved is let back in).
+                node.last_ip = None;
             }
             if let Some(to) = state.filter(|s| *s != node.state) {
                 node.state = node.state.transition(to)?;

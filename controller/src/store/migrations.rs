@@ -71,6 +71,22 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER boot_events_no_delete BEFORE DELETE ON boot_events
         WHEN OLD.id > (SELECT COALESCE(MAX(up_to), 0) FROM event_prunes)
         BEGIN SELECT RAISE(ABORT, 'boot_events is append-only (only a pruned prefix may go)'); END;",
+    // 6: one pending boot per (node, address): a boot asked from another address has its
+    // own id and never replaces the one the node's own address holds. Whether the node's
+    // MAC was set by an operator (deployments wait for that).
+    "ALTER TABLE nodes ADD COLUMN mac_confirmed INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE node_boots (
+        boot_id TEXT PRIMARY KEY,
+        node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        ip      TEXT NOT NULL,
+        at      TEXT NOT NULL,
+        UNIQUE (node_id, ip)
+    );
+    INSERT INTO node_boots (boot_id, node_id, ip, at)
+        SELECT boot_id, id, boot_ip, COALESCE(last_boot_at, updated_at) FROM nodes
+        WHERE boot_id IS NOT NULL AND boot_ip IS NOT NULL;
+    DROP INDEX nodes_by_boot_id;
+    UPDATE nodes SET boot_id = NULL;",
 ];
 
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {

@@ -12,7 +12,11 @@ use crate::domain::state::NodeState;
 const COLUMNS: &str =
     "id, serial, full_serial, mac, model, hostname, state, workflow_id, machine_id,
     overlay_mode, base_image, last_boot_at, last_ip, conflict, created_at, updated_at, degraded,
-    boot_id, boot_ip";
+    mac_confirmed, boot_ip";
+
+/// Pending boots kept per node (one per address): a node whose address changes keeps a
+/// few; more than this means addresses come and go, and the oldest are dropped.
+const BOOTS_PER_NODE: i64 = 16;
 
 /// What registration knows; everything else starts empty ([`NewNode::new`]).
 #[derive(Debug, Clone)]
@@ -27,6 +31,8 @@ pub struct NewNode {
     pub base_image: Option<String>,
     pub last_ip: Option<String>,
     pub state: Option<NodeState>,
+    /// The MAC was given by an operator (not learned from a boot).
+    pub mac_confirmed: bool,
 }
 
 impl NewNode {
@@ -42,6 +48,7 @@ impl NewNode {
             base_image: None,
             last_ip: None,
             state: None,
+            mac_confirmed: false,
         }
     }
 }
@@ -75,7 +82,7 @@ struct NodeRow {
     created_at: String,
     updated_at: String,
     degraded: Option<String>,
-    boot_id: Option<String>,
+    mac_confirmed: bool,
     boot_ip: Option<String>,
 }
 
@@ -98,7 +105,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<NodeRow> {
         created_at: r.get(14)?,
         updated_at: r.get(15)?,
         degraded: r.get(16)?,
-        boot_id: r.get(17)?,
+        mac_confirmed: r.get(17)?,
         boot_ip: r.get(18)?,
     })
 }
@@ -140,15 +147,48 @@ fn typed(r: NodeRow) -> Result<Node, StoreError> {
         created_at: r.created_at,
         updated_at: r.updated_at,
         degraded: r.degraded,
-        boot_id: r.boot_id,
+        mac_confirmed: r.mac_confirmed,
         boot_ip: r.boot_ip,
     })
 }
 
 impl Tx<'_> {
-    /// The node whose current boot has this id (the one in its callback URL).
-    pub fn find_node_by_boot(&self, boot_id: &str) -> Result<Option<Node>, StoreError> {
-        self.find_node_where("boot_id", boot_id, "find boot")
+    /// The node with a pending boot of this id (the one in its callback URL), and the
+    /// address that boot was asked from.
+    pub fn find_boot(&self, boot_id: &str) -> Result<Option<(Node, String)>, StoreError> {
+        let found: Option<(String, String)> = self
+            .tx
+            .prepare_cached("SELECT node_id, ip FROM node_boots WHERE boot_id = ?1")
+            .and_then(|mut st| {
+                st.query_row([boot_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(sql("find boot"))?;
+        let Some((node_id, ip)) = found else {
+            return Ok(None);
+        };
+        Ok(self.find_node(&NodeRef::Id(node_id))?.map(|n| (n, ip)))
+    }
+
+    /// Records `boot_id` as the node's pending boot for `ip`, replacing only the one that
+    /// address held: a boot asked from elsewhere leaves the others' ids valid.
+    pub fn bind_boot(&self, node_id: &str, ip: &str, boot_id: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(&format!(
+                "INSERT INTO node_boots (boot_id, node_id, ip, at) VALUES (?1, ?2, ?3, {NOW})
+                 ON CONFLICT (node_id, ip) DO UPDATE SET boot_id = excluded.boot_id, at = excluded.at"
+            ))
+            .and_then(|mut st| st.execute(params![boot_id, node_id, ip]))
+            .map_err(sql("record boot"))?;
+        self.tx
+            .prepare_cached(
+                "DELETE FROM node_boots WHERE node_id = ?1 AND boot_id NOT IN
+                   (SELECT boot_id FROM node_boots WHERE node_id = ?1
+                    ORDER BY at DESC, rowid DESC LIMIT ?2)",
+            )
+            .and_then(|mut st| st.execute(params![node_id, BOOTS_PER_NODE]))
+            .map_err(sql("drop old boots"))?;
+        Ok(())
     }
 
     pub fn find_node(&self, node: &NodeRef) -> Result<Option<Node>, StoreError> {
@@ -207,8 +247,9 @@ impl Tx<'_> {
             .execute(
                 &format!(
                     "INSERT INTO nodes (id, serial, full_serial, mac, model, hostname, state, workflow_id,
-                        machine_id, overlay_mode, base_image, last_ip, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, {NOW}, {NOW})"
+                        machine_id, overlay_mode, base_image, last_ip, mac_confirmed, created_at,
+                    updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, {NOW}, {NOW})"
                 ),
                 params![
                     id,
@@ -223,6 +264,7 @@ impl Tx<'_> {
                     new.overlay_mode.map(|m| m.as_str()),
                     new.base_image,
                     new.last_ip,
+                    new.mac.is_some() && new.mac_confirmed,
                 ],
             )
             .map_err(sql("insert node"))?;
@@ -247,7 +289,7 @@ impl Tx<'_> {
             "UPDATE nodes SET full_serial = ?2, mac = ?3, model = ?4, hostname = ?5, state = ?6,
                 workflow_id = ?7, overlay_mode = ?8, base_image = ?9,
                 last_boot_at = CASE WHEN ?16 THEN {NOW} ELSE ?10 END,
-                last_ip = COALESCE(?17, ?11), conflict = ?12, degraded = ?13, boot_id = ?14,
+                last_ip = COALESCE(?17, ?11), conflict = ?12, degraded = ?13, mac_confirmed = ?14,
                 boot_ip = ?15, updated_at = {NOW}
              WHERE id = ?1
              RETURNING {COLUMNS}"
@@ -271,7 +313,7 @@ impl Tx<'_> {
                         node.last_ip,
                         node.conflict,
                         node.degraded,
-                        node.boot_id,
+                        node.mac.is_some() && node.mac_confirmed,
                         node.boot_ip,
                         booted.is_some(),
                         booted.flatten(),
@@ -310,5 +352,44 @@ impl Tx<'_> {
             .execute("DELETE FROM nodes WHERE id = ?1", [node_id])
             .map_err(sql("delete node"))?;
         Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+    use super::*;
+
+    #[test]
+    fn a_boot_replaces_only_its_own_address_s_and_goes_with_its_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("b.db")).unwrap();
+        store
+            .write(|tx| {
+                let node = tx.insert_node(&NewNode::new(Serial::parse("d83add36").unwrap()))?;
+                tx.bind_boot(&node.id, "10.0.0.2", "boot-a")?;
+                tx.bind_boot(&node.id, "10.0.0.3", "boot-b")?;
+                let (found, ip) = tx.find_boot("boot-a")?.expect("its own id");
+                assert_eq!(
+                    (found.id.as_str(), ip.as_str()),
+                    (node.id.as_str(), "10.0.0.2")
+                );
+                // The same address again spends its previous id, and only that one.
+                tx.bind_boot(&node.id, "10.0.0.2", "boot-c")?;
+                assert!(tx.find_boot("boot-a")?.is_none());
+                assert!(tx.find_boot("boot-b")?.is_some() && tx.find_boot("boot-c")?.is_some());
+                // Bounded per node: the oldest addresses' boots go first.
+                for i in 0..BOOTS_PER_NODE {
+                    tx.bind_boot(&node.id, &format!("10.0.1.{i}"), &format!("more-{i}"))?;
+                }
+                assert!(tx.find_boot("boot-b")?.is_none() && tx.find_boot("boot-c")?.is_none());
+                assert!(tx
+                    .find_boot(&format!("more-{}", BOOTS_PER_NODE - 1))?
+                    .is_some());
+                tx.delete_node(&node.id)?;
+                assert!(tx.find_boot("more-0")?.is_none(), "gone with the node");
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
     }
 }

@@ -3,8 +3,11 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use pureboot_controller::app::App;
 use pureboot_controller::config::Config;
@@ -197,4 +200,135 @@ impl TestApp {
     pub fn nfs_root(&self) -> PathBuf {
         self.config.nfs.root_path.clone()
     }
+}
+
+/// A TCP connection from a chosen loopback source address (bind before connect): another
+/// machine on the boot network as the server sees it (all of 127.0.0.0/8 is this host).
+pub fn connect_from(local: &str, to: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0);
+    let sin = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let from = sin(local.parse().unwrap(), 0);
+    let SocketAddr::V4(to) = to else {
+        panic!("IPv4 only")
+    };
+    let dest = sin(*to.ip(), to.port());
+    unsafe {
+        assert_eq!(
+            libc::bind(fd, &from as *const _ as *const libc::sockaddr, len),
+            0
+        );
+        assert_eq!(
+            libc::connect(fd, &dest as *const _ as *const libc::sockaddr, len),
+            0
+        );
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+/// An answer read off a raw connection: status, header block, JSON body.
+pub struct Answer {
+    pub status: u16,
+    pub headers: String,
+    pub body: Value,
+}
+
+impl TestApp {
+    /// The admin CLI on this app's database and export; fails the test if it fails.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let c = &self.config;
+        let config = self.dir.path().join("controller.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n\
+                 public_url = \"http://10.0.2.2:8080\"\n[nfs]\nroot_path = \"{}\"\npersist_size_mb = 16\n",
+                c.database.display(),
+                c.workflows_dir.display(),
+                c.nfs.root_path.display()
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pureboot-controller"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The value of the `/metrics` line that starts with `name` (labels included).
+    pub fn metric(&self, name: &str) -> String {
+        let text = ureq::get(&self.url("/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_string()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
+    }
+
+    /// One request from the source address `local`; bounded by 10 s.
+    pub fn request_from(
+        &self,
+        local: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Answer {
+        let mut s = connect_from(local, self.addr());
+        let text = body.map(Value::to_string).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        );
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let status = out[9..12].parse().unwrap();
+        let (headers, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        let body =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"));
+        Answer {
+            status,
+            headers: headers.to_string(),
+            body,
+        }
+    }
+
+    /// A boot request (`GET /api/v1/boot/pi?{query}`) from `local`.
+    pub fn boot_from(&self, local: &str, query: &str) -> (u16, Value) {
+        let a = self.request_from(local, "GET", &format!("/api/v1/boot/pi?{query}"), None);
+        (a.status, a.body)
+    }
+}
+
+/// A POST from another address of this host (127.0.0.2 reaches the server's 127.0.0.1
+/// listener): another machine on the boot network.
+pub fn post_from(app: &TestApp, local: &str, path: &str, body: &Value) -> (u16, Value) {
+    let a = app.request_from(local, "POST", path, Some(body));
+    (a.status, a.body)
 }

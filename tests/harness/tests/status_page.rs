@@ -120,9 +120,11 @@ fn status_page_in_a_real_browser() {
         &a,
         r#"{"success":false,"error":"nfs-mount: no such export"}"#,
     );
-    // conflict: another machine claims a registered serial.
+    // conflict: another machine claims a registered serial (refused: it waits, the node
+    // stays as it was, the claim is a conflict event).
     add("5a000007", "52:54:00:00:00:07");
-    boot(ns, "5a000007", "52:54:00:00:00:77");
+    let refused = boot(ns, "5a000007", "52:54:00:00:00:77");
+    assert_eq!(refused["action"], "wait", "{refused}");
 
     let dir = lab.dir.path();
     let base = format!("http://127.0.0.1:{PORT}/status");
@@ -139,9 +141,9 @@ fn status_page_in_a_real_browser() {
     let count = |state: &str, n: usize| format!("data-state=\"{state}\" data-count=\"{n}\"");
     for (state, n) in [
         ("discovered", 1),
-        ("pending", 1),
-        // 5a000003, and 5a000007 booted by the other machine (flagged, still answered).
-        ("installing", 2),
+        // 5a000002, and 5a000007 which the other machine could not boot.
+        ("pending", 2),
+        ("installing", 1),
         ("active", 2),
         ("install_failed", 1),
     ] {
@@ -158,9 +160,10 @@ fn status_page_in_a_real_browser() {
         "{dom}"
     );
     assert!(
-        dom.contains("class=\"flag conflict\"")
-            && dom.contains("id=\"conflict-count\">1 in conflict"),
-        "{name}: the conflict is flagged:\n{dom}"
+        dom.contains("data-serial=\"5a000007\" data-state=\"pending\"")
+            && dom.contains(" conflict from ")
+            && !dom.contains("class=\"flag conflict\""),
+        "{name}: the refused claim is an event, not a flag:\n{dom}"
     );
     assert!(dom.contains("install_failed"), "{dom}");
 
