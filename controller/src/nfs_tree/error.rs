@@ -12,7 +12,7 @@ pub type Result<T, E = NfsTreeError> = std::result::Result<T, E>;
 pub enum NfsTreeError {
     #[error(
         "invalid base image name {0:?}: use letters, digits, '.', '_' and '-', \
-         not starting with '.'"
+         starting with a letter or digit"
     )]
     InvalidImageName(String),
 
