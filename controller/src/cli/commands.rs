@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::{node_ref, print_json, table, ImageCmd, NodeCmd, OverlayCmd};
 use crate::domain::state::NodeState;
 use crate::nfs_tree::import::progress::TerminalProgress;
+use crate::nfs_tree::import::ImportOptions;
 use crate::nfs_tree::persist_repair::PersistState;
 use crate::service::nodes::{NodeSpec, RECENT_EVENTS};
 use crate::service::Services;
@@ -180,10 +181,34 @@ impl Output {
 
     pub fn image(&self, s: &Services, cmd: ImageCmd) -> Result<()> {
         match cmd {
-            ImageCmd::Import { archive, name } => {
+            ImageCmd::Import {
+                archive,
+                name,
+                keep_devices,
+                keep_setuid,
+                max_size,
+            } => {
+                let options = ImportOptions {
+                    max_bytes: max_size.unwrap_or(0),
+                    keep_devices,
+                    keep_setid: keep_setuid,
+                };
                 let mut progress = TerminalProgress::for_output(self.json);
-                let summary = s.import_image(&archive, &name, &mut |p| progress.update(p))?;
+                let summary =
+                    s.import_image(&archive, &name, &options, &mut |p| progress.update(p))?;
                 progress.finish();
+                if !self.json && summary.devices_skipped > 0 {
+                    eprintln!(
+                        "import: left out {} device node(s) (--keep-devices creates them)",
+                        summary.devices_skipped
+                    );
+                }
+                if !self.json && summary.setid_cleared > 0 {
+                    eprintln!(
+                        "import: cleared set-uid/set-gid on {} file(s) (--keep-setuid keeps them)",
+                        summary.setid_cleared
+                    );
+                }
                 self.done(
                     &summary,
                     &format!(

@@ -126,6 +126,19 @@ pub enum ImageCmd {
         archive: PathBuf,
         /// The image's name: base/<name> on the export.
         name: String,
+        /// Create the archive's character and block device nodes (left out by default: a
+        /// systemd root gets /dev from devtmpfs).
+        #[arg(long)]
+        keep_devices: bool,
+        /// Keep set-uid and set-gid bits on files (cleared by default). A root whose users
+        /// become root needs them: su, sudo, mount, umount, passwd, newgrp, unix_chkpwd.
+        #[arg(long)]
+        keep_setuid: bool,
+        /// Refuse the archive when its files declare more than this (sparse files count at
+        /// their full size): bytes, or with a unit K, M, G, T (binary). Default
+        /// [nfs] import_max_size_mb.
+        #[arg(long, value_parser = parse_size)]
+        max_size: Option<u64>,
     },
     /// The complete base images.
     List,
@@ -171,6 +184,32 @@ pub enum OverlayCmd {
         /// The node's serial (8 hex).
         serial: String,
     },
+}
+
+/// `64G`, `512M`, `100K`, `1T` (binary units) or bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{s:?}: the unit is one of K, M, G, T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 64G, 512M, or bytes)"))?;
+    match n.checked_mul(1 << shift) {
+        Some(0) => Err("a size of 0 would refuse every archive".into()),
+        Some(v) => Ok(v),
+        None => Err(format!("{s:?} is too large")),
+    }
 }
 
 fn parse_overlay(s: &str) -> Result<OverlayMode, String> {
