@@ -6,6 +6,7 @@ mod commands;
 mod table;
 mod validate;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -15,7 +16,9 @@ use serde::Serialize;
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::ids::NodeRef;
+use crate::nfs_tree::exports::{ExportFormat, Network};
 use crate::service::Services;
+use pureboot_contract::ids::Serial;
 use pureboot_contract::OverlayMode;
 
 #[derive(Debug, Parser)]
@@ -56,6 +59,9 @@ pub enum Command {
     /// A node's tree on the export (nodes/<serial>): create, inspect, reset, remove.
     #[command(subcommand)]
     Overlay(OverlayCmd),
+    /// The NFS server's side: the export rules the controller recommends.
+    #[command(subcommand)]
+    Nfs(NfsCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -150,6 +156,30 @@ pub enum ImageCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum NfsCmd {
+    /// Write export rules: base/ read-only for the boot network, each node's directory
+    /// read-write for that node's address only (its --address, else the address of its
+    /// last boot), the export root not exported. Nodes without an address are named in a
+    /// comment and not exported.
+    Exports {
+        /// knfsd (a file for /etc/exports.d/) or ganesha (EXPORT blocks plus the settings
+        /// a boot needs).
+        #[arg(long, default_value = "knfsd", value_parser = parse_export_format)]
+        format: ExportFormat,
+        /// The boot network, which may read base/ (default: nfs_server's /24).
+        #[arg(long)]
+        network: Option<Network>,
+        /// A node's address, `<serial>=<ip>` (a DHCP reservation); repeatable. Overrides the
+        /// address of its last boot.
+        #[arg(long = "address", value_parser = parse_address)]
+        addresses: Vec<(Serial, IpAddr)>,
+        /// Write here (replaced whole) instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum WorkflowCmd {
     /// The workflows in workflows_dir, and the files left out as broken.
     List,
@@ -212,6 +242,21 @@ fn parse_size(s: &str) -> Result<u64, String> {
     }
 }
 
+fn parse_export_format(s: &str) -> Result<ExportFormat, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_address(s: &str) -> Result<(Serial, IpAddr), String> {
+    let (serial, ip) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected <serial>=<ip>"))?;
+    let serial = Serial::parse(serial).map_err(|e| e.to_string())?;
+    let ip = ip
+        .parse()
+        .map_err(|_| format!("{ip:?} is not an IP address"))?;
+    Ok((serial, ip))
+}
+
 fn parse_overlay(s: &str) -> Result<OverlayMode, String> {
     Ok(s.parse()?)
 }
@@ -256,6 +301,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::Image(cmd) => out.image(&services, cmd),
                 Command::Workflow(WorkflowCmd::List) => out.workflows(&services),
                 Command::Overlay(cmd) => out.overlay(&services, cmd),
+                Command::Nfs(cmd) => out.nfs(&services, cmd),
                 Command::Serve
                 | Command::Workflow(WorkflowCmd::Validate { .. })
                 | Command::Completions { .. }

@@ -7,6 +7,7 @@
 mod base;
 mod beneath;
 pub mod error;
+pub mod exports;
 mod fs_util;
 mod fsops;
 pub mod import;
