@@ -452,3 +452,39 @@ fn image_names_that_look_like_options_are_refused() {
         assert!(!app.nfs_root().join("base").join(name).exists(), "{name}");
     }
 }
+
+#[test]
+fn a_base_directory_planted_as_a_symlink_is_neither_listed_nor_removed_through() {
+    let app = spawn_app();
+    let config = config_file(&app);
+    let outside = Outside::new();
+    fs::create_dir(outside.path().join("victim-image")).unwrap();
+    let base = app.nfs_root().join("base");
+    let _ = fs::remove_dir(&base); // made empty at start
+    symlink(outside.path(), &base).unwrap();
+
+    let out = cli(&config, &["--json", "image", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !listed.contains("victim-image"),
+        "listed through the link: {listed}"
+    );
+    let out = cli(&config, &["image", "rm", "victim-image"]);
+    assert!(!out.status.success(), "removed through the link");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("symlink"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        outside.path().join("victim-image").is_dir(),
+        "the outside directory stays"
+    );
+    let archive = hostile_root_archive(app.dir.path());
+    let out = cli(
+        &config,
+        &["image", "import", &archive.display().to_string(), "new"],
+    );
+    assert!(!out.status.success(), "imported through the link");
+    assert!(!outside.path().join("new").exists());
+}
