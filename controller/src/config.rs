@@ -114,6 +114,9 @@ pub struct NfsConfig {
     pub persist_size_mb: u64,
     /// Extra mount options announced to nodes (comma separated).
     pub nfs_options: Option<String>,
+    /// `image import` refuses an archive whose files declare more than this many MiB (sparse
+    /// files count at their full size); `--max-size` overrides it per import.
+    pub import_max_size_mb: u64,
 }
 
 impl NfsConfig {
@@ -160,6 +163,7 @@ impl Default for NfsConfig {
             default_base_image: "ubuntu-arm64".into(),
             persist_size_mb: 256,
             nfs_options: None,
+            import_max_size_mb: crate::nfs_tree::import::DEFAULT_MAX_BYTES >> 20,
         }
     }
 }
@@ -233,6 +237,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("nfs", "default_base_image", Kind::Str),
     ("nfs", "persist_size_mb", Kind::Int),
     ("nfs", "nfs_options", Kind::Str),
+    ("nfs", "import_max_size_mb", Kind::Int),
 ];
 
 const TABLES: &[&str] = &["nfs"];
@@ -365,6 +370,12 @@ impl Config {
             crate::nfs_tree::persist::MIN_PERSIST_MB,
             crate::nfs_tree::persist::MAX_PERSIST_MB,
         );
+        if self.nfs.import_max_size_mb == 0 {
+            return Err((
+                "nfs.import_max_size_mb",
+                "0 would refuse every archive (MiB an import may write)".into(),
+            ));
+        }
         if !(min..=max).contains(&self.nfs.persist_size_mb) {
             return Err((
                 "nfs.persist_size_mb",
@@ -629,6 +640,11 @@ mod tests {
             ("[nfs]\nnodes_dir = \"n\"", &[], "nfs.nodes_dir"),
             ("listen = ", &[], "controller.toml"),
             ("[nfs]\npersist_size_mb = 0", &[], "nfs.persist_size_mb"),
+            (
+                "[nfs]\nimport_max_size_mb = 0",
+                &[],
+                "nfs.import_max_size_mb",
+            ),
             (
                 "[nfs]\ndefault_base_image = \"../../etc\"",
                 &[],

@@ -8,14 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn cli(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pureboot-controller"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
+use common::cli;
 
 fn ok_json(config: &Path, args: &[&str]) -> Value {
     let out = cli(config, args);

@@ -214,7 +214,9 @@ impl Hostname {
 pub const DEFAULT_HOSTNAME_PREFIX: &str = "pi-";
 
 /// A base image's name: the directory `base/<name>` of the export. Letters, digits, `.`, `_`,
-/// `-`, not starting with `.` (imports in progress are hidden `.import-…` directories).
+/// `-`, starting with a letter or digit: not `.` (imports in progress are hidden `.import-…`
+/// directories), and not `-` or `_`, so a name is never read as an option (`image rm -rf`) by
+/// the CLI or by a shell script handling the export.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ImageName(String);
 string_id!(ImageName);
@@ -223,7 +225,7 @@ impl ImageName {
     pub fn parse(s: &str) -> Result<ImageName, InvalidId> {
         let ok = !s.is_empty()
             && s.len() <= 255
-            && !s.starts_with('.')
+            && s.as_bytes()[0].is_ascii_alphanumeric()
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if ok {
@@ -232,7 +234,7 @@ impl ImageName {
             Err(invalid(
                 "base image name",
                 s,
-                "letters, digits, '.', '_', '-', not starting with '.'",
+                "letters, digits, '.', '_', '-', starting with a letter or digit",
             ))
         }
     }
@@ -414,6 +416,9 @@ mod tests {
             ".",
             "..",
             ".import-x-1234abcd",
+            "-rf",
+            "--help",
+            "_x",
             "a/b",
             "../x",
             "a b",

@@ -5,9 +5,11 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::{node_ref, print_json, table, ImageCmd, NodeCmd, OverlayCmd};
+use super::{node_ref, print_json, table, ImageCmd, NfsCmd, NodeCmd, OverlayCmd};
 use crate::domain::state::NodeState;
+use crate::nfs_tree::exports::{self, ExportPlan, Network};
 use crate::nfs_tree::import::progress::TerminalProgress;
+use crate::nfs_tree::import::ImportOptions;
 use crate::nfs_tree::persist_repair::PersistState;
 use crate::service::nodes::{NodeSpec, NodeUpdate, RECENT_EVENTS};
 use crate::service::Services;
@@ -210,10 +212,34 @@ impl Output {
 
     pub fn image(&self, s: &Services, cmd: ImageCmd) -> Result<()> {
         match cmd {
-            ImageCmd::Import { archive, name } => {
+            ImageCmd::Import {
+                archive,
+                name,
+                keep_devices,
+                keep_setuid,
+                max_size,
+            } => {
+                let options = ImportOptions {
+                    max_bytes: max_size.unwrap_or(0),
+                    keep_devices,
+                    keep_setid: keep_setuid,
+                };
                 let mut progress = TerminalProgress::for_output(self.json);
-                let summary = s.import_image(&archive, &name, &mut |p| progress.update(p))?;
+                let summary =
+                    s.import_image(&archive, &name, &options, &mut |p| progress.update(p))?;
                 progress.finish();
+                if !self.json && summary.devices_skipped > 0 {
+                    eprintln!(
+                        "import: left out {} device node(s) (--keep-devices creates them)",
+                        summary.devices_skipped
+                    );
+                }
+                if !self.json && summary.setid_cleared > 0 {
+                    eprintln!(
+                        "import: cleared set-uid/set-gid on {} file(s) (--keep-setuid keeps them)",
+                        summary.setid_cleared
+                    );
+                }
                 self.done(
                     &summary,
                     &format!(
@@ -358,6 +384,61 @@ impl Output {
         }
     }
 
+    pub fn nfs(&self, s: &Services, cmd: NfsCmd) -> Result<()> {
+        let NfsCmd::Exports {
+            format,
+            network,
+            addresses,
+            output,
+        } = cmd;
+        let network = match network {
+            Some(n) => n,
+            None => default_network(&s.config.nfs_server)?,
+        };
+        let mut nodes = Vec::new();
+        let mut unaddressed = Vec::new();
+        for node in s.list_nodes(&NodeFilter::default())? {
+            let given = addresses.iter().find(|(serial, _)| *serial == node.serial);
+            let last = node.last_ip.as_deref().and_then(|ip| ip.parse().ok());
+            match given.map(|(_, ip)| *ip).or(last) {
+                Some(ip) => nodes.push((node.serial, ip)),
+                None => unaddressed.push(node.serial),
+            }
+        }
+        for (serial, _) in &addresses {
+            if !nodes.iter().any(|(s, _)| s == serial) {
+                bail!("--address {serial}=…: no node {serial} in the registry");
+            }
+        }
+        nodes.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        unaddressed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let nfs = &s.config.nfs;
+        let plan = ExportPlan {
+            root: &nfs.root_path,
+            pseudo_root: nfs.announced_path(),
+            network,
+            nodes,
+            unaddressed,
+        };
+        let text = exports::render(format, &plan).map_err(anyhow::Error::msg)?;
+        match output {
+            None => print!("{text}"),
+            Some(path) => {
+                std::fs::write(&path, &text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!(
+                    "wrote {format} export rules for {} node(s) to {}",
+                    plan.nodes.len(),
+                    path.display()
+                );
+            }
+        }
+        for serial in &plan.unaddressed {
+            eprintln!("warning: node {serial} has no known address and is not exported (--address {serial}=<ip>)");
+        }
+        Ok(())
+    }
+
     fn done(&self, v: &impl Serialize, text: &str) -> Result<()> {
         if self.json {
             print_json(v)
@@ -365,6 +446,19 @@ impl Output {
             println!("{text}");
             Ok(())
         }
+    }
+}
+
+/// The /24 of `nfs_server` when it is an IPv4 address: the usual boot network.
+fn default_network(nfs_server: &str) -> Result<Network> {
+    match nfs_server.parse::<std::net::Ipv4Addr>() {
+        Ok(ip) => {
+            let [a, b, c, _] = ip.octets();
+            Ok(format!("{a}.{b}.{c}.0/24").parse().map_err(anyhow::Error::msg)?)
+        }
+        Err(_) => bail!(
+            "nfs_server {nfs_server:?} is not an IPv4 address: name the boot network with --network <address>/<prefix>"
+        ),
     }
 }
 

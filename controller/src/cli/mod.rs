@@ -6,6 +6,7 @@ mod commands;
 mod table;
 mod validate;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -15,7 +16,9 @@ use serde::Serialize;
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::ids::NodeRef;
+use crate::nfs_tree::exports::{ExportFormat, Network};
 use crate::service::Services;
+use pureboot_contract::ids::Serial;
 use pureboot_contract::OverlayMode;
 
 #[derive(Debug, Parser)]
@@ -56,6 +59,9 @@ pub enum Command {
     /// A node's tree on the export (nodes/<serial>): create, inspect, reset, remove.
     #[command(subcommand)]
     Overlay(OverlayCmd),
+    /// The NFS server's side: the export rules the controller recommends.
+    #[command(subcommand)]
+    Nfs(NfsCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -137,6 +143,19 @@ pub enum ImageCmd {
         archive: PathBuf,
         /// The image's name: base/<name> on the export.
         name: String,
+        /// Create the archive's character and block device nodes (left out by default: a
+        /// systemd root gets /dev from devtmpfs).
+        #[arg(long)]
+        keep_devices: bool,
+        /// Keep set-uid and set-gid bits on files (cleared by default). A root whose users
+        /// become root needs them: su, sudo, mount, umount, passwd, newgrp, unix_chkpwd.
+        #[arg(long)]
+        keep_setuid: bool,
+        /// Refuse the archive when its files declare more than this (sparse files count at
+        /// their full size): bytes, or with a unit K, M, G, T (binary). Default
+        /// [nfs] import_max_size_mb.
+        #[arg(long, value_parser = parse_size)]
+        max_size: Option<u64>,
     },
     /// The complete base images.
     List,
@@ -144,6 +163,30 @@ pub enum ImageCmd {
     Rm {
         /// The image's name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NfsCmd {
+    /// Write export rules: base/ read-only for the boot network, each node's directory
+    /// read-write for that node's address only (its --address, else the address of its
+    /// last boot), the export root not exported. Nodes without an address are named in a
+    /// comment and not exported.
+    Exports {
+        /// knfsd (a file for /etc/exports.d/) or ganesha (EXPORT blocks plus the settings
+        /// a boot needs).
+        #[arg(long, default_value = "knfsd", value_parser = parse_export_format)]
+        format: ExportFormat,
+        /// The boot network, which may read base/ (default: nfs_server's /24).
+        #[arg(long)]
+        network: Option<Network>,
+        /// A node's address, `<serial>=<ip>` (a DHCP reservation); repeatable. Overrides the
+        /// address of its last boot.
+        #[arg(long = "address", value_parser = parse_address)]
+        addresses: Vec<(Serial, IpAddr)>,
+        /// Write here (replaced whole) instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -182,6 +225,47 @@ pub enum OverlayCmd {
         /// The node's serial (8 hex).
         serial: String,
     },
+}
+
+/// `64G`, `512M`, `100K`, `1T` (binary units) or bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{s:?}: the unit is one of K, M, G, T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 64G, 512M, or bytes)"))?;
+    match n.checked_mul(1 << shift) {
+        Some(0) => Err("a size of 0 would refuse every archive".into()),
+        Some(v) => Ok(v),
+        None => Err(format!("{s:?} is too large")),
+    }
+}
+
+fn parse_export_format(s: &str) -> Result<ExportFormat, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_address(s: &str) -> Result<(Serial, IpAddr), String> {
+    let (serial, ip) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected <serial>=<ip>"))?;
+    let serial = Serial::parse(serial).map_err(|e| e.to_string())?;
+    let ip = ip
+        .parse()
+        .map_err(|_| format!("{ip:?} is not an IP address"))?;
+    Ok((serial, ip))
 }
 
 fn parse_overlay(s: &str) -> Result<OverlayMode, String> {
@@ -228,6 +312,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::Image(cmd) => out.image(&services, cmd),
                 Command::Workflow(WorkflowCmd::List) => out.workflows(&services),
                 Command::Overlay(cmd) => out.overlay(&services, cmd),
+                Command::Nfs(cmd) => out.nfs(&services, cmd),
                 Command::Serve
                 | Command::Workflow(WorkflowCmd::Validate { .. })
                 | Command::Completions { .. }

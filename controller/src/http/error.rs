@@ -110,7 +110,7 @@ fn tree_error(e: NfsTreeError, detail: String) -> ApiErr {
         }
         // A broken or hostile archive is the uploader's fault, not the server's.
         UnsupportedArchive { .. } | Archive { .. } => ApiErr::bad_request(detail),
-        UnsafeEntry { .. } | BadEntry { .. } => {
+        UnsafeEntry { .. } | BadEntry { .. } | TooLarge { .. } => {
             ApiErr::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", detail)
         }
         BaseImageNotFound { name, .. } => ApiErr::new(

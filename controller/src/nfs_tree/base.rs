@@ -1,45 +1,35 @@
 //! Base images: `base/<name>/` root trees, listed, resolved, imported and removed.
 
-use std::fs;
+use std::ffi::CString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{FileType, RenameFlags};
+
 use super::error::{io_err, NfsTreeError, Result};
-use super::fs_util::{random_suffix, remove_tree};
-use super::import;
+use super::fs_util::random_suffix;
 use super::import::progress::{ImportProgress, ImportSummary};
+use super::import::ImportOptions;
+use super::{fsops, import};
 use super::{parse_image_name, NfsTree};
 use pureboot_contract::ids::ImageName;
+use pureboot_contract::layout::BASE_DIR;
 
 impl NfsTree {
     /// Names of the complete base images, sorted. Only real directories with valid names:
-    /// hidden temporary directories of imports in progress (or crashed) never show.
+    /// hidden temporary directories of imports in progress (or crashed) never show, nor
+    /// does a symlink.
     pub fn base_images(&self) -> Result<Vec<String>> {
-        let entries = match fs::read_dir(&self.base) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(NfsTreeError::Io {
-                    op: "list",
-                    path: self.base.clone(),
-                    error: e,
-                })
-            }
+        let Some(base) = self.top_dir(BASE_DIR, false)? else {
+            return Ok(Vec::new());
         };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_err("list", &self.base))?;
-            let is_dir = entry
-                .file_type()
-                .map_err(io_err("stat", entry.path()))?
-                .is_dir();
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if is_dir && ImageName::parse(&name).is_ok() {
-                names.push(name);
-            }
-        }
+        let mut names: Vec<String> = base
+            .entries()?
+            .into_iter()
+            .filter(|(_, kind)| *kind == FileType::Directory)
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|name| ImageName::parse(name).is_ok())
+            .collect();
         names.sort();
         Ok(names)
     }
@@ -52,16 +42,24 @@ impl NfsTree {
     /// `base/<name>` if it is an existing directory, else [`NfsTreeError::BaseImageNotFound`].
     pub fn existing_base_image(&self, name: &str) -> Result<PathBuf> {
         let path = self.base_image_path(name)?;
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => Ok(path),
-            _ => Err(NfsTreeError::BaseImageNotFound {
+        let is_dir = match self.top_dir(BASE_DIR, false)? {
+            Some(base) => base
+                .lstat(name)?
+                .is_some_and(|st| fsops::file_type(&st) == FileType::Directory),
+            None => false,
+        };
+        if is_dir {
+            Ok(path)
+        } else {
+            Err(NfsTreeError::BaseImageNotFound {
                 name: name.into(),
                 path,
-            }),
+            })
         }
     }
 
-    /// Imports a tar, tar.gz, tar.xz or tar.zst archive (told by content) as `base/<name>`.
+    /// Imports a tar, tar.gz, tar.xz or tar.zst archive (told by content) as `base/<name>`,
+    /// with the default [`ImportOptions`] (no device nodes, no set-uid bits, 64 GiB).
     /// See the `import` module for the guarantees.
     pub fn import_base_image(
         &self,
@@ -69,8 +67,20 @@ impl NfsTree {
         name: &str,
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<ImportSummary> {
+        self.import_base_image_with(archive, name, &ImportOptions::default(), progress)
+    }
+
+    /// The same with the operator's [`ImportOptions`].
+    pub fn import_base_image_with(
+        &self,
+        archive: &Path,
+        name: &str,
+        options: &ImportOptions,
+        progress: &mut dyn FnMut(ImportProgress),
+    ) -> Result<ImportSummary> {
         parse_image_name(name)?;
-        import::import_file(&self.base, archive, name, progress)
+        let base = self.top_dir(BASE_DIR, true)?.expect("created");
+        import::import_file(&base, archive, name, options, progress)
     }
 
     /// The same from a stream (stdin, an upload); `label` names it in messages and
@@ -84,28 +94,40 @@ impl NfsTree {
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<ImportSummary> {
         parse_image_name(name)?;
-        import::import_reader(&self.base, reader, label, size, name, progress)
+        let base = self.top_dir(BASE_DIR, true)?.expect("created");
+        let options = ImportOptions::default();
+        import::import_reader(&base, reader, label, size, name, &options, progress)
     }
 
     /// Removes `base/<name>`; `false` if there was none. The image is first renamed to a
     /// hidden name, so it disappears from `base_images()` at once and never shows half-deleted.
+    /// Nothing is followed: `base/` and the image must be real directories.
     pub fn remove_base_image(&self, name: &str) -> Result<bool> {
         let path = self.base_image_path(name)?;
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
+        let Some(base) = self.top_dir(BASE_DIR, false)? else {
+            return Ok(false);
+        };
+        match base.lstat(name)? {
+            Some(st) if fsops::file_type(&st) == FileType::Directory => {}
+            Some(_) => {
                 return Err(NfsTreeError::BaseImageNotFound {
                     name: name.into(),
                     path,
                 })
             }
-            Err(_) => return Ok(false),
+            None => return Ok(false),
         }
-        let doomed = self
-            .base
-            .join(format!(".remove-{name}-{}", random_suffix()));
-        fs::rename(&path, &doomed).map_err(io_err("rename for removal", &path))?;
-        remove_tree(&doomed).map_err(io_err("remove", &doomed))?;
+        let doomed = format!(".remove-{name}-{}", random_suffix());
+        let c = |s: &str| CString::new(s).expect("a validated name has no NUL");
+        fsops::rename_at(
+            base.fd(),
+            &c(name),
+            base.fd(),
+            &c(&doomed),
+            RenameFlags::empty(),
+        )
+        .map_err(io_err("rename for removal", &path))?;
+        base.remove_tree(&doomed)?;
         log::info!("removed base image {name}");
         Ok(true)
     }

@@ -12,7 +12,7 @@ pub type Result<T, E = NfsTreeError> = std::result::Result<T, E>;
 pub enum NfsTreeError {
     #[error(
         "invalid base image name {0:?}: use letters, digits, '.', '_' and '-', \
-         not starting with '.'"
+         starting with a letter or digit"
     )]
     InvalidImageName(String),
 
@@ -57,6 +57,19 @@ pub enum NfsTreeError {
         error: io::Error,
     },
 
+    /// The members' declared sizes passed the import's limit (sparse files count in full).
+    #[error(
+        "archive {archive}: refusing entry {entry:?}: the files declared so far add up to \
+         {declared} bytes, over the import limit of {limit} bytes (sparse files count at their \
+         full size; raise it with `image import --max-size` or [nfs] import_max_size_mb)"
+    )]
+    TooLarge {
+        archive: String,
+        entry: String,
+        declared: u64,
+        limit: u64,
+    },
+
     /// Reading, decompressing or parsing the archive itself failed (e.g. it is truncated).
     #[error("archive {archive}: {error}")]
     Archive { archive: String, error: io::Error },
@@ -67,6 +80,14 @@ pub enum NfsTreeError {
         path: PathBuf,
         error: io::Error,
     },
+
+    /// A name below the export root that is a symlink: clients can write the export, so the
+    /// controller never follows one there.
+    #[error("refusing to follow the symlink {path} (below the export root, where a client may have planted it)")]
+    Symlink { path: PathBuf },
+
+    #[error("{path} is not a regular file")]
+    NotRegular { path: PathBuf },
 
     #[error("mkfs.ext4 failed for {path}: {detail}")]
     Mkfs { path: PathBuf, detail: String },

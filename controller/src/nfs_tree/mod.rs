@@ -5,8 +5,11 @@
 //! images are imported safely and atomically.
 
 mod base;
+mod beneath;
 pub mod error;
+pub mod exports;
 mod fs_util;
+mod fsops;
 pub mod import;
 pub mod node;
 pub mod persist;
@@ -15,12 +18,19 @@ pub mod persist_repair;
 #[cfg(test)]
 mod tests;
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use error::{io_err, NfsTreeError, Result};
+use beneath::Dir;
+use error::{NfsTreeError, Result};
 use pureboot_contract::ids::{ImageName, Serial};
-use pureboot_contract::layout::ExportLayout;
+use pureboot_contract::layout::{ExportLayout, BASE_DIR, NODES_DIR};
+
+/// A node's directory: its layer and persist.img are that node's alone, so nobody else on
+/// the controller's host reads them. The Pi mounts as root (`no_root_squash`), which 0700
+/// owned by root lets through.
+pub const NODE_DIR_MODE: u32 = 0o700;
+/// `base/` and `nodes/`: listed by anyone, written by the controller only.
+pub const TOP_DIR_MODE: u32 = 0o755;
 
 /// A base image name safe as `base/<name>`, or [`NfsTreeError::InvalidImageName`].
 pub fn parse_image_name(name: &str) -> Result<ImageName> {
@@ -64,11 +74,40 @@ impl NfsTree {
 
     /// Creates `base/` and `nodes/` (and the root) if missing.
     pub fn ensure_directories(&self) -> Result<()> {
-        for dir in [&self.base, &self.nodes] {
-            fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let root = Dir::root(self.root(), true)?;
+        for name in [BASE_DIR, NODES_DIR] {
+            root.subdir(name, Some(TOP_DIR_MODE))?;
         }
         log::info!("NFS directories ready under {}", self.root().display());
         Ok(())
+    }
+
+    /// `base/` or `nodes/`, opened without following a symlink; `None` if missing (and not
+    /// `create`, which also makes the root).
+    fn top_dir(&self, name: &str, create: bool) -> Result<Option<Dir>> {
+        let root = match Dir::root(self.root(), create) {
+            Ok(root) => root,
+            Err(NfsTreeError::Io { error, .. })
+                if !create && error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        root.subdir(name, create.then_some(TOP_DIR_MODE))
+    }
+
+    /// `nodes/<serial>`, opened (or with `create` made, 0700) without following a symlink.
+    fn node_dir(&self, serial: &Serial, create: bool) -> Result<Option<Dir>> {
+        let Some(nodes) = self.top_dir(NODES_DIR, create)? else {
+            return Ok(None);
+        };
+        let dir = nodes.subdir(serial.as_str(), create.then_some(NODE_DIR_MODE))?;
+        if let (Some(d), true) = (&dir, create) {
+            // Made 0755 by older controllers.
+            d.set_mode(NODE_DIR_MODE)?;
+        }
+        Ok(dir)
     }
 
     /// `nodes/<serial8>`; the directory need not exist.

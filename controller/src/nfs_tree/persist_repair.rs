@@ -2,16 +2,18 @@
 //! aside under a name with the time (never deleted: it may hold data worth recovering) and
 //! replaced by a fresh image, so the next boot is persistent again.
 
-use std::fs;
+use std::ffi::CString;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rustix::fs::{OFlags, RenameFlags};
 use serde::Serialize;
 
 use super::error::{io_err, NfsTreeError, Result};
-use super::NfsTree;
+use super::{fsops, NfsTree};
 use pureboot_contract::ids::Serial;
+use pureboot_contract::layout::PERSIST_IMAGE;
 
 /// Prefix of the names broken images are moved to: `persist.img.broken-<UTC time>`.
 const SET_ASIDE_PREFIX: &str = "persist.img.broken-";
@@ -32,16 +34,15 @@ const EXT4_MAGIC_AT: u64 = 1024 + 0x38;
 const EXT4_MAGIC: [u8; 2] = [0x53, 0xef];
 
 impl NfsTree {
-    fn persist_path(&self, serial: &Serial) -> PathBuf {
-        self.layout.persist_image(serial)
-    }
-
+    /// What the node's persist.img is; a symlink there is an error naming it, never read
+    /// through.
     pub fn persist_image_state(&self, serial: &Serial) -> Result<PersistState> {
-        let path = self.persist_path(serial);
-        let mut f = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PersistState::Missing),
-            Err(e) => return Err(io_err("open", &path)(e)),
+        let Some(node) = self.node_dir(serial, false)? else {
+            return Ok(PersistState::Missing);
+        };
+        let path = node.child(PERSIST_IMAGE);
+        let Some(mut f) = node.open_file(PERSIST_IMAGE, OFlags::RDONLY)? else {
+            return Ok(PersistState::Missing);
         };
         let len = f.metadata().map_err(io_err("stat", &path))?.len();
         if len < EXT4_MAGIC_AT + 2 {
@@ -60,18 +61,16 @@ impl NfsTree {
 
     /// Moves `persist.img` to `persist.img.broken-<UTC time>` (an existing name is never
     /// replaced) and creates a fresh image of `size_mb`. Returns where the old one went;
-    /// `None` when there was none (then only the fresh image is made).
+    /// `None` when there was none (then only the fresh image is made). Whatever is there is
+    /// moved as itself: a planted symlink is set aside, never followed.
     pub fn set_aside_persist_image(
         &self,
         serial: &Serial,
         size_mb: u64,
     ) -> Result<Option<PathBuf>> {
-        let image = self.persist_path(serial);
-        let dir = image
-            .parent()
-            .expect("under the node directory")
-            .to_path_buf();
-        let moved = if image.exists() {
+        let node = self.node_dir(serial, true)?.expect("created");
+        let image = node.child(PERSIST_IMAGE);
+        let moved = if node.lstat(PERSIST_IMAGE)?.is_some() {
             let stamp = utc_stamp(SystemTime::now());
             let mut n = 1;
             loop {
@@ -80,18 +79,29 @@ impl NfsTree {
                 } else {
                     format!("{SET_ASIDE_PREFIX}{stamp}-{n}")
                 };
-                let target = dir.join(name);
-                // link() never replaces: a name in use makes us try the next one.
-                match fs::hard_link(&image, &target) {
-                    Ok(()) => {
-                        fs::remove_file(&image).map_err(io_err("remove", &image))?;
+                let target = node.child(&name);
+                let cname = CString::new(name).expect("no NUL");
+                // renameat2(NOREPLACE) never replaces: a name in use makes us try the next.
+                match fsops::rename_at(
+                    node.fd(),
+                    c"persist.img",
+                    node.fd(),
+                    &cname,
+                    RenameFlags::NOREPLACE,
+                ) {
+                    Ok(()) => break Some(target),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+                    // No RENAME_NOREPLACE on this filesystem: link() never replaces either.
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        fsops::link_at(node.fd(), c"persist.img", node.fd(), &cname)
+                            .and_then(|()| fsops::unlink_at(node.fd(), c"persist.img"))
+                            .map_err(io_err("move aside", &image))?;
                         break Some(target);
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
                     Err(error) => {
                         return Err(NfsTreeError::Io {
-                            op: "link",
-                            path: target,
+                            op: "move aside",
+                            path: image,
                             error,
                         })
                     }
@@ -100,26 +110,21 @@ impl NfsTree {
         } else {
             None
         };
+        drop(node);
         self.create_persist_image(serial, size_mb)?;
         Ok(moved)
     }
 
     /// The images set aside for a node, oldest first.
     pub fn set_aside_persist_images(&self, serial: &Serial) -> Result<Vec<PathBuf>> {
-        let dir = self.layout.node_dir(serial);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("list", &dir)(e)),
+        let Some(node) = self.node_dir(serial, false)? else {
+            return Ok(Vec::new());
         };
-        let mut out: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(SET_ASIDE_PREFIX)
-            })
-            .map(|e| e.path())
+        let mut out: Vec<PathBuf> = node
+            .entries()?
+            .into_iter()
+            .filter(|(name, _)| name.to_string_lossy().starts_with(SET_ASIDE_PREFIX))
+            .map(|(name, _)| node.child(name))
             .collect();
         out.sort();
         Ok(out)
@@ -154,6 +159,7 @@ pub fn utc_stamp(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::time::Duration;
 
     #[test]

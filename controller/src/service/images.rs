@@ -6,6 +6,7 @@ use super::{ServiceError, Services};
 use crate::domain::boot::tree_plan;
 use crate::domain::ids::NodeRef;
 use crate::nfs_tree::import::progress::{ImportProgress, ImportSummary};
+use crate::nfs_tree::import::ImportOptions;
 use crate::nfs_tree::node::NodeInfo;
 use crate::nfs_tree::persist_repair::PersistState;
 use pureboot_contract::ids::Serial;
@@ -30,14 +31,22 @@ impl Services {
         }
     }
 
+    /// `options.max_bytes` of 0 means the configured `[nfs] import_max_size_mb`.
     pub fn import_image(
         &self,
         archive: &Path,
         name: &str,
+        options: &ImportOptions,
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<ImportSummary, ServiceError> {
         self.tree.ensure_directories()?;
-        Ok(self.tree.import_base_image(archive, name, progress)?)
+        let mut options = *options;
+        if options.max_bytes == 0 {
+            options.max_bytes = self.config.nfs.import_max_size_mb.saturating_mul(1 << 20);
+        }
+        Ok(self
+            .tree
+            .import_base_image_with(archive, name, &options, progress)?)
     }
 
     /// Refuses while a node would boot the image (named for it, by its workflow, or as the

@@ -40,6 +40,16 @@ pub fn report_path(answer: &Value, failure: bool) -> String {
     url[url.find("/api/").expect("an API path")..].to_string()
 }
 
+/// The controller's binary with `--config <config>` and `args`, run to its end.
+pub fn cli(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pureboot-controller"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
 /// A tool on PATH or in the sbin directories (PATH may lack them).
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();

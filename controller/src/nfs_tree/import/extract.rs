@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use super::entry_path::{self, Components};
 use super::fsops::{self, MTime};
 use super::tar_entry::{EntryKind, EntryPlan, Meta};
-use super::EntryError;
+use super::{EntryError, ImportOptions};
 use rustix::fs::FileType;
 
 const BUF_SIZE: usize = 1 << 20;
@@ -22,8 +22,32 @@ const BUF_SIZE: usize = 1 << 20;
 pub(crate) struct ExtractStats {
     pub entries: u64,
     pub bytes: u64,
-    /// Members not created: device nodes when not root, ignored member types.
+    /// Members not created: device nodes, ignored member types.
     pub skipped: u64,
+    pub devices_skipped: u64,
+    pub setid_cleared: u64,
+}
+
+/// Group and world write: never in `base/`, whatever the archive says, so nobody on the
+/// controller's host but root changes what every node boots.
+const GROUP_WORLD_WRITE: u32 = 0o022;
+const SETID: u32 = 0o6000;
+const STICKY: u32 = 0o1000;
+
+/// The mode an image member gets. Directories lose group/world write unless sticky (`/tmp`,
+/// `/var/tmp`: the booted system needs them shared, and the sticky bit keeps each user to
+/// their own names); the image root never keeps more than 0755. Files lose group/world
+/// write and, unless kept, set-uid/set-gid. Device nodes keep their mode: creating them at
+/// all is the operator's explicit choice, and `/dev/null` must stay writable.
+fn image_mode(kind: &EntryKind, is_root: bool, mode: u32, keep_setid: bool) -> u32 {
+    match kind {
+        EntryKind::Dir if is_root => mode & 0o755,
+        EntryKind::Dir if mode & STICKY != 0 => mode,
+        EntryKind::Dir => mode & !GROUP_WORLD_WRITE,
+        EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. } => mode,
+        _ if keep_setid => mode & !GROUP_WORLD_WRITE,
+        _ => mode & !GROUP_WORLD_WRITE & !SETID,
+    }
 }
 
 /// The chain of directories opened for the last entry, reused while entries stay in it.
@@ -45,6 +69,7 @@ pub(crate) struct Extractor {
     deferred: Vec<DeferredDir>,
     /// Root keeps owners and creates device nodes; anyone else gets their own files.
     privileged: bool,
+    options: ImportOptions,
     buf: Vec<u8>,
     pub stats: ExtractStats,
 }
@@ -107,7 +132,7 @@ fn open_existing_dir(root: BorrowedFd, path: &[Vec<u8>]) -> Result<OwnedFd, Entr
 }
 
 impl Extractor {
-    pub(crate) fn new(root: OwnedFd) -> Self {
+    pub(crate) fn new(root: OwnedFd, options: &ImportOptions) -> Self {
         Extractor {
             root,
             chain: DirChain {
@@ -116,6 +141,7 @@ impl Extractor {
             },
             deferred: Vec::new(),
             privileged: fsops::is_root(),
+            options: *options,
             buf: vec![0; BUF_SIZE],
             stats: ExtractStats::default(),
         }
@@ -158,8 +184,17 @@ impl Extractor {
         data: &mut dyn Read,
         on_bytes: &mut dyn FnMut(u64),
     ) -> Result<(), EntryError> {
-        let EntryPlan { path, kind, meta } = plan;
+        let EntryPlan {
+            path,
+            kind,
+            mut meta,
+        } = plan;
         self.stats.entries += 1;
+        let mode = image_mode(&kind, path.is_empty(), meta.mode, self.options.keep_setid);
+        if !matches!(kind, EntryKind::Dir) && meta.mode & SETID & !mode != 0 {
+            self.stats.setid_cleared += 1;
+        }
+        meta.mode = mode;
         let Some((name, dir)) = path.split_last() else {
             // "./": the image root itself.
             return match kind {
@@ -308,12 +343,18 @@ impl Extractor {
         minor: u32,
         meta: &Meta,
     ) -> Result<(), EntryError> {
-        if file_type != FileType::Fifo && !self.privileged {
-            log::warn!(
-                "import: not root, skipping device node {}",
-                name.to_string_lossy()
+        if file_type != FileType::Fifo && !(self.privileged && self.options.keep_devices) {
+            log::debug!(
+                "import: skipping device node {} ({})",
+                name.to_string_lossy(),
+                if self.privileged {
+                    "not asked to keep device nodes"
+                } else {
+                    "not root"
+                }
             );
             self.stats.skipped += 1;
+            self.stats.devices_skipped += 1;
             return Ok(());
         }
         let privileged = self.privileged;

@@ -10,7 +10,7 @@
 mod entry_path;
 mod extract;
 pub mod format;
-mod fsops;
+use super::fsops;
 mod name_lock;
 mod pipeline;
 pub mod progress;
@@ -30,13 +30,44 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::beneath::Dir;
 use super::error::{io_err, NfsTreeError, Result};
-use super::fs_util::{random_suffix, remove_tree};
+use super::fs_util::random_suffix;
 use extract::{read_full, ExtractStats, Extractor};
 use format::ArchiveFormat;
 use name_lock::NameLock;
 use progress::{ImportProgress, ImportSummary};
 use rustix::fs::RenameFlags;
+
+/// What an import keeps of what the archive says, and how much it may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// The most the members' declared sizes may add up to, bytes. A sparse member counts at
+    /// its full size: the file a Pi reads (and a backup copies) is that large.
+    pub max_bytes: u64,
+    /// Create character and block device nodes. A root booted by systemd gets `/dev` from
+    /// devtmpfs and needs none; a device node in `base/` is a door to the controller's
+    /// hardware for whoever can reach it there.
+    pub keep_devices: bool,
+    /// Keep set-uid and set-gid bits on files (a real root needs some: `su`, `sudo`,
+    /// `mount`, `umount`, `passwd`, `newgrp`, `chsh`, `chfn`, `gpasswd`, `unix_chkpwd`,
+    /// `ssh-keysign`, `dbus-daemon-launch-helper`). Without it they are cleared: a root
+    /// whose users never need to become root (root logs in) boots as well.
+    pub keep_setid: bool,
+}
+
+/// 64 GiB: above any root file system a Pi boots, below what fills a typical export.
+pub const DEFAULT_MAX_BYTES: u64 = 64 << 30;
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            max_bytes: DEFAULT_MAX_BYTES,
+            keep_devices: false,
+            keep_setid: false,
+        }
+    }
+}
 
 /// Why one member could not be extracted; turned into an [`NfsTreeError`] naming it.
 #[derive(Debug)]
@@ -83,9 +114,10 @@ fn cname(name: &str) -> CString {
 
 /// Imports the archive file at `archive` as `base/<name>`.
 pub(crate) fn import_file(
-    base: &Path,
+    base: &Dir,
     archive: &Path,
     name: &str,
+    options: &ImportOptions,
     progress: &mut dyn FnMut(ImportProgress),
 ) -> Result<ImportSummary> {
     let file = fs::File::open(archive).map_err(io_err("open archive", archive))?;
@@ -100,60 +132,54 @@ pub(crate) fn import_file(
         &archive.display().to_string(),
         size,
         name,
+        options,
         progress,
     )
 }
 
 /// Imports from any stream (a file, stdin, an HTTP body); `label` names it in errors.
 pub(crate) fn import_reader(
-    base: &Path,
+    base_dir: &Dir,
     reader: impl Read + Send,
     label: &str,
     size: Option<u64>,
     name: &str,
+    options: &ImportOptions,
     progress: &mut dyn FnMut(ImportProgress),
 ) -> Result<ImportSummary> {
     let started = Instant::now();
-    fs::create_dir_all(base).map_err(io_err("create", base))?;
-    let base_fd = fsops::open_dir(base).map_err(io_err("open", base))?;
-    let _lock = NameLock::acquire(base_fd.as_fd(), base, name)?;
+    let base = base_dir.path();
+    let base_fd = base_dir.fd();
+    let _lock = NameLock::acquire(base_fd, base, name)?;
 
     let final_name = cname(name);
     let final_path = base.join(name);
-    if fsops::lstat_at(base_fd.as_fd(), &final_name).is_ok() {
+    if fsops::lstat_at(base_fd, &final_name).is_ok() {
         return Err(NfsTreeError::ImageExists {
             name: name.into(),
             path: final_path,
         });
     }
-    remove_stale_temps(base, name)?;
+    remove_stale_temps(base_dir, name)?;
 
-    let (temp_name, temp_fd) = make_temp_dir(base_fd.as_fd(), base, name)?;
+    let (temp_name, temp_fd) = make_temp_dir(base_fd, base, name)?;
     let temp_path = base.join(&temp_name);
-    let outcome = extract_stream(temp_fd.as_fd(), reader, label, size, progress).and_then(|done| {
-        fsops::syncfs(temp_fd.as_fd()).map_err(io_err("sync", &temp_path))?;
-        publish(
-            base_fd.as_fd(),
-            &cname(&temp_name),
-            &final_name,
-            name,
-            &final_path,
-        )?;
-        Ok(done)
-    });
+    let outcome =
+        extract_stream(temp_fd.as_fd(), reader, label, size, options, progress).and_then(|done| {
+            fsops::syncfs(temp_fd.as_fd()).map_err(io_err("sync", &temp_path))?;
+            publish(base_fd, &cname(&temp_name), &final_name, name, &final_path)?;
+            Ok(done)
+        });
     let (format, stats, archive_bytes) = match outcome {
         Ok(done) => done,
         Err(e) => {
-            if let Err(rm) = remove_tree(&temp_path) {
-                log::error!(
-                    "import {name}: could not remove {}: {rm}",
-                    temp_path.display()
-                );
+            if let Err(rm) = base_dir.remove_tree(&temp_name) {
+                log::error!("import {name}: {rm}");
             }
             return Err(e);
         }
     };
-    if let Err(e) = fsops::fsync(base_fd.as_fd()) {
+    if let Err(e) = fsops::fsync(base_fd) {
         log::warn!("import {name}: fsync {}: {e}", base.display());
     }
     Ok(ImportSummary {
@@ -163,6 +189,8 @@ pub(crate) fn import_reader(
         entries: stats.entries,
         bytes: stats.bytes,
         skipped: stats.skipped,
+        devices_skipped: stats.devices_skipped,
+        setid_cleared: stats.setid_cleared,
         archive_bytes,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -206,6 +234,7 @@ fn extract_stream(
     reader: impl Read + Send,
     label: &str,
     size: Option<u64>,
+    options: &ImportOptions,
     progress: &mut dyn FnMut(ImportProgress),
 ) -> Result<(ArchiveFormat, ExtractStats, u64)> {
     let count = Arc::new(AtomicU64::new(0));
@@ -224,7 +253,8 @@ fn extract_stream(
     let (producer, chunks) = pipeline::channel();
     let stats = std::thread::scope(|s| {
         s.spawn(move || producer.run(&mut decoded));
-        extract_members(Extractor::new(root), chunks, label, &count, size, progress)
+        let extractor = Extractor::new(root, options);
+        extract_members(extractor, chunks, label, &count, size, options, progress)
     })?;
     Ok((format, stats, count.load(Ordering::Relaxed)))
 }
@@ -235,6 +265,7 @@ fn extract_members(
     label: &str,
     count: &AtomicU64,
     size: Option<u64>,
+    options: &ImportOptions,
     progress: &mut dyn FnMut(ImportProgress),
 ) -> Result<ExtractStats> {
     let mut archive = tar::Archive::new(chunks);
@@ -242,10 +273,24 @@ fn extract_members(
         archive_size: size,
         ..Default::default()
     };
+    // Declared sizes, counted before anything is written: a small archive can declare a
+    // huge sparse member, whose holes the reader hands over as zeros.
+    let mut declared = 0u64;
     for entry in archive.entries().map_err(archive_error(label))? {
         let mut entry = entry.map_err(archive_error(label))?;
         let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let plan = tar_entry::plan(&mut entry).map_err(|e| entry_error(label, &shown, e))?;
+        if let tar_entry::EntryKind::File { size, .. } = plan.kind {
+            declared = declared.saturating_add(size);
+            if declared > options.max_bytes {
+                return Err(NfsTreeError::TooLarge {
+                    archive: label.into(),
+                    entry: shown,
+                    declared,
+                    limit: options.max_bytes,
+                });
+            }
+        }
         let mut on_bytes = |n: u64| {
             done.bytes += n;
             done.archive_bytes_read = count.load(Ordering::Relaxed);
@@ -291,14 +336,14 @@ fn is_temp_of(name: &str, candidate: &str) -> bool {
 }
 
 /// Removes what a crashed import of `name` left. Runs under the name lock.
-fn remove_stale_temps(base: &Path, name: &str) -> Result<()> {
-    for entry in fs::read_dir(base).map_err(io_err("list", base))? {
-        let entry = entry.map_err(io_err("list", base))?;
-        let file_name = entry.file_name();
+fn remove_stale_temps(base: &Dir, name: &str) -> Result<()> {
+    for (file_name, _) in base.entries()? {
         if is_temp_of(name, &file_name.to_string_lossy()) {
-            let path = entry.path();
-            log::info!("import {name}: removing stale {}", path.display());
-            remove_tree(&path).map_err(io_err("remove stale import", &path))?;
+            log::info!(
+                "import {name}: removing stale {}",
+                base.child(&file_name).display()
+            );
+            base.remove_tree(&file_name)?;
         }
     }
     Ok(())

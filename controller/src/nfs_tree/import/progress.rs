@@ -30,8 +30,12 @@ pub struct ImportSummary {
     pub entries: u64,
     /// File content written (uncompressed).
     pub bytes: u64,
-    /// Members not created (device nodes when not root, ignored member types).
+    /// Members not created (device nodes, ignored member types).
     pub skipped: u64,
+    /// Device nodes left out (without `--keep-devices`, or not root).
+    pub devices_skipped: u64,
+    /// Files whose set-uid/set-gid bits were cleared (without `--keep-setuid`).
+    pub setid_cleared: u64,
     pub archive_bytes: u64,
     pub seconds: f64,
 }

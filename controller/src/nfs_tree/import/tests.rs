@@ -2,7 +2,6 @@
 //! all-or-nothing guarantee. Archives are built here (see `test_archives`).
 
 use std::fs;
-use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -14,7 +13,13 @@ use super::super::NfsTree;
 use super::format::ArchiveFormat;
 use super::progress::{ImportProgress, ImportSummary};
 use super::test_archives::{compress, ArchiveBuilder, MTIME};
-use super::{fsops, NameLock};
+use super::{fsops, ImportOptions, NameLock};
+
+const TRUSTED: ImportOptions = ImportOptions {
+    max_bytes: super::DEFAULT_MAX_BYTES,
+    keep_devices: true,
+    keep_setid: true,
+};
 
 const FORMATS: [ArchiveFormat; 4] = [
     ArchiveFormat::Tar,
@@ -62,6 +67,14 @@ impl Fixture {
             .join(format!("{}.archive", image.replace('/', "_")));
         fs::write(&path, archive).unwrap();
         self.tree.import_base_image(&path, image, &mut |_| {})
+    }
+
+    /// As `import`, keeping device nodes and set-uid bits (the operator's explicit choice).
+    fn import_trusted(&self, archive: &[u8], image: &str) -> Result<ImportSummary> {
+        let path = self.tmp.path().join(format!("{image}.archive"));
+        fs::write(&path, archive).unwrap();
+        self.tree
+            .import_base_image_with(&path, image, &TRUSTED, &mut |_| {})
     }
 
     fn outside_str(&self) -> String {
@@ -235,7 +248,7 @@ fn imports_each_format_with_metadata() {
         let fx = fixture();
         let image = format!("img-{}", format.as_str().replace('.', "-"));
         let summary = fx
-            .import(&compress(format, &tar), &image)
+            .import_trusted(&compress(format, &tar), &image)
             .unwrap_or_else(|e| panic!("{format}: {e}"));
         assert_eq!(summary.format, format);
         assert_eq!(summary.path, fx.tree.base_path().join(&image));
@@ -527,10 +540,10 @@ fn existing_names_are_refused_and_stale_temps_cleaned() {
 fn one_import_per_name_at_a_time() {
     let fx = fixture();
     let base = fx.tree.base_path();
-    let base_fd = fsops::open_dir(base).unwrap();
+    let base_fd = super::super::beneath::Dir::root(base, false).unwrap();
     let tar = ArchiveBuilder::new().file("a", 0o644, b"a").finish();
     {
-        let _held = NameLock::acquire(base_fd.as_fd(), base, "deb").unwrap();
+        let _held = NameLock::acquire(base_fd.fd(), base, "deb").unwrap();
         let err = fx.import(&tar, "deb").unwrap_err();
         assert!(
             matches!(err, NfsTreeError::ImportInProgress(ref n) if n == "deb"),
@@ -723,7 +736,7 @@ fn matches_gnu_tar_extraction() {
         assert!(extracted.success());
         let ours = fx
             .tree
-            .import_base_image(&archive, &format!("gnu-{i}"), &mut |_| {})
+            .import_base_image_with(&archive, &format!("gnu-{i}"), &TRUSTED, &mut |_| {})
             .unwrap();
         let (expected, got) = (tree_listing(&by_gnu), tree_listing(&ours.path));
         assert!(expected.len() >= 15, "{expected:#?}");

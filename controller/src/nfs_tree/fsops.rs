@@ -1,4 +1,5 @@
-//! Checked wrappers over the `*at` syscalls the extractor needs. Every call works relative
+//! Checked wrappers over the `*at` syscalls the export code needs (the base image import,
+//! node trees, persist images). Every call works relative
 //! to an already-open directory and never follows a symlink in the last component; that,
 //! plus opening parents one component at a time with `O_NOFOLLOW`, is what keeps archive
 //! entries inside the target whatever symlinks the archive (or anyone) put there.
@@ -11,8 +12,6 @@ use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
 use rustix::fs::{
     AtFlags, FlockOperation, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags, UTIME_NOW,
@@ -70,12 +69,6 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
-
-/// Opens a directory by path, refusing a symlink as its last component.
-pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {
-    let c = cstring(path.as_os_str().as_bytes())?;
-    Ok(rustix::fs::open(c.as_c_str(), DIR_FLAGS, Mode::empty())?)
-}
 
 pub(crate) fn open_dir_at(dir: BorrowedFd, name: &CStr) -> io::Result<OwnedFd> {
     Ok(rustix::fs::openat(dir, name, DIR_FLAGS, Mode::empty())?)
