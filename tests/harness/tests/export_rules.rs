@@ -3,7 +3,8 @@
 //! address (static `ip=`), reach the controller and ganesha at the bridge's 10.0.2.2. Pi A
 //! boots with the `image` overlay and writes its layer (persist.img through a loop mount);
 //! Pi B boots, then from inside its guest mounts the export root over NFSv4 and tries to
-//! create a file in Pi A's directory and in `base/`: refused, as the errno shows.
+//! create a file in Pi A's directory, in `base/` and in the export root: refused, as the errno
+//! shows; outside, nothing of Pi B's landed there.
 
 use pureboot_harness::console::GuestReport;
 use pureboot_harness::controller::NodeSpec;
@@ -134,9 +135,19 @@ fn each_pi_writes_only_its_own_directory_under_the_generated_rules() {
         "Pi A wrote and deleted in its layer (persist.img, written over NFS)",
         &run_a,
     );
+    // From outside: the file Pi A wrote is in its persist.img on the export.
+    let persist = nodes.join(&a).join("persist.img");
+    let written = process::run(
+        std::process::Command::new("debugfs")
+            .args(["-R", "cat /upper/var/probe"])
+            .arg(&persist),
+    );
     lab.check(
-        nodes.join(&a).join("persist.img").is_file(),
-        "Pi A's persist.img on the export",
+        written.as_deref().is_ok_and(|t| t.trim() == "written-by-a"),
+        &format!(
+            "Pi A's write is in {} (debugfs): {written:?}",
+            persist.display()
+        ),
         &run_a,
     );
 
@@ -147,7 +158,9 @@ fn each_pi_writes_only_its_own_directory_under_the_generated_rules() {
         .netdev(Netdev::Tap("tap1".into()))
         .arg(static_ip(IP_B, "pi-rules-b"))
         .arg(format!("probe.nfs={HOST_FROM_GUEST}:{root}"))
-        .arg(format!("probe.try=nodes/{a},base,base/{TINY},nodes/{b}"))
+        .arg(format!(
+            "probe.try=.,nodes,nodes/{a},base,base/{TINY},nodes/{b}"
+        ))
         .arg(format!("probe.mount3=nodes/{a},base/{TINY},nodes/{b}"));
     let run_b = lab.boot(&pi_b, "pi-b").unwrap();
     let report_b: GuestReport = lab.expect_report(&run_b);
@@ -197,6 +210,14 @@ fn each_pi_writes_only_its_own_directory_under_the_generated_rules() {
         ),
         &run_b,
     );
+    // The export root and nodes/ are NFSv4's read-only pseudo file system.
+    for p in [".", "nodes"] {
+        lab.check(
+            matches!(result(p), "EROFS" | "EACCES"),
+            &format!("Pi B cannot write the export root's {p}: {}", result(p)),
+            &run_b,
+        );
+    }
     for p in [
         "base".to_string(),
         format!("base/{TINY}"),
@@ -210,6 +231,8 @@ fn each_pi_writes_only_its_own_directory_under_the_generated_rules() {
     }
     // And from outside: nothing of Pi B's landed anywhere but its own directory.
     for dir in [
+        lab.export().to_path_buf(),
+        nodes.clone(),
         nodes.join(&a),
         lab.export().join("base"),
         lab.export().join("base").join(TINY),
