@@ -89,6 +89,17 @@ impl Controller {
         )
     }
 
+    /// Listens on `addr` (e.g. `0.0.0.0`) instead of 127.0.0.1, for guests on a tap device of
+    /// the namespace, which reach it at an address of the namespace's bridge. Before `serve`.
+    pub fn listen_on(&self, addr: &str) -> Result<(), String> {
+        let text = std::fs::read_to_string(&self.config).map_err(|e| e.to_string())?;
+        let text = text.replace(
+            &format!("listen = \"127.0.0.1:{PORT}\""),
+            &format!("listen = \"{addr}:{PORT}\""),
+        );
+        std::fs::write(&self.config, text).map_err(|e| e.to_string())
+    }
+
     pub fn serve(&mut self, ns: &Netns) -> Result<(), String> {
         let mut cmd = ns.command(&self.bin);
         cmd.arg("--config")

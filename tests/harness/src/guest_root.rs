@@ -16,13 +16,19 @@ pub const BASE_FILE: &str = "etc/pureboot-base-file";
 
 const APPLETS: &[&str] = &[
     "sh", "cat", "mount", "poweroff", "echo", "grep", "sed", "sync", "rm", "mkdir", "ls", "tr",
-    "head", "touch", "sleep", "cut",
+    "head", "touch", "sleep", "cut", "umount",
 ];
 
 /// `/sbin/init` of the tiny root. Values never contain spaces, so the report line splits on
 /// whitespace. `probe.write=T` writes T to /var/probe and deletes the base file;
 /// `probe.mark=M` leaves /var/marks/M; the report lists what the root holds afterwards;
-/// `probe.nfsstats=1` dumps the NFS client's counters after it (`nfs-dump`, the benchmark's).
+/// `probe.nfsstats=1` dumps the NFS client's counters after it (`nfs-dump`, the benchmark's);
+/// `probe.nfs=<server>:<path> probe.try=<dir>,<dir>` mounts that export over NFSv4 on /mnt and
+/// tries to create a file in each `<dir>` below it, printing one
+/// `PUREBOOT-TRY path=<dir> result=ok|EACCES|EROFS|EPERM|ENOENT|other:<message>` line each
+/// (or `path=/ result=mount-refused:<errno>` when the mount itself is refused); with
+/// `probe.mount3=<dir>,<dir>` also mounts each `<server>:<path>/<dir>` over NFSv3 and tries
+/// to create a file in it (`path=v3:<dir> result=...`).
 pub const INIT_SCRIPT: &str = r#"#!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc 2>/dev/null
@@ -31,6 +37,29 @@ w=$(arg probe.write)
 if [ -n "$w" ]; then echo "$w" > /var/probe; rm -f /etc/pureboot-base-file; fi
 m=$(arg probe.mark)
 if [ -n "$m" ]; then mkdir -p /var/marks && touch "/var/marks/$m"; fi
+errno() { case "$1" in *"Permission denied"*) echo EACCES;; *"Read-only file system"*) echo EROFS;; *"Operation not permitted"*) echo EPERM;; *"No such file"*) echo ENOENT;; *) echo "other:$(echo "$1" | tr ' ' '_')";; esac; }
+t=$(arg probe.try)
+if [ -n "$t" ]; then
+  srv=$(arg probe.nfs)
+  if out=$(mount -t nfs4 -o "addr=${srv%%:*}" "$srv" /mnt 2>&1); then
+    for p in $(echo "$t" | tr ',' ' '); do
+      if out=$(touch "/mnt/$p/probe-$(arg pureboot.serial)" 2>&1); then r=ok; else r=$(errno "$out"); fi
+      echo "PUREBOOT-TRY path=$p result=$r"
+    done
+    umount /mnt
+  else
+    echo "PUREBOOT-TRY path=/ result=mount-refused:$(errno "$out")"
+  fi
+  for p in $(arg probe.mount3 | tr ',' ' '); do
+    if out=$(mount -t nfs -o "vers=3,nolock,proto=tcp,mountproto=tcp,addr=${srv%%:*}" "$srv/$p" /mnt 2>&1); then
+      if out=$(touch "/mnt/probe-$(arg pureboot.serial)" 2>&1); then r=ok; else r=$(errno "$out"); fi
+      umount /mnt
+    else
+      r=mount-refused:$(errno "$out")
+    fi
+    echo "PUREBOOT-TRY path=v3:$p result=$r"
+  done
+fi
 sync
 # The export's mount, not the base image's own (its source ends in /base/<image>).
 nfs=$(grep -v '^[^ ]*/base/[^ /]* ' /proc/mounts | grep -o ' nfs4\? [^ ]*vers=[0-9.]*' | head -n1 | sed 's/.*vers=//')

@@ -128,6 +128,22 @@ impl Lab {
         Ok(lab)
     }
 
+    /// Restarts the NFS server exporting `rules` (`pureboot-controller nfs exports --format
+    /// ganesha`) instead of the lab's default export of the whole tree.
+    pub fn reload_nfs(&mut self, rules: &str) -> Result<(), String> {
+        let export = self.nfs.export.clone();
+        self.nfs.stop();
+        // The old server's value is dropped (its daemons already stopped) once the new runs.
+        self.nfs = NfsServer::start_with(
+            &self.ns,
+            self.dir.path(),
+            &export,
+            Protocols::V3AndV4,
+            Some(rules),
+        )?;
+        Ok(())
+    }
+
     pub fn export(&self) -> &Path {
         &self.nfs.export
     }

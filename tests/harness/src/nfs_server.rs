@@ -39,19 +39,102 @@ impl Protocols {
 /// (its exec needed a GETATTR whose owner needed mapping), and the failed mappings cost a
 /// Debian boot about 6,000 extra GETATTRs (9,456 RPCs in all against 3,289).
 pub fn ganesha_config(export: &Path, recovery: &Path, protocols: Protocols) -> String {
+    ganesha_config_with(export, recovery, protocols, None)
+}
+
+/// The same configuration, with `rules` (what `pureboot-controller nfs exports --format
+/// ganesha` wrote) instead of the one default export: its EXPORT blocks as they are, the
+/// settings of its `NFSv4` and `MDCACHE` blocks merged into the harness's own (ganesha takes
+/// each block once).
+pub fn ganesha_config_with(
+    export: &Path,
+    recovery: &Path,
+    protocols: Protocols,
+    rules: Option<&str>,
+) -> String {
     let export = export.display();
     let p = protocols.ganesha_list();
+    let (mut nfsv4, mut mdcache) = (
+        vec![
+            "Graceless = true;".to_string(),
+            "Only_Numeric_Owners = true;".to_string(),
+            "RecoveryBackend = fs;".to_string(),
+            format!("RecoveryRoot = {};", recovery.display()),
+        ],
+        vec!["Dir_Chunk = 0;".to_string()],
+    );
+    let exports = match rules {
+        None => format!(
+            "EXPORT {{\n  Export_Id = 1;\n  Path = {export};\n  Pseudo = {export};\n  Access_Type = RW;\n  \
+             Squash = No_Root_Squash;\n  SecType = sys;\n  Protocols = {p};\n  Transports = TCP;\n  \
+             Attr_Expiration_Time = 0;\n  FSAL {{\n    Name = VFS;\n  }}\n}}\n"
+        ),
+        Some(rules) => {
+            let mut out = String::new();
+            for (name, body) in top_level_blocks(rules) {
+                let merge_into = match name.as_str() {
+                    "NFSv4" => &mut nfsv4,
+                    "MDCACHE" => &mut mdcache,
+                    _ => {
+                        out += &format!("{name} {{\n{body}}}\n");
+                        continue;
+                    }
+                };
+                for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    if !merge_into.iter().any(|l| l == line) {
+                        merge_into.push(line.to_string());
+                    }
+                }
+            }
+            out
+        }
+    };
+    let block = |name: &str, lines: &[String]| {
+        let mut b = format!("{name} {{\n");
+        for l in lines {
+            b += &format!("  {l}\n");
+        }
+        b + "}\n"
+    };
     format!(
         "NFS_CORE_PARAM {{\n  Protocols = {p};\n  NFS_Port = {NFS_PORT};\n  MNT_Port = {MNT_PORT};\n  \
          Enable_NLM = false;\n  Enable_RQUOTA = false;\n}}\n\
-         NFSv4 {{\n  Graceless = true;\n  Only_Numeric_Owners = true;\n  RecoveryBackend = fs;\n  RecoveryRoot = {recovery};\n}}\n\
-         EXPORT {{\n  Export_Id = 1;\n  Path = {export};\n  Pseudo = {export};\n  Access_Type = RW;\n  \
-         Squash = No_Root_Squash;\n  SecType = sys;\n  Protocols = {p};\n  Transports = TCP;\n  \
-         Attr_Expiration_Time = 0;\n  FSAL {{\n    Name = VFS;\n  }}\n}}\n\
-         MDCACHE {{\n  Dir_Chunk = 0;\n}}\n\
+         {nfsv4}{exports}{mdcache}\
          LOG {{\n  Default_Log_Level = WARN;\n}}\n",
-        recovery = recovery.display()
+        nfsv4 = block("NFSv4", &nfsv4),
+        mdcache = block("MDCACHE", &mdcache),
     )
+}
+
+/// The top-level `NAME { ... }` blocks of a ganesha configuration, in order, with their
+/// bodies as written (nested blocks included); comments outside blocks are dropped.
+fn top_level_blocks(text: &str) -> Vec<(String, String)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    let mut depth = 0usize;
+    for line in text.lines() {
+        let code = line.split('#').next().unwrap_or("");
+        let opens = code.matches('{').count();
+        let closes = code.matches('}').count();
+        match current.as_mut() {
+            None => {
+                if let Some(name) = code.trim().strip_suffix('{') {
+                    current = Some((name.trim().to_string(), String::new()));
+                    depth = 1;
+                }
+            }
+            Some((_, body)) => {
+                depth = (depth + opens).saturating_sub(closes);
+                if depth == 0 {
+                    blocks.extend(current.take());
+                } else {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+            }
+        }
+    }
+    blocks
 }
 
 pub struct NfsServer {
@@ -69,13 +152,28 @@ impl NfsServer {
         export: &Path,
         protocols: Protocols,
     ) -> Result<NfsServer, String> {
+        NfsServer::start_with(ns, dir, export, protocols, None)
+    }
+
+    /// As [`NfsServer::start`], exporting `rules` (ganesha EXPORT blocks, see
+    /// [`ganesha_config_with`]) instead of the default export when given.
+    pub fn start_with(
+        ns: &Netns,
+        dir: &Path,
+        export: &Path,
+        protocols: Protocols,
+        rules: Option<&str>,
+    ) -> Result<NfsServer, String> {
         std::fs::create_dir_all(export)
             .map_err(|e| format!("creating {}: {e}", export.display()))?;
         let recovery = dir.join("ganesha-recovery");
         std::fs::create_dir_all(&recovery).map_err(|e| e.to_string())?;
         let conf = dir.join("ganesha.conf");
-        std::fs::write(&conf, ganesha_config(export, &recovery, protocols))
-            .map_err(|e| format!("writing {}: {e}", conf.display()))?;
+        std::fs::write(
+            &conf,
+            ganesha_config_with(export, &recovery, protocols, rules),
+        )
+        .map_err(|e| format!("writing {}: {e}", conf.display()))?;
 
         let mut cmd = ns.command("rpcbind");
         cmd.args(["-f", "-w"]);
@@ -108,6 +206,13 @@ impl NfsServer {
             _rpcbind: rpcbind,
             export: export.to_path_buf(),
         })
+    }
+
+    /// Stops ganesha, then rpcbind (what dropping does), so that another server can take
+    /// their ports.
+    pub fn stop(&mut self) {
+        self.ganesha.stop(Duration::from_secs(2));
+        self._rpcbind.stop(Duration::from_secs(2));
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
@@ -143,6 +248,30 @@ mod tests {
         ] {
             assert!(c.contains(needle), "missing {needle:?} in\n{c}");
         }
+    }
+
+    #[test]
+    fn generated_rules_replace_the_default_export_and_merge_their_settings() {
+        let rules = "# comment\nNFSv4 {\n  Only_Numeric_Owners = true;\n}\nMDCACHE {\n  Dir_Chunk = 0;\n}\n\
+                     EXPORT {\n  Export_Id = 7;\n  Path = /srv/x/base;\n  FSAL {\n    Name = VFS;\n  }\n  \
+                     CLIENT {\n    Clients = 10.0.0.0/24;\n  }\n}\n";
+        let c = ganesha_config_with(
+            Path::new("/srv/x"),
+            Path::new("/tmp/r"),
+            Protocols::V3AndV4,
+            Some(rules),
+        );
+        for (block, n) in [("NFSv4 {", 1), ("MDCACHE {", 1), ("EXPORT {", 1)] {
+            assert_eq!(c.matches(block).count(), n, "{block} in\n{c}");
+        }
+        assert_eq!(c.matches("Only_Numeric_Owners = true;").count(), 1, "{c}");
+        assert_eq!(c.matches("Dir_Chunk = 0;").count(), 1, "{c}");
+        assert!(c.contains("Graceless = true;"), "{c}");
+        assert!(!c.contains("Pseudo = /srv/x;"), "no default export: {c}");
+        assert!(
+            c.contains("  CLIENT {\n    Clients = 10.0.0.0/24;\n  }\n}\n"),
+            "nested blocks kept: {c}"
+        );
     }
 
     #[test]
