@@ -75,7 +75,8 @@ pub struct Config {
     /// Boots and reports one node may make per minute (each records at most 5 events);
     /// more get 429. 0 = no limit.
     pub node_requests_per_minute: u64,
-    /// Events kept at most (the oldest go first; pruned at start and hourly). 0 = all.
+    /// Events kept at most (the oldest go first; every write transaction keeps the log
+    /// under it). 0 = all.
     pub max_events: u64,
     /// Events older than this many days are pruned. 0 = kept whatever their age.
     pub event_retention_days: u64,

@@ -844,8 +844,8 @@ fn events_are_pruned_by_count_keeping_the_newest() {
     for _ in 0..30 {
         assert_eq!(app.boot(&format!("serial={SERIAL}")).0, 200);
     }
-    let pruned = app.services.prune_events().unwrap();
-    assert!(pruned >= 10, "{pruned}");
+    // Every write already kept the log under the cap; the hourly prune finds nothing more.
+    assert_eq!(app.services.prune_events().unwrap(), 0);
     let (_, events) = app.admin_get(&format!("/api/v1/nodes/{SERIAL}/events?limit=1000"));
     let events = events.as_array().unwrap();
     assert!(events.len() <= 20, "{}", events.len());

@@ -6,6 +6,11 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pureboot_controller::store::events::{EventKind, NewEvent};
+use pureboot_controller::store::StoreError;
 
 /// A template that is harmless for a node without a MAC and runs over the render limits
 /// for one with a MAC (its work grows with the MAC's length).
@@ -45,4 +50,250 @@ fn a_template_bomb_behind_mac_fails_validate_and_is_left_out_at_start() {
         "{r}"
     );
     assert!(Path::new(&file).exists());
+}
+
+/// `p`-th percentile of `v` (sorted here).
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// `n` boot requests of registered serials, one after another: their latencies, and the
+/// answers that were not 200.
+fn boots(app: &common::TestApp, serials: &[String], n: usize) -> (Vec<Duration>, Vec<String>) {
+    let (mut times, mut failed) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let serial = &serials[i % serials.len()];
+        let t = Instant::now();
+        let r = ureq::get(&app.url(&format!("/api/v1/boot/pi?serial={serial}")))
+            .timeout(BOOT_TIMEOUT)
+            .call();
+        times.push(t.elapsed());
+        match r {
+            Ok(_) => {}
+            Err(ureq::Error::Status(code, resp)) => failed.push(format!(
+                "{code}: {}",
+                resp.into_string().unwrap_or_default()
+            )),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    (times, failed)
+}
+
+/// pi-init's timeout for the controller's answer.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn status_page(app: &common::TestApp) -> (u16, Duration) {
+    let t = Instant::now();
+    let code = match ureq::get(&app.url("/status"))
+        .set("Authorization", &format!("Bearer {}", common::TOKEN))
+        .call()
+    {
+        Ok(r) => {
+            let _ = r.into_string();
+            200
+        }
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(_) => 0,
+    };
+    (code, t.elapsed())
+}
+
+/// A flood filled the log with a million events: the status page still answers within a
+/// second (it looks up each node's last events instead of ranking every event), and boots
+/// keep answering while ten status pages load in a loop (the page reads on connections
+/// and slots of its own).
+#[test]
+fn a_million_events_neither_slow_the_status_page_nor_the_boots_beside_it() {
+    let app = common::spawn_app_with(|c| {
+        c.max_events = 0;
+        c.node_requests_per_minute = 0;
+        c.unknown_serials_per_minute = 0;
+    });
+    let serials: Vec<String> = (0..50).map(|i| format!("5{i:07x}")).collect();
+    for s in &serials {
+        app.add_node(serde_json::json!({ "serial": s }));
+    }
+    let t = Instant::now();
+    let total = 1_000_000u32;
+    app.services
+        .store
+        .write(|tx| {
+            for i in 0..total {
+                // Mostly serials no node has (a flood of unknown ones), some of the fleet's.
+                let serial = if i % 10 == 0 {
+                    serials[(i as usize / 10) % serials.len()].clone()
+                } else {
+                    format!("{:08x}", 0x7000_0000 + i % 100_000)
+                };
+                tx.append_event(&NewEvent {
+                    node_id: None,
+                    serial: &serial,
+                    kind: EventKind::BootRequest,
+                    ip: Some("10.0.0.66"),
+                    detail: serde_json::json!({"action": "local_boot"}),
+                })?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    eprintln!("{total} events inserted in {:?}", t.elapsed());
+
+    let mut pages = Vec::new();
+    for _ in 0..3 {
+        let (code, took) = status_page(&app);
+        assert_eq!(code, 200);
+        pages.push(took);
+    }
+    eprintln!("status page over {total} events: {pages:?}");
+    assert!(
+        pages.iter().all(|t| *t < Duration::from_secs(1)),
+        "status page took {pages:?}"
+    );
+
+    let (mut alone, failed) = boots(&app, &serials, 200);
+    assert!(failed.is_empty(), "boots failed alone: {failed:?}");
+    let stop = AtomicBool::new(false);
+    let loaded = AtomicUsize::new(0);
+    let (mut beside, failed, page_codes) = std::thread::scope(|scope| {
+        let loops: Vec<_> = (0..10)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut codes = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        codes.push(status_page(&app).0);
+                        loaded.fetch_add(1, Ordering::Relaxed);
+                    }
+                    codes
+                })
+            })
+            .collect();
+        let result = boots(&app, &serials, 200);
+        stop.store(true, Ordering::Relaxed);
+        let codes: Vec<u16> = loops.into_iter().flat_map(|l| l.join().unwrap()).collect();
+        (result.0, result.1, codes)
+    });
+    let (p50a, p99a, maxa) = (
+        percentile(&mut alone, 0.5),
+        percentile(&mut alone, 0.99),
+        percentile(&mut alone, 1.0),
+    );
+    let (p50b, p99b, maxb) = (
+        percentile(&mut beside, 0.5),
+        percentile(&mut beside, 0.99),
+        percentile(&mut beside, 1.0),
+    );
+    eprintln!(
+        "boots alone: p50 {p50a:?} p99 {p99a:?} max {maxa:?}; beside 10 status loops \
+         ({} pages loaded): p50 {p50b:?} p99 {p99b:?} max {maxb:?}",
+        loaded.load(Ordering::Relaxed)
+    );
+    assert!(
+        failed.is_empty(),
+        "boots failed beside the status pages: {failed:?}"
+    );
+    assert!(maxb < BOOT_TIMEOUT, "a boot took {maxb:?}");
+    assert!(
+        page_codes.iter().all(|c| *c == 200),
+        "status pages: {page_codes:?}"
+    );
+}
+
+/// A flood of boot requests writes events far past `max_events`: the log stays under the
+/// cap the whole time (each write transaction prunes), not only after the hourly prune.
+#[test]
+fn the_event_log_stays_under_its_cap_while_a_flood_writes() {
+    let cap = 2_000u64;
+    let app = common::spawn_app_with(|c| {
+        c.max_events = cap;
+        c.node_requests_per_minute = 0;
+        c.unknown_serials_per_minute = 0;
+    });
+    let serials: Vec<String> = (0..20).map(|i| format!("6{i:07x}")).collect();
+    for s in &serials {
+        app.add_node(serde_json::json!({ "serial": s }));
+    }
+    // Every event of the flood is one of these serials' (the test's own too).
+    let mut all_serials = serials.clone();
+    all_serials.push("6fffffff".into());
+    let count = || {
+        app.services
+            .store
+            .read(|tx| {
+                let mut n = 0;
+                for s in &all_serials {
+                    for kind in EventKind::ALL.iter().copied() {
+                        n += tx.count_events(s, kind)?;
+                    }
+                }
+                Ok::<_, StoreError>(n)
+            })
+            .unwrap()
+    };
+    let answered = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    std::thread::scope(|scope| {
+        let flood: Vec<_> = (0..4)
+            .map(|t| {
+                let (app, serials, answered) = (&app, &serials, &answered);
+                scope.spawn(move || {
+                    for i in 0..1_500 {
+                        let serial = &serials[(t * 7 + i) % serials.len()];
+                        if app.boot(&format!("serial={serial}")).0 == 200 {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let watcher = scope.spawn(|| {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                seen.push(count());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        });
+        for f in flood {
+            f.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        seen = watcher.join().unwrap();
+    });
+    seen.push(count());
+    let answered = answered.into_inner();
+    let most = *seen.iter().max().unwrap();
+    eprintln!(
+        "flood: {answered} boots answered (each records an event), {} looks at the log, \
+         at most {most} events kept (cap {cap})",
+        seen.len()
+    );
+    assert!(
+        answered as u64 > 2 * cap,
+        "the flood must write past the cap"
+    );
+    assert!(
+        most <= cap as i64,
+        "the log held {most} events, over its cap of {cap}"
+    );
+
+    // A write outside the group writer (the CLI, the operator's API) keeps it too.
+    app.services
+        .store
+        .write(|tx| {
+            for _ in 0..3 * cap {
+                tx.append_event(&NewEvent {
+                    node_id: None,
+                    serial: "6fffffff",
+                    kind: EventKind::Admin,
+                    ip: None,
+                    detail: serde_json::Value::Null,
+                })?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    assert!(count() <= cap as i64, "{}", count());
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiErr;
 use super::pi::parse_node_ref;
-use super::{blocking, AppState, IdParam};
+use super::{admin_blocking, AppState, IdParam};
 use crate::domain::node::Node;
 use crate::domain::state::NodeState;
 use crate::domain::workflow::Workflow;
@@ -81,7 +81,7 @@ pub async fn list_nodes(
         after,
         limit: Some(limit),
     };
-    let nodes = blocking(&st, move |s| s.list_nodes(&filter)).await?;
+    let nodes = admin_blocking(&st, move |s| s.list_nodes(&filter)).await?;
     let next = (nodes.len() == limit as usize)
         .then(|| nodes.last().map(|n| n.serial.clone()))
         .flatten();
@@ -111,7 +111,7 @@ pub async fn add_node(
     let spec = body?.0;
     Ok((
         StatusCode::CREATED,
-        Json(blocking(&st, move |s| s.add_node(&spec)).await?),
+        Json(admin_blocking(&st, move |s| s.add_node(&spec)).await?),
     ))
 }
 
@@ -121,7 +121,7 @@ pub async fn show_node(
 ) -> Result<Json<NodeDetail>, ApiErr> {
     let r = parse_node_ref(&id)?;
     Ok(Json(
-        blocking(&st, move |s| s.node_detail(&r, RECENT_EVENTS)).await?,
+        admin_blocking(&st, move |s| s.node_detail(&r, RECENT_EVENTS)).await?,
     ))
 }
 
@@ -132,7 +132,9 @@ pub async fn update_node(
 ) -> Result<Json<Node>, ApiErr> {
     let r = parse_node_ref(&id)?;
     let upd = body?.0;
-    Ok(Json(blocking(&st, move |s| s.update_node(&r, &upd)).await?))
+    Ok(Json(
+        admin_blocking(&st, move |s| s.update_node(&r, &upd)).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,7 +150,7 @@ pub async fn assign(
 ) -> Result<Json<Node>, ApiErr> {
     let r = parse_node_ref(&id)?;
     let wf = body?.0.workflow_id;
-    Ok(Json(blocking(&st, move |s| s.assign(&r, &wf)).await?))
+    Ok(Json(admin_blocking(&st, move |s| s.assign(&r, &wf)).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,7 +166,7 @@ pub async fn delete_node(
 ) -> Result<Json<Value>, ApiErr> {
     let r = parse_node_ref(&id)?;
     let keep = q?.0.keep_tree;
-    let (node, tree_removed) = blocking(&st, move |s| s.remove_node(&r, keep)).await?;
+    let (node, tree_removed) = admin_blocking(&st, move |s| s.remove_node(&r, keep)).await?;
     Ok(Json(json!({"removed": node, "tree_removed": tree_removed})))
 }
 
@@ -181,7 +183,7 @@ pub async fn node_events(
     let r = parse_node_ref(&id)?;
     let limit = q?.0.limit.unwrap_or(RECENT_EVENTS).clamp(1, 10_000);
     Ok(Json(
-        blocking(&st, move |s| s.node_detail(&r, limit).map(|d| d.events)).await?,
+        admin_blocking(&st, move |s| s.node_detail(&r, limit).map(|d| d.events)).await?,
     ))
 }
 
@@ -203,11 +205,11 @@ pub async fn list_workflows(State(st): State<AppState>) -> Json<WorkflowList> {
 /// Reads the workflows directory again, as SIGHUP does: new and edited files are served from
 /// now on, broken ones are listed and left out. (So `reload` cannot be a workflow's id here.)
 pub async fn reload_workflows(State(st): State<AppState>) -> Result<Json<Reloaded>, ApiErr> {
-    Ok(Json(blocking(&st, |s| s.reload_workflows()).await?))
+    Ok(Json(admin_blocking(&st, |s| s.reload_workflows()).await?))
 }
 
 pub async fn list_images(State(st): State<AppState>) -> Result<Json<Value>, ApiErr> {
-    let images = blocking(&st, |s| s.base_images()).await?;
+    let images = admin_blocking(&st, |s| s.base_images()).await?;
     let default = st.services.config.nfs.default_base_image.clone();
     Ok(Json(json!({"images": images, "default": default})))
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::admin::same_secret;
 use super::error::ApiErr;
-use super::{blocking, AppState};
+use super::{admin_blocking, AppState};
 use crate::domain::state::NodeState;
 
 /// Seconds between the page's own reloads.
@@ -50,15 +50,19 @@ pub async fn page(
             NodeState::parse(&s).ok_or_else(|| ApiErr::bad_request(format!("unknown state {s:?}")))
         })
         .transpose()?;
-    let view = blocking(&st, move |s| s.status(state)).await?;
-    let ctx = minijinja::context! {
-        refresh => REFRESH_SECS,
-        ..minijinja::Value::from_serialize(&view)
-    };
-    let html = templates()
-        .get_template("status.html")
-        .and_then(|t| t.render(ctx))
-        .map_err(|e| ApiErr::internal(format!("rendering the status page: {e}")))?;
+    // Rendered off the async workers too: a large fleet's page is work.
+    let html = admin_blocking(&st, move |s| {
+        let view = s.status(state)?;
+        let ctx = minijinja::context! {
+            refresh => REFRESH_SECS,
+            ..minijinja::Value::from_serialize(&view)
+        };
+        Ok(templates()
+            .get_template("status.html")
+            .and_then(|t| t.render(ctx)))
+    })
+    .await?
+    .map_err(|e| ApiErr::internal(format!("rendering the status page: {e}")))?;
     Ok(Html(html).into_response())
 }
 

@@ -90,6 +90,7 @@ impl Services {
     pub fn open(config: Config) -> anyhow::Result<Services> {
         use anyhow::Context;
         let store = Store::open(&config.database)?;
+        store.keep_events_at_most(config.max_events);
         let templates = Templates::new();
         let (workflows, _) = read_workflows(&config, &templates).with_context(|| {
             format!(
