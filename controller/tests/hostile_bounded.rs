@@ -4,11 +4,14 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use pureboot_controller::store::events::{EventKind, NewEvent};
 use pureboot_controller::store::StoreError;
 
@@ -296,4 +299,211 @@ fn the_event_log_stays_under_its_cap_while_a_flood_writes() {
         })
         .unwrap();
     assert!(count() <= cap as i64, "{}", count());
+}
+
+/// One HTTP/1.1 request from the local address `from` (any of 127/8 reaches the test
+/// server on 127.0.0.1): its status and the whole answer.
+fn raw_http(from: &str, to: &str, request: &str) -> (u16, String) {
+    let mut stream = connect_from(from, to);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let code = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, answer)
+}
+
+/// A blocking TCP connection from the local address `from` to `to` (`host:port`).
+fn connect_from(from: &str, to: &str) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        sock.connect(to.parse().unwrap()).await.unwrap()
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+/// Log lines of this test binary's in-process servers.
+fn captured_logs() -> &'static Mutex<Vec<String>> {
+    static LINES: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    struct Capture;
+    impl log::Log for Capture {
+        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+            m.level() <= log::Level::Warn
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            if self.enabled(r.metadata()) {
+                captured_logs()
+                    .lock()
+                    .unwrap()
+                    .push(format!("{} {}", r.level(), r.args()));
+            }
+        }
+        fn flush(&self) {}
+    }
+    LINES.get_or_init(|| {
+        let _ = log::set_boxed_logger(Box::new(Capture));
+        log::set_max_level(log::LevelFilter::Warn);
+        Mutex::new(Vec::new())
+    })
+}
+
+#[test]
+fn weak_admin_tokens_are_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for token in ["change-me", "Zq7vN4kP9xR2mW8", "aaaaaaaaaaaaaaaaaaaaaaaa"] {
+        let config = dir.path().join("c.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nadmin_token = \"{token}\"\n",
+                dir.path().join("r.db").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pureboot-controller"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A daemon that accepted the token serves on: stopped, and the test fails.
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let refused = child.try_wait().unwrap().is_some_and(|s| !s.success());
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(refused, "{token:?} accepted: {err}");
+        assert!(
+            err.contains("admin_token") && err.contains("/dev/urandom"),
+            "{token:?}: {err}"
+        );
+    }
+    // A configuration made in code is checked too.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut config = common::test_config(dir.path());
+    config.admin_token = Some("change-me".into());
+    let err = rt
+        .block_on(pureboot_controller::app::App::build(config))
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("admin_token"), "{err}");
+}
+
+/// Guessing the admin token from one address: after a few wrong tokens each answer comes
+/// later (Bearer and Basic alike), attempts during a delay are refused unchecked, the
+/// refusals are logged, and the operator's right token still works from another address.
+#[test]
+fn wrong_admin_tokens_get_slower_per_address_and_are_logged() {
+    captured_logs();
+    let app = common::spawn_app();
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let wrong = |i: usize| {
+        let t = Instant::now();
+        let r = if i % 2 == 1 {
+            // Basic, as a browser sends the status page's password.
+            ureq::get(&app.url("/status"))
+                .set("Authorization", "Basic YWRtaW46d3JvbmctZ3Vlc3M=")
+                .call()
+        } else {
+            ureq::get(&app.url("/api/v1/nodes"))
+                .set("Authorization", "Bearer wrong-guess-0123456789abcdef")
+                .call()
+        };
+        let code = match r {
+            Err(ureq::Error::Status(c, _)) => c,
+            other => panic!("attempt {i}: {:?}", other.map(|r| r.status())),
+        };
+        (code, t.elapsed())
+    };
+    let mut times = Vec::new();
+    for i in 0..7 {
+        let (code, took) = wrong(i);
+        assert_eq!(code, 401, "attempt {i}");
+        times.push(took);
+    }
+    eprintln!("wrong tokens, one after another: {times:?}");
+    assert!(
+        times[..3].iter().all(|t| *t < Duration::from_millis(200)),
+        "{times:?}"
+    );
+    assert!(times[3] >= Duration::from_millis(200), "{times:?}");
+    for w in times[3..].windows(2) {
+        assert!(w[1] >= w[0], "the delay grows: {times:?}");
+    }
+    assert!(times[6] >= Duration::from_millis(1500), "{times:?}");
+
+    // Parallel guesses gain nothing: while one is being delayed, the others from the
+    // address are refused unchecked, even with the right token.
+    let (first, during) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| wrong(0));
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        let r = ureq::get(&app.url("/api/v1/nodes"))
+            .set("Authorization", &format!("Bearer {}", common::TOKEN))
+            .call();
+        let during = match r {
+            Err(ureq::Error::Status(c, resp)) => {
+                (c, resp.header("Retry-After").map(str::to_string))
+            }
+            other => panic!("{:?}", other.map(|r| r.status())),
+        };
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        (first.join().unwrap(), during)
+    });
+    eprintln!("8th wrong token took {:?}; meanwhile {during:?}", first.1);
+    assert_eq!(first.0, 401);
+    assert!(first.1 >= Duration::from_millis(1500), "{:?}", first.1);
+    assert_eq!(during.0, 429);
+    assert!(during.1.is_some(), "Retry-After");
+
+    // Another address: the right token works at once, over Bearer and Basic.
+    let t = Instant::now();
+    let (code, answer) = raw_http(
+        "127.0.0.2",
+        &addr,
+        &format!(
+            "GET /api/v1/nodes HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            common::TOKEN
+        ),
+    );
+    assert_eq!(code, 200, "{answer}");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("op:{}", common::TOKEN));
+    let (code, answer) = raw_http(
+        "127.0.0.2",
+        &addr,
+        &format!(
+            "GET /status HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {basic}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(code, 200, "{answer}");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+
+    let logs = captured_logs().lock().unwrap().clone();
+    let refusals: Vec<&String> = logs
+        .iter()
+        .filter(|l| l.contains("admin token refused for 127.0.0.1"))
+        .collect();
+    // The 1st, 2nd, 4th and 8th failures: rate-limited, not one line per guess.
+    assert_eq!(refusals.len(), 4, "{logs:#?}");
+    assert!(
+        refusals.iter().any(|l| l.contains("/status"))
+            && refusals.iter().any(|l| l.contains("/api/v1/nodes")),
+        "{refusals:#?}"
+    );
 }

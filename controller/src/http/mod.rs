@@ -49,6 +49,8 @@ pub struct AppState {
     pub blocking_slots: Arc<tokio::sync::Semaphore>,
     /// Operators' requests running blocking code at once (see [`ADMIN_SLOTS`]).
     pub admin_slots: Arc<tokio::sync::Semaphore>,
+    /// Wrong admin tokens per client address (both listeners, both schemes).
+    pub auth_failures: Arc<admin::AuthFailures>,
 }
 
 impl AppState {
@@ -58,6 +60,7 @@ impl AppState {
             metrics,
             blocking_slots: Arc::new(tokio::sync::Semaphore::new(BLOCKING_SLOTS)),
             admin_slots: Arc::new(tokio::sync::Semaphore::new(ADMIN_SLOTS)),
+            auth_failures: Arc::default(),
         }
     }
 }

@@ -11,7 +11,7 @@ use pureboot_controller::config::Config;
 use pureboot_controller::service::Services;
 use serde_json::Value;
 
-pub const TOKEN: &str = "test-token";
+pub const TOKEN: &str = "test-Zq7vN4kP9xR2mW8t";
 
 pub struct TestApp {
     pub base: String,
