@@ -97,6 +97,7 @@ impl App {
         let limits = ConnLimits {
             header_timeout: Duration::from_secs(config.header_timeout_secs),
             max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+            per_address: usize::try_from(config.max_connections_per_address).unwrap_or(usize::MAX),
             shutdown_grace: Duration::from_secs(config.request_timeout_secs.min(10)),
         };
         match self.admin {

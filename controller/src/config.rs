@@ -88,6 +88,13 @@ pub struct Config {
     pub header_timeout_secs: u64,
     /// Open HTTP connections at most; more clients wait in the listen backlog.
     pub max_connections: u64,
+    /// Open connections from one client address at most (both listeners); more are closed
+    /// at once, so one client cannot take the slots every Pi needs. 0 = no cap.
+    pub max_connections_per_address: u64,
+    /// Host names (besides `localhost`, the `public_url`'s host and any IP address) a
+    /// request's `Host` may name; others get 421, so a DNS-rebound name cannot reach the
+    /// listeners from a browser.
+    pub allowed_hosts: Vec<String>,
     /// Longest delay, ms, before a wrong admin token from an address is answered (after 3
     /// free ones the delay doubles from 250 ms up to this; at most half the request
     /// timeout). 0 = wrong tokens are not slowed.
@@ -141,6 +148,8 @@ impl Default for Config {
             header_timeout_secs: 10,
             max_connections: 1024,
             admin_token_max_delay_ms: 8000,
+            max_connections_per_address: 128,
+            allowed_hosts: Vec::new(),
             nfs: NfsConfig::default(),
         }
     }
@@ -164,6 +173,8 @@ enum Kind {
     Str,
     Bool,
     Int,
+    /// A list of strings; in the environment, comma-separated.
+    StrList,
 }
 
 impl Kind {
@@ -172,6 +183,7 @@ impl Kind {
             Kind::Str => "a string",
             Kind::Bool => "a boolean",
             Kind::Int => "a non-negative integer",
+            Kind::StrList => "a list of strings",
         }
     }
 
@@ -179,6 +191,7 @@ impl Kind {
         match (self, v) {
             (Kind::Str, toml::Value::String(_)) | (Kind::Bool, toml::Value::Boolean(_)) => true,
             (Kind::Int, toml::Value::Integer(i)) => *i >= 0,
+            (Kind::StrList, toml::Value::Array(items)) => items.iter().all(toml::Value::is_str),
             _ => false,
         }
     }
@@ -196,6 +209,13 @@ impl Kind {
                 .ok()
                 .filter(|i| *i >= 0)
                 .map(toml::Value::Integer),
+            Kind::StrList => Some(toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_string()))
+                    .collect(),
+            )),
         }
     }
 }
@@ -221,6 +241,8 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("", "header_timeout_secs", Kind::Int),
     ("", "max_connections", Kind::Int),
     ("", "admin_token_max_delay_ms", Kind::Int),
+    ("", "max_connections_per_address", Kind::Int),
+    ("", "allowed_hosts", Kind::StrList),
     ("nfs", "enabled", Kind::Bool),
     ("nfs", "root_path", Kind::Str),
     ("nfs", "export_path", Kind::Str),
@@ -743,6 +765,7 @@ mod tests {
         let all = Config {
             public_url: Some("http://x".into()),
             admin_token: Some("Zq7vN4kP9xR2mW8tB5".into()),
+            allowed_hosts: vec!["boot.lab".into()],
             admin_listen: Some("127.0.0.1:1".into()),
             nfs: NfsConfig {
                 export_path: Some("/x".into()),

@@ -507,3 +507,93 @@ fn wrong_admin_tokens_get_slower_per_address_and_are_logged() {
         "{refusals:#?}"
     );
 }
+
+/// The status page and every answer of both listeners tell a browser not to cache, frame
+/// or sniff them; a `Host` naming another host (DNS rebinding) is refused on both
+/// listeners, an IP literal and the configured names are served.
+#[test]
+fn security_headers_and_a_host_check_on_both_listeners() {
+    let app = common::spawn_app_with(|c| {
+        c.admin_listen = Some("127.0.0.1:0".into());
+        c.allowed_hosts = vec!["pureboot.lab".into()];
+    });
+    let pi = app.base.trim_start_matches("http://").to_string();
+    let admin = app
+        .admin_base
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_string();
+    let get = |to: &str, path: &str, host: &str| {
+        raw_http(
+            "127.0.0.1",
+            to,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                common::TOKEN
+            ),
+        )
+    };
+    let (code, page) = get(&admin, "/status", &admin);
+    assert_eq!(code, 200, "{page}");
+    let head = page[..page.find("\r\n\r\n").unwrap()].to_ascii_lowercase();
+    for h in [
+        "content-security-policy: default-src 'none'",
+        "frame-ancestors 'none'",
+        "x-frame-options: deny",
+        "cache-control: no-store",
+        "x-content-type-options: nosniff",
+    ] {
+        assert!(head.contains(h), "{h} missing: {head}");
+    }
+    for (to, path) in [
+        (&admin, "/metrics"),
+        (&admin, "/api/v1/nodes"),
+        (&pi, "/healthz"),
+    ] {
+        let (code, answer) = get(to, path, "rebound.attacker.example");
+        assert_eq!(code, 421, "{path}: {answer}");
+        assert!(answer
+            .to_ascii_lowercase()
+            .contains("x-frame-options: deny"));
+        let (code, answer) = get(to, path, "rebound.attacker.example:8080");
+        assert_eq!(code, 421, "{path}: {answer}");
+        for host in [
+            "127.0.0.1",
+            "10.0.2.2:8080",
+            "[::1]:9",
+            "localhost",
+            "pureboot.lab:80",
+        ] {
+            let (code, answer) = get(to, path, host);
+            assert_eq!(code, 200, "{path} as {host}: {answer}");
+        }
+    }
+    // A Pi asks with the host it was given (public_url's, here 10.0.2.2).
+    let (code, answer) = get(&pi, "/api/v1/boot/pi?serial=d83add36", "10.0.2.2:8080");
+    assert_eq!(code, 200, "{answer}");
+}
+
+/// One client opening many idle connections (never sending a request) cannot keep another
+/// address's boots out: past its per-address cap its connections are closed at once.
+#[test]
+fn idle_connections_from_one_address_do_not_stop_anothers_boots() {
+    let app = common::spawn_app_with(|c| {
+        (c.max_connections, c.max_connections_per_address) = (64, 16);
+        // The idle connections would be dropped after this: longer than the test.
+        c.header_timeout_secs = 30;
+    });
+    let to = app.base.trim_start_matches("http://").to_string();
+    // More idle connections than the whole server takes.
+    let idle: Vec<_> = (0..100).map(|_| connect_from("127.0.0.2", &to)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut times, failed) = boots(&app, &["0000beef".to_string()], 20);
+    eprintln!(
+        "boots beside {} idle connections from another address: p50 {:?} max {:?}",
+        idle.len(),
+        percentile(&mut times, 0.5),
+        percentile(&mut times, 1.0)
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    drop(idle);
+}

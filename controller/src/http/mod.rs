@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod error;
+mod headers;
 mod pi;
 pub mod server;
 mod status;
@@ -225,6 +226,11 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
                 .layer(HandleErrorLayer::new(on_timeout))
                 .timeout(timeout),
         )
+        .layer(middleware::from_fn_with_state(
+            headers::AllowedHosts::from_config(config),
+            headers::check_host,
+        ))
+        .layer(middleware::from_fn(headers::security_headers))
         .with_state(state)
 }
 
