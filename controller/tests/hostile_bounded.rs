@@ -597,3 +597,22 @@ fn idle_connections_from_one_address_do_not_stop_anothers_boots() {
     assert!(failed.is_empty(), "{failed:?}");
     drop(idle);
 }
+
+/// A connection that never sends a request is closed after `header_timeout_secs`, not
+/// held until the client gives up.
+#[test]
+fn an_idle_connection_is_closed_after_the_header_timeout() {
+    let app = common::spawn_app_with(|c| c.header_timeout_secs = 1);
+    let to = app.base.trim_start_matches("http://").to_string();
+    let mut idle = connect_from("127.0.0.2", &to);
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    let _ = idle.read_to_end(&mut buf);
+    eprintln!(
+        "idle connection closed after {:?} ({} bytes: {:?})",
+        t.elapsed(),
+        buf.len(),
+        String::from_utf8_lossy(&buf)
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
