@@ -27,6 +27,12 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        // A configuration made in code skips the file's checks: the token's is the one that
+        // guards the management API.
+        if let Some(token) = &config.admin_token {
+            crate::config::check_admin_token(token)
+                .map_err(|m| anyhow::anyhow!("config key `admin_token`: {m}"))?;
+        }
         let listen = config.listen.clone();
         let serving = crate::store::Store::lock_for_serving(&config.database)?;
         let services = tokio::task::spawn_blocking(move || Services::open(config)).await??;
@@ -91,6 +97,7 @@ impl App {
         let limits = ConnLimits {
             header_timeout: Duration::from_secs(config.header_timeout_secs),
             max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+            per_address: usize::try_from(config.max_connections_per_address).unwrap_or(usize::MAX),
             shutdown_grace: Duration::from_secs(config.request_timeout_secs.min(10)),
         };
         match self.admin {

@@ -84,7 +84,8 @@ pub struct Config {
     /// Boots and reports of registered nodes per minute from all addresses together; more
     /// get 429. 0 = no limit.
     pub boot_requests_per_minute: u64,
-    /// Events kept at most (the oldest go first; pruned at start and hourly). 0 = all.
+    /// Events kept at most (the oldest go first; every write transaction keeps the log
+    /// under it). 0 = all.
     pub max_events: u64,
     /// Events older than this many days are pruned. 0 = kept whatever their age.
     pub event_retention_days: u64,
@@ -96,6 +97,17 @@ pub struct Config {
     pub header_timeout_secs: u64,
     /// Open HTTP connections at most; more clients wait in the listen backlog.
     pub max_connections: u64,
+    /// Open connections from one client address at most (both listeners); more are closed
+    /// at once, so one client cannot take the slots every Pi needs. 0 = no cap.
+    pub max_connections_per_address: u64,
+    /// Host names (besides `localhost`, the `public_url`'s host and any IP address) a
+    /// request's `Host` may name; others get 421, so a DNS-rebound name cannot reach the
+    /// listeners from a browser.
+    pub allowed_hosts: Vec<String>,
+    /// Longest delay, ms, before a wrong admin token from an address is answered (after 3
+    /// free ones the delay doubles from 250 ms up to this; at most half the request
+    /// timeout). 0 = wrong tokens are not slowed.
+    pub admin_token_max_delay_ms: u64,
     pub nfs: NfsConfig,
 }
 
@@ -149,6 +161,9 @@ impl Default for Config {
             body_limit_bytes: 64 * 1024,
             header_timeout_secs: 10,
             max_connections: 1024,
+            admin_token_max_delay_ms: 8000,
+            max_connections_per_address: 128,
+            allowed_hosts: Vec::new(),
             nfs: NfsConfig::default(),
         }
     }
@@ -173,6 +188,8 @@ enum Kind {
     Str,
     Bool,
     Int,
+    /// A list of strings; in the environment, comma-separated.
+    StrList,
 }
 
 impl Kind {
@@ -181,6 +198,7 @@ impl Kind {
             Kind::Str => "a string",
             Kind::Bool => "a boolean",
             Kind::Int => "a non-negative integer",
+            Kind::StrList => "a list of strings",
         }
     }
 
@@ -188,6 +206,7 @@ impl Kind {
         match (self, v) {
             (Kind::Str, toml::Value::String(_)) | (Kind::Bool, toml::Value::Boolean(_)) => true,
             (Kind::Int, toml::Value::Integer(i)) => *i >= 0,
+            (Kind::StrList, toml::Value::Array(items)) => items.iter().all(toml::Value::is_str),
             _ => false,
         }
     }
@@ -205,6 +224,13 @@ impl Kind {
                 .ok()
                 .filter(|i| *i >= 0)
                 .map(toml::Value::Integer),
+            Kind::StrList => Some(toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_string()))
+                    .collect(),
+            )),
         }
     }
 }
@@ -231,6 +257,9 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("", "body_limit_bytes", Kind::Int),
     ("", "header_timeout_secs", Kind::Int),
     ("", "max_connections", Kind::Int),
+    ("", "admin_token_max_delay_ms", Kind::Int),
+    ("", "max_connections_per_address", Kind::Int),
+    ("", "allowed_hosts", Kind::StrList),
     ("nfs", "enabled", Kind::Bool),
     ("nfs", "root_path", Kind::Str),
     ("nfs", "export_path", Kind::Str),
@@ -342,15 +371,8 @@ impl Config {
             }
             None => {}
         }
-        if self
-            .admin_token
-            .as_deref()
-            .is_some_and(|t| t.trim().is_empty())
-        {
-            return Err((
-                "admin_token",
-                "is empty: set a secret, or remove the key to close the management API".into(),
-            ));
+        if let Some(token) = &self.admin_token {
+            check_admin_token(token).map_err(|m| ("admin_token", m))?;
         }
         if let Some(p) = self.nfs.export_path.as_ref().filter(|p| !p.is_absolute()) {
             return Err((
@@ -397,6 +419,62 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Shortest admin token accepted.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Why `token` is too weak to guard the management API, if it is: a placeholder
+/// (`change-me`), fewer than [`MIN_TOKEN_CHARS`] characters, few different characters, or
+/// mostly one run (`aaaa…`, `abcd…`, `4321…`). A heuristic against the obvious, not a
+/// measure of entropy: the README says how to generate a real one.
+pub fn check_admin_token(token: &str) -> Result<(), String> {
+    const HOW: &str = "generate one with `head -c 24 /dev/urandom | base64`, or remove the \
+                       key to close the management API";
+    let chars: Vec<char> = token.chars().collect();
+    if token.trim().is_empty() {
+        return Err(format!("is empty: {HOW}"));
+    }
+    let letters: String = token
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if ["changeme", "password", "example", "placeholder", "secret"]
+        .iter()
+        .any(|p| letters.contains(p))
+    {
+        return Err(format!("is a placeholder or holds one: {HOW}"));
+    }
+    if chars.len() < MIN_TOKEN_CHARS {
+        return Err(format!(
+            "is {} characters, under the {MIN_TOKEN_CHARS} required: {HOW}",
+            chars.len()
+        ));
+    }
+    let mut distinct = chars.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 8 {
+        return Err(format!(
+            "has only {} different characters: {HOW}",
+            distinct.len()
+        ));
+    }
+    // The longest stretch where each character repeats or steps by one from the last.
+    let (mut longest, mut run) = (1, 1);
+    for w in chars.windows(2) {
+        let step = i64::from(u32::from(w[1])) - i64::from(u32::from(w[0]));
+        run = if step.abs() <= 1 { run + 1 } else { 1 };
+        longest = longest.max(run);
+    }
+    if longest * 2 >= chars.len() {
+        return Err(format!(
+            "is mostly one run of characters ({longest} of {}): {HOW}",
+            chars.len()
+        ));
+    }
+    Ok(())
 }
 
 /// `http(s)://host[:port][/path]` with a host nodes can reach.
@@ -581,7 +659,7 @@ mod tests {
         let text = r#"
             listen = "127.0.0.1:9000"
             public_url = "http://10.0.2.2:9000/"
-            admin_token = "s3cret"
+            admin_token = "Zq7vN4kP9xR2mW8tB5"
             [nfs]
             root_path = "/exports/pi"
             persist_size_mb = 512
@@ -609,7 +687,7 @@ mod tests {
             "top-level nfs_server, not a [nfs] key"
         );
         assert!(!c.auto_register);
-        assert_eq!(c.admin_token.as_deref(), Some("s3cret"));
+        assert_eq!(c.admin_token.as_deref(), Some("Zq7vN4kP9xR2mW8tB5"));
     }
 
     #[test]
@@ -658,6 +736,24 @@ mod tests {
             ("public_url = \"http://host:99999\"", &[], "public_url"),
             ("admin_token = \"\"", &[], "admin_token"),
             ("admin_token = \"  \"", &[], "admin_token"),
+            ("admin_token = \"change-me\"", &[], "admin_token"),
+            ("admin_token = \"Zq7vN4kP9xR2mW8\"", &[], "admin_token"),
+            (
+                "admin_token = \"aaaaaaaaaaaaaaaaaaaaaaaa\"",
+                &[],
+                "admin_token",
+            ),
+            (
+                "admin_token = \"abcdefghijklmnopqrstuvwx\"",
+                &[],
+                "admin_token",
+            ),
+            (
+                "admin_token = \"x9-change-me-please-Q27\"",
+                &[],
+                "admin_token",
+            ),
+            ("admin_token = \"ababababababababab12\"", &[], "admin_token"),
             ("admin_listen = \"admin\"", &[], "admin_listen"),
             ("max_connections = 0", &[], "max_connections"),
         ];
@@ -674,6 +770,7 @@ mod tests {
             "listen = \"0.0.0.0:8080\"\npublic_url = \"http://192.168.1.10:8080\"",
             "public_url = \"http://[fe80::1]:8080/\"",
             "public_url = \"https://boot.lab\"",
+            "admin_token = \"q3N0aXlJ9vB2mRt8ZkP4sW1x\"",
         ] {
             load(Some(text), &[]).unwrap_or_else(|e| panic!("{text}: {e}"));
         }
@@ -696,7 +793,8 @@ mod tests {
     fn keys_cover_every_field() {
         let all = Config {
             public_url: Some("http://x".into()),
-            admin_token: Some("t".into()),
+            admin_token: Some("Zq7vN4kP9xR2mW8tB5".into()),
+            allowed_hosts: vec!["boot.lab".into()],
             admin_listen: Some("127.0.0.1:1".into()),
             nfs: NfsConfig {
                 export_path: Some("/x".into()),

@@ -152,11 +152,15 @@ impl Templates {
     }
 }
 
-/// Template context of a made-up node (`workflow validate`, reload): undefined names and
-/// templates over the limits show before any node boots with them.
-pub fn sample_vars(config: &crate::config::Config) -> Vars {
+/// Template contexts of made-up nodes (`workflow validate`, start, reload), so undefined
+/// names and templates over the limits show before any node boots with them. Two nodes:
+/// the first has only what every node has, so a name a fresh node lacks (`mac`, `ip`, …)
+/// shows as undefined; the second has every value a real node can have, each as long as a
+/// real one may be, so a template that only blows up when `mac` or `model` is set (behind
+/// `is defined` or `default`) is caught here instead of at each boot of such a node.
+pub fn sample_vars(config: &crate::config::Config) -> [Vars; 2] {
     let s = config.public_url();
-    [
+    let minimal: Vars = [
         ("nfs_server", config.nfs_server.clone()),
         (
             "nfs_path",
@@ -171,8 +175,25 @@ pub fn sample_vars(config: &crate::config::Config) -> Vars {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    .collect();
+    let mut full = minimal.clone();
+    for (k, v) in SAMPLE_OPTIONAL {
+        full.insert(k.to_string(), v.to_string());
+    }
+    [minimal, full]
 }
+
+/// The node values a real node may have or lack, at their longest: a full serial has 16
+/// digits, an address may be IPv6 text, a model up to 64 characters.
+pub const SAMPLE_OPTIONAL: &[(&str, &str)] = &[
+    ("full_serial", "10000000d83add36"),
+    ("mac", "dc:a6:32:01:23:45"),
+    ("ip", "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"),
+    (
+        "model",
+        "Raspberry Pi Compute Module 4 Rev 1.1 with an unusually long nam",
+    ),
+];
 
 fn describe(e: minijinja::Error) -> String {
     match e.detail() {

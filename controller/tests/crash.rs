@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const TOKEN: &str = "crash-token";
+const TOKEN: &str = "crash-Zq7vN4kP9xR2mW8t";
 
 struct Setup {
     dir: tempfile::TempDir,

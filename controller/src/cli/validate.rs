@@ -1,5 +1,6 @@
-//! `workflow validate`: load each file and render it for a made-up node, so syntax errors,
-//! unknown fields and undefined names all show, with file and field.
+//! `workflow validate`: load each file and render it for made-up nodes (one with only what
+//! every node has, one with every optional value at its longest), so syntax errors, unknown
+//! fields, undefined names and templates over the render limits all show, with file and field.
 
 use std::path::PathBuf;
 
@@ -24,14 +25,16 @@ pub fn run(config: &Config, files: &[PathBuf], json: bool) -> Result<()> {
     } else {
         files.to_vec()
     };
-    let sample = sample_vars(config);
+    let samples = sample_vars(config);
     let mut results = Vec::new();
     for path in &paths {
         let outcome = load_file(path, &templates)
             .map_err(|e| e.to_string())
             .and_then(|wf| {
+                let [minimal, full] = &samples;
                 templates
-                    .render_workflow(&wf, &sample)
+                    .render_workflow(&wf, minimal)
+                    .and_then(|_| templates.render_workflow(&wf, full))
                     .map_err(|e| format!("{}: {e}", path.display()))
             });
         let warning = outcome

@@ -1,8 +1,13 @@
 //! Management API (bearer token): nodes, their events, workflows, base images.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Query, Request, State};
-use axum::http::{header, StatusCode};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiErr;
 use super::pi::parse_node_ref;
-use super::{blocking, AppState, IdParam};
+use super::{admin_blocking, AppState, IdParam};
 use crate::domain::node::Node;
 use crate::domain::state::NodeState;
 use crate::domain::workflow::Workflow;
@@ -20,27 +25,251 @@ use crate::service::{Reloaded, ServiceError};
 use crate::store::events::Event;
 use crate::store::nodes::NodeFilter;
 
-/// Byte-wise comparison that does not stop at the first difference.
-pub(super) fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `given` is the admin token `expected`, in a time that depends on `given`'s
+/// length only: it neither stops at the first difference nor at the end of `expected`, so
+/// timing tells a guesser neither a prefix nor the token's length. (A digest comparison
+/// would need a hash crate the controller does not otherwise carry.)
+pub(super) fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    if expected.is_empty() {
+        return false;
+    }
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, g) in given.iter().enumerate() {
+        diff |= g ^ expected[i % expected.len()];
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Wrong tokens allowed from one address before each further one is slowed.
+const FREE_FAILURES: u32 = 3;
+/// The delay after the first slowed failure; each further failure doubles it.
+const FIRST_DELAY: Duration = Duration::from_millis(250);
+/// An address's failures are forgotten after this long without one.
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Addresses tracked at most; past it only addresses still being slowed are kept.
+const MAX_TRACKED: usize = 65_536;
+/// Log lines about refused tokens per minute, all addresses together.
+const LOG_LINES_PER_MINUTE: u32 = 20;
+
+/// Refused admin tokens per client address: after [`FREE_FAILURES`], each failure is
+/// answered only after an exponentially growing delay, and until that delay has passed the
+/// address's further attempts are refused unchecked (429), so parallel guesses gain nothing.
+/// Guessing drops from thousands of tries per second to one per `admin_token_max_delay_ms`
+/// per address.
+#[derive(Default)]
+pub struct AuthFailures {
+    by_addr: Mutex<HashMap<IpAddr, Failures>>,
+    log: Mutex<LogBudget>,
+}
+
+#[derive(Clone, Copy)]
+struct Failures {
+    count: u32,
+    /// Attempts before this are refused unchecked.
+    not_before: Instant,
+    last: Instant,
+}
+
+#[derive(Default)]
+struct LogBudget {
+    minute: Option<Instant>,
+    lines: u32,
+    suppressed: u64,
+}
+
+/// What to do with one attempt.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Allowed,
+    /// Wrong token: answer 401 after `delay`.
+    Refused {
+        failures: u32,
+        delay: Duration,
+    },
+    /// Attempt during an earlier failure's delay: 429, unchecked.
+    TooSoon(Duration),
+}
+
+impl AuthFailures {
+    /// Checks `given` against `expected` for a client at `addr` (IPv6 by its /64: one
+    /// machine usually holds all of it), recording a failure.
+    fn check(&self, addr: IpAddr, given: &str, expected: &str, max_delay: Duration) -> Verdict {
+        let addr = prefix_of(addr);
+        let now = Instant::now();
+        let mut map = self.by_addr.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = map.get(&addr) {
+            if now < f.not_before {
+                return Verdict::TooSoon(f.not_before - now);
+            }
+        }
+        if same_secret(given.as_bytes(), expected.as_bytes()) {
+            map.remove(&addr);
+            return Verdict::Allowed;
+        }
+        if map.len() >= MAX_TRACKED && !map.contains_key(&addr) {
+            map.retain(|_, f| now < f.not_before);
+            if map.len() >= MAX_TRACKED {
+                // Every slot holds an address being slowed: a newcomer waits like them.
+                return Verdict::TooSoon(max_delay);
+            }
+        }
+        let f = map.entry(addr).or_insert(Failures {
+            count: 0,
+            not_before: now,
+            last: now,
+        });
+        if now.duration_since(f.last) > FORGET_AFTER {
+            f.count = 0;
+        }
+        f.count = f.count.saturating_add(1);
+        f.last = now;
+        let delay = delay_after(f.count, max_delay);
+        f.not_before = now + delay;
+        Verdict::Refused {
+            failures: f.count,
+            delay,
+        }
+    }
+
+    /// Logs a refusal: each address's 1st, 2nd, 4th, 8th … failure, and at most
+    /// [`LOG_LINES_PER_MINUTE`] lines a minute in all (then one line saying how many were
+    /// left out), so a guessing storm cannot flood the log.
+    fn log_refusal(&self, addr: IpAddr, route: &str, failures: u32, delay: Duration) {
+        if !failures.is_power_of_two() {
+            return;
+        }
+        let now = Instant::now();
+        let mut budget = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if budget
+            .minute
+            .is_none_or(|m| now.duration_since(m) >= Duration::from_secs(60))
+        {
+            if budget.suppressed > 0 {
+                log::warn!(
+                    "admin token: {} more refusals not logged in the last minute",
+                    budget.suppressed
+                );
+            }
+            *budget = LogBudget {
+                minute: Some(now),
+                ..LogBudget::default()
+            };
+        }
+        if budget.lines >= LOG_LINES_PER_MINUTE {
+            budget.suppressed += 1;
+            return;
+        }
+        budget.lines += 1;
+        log::warn!(
+            "admin token refused for {addr} on {route}: {failures} wrong token(s) from it; \
+             its next attempt is checked after {delay:?}"
+        );
+    }
+}
+
+/// The delay after the `failures`-th wrong token.
+fn delay_after(failures: u32, max: Duration) -> Duration {
+    if failures <= FREE_FAILURES {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - FREE_FAILURES - 1).min(16);
+    (FIRST_DELAY * 2u32.pow(doublings)).min(max)
+}
+
+/// An IPv6 address by its /64 (an IPv4 one as it is).
+fn prefix_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
+/// How the admin token was presented, for the answer to a refusal.
+pub(super) enum Challenge {
+    /// The management API's `WWW-Authenticate: Bearer`.
+    Bearer,
+    /// The status page's Basic challenge, so a browser asks for it.
+    Basic,
+}
+
+/// Checks the admin token of one request (both listeners, both schemes): `Ok` to go on,
+/// else the answer to give. Missing credentials are refused without counting as a failure
+/// (a browser's first visit to the status page sends none).
+/// (`client` and `route` are taken from the request by [`client_of`]: a request is not
+/// `Sync`, so no reference to it may cross the delay's await.)
+pub(super) async fn authorize(
+    st: &AppState,
+    (addr, route): (IpAddr, String),
+    given: Option<&str>,
+    challenge: Challenge,
+) -> Result<(), Response> {
+    let refuse = |detail: &str| {
+        let mut resp = ApiErr::unauthorized(detail.to_string()).into_response();
+        if let Challenge::Basic = challenge {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"pureboot\", charset=\"UTF-8\""),
+            );
+        }
+        resp
+    };
+    let Some(expected) = st.services.config.admin_token.as_deref() else {
+        return Err(refuse("disabled: no admin_token configured"));
+    };
+    let Some(given) = given else {
+        return Err(refuse(match challenge {
+            Challenge::Bearer => "missing Authorization: Bearer <admin_token>",
+            Challenge::Basic => "the admin token is the password (any user name)",
+        }));
+    };
+    let config = &st.services.config;
+    // At most half the request timeout, so the slowed answer still comes.
+    let max_delay = Duration::from_millis(config.admin_token_max_delay_ms)
+        .min(Duration::from_secs(config.request_timeout_secs) / 2);
+    match st.auth_failures.check(addr, given, expected, max_delay) {
+        Verdict::Allowed => Ok(()),
+        Verdict::Refused { failures, delay } => {
+            st.auth_failures.log_refusal(addr, &route, failures, delay);
+            tokio::time::sleep(delay).await;
+            Err(refuse("invalid admin token"))
+        }
+        Verdict::TooSoon(wait) => {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut resp = ApiErr::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!("too many wrong admin tokens from this address; retry in {secs} s"),
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            Err(resp)
+        }
+    }
+}
+
+/// The client's address (as the accept loop recorded it) and the path it asked for.
+pub(super) fn client_of(req: &Request) -> (IpAddr, String) {
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    (addr, req.uri().path().to_string())
 }
 
 pub async fn require_admin(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(expected) = st.services.config.admin_token.as_deref() else {
-        return ApiErr::unauthorized("management API disabled: no admin_token configured")
-            .into_response();
-    };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(token) if same_secret(token.trim().as_bytes(), expected.as_bytes()) => {
-            next.run(req).await
-        }
-        Some(_) => ApiErr::unauthorized("invalid bearer token").into_response(),
-        None => ApiErr::unauthorized("missing Authorization: Bearer <admin_token>").into_response(),
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    match authorize(&st, client_of(&req), given.as_deref(), Challenge::Bearer).await {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused,
     }
 }
 
@@ -81,7 +310,7 @@ pub async fn list_nodes(
         after,
         limit: Some(limit),
     };
-    let nodes = blocking(&st, move |s| s.list_nodes(&filter)).await?;
+    let nodes = admin_blocking(&st, move |s| s.list_nodes(&filter)).await?;
     let next = (nodes.len() == limit as usize)
         .then(|| nodes.last().map(|n| n.serial.clone()))
         .flatten();
@@ -111,7 +340,7 @@ pub async fn add_node(
     let spec = body?.0;
     Ok((
         StatusCode::CREATED,
-        Json(blocking(&st, move |s| s.add_node(&spec)).await?),
+        Json(admin_blocking(&st, move |s| s.add_node(&spec)).await?),
     ))
 }
 
@@ -121,7 +350,7 @@ pub async fn show_node(
 ) -> Result<Json<NodeDetail>, ApiErr> {
     let r = parse_node_ref(&id)?;
     Ok(Json(
-        blocking(&st, move |s| s.node_detail(&r, RECENT_EVENTS)).await?,
+        admin_blocking(&st, move |s| s.node_detail(&r, RECENT_EVENTS)).await?,
     ))
 }
 
@@ -132,7 +361,9 @@ pub async fn update_node(
 ) -> Result<Json<Node>, ApiErr> {
     let r = parse_node_ref(&id)?;
     let upd = body?.0;
-    Ok(Json(blocking(&st, move |s| s.update_node(&r, &upd)).await?))
+    Ok(Json(
+        admin_blocking(&st, move |s| s.update_node(&r, &upd)).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,7 +379,7 @@ pub async fn assign(
 ) -> Result<Json<Node>, ApiErr> {
     let r = parse_node_ref(&id)?;
     let wf = body?.0.workflow_id;
-    Ok(Json(blocking(&st, move |s| s.assign(&r, &wf)).await?))
+    Ok(Json(admin_blocking(&st, move |s| s.assign(&r, &wf)).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,7 +395,7 @@ pub async fn delete_node(
 ) -> Result<Json<Value>, ApiErr> {
     let r = parse_node_ref(&id)?;
     let keep = q?.0.keep_tree;
-    let (node, tree_removed) = blocking(&st, move |s| s.remove_node(&r, keep)).await?;
+    let (node, tree_removed) = admin_blocking(&st, move |s| s.remove_node(&r, keep)).await?;
     Ok(Json(json!({"removed": node, "tree_removed": tree_removed})))
 }
 
@@ -181,7 +412,7 @@ pub async fn node_events(
     let r = parse_node_ref(&id)?;
     let limit = q?.0.limit.unwrap_or(RECENT_EVENTS).clamp(1, 10_000);
     Ok(Json(
-        blocking(&st, move |s| s.node_detail(&r, limit).map(|d| d.events)).await?,
+        admin_blocking(&st, move |s| s.node_detail(&r, limit).map(|d| d.events)).await?,
     ))
 }
 
@@ -203,11 +434,11 @@ pub async fn list_workflows(State(st): State<AppState>) -> Json<WorkflowList> {
 /// Reads the workflows directory again, as SIGHUP does: new and edited files are served from
 /// now on, broken ones are listed and left out. (So `reload` cannot be a workflow's id here.)
 pub async fn reload_workflows(State(st): State<AppState>) -> Result<Json<Reloaded>, ApiErr> {
-    Ok(Json(blocking(&st, |s| s.reload_workflows()).await?))
+    Ok(Json(admin_blocking(&st, |s| s.reload_workflows()).await?))
 }
 
 pub async fn list_images(State(st): State<AppState>) -> Result<Json<Value>, ApiErr> {
-    let images = blocking(&st, |s| s.base_images()).await?;
+    let images = admin_blocking(&st, |s| s.base_images()).await?;
     let default = st.services.config.nfs.default_base_image.clone();
     Ok(Json(json!({"images": images, "default": default})))
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod error;
+mod headers;
 mod pi;
 pub mod server;
 mod status;
@@ -47,6 +48,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Requests running blocking code at once (see [`BLOCKING_SLOTS`]).
     pub blocking_slots: Arc<tokio::sync::Semaphore>,
+    /// Operators' requests running blocking code at once (see [`ADMIN_SLOTS`]).
+    pub admin_slots: Arc<tokio::sync::Semaphore>,
+    /// Wrong admin tokens per client address (both listeners, both schemes).
+    pub auth_failures: Arc<admin::AuthFailures>,
 }
 
 impl AppState {
@@ -55,6 +60,8 @@ impl AppState {
             services,
             metrics,
             blocking_slots: Arc::new(tokio::sync::Semaphore::new(BLOCKING_SLOTS)),
+            admin_slots: Arc::new(tokio::sync::Semaphore::new(ADMIN_SLOTS)),
+            auth_failures: Arc::default(),
         }
     }
 }
@@ -64,6 +71,11 @@ impl AppState {
 /// once; the others wait on the async side.
 pub const BLOCKING_SLOTS: usize = 32;
 
+/// Operators' requests (management API, status page, metrics) running blocking code at
+/// once: their own slots, so ten status pages loading in a loop never take one a boot
+/// waits for.
+pub const ADMIN_SLOTS: usize = 4;
+
 // Registry work of the boot path (boot commits, reports, registrations) takes no pool:
 // its requests wait without a thread for the store's group commit (`Services::grouped`).
 
@@ -72,14 +84,38 @@ async fn blocking<T: Send + 'static>(
     st: &AppState,
     f: impl FnOnce(&Services) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ApiErr> {
-    let _slot = st
-        .blocking_slots
+    on_pool(st, &st.blocking_slots, None, f).await
+}
+
+/// As [`blocking`], for an operator's request: on the operators' slots, its registry reads
+/// on the operators' connections and cancelled once the request's time is up (see
+/// [`crate::store::Store::admin_reads`]).
+async fn admin_blocking<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&Services) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ApiErr> {
+    let deadline = Instant::now() + Duration::from_secs(st.services.config.request_timeout_secs);
+    on_pool(st, &st.admin_slots, Some(deadline), f).await
+}
+
+/// `f` on the I/O pool once one of `slots` is free; with a `deadline`, as an operator's.
+async fn on_pool<T: Send + 'static>(
+    st: &AppState,
+    slots: &Arc<tokio::sync::Semaphore>,
+    deadline: Option<Instant>,
+    f: impl FnOnce(&Services) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ApiErr> {
+    let _slot = slots
         .clone()
         .acquire_owned()
         .await
         .map_err(|_| ApiErr::internal("shutting down"))?;
     let services = st.services.clone();
-    match tokio::task::spawn_blocking(move || f(&services)).await {
+    let work = move || {
+        let _operator = deadline.map(crate::store::Store::admin_reads);
+        f(&services)
+    };
+    match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(ApiErr::from),
         Err(join) => {
             log::error!("request handler panicked: {join}");
@@ -190,6 +226,11 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
                 .layer(HandleErrorLayer::new(on_timeout))
                 .timeout(timeout),
         )
+        .layer(middleware::from_fn_with_state(
+            headers::AllowedHosts::from_config(config),
+            headers::check_host,
+        ))
+        .layer(middleware::from_fn(headers::security_headers))
         .with_state(state)
 }
 
@@ -221,7 +262,7 @@ async fn healthz(State(st): State<AppState>) -> Response {
 async fn metrics(State(st): State<AppState>) -> Response {
     let mut text = st.metrics.render();
     // From the registry, so the CLI's changes and a restart show too.
-    if let Ok(n) = blocking(&st, |s| Ok(s.store.read(|tx| tx.count_degraded())?)).await {
+    if let Ok(n) = admin_blocking(&st, |s| Ok(s.store.read(|tx| tx.count_degraded())?)).await {
         text.push_str(
             "# HELP pureboot_nodes_degraded Nodes whose persistent layer broke (see node list).\n\
              # TYPE pureboot_nodes_degraded gauge\n",

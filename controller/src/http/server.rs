@@ -2,12 +2,16 @@
 //! does not offer. A client must send a request's headers within `header_timeout` (a
 //! slowloris is dropped instead of holding a connection forever), and at most
 //! `max_connections` are open at once (further clients wait in the listen backlog instead of
-//! exhausting file descriptors). Shutdown stops accepting, lets in-flight requests finish
-//! and closes idle keep-alive connections.
+//! exhausting file descriptors). One client address holds at most `per_address` of them:
+//! past that its new connections are closed at once, so a client opening idle connections
+//! cannot take the slots every Pi needs (1,100 half-open connections from one machine
+//! once made 100 of 244 boots fail). Shutdown stops accepting, lets in-flight requests
+//! finish and closes idle keep-alive connections.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -26,6 +30,8 @@ use tower::ServiceExt;
 pub struct ConnLimits {
     pub header_timeout: Duration,
     pub max_connections: usize,
+    /// Open connections from one address at most (0 = no cap).
+    pub per_address: usize,
     /// After shutdown is asked, how long open requests may still take; connections
     /// still open then are dropped.
     pub shutdown_grace: Duration,
@@ -41,6 +47,7 @@ pub async fn serve(
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(());
+    let per_address = PerAddress::new(limits.per_address);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -48,12 +55,18 @@ pub async fn serve(
             accepted = accept(&listener, &slots) => accepted,
         };
         let (stream, peer, slot) = accepted;
+        let Some(held) = per_address.take(peer.ip()) else {
+            // Closed before a byte is read; the global slot goes back to the next client.
+            log::debug!("connection from {peer} closed: over max_connections_per_address");
+            drop(stream);
+            continue;
+        };
         tokio::spawn(serve_connection(
             stream,
             peer,
             router.clone(),
             limits.header_timeout,
-            slot,
+            (slot, held),
             stop_rx.clone(),
         ));
     }
@@ -71,6 +84,60 @@ pub async fn serve(
             "shutdown: connections still open after {:?}; dropping them",
             limits.shutdown_grace
         );
+    }
+}
+
+/// Open connections per client address.
+#[derive(Clone)]
+struct PerAddress {
+    cap: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One open connection of an address; dropping it gives the place back.
+struct AddressSlot {
+    addr: IpAddr,
+    table: Option<PerAddress>,
+}
+
+impl PerAddress {
+    fn new(cap: usize) -> PerAddress {
+        PerAddress {
+            cap,
+            open: Arc::default(),
+        }
+    }
+
+    /// A place for one more connection of `addr`, or `None` when it holds `cap` already.
+    fn take(&self, addr: IpAddr) -> Option<AddressSlot> {
+        if self.cap == 0 {
+            return Some(AddressSlot { addr, table: None });
+        }
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(addr).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            addr,
+            table: Some(self.clone()),
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Some(t) = &self.table {
+            let mut open = t.open.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = open.get_mut(&self.addr) {
+                *n -= 1;
+                if *n == 0 {
+                    // The table holds only addresses with connections open.
+                    open.remove(&self.addr);
+                }
+            }
+        }
     }
 }
 
@@ -97,7 +164,7 @@ async fn serve_connection(
     peer: SocketAddr,
     router: Router,
     header_timeout: Duration,
-    _slot: OwnedSemaphorePermit,
+    _slots: (OwnedSemaphorePermit, AddressSlot),
     mut stop: watch::Receiver<()>,
 ) {
     // Handlers read the peer address through axum's `ConnectInfo` extension.
@@ -243,7 +310,22 @@ impl tokio::io::AsyncWrite for JsonErrors {
 
 #[cfg(test)]
 mod tests {
-    use super::json_error_answer;
+    use super::{json_error_answer, PerAddress};
+
+    #[test]
+    fn an_address_holds_at_most_its_cap_and_gets_places_back() {
+        let table = PerAddress::new(2);
+        let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let first = table.take(a).unwrap();
+        let _second = table.take(a).unwrap();
+        assert!(table.take(a).is_none(), "third of one address");
+        assert!(table.take(b).is_some(), "another address");
+        drop(first);
+        assert!(table.take(a).is_some(), "a place given back");
+        let unlimited = PerAddress::new(0);
+        let held: Vec<_> = (0..1000).map_while(|_| unlimited.take(a)).collect();
+        assert_eq!(held.len(), 1000);
+    }
 
     #[test]
     fn hypers_bare_errors_get_a_json_body() {

@@ -6,16 +6,16 @@ use std::sync::OnceLock;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
 use minijinja::Environment;
 use serde::Deserialize;
 
-use super::admin::same_secret;
+use super::admin::{authorize, client_of, Challenge};
 use super::error::ApiErr;
-use super::{blocking, AppState};
+use super::{admin_blocking, AppState};
 use crate::domain::state::NodeState;
 
 /// Seconds between the page's own reloads.
@@ -50,41 +50,35 @@ pub async fn page(
             NodeState::parse(&s).ok_or_else(|| ApiErr::bad_request(format!("unknown state {s:?}")))
         })
         .transpose()?;
-    let view = blocking(&st, move |s| s.status(state)).await?;
-    let ctx = minijinja::context! {
-        refresh => REFRESH_SECS,
-        ..minijinja::Value::from_serialize(&view)
-    };
-    let html = templates()
-        .get_template("status.html")
-        .and_then(|t| t.render(ctx))
-        .map_err(|e| ApiErr::internal(format!("rendering the status page: {e}")))?;
+    // Rendered off the async workers too: a large fleet's page is work.
+    let html = admin_blocking(&st, move |s| {
+        let view = s.status(state)?;
+        let ctx = minijinja::context! {
+            refresh => REFRESH_SECS,
+            ..minijinja::Value::from_serialize(&view)
+        };
+        Ok(templates()
+            .get_template("status.html")
+            .and_then(|t| t.render(ctx)))
+    })
+    .await?
+    .map_err(|e| ApiErr::internal(format!("rendering the status page: {e}")))?;
     Ok(Html(html).into_response())
 }
 
 /// The admin token as a Bearer token or as the password of HTTP Basic authentication;
-/// without either, a 401 that makes a browser ask.
+/// without either, a 401 that makes a browser ask. Refusals are slowed and logged as the
+/// management API's are (see [`super::admin::authorize`]).
 pub async fn require_admin_page(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(expected) = st.services.config.admin_token.as_deref() else {
-        return ApiErr::unauthorized("status page disabled: no admin_token configured")
-            .into_response();
-    };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(token_of);
-    if given.is_some_and(|t| same_secret(t.as_bytes(), expected.as_bytes())) {
-        return next.run(req).await;
+    match authorize(&st, client_of(&req), given.as_deref(), Challenge::Basic).await {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused,
     }
-    let mut resp =
-        ApiErr::unauthorized("the admin token is the password (any user name)").into_response();
-    *resp.status_mut() = StatusCode::UNAUTHORIZED;
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"pureboot\", charset=\"UTF-8\""),
-    );
-    resp
 }
 
 /// The secret of `Bearer <token>` or of `Basic base64(<user>:<token>)`.

@@ -97,6 +97,7 @@ impl Services {
     pub fn open(config: Config) -> anyhow::Result<Services> {
         use anyhow::Context;
         let store = Store::open(&config.database)?;
+        store.keep_events_at_most(config.max_events);
         let templates = Templates::new();
         let (workflows, _) = read_workflows(&config, &templates).with_context(|| {
             format!(
@@ -350,20 +351,28 @@ fn read_workflows(
     templates: &Templates,
 ) -> std::io::Result<(Workflows, Vec<String>)> {
     let mut set = Workflows::load_dir(&config.workflows_dir, templates)?;
-    // Rendered once for a made-up node under the limits every boot has: one that runs out
-    // of fuel or output room is left out now rather than failing each boot of its nodes.
-    let sample = crate::templates::sample_vars(config);
+    // Rendered for made-up nodes (one with no optional values, one with all of them) under
+    // the limits every boot has: one that runs out of fuel or output room is left out now
+    // rather than failing each boot of its nodes.
+    let samples = crate::templates::sample_vars(config);
     let paths: std::collections::HashMap<String, String> = set
         .iter()
         .map(|(p, w)| (w.id.clone(), p.display().to_string()))
         .collect();
-    set.refuse(|wf| match templates.render_workflow(wf, &sample) {
-        Err(e) if e.over_limits() => Err(crate::workflows::WorkflowError {
-            file: paths.get(&wf.id).cloned().unwrap_or_default(),
-            field: e.field,
-            message: e.message,
-        }),
-        _ => Ok(()),
+    set.refuse(|wf| {
+        for sample in &samples {
+            match templates.render_workflow(wf, sample) {
+                Err(e) if e.over_limits() => {
+                    return Err(crate::workflows::WorkflowError {
+                        file: paths.get(&wf.id).cloned().unwrap_or_default(),
+                        field: e.field,
+                        message: e.message,
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     });
     for err in set.errors() {
         log::error!("{err}");

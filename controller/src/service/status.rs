@@ -38,7 +38,13 @@ impl Services {
     pub fn status(&self, state: Option<NodeState>) -> Result<StatusView, ServiceError> {
         let (all, events) = self.store.read(|tx| {
             let all = tx.list_nodes(&NodeFilter::default())?;
-            let events = tx.recent_events(STATUS_EVENTS)?;
+            // Only the nodes shown: each an index lookup, whatever the size of the log.
+            let serials: Vec<&str> = all
+                .iter()
+                .filter(|n| state.is_none_or(|s| n.state == s))
+                .map(|n| n.serial.as_str())
+                .collect();
+            let events = tx.recent_events(&serials, STATUS_EVENTS)?;
             Ok::<_, ServiceError>((all, events))
         })?;
         let mut by_serial: BTreeMap<String, Vec<Event>> = BTreeMap::new();

@@ -69,34 +69,108 @@ impl Tx<'_> {
         rows.map(|r| r.map_err(sql("read events"))).collect()
     }
 
-    /// The newest `per_serial` events of every serial, oldest first within each serial: one
-    /// query for a page showing every node's recent history.
-    pub fn recent_events(&self, per_serial: u32) -> Result<Vec<Event>, StoreError> {
+    /// The newest `per_serial` events of each of `serials`, oldest first within each
+    /// serial: one index lookup per serial (`boot_events_by_serial`), so the cost follows
+    /// the nodes shown, never the size of the log.
+    pub fn recent_events(
+        &self,
+        serials: &[&str],
+        per_serial: u32,
+    ) -> Result<Vec<Event>, StoreError> {
         let mut stmt = self
             .tx
-            .prepare(
-                "SELECT id, node_id, serial, kind, at, ip, detail FROM
-                   (SELECT *, ROW_NUMBER() OVER (PARTITION BY serial ORDER BY id DESC) AS n
-                    FROM boot_events)
-                 WHERE n <= ?1 ORDER BY serial, id",
+            .prepare_cached(
+                "SELECT id, node_id, serial, kind, at, ip, detail FROM boot_events
+                 WHERE serial = ?1 ORDER BY id DESC LIMIT ?2",
             )
-            .map_err(sql("read events"))?;
-        let rows = stmt
-            .query_map(params![per_serial], event_from_row)
-            .map_err(sql("read events"))?;
-        rows.map(|r| r.map_err(sql("read events"))).collect()
+            .map_err(sql("read recent events"))?;
+        let mut out = Vec::new();
+        for serial in serials {
+            let rows = stmt
+                .query_map(params![serial, per_serial], event_from_row)
+                .map_err(sql("read recent events"))?;
+            let mut newest_first = rows
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql("read recent events"))?;
+            newest_first.reverse();
+            out.extend(newest_first);
+        }
+        Ok(out)
+    }
+
+    /// Events in the log (a full count: for tests and the operator, not the hot path).
+    pub fn event_count(&self) -> Result<i64, StoreError> {
+        self.tx
+            .query_row("SELECT COUNT(*) FROM boot_events", [], |r| r.get(0))
+            .map_err(sql("count events"))
+    }
+
+    /// Keeps the log under `max_events` (0 = no cap) at the end of a write transaction:
+    /// once the events since the last prune mark pass the cap, the oldest hundredth of
+    /// the cap (at most 10,000) goes with them, so a prune runs once per that many events
+    /// and never for each insert. Two index lookups when under the cap (ids grow by one per
+    /// event, so the newest id less the mark bounds the count). Returns the events dropped.
+    pub fn keep_events_at_most(&self, max_events: u64) -> Result<u64, StoreError> {
+        if max_events == 0 {
+            return Ok(0);
+        }
+        let cap = i64::try_from(max_events).unwrap_or(i64::MAX);
+        let last = self.last_event_id()?;
+        let done = self.prune_mark()?;
+        if last.saturating_sub(done) <= cap {
+            return Ok(0);
+        }
+        let slack = (cap / 100).clamp(1, 10_000);
+        self.prune_up_to(
+            last - (cap - slack),
+            done,
+            &format!("max_events = {max_events} (continuous)"),
+        )
+    }
+
+    fn last_event_id(&self) -> Result<i64, StoreError> {
+        self.tx
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM boot_events", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql("prune events"))
+    }
+
+    /// The last prune mark (index-backed: `event_prunes_by_up_to`).
+    fn prune_mark(&self) -> Result<i64, StoreError> {
+        self.tx
+            .query_row(
+                "SELECT COALESCE(MAX(up_to), 0) FROM event_prunes",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("prune events"))
+    }
+
+    /// Records the mark `up_to` (past `done`, the last one) and deletes the events up to it.
+    fn prune_up_to(&self, up_to: i64, done: i64, reason: &str) -> Result<u64, StoreError> {
+        if up_to <= done {
+            return Ok(0);
+        }
+        self.tx
+            .prepare_cached(&format!(
+                "INSERT INTO event_prunes (up_to, at, reason) VALUES (?1, {NOW}, ?2)"
+            ))
+            .and_then(|mut st| st.execute(params![up_to, reason]))
+            .map_err(sql("prune events"))?;
+        let n = self
+            .tx
+            .prepare_cached("DELETE FROM boot_events WHERE id > ?1 AND id <= ?2")
+            .and_then(|mut st| st.execute([done, up_to]))
+            .map_err(sql("prune events"))?;
+        Ok(n as u64)
     }
 
     /// Retention: drops the oldest events beyond `max_events` (0 = no cap) and those
     /// older than `max_age_days` (0 = any age), as one prefix of the log, after recording
     /// the mark (the triggers allow deleting nothing else). Returns the events dropped.
     pub fn prune_events(&self, max_events: u64, max_age_days: u64) -> Result<u64, StoreError> {
-        let last: i64 = self
-            .tx
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM boot_events", [], |r| {
-                r.get(0)
-            })
-            .map_err(sql("prune events"))?;
+        let last = self.last_event_id()?;
         let by_count = if max_events > 0 {
             last - i64::try_from(max_events).unwrap_or(i64::MAX)
         } else {
@@ -114,32 +188,12 @@ impl Tx<'_> {
         } else {
             0
         };
-        let up_to = by_count.max(by_age);
-        let done: i64 = self
-            .tx
-            .query_row(
-                "SELECT COALESCE(MAX(up_to), 0) FROM event_prunes",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(sql("prune events"))?;
-        if up_to <= done {
-            return Ok(0);
-        }
-        self.tx
-            .execute(
-                &format!("INSERT INTO event_prunes (up_to, at, reason) VALUES (?1, {NOW}, ?2)"),
-                params![
-                    up_to,
-                    format!("max_events = {max_events}, event_retention_days = {max_age_days}")
-                ],
-            )
-            .map_err(sql("prune events"))?;
-        let n = self
-            .tx
-            .execute("DELETE FROM boot_events WHERE id <= ?1", [up_to])
-            .map_err(sql("prune events"))?;
-        Ok(n as u64)
+        let done = self.prune_mark()?;
+        self.prune_up_to(
+            by_count.max(by_age),
+            done,
+            &format!("max_events = {max_events}, event_retention_days = {max_age_days}"),
+        )
     }
 
     pub fn count_events(&self, serial: &str, kind: EventKind) -> Result<i64, StoreError> {

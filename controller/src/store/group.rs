@@ -124,13 +124,17 @@ pub(super) struct GroupWriter {
 }
 
 impl GroupWriter {
-    pub(super) fn start(conn: Arc<Mutex<Connection>>) -> Result<GroupWriter, StoreError> {
+    /// `event_cap`: the store's `max_events` (0 = none), kept by every batch.
+    pub(super) fn start(
+        conn: Arc<Mutex<Connection>>,
+        event_cap: Arc<AtomicU64>,
+    ) -> Result<GroupWriter, StoreError> {
         let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Job>>();
         let stats = Arc::new(GroupStats::default());
         let counters = stats.clone();
         let thread = std::thread::Builder::new()
             .name("registry-writer".into())
-            .spawn(move || run(&conn, &rx, &counters))
+            .spawn(move || run(&conn, &rx, &counters, &event_cap))
             .map_err(|e| StoreError::Lock {
                 lock: "registry writer thread".into(),
                 source: e,
@@ -193,7 +197,12 @@ impl Drop for GroupWriter {
 
 /// The writer's loop: blocks for a first request, then takes the connection and whatever
 /// else is queued by then.
-fn run(conn: &Mutex<Connection>, queue: &Receiver<Box<dyn Job>>, stats: &GroupStats) {
+fn run(
+    conn: &Mutex<Connection>,
+    queue: &Receiver<Box<dyn Job>>,
+    stats: &GroupStats,
+    event_cap: &AtomicU64,
+) {
     while let Ok(first) = queue.recv() {
         let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = vec![first];
@@ -204,7 +213,8 @@ fn run(conn: &Mutex<Connection>, queue: &Receiver<Box<dyn Job>>, stats: &GroupSt
             }
         }
         let n = batch.len() as u64;
-        let committed = apply_batch(&mut conn, &mut batch).map_err(Arc::new);
+        let cap = event_cap.load(Ordering::Relaxed);
+        let committed = apply_batch(&mut conn, &mut batch, cap).map_err(Arc::new);
         drop(conn);
         if committed.is_ok() {
             stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -217,8 +227,13 @@ fn run(conn: &Mutex<Connection>, queue: &Receiver<Box<dyn Job>>, stats: &GroupSt
     }
 }
 
-/// One transaction: each job in a savepoint, one commit.
-fn apply_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+/// One transaction: each job in a savepoint, then the event log pruned back under
+/// `event_cap` (0 = no cap), one commit.
+fn apply_batch(
+    conn: &mut Connection,
+    batch: &mut [Box<dyn Job>],
+    event_cap: u64,
+) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sql("begin transaction"))?;
@@ -238,6 +253,18 @@ fn apply_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<(), 
         // error; the savepoint is gone with it): the batch is lost, every request told so.
         tx.tx.execute_batch(end).map_err(sql("end savepoint"))?;
     }
+    // In a savepoint of its own: a prune that fails must not lose the batch's requests.
+    tx.tx
+        .execute_batch("SAVEPOINT prune")
+        .map_err(sql("savepoint"))?;
+    let end = match tx.keep_events_at_most(event_cap) {
+        Ok(_) => "RELEASE prune",
+        Err(e) => {
+            log::error!("keeping the event log under max_events = {event_cap}: {e}");
+            "ROLLBACK TO prune; RELEASE prune"
+        }
+    };
+    tx.tx.execute_batch(end).map_err(sql("end savepoint"))?;
     tx.tx.commit().map_err(sql("commit"))
 }
 

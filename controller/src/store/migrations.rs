@@ -87,6 +87,10 @@ const MIGRATIONS: &[&str] = &[
         WHERE boot_id IS NOT NULL AND boot_ip IS NOT NULL;
     DROP INDEX nodes_by_boot_id;
     UPDATE nodes SET boot_id = NULL;",
+    // 7: the log is pruned as it grows (a mark every few thousand events): the latest mark,
+    // read by each prune and by the delete trigger for every row it deletes, is an index
+    // lookup instead of a scan of every mark.
+    "CREATE INDEX event_prunes_by_up_to ON event_prunes(up_to);",
 ];
 
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {

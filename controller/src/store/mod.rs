@@ -5,15 +5,22 @@
 //! the CLI and the daemon share the file. Every write runs in `BEGIN IMMEDIATE`, so a
 //! read-then-write (a boot's commit) holds the write lock from its first read and two
 //! requests for one serial cannot interleave, in this process or across processes.
+//!
+//! Operators' reads (the status page, the management API) never take the boot path's read
+//! connections: a thread that entered [`Store::admin_reads`] reads on connections of its own,
+//! each query cancelled (SQLite's progress handler) once its request's deadline has passed.
+//! Every write keeps the event log under `max_events` (see [`Store::keep_events_at_most`]).
 
 pub mod events;
 pub mod group;
 mod migrations;
 pub mod nodes;
 
+use std::cell::Cell;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use group::{GroupCounts, Ticket};
 use rusqlite::{Connection, TransactionBehavior};
@@ -60,10 +67,17 @@ pub enum StoreError {
     WriterStopped,
     #[error("the request failed inside the registry writer; see the controller log")]
     RequestPanicked,
+    /// An operator's read reached its request's deadline and was stopped.
+    #[error("database {op}: cancelled at the request's deadline")]
+    Cancelled { op: &'static str },
 }
 
 pub(crate) fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Sql { op, source }
+    move |source| match source.sqlite_error_code() {
+        // Only an operator's read past its deadline is interrupted (see `read_before`).
+        Some(rusqlite::ErrorCode::OperationInterrupted) => StoreError::Cancelled { op },
+        _ => StoreError::Sql { op, source },
+    }
 }
 
 /// SQL expression for "now" as RFC 3339 UTC with milliseconds.
@@ -78,11 +92,39 @@ pub struct Store {
     /// behind the writes of every other request.
     readers: Vec<Mutex<Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
+    /// The operators' read connections (see [`Store::admin_reads`]): a status page over a
+    /// large registry never holds a connection a boot waits for.
+    admin_readers: Vec<Mutex<Connection>>,
+    next_admin_reader: std::sync::atomic::AtomicUsize,
+    /// Events kept at most, 0 = no cap: every write transaction prunes past it.
+    event_cap: Arc<AtomicU64>,
     path: std::path::PathBuf,
 }
 
-/// Read-only connections per store.
+/// Read-only connections per store, for the boot path (and the CLI).
 const READERS: usize = 4;
+/// Read-only connections for operators' requests.
+const ADMIN_READERS: usize = 2;
+/// SQLite virtual machine steps between two looks at an operator read's deadline.
+const DEADLINE_CHECK_STEPS: i32 = 1000;
+
+thread_local! {
+    /// The deadline of the operator's request this thread runs (see [`Store::admin_reads`]).
+    static ADMIN_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// While alive, this thread's [`Store::read`]s are an operator's: on the operators'
+/// connections, cancelled at the deadline. Not `Send`: it marks the thread that made it.
+pub struct AdminReads {
+    previous: Option<Instant>,
+    _this_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for AdminReads {
+    fn drop(&mut self) {
+        ADMIN_DEADLINE.with(|d| d.set(self.previous));
+    }
+}
 
 /// The WAL size, in pages (about 40 MiB), past which a committing request checkpoints
 /// itself even though the daemon's thread does the routine ones.
@@ -165,22 +207,46 @@ impl Store {
             path: path.display().to_string(),
             source: Box::new(e),
         })?;
-        let readers = (0..READERS)
-            .map(|_| {
-                let r = Connection::open(path)?;
-                r.busy_timeout(Duration::from_secs(10))?;
-                r.pragma_update(None, "query_only", true)?;
-                Ok(Mutex::new(r))
-            })
-            .collect::<Result<_, rusqlite::Error>>()
-            .map_err(open_err)?;
+        let open_readers = |n: usize| {
+            (0..n)
+                .map(|_| {
+                    let r = Connection::open(path)?;
+                    r.busy_timeout(Duration::from_secs(10))?;
+                    r.pragma_update(None, "query_only", true)?;
+                    Ok(Mutex::new(r))
+                })
+                .collect::<Result<Vec<_>, rusqlite::Error>>()
+                .map_err(open_err)
+        };
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             group: OnceLock::new(),
-            readers,
+            readers: open_readers(READERS)?,
             next_reader: Default::default(),
+            admin_readers: open_readers(ADMIN_READERS)?,
+            next_admin_reader: Default::default(),
+            event_cap: Arc::new(AtomicU64::new(0)),
             path: path.to_path_buf(),
         })
+    }
+
+    /// From now on every write transaction (the group writer's batches and [`Store::write`])
+    /// ends by pruning the oldest events past `max` (0 = no cap): a flood of boot requests
+    /// cannot grow the log between two hourly prunes. Cheap: two index lookups per
+    /// transaction, and a delete of the oldest hundredth of the cap when it is reached.
+    pub fn keep_events_at_most(&self, max: u64) {
+        self.event_cap.store(max, Ordering::Relaxed);
+    }
+
+    /// Marks this thread's reads as an operator's until the guard drops: they run on the
+    /// operators' connections and each stops with [`StoreError::Cancelled`] once `deadline`
+    /// has passed (a request that timed out no longer holds a connection or a core).
+    pub fn admin_reads(deadline: Instant) -> AdminReads {
+        let previous = ADMIN_DEADLINE.with(|d| d.replace(Some(deadline)));
+        AdminReads {
+            previous,
+            _this_thread: std::marker::PhantomData,
+        }
     }
 
     /// Runs `f` in an immediate transaction; commits when it returns `Ok`.
@@ -194,6 +260,7 @@ impl Store {
             .map_err(sql("begin transaction"))?;
         let tx = Tx { tx };
         let out = f(&tx)?;
+        tx.keep_events_at_most(self.event_cap.load(Ordering::Relaxed))?;
         tx.tx.commit().map_err(sql("commit"))?;
         Ok(out)
     }
@@ -221,7 +288,7 @@ impl Store {
         if let Some(w) = self.group.get() {
             return Ok(w);
         }
-        let started = group::GroupWriter::start(self.conn.clone())?;
+        let started = group::GroupWriter::start(self.conn.clone(), self.event_cap.clone())?;
         // Two first callers at once: the loser's writer is dropped (it stops at once).
         let _ = self.group.set(started);
         Ok(self.group.get().expect("just set"))
@@ -234,11 +301,15 @@ impl Store {
 
     /// Runs `f` in a deferred (read) transaction on a read-only connection: one consistent
     /// snapshot of the last commit.
+    /// In a thread inside [`Store::admin_reads`], an operator's read (see there).
     pub fn read<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.reader();
+        if let Some(deadline) = ADMIN_DEADLINE.with(Cell::get) {
+            return self.read_before(deadline, f);
+        }
+        let mut conn = self.reader(&self.readers, &self.next_reader);
         let tx = conn.transaction().map_err(sql("begin transaction"))?;
         // Bound first: the transaction borrows `conn` and must drop before the guard.
         #[allow(clippy::let_and_return)]
@@ -246,20 +317,51 @@ impl Store {
         out
     }
 
-    /// A free reading connection, or else the next one in turn.
-    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// An operator's read: its own connections, and every statement stopped once
+    /// `deadline` has passed. Waiting for one of those connections is bounded too: each
+    /// holder stops at its own deadline.
+    fn read_before<T, E: From<StoreError>>(
+        &self,
+        deadline: Instant,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.reader(&self.admin_readers, &self.next_admin_reader);
+        if Instant::now() >= deadline {
+            return Err(StoreError::Cancelled { op: "read" }.into());
+        }
+        conn.progress_handler(
+            DEADLINE_CHECK_STEPS,
+            Some(move || Instant::now() >= deadline),
+        );
+        let out = match conn.transaction() {
+            Ok(tx) => {
+                // Bound first: the transaction borrows `conn` and must drop before it is used.
+                #[allow(clippy::let_and_return)]
+                let out = f(&Tx { tx });
+                out
+            }
+            Err(e) => Err(sql("begin transaction")(e).into()),
+        };
+        conn.progress_handler(0, None::<fn() -> bool>);
+        out
+    }
+
+    /// A free connection of `pool`, or else the next one in turn.
+    fn reader<'a>(
+        &self,
+        pool: &'a [Mutex<Connection>],
+        next: &std::sync::atomic::AtomicUsize,
+    ) -> std::sync::MutexGuard<'a, Connection> {
         use std::sync::TryLockError;
-        for r in &self.readers {
+        for r in pool {
             match r.try_lock() {
                 Ok(guard) => return guard,
                 Err(TryLockError::Poisoned(p)) => return p.into_inner(),
                 Err(TryLockError::WouldBlock) => {}
             }
         }
-        let i = self
-            .next_reader
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.readers[i % self.readers.len()]
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        pool[i % pool.len()]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
@@ -502,6 +604,43 @@ mod tests {
             release.wait();
         });
         assert!(store.read(|tx| tx.find_node(&node)).unwrap().is_some());
+    }
+
+    /// An operator's read stops at its deadline (its request has been answered 503 by
+    /// then) instead of running on; the boot path's reads have no deadline.
+    #[test]
+    fn an_operators_read_is_cancelled_at_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let endless = |tx: &Tx<'_>| {
+            tx.tx
+                .query_row(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)
+                     SELECT COUNT(*) FROM n",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(sql("endless read"))
+        };
+        let t = std::time::Instant::now();
+        let result = {
+            let _operator = Store::admin_reads(Instant::now() + Duration::from_millis(100));
+            store.read(endless)
+        };
+        assert!(
+            matches!(result, Err(StoreError::Cancelled { op: "endless read" })),
+            "{result:?}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        // The scope is over: the next read is a plain one, on the boot path's connections.
+        assert!(store
+            .read(|tx| tx.find_node(&NodeRef::Id("x".into())))
+            .is_ok());
+        let _late = Store::admin_reads(Instant::now());
+        assert!(matches!(
+            store.read(|tx| tx.find_node(&NodeRef::Id("x".into()))),
+            Err(StoreError::Cancelled { .. })
+        ));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use pureboot_controller::config::Config;
 use pureboot_controller::service::Services;
 use serde_json::Value;
 
-pub const TOKEN: &str = "test-token";
+pub const TOKEN: &str = "test-Zq7vN4kP9xR2mW8t";
 
 pub struct TestApp {
     pub base: String,
@@ -310,7 +310,7 @@ impl TestApp {
         let mut s = connect_from(local, self.addr());
         let text = body.map(Value::to_string).unwrap_or_default();
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
             text.len()
         );

@@ -378,6 +378,8 @@ pub fn run(
         // global request budgets would measure the limiter, not the boot path.
         .env("PUREBOOT_NODE_REQUESTS_PER_MINUTE", "0")
         .env("PUREBOOT_BOOT_REQUESTS_PER_MINUTE", "0")
+        // Nor may the per-address connection cap refuse the storm's own clients.
+        .env("PUREBOOT_MAX_CONNECTIONS_PER_ADDRESS", "0")
         .env("RUST_LOG", "info");
     let mut daemon = Daemon::spawn("controller", serve, &dir.join("controller.log"))
         .map_err(|e| e.to_string())?;

@@ -14,7 +14,7 @@ use crate::qemu::HOST_FROM_GUEST;
 use crate::wait::wait_until;
 
 pub const PORT: u16 = 8080;
-pub const TOKEN: &str = "e2e-admin-token";
+pub const TOKEN: &str = "e2e-admin-Zq7vN4kP9xR2mW8t";
 
 /// The settings a scenario varies; the rest is fixed by the lab.
 #[derive(Clone, Debug)]
