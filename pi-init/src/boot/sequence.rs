@@ -12,8 +12,8 @@ use crate::decide::ip_param::IpParam;
 use crate::decide::nfs_options::NfsOptions;
 use crate::decide::plan::{self, Decision, Instructions, NfsPlan};
 use crate::decide::serial::{BoardSerial, Identity};
-use crate::steps::{base_mount, controller, local, lower, modules, net, nfs, overlay, serial};
-use crate::steps::{switch_root, watchdog};
+use crate::steps::{base_mount, clock, controller, local, lower, modules, net, nfs, overlay};
+use crate::steps::{serial, switch_root, watchdog};
 use crate::support::{background, log};
 use crate::sys::HostPaths;
 use ::log::{error, info, warn};
@@ -192,7 +192,8 @@ fn ask_controller(
     let url = controller::boot_url(base, serial, Mac::parse(mac).ok());
     let policy = controller::AskPolicy::new(cmd.timeout, cmd.wait);
     let mut sleep = host.sleep;
-    controller::ask(host.http, &mut sleep, &url, &policy)
+    let mut clock = |date| clock::follow_controller(host.sys, date);
+    controller::ask(host.http, &mut sleep, &mut clock, &url, &policy)
 }
 
 fn nfs_boot(

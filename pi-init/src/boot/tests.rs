@@ -57,6 +57,8 @@ impl Network for FakeNetwork {
 #[derive(Default)]
 struct FakeHttp {
     answer: Option<String>,
+    /// The `Date` its answers carry (seconds since the epoch).
+    date: Option<u64>,
     gets: Mutex<Vec<String>>,
     posts: Mutex<Vec<(String, Value)>>,
 }
@@ -65,7 +67,10 @@ impl Http for FakeHttp {
     fn get(&self, url: &str, _: Duration) -> Result<Reply, HttpError> {
         self.gets.lock().unwrap().push(url.into());
         match &self.answer {
-            Some(a) => Ok(Reply::new(200, a.clone())),
+            Some(a) => Ok(Reply {
+                date: self.date,
+                ..Reply::new(200, a.clone())
+            }),
             None => Err(HttpError::transient("connection refused")),
         }
     }
@@ -350,6 +355,34 @@ fn a_tree_export_boots_to_the_exec_of_its_init() {
         ]
     );
     assert_install_failed(&posts[1], "exec", "exec /sbin/init");
+}
+
+#[test]
+fn a_board_without_a_clock_takes_the_controllers_before_anything_is_mounted() {
+    let mut w = World::tree();
+    // The controller's clock a day ahead of this one (a Pi that woke up in the past).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    w.http.date = Some(now + 86_400);
+    w.attempt(CMDLINE);
+    let calls = w.sys.calls();
+    assert_eq!(
+        calls.first(),
+        Some(&Call::SetClock(
+            Duration::from_secs(now + 86_400) + Duration::from_millis(500)
+        )),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| matches!(c, Call::SetClock(_)))
+            .count(),
+        1,
+        "one answer, set once"
+    );
 }
 
 #[test]

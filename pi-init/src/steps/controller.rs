@@ -39,6 +39,8 @@ pub struct Reply {
     pub body: String,
     /// `Retry-After` in seconds, where a busy server (429, 503) names when to come back.
     pub retry_after: Option<u32>,
+    /// The server's clock (its `Date` header), in seconds since the Unix epoch.
+    pub date: Option<u64>,
 }
 
 impl Reply {
@@ -47,6 +49,7 @@ impl Reply {
             status,
             body: body.into(),
             retry_after: None,
+            date: None,
         }
     }
 }
@@ -71,6 +74,12 @@ impl Ureq {
     }
 }
 
+/// The server's clock from an answer's `Date` header.
+fn date_of(r: &ureq::Response) -> Option<u64> {
+    r.header("Date")
+        .and_then(crate::decide::clock::parse_http_date)
+}
+
 /// Which transport errors no retry can mend.
 fn from_ureq(e: ureq::Error) -> HttpError {
     use ureq::ErrorKind::*;
@@ -87,15 +96,23 @@ fn from_ureq(e: ureq::Error) -> HttpError {
 impl Http for Ureq {
     fn get(&self, url: &str, timeout: Duration) -> Result<Reply, HttpError> {
         match Self::agent(timeout).get(url).call() {
-            Ok(r) => Ok(Reply::new(
-                r.status(),
-                r.into_string()
-                    .map_err(|e| HttpError::transient(e.to_string()))?,
-            )),
+            Ok(r) => {
+                let date = date_of(&r);
+                Ok(Reply {
+                    date,
+                    ..Reply::new(
+                        r.status(),
+                        r.into_string()
+                            .map_err(|e| HttpError::transient(e.to_string()))?,
+                    )
+                })
+            }
             Err(ureq::Error::Status(code, r)) => {
                 let retry_after = r.header("Retry-After").and_then(|v| v.trim().parse().ok());
+                let date = date_of(&r);
                 Ok(Reply {
                     retry_after,
+                    date,
                     ..Reply::new(code, r.into_string().unwrap_or_default())
                 })
             }
@@ -173,12 +190,24 @@ fn is_final(status: u16) -> bool {
 /// `attempts` transient errors, busy answers (408, 429, 5xx) or unreadable bodies in a row
 /// (backing off between them, at least as long as a `Retry-After` asks), or at once on a
 /// permanent error or another 4xx (asking again would get the same).
-pub fn ask(http: &dyn Http, sleep: &mut dyn FnMut(Duration), url: &str, p: &AskPolicy) -> Outcome {
+///
+/// Every answer's `Date` goes to `clock` (the controller's clock, for a board without one).
+pub fn ask(
+    http: &dyn Http,
+    sleep: &mut dyn FnMut(Duration),
+    clock: &mut dyn FnMut(u64),
+    url: &str,
+    p: &AskPolicy,
+) -> Outcome {
     let mut failures = 0;
     let mut backoff = p.first_backoff;
     loop {
         let mut pause = backoff;
-        let err = match http.get(url, p.timeout) {
+        let reply = http.get(url, p.timeout);
+        if let Some(date) = reply.as_ref().ok().and_then(|r| r.date) {
+            clock(date);
+        }
+        let err = match reply {
             Ok(Reply {
                 status: 200..=299,
                 body,
@@ -218,6 +247,7 @@ pub fn ask(http: &dyn Http, sleep: &mut dyn FnMut(Duration), url: &str, p: &AskP
                 status,
                 body,
                 retry_after,
+                ..
             }) => {
                 // A named pause is kept, within the policy's longest backoff.
                 if let Some(s) = retry_after {
@@ -337,6 +367,7 @@ mod tests {
         let out = ask(
             http,
             &mut |d| slept.push(d),
+            &mut |_| {},
             "http://c/api/v1/boot/pi?serial=x&mac=y",
             &p,
         );
@@ -546,7 +577,7 @@ mod tests {
                 ));
                 let (status, extra, reply) = match i {
                     2 => ("429 Too Many Requests", "Retry-After: 7\r\n", "{}"),
-                    _ => ("200 OK", "", NFS),
+                    _ => ("200 OK", "Date: Thu, 03 Dec 2026 09:33:23 GMT\r\n", NFS),
                 };
                 write!(
                     s,
@@ -564,7 +595,10 @@ mod tests {
                 Duration::from_secs(2),
             )
             .unwrap();
-        assert_eq!((reply.status, reply.retry_after), (200, None));
+        assert_eq!(
+            (reply.status, reply.retry_after, reply.date),
+            (200, None, Some(1_796_290_403))
+        );
         assert!(reply.body.contains("nfs_boot"));
         assert!(post_callback(
             &Ureq,

@@ -4,13 +4,15 @@
 //!
 //! In boot order: [`serial`] (the board's serial), [`net`] (link, DHCP or `ip=`), [`modules`]
 //! with [`coldplug`] (the kernel modules, on their own threads), [`controller`] (the boot
-//! API), [`nfs`] (the export's mount), [`base_mount`] (the base image's own cached mount,
+//! API, whose answers also set the [`clock`] of a board without one), [`nfs`] (the export's
+//! mount), [`base_mount`] (the base image's own cached mount,
 //! with [`rpcbind`] checking that NFSv3 can answer), [`lower`] (the export's layout and the
 //! base image chosen and placed), [`overlay`] (the new root on them), or [`local`] (a root on
 //! a block device), then [`switch_root`] (into it); [`watchdog`] is armed at start and
 //! handed over to the new init.
 
 pub mod base_mount;
+pub mod clock;
 pub mod coldplug;
 pub mod controller;
 pub mod local;

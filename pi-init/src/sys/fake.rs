@@ -27,6 +27,7 @@ pub enum Call {
     Chroot(PathBuf),
     Chdir(PathBuf),
     SetHostname(String),
+    SetClock(std::time::Duration),
     Reboot(RebootMode),
     DeleteTree(PathBuf, u64),
     ConsoleOnStdio(PathBuf),
@@ -169,6 +170,10 @@ impl Sys for FakeSys {
     }
     fn sethostname(&self, name: &str) -> Result<(), Errno> {
         self.record(Call::SetHostname(name.into()));
+        Ok(())
+    }
+    fn set_clock(&self, since_epoch: std::time::Duration) -> Result<(), Errno> {
+        self.record(Call::SetClock(since_epoch));
         Ok(())
     }
     fn reboot(&self, mode: RebootMode) -> Errno {

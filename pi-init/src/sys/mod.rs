@@ -11,7 +11,7 @@
 //! |---|---|
 //! | mount, umount2, pivot_root, chroot, chdir | [`Sys`] |
 //! | finit_module, loop device attach | [`Sys`] |
-//! | sethostname, sync + reboot | [`Sys`] |
+//! | sethostname, clock_settime, sync + reboot | [`Sys`] |
 //! | stat (st_dev), statfs (f_type), deleting the initramfs | [`Sys`] |
 //! | /proc/self/mountinfo | [`Sys::mounts`] |
 //! | console on fds 0-2 (open, dup2), execv | [`Sys`] |
@@ -162,6 +162,8 @@ pub trait Sys: Sync {
     fn chroot(&self, path: &Path) -> Result<(), Errno>;
     fn chdir(&self, path: &Path) -> Result<(), Errno>;
     fn sethostname(&self, name: &str) -> Result<(), Errno>;
+    /// Set the system clock (CLOCK_REALTIME) to this long after the Unix epoch.
+    fn set_clock(&self, since_epoch: std::time::Duration) -> Result<(), Errno>;
     /// sync(2), then reboot(2) in `mode`. Returns only when the kernel refused.
     fn reboot(&self, mode: RebootMode) -> Errno;
     /// The device (`st_dev`) `path` is on, following links.

@@ -73,6 +73,9 @@ pub struct VirtualPi {
     /// A raw disk image as a virtio disk (`/dev/vda`), written to a throwaway snapshot so
     /// that every boot starts from the same image.
     pub disk: Option<PathBuf>,
+    /// Where the board's real-time clock starts (`-rtc base=`), for a board whose clock is
+    /// wrong at power-on as a Pi's is (it has none); `None`: the host's time.
+    pub rtc_base: Option<String>,
 }
 
 /// How the guest's NIC reaches the namespace.
@@ -122,11 +125,18 @@ impl VirtualPi {
             cpus: 1,
             timeout: Duration::from_secs(120),
             disk: None,
+            rtc_base: None,
         }
     }
 
     pub fn arg(mut self, param: impl Into<String>) -> Self {
         self.cmdline.push(param.into());
+        self
+    }
+
+    /// The board's clock starts at `base` (QEMU's `-rtc base=`, e.g. `2001-01-01`).
+    pub fn rtc_base(mut self, base: &str) -> Self {
+        self.rtc_base = Some(base.into());
         self
     }
 
@@ -279,6 +289,11 @@ impl VirtualPi {
                 "virtio-blk-pci,drive=d0".into(),
             ]
         }))
+        .chain(
+            self.rtc_base
+                .iter()
+                .flat_map(|b| ["-rtc".into(), format!("base={b}")]),
+        )
         .collect()
     }
 

@@ -80,6 +80,42 @@ fn node_when(lab: &Lab, serial: &str, done: impl Fn(&Value) -> bool) -> Value {
 }
 
 #[test]
+fn a_board_whose_clock_starts_in_2001_takes_the_controllers_time() {
+    let name = "clock";
+    let env = pi_init_env!(name);
+    let lab = lab_with_tiny_root(name, env, LabOptions::default());
+    let s = serial(0x20);
+    lab.add_node(&s, diskless_node(&default_hostname(&s)))
+        .unwrap();
+
+    let epoch = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let before = epoch();
+    let run = lab
+        .boot(&lab.pi(&s).unwrap().rtc_base("2001-01-01"), "boot")
+        .unwrap();
+    let after = epoch();
+    let report = lab.expect_report(&run);
+    lab.check(
+        run.console.contains("clock set from the controller's"),
+        "pi-init says it set the clock",
+        &run,
+    );
+    // The root read its clock during the boot: within the boot's window on the host's clock,
+    // give or take the header's second and the tolerance (2001 without pi-init).
+    let clock: u64 = report.get("clock").parse().unwrap_or(0);
+    lab.check(
+        clock + 2 >= before && clock <= after + 2,
+        &format!("the root's clock {clock} within [{before}, {after}] of the host's, ±2 s"),
+        &run,
+    );
+}
+
+#[test]
 fn tmpfs_overlay_with_identity_from_the_controller() {
     let name = "tmpfs-overlay";
     let env = pi_init_env!(name);

@@ -432,6 +432,9 @@ impl Sys for Timeline {
     fn sethostname(&self, _: &str) -> Result<(), Errno> {
         unreachable!()
     }
+    fn set_clock(&self, _: std::time::Duration) -> Result<(), Errno> {
+        unreachable!()
+    }
     fn reboot(&self, _: nix::sys::reboot::RebootMode) -> Errno {
         unreachable!()
     }

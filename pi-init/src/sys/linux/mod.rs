@@ -59,6 +59,11 @@ impl Sys for LinuxSys {
         nix::unistd::sethostname(name)
     }
 
+    fn set_clock(&self, since_epoch: std::time::Duration) -> Result<(), Errno> {
+        let t = nix::sys::time::TimeSpec::from_duration(since_epoch);
+        nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, t)
+    }
+
     fn reboot(&self, mode: RebootMode) -> Errno {
         nix::unistd::sync();
         match nix::sys::reboot::reboot(mode) {
