@@ -330,13 +330,18 @@ mod tests {
                 Some(m) => HttpError::permanent(m),
                 None => HttpError::transient(e),
             };
+            Self::replies(
+                answers
+                    .into_iter()
+                    .map(|a| a.map(|(c, b)| Reply::new(c, b)).map_err(error))
+                    .collect(),
+            )
+        }
+
+        /// Answers GETs with these replies, headers and all.
+        fn replies(replies: Vec<Result<Reply, HttpError>>) -> Self {
             ScriptedHttp {
-                answers: Mutex::new(
-                    answers
-                        .into_iter()
-                        .map(|a| a.map(|(c, b)| Reply::new(c, b)).map_err(error))
-                        .collect(),
-                ),
+                answers: Mutex::new(replies.into()),
                 gets: Mutex::new(0),
                 posts: Mutex::new(Vec::new()),
             }
@@ -424,17 +429,13 @@ mod tests {
                 ..Reply::new(status, r#"{"error":"too many requests"}"#)
             })
         };
-        let http = ScriptedHttp {
-            answers: Mutex::new(VecDeque::from([
-                busy(429, Some(3)),
-                busy(503, None),
-                busy(429, Some(3600)),
-                busy(408, None),
-                Ok(Reply::new(200, NFS)),
-            ])),
-            gets: Mutex::new(0),
-            posts: Mutex::new(Vec::new()),
-        };
+        let http = ScriptedHttp::replies(vec![
+            busy(429, Some(3)),
+            busy(503, None),
+            busy(429, Some(3600)),
+            busy(408, None),
+            Ok(Reply::new(200, NFS)),
+        ]);
         let (out, slept) = run(&http);
         assert!(matches!(out, Outcome::Answer(_)), "{out:?}");
         let ms: Vec<u128> = slept.iter().map(|d| d.as_millis()).collect();
