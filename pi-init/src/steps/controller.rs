@@ -316,6 +316,17 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::Mutex;
 
+    /// idna_adapter 1.0 (Cargo.toml): ASCII host names still resolve; a Unicode one is a
+    /// clear, permanent error instead of 120 KB of ICU tables in PID 1.
+    #[test]
+    fn ascii_host_names_work_and_unicode_ones_are_refused() {
+        let short = Duration::from_millis(300);
+        let e = Ureq.get("http://localhost:1/api", short).unwrap_err();
+        assert!(!e.permanent, "a refused connection is worth a retry: {}", e.message);
+        let e = Ureq.get("http://contrôleur.example:1/api", short).unwrap_err();
+        assert!(e.permanent, "{}", e.message);
+    }
+
     /// Answers GETs from a script (an `Err` starting with `permanent:` is a permanent
     /// error); records POSTs.
     struct ScriptedHttp {
