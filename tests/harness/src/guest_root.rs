@@ -163,6 +163,23 @@ fn usable_script() -> String {
     )
 }
 
+/// Services the Debian root's packages enable that the Debian roots boot without, unless a
+/// scenario turns one on: NetworkManager (it would take over the link pi-init configured;
+/// the network hand-over scenarios enable it), containerd (the container scenario starts it
+/// itself, and the benchmark measures the boot without it). Left out of the tarballs.
+pub const SERVICES_OFF: &[&str] = &[
+    "./etc/systemd/system/multi-user.target.wants/NetworkManager.service",
+    "./etc/systemd/system/network-online.target.wants/NetworkManager-wait-online.service",
+    "./etc/systemd/system/dbus-org.freedesktop.nm-dispatcher.service",
+    "./etc/systemd/system/multi-user.target.wants/containerd.service",
+];
+
+fn exclude_services_off(tar: &mut Command) {
+    for path in SERVICES_OFF {
+        tar.arg(format!("--exclude={path}"));
+    }
+}
+
 /// The cached Debian root as the benchmark boots it, into `out`: the root as debootstrap made
 /// it (without the Debian root scenario's report unit, and without a hostname: the node layer
 /// gives one) plus the benchmark's unit and script. The cached root itself is left as it is.
@@ -193,8 +210,9 @@ pub fn debian_usable_tarball(debian_root: &Path, out: &Path) -> Result<PathBuf, 
         symlink("/etc/systemd/system/pureboot-usable.service", &link).map_err(io)?;
     }
     let mut tar = Command::new("tar");
-    tar.args(["--numeric-owner", "--xattrs", "--exclude=./.complete"])
-        .arg("--exclude=./etc/hostname")
+    tar.args(["--numeric-owner", "--xattrs", "--exclude=./.complete"]);
+    exclude_services_off(&mut tar);
+    tar.arg("--exclude=./etc/hostname")
         .arg("--exclude=./etc/systemd/system/pureboot-report.service")
         .arg("--exclude=./etc/systemd/system/multi-user.target.wants/pureboot-report.service")
         .arg("-cf")
@@ -245,14 +263,10 @@ pub fn debian_tarball(debian_root: &Path, cache: &Path) -> Result<PathBuf, Strin
     // The node layer supplies hostname and machine-id: the base's own must not win.
     let _ = std::fs::remove_file(debian_root.join("etc/hostname"));
     let tmp = out.with_extension("tar.tmp");
-    process::run(
-        Command::new("tar")
-            .args(["--numeric-owner", "--xattrs", "--exclude=./.complete", "-C"])
-            .arg(debian_root)
-            .arg("-cf")
-            .arg(&tmp)
-            .arg("."),
-    )?;
+    let mut tar = Command::new("tar");
+    tar.args(["--numeric-owner", "--xattrs", "--exclude=./.complete"]);
+    exclude_services_off(&mut tar);
+    process::run(tar.arg("-C").arg(debian_root).arg("-cf").arg(&tmp).arg("."))?;
     std::fs::rename(&tmp, &out).map_err(|e| e.to_string())?;
     Ok(out)
 }
