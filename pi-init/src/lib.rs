@@ -13,7 +13,12 @@
 //! - [`sys`]: the seam to the kernel ([`sys::Sys`], [`sys::HostPaths`]): the Linux
 //!   implementation, where every `unsafe` block lives, and the recording fake for tests.
 //! - [`support`]: logging to the console and the kernel log, and named background threads.
+//!
+//! Beside the boot, [`agent`]: the same binary run again by the booted root's systemd (from
+//! the copy `steps::agent_unit` leaves in `/run`), for the post-boot steps and the "boot
+//! complete" report. It imports the steps' HTTP client and the rooms below.
 
+pub mod agent;
 pub mod boot;
 pub mod decide;
 pub mod steps;

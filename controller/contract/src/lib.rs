@@ -12,10 +12,13 @@
 //! - [`layout`]: the export's `base/` and `nodes/` tree, the writable layer and the identity
 //!   files.
 //! - [`cmdline_keys`]: the kernel command line's `pureboot.*` keys.
+//! - [`after_boot`]: what the booted node's agent asks and reports (post-boot steps, "boot
+//!   complete").
 //! - [`BootAction`]; [`OverlayMode`], with what each mode needs and which one a node gets;
 //!   [`OverlayOutcome`], how the overlay step went; [`FailureReport`]: where a failed boot
 //!   is reported, and [`InstalledReport::failure`]: how a report tells one.
 
+pub mod after_boot;
 pub mod boot_query;
 pub mod cmdline_keys;
 pub mod ids;
@@ -71,6 +74,10 @@ pub struct PiBootResponse {
     /// Seconds to wait before asking again when `action` is `wait`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u32>,
+    /// Where the booted node's agent asks for its post-boot steps and reports them and
+    /// "boot complete" ([`after_boot`]); absent: pi-init leaves no agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_url: Option<String>,
 }
 
 named_enum! {
@@ -148,6 +155,9 @@ pub struct InstalledReport {
     /// Per-step durations, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepTiming>,
+    /// What pi-init did about the answer's `agent_url`: `installed`, or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// What the failure text of a report says when it gives none.

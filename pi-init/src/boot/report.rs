@@ -19,6 +19,8 @@ pub struct BootFacts {
     pub overlay: Option<OverlayOutcome>,
     pub base_image: Option<String>,
     pub hostname: Option<String>,
+    /// Whether the post-boot agent was left for the root, or why not.
+    pub agent: Option<String>,
 }
 
 #[derive(Debug)]
@@ -71,6 +73,7 @@ impl Report {
             overlay: f.overlay,
             degradations: self.degradations.clone(),
             steps: self.steps.clone(),
+            agent: f.agent,
             error: None,
             step: None,
         }

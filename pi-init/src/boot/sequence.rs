@@ -12,7 +12,8 @@ use crate::decide::ip_param::IpParam;
 use crate::decide::nfs_options::NfsOptions;
 use crate::decide::plan::{self, Decision, Instructions, NfsPlan};
 use crate::decide::serial::{BoardSerial, Identity};
-use crate::steps::{base_mount, clock, controller, local, lower, modules, net, nfs, overlay};
+use crate::steps::{agent_unit, base_mount, clock, controller, local, lower, modules, net};
+use crate::steps::{nfs, overlay};
 use crate::steps::{serial, switch_root, watchdog};
 use crate::support::{background, log};
 use crate::sys::HostPaths;
@@ -256,7 +257,18 @@ fn nfs_boot(
     });
     r.facts.base_image = done.base_image;
     r.facts.hostname = Some(p.hostname.to_string());
-    enter_and_exec(host, cmd, &paths.newroot, p.callback_url.as_deref(), r)
+    let urls = Urls {
+        callback: p.callback_url.as_deref(),
+        agent: p.agent_url.as_deref(),
+    };
+    enter_and_exec(host, cmd, &paths.newroot, urls, r)
+}
+
+/// Where the boot reports: pi-init's callback, and the agent it leaves for the root.
+#[derive(Default, Clone, Copy)]
+struct Urls<'a> {
+    callback: Option<&'a str>,
+    agent: Option<&'a str>,
 }
 
 /// The export's mount at `at`, its options parsed once for it and for the base image's own
@@ -340,28 +352,42 @@ fn local_boot(host: &Host, cmd: &Cmdline, device: &str, r: &mut Report) -> Resul
     step::run(r, Step::LocalMount, |_| {
         local::mount(host.sys, &root, &newroot, host.sleep)
     })?;
-    enter_and_exec(host, cmd, &newroot, None, r)
+    enter_and_exec(host, cmd, &newroot, Urls::default(), r)
 }
 
-/// The common tail: init check, mounts moved, callback, switch, exec.
+/// The common tail: init check, the agent left, mounts moved, callback, switch, exec.
 fn enter_and_exec(
     host: &Host,
     cmd: &Cmdline,
     newroot: &Path,
-    callback: Option<&str>,
+    urls: Urls<'_>,
     r: &mut Report,
 ) -> Result<Never, Failure> {
     let (init, resolved) = step::run(r, Step::InitCheck, |_| {
         switch_root::find_init(newroot, cmd.init.as_deref())
     })?;
     info!("init {init} ({})", resolved.display());
+    if let Some(url) = urls.agent {
+        // Before the move: /run is still pi-init's own, and becomes the root's.
+        let left = step::time(r, Step::Agent, |_| {
+            agent_unit::leave(&host.paths, &resolved, url)
+        });
+        let said = match left {
+            Ok(()) => "installed".to_string(),
+            Err(e) => {
+                warn!("post-boot agent {e}");
+                e.to_string()
+            }
+        };
+        r.facts.agent = Some(said);
+    }
     let sys = host.sys;
     let mounts = sys.mounts();
     let kind = switch_root::root_kind(&mounts);
     step::run(r, Step::MoveMounts, |_| {
         switch_root::move_mounts(sys, newroot, &mounts)
     })?;
-    if let Some(url) = callback {
+    if let Some(url) = urls.callback {
         let body = r.installed();
         step::time(r, Step::Callback, |_| {
             controller::post_callback(host.http, url, &body)

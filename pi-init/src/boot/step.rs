@@ -22,6 +22,8 @@ pureboot_contract::named_enum! {
         Overlay = "overlay",
         LocalMount = "local-mount",
         InitCheck = "init-check",
+        /// The post-boot agent and its unit left in /run.
+        Agent = "agent",
         MoveMounts = "move-mounts",
         Callback = "callback",
         SwitchRoot = "switch-root",

@@ -33,6 +33,8 @@ pub struct NfsPlan {
     /// The controller's, else one derived from the node's identity.
     pub machine_id: MachineId,
     pub callback_url: Option<String>,
+    /// Where the booted root's agent asks for its post-boot steps (the controller's only).
+    pub agent_url: Option<String>,
     /// Where a failure of this boot is reported.
     pub failure: Option<FailureReport>,
     /// `controller` or `command line`, for the log.
@@ -151,6 +153,7 @@ fn from_answer(c: &Cmdline, id: &Identity, net: &NetFacts, r: &PiBootResponse) -
         machine_id,
         failure: FailureReport::choose(r.failure_url.as_deref(), callback_url.as_deref()),
         callback_url,
+        agent_url: r.agent_url.clone(),
         source: "controller",
     }))
 }
@@ -198,6 +201,7 @@ fn from_cmdline(c: &Cmdline, id: &Identity, net: &NetFacts, root: NfsRoot) -> De
         hostname: hostname(None, c, net, id),
         machine_id: id.machine_id(),
         callback_url: c.callback.clone(),
+        agent_url: None,
         failure: FailureReport::choose(None, c.callback.as_deref()),
         source: "command line",
     }))

@@ -11,6 +11,7 @@
 //! a block device), then [`switch_root`] (into it); [`watchdog`] is armed at start and
 //! handed over to the new init.
 
+pub mod agent_unit;
 pub mod base_mount;
 pub mod clock;
 pub mod coldplug;
