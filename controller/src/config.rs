@@ -108,6 +108,11 @@ pub struct Config {
     /// free ones the delay doubles from 250 ms up to this; at most half the request
     /// timeout). 0 = wrong tokens are not slowed.
     pub admin_token_max_delay_ms: u64,
+    /// The values of workflows' `secret_variables` (a TOML file only root may read); unset:
+    /// `secrets.toml` beside the database.
+    pub secrets_file: Option<PathBuf>,
+    /// Seconds a node has from its boot answer to "boot complete" before it counts as stuck.
+    pub boot_complete_within_secs: u64,
     pub nfs: NfsConfig,
 }
 
@@ -164,6 +169,8 @@ impl Default for Config {
             admin_token_max_delay_ms: 8000,
             max_connections_per_address: 128,
             allowed_hosts: Vec::new(),
+            secrets_file: None,
+            boot_complete_within_secs: 900,
             nfs: NfsConfig::default(),
         }
     }
@@ -260,6 +267,8 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("", "admin_token_max_delay_ms", Kind::Int),
     ("", "max_connections_per_address", Kind::Int),
     ("", "allowed_hosts", Kind::StrList),
+    ("", "secrets_file", Kind::Str),
+    ("", "boot_complete_within_secs", Kind::Int),
     ("nfs", "enabled", Kind::Bool),
     ("nfs", "root_path", Kind::Str),
     ("nfs", "export_path", Kind::Str),
@@ -342,6 +351,16 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("http://{}", self.listen));
         url.trim_end_matches('/').to_string()
+    }
+
+    /// Where the secrets are read from (`secrets_file`, else beside the database).
+    pub fn secrets_path(&self) -> PathBuf {
+        self.secrets_file.clone().unwrap_or_else(|| {
+            self.database
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join("secrets.toml")
+        })
     }
 
     /// Values that would fail every boot later, refused now: `(key, why)`.
@@ -796,6 +815,7 @@ mod tests {
             admin_token: Some("Zq7vN4kP9xR2mW8tB5".into()),
             allowed_hosts: vec!["boot.lab".into()],
             admin_listen: Some("127.0.0.1:1".into()),
+            secrets_file: Some("/etc/pureboot/secrets.toml".into()),
             nfs: NfsConfig {
                 export_path: Some("/x".into()),
                 nfs_options: Some("o".into()),

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod nfs_tree;
+pub mod secrets;
 pub mod service;
 pub mod store;
 pub mod templates;

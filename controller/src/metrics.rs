@@ -23,6 +23,10 @@ struct Inner {
     callbacks: BTreeMap<(String, String), u64>,
     node_failures: u64,
     server_errors: u64,
+    /// Post-boot steps reported, by outcome (`ok`, `failed`).
+    steps: BTreeMap<&'static str, u64>,
+    /// "Boot complete" reports, by health (`healthy`, `unhealthy`).
+    completes: BTreeMap<&'static str, u64>,
     latency: Histogram,
 }
 
@@ -54,6 +58,18 @@ impl Metrics {
                 m.node_failures += 1;
             }
         });
+    }
+
+    /// One post-boot step's outcome, as the node reported it.
+    pub fn post_boot_step(&self, ok: bool) {
+        let key = if ok { "ok" } else { "failed" };
+        self.with(|m| *m.steps.entry(key).or_default() += 1);
+    }
+
+    /// One "boot complete" report.
+    pub fn boot_complete(&self, healthy: bool) {
+        let key = if healthy { "healthy" } else { "unhealthy" };
+        self.with(|m| *m.completes.entry(key).or_default() += 1);
     }
 
     pub fn request(&self, elapsed: Duration, server_error: bool) {
@@ -106,6 +122,25 @@ impl Metrics {
             let _ = writeln!(out, "pureboot_node_failures_total {}", m.node_failures);
             let _ = writeln!(
                 out,
+                "# HELP pureboot_post_boot_steps_total Post-boot steps reported by nodes, by outcome."
+            );
+            let _ = writeln!(out, "# TYPE pureboot_post_boot_steps_total counter");
+            for key in ["ok", "failed"] {
+                let n = m.steps.get(key).copied().unwrap_or(0);
+                let _ = writeln!(out, "pureboot_post_boot_steps_total{{outcome=\"{key}\"}} {n}");
+            }
+            let _ = writeln!(
+                out,
+                "# HELP pureboot_boot_complete_total Boot complete reports, by health (healthy: \
+                 target reached, every step succeeded)."
+            );
+            let _ = writeln!(out, "# TYPE pureboot_boot_complete_total counter");
+            for key in ["healthy", "unhealthy"] {
+                let n = m.completes.get(key).copied().unwrap_or(0);
+                let _ = writeln!(out, "pureboot_boot_complete_total{{health=\"{key}\"}} {n}");
+            }
+            let _ = writeln!(
+                out,
                 "# HELP pureboot_http_server_errors_total Responses with a 5xx status."
             );
             let _ = writeln!(out, "# TYPE pureboot_http_server_errors_total counter");
@@ -153,7 +188,18 @@ mod tests {
         m.boot("nfs_boot");
         m.boot("nfs_boot");
         m.callback("install_failed", "ok");
+        m.post_boot_step(false);
+        m.boot_complete(true);
         let text = m.render();
+        assert!(
+            text.contains("pureboot_post_boot_steps_total{outcome=\"failed\"} 1\n")
+                && text.contains("pureboot_post_boot_steps_total{outcome=\"ok\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pureboot_boot_complete_total{health=\"healthy\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("le=\"0.001\"} 0\n"), "{text}");
         assert!(text.contains("le=\"0.005\"} 1\n"), "{text}");
         assert!(text.contains("le=\"0.05\"} 2\n"), "{text}");

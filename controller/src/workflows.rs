@@ -203,12 +203,70 @@ fn check(wf: &Workflow) -> Result<(), (String, String)> {
         return Err(("name".into(), "must not be empty".into()));
     }
     for name in wf.variables.keys() {
-        let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !ok {
+        if !is_variable_name(name) {
             return Err((
                 format!("variables.{name}"),
                 "not a valid variable name".into(),
+            ));
+        }
+    }
+    check_after_boot(wf)
+}
+
+/// A name a template and a shell both take: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_variable_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Post-boot steps (unique printable names, timeouts in range), secret variables (valid,
+/// not also plain variables) and the boot target (a systemd unit name).
+fn check_after_boot(wf: &Workflow) -> Result<(), (String, String)> {
+    use pureboot_contract::after_boot::MAX_STEP_TIMEOUT_SECS;
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, step) in wf.post_boot.iter().enumerate() {
+        let field = |f: &str| format!("post_boot[{i}].{f}");
+        let name_ok = !step.name.trim().is_empty()
+            && step.name.len() <= 100
+            && step.name.chars().all(|c| !c.is_control());
+        if !name_ok {
+            return Err((field("name"), "1 to 100 printable characters".into()));
+        }
+        if !seen.insert(step.name.as_str()) {
+            return Err((field("name"), format!("{:?} names two steps", step.name)));
+        }
+        if let Some(t) = step.timeout_secs {
+            if !(1..=MAX_STEP_TIMEOUT_SECS).contains(&t) {
+                return Err((
+                    field("timeout_secs"),
+                    format!("{t}: expected 1..={MAX_STEP_TIMEOUT_SECS}"),
+                ));
+            }
+        }
+    }
+    for (i, name) in wf.secret_variables.iter().enumerate() {
+        let field = format!("secret_variables[{i}]");
+        if !is_variable_name(name) {
+            return Err((field, format!("{name:?} is not a valid variable name")));
+        }
+        if wf.variables.contains_key(name) {
+            return Err((
+                field,
+                format!(
+                    "{name} is also in variables: a secret's value comes from the controller's                      secrets file only (remove it from variables)"
+                ),
+            ));
+        }
+    }
+    if let Some(t) = &wf.boot_target {
+        let ok = t.len() <= 128
+            && t.contains('.')
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.@:".contains(&b));
+        if !ok {
+            return Err((
+                "boot_target".into(),
+                format!("{t:?} is not a systemd unit name (e.g. multi-user.target)"),
             ));
         }
     }
@@ -267,7 +325,11 @@ mod tests {
             panic!("pi-k3s-worker missing")
         };
         assert_eq!(k3s.post_boot.len(), 1);
-        assert!(k3s.variables.contains_key("k3s_token"));
+        assert_eq!(k3s.secret_variables, ["k3s_token"]);
+        assert!(
+            !k3s.variables.contains_key("k3s_token"),
+            "a secret, not a variable"
+        );
     }
 
     #[test]
@@ -303,6 +365,38 @@ mod tests {
                 "id",
             ),
             ("notmap.yaml", "- 1\n".to_string(), "-"),
+            (
+                "stepname.yaml",
+                format!(
+                    "{base}post_boot:\n  - {{name: a, script: x}}\n  - {{name: a, script: y}}\n"
+                ),
+                "post_boot[1].name",
+            ),
+            (
+                "steptimeout.yaml",
+                format!("{base}post_boot:\n  - {{name: a, script: x, timeout_secs: 0}}\n"),
+                "post_boot[0].timeout_secs",
+            ),
+            (
+                "steprun.yaml",
+                format!("{base}post_boot:\n  - {{name: a, script: x, run: sometimes}}\n"),
+                "post_boot[0].run",
+            ),
+            (
+                "secretdup.yaml",
+                format!("{base}variables: {{token: x}}\nsecret_variables: [token]\n"),
+                "secret_variables[0]",
+            ),
+            (
+                "secretname.yaml",
+                format!("{base}secret_variables: [\"a-b\"]\n"),
+                "secret_variables[0]",
+            ),
+            (
+                "target.yaml",
+                format!("{base}boot_target: \"multi user\"\n"),
+                "boot_target",
+            ),
         ];
         let t = Templates::new();
         for (file, text, field) in &cases {
@@ -386,9 +480,8 @@ mod tests {
             .unwrap();
         assert_eq!(k3s.variables["k3s_server"], "https://10.0.0.1:6443");
         assert!(
-            k3s.post_boot[0]
-                .script
-                .contains("K3S_URL=\"${k3s_server}\""),
+            k3s.post_boot[0].script.contains("K3S_URL=\"$k3s_server\"")
+                && k3s.post_boot[0].script.contains("${k3s_token:-}"),
             "shell syntax untouched"
         );
     }

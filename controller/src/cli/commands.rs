@@ -121,6 +121,10 @@ impl Output {
                 for (k, v) in fields {
                     println!("{k:<12} {}", crate::text::escape_controls(&v));
                 }
+                if let Some(a) = &d.after_boot {
+                    print_last_boot(a);
+                    print_steps(a);
+                }
                 let rows: Vec<Vec<String>> = d
                     .events
                     .iter()
@@ -154,6 +158,9 @@ impl Output {
                     mac,
                     ..Default::default()
                 })?;
+                for w in s.node_after_boot_warnings(&node) {
+                    eprintln!("warning: node {}: {w}", node.serial);
+                }
                 self.done(
                     &node,
                     &format!(
@@ -182,6 +189,46 @@ impl Output {
                         node.mac
                             .as_ref()
                             .map_or("forgotten".into(), |m| format!("{m} confirmed"))
+                    ),
+                )
+            }
+            NodeCmd::Steps { id } => {
+                let a = s.node_steps(&node_ref(&id)?)?;
+                if self.json {
+                    return print_json(&a);
+                }
+                print_last_boot(&a);
+                print_steps(&a);
+                for run in a.history.iter().take(5) {
+                    println!(
+                        "\n--- {} {} ({}, {} ms){}",
+                        run.at,
+                        crate::text::escape_controls(&run.name),
+                        run.summary,
+                        run.duration_ms,
+                        if run.output_dropped > 0 {
+                            format!(", {} bytes of output before this tail", run.output_dropped)
+                        } else {
+                            String::new()
+                        }
+                    );
+                    print!("{}", run.output);
+                    if !run.output.ends_with('\n') && !run.output.is_empty() {
+                        println!();
+                    }
+                }
+                Ok(())
+            }
+            NodeCmd::Rerun { id, step } => {
+                let node = s.rerun_steps(&node_ref(&id)?, step.as_deref())?;
+                self.done(
+                    &node,
+                    &format!(
+                        "node {}: {} at its next boot",
+                        node.serial,
+                        step.map_or("every post-boot step runs".into(), |n| format!(
+                            "step {n:?} runs"
+                        ))
                     ),
                 )
             }
@@ -466,4 +513,70 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// The node's last boot, stage by stage (`node show`, `node steps`).
+fn print_last_boot(a: &crate::service::after_boot::NodeSteps) {
+    let Some(b) = &a.last_boot else {
+        println!("{:<12} -", "last boot");
+        return;
+    };
+    let health = match b.healthy {
+        Some(true) => "complete, healthy".to_string(),
+        Some(false) => "complete, NOT healthy".to_string(),
+        None => format!("no boot complete yet (last stage: {})", b.stage()),
+    };
+    println!("{:<12} {} from {}: {health}", "last boot", b.at, b.ip);
+    if let Some(ms) = b.installed_ms {
+        println!("{:<12} pi-init {ms} ms to its report", "");
+    }
+    if let Some(c) = &b.complete {
+        println!(
+            "{:<12} {} at {} ms from power-on, {} ms from the answer; system {}{}",
+            "",
+            c.target,
+            c.target_ms.map_or("?".into(), |v| v.to_string()),
+            b.answer_to_complete_ms
+                .map_or("?".into(), |v| v.to_string()),
+            c.system_state,
+            if c.failed_units.is_empty() {
+                String::new()
+            } else {
+                format!("; failed units: {}", c.failed_units.join(", "))
+            }
+        );
+    }
+}
+
+/// The workflow's steps with their last runs, and its secrets (masked).
+fn print_steps(a: &crate::service::after_boot::NodeSteps) {
+    if a.steps.is_empty() {
+        return;
+    }
+    let rows: Vec<Vec<String>> = a
+        .steps
+        .iter()
+        .map(|st| {
+            vec![
+                crate::text::escape_controls(&st.name),
+                st.run.to_string(),
+                st.last.as_ref().map_or("never ran".into(), |r| {
+                    format!("{} ({} ms)", r.summary, r.duration_ms)
+                }),
+                st.last.as_ref().map_or("-".into(), |r| r.at.clone()),
+                if st.runs_next_boot { "yes" } else { "no" }.into(),
+            ]
+        })
+        .collect();
+    println!();
+    print!(
+        "{}",
+        table::render(&["STEP", "RUN", "LAST OUTCOME", "AT", "NEXT BOOT"], &rows)
+    );
+    for (name, v) in &a.secrets {
+        println!(
+            "secret {name}: {}",
+            v.as_deref().unwrap_or("(no value set)")
+        );
+    }
 }

@@ -118,6 +118,20 @@ pub enum NodeCmd {
         #[arg(long)]
         mac: Option<String>,
     },
+    /// The node's post-boot steps: each with its last run (outcome, time, output tail),
+    /// whether it runs at the next boot, the workflow's secrets (masked) and the last boot.
+    Steps {
+        /// The node's serial (8 hex) or id.
+        id: String,
+    },
+    /// Run post-boot steps again at the node's next boot (a `first_boot` step that
+    /// already succeeded included).
+    Rerun {
+        /// The node's serial (8 hex) or id.
+        id: String,
+        /// One step's name (default: every step).
+        step: Option<String>,
+    },
     /// Assign a workflow: the node boots it from its next boot on.
     Assign {
         /// The node's serial (8 hex) or id.

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use super::print_json;
 use crate::config::Config;
+use crate::service::after_boot::after_boot_warnings;
 use crate::templates::{sample_vars, Templates};
 use crate::workflows::{base_path_warning, load_file};
 
@@ -26,6 +27,7 @@ pub fn run(config: &Config, files: &[PathBuf], json: bool) -> Result<()> {
         files.to_vec()
     };
     let samples = sample_vars(config);
+    let tree = crate::nfs_tree::NfsTree::new(&config.nfs.root_path);
     let mut results = Vec::new();
     for path in &paths {
         let outcome = load_file(path, &templates)
@@ -41,11 +43,22 @@ pub fn run(config: &Config, files: &[PathBuf], json: bool) -> Result<()> {
             .as_ref()
             .ok()
             .and_then(|wf| base_path_warning(path, wf, config.nfs.announced_path()));
+        // What its steps mean for a node that takes the workflow's settings.
+        let mut warnings: Vec<String> = warning.iter().cloned().collect();
+        if let Ok(wf) = &outcome {
+            let overlay = pureboot_contract::OverlayMode::resolve(None, wf.overlay);
+            let base = wf
+                .base_image
+                .clone()
+                .unwrap_or_else(|| config.nfs.default_base_image.clone());
+            warnings.extend(after_boot_warnings(&tree, wf, overlay, &base));
+        }
         results.push(serde_json::json!({
             "file": path.display().to_string(),
             "ok": outcome.is_ok(),
             "error": outcome.as_ref().err(),
             "warning": warning,
+            "warnings": warnings,
             "id": outcome.as_ref().ok().map(|w| w.id.clone()),
         }));
     }
@@ -62,8 +75,8 @@ pub fn run(config: &Config, files: &[PathBuf], json: bool) -> Result<()> {
                 ),
                 Some(e) => println!("ERROR   {e}"),
             }
-            if let Some(w) = r["warning"].as_str() {
-                println!("WARNING {w}");
+            for w in r["warnings"].as_array().into_iter().flatten() {
+                println!("WARNING {}", w.as_str().unwrap_or("?"));
             }
         }
     }

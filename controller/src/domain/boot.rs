@@ -96,6 +96,23 @@ pub fn failure_url(public_url: &str, boot_id: &str) -> String {
     format!("{public_url}/api/v1/nodes/{boot_id}/install-failed")
 }
 
+/// Where the booted node's agent asks for its post-boot steps and reports them and "boot
+/// complete" (`pureboot_contract::after_boot`): under the same boot id.
+pub fn agent_url(public_url: &str, boot_id: &str) -> String {
+    format!("{public_url}/api/v1/nodes/{boot_id}/agent")
+}
+
+/// The writable layer a boot runs on, as `first_boot` steps count it: a step that succeeded
+/// on this layer is done; on a new one it runs again. A `tmpfs` (or no) overlay is a new
+/// layer at every boot; the `image` and `nfs` layers last until they are reset.
+pub fn layer_of(plan: &NodeTreePlan, boot_id: &str) -> String {
+    match plan.overlay {
+        OverlayMode::Image => "image:persist.img".into(),
+        OverlayMode::Nfs => "nfs:upper".into(),
+        OverlayMode::Tmpfs | OverlayMode::None => format!("boot:{boot_id}"),
+    }
+}
+
 /// Seconds a node waits for an operator to confirm its MAC before a deployment.
 pub const CONFIRM_RETRY_SECS: u32 = 60;
 
@@ -249,6 +266,7 @@ fn nfs_boot(node: &Node, wf: &Workflow, s: &BootSettings, boot_id: &str) -> Deci
         machine_id: Some(plan.machine_id.to_string()),
         nfs_options: s.nfs_options.clone(),
         retry_after: None,
+        agent_url: Some(agent_url(&s.public_url, boot_id)),
     };
     let next_state = (node.state != NodeState::Installing).then_some(NodeState::Installing);
     Decision {

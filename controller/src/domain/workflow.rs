@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use pureboot_contract::after_boot::RunWhen;
 use pureboot_contract::OverlayMode;
 use serde::{Deserialize, Serialize};
 
@@ -21,11 +22,19 @@ pureboot_contract::named_enum! {
     }
 }
 
+/// One post-boot step: run by the booted node's agent (`/bin/sh -c script`), in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostBootStep {
     pub name: String,
     pub script: String,
+    /// `first_boot` (default: until it succeeds once for this node, this content and this
+    /// writable layer) or `every_boot`.
+    #[serde(default)]
+    pub run: RunWhen,
+    /// Seconds before the step (and everything it started) is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,4 +91,12 @@ pub struct Workflow {
     /// Hostname template, e.g. `k3s-{{ serial }}` (a node's own hostname wins).
     #[serde(default)]
     pub hostname: Option<String>,
+    /// Variables whose values are secrets: kept in the controller's secrets file, handed
+    /// only to the post-boot steps of the machine that asked for the boot (as environment
+    /// variables), never rendered into a template, written to the export or shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_variables: Vec<String>,
+    /// The systemd unit whose activation is "boot complete" (default `multi-user.target`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_target: Option<String>,
 }

@@ -455,3 +455,31 @@ pub async fn show_workflow(
         }
     }
 }
+
+pub async fn node_steps(
+    State(st): State<AppState>,
+    IdParam(id): IdParam,
+) -> Result<Json<crate::service::after_boot::NodeSteps>, ApiErr> {
+    let r = parse_node_ref(&id)?;
+    Ok(Json(admin_blocking(&st, move |s| s.node_steps(&r)).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerunBody {
+    /// One step's name; none: every step.
+    #[serde(default)]
+    step: Option<String>,
+}
+
+pub async fn rerun_steps(
+    State(st): State<AppState>,
+    IdParam(id): IdParam,
+    body: Result<Json<RerunBody>, JsonRejection>,
+) -> Result<Json<Node>, ApiErr> {
+    let r = parse_node_ref(&id)?;
+    let step = body?.0.step;
+    Ok(Json(
+        admin_blocking(&st, move |s| s.rerun_steps(&r, step.as_deref())).await?,
+    ))
+}

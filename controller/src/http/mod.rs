@@ -2,6 +2,7 @@
 //! as JSON (`error`), plus health, metrics and the request limits.
 
 mod admin;
+mod agent;
 pub mod error;
 mod headers;
 mod pi;
@@ -181,6 +182,9 @@ fn pi_routes() -> Router<AppState> {
             "/api/v1/nodes/{id}/install-failed",
             post(pi::install_failed),
         )
+        .route("/api/v1/nodes/{id}/agent/steps", get(agent::steps))
+        .route("/api/v1/nodes/{id}/agent/step", post(agent::step))
+        .route("/api/v1/nodes/{id}/agent/complete", post(agent::complete))
 }
 
 fn admin_routes(state: &AppState) -> Router<AppState> {
@@ -197,6 +201,8 @@ fn admin_routes(state: &AppState) -> Router<AppState> {
         )
         .route("/api/v1/nodes/{id}/assign", post(admin::assign))
         .route("/api/v1/nodes/{id}/events", get(admin::node_events))
+        .route("/api/v1/nodes/{id}/steps", get(admin::node_steps))
+        .route("/api/v1/nodes/{id}/rerun", post(admin::rerun_steps))
         .route("/api/v1/workflows", get(admin::list_workflows))
         .route("/api/v1/workflows/reload", post(admin::reload_workflows))
         .route("/api/v1/workflows/{id}", get(admin::show_workflow))
@@ -268,6 +274,18 @@ async fn metrics(State(st): State<AppState>) -> Response {
              # TYPE pureboot_nodes_degraded gauge\n",
         );
         text.push_str(&format!("pureboot_nodes_degraded {n}\n"));
+    }
+    let within = st.services.config.boot_complete_within_secs;
+    if let Ok(n) = admin_blocking(&st, move |s| {
+        Ok(s.store.read(|tx| tx.stuck_boots(within))?.len())
+    })
+    .await
+    {
+        text.push_str(&format!(
+            "# HELP pureboot_nodes_stuck Nodes whose last boot got an answer but no boot \
+             complete within boot_complete_within_secs ({within} s).\n\
+             # TYPE pureboot_nodes_stuck gauge\npureboot_nodes_stuck {n}\n"
+        ));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -7,7 +7,7 @@ use pureboot_contract::{InstallFailedReport, InstalledReport, PiBootResponse, Re
 use serde_json::{json, Value};
 
 use super::{workflow_state, ServiceError, Services};
-use crate::domain::boot::{decide, refused, unregistered, NodeTreePlan};
+use crate::domain::boot::{decide, layer_of, refused, unregistered, NodeTreePlan};
 use crate::domain::ids::NodeRef;
 use crate::domain::node::{full_serial_of_claim, known_model, Node};
 use crate::domain::state::NodeState;
@@ -34,7 +34,12 @@ pub struct BootRequest {
 /// state machine refused (the report itself is recorded either way).
 pub type CallbackOutcome = Result<Node, ServiceError>;
 
-fn event<'a>(node: &'a Node, kind: EventKind, ip: Option<&'a str>, detail: Value) -> NewEvent<'a> {
+pub(super) fn event<'a>(
+    node: &'a Node,
+    kind: EventKind,
+    ip: Option<&'a str>,
+    detail: Value,
+) -> NewEvent<'a> {
     NewEvent {
         node_id: Some(&node.id),
         serial: node.serial.as_str(),
@@ -285,7 +290,8 @@ impl Services {
         }
         let r = &decision.response;
         if r.callback_url.is_some() {
-            tx.bind_boot(&node.id, address_key(ip), &boot_id)?;
+            let layer = plan.map(|p| layer_of(p, &boot_id)).unwrap_or_default();
+            tx.bind_boot(&node.id, address_key(ip), &boot_id, &layer)?;
             node.boot_ip = req.ip.clone();
         }
         tx.append_event(&event(
@@ -565,6 +571,8 @@ impl Services {
             // Identity (MAC, full serial) is not taken from reports: only a boot request
             // the controller accepted records it.
             tx.append_event(&event(&node, EventKind::Installed, ip, body.clone()))?;
+            let steps = serde_json::to_value(&report.steps).unwrap_or_default();
+            tx.boot_installed(&boot_id, report.elapsed_ms, &steps)?;
             record_transitions(tx, &mut node, &states, "installed callback")?;
             let repair = s.note_image_overlay(tx, &mut node, &report, ip)?;
             node.last_ip = ip.map(Into::into);
@@ -786,7 +794,7 @@ impl Services {
     /// The node a report is for and the address its boot was asked from: the boot with
     /// this id (handed out in the boot answer's callback URL; a serial or node id is no
     /// boot id) and, unless `reports_from_boot_address = false`, only from that address.
-    fn reporting_node(
+    pub(super) fn reporting_node(
         &self,
         tx: &Tx<'_>,
         boot_id: &str,

@@ -4,6 +4,7 @@
 //! registry writes are the exception: `async`, they wait for the store's group commit
 //! ([`Services::grouped`]) without holding a thread.
 
+pub mod after_boot;
 pub mod boot;
 mod images;
 pub mod limits;

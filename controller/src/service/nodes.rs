@@ -77,6 +77,8 @@ pub struct NodeDetail {
     pub events: Vec<Event>,
     /// The node's directory on the NFS export, if it has one.
     pub tree: Option<NodeInfo>,
+    /// Its post-boot steps, their last runs and its last boot's stages.
+    pub after_boot: Option<super::after_boot::NodeSteps>,
 }
 
 pub const RECENT_EVENTS: u32 = 50;
@@ -113,7 +115,13 @@ impl Services {
             Ok::<_, ServiceError>((node, events))
         })?;
         let tree = self.tree.node_info(&node.serial)?;
-        Ok(NodeDetail { node, events, tree })
+        let after_boot = Some(self.node_steps(&NodeRef::Id(node.id.clone()))?);
+        Ok(NodeDetail {
+            node,
+            events,
+            tree,
+            after_boot,
+        })
     }
 
     /// Registers a node, or adopts one that is only `discovered` (the operator's fields

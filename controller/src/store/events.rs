@@ -21,6 +21,10 @@ pureboot_contract::named_enum! {
         Admin = "admin",
         /// The node's persistent layer broke (or works again), and what was done about it.
         Degraded = "degraded",
+        /// A post-boot step ended on the node (its outcome; the output is in its run).
+        PostBootStep = "post_boot_step",
+        /// The booted node reached its target (or gave up), with the steps' outcome.
+        BootComplete = "boot_complete",
     }
 }
 

@@ -91,6 +91,49 @@ const MIGRATIONS: &[&str] = &[
     // read by each prune and by the delete trigger for every row it deletes, is an index
     // lookup instead of a scan of every mark.
     "CREATE INDEX event_prunes_by_up_to ON event_prunes(up_to);",
+    // 8: after the boot. Each pending boot keeps its stages (pi-init's report, "boot
+    // complete") and the writable layer it runs on; the post-boot steps' runs (a bounded
+    // history per node), the last success of each step (what `first_boot` goes by) and the
+    // operator's reruns (a success counts only after the run id recorded there).
+    "ALTER TABLE node_boots ADD COLUMN layer TEXT NOT NULL DEFAULT '';
+    ALTER TABLE node_boots ADD COLUMN installed_at TEXT;
+    ALTER TABLE node_boots ADD COLUMN installed_ms INTEGER;
+    ALTER TABLE node_boots ADD COLUMN pi_init_steps TEXT;
+    ALTER TABLE node_boots ADD COLUMN complete_at TEXT;
+    ALTER TABLE node_boots ADD COLUMN complete TEXT;
+    ALTER TABLE node_boots ADD COLUMN healthy INTEGER;
+    CREATE INDEX node_boots_by_node ON node_boots(node_id, at);
+    CREATE TABLE step_runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        node_id     TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        boot_id     TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        layer       TEXT NOT NULL,
+        ok          INTEGER NOT NULL,
+        summary     TEXT NOT NULL,
+        exit_code   INTEGER,
+        timed_out   INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        output      TEXT NOT NULL,
+        output_dropped INTEGER NOT NULL,
+        at          TEXT NOT NULL
+    );
+    CREATE INDEX step_runs_by_node ON step_runs(node_id, id);
+    CREATE TABLE step_done (
+        node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        name    TEXT NOT NULL,
+        digest  TEXT NOT NULL,
+        layer   TEXT NOT NULL,
+        run_id  INTEGER NOT NULL,
+        PRIMARY KEY (node_id, name)
+    );
+    CREATE TABLE step_reruns (
+        node_id  TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        name     TEXT NOT NULL,
+        after_id INTEGER NOT NULL,
+        PRIMARY KEY (node_id, name)
+    );",
 ];
 
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {

@@ -11,6 +11,7 @@
 //! each query cancelled (SQLite's progress handler) once its request's deadline has passed.
 //! Every write keeps the event log under `max_events` (see [`Store::keep_events_at_most`]).
 
+pub mod after_boot;
 pub mod events;
 pub mod group;
 mod migrations;

@@ -171,14 +171,25 @@ impl Tx<'_> {
     }
 
     /// Records `boot_id` as the node's pending boot for `ip`, replacing only the one that
-    /// address held: a boot asked from elsewhere leaves the others' ids valid.
-    pub fn bind_boot(&self, node_id: &str, ip: &str, boot_id: &str) -> Result<(), StoreError> {
+    /// address held (and its stages): a boot asked from elsewhere leaves the others' ids
+    /// valid. `layer` names the writable layer the boot runs on (`first_boot` steps go by it).
+    pub fn bind_boot(
+        &self,
+        node_id: &str,
+        ip: &str,
+        boot_id: &str,
+        layer: &str,
+    ) -> Result<(), StoreError> {
         self.tx
             .prepare_cached(&format!(
-                "INSERT INTO node_boots (boot_id, node_id, ip, at) VALUES (?1, ?2, ?3, {NOW})
-                 ON CONFLICT (node_id, ip) DO UPDATE SET boot_id = excluded.boot_id, at = excluded.at"
+                "INSERT INTO node_boots (boot_id, node_id, ip, at, layer)
+                 VALUES (?1, ?2, ?3, {NOW}, ?4)
+                 ON CONFLICT (node_id, ip) DO UPDATE SET boot_id = excluded.boot_id,
+                   at = excluded.at, layer = excluded.layer, installed_at = NULL,
+                   installed_ms = NULL, pi_init_steps = NULL, complete_at = NULL,
+                   complete = NULL, healthy = NULL"
             ))
-            .and_then(|mut st| st.execute(params![boot_id, node_id, ip]))
+            .and_then(|mut st| st.execute(params![boot_id, node_id, ip, layer]))
             .map_err(sql("record boot"))?;
         self.tx
             .prepare_cached(
@@ -367,20 +378,20 @@ mod tests {
         store
             .write(|tx| {
                 let node = tx.insert_node(&NewNode::new(Serial::parse("d83add36").unwrap()))?;
-                tx.bind_boot(&node.id, "10.0.0.2", "boot-a")?;
-                tx.bind_boot(&node.id, "10.0.0.3", "boot-b")?;
+                tx.bind_boot(&node.id, "10.0.0.2", "boot-a", "")?;
+                tx.bind_boot(&node.id, "10.0.0.3", "boot-b", "")?;
                 let (found, ip) = tx.find_boot("boot-a")?.expect("its own id");
                 assert_eq!(
                     (found.id.as_str(), ip.as_str()),
                     (node.id.as_str(), "10.0.0.2")
                 );
                 // The same address again spends its previous id, and only that one.
-                tx.bind_boot(&node.id, "10.0.0.2", "boot-c")?;
+                tx.bind_boot(&node.id, "10.0.0.2", "boot-c", "")?;
                 assert!(tx.find_boot("boot-a")?.is_none());
                 assert!(tx.find_boot("boot-b")?.is_some() && tx.find_boot("boot-c")?.is_some());
                 // Bounded per node: the oldest addresses' boots go first.
                 for i in 0..BOOTS_PER_NODE {
-                    tx.bind_boot(&node.id, &format!("10.0.1.{i}"), &format!("more-{i}"))?;
+                    tx.bind_boot(&node.id, &format!("10.0.1.{i}"), &format!("more-{i}"), "")?;
                 }
                 assert!(tx.find_boot("boot-b")?.is_none() && tx.find_boot("boot-c")?.is_none());
                 assert!(tx
