@@ -145,7 +145,7 @@ DROOT="$CACHE/debian-root"
 # diskless node's volume); the network stacks a root may bring (NetworkManager, ifupdown with
 # Debian's DHCP client), each enabled by the scenario that tests its hand-over. A root made
 # with another list is made again (the list is written into .complete).
-DEBIAN_ROOT_PACKAGES="systemd-sysv,udev,containerd,runc,network-manager,ifupdown,isc-dhcp-client,iproute2"
+DEBIAN_ROOT_PACKAGES="systemd-sysv,udev,dbus,libpam-systemd,containerd,runc,network-manager,ifupdown,isc-dhcp-client,iproute2"
 if [ "${PUREBOOT_DEBIAN_ROOT:-0}" = 1 ]; then
   if [ "$(cat "$DROOT/.complete" 2>/dev/null)" = "$DEBIAN_ROOT_PACKAGES" ]; then
     say "Debian arm64 root: $DROOT"

@@ -100,6 +100,35 @@ impl Controller {
         std::fs::write(&self.config, text).map_err(|e| e.to_string())
     }
 
+    /// Sets a top-level key of the config (`value` as TOML), replacing its line if there is
+    /// one. Before `serve`.
+    pub fn set(&self, key: &str, value: &str) -> Result<(), String> {
+        let text = std::fs::read_to_string(&self.config).map_err(|e| e.to_string())?;
+        let line = format!("{key} = {value}");
+        let prefix = format!("{key} = ");
+        let text = if text.lines().any(|l| l.starts_with(&prefix)) {
+            text.lines()
+                .map(|l| {
+                    if l.starts_with(&prefix) {
+                        line.as_str()
+                    } else {
+                        l
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n"
+        } else {
+            text.replacen("\n[nfs]\n", &format!("\n{line}\n\n[nfs]\n"), 1)
+        };
+        std::fs::write(&self.config, text).map_err(|e| e.to_string())
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub fn serve(&mut self, ns: &Netns) -> Result<(), String> {
         let mut cmd = ns.command(&self.bin);
         cmd.arg("--config")

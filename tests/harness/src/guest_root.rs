@@ -180,13 +180,14 @@ fn exclude_services_off(tar: &mut Command) {
     }
 }
 
+/// A file staged into a Debian root tarball: path inside the root, text, executable.
+pub type Staged = (&'static str, String, bool);
+
 /// The cached Debian root as the benchmark boots it, into `out`: the root as debootstrap made
 /// it (without the Debian root scenario's report unit, and without a hostname: the node layer
 /// gives one) plus the benchmark's unit and script. The cached root itself is left as it is.
 pub fn debian_usable_tarball(debian_root: &Path, out: &Path) -> Result<PathBuf, String> {
-    let stage = out.with_extension("stage");
-    let io = |e: std::io::Error| format!("staging the usable unit in {}: {e}", stage.display());
-    let files = [
+    let files = vec![
         (
             "etc/systemd/system/pureboot-usable.service",
             USABLE_UNIT.to_string(),
@@ -194,7 +195,22 @@ pub fn debian_usable_tarball(debian_root: &Path, out: &Path) -> Result<PathBuf, 
         ),
         ("usr/local/sbin/pureboot-usable", usable_script(), true),
     ];
-    for (rel, text, exec) in &files {
+    debian_tarball_with(debian_root, out, &files, &["pureboot-usable.service"])
+}
+
+/// The cached Debian root plus `files`, each unit of `wanted` (staged among `files` under
+/// etc/systemd/system) wanted by multi-user.target, into `out`; without the report unit of
+/// [`debian_tarball`], a hostname or the services off by default ([`SERVICES_OFF`]). The
+/// cached root itself is left as it is.
+pub fn debian_tarball_with(
+    debian_root: &Path,
+    out: &Path,
+    files: &[Staged],
+    wanted: &[&str],
+) -> Result<PathBuf, String> {
+    let stage = out.with_extension("stage");
+    let io = |e: std::io::Error| format!("staging in {}: {e}", stage.display());
+    for (rel, text, exec) in files {
         let path = stage.join(rel);
         std::fs::create_dir_all(path.parent().expect("a relative path")).map_err(io)?;
         if *exec {
@@ -205,9 +221,11 @@ pub fn debian_usable_tarball(debian_root: &Path, out: &Path) -> Result<PathBuf, 
     }
     let wants = stage.join("etc/systemd/system/multi-user.target.wants");
     std::fs::create_dir_all(&wants).map_err(io)?;
-    let link = wants.join("pureboot-usable.service");
-    if std::fs::symlink_metadata(&link).is_err() {
-        symlink("/etc/systemd/system/pureboot-usable.service", &link).map_err(io)?;
+    for unit in wanted {
+        let link = wants.join(unit);
+        if std::fs::symlink_metadata(&link).is_err() {
+            symlink(format!("/etc/systemd/system/{unit}"), &link).map_err(io)?;
+        }
     }
     let mut tar = Command::new("tar");
     tar.args(["--numeric-owner", "--xattrs", "--exclude=./.complete"]);
@@ -222,9 +240,13 @@ pub fn debian_usable_tarball(debian_root: &Path, out: &Path) -> Result<PathBuf, 
         .arg(".")
         // Only the files: their directories are in the root already.
         .arg("-C")
-        .arg(&stage)
-        .arg("./etc/systemd/system/multi-user.target.wants/pureboot-usable.service");
-    for (rel, _, _) in &files {
+        .arg(&stage);
+    for unit in wanted {
+        tar.arg(format!(
+            "./etc/systemd/system/multi-user.target.wants/{unit}"
+        ));
+    }
+    for (rel, _, _) in files {
         tar.arg(format!("./{rel}"));
     }
     process::run(&mut tar)?;

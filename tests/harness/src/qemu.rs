@@ -151,6 +151,11 @@ impl VirtualPi {
         self
     }
 
+    pub fn memory(mut self, mb: u32) -> Self {
+        self.memory_mb = mb;
+        self
+    }
+
     pub fn cpus(mut self, n: u32) -> Self {
         self.cpus = n.max(1);
         self
