@@ -43,10 +43,15 @@ fn add(app: &TestApp, overlay: &str) {
     );
 }
 
-/// A boot of the Pi: its answer's agent path (`/api/v1/nodes/<boot id>/agent`).
+/// A boot of the Pi up to pi-init's report: its answer and the agent's path
+/// (`/api/v1/nodes/<boot id>/agent`).
 fn boot(app: &TestApp) -> (Value, String) {
     let (status, answer) = app.boot_from(PI, &format!("serial={SERIAL}&mac={MAC}"));
     assert_eq!(status, 200, "{answer}");
+    let installed = json!({"success": true, "mode": "nfs_boot", "elapsed_ms": 1500,
+        "steps": [{"step": "network", "ms": 400}, {"step": "overlay", "ms": 900}]});
+    let (status, body) = post_from(app, PI, &common::report_path(&answer, false), &installed);
+    assert_eq!(status, 200, "{body}");
     let url = answer["agent_url"]
         .as_str()
         .expect("an agent_url")
@@ -167,6 +172,25 @@ fn steps_carry_variables_and_the_secret_and_first_boot_runs_once_per_layer() {
     let kinds = app.event_kinds(SERIAL);
     assert!(kinds.iter().any(|k| k == "post_boot_step"), "{kinds:?}");
     assert!(kinds.iter().any(|k| k == "boot_complete"), "{kinds:?}");
+    // The status page draws the last boot: pi-init's steps, the post-boot steps.
+    let page = ureq::get(&app.url("/status"))
+        .set("Authorization", &format!("Bearer {}", common::TOKEN))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    for needle in [
+        "<svg class=\"tl\"",
+        "class=\"seg-pi-init\"",
+        "class=\"seg-step-ok\"",
+        "step every: exit 0",
+        ">complete<",
+    ] {
+        assert!(
+            page.contains(needle),
+            "{needle} not in the status page:\n{page}"
+        );
+    }
     let text = app.cli(&["node", "steps", SERIAL]);
     assert!(
         text.contains("install") && text.contains("exit 0"),

@@ -121,6 +121,8 @@ mod tests {
             state: Some("<script>".into()),
             degraded: 0,
             conflicts: 0,
+            stuck: 0,
+            stuck_after_secs: 900,
         };
         let ctx = minijinja::context! { refresh => 10, ..minijinja::Value::from_serialize(&view) };
         let html = templates()

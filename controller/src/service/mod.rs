@@ -10,6 +10,7 @@ mod images;
 pub mod limits;
 pub mod nodes;
 pub mod status;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::timeline::{timeline, Timeline};
 use super::{ServiceError, Services};
 use crate::domain::node::Node;
 use crate::domain::state::NodeState;
+use crate::store::after_boot::BootRecord;
 use crate::store::events::Event;
 use crate::store::nodes::NodeFilter;
 
@@ -24,6 +26,9 @@ pub struct StatusView {
     pub state: Option<String>,
     pub degraded: usize,
     pub conflicts: usize,
+    /// Nodes whose last boot got an answer but no "boot complete" in time.
+    pub stuck: usize,
+    pub stuck_after_secs: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -32,11 +37,16 @@ pub struct NodeRow {
     pub node: Node,
     /// Newest last.
     pub events: Vec<Event>,
+    /// Its last boot, stage by stage, once pi-init reported.
+    pub timeline: Option<Timeline>,
+    /// The last stage its last boot reached, when that boot is stuck.
+    pub stuck: Option<&'static str>,
 }
 
 impl Services {
     pub fn status(&self, state: Option<NodeState>) -> Result<StatusView, ServiceError> {
-        let (all, events) = self.store.read(|tx| {
+        let within = self.config.boot_complete_within_secs;
+        let (all, events, boots, stuck) = self.store.read(|tx| {
             let all = tx.list_nodes(&NodeFilter::default())?;
             // Only the nodes shown: each an index lookup, whatever the size of the log.
             let serials: Vec<&str> = all
@@ -45,7 +55,9 @@ impl Services {
                 .map(|n| n.serial.as_str())
                 .collect();
             let events = tx.recent_events(&serials, STATUS_EVENTS)?;
-            Ok::<_, ServiceError>((all, events))
+            let boots: BTreeMap<String, BootRecord> = tx.last_boots()?.into_iter().collect();
+            let stuck: BTreeMap<String, BootRecord> = tx.stuck_boots(within)?.into_iter().collect();
+            Ok::<_, ServiceError>((all, events, boots, stuck))
         })?;
         let mut by_serial: BTreeMap<String, Vec<Event>> = BTreeMap::new();
         for e in events {
@@ -66,6 +78,8 @@ impl Services {
             .filter(|n| state.is_none_or(|s| n.state == s))
             .map(|node| NodeRow {
                 events: by_serial.remove(node.serial.as_str()).unwrap_or_default(),
+                timeline: boots.get(&node.id).and_then(timeline),
+                stuck: stuck.get(&node.id).map(BootRecord::stage),
                 node,
             })
             .collect();
@@ -76,6 +90,8 @@ impl Services {
             state: state.map(|s| s.as_str().to_string()),
             degraded,
             conflicts,
+            stuck: stuck.len(),
+            stuck_after_secs: within,
         })
     }
 }

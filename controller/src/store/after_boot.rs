@@ -32,6 +32,8 @@ pub struct BootRecord {
     pub complete_at: Option<String>,
     /// From the answer to the complete report, ms.
     pub answer_to_complete_ms: Option<u64>,
+    /// From the answer to pi-init's report, ms.
+    pub answer_to_installed_ms: Option<u64>,
     pub complete: Option<BootComplete>,
     pub healthy: Option<bool>,
 }
@@ -78,7 +80,8 @@ pub struct StepDone {
 
 const BOOT_COLUMNS: &str = "boot_id, ip, at, layer, installed_at, installed_ms, pi_init_steps,
     complete_at, CAST((julianday(complete_at) - julianday(at)) * 86400000 AS INTEGER),
-    complete, healthy";
+    complete, healthy,
+    CAST((julianday(installed_at) - julianday(at)) * 86400000 AS INTEGER)";
 
 fn boot_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BootRecord> {
     boot_at(r, 0)
@@ -102,6 +105,7 @@ fn boot_at(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<BootRecord> {
         answer_to_complete_ms: ms(8)?,
         complete: json(9)?.and_then(|t| serde_json::from_str(&t).ok()),
         healthy: r.get::<_, Option<bool>>(o + 10)?,
+        answer_to_installed_ms: ms(11)?,
     })
 }
 
@@ -130,22 +134,39 @@ impl Tx<'_> {
     /// Each node's newest boot whose answer is older than `secs` and that never reported
     /// complete: `(node id, boot)`.
     pub fn stuck_boots(&self, secs: u64) -> Result<Vec<(String, BootRecord)>, StoreError> {
+        self.newest_boots(
+            "complete_at IS NULL AND julianday(at) < julianday('now') - ?1 / 86400.0",
+            secs as i64,
+        )
+    }
+
+    /// Each node's newest boot: `(node id, boot)`.
+    pub fn last_boots(&self) -> Result<Vec<(String, BootRecord)>, StoreError> {
+        self.newest_boots("?1 = ?1", 0)
+    }
+
+    /// Each node's newest boot where `filter` (over the boot's columns, `?1` = `arg`) holds.
+    fn newest_boots(
+        &self,
+        filter: &'static str,
+        arg: i64,
+    ) -> Result<Vec<(String, BootRecord)>, StoreError> {
         let mut st = self
             .tx
             .prepare_cached(&format!(
                 "SELECT node_id, {BOOT_COLUMNS} FROM node_boots b
-                 WHERE complete_at IS NULL
-                   AND julianday(at) < julianday('now') - ?1 / 86400.0
+                 WHERE {filter}
                    AND NOT EXISTS (SELECT 1 FROM node_boots n WHERE n.node_id = b.node_id
                                    AND (n.at > b.at OR (n.at = b.at AND n.rowid > b.rowid)))
                  ORDER BY at"
             ))
-            .map_err(sql("read stuck boots"))?;
+            .map_err(sql("read the newest boots"))?;
         let rows = st
             // The boot's columns follow the node id.
-            .query_map([secs as i64], |r| Ok((r.get(0)?, boot_at(r, 1)?)))
-            .map_err(sql("read stuck boots"))?;
-        rows.map(|r| r.map_err(sql("read stuck boots"))).collect()
+            .query_map([arg], |r| Ok((r.get(0)?, boot_at(r, 1)?)))
+            .map_err(sql("read the newest boots"))?;
+        rows.map(|r| r.map_err(sql("read the newest boots")))
+            .collect()
     }
 
     /// pi-init's report of this boot.
