@@ -56,6 +56,7 @@ impl System for FakeSystem {
             name: step.name.clone(),
             digest: step.digest.clone(),
             exit_code: Some(if step.name.starts_with("ok") { 0 } else { 1 }),
+            output: "ran\n".into(),
             duration_ms: 5,
             ..Default::default()
         }
@@ -126,6 +127,14 @@ fn steps_run_in_order_each_reported_then_boot_complete() {
     assert_eq!(c["uptime_ms"], 12000);
     assert_eq!(c["failed_units"][0], "foo.service");
     assert_eq!(c["steps"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        posts[0].1["output"], "ran\n",
+        "each step's report has its output"
+    );
+    assert_eq!(
+        c["steps"][0]["output"], "",
+        "the complete report does not repeat it"
+    );
 }
 
 #[test]
