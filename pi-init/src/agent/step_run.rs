@@ -1,118 +1,168 @@
 //! One post-boot step: `/bin/sh -c <script>` in a process group of its own, with the plan's
 //! environment, its standard output and error on one pipe that is copied to the agent's own
 //! output (the journal and the console) and kept as a bounded tail, and killed with the
-//! whole group at its timeout.
+//! whole group at its timeout. The same runner reads `systemctl`'s answers.
+//!
+//! One thread: the pipe is polled while the child is waited for, so nothing here needs
+//! `std::process` or a reader thread (PID 1's binary carries this code).
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 use pureboot_contract::after_boot::{PlannedStep, StepOutcome, Tail};
 
-/// How long the output is still read after the step's group was killed or ended: a child
-/// that left the group and kept the pipe open must not hold the agent.
-const DRAIN: Duration = Duration::from_secs(2);
-const POLL: Duration = Duration::from_millis(50);
+use crate::sys::linux::spawn::{spawn_in_group, Program};
 
-/// Runs `step` with `shell`, its output copied to ours when `echo`; never panics, every way
-/// it can end is an outcome.
-pub fn run(shell: &str, step: &PlannedStep, echo: bool) -> StepOutcome {
-    let start = Instant::now();
-    let mut outcome = StepOutcome {
-        name: step.name.clone(),
-        digest: step.digest.clone(),
-        ..Default::default()
-    };
-    let (reader, writer) = match nix::unistd::pipe() {
-        Ok(p) => p,
-        Err(e) => {
-            outcome.error = Some(format!("pipe: {e}"));
-            return outcome;
-        }
-    };
-    let spawned = writer.try_clone().and_then(|w2: OwnedFd| {
-        Command::new(shell)
-            .arg("-c")
-            .arg(&step.script)
-            .envs(&step.env)
-            .env("PUREBOOT_STEP", &step.name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(writer))
-            .stderr(Stdio::from(w2))
-            .process_group(0)
-            .spawn()
-    });
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            outcome.error = Some(format!("{shell}: {e}"));
-            return outcome;
-        }
-    };
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut pipe = std::fs::File::from(reader);
-        let mut tail = Tail::default();
-        let mut buf = [0u8; 8192];
-        let mut out = std::io::stdout();
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            if echo {
-                let _ = out.write_all(&buf[..n]);
-            }
-            tail.push(&buf[..n]);
-        }
-        let _ = out.flush();
-        let _ = done_tx.send(tail);
-    });
-    let deadline = start + Duration::from_secs(u64::from(step.timeout_secs));
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                outcome.timed_out = true;
-                kill_group(child.id());
-                break child.wait().ok();
-            }
-            Ok(None) => std::thread::sleep(POLL),
-            Err(e) => {
-                outcome.error = Some(format!("waiting for {shell}: {e}"));
-                kill_group(child.id());
-                break child.wait().ok();
-            }
-        }
-    };
-    // The step's group is gone (ended or killed): what is left of its output comes at once,
-    // unless a descendant of its own session still holds the pipe.
-    if status.is_some() && !outcome.timed_out {
-        kill_group(child.id());
-    }
-    if let Some(status) = status {
-        outcome.exit_code = status.code();
-        outcome.signal = status.signal();
-    }
-    outcome.duration_ms = start.elapsed().as_millis() as u64;
-    if let Ok(tail) = done_rx.recv_timeout(DRAIN) {
-        let (text, dropped) = tail.finish();
-        outcome.output = text;
-        outcome.output_dropped = dropped;
-    } else {
-        outcome.output = "(output still held open by a process the step left behind)".into();
-    }
-    outcome
+/// How long the output is still read after the step's group ended: a child that left the
+/// group and kept the pipe open must not hold the agent.
+const DRAIN: Duration = Duration::from_secs(2);
+const POLL_MS: u8 = 50;
+
+/// How a program ended, and what it wrote.
+#[derive(Debug, Default)]
+pub struct Executed {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    /// It could not be started (or waited for): why.
+    pub error: Option<String>,
+    pub output: Tail,
+    /// The pipe was still held open by something it left behind when the agent stopped
+    /// reading.
+    pub held_open: bool,
 }
 
-/// SIGKILL to the step's whole process group (its pid is the group's id).
-fn kill_group(pid: u32) {
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+/// Runs `argv` (its environment: ours, then `env`), killing its group after `timeout`; its
+/// output copied to ours when `echo`.
+pub fn execute(argv: &[&str], env: &[(String, String)], timeout: Duration, echo: bool) -> Executed {
+    let mut done = Executed::default();
+    let program = match program(argv, env) {
+        Ok(p) => p,
+        Err(e) => {
+            done.error = Some(e);
+            return done;
+        }
+    };
+    let (reader, writer) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            done.error = Some(format!("pipe: {e}"));
+            return done;
+        }
+    };
+    let pid = match spawn_in_group(&program, &writer) {
+        Ok(pid) => pid,
+        Err(e) => {
+            done.error = Some(format!("{}: {e}", argv[0]));
+            return done;
+        }
+    };
+    drop(writer);
+    let deadline = Instant::now() + timeout;
+    let mut pipe = std::fs::File::from(reader);
+    let mut eof = false;
+    let mut ended: Option<Instant> = None;
+    let mut buf = [0u8; 8192];
+    let mut out = std::io::stdout();
+    loop {
+        if !eof {
+            let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut fds, PollTimeout::from(POLL_MS)).unwrap_or(0) > 0 {
+                match pipe.read(&mut buf) {
+                    Ok(0) | Err(_) => eof = true,
+                    Ok(n) => {
+                        if echo {
+                            let _ = out.write_all(&buf[..n]);
+                        }
+                        done.output.push(&buf[..n]);
+                    }
+                }
+            }
+        } else if ended.is_none() {
+            std::thread::sleep(Duration::from_millis(POLL_MS.into()));
+        }
+        if ended.is_none() {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => {
+                    done.exit_code = Some(code);
+                    ended = Some(Instant::now());
+                }
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    done.signal = Some(sig as i32);
+                    ended = Some(Instant::now());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    done.error = Some(format!("waiting for {}: {e}", argv[0]));
+                    ended = Some(Instant::now());
+                }
+            }
+            if ended.is_none() && Instant::now() >= deadline {
+                done.timed_out = true;
+                kill_group(pid);
+            }
+            if ended.is_some() {
+                // What it left in its group goes with it.
+                kill_group(pid);
+            }
+        }
+        match ended {
+            Some(_) if eof => break,
+            Some(at) if at.elapsed() >= DRAIN => {
+                done.held_open = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let _ = out.flush();
+    done
+}
+
+/// The program with our environment under the step's own (a step's name wins).
+fn program(argv: &[&str], env: &[(String, String)]) -> Result<Program, String> {
+    let path = argv.first().ok_or("nothing to run")?;
+    std::fs::metadata(Path::new(path)).map_err(|e| format!("{path}: {e}"))?;
+    let ours = std::env::vars().filter(|(k, _)| !env.iter().any(|(n, _)| n == k));
+    let all = ours
+        .chain(env.iter().cloned())
+        .map(|(k, v)| format!("{k}={v}"));
+    Program::new(argv.iter().copied(), all).map_err(|e| format!("{path}: {e}"))
+}
+
+fn kill_group(pid: Pid) {
+    let _ = killpg(pid, Signal::SIGKILL);
+}
+
+/// Runs `step` with `shell`; never panics, every way it can end is an outcome.
+pub fn run(shell: &str, step: &PlannedStep, echo: bool) -> StepOutcome {
+    let start = Instant::now();
+    let mut env: Vec<(String, String)> = step.env.clone().into_iter().collect();
+    env.push(("PUREBOOT_STEP".into(), step.name.clone()));
+    let timeout = Duration::from_secs(step.timeout_secs.into());
+    let done = execute(&[shell, "-c", &step.script], &env, timeout, echo);
+    let (mut output, output_dropped) = done.output.finish();
+    if done.held_open {
+        output.push_str("\n(output still held open by a process the step left behind)\n");
+    }
+    StepOutcome {
+        name: step.name.clone(),
+        digest: step.digest.clone(),
+        exit_code: done.exit_code,
+        signal: done.signal,
+        timed_out: done.timed_out,
+        error: done.error,
+        duration_ms: start.elapsed().as_millis() as u64,
+        output,
+        output_dropped,
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +208,27 @@ mod tests {
         // The background sleep was in the group: the pipe closed, no drain wait.
         assert!(
             start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_child_that_leaves_the_group_does_not_hold_the_agent() {
+        if std::fs::metadata("/usr/bin/setsid").is_err() {
+            println!("SKIP: no /usr/bin/setsid (util-linux) to leave the group with");
+            return;
+        }
+        let start = Instant::now();
+        // setsid -f: a session of its own before the step ends (else the kill takes it too).
+        let o = run_quiet(&step("/usr/bin/setsid -f sleep 30; sleep 0.5; echo hi", 10));
+        assert_eq!(o.exit_code, Some(0), "{o:?}");
+        assert!(
+            o.output.starts_with("hi\n") && o.output.contains("held open"),
+            "{o:?}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
             "{:?}",
             start.elapsed()
         );

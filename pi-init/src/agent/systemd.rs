@@ -2,52 +2,62 @@
 //! only runs as a systemd unit): whether start-up finished, when the target became active,
 //! and which units failed. The parsing is pure and tested here; the calls are thin.
 
-use std::process::Command;
+use std::time::Duration;
 
-/// `systemctl is-system-running --wait`: blocks until start-up is over, then systemd's word
-/// for the system (`running`, `degraded`, `maintenance`, ...; empty if it said nothing).
+/// `systemctl is-system-running --wait`: blocks until start-up is over (at most half an
+/// hour), then systemd's word for the system (`running`, `degraded`, ...; empty if none).
 pub fn wait_until_started() -> String {
-    systemctl(&["is-system-running", "--wait"])
+    systemctl(&["is-system-running", "--wait"], Duration::from_secs(1800))
         .trim()
         .to_string()
 }
 
 /// Whether `target` is active now.
 pub fn is_active(target: &str) -> bool {
-    systemctl(&["is-active", target]).trim() == "active"
+    systemctl(&["is-active", target], QUICK).trim() == "active"
 }
 
 /// Milliseconds from the kernel's start to `target`'s activation.
 pub fn activated_ms(target: &str) -> Option<u64> {
-    parse_monotonic_us(&systemctl(&[
-        "show",
-        "--value",
-        "-p",
-        "ActiveEnterTimestampMonotonic",
-        target,
-    ]))
+    parse_monotonic_us(&systemctl(
+        &[
+            "show",
+            "--value",
+            "-p",
+            "ActiveEnterTimestampMonotonic",
+            target,
+        ],
+        QUICK,
+    ))
     .map(|us| us / 1000)
 }
 
 /// The failed units' names.
 pub fn failed_units() -> Vec<String> {
-    parse_unit_list(&systemctl(&[
-        "list-units",
-        "--state=failed",
-        "--plain",
-        "--no-legend",
-        "--no-pager",
-    ]))
+    parse_unit_list(&systemctl(
+        &[
+            "list-units",
+            "--state=failed",
+            "--plain",
+            "--no-legend",
+            "--no-pager",
+        ],
+        QUICK,
+    ))
 }
 
-fn systemctl(args: &[&str]) -> String {
-    match Command::new("systemctl").args(args).output() {
-        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
-        Err(e) => {
-            log::warn!("systemctl {}: {e}", args.join(" "));
-            String::new()
-        }
+const SYSTEMCTL: &str = "/bin/systemctl";
+const QUICK: Duration = Duration::from_secs(30);
+
+fn systemctl(args: &[&str], timeout: Duration) -> String {
+    let argv: Vec<&str> = std::iter::once(SYSTEMCTL)
+        .chain(args.iter().copied())
+        .collect();
+    let done = super::step_run::execute(&argv, &[], timeout, false);
+    if let Some(e) = &done.error {
+        log::warn!("systemctl {}: {e}", args.join(" "));
     }
+    done.output.finish().0
 }
 
 /// A µs count; systemd says 0 for "never".

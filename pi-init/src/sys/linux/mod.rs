@@ -1,11 +1,12 @@
 //! The real kernel behind [`Sys`]: each call one nix (or std) call, but for the loop device
 //! attach (`loopdev.rs`) and the initramfs deletion ([`delete_tree`]), which take several.
-//! The `unsafe` the kernel interfaces need is in `ioctl.rs` (every ioctl) and `socket.rs`
-//! (the raw packet socket DHCP uses) only.
+//! The `unsafe` the kernel interfaces need is in `ioctl.rs` (every ioctl), `socket.rs`
+//! (the raw packet socket DHCP uses) and `spawn.rs` (the post-boot agent's fork) only.
 
 pub mod ioctl;
 pub mod loopdev;
 pub mod socket;
+pub mod spawn;
 
 use super::{io_errno, parse_mountinfo, LoopDevice, MountArgs, MountPoint, Sys};
 use nix::errno::Errno;
