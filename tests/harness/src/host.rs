@@ -49,6 +49,10 @@ pub const HOST_FILES: &[HostFile] = &[
     f("zstd", "zstd"),
     f("xz", "xz-utils"),
     f("truncate", "coreutils"),
+    // The container scenario's OCI archive (tests/harness/src/oci.rs): blob digests.
+    f("sha256sum", "coreutils"),
+    // pi-init's agent test of a step that leaves its session (setsid -f).
+    f("setsid", "util-linux"),
     f("qemu-aarch64-static", "qemu-user-static"),
     f("debootstrap", "debootstrap"),
     f("dpkg-deb", "dpkg"),

@@ -20,6 +20,7 @@ pub mod lab;
 pub mod netns;
 pub mod nfs_server;
 pub mod nfs_stats;
+pub mod oci;
 pub mod process;
 pub mod qemu;
 pub mod skip;
