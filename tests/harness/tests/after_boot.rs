@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use pureboot_harness::controller::NodeSpec;
+use pureboot_harness::env::TestEnv;
 use pureboot_harness::guest_root::{self, Staged};
 use pureboot_harness::lab::{Lab, LabOptions};
 use pureboot_harness::{pi_init_env, require, serial};
@@ -118,11 +119,17 @@ fn files_holding(root: &Path, needle: &[u8]) -> Vec<String> {
     found
 }
 
-#[test]
-fn a_debian_node_runs_its_steps_keeps_its_secret_and_reports_boot_complete() {
-    let name = "after-boot";
-    let env = pi_init_env!(name);
-    let debian = require!(name, env.debian_root());
+/// A lab serving `workflow` (file `<id>.yaml`) with the secret in its secrets file, the
+/// Debian root (plus `files`, and the e2e unit) imported as `debian`, and node `s` on the
+/// workflow `id`.
+fn day2_lab(
+    name: &str,
+    env: &'static TestEnv,
+    debian: &Path,
+    (id, workflow): (&str, &str),
+    files: &[Staged],
+    s: &str,
+) -> Lab {
     let mut lab = Lab::start(
         name,
         env,
@@ -135,7 +142,7 @@ fn a_debian_node_runs_its_steps_keeps_its_secret_and_reports_boot_complete() {
     .unwrap();
     let workflows = lab.dir.join("workflows");
     std::fs::create_dir_all(&workflows).unwrap();
-    std::fs::write(workflows.join("day2.yaml"), WORKFLOW).unwrap();
+    std::fs::write(workflows.join(format!("{id}.yaml")), workflow).unwrap();
     let secrets = lab.dir.join("secrets.toml");
     std::fs::write(&secrets, format!("token = \"{SECRET}\"\n")).unwrap();
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -151,32 +158,41 @@ fn a_debian_node_runs_its_steps_keeps_its_secret_and_reports_boot_complete() {
         .expect("a controller")
         .serve(&lab.ns)
         .unwrap();
-
+    let mut staged: Vec<Staged> = vec![
+        (
+            "etc/systemd/system/pureboot-e2e.service",
+            E2E_UNIT.to_string(),
+            false,
+        ),
+        ("usr/local/sbin/pureboot-e2e", E2E_SCRIPT.to_string(), true),
+    ];
+    staged.extend(files.iter().cloned());
     let tarball = guest_root::debian_tarball_with(
         &debian,
         &lab.dir.join("debian-day2.tar"),
-        &[
-            (
-                "etc/systemd/system/pureboot-e2e.service",
-                E2E_UNIT.to_string(),
-                false,
-            ),
-            ("usr/local/sbin/pureboot-e2e", E2E_SCRIPT.to_string(), true),
-        ] as &[Staged],
+        &staged,
         &["pureboot-e2e.service"],
     )
     .unwrap();
     lab.controller().import_image(&tarball, "debian").unwrap();
-    let s = serial(24);
     lab.add_node(
-        &s,
+        s,
         NodeSpec {
-            workflow: "day2".into(),
+            workflow: id.into(),
             ..Default::default()
         },
     )
     .unwrap();
+    lab
+}
 
+#[test]
+fn a_debian_node_runs_its_steps_keeps_its_secret_and_reports_boot_complete() {
+    let name = "after-boot";
+    let env = pi_init_env!(name);
+    let debian = require!(name, env.debian_root());
+    let s = serial(24);
+    let lab = day2_lab(name, env, &debian, ("day2", WORKFLOW), &[], &s);
     let mut consoles = Vec::new();
     for boot in 1..=2 {
         let run = lab
@@ -265,4 +281,125 @@ fn a_debian_node_runs_its_steps_keeps_its_secret_and_reports_boot_complete() {
     assert!(holding.is_empty(), "the secret is in {holding:?}");
     assert!(!lab.controller().log_text().contains(SECRET));
     assert!(consoles.iter().all(|c| !c.contains(SECRET)));
+}
+
+/// containerd's state on a volume (ext4, loop-mounted by pi-init outside the overlay), a
+/// locally built image imported and run by a post-boot step at every boot.
+const CONTAINER_WORKFLOW: &str = r#"id: ctr
+name: A container on a diskless node
+install_method: nfs
+base_image: debian
+volumes:
+  - path: /var/lib/containerd
+    size_mb: 512
+post_boot:
+  - name: volume
+    run: every_boot
+    script: |
+      echo "E2E-VOLUME fstype=$(findmnt -no FSTYPE /var/lib/containerd)"
+      if [ -e /var/lib/containerd/e2e-mark ]; then
+        echo "E2E-VOLUME mark=$(cat /var/lib/containerd/e2e-mark)"
+      else
+        echo boot1 > /var/lib/containerd/e2e-mark; sync; echo "E2E-VOLUME mark=new"
+      fi
+      mkdir -p /var/tmp/ov/l /var/tmp/ov/u /var/tmp/ov/w /var/tmp/ov/m
+      mkdir -p /var/lib/containerd/ov/u /var/lib/containerd/ov/w /var/lib/containerd/ov/m
+      if mount -t overlay e2e -o lowerdir=/var/tmp/ov/l,upperdir=/var/lib/containerd/ov/u,workdir=/var/lib/containerd/ov/w /var/lib/containerd/ov/m; then
+        echo "E2E-OVERLAY volume=ok"; umount /var/lib/containerd/ov/m
+      else
+        echo "E2E-OVERLAY volume=refused"
+      fi
+      if mount -t overlay e2e -o lowerdir=/var/tmp/ov/l,upperdir=/var/tmp/ov/u,workdir=/var/tmp/ov/w /var/tmp/ov/m; then
+        echo "E2E-OVERLAY root=ok"; umount /var/tmp/ov/m
+      else
+        echo "E2E-OVERLAY root=refused"
+      fi
+  - name: container
+    run: every_boot
+    timeout_secs: 300
+    script: |
+      set -e
+      systemctl start containerd
+      ctr image import /usr/local/share/e2e/busybox-oci.tar
+      ctr run --rm docker.io/library/e2e-busybox:latest e2e /bin/echo E2E-CONTAINER says hello
+"#;
+
+#[test]
+fn a_container_runs_on_a_diskless_node_with_its_state_on_a_volume() {
+    let name = "container";
+    let env = pi_init_env!(name);
+    let debian = require!(name, env.debian_root());
+    let s = serial(25);
+    let work = std::env::temp_dir().join(format!("pureboot-oci-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let archive = pureboot_harness::oci::busybox_archive(&env.busybox, &work).unwrap();
+    // The archive goes into the base image as a file: text staging would mangle it, so it is
+    // copied beside the staged files through a path the tarball takes as is.
+    let lab = day2_lab(name, env, &debian, ("ctr", CONTAINER_WORKFLOW), &[], &s);
+    let share = lab.dir.join("debian-day2.stage/usr/local/share/e2e");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::copy(&archive, share.join("busybox-oci.tar")).unwrap();
+    let _ = std::fs::remove_dir_all(&work);
+    let tarball = lab.dir.join("debian-day2.tar");
+    pureboot_harness::process::run(
+        std::process::Command::new("tar")
+            .arg("-rf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(lab.dir.join("debian-day2.stage"))
+            .args(["./usr/local/share/e2e", "./usr/local/share/e2e/busybox-oci.tar"]),
+    )
+    .unwrap();
+    lab.controller().import_image(&tarball, "debian2").unwrap();
+    lab.controller()
+        .cli(&["node", "set", &s, "--base-image", "debian2"])
+        .unwrap();
+
+    let mut consoles = Vec::new();
+    for boot in 1..=2 {
+        let pi = lab
+            .pi(&s)
+            .unwrap()
+            .memory(1024)
+            .timeout(Duration::from_secs(480));
+        let run = lab.boot(&pi, &format!("boot{boot}")).unwrap();
+        let report = lab.expect_report(&run);
+        lab.check(report.get("agent") == "success", "the agent ended well", &run);
+        println!(
+            "{name}: boot {boot} powered off after {:.1} s",
+            run.elapsed.as_secs_f64()
+        );
+        let c = &run.console;
+        lab.check(
+            c.contains("E2E-VOLUME fstype=ext4"),
+            "the volume is ext4 at its path",
+            &run,
+        );
+        let mark = if boot == 1 { "mark=new" } else { "mark=boot1" };
+        lab.check(
+            c.contains(&format!("E2E-VOLUME {mark}")),
+            "what boot 1 wrote on the volume is read at boot 2",
+            &run,
+        );
+        lab.check(
+            c.contains("E2E-OVERLAY volume=ok") && c.contains("E2E-OVERLAY root=refused"),
+            "an overlayfs upper inside the volume mounts, one on the root is refused",
+            &run,
+        );
+        lab.check(
+            c.contains("E2E-CONTAINER says hello"),
+            "the container's output reached the console",
+            &run,
+        );
+        let st = steps(&lab, &s);
+        lab.check(
+            st["last_boot"]["healthy"] == true,
+            &format!("boot {boot}: every step ok, boot complete: {}", st["last_boot"]),
+            &run,
+        );
+        consoles.push(run.console.clone());
+    }
+    let st = steps(&lab, &s);
+    assert_eq!(runs(&st, "container").len(), 2, "{st}");
+    assert!(runs(&st, "container").iter().all(|r| r.1 == "exit 0"));
 }
