@@ -184,6 +184,20 @@ impl TestEnv {
         }
     }
 
+    /// The real Raspberry Pi firmware (bootcode.bin, start*.elf, fixup*.dat) from Debian's
+    /// raspi-firmware package, unpacked by tests/setup.sh.
+    pub fn raspi_firmware(&self) -> Result<PathBuf, String> {
+        let dir = self.cache.join("raspi-firmware");
+        if dir.join("start.elf").is_file() && dir.join("bootcode.bin").is_file() {
+            Ok(dir)
+        } else {
+            Err(format!(
+                "no raspi-firmware in {}: run `sudo tests/setup.sh`",
+                dir.display()
+            ))
+        }
+    }
+
     /// The cached Debian arm64 root (`debian_root_boots_to_systemd`, the benchmarks).
     pub fn debian_root(&self) -> Result<PathBuf, String> {
         let root = self.cache.join("debian-root");

@@ -45,6 +45,11 @@ pub const HOST_FILES: &[HostFile] = &[
     f("mkfs.ext4", "e2fsprogs"),
     f("debugfs", "e2fsprogs"),
     f("tar", "tar"),
+    // The test disk image, laid out as Raspberry Pi OS is (virtual_pi's disk image scenario).
+    f("sfdisk", "fdisk"),
+    f("mkfs.vfat", "dosfstools"),
+    f("mcopy", "mtools"),
+    f("mmd", "mtools"),
     f("gzip", "gzip"),
     f("zstd", "zstd"),
     f("xz", "xz-utils"),
