@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A disk image laid out as Raspberry Pi OS's: an MBR (disk id $DISK_ID), partition 1 FAT32
 # "bootfs" from BOOT_DIR at 4 MiB, partition 2 ext4 "rootfs" from ROOT_DIR right after it.
-# Built without mounting anything: sfdisk on the file, mkfs.vfat --offset and mcopy for the
-# FAT, mkfs.ext4 -d into a file of its own, copied into place.
+# Built without mounting anything: sfdisk on the file; mkfs.vfat and mcopy, mkfs.ext4 -d, each
+# into a file of its own, copied into place.
 #
 #   tests/disk-image.sh ROOT_DIR BOOT_DIR OUT.img
 #
@@ -32,15 +32,19 @@ start=$start, size=$boot_sectors, type=c
 start=$root_start, size=$root_sectors, type=${ROOT_TYPE:-83}
 TABLE
 
-# mkfs.vfat: --offset in sectors, the size in KiB.
+# The FAT in a file of its own, exactly the partition's size (mkfs.vfat sizes its clusters
+# from the file: on the whole image it would choose too few for FAT32), copied into place.
+fat="$out.bootfs"
 log="$out.log"
-mkfs.vfat -F 32 -n bootfs --offset "$start" "$out" $(( boot_sectors / 2 )) >"$log" 2>&1 \
-  || { cat "$log" >&2; exit 1; }
+rm -f "$fat"
+truncate -s "${boot_mb}M" "$fat"
+mkfs.vfat -F 32 -n bootfs "$fat" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
 export MTOOLS_SKIP_CHECK=1
-fat="$out@@$(( start * 512 ))"
 if [ -n "$(ls -A "$boot")" ]; then
   mcopy -s -p -m -i "$fat" "$boot"/* ::/
 fi
+dd if="$fat" of="$out" bs=1M seek=$(( start * 512 )) oflag=seek_bytes conv=notrunc,sparse status=none
+rm -f "$fat"
 
 ext4="$out.rootfs"
 rm -f "$ext4"

@@ -28,7 +28,7 @@ die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
 PACKAGES=(
   qemu-system-arm nfs-ganesha nfs-ganesha-vfs rpcbind e2fsprogs kmod cpio busybox-static
   qemu-user-static binfmt-support debootstrap dnsmasq iproute2 curl zstd xz-utils
-  util-linux mount coreutils tar gzip dpkg sqlite3 ca-certificates build-essential pkg-config
+  util-linux mount coreutils tar gzip dpkg sed grep findutils sqlite3 ca-certificates build-essential pkg-config
   chromium fonts-dejavu-core
   device-tree-compiler
   # The test disk image (a Raspberry Pi OS layout): sfdisk, mkfs.vfat, mcopy

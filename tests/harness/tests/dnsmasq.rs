@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pureboot_harness::env::TestEnv;
+use pureboot_harness::env::{TestEnv, RASPI_FIRMWARE_FILES};
 use pureboot_harness::netns::Netns;
 use pureboot_harness::process::{self, Daemon};
 use pureboot_harness::workdir::WorkDir;
@@ -18,20 +18,11 @@ use pureboot_harness::{dhcp, require};
 
 const SERVER: &str = "10.99.0.1";
 
-/// The GPU firmware, the real files of Debian's raspi-firmware.
-const REAL_FIRMWARE: [&str; 5] = [
-    "bootcode.bin",
-    "start.elf",
-    "fixup.dat",
-    "start4.elf",
-    "fixup4.dat",
-];
-
 /// A firmware folder shaped like the Raspberry Pi firmware's boot/: the real GPU firmware
 /// from `real` (raspi-firmware), device trees and an overlay as labelled stand-ins.
 fn firmware(dir: &Path, real: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    for name in REAL_FIRMWARE {
+    for name in RASPI_FIRMWARE_FILES {
         std::fs::copy(real.join(name), dir.join(name)).unwrap();
     }
     for name in [
