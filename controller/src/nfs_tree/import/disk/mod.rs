@@ -79,8 +79,15 @@ pub(super) fn import(
     // The image is larger than the files in it (free space, the boot partition): twice
     // the file limit, and its zeros cost no disk.
     let limit = options.max_bytes.saturating_mul(2);
-    let len =
-        spool::spool(decoded, &mut file, limit, &mut || sink.input_progress()).map_err(archive)?;
+    let len = spool::spool(decoded, &mut file, limit, &mut || sink.input_progress()).map_err(
+        |e| match e.kind() {
+            std::io::ErrorKind::FileTooLarge => archive(e),
+            kind => archive(std::io::Error::new(
+                kind,
+                format!("reading the disk image: {e} (a truncated or damaged download?)"),
+            )),
+        },
+    )?;
     let file = Arc::new(file);
     let (kind, parts) = partitions::read_table(len, &mut |at, buf| file.read_exact_at(buf, at))
         .map_err(|reason| unsupported(label, reason))?;

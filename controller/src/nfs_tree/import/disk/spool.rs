@@ -52,10 +52,13 @@ pub(crate) fn spool(
         }
         len += n as u64;
         if len > limit {
-            return Err(io::Error::other(format!(
-                "the disk image is larger than the import limit of {limit} bytes (raise it \
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "the disk image is larger than the import limit of {limit} bytes (raise it \
                  with `image import --max-size` or [nfs] import_max_size_mb)"
-            )));
+                ),
+            ));
         }
         for block in buf[..n].chunks(HOLE_BLOCK) {
             if block.iter().all(|&b| b == 0) {

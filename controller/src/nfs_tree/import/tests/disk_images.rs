@@ -189,7 +189,11 @@ fn bad_disk_images_are_refused_and_leave_nothing() {
     // A truncated download: the compressed stream cut in half, and the raw image cut inside
     // its root partition.
     let xz = compress(ArchiveFormat::ImgXz, &raw);
-    fx.assert_disk_refused(&xz[..xz.len() / 2], "cut-xz", "archive");
+    fx.assert_disk_refused(
+        &xz[..xz.len() / 2],
+        "cut-xz",
+        "truncated or damaged download",
+    );
     fx.assert_disk_refused(
         &raw[..raw.len() - (1 << 20)],
         "cut-raw",
