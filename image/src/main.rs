@@ -537,7 +537,14 @@ fn write_folder(
     for note in &plan.notes {
         eprintln!("note: {note}");
     }
-    for (path, how) in tftp::apply(&args.output, &plan.files)? {
+    // A node's folder is swapped in whole; the discovery folder is the TFTP root itself.
+    let written = match &spec.target {
+        Target::Node(serial) => {
+            tftp::apply_folder(&args.output, Path::new(&serial.to_string()), &plan.files)?
+        }
+        Target::Discovery => tftp::apply(&args.output, &plan.files)?,
+    };
+    for (path, how) in written {
         println!("{:?}\t{}", how, args.output.join(path).display());
     }
     Ok(())

@@ -6,6 +6,9 @@
 pub mod from_image;
 pub mod model;
 mod render;
+mod swap;
+
+pub use swap::apply_folder;
 
 use std::collections::BTreeMap;
 use std::fs;
