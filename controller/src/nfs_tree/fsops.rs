@@ -95,6 +95,11 @@ pub(crate) fn anonymous_file_in(dir: BorrowedFd) -> io::Result<Option<File>> {
     }
 }
 
+/// Opens an existing file for reading, never through a symlink.
+pub(crate) fn open_read_at(dir: BorrowedFd, name: &CStr) -> io::Result<File> {
+    open_file_at(dir, name, OFlags::RDONLY)
+}
+
 /// Opens a read-write file, creating it (never an existing one, never through a symlink).
 pub(crate) fn create_rw_file_at(dir: BorrowedFd, name: &CStr) -> io::Result<File> {
     open_file_at(dir, name, OFlags::RDWR | OFlags::CREATE | OFlags::EXCL)

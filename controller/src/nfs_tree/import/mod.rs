@@ -281,7 +281,7 @@ fn extract_stream(
                 extract_members(sink, chunks, label)
             })?
         }
-        Content::Disk => disk::import(sink, spool_dir, &mut decoded, label, options)?,
+        Content::Disk => disk::import(sink, target, spool_dir, &mut decoded, label, options)?,
     };
     let format = ArchiveFormat::of(compression, content);
     Ok((format, stats, count.load(Ordering::Relaxed)))

@@ -12,6 +12,7 @@
 
 mod ext4_walk;
 mod fat_walk;
+mod fstab;
 mod partitions;
 mod slice;
 mod spool;
@@ -66,6 +67,7 @@ fn unsupported(label: &str, reason: String) -> NfsTreeError {
 /// through `sink`.
 pub(super) fn import(
     mut sink: Sink,
+    target: BorrowedFd,
     spool_dir: BorrowedFd,
     decoded: &mut dyn Read,
     label: &str,
@@ -128,7 +130,12 @@ pub(super) fn import(
         )
     })?;
     ext4_walk::walk(&fs, &mut sink, label)?;
-    match found.iter().find(|(_, _, h)| *h == Holds::Fat) {
+    let boot_part = found.iter().find(|(_, _, h)| *h == Holds::Fat);
+    let mut names = fstab::names_of(root_part, root);
+    if let Some((p, s, _)) = boot_part {
+        names.extend(fstab::names_of(p, s));
+    }
+    match boot_part {
         Some((boot_part, boot, _)) => {
             log::info!("import {label}: boot partition {boot_part} -> {BOOT_FIRMWARE_DIR}/");
             let under = BOOT_FIRMWARE_DIR
@@ -142,5 +149,16 @@ pub(super) fn import(
             described()
         ),
     }
-    sink.finish()
+    let stats = sink.finish()?;
+    if fstab::fix(target, &names).map_err(|error| NfsTreeError::EntryIo {
+        archive: label.into(),
+        entry: "etc/fstab".into(),
+        error,
+    })? {
+        log::info!(
+            "import {label}: etc/fstab: the image's own partitions ({}) commented out",
+            names.join(", ")
+        );
+    }
+    Ok(stats)
 }

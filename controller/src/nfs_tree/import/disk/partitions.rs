@@ -23,6 +23,9 @@ pub(crate) struct Partition {
     pub len: u64,
     /// The MBR type byte or the GPT type GUID, for messages.
     pub type_label: String,
+    /// What Linux calls `PARTUUID`: `<MBR disk id>-<number>` (`8a438930-02`) or the GPT
+    /// entry's unique GUID, lowercase.
+    pub part_uuid: String,
 }
 
 impl fmt::Display for Partition {
@@ -66,6 +69,7 @@ pub(crate) fn read_table(
     let (kind, parts) = if entries.iter().any(|e| e[4] == 0xee) {
         (TableKind::Gpt, read_gpt(image_len, read_at)?)
     } else {
+        let disk_id = u32_at(&mbr, 440);
         let mut parts = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             let (ty, lba, sectors) = (e[4], u32_at(e, 8), u32_at(e, 12));
@@ -82,6 +86,7 @@ pub(crate) fn read_table(
                 start: lba as u64 * SECTOR,
                 len: sectors as u64 * SECTOR,
                 type_label: format!("MBR type 0x{ty:02x}"),
+                part_uuid: format!("{disk_id:08x}-{:02x}", i + 1),
             });
         }
         (TableKind::Mbr, parts)
@@ -148,6 +153,7 @@ fn read_gpt(
             start: first.saturating_mul(SECTOR),
             len: (last - first + 1).saturating_mul(SECTOR),
             type_label: format!("GPT type {}", guid(ty)),
+            part_uuid: guid(&e[16..32]),
         });
     }
     Ok(parts)
@@ -187,6 +193,7 @@ mod tests {
 
     fn mbr(entries: &[(u8, u32, u32)]) -> Vec<u8> {
         let mut img = vec![0u8; 512];
+        img[440..444].copy_from_slice(&0x8a43_8930u32.to_le_bytes());
         for (i, (ty, lba, n)) in entries.iter().enumerate() {
             let e = &mut img[446 + 16 * i..462 + 16 * i];
             e[4] = *ty;
@@ -210,6 +217,7 @@ mod tests {
             (1, 4096, 8192)
         );
         assert_eq!((parts[1].number, parts[1].start), (2, 24 * 512));
+        assert_eq!(parts[1].part_uuid, "8a438930-02");
         assert_eq!(
             parts[1].to_string(),
             "partition 2 (MBR type 0x83, bytes 12288..16384)"

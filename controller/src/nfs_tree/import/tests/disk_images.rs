@@ -41,6 +41,13 @@ fn write(path: &Path, content: &str, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// Raspberry Pi OS's fstab (tests/disk-image.sh gives the image Pi OS's disk id and labels).
+const FSTAB: &str = "proc            /proc           proc    defaults          0       0
+PARTUUID=8a438930-01  /boot/firmware  vfat    defaults          0       2
+PARTUUID=8a438930-02  /               ext4    defaults,noatime  0       1
+LABEL=bootfs /mnt/b vfat defaults 0 0
+";
+
 /// A root and a boot partition's files, shaped like Raspberry Pi OS's.
 fn sample(dir: &Path) -> (PathBuf, PathBuf) {
     let (root, boot) = (dir.join("root"), dir.join("boot"));
@@ -50,6 +57,7 @@ fn sample(dir: &Path) -> (PathBuf, PathBuf) {
         0o644,
     );
     write(&root.join("etc/shadow"), "root:*:1::::::\n", 0o640);
+    write(&root.join("etc/fstab"), FSTAB, 0o644);
     write(&root.join("lib/modules/6.1.0-test/modules.dep"), "", 0o644);
     write(&root.join("usr/bin/tool"), "#!/bin/sh\n", 0o755);
     symlink("usr/bin", root.join("bin")).unwrap();
@@ -146,6 +154,15 @@ fn disk_images_become_the_root_with_the_boot_partition_in_boot_firmware() {
                 & 0o7777
         };
         assert_eq!(mode("etc/shadow"), 0o640);
+        // The image's own partitions leave fstab (no such device on a netbooted Pi).
+        let fstab = fs::read_to_string(base.join("etc/fstab")).unwrap();
+        let active: Vec<&str> = fstab.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(active.len(), 1, "{fstab}");
+        assert!(active[0].starts_with("proc "), "{fstab}");
+        assert!(fstab.contains("# PARTUUID=8a438930-02  /  "), "{fstab}");
+        assert!(fstab.contains("# LABEL=bootfs "), "{fstab}");
+        assert_eq!(mode("etc/fstab"), 0o644);
+        assert!(!base.join("etc/.fstab.pureboot").exists());
         assert_eq!(mode("usr/bin/tool"), 0o755);
         assert_eq!(mode("tmp"), 0o1777);
         let fw = base.join("boot/firmware");
