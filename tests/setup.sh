@@ -6,6 +6,8 @@
 # the git-ignored cache (.cache/ at the repository root, or $PUREBOOT_CACHE) with:
 #   kernel/     Debian's arm64 kernel package, unpacked, depmod run; kernel/vmlinuz, kernel/version
 #   busybox/    busybox-static for arm64, unpacked; busybox/busybox
+#   raspi-firmware/ Debian's raspi-firmware (non-free-firmware), unpacked: the real
+#               bootcode.bin, start*.elf, fixup*.dat the TFTP folders in the tests carry
 #   debian-root/ a debootstrap'ed arm64 bookworm (minbase + $DEBIAN_ROOT_PACKAGES), only with
 #                PUREBOOT_DEBIAN_ROOT=1 (the Debian root scenarios; about 3 min and 450 MB)
 # No prompts: CI has no stdin.
@@ -26,9 +28,11 @@ die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
 PACKAGES=(
   qemu-system-arm nfs-ganesha nfs-ganesha-vfs rpcbind e2fsprogs kmod cpio busybox-static
   qemu-user-static binfmt-support debootstrap dnsmasq iproute2 curl zstd xz-utils
-  util-linux mount coreutils tar gzip dpkg sqlite3 ca-certificates build-essential pkg-config
+  util-linux mount coreutils tar gzip dpkg sed grep findutils sqlite3 ca-certificates build-essential pkg-config
   chromium fonts-dejavu-core
   device-tree-compiler
+  # The test disk image (a Raspberry Pi OS layout): sfdisk, mkfs.vfat, mcopy
+  fdisk dosfstools mtools
   # tests/package.sh: systemd-analyze verify, readelf for Depends and pi-init, /bin/kill
   systemd binutils procps
 )
@@ -137,6 +141,35 @@ else
   ln -s root/bin/busybox "$BDIR.tmp/busybox"
   rm -rf "$BDIR" && mv "$BDIR.tmp" "$BDIR"
   say "arm64 busybox: $BDIR/busybox"
+fi
+
+# Real Raspberry Pi firmware: raspi-firmware is in non-free-firmware, which the host's sources
+# may not list. Its own sources file and lists (never the host's), the same mirror.
+FDIR="$CACHE/raspi-firmware"
+if [ -s "$FDIR/start.elf" ] && [ -s "$FDIR/bootcode.bin" ] && [ -s "$FDIR/start4.elf" ]; then
+  say "raspi-firmware: $FDIR"
+else
+  FW_APT="$CACHE/apt-firmware"
+  mkdir -p "$FW_APT/lists/partial" "$FW_APT/cache/archives/partial" "$FW_APT/debs"
+  fw_mirror="$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v security | head -n1)"
+  fw_mirror="${fw_mirror:-http://deb.debian.org/debian}"
+  printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s bookworm non-free-firmware\n' \
+    "$fw_mirror" > "$FW_APT/sources.list"
+  apt_fw() { # <apt-get> <args...>
+    "$@" -q -oAPT::Sandbox::User=root -oAPT::Architecture=arm64 -oAPT::Architectures=arm64 \
+      -oDir::Etc::SourceList="$FW_APT/sources.list" -oDir::Etc::SourceParts=/dev/null \
+      -oDir::State::Lists="$FW_APT/lists" -oDir::Cache="$FW_APT/cache" -oDir::State::status=/dev/null
+  }
+  say "apt update for raspi-firmware (private sources and lists under $FW_APT)"
+  apt_fw apt-get update >/dev/null
+  (cd "$FW_APT/debs" && apt_fw apt-get download raspi-firmware >/dev/null)
+  fdeb="$(ls "$FW_APT/debs"/raspi-firmware_*.deb | head -n1)"
+  rm -rf "$FDIR.tmp" && mkdir -p "$FDIR.tmp/root"
+  dpkg-deb -x "$fdeb" "$FDIR.tmp/root"
+  for f in "$FDIR.tmp/root/usr/lib/raspi-firmware/"*; do ln -s "${f#"$FDIR.tmp/"}" "$FDIR.tmp/"; done
+  [ -s "$FDIR.tmp/start.elf" ] && [ -s "$FDIR.tmp/bootcode.bin" ] || die "no start.elf/bootcode.bin in $fdeb"
+  rm -rf "$FDIR" && mv "$FDIR.tmp" "$FDIR"
+  say "raspi-firmware: $(basename "$fdeb") in $FDIR"
 fi
 
 # --- Debian arm64 root for the Debian root scenario (opt-in; tests/test.sh turns it on) ------

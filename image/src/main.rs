@@ -117,18 +117,37 @@ struct TftpArgs {
     /// Pi model; for --discovery a comma-separated list.
     #[arg(long, value_enum, value_delimiter = ',', required = true)]
     model: Vec<Model>,
+    /// A base image imported from a disk image (`base/<name>` on the export): each model's
+    /// kernel, the device trees, overlays and firmware from its boot/firmware/, and an
+    /// initramfs built from its lib/modules for that kernel's version, so they always match.
+    /// --kernel, --initramfs and --firmware-dir override a part.
+    #[arg(long, value_name = "DIR")]
+    image: Option<PathBuf>,
     /// Kernel image, served as kernel8.img; `MODEL=PATH` gives one model its own (e.g.
     /// `pi5=kernel_2712.img` in a discovery folder); repeatable.
-    #[arg(long, value_name = "[MODEL=]PATH", required = true)]
+    #[arg(long, value_name = "[MODEL=]PATH", required_unless_present = "image")]
     kernel: Vec<PerModel>,
     /// Initramfs, served as initramfs.img; `MODEL=PATH` gives one model its own (each
     /// model's preset in a discovery folder); repeatable.
-    #[arg(long, value_name = "[MODEL=]PATH", required = true)]
+    #[arg(long, value_name = "[MODEL=]PATH", required_unless_present = "image")]
     initramfs: Vec<PerModel>,
     /// Raspberry Pi firmware files (start*.elf, fixup*.dat, bootcode.bin, the boards' *.dtb,
     /// overlays/); device trees may also sit in its broadcom/ (Debian's layout).
+    #[arg(long, required_unless_present = "image")]
+    firmware_dir: Option<PathBuf>,
+    /// With --image: the initramfs preset for every model instead of each model's own
+    /// (rpi3, rpi4, rpi5).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(presets::names()))]
+    preset: Option<String>,
+    /// With --image: one more module in the initramfs (e.g. a USB NIC driver); repeatable.
+    #[arg(long = "module", value_name = "NAME")]
+    modules: Vec<String>,
+    /// With --image: the pi-init binary (default: as for `initramfs`).
     #[arg(long)]
-    firmware_dir: PathBuf,
+    pi_init: Option<PathBuf>,
+    /// With --image: static busybox in the initramfs (for the `shell` failure policy).
+    #[arg(long)]
+    busybox: Option<PathBuf>,
     /// Controller base URL as the Pi reaches it (pureboot.url=).
     #[arg(long)]
     controller_url: String,
@@ -306,24 +325,46 @@ fn find_pi_init(candidates: &[PathBuf]) -> Result<PathBuf> {
     )
 }
 
-fn build_initramfs(args: &InitramfsArgs) -> Result<()> {
-    let pi_init = match &args.pi_init {
-        Some(path) => path.clone(),
+/// `--pi-init` as given, else the installed one (said on stderr).
+fn pi_init_path(given: Option<&Path>) -> Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path.to_path_buf()),
         None => {
             let found = find_pi_init(&pi_init_candidates())?;
             eprintln!("note: pi-init: {}", found.display());
-            found
+            Ok(found)
         }
-    };
-    let resolved = resolve_modules(&args.modules)?;
+    }
+}
+
+/// The initramfs archive and the module resolution it carries.
+fn initramfs_image(
+    pi_init: &Path,
+    modules: &ModuleArgs,
+    extras: &[Extra],
+    busybox: Option<&Path>,
+    compress: Compression,
+) -> Result<(initramfs::Built, Resolution)> {
+    let resolved = resolve_modules(modules)?;
     let mtime = source_date_epoch()?;
     let entries = initramfs::assemble(&Inputs {
-        pi_init: &pi_init,
+        pi_init,
         plans: resolved.plans(),
-        extras: &args.extras,
-        busybox: args.busybox.as_deref(),
+        extras,
+        busybox,
     })?;
-    let built = initramfs::build(&entries, mtime, args.compress)?;
+    Ok((initramfs::build(&entries, mtime, compress)?, resolved))
+}
+
+fn build_initramfs(args: &InitramfsArgs) -> Result<()> {
+    let pi_init = pi_init_path(args.pi_init.as_deref())?;
+    let (built, resolved) = initramfs_image(
+        &pi_init,
+        &args.modules,
+        &args.extras,
+        args.busybox.as_deref(),
+        args.compress,
+    )?;
     write_atomically(&args.output, &built.bytes)?;
     let by_device = match resolved.device.modules.len() {
         0 => String::new(),
@@ -344,8 +385,102 @@ fn build_initramfs(args: &InitramfsArgs) -> Result<()> {
     Ok(())
 }
 
+/// With `--image`: the kernels and initramfs images the folder takes from the image (those
+/// not given on the command line), the firmware folder, and the scratch directory holding
+/// the built initramfs images (under the output, so they are hard-linked into place).
+struct FromImage {
+    kernel: Vec<PerModel>,
+    initramfs: Vec<PerModel>,
+    firmware_dir: PathBuf,
+    scratch: Option<PathBuf>,
+}
+
+fn from_image(image: &Path, models: &[Model], args: &TftpArgs) -> Result<FromImage> {
+    let firmware_dir = match &args.firmware_dir {
+        Some(dir) => dir.clone(),
+        None => tftp::from_image::boot_dir(image)?,
+    };
+    let mut out = FromImage {
+        kernel: args.kernel.clone(),
+        initramfs: args.initramfs.clone(),
+        firmware_dir,
+        scratch: None,
+    };
+    if !args.kernel.is_empty() && !args.initramfs.is_empty() {
+        return Ok(out);
+    }
+    let kernels = models
+        .iter()
+        .map(|m| Ok((*m, tftp::from_image::kernel_for(image, *m)?)))
+        .collect::<Result<Vec<_>>>()?;
+    // One file for every model where they share it: the folder keeps the plain names.
+    let shared = |m: Model| (models.len() > 1).then_some(m);
+    if args.kernel.is_empty() {
+        let same = kernels.iter().all(|(_, k)| k.path == kernels[0].1.path);
+        for (m, k) in &kernels {
+            eprintln!(
+                "note: {}: kernel {} (Linux {})",
+                m.name(),
+                k.path.display(),
+                k.version
+            );
+            out.kernel.push(PerModel {
+                model: if same { None } else { Some(*m) },
+                path: k.path.clone(),
+            });
+            if same {
+                break;
+            }
+        }
+    }
+    if args.initramfs.is_empty() {
+        let scratch = args
+            .output
+            .join(format!(".pureboot-initramfs-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("creating {}", scratch.display()))?;
+        out.scratch = Some(scratch.clone());
+        let pi_init = pi_init_path(args.pi_init.as_deref())?;
+        for (m, k) in &kernels {
+            let preset = args
+                .preset
+                .clone()
+                .unwrap_or_else(|| m.preset().to_string());
+            let modules = ModuleArgs {
+                modules_root: image.to_path_buf(),
+                kver: Some(k.version.clone()),
+                preset: Some(preset.clone()),
+                modules: args.modules.clone(),
+                disk_modules: Vec::new(),
+                device_modules: Vec::new(),
+            };
+            let (built, resolved) = initramfs_image(
+                &pi_init,
+                &modules,
+                &[],
+                args.busybox.as_deref(),
+                Compression::Gzip,
+            )?;
+            let path = scratch.join(format!("initramfs-{}.img", m.name()));
+            write_atomically(&path, &built.bytes)?;
+            eprintln!(
+                "note: {}: initramfs from {} (preset {preset}, {} modules), {}",
+                m.name(),
+                image.join("lib/modules").join(&k.version).display(),
+                resolved.start.modules.len(),
+                size(built.bytes.len() as u64)
+            );
+            out.initramfs.push(PerModel {
+                model: shared(*m),
+                path,
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn write_tftp(args: TftpArgs) -> Result<()> {
-    let target = match args.serial {
+    let target = match args.serial.clone() {
         Some(serial) => {
             if args.model.len() != 1 {
                 bail!("a node folder is for one --model; several are for --discovery");
@@ -354,17 +489,41 @@ fn write_tftp(args: TftpArgs) -> Result<()> {
         }
         None => Target::Discovery,
     };
-    let mut models = args.model;
+    let mut models = args.model.clone();
     models.sort();
     models.dedup();
+    let parts = match &args.image {
+        Some(image) => from_image(image, &models, &args)?,
+        None => FromImage {
+            kernel: args.kernel.clone(),
+            initramfs: args.initramfs.clone(),
+            firmware_dir: args.firmware_dir.clone().context("no --firmware-dir")?,
+            scratch: None,
+        },
+    };
+    let written = write_folder(&args, target, models, &parts);
+    if let Some(scratch) = &parts.scratch {
+        if let Err(e) = std::fs::remove_dir_all(scratch) {
+            eprintln!("warning: removing {}: {e}", scratch.display());
+        }
+    }
+    written
+}
+
+fn write_folder(
+    args: &TftpArgs,
+    target: Target,
+    models: Vec<Model>,
+    parts: &FromImage,
+) -> Result<()> {
     let spec = tftp::Spec {
         target,
         models,
-        kernel: args.kernel,
-        initramfs: args.initramfs,
-        firmware_dir: args.firmware_dir,
-        controller_url: args.controller_url,
-        consoles: args.consoles,
+        kernel: parts.kernel.clone(),
+        initramfs: parts.initramfs.clone(),
+        firmware_dir: parts.firmware_dir.clone(),
+        controller_url: args.controller_url.clone(),
+        consoles: args.consoles.clone(),
         cmdline_extra: args
             .cmdline_extra
             .as_deref()
@@ -372,13 +531,20 @@ fn write_tftp(args: TftpArgs) -> Result<()> {
             .split_whitespace()
             .map(str::to_string)
             .collect(),
-        device_tree: args.device_tree,
+        device_tree: args.device_tree.clone(),
     };
     let plan = tftp::plan(&spec)?;
     for note in &plan.notes {
         eprintln!("note: {note}");
     }
-    for (path, how) in tftp::apply(&args.output, &plan.files)? {
+    // A node's folder is swapped in whole; the discovery folder is the TFTP root itself.
+    let written = match &spec.target {
+        Target::Node(serial) => {
+            tftp::apply_folder(&args.output, Path::new(&serial.to_string()), &plan.files)?
+        }
+        Target::Discovery => tftp::apply(&args.output, &plan.files)?,
+    };
+    for (path, how) in written {
         println!("{:?}\t{}", how, args.output.join(path).display());
     }
     Ok(())

@@ -872,3 +872,106 @@ fn initramfs_without_pi_init_names_where_it_looked() {
     assert!(err.contains(&beside.display().to_string()), "{err}");
     assert!(!out.exists());
 }
+
+/// `tftp --image`: a base image imported from a Raspberry Pi OS disk image (its boot
+/// partition in boot/firmware/, its modules in lib/modules/) gives the folder its kernel,
+/// device trees and firmware, and an initramfs built from the modules of that kernel's
+/// version; a kernel whose modules the image lacks is refused, never served.
+#[test]
+fn tftp_from_an_image_takes_its_kernel_and_builds_the_initramfs_from_its_modules() {
+    let tree = raspberry_pi_os_tree();
+    let image = &tree.root;
+    let boot = image.join("boot/firmware");
+    fs::create_dir_all(boot.join("overlays")).unwrap();
+    let kernel = b"\0\0Linux version 6.6.51+rpt-rpi-v8 (builder@host) #1 SMP PREEMPT\0".repeat(8);
+    fs::write(boot.join("kernel8.img"), &kernel).unwrap();
+    for name in [
+        "start.elf",
+        "fixup.dat",
+        "bootcode.bin",
+        "bcm2710-rpi-3-b.dtb",
+    ] {
+        fs::write(boot.join(name), format!("image's {name}")).unwrap();
+    }
+    fs::write(boot.join("overlays/disable-bt.dtbo"), "overlay").unwrap();
+    let out = tree.root.parent().unwrap().join("tftp");
+    let tftp = |extra: &[&str]| {
+        let mut args = vec![
+            "tftp".to_string(),
+            "--serial".into(),
+            "d83add36".into(),
+            "--model".into(),
+            "pi3".into(),
+            "--image".into(),
+            image.display().to_string(),
+            "--pi-init".into(),
+            tree.pi_init.display().to_string(),
+            "--controller-url".into(),
+            "http://192.168.1.10:8080".into(),
+            "-o".into(),
+            out.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        run(&args, &[])
+    };
+    let stdout = ok(tftp(&["--module", "cdc_ether"]));
+    let folder = out.join("d83add36");
+    assert_eq!(
+        fs::read(folder.join("kernel8.img")).unwrap(),
+        kernel,
+        "{stdout}"
+    );
+    for name in ["start.elf", "bootcode.bin", "bcm2710-rpi-3-b.dtb"] {
+        let served = if name == "bootcode.bin" {
+            out.join(name)
+        } else {
+            folder.join(name)
+        };
+        assert_eq!(
+            fs::read_to_string(served).unwrap(),
+            format!("image's {name}")
+        );
+    }
+    assert!(folder.join("overlays/disable-bt.dtbo").is_file());
+    let initramfs = records(&folder.join("initramfs.img"));
+    assert_eq!(
+        file_data(&initramfs, "init"),
+        fs::read(&tree.pi_init).unwrap()
+    );
+    let paths: Vec<&str> = initramfs.iter().map(|r| r.entry.path.as_str()).collect();
+    for module in ["overlay.ko", "dwc2.ko", "cdc_ether.ko"] {
+        assert!(
+            paths
+                .iter()
+                .any(|p| p.starts_with("lib/modules/6.6.51+rpt-rpi-v8/") && p.contains(module)),
+            "{module} from the image's modules: {paths:?}"
+        );
+    }
+    // No scratch left in the TFTP root.
+    let hidden: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+
+    // The image's kernel changes to one whose modules it does not carry: refused. (Replaced
+    // as dpkg replaces files, by a new file: the folder's copy is a hard link to the old.)
+    fs::remove_file(boot.join("kernel8.img")).unwrap();
+    fs::write(boot.join("kernel8.img"), b"Linux version 6.12.1-other (x)").unwrap();
+    let err = failure(tftp(&[]));
+    assert!(
+        err.contains("6.12.1-other") && err.contains("disagree"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read(folder.join("kernel8.img")).unwrap(),
+        kernel,
+        "the folder kept its pair"
+    );
+
+    // An image with no boot partition (a tar import) needs the explicit inputs.
+    fs::remove_dir_all(&boot).unwrap();
+    let err = failure(tftp(&[]));
+    assert!(err.contains("give --kernel"), "{err}");
+}

@@ -20,6 +20,11 @@ pub const WORK_DIR: &str = "work";
 pub const PERSIST_IMAGE: &str = "persist.img";
 /// The identity files of a node, relative to its root (and so to its upper layer): the
 /// controller writes them into `nodes/<serial>/upper`, pi-init where the node has none.
+/// In a base image imported from a disk image: the boot partition's files as shipped
+/// (kernels, device trees, overlays, start files, `config.txt`, `cmdline.txt`), where
+/// Raspberry Pi OS mounts that partition. Written by the controller's import, read by
+/// pureboot-image when it builds a TFTP folder from the image.
+pub const BOOT_FIRMWARE_DIR: &str = "boot/firmware";
 pub const HOSTNAME_FILE: &str = "etc/hostname";
 pub const MACHINE_ID_FILE: &str = "etc/machine-id";
 

@@ -151,9 +151,11 @@ pub enum NodeCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCmd {
-    /// Import a tar, tar.gz, tar.xz or tar.zst as base/<name>.
+    /// Import a root as base/<name>: a tar (tar, tar.gz, tar.xz, tar.zst) or a disk image
+    /// (img, img.gz, img.xz, img.zst, e.g. Raspberry Pi OS's), whose ext4 root becomes the
+    /// image and whose FAT boot partition its boot/firmware/.
     Import {
-        /// The archive (its compression is told by its content).
+        /// The archive or disk image (its kind and compression are told by its content).
         archive: PathBuf,
         /// The image's name: base/<name> on the export.
         name: String,

@@ -84,6 +84,27 @@ pub(crate) fn create_file_at(dir: BorrowedFd, name: &CStr) -> io::Result<File> {
     open_file_at(dir, name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL)
 }
 
+/// A file with no name in `dir` (`O_TMPFILE`): it disappears with its last descriptor,
+/// whatever way the process ends. `None` where the file system has no `O_TMPFILE`.
+pub(crate) fn anonymous_file_in(dir: BorrowedFd) -> io::Result<Option<File>> {
+    let flags = OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC;
+    match rustix::fs::openat(dir, c".", flags, mode(0o600)) {
+        Ok(fd) => Ok(Some(fd.into())),
+        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::ISDIR => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens an existing file for reading, never through a symlink.
+pub(crate) fn open_read_at(dir: BorrowedFd, name: &CStr) -> io::Result<File> {
+    open_file_at(dir, name, OFlags::RDONLY)
+}
+
+/// Opens a read-write file, creating it (never an existing one, never through a symlink).
+pub(crate) fn create_rw_file_at(dir: BorrowedFd, name: &CStr) -> io::Result<File> {
+    open_file_at(dir, name, OFlags::RDWR | OFlags::CREATE | OFlags::EXCL)
+}
+
 /// Opens a lock file, creating it if missing (never through a symlink).
 pub(crate) fn open_lock_file_at(dir: BorrowedFd, name: &CStr) -> io::Result<File> {
     open_file_at(dir, name, OFlags::RDWR | OFlags::CREATE)

@@ -3,8 +3,12 @@
 //! folder has no start file), so any plain TFTP server (dnsmasq, tftpd-hpa) serves it.
 //! Upstream PureBoot keeps `pi-nodes/<serial>/` and needs its own TFTP server to map it.
 
+pub mod from_image;
 pub mod model;
 mod render;
+mod swap;
+
+pub use swap::apply_folder;
 
 use std::collections::BTreeMap;
 use std::fs;

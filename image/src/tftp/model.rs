@@ -74,6 +74,24 @@ impl Model {
         }
     }
 
+    /// The kernels of a Raspberry Pi OS boot partition this model boots, best first: the
+    /// Pi 5 has its own (`kernel_2712.img`, 16K pages) and runs `kernel8.img` too.
+    pub fn image_kernels(self) -> &'static [&'static str] {
+        match self {
+            Model::Pi3 | Model::Pi4 => &["kernel8.img"],
+            Model::Pi5 => &["kernel_2712.img", "kernel8.img"],
+        }
+    }
+
+    /// The initramfs preset for this model's boards.
+    pub fn preset(self) -> &'static str {
+        match self {
+            Model::Pi3 => "rpi3",
+            Model::Pi4 => "rpi4",
+            Model::Pi5 => "rpi5",
+        }
+    }
+
     /// The Pi 3's boot ROM asks for `bootcode.bin` at the TFTP root, never under a serial.
     pub fn root_files(self) -> &'static [&'static str] {
         match self {

@@ -5,8 +5,37 @@ struct Fixture {
     dir: PathBuf,
 }
 
+/// The GPU firmware files the folders carry.
+const REAL_FIRMWARE: [&str; 5] = [
+    "bootcode.bin",
+    "start.elf",
+    "fixup.dat",
+    "start4.elf",
+    "fixup4.dat",
+];
+
+/// Debian's raspi-firmware as tests/setup.sh unpacks it into the cache, when it is there.
+fn raspi_firmware() -> Option<PathBuf> {
+    let cache = std::env::var_os("PUREBOOT_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache"));
+    let dir = cache.join("raspi-firmware");
+    if REAL_FIRMWARE.iter().all(|n| dir.join(n).is_file()) {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED real firmware: no raspi-firmware under {} (run tests/setup.sh); the \
+             folder tests use labelled stand-ins for {}",
+            cache.display(),
+            REAL_FIRMWARE.join(", ")
+        );
+        None
+    }
+}
+
 /// A firmware folder shaped like the Raspberry Pi firmware's boot/ (downstream dtb names,
-/// overlays/), with the Pi 5 trees in broadcom/ as Debian lays them out.
+/// overlays/), with the Pi 5 trees in broadcom/ as Debian lays them out; the GPU firmware is
+/// the real one from Debian's raspi-firmware when the cache has it.
 fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
@@ -30,6 +59,11 @@ fn fixture() -> Fixture {
         "broadcom/bcm2712d0-rpi-5-b.dtb",
     ] {
         fs::write(fw.join(name), format!("firmware {name}")).unwrap();
+    }
+    if let Some(real) = raspi_firmware() {
+        for name in REAL_FIRMWARE {
+            fs::copy(real.join(name), fw.join(name)).unwrap();
+        }
     }
     fs::write(dir.join("Image"), "kernel").unwrap();
     fs::write(dir.join("initrd.cpio.gz"), "initramfs").unwrap();
@@ -166,8 +200,8 @@ fn pi5_folder_gets_a_start_file_even_without_one_in_the_firmware() {
     let root = f.dir.join("tftp");
     let plan = write(&root, &spec(&f, Target::Node(serial()), &[Model::Pi5]));
     assert_eq!(
-        read(root.join("d83add36/start4.elf")),
-        "firmware start4.elf",
+        fs::read(root.join("d83add36/start4.elf")).unwrap(),
+        fs::read(f.dir.join("fw/start4.elf")).unwrap(),
         "the firmware's own start4.elf when there is one"
     );
     assert!(plan.notes.is_empty());

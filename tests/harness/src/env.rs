@@ -5,6 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// The GPU firmware files a Pi 3 and a Pi 4 folder carry, from Debian's raspi-firmware.
+pub const RASPI_FIRMWARE_FILES: [&str; 5] = [
+    "bootcode.bin",
+    "start.elf",
+    "fixup.dat",
+    "start4.elf",
+    "fixup4.dat",
+];
+
 #[derive(Clone, Debug)]
 pub struct TestEnv {
     pub repo: PathBuf,
@@ -180,6 +189,20 @@ impl TestEnv {
             Err(format!(
                 "{} not built: run `{build}` (or set {var})",
                 path.display()
+            ))
+        }
+    }
+
+    /// The real Raspberry Pi firmware ([`RASPI_FIRMWARE_FILES`] and more) from Debian's
+    /// raspi-firmware package, unpacked by tests/setup.sh.
+    pub fn raspi_firmware(&self) -> Result<PathBuf, String> {
+        let dir = self.cache.join("raspi-firmware");
+        if dir.join("start.elf").is_file() && dir.join("bootcode.bin").is_file() {
+            Ok(dir)
+        } else {
+            Err(format!(
+                "no raspi-firmware in {}: run `sudo tests/setup.sh`",
+                dir.display()
             ))
         }
     }

@@ -45,6 +45,14 @@ pub const HOST_FILES: &[HostFile] = &[
     f("mkfs.ext4", "e2fsprogs"),
     f("debugfs", "e2fsprogs"),
     f("tar", "tar"),
+    // The test disk image, laid out as Raspberry Pi OS is (tests/disk-image.sh).
+    f("sfdisk", "fdisk"),
+    f("mkfs.vfat", "dosfstools"),
+    f("mcopy", "mtools"),
+    // The disk image scenario renames a kernel's release in it and its modules.
+    f("sed", "sed"),
+    f("grep", "grep"),
+    f("xargs", "findutils"),
     f("gzip", "gzip"),
     f("zstd", "zstd"),
     f("xz", "xz-utils"),

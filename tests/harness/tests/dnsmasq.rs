@@ -1,7 +1,8 @@
 //! The dnsmasq configuration `pureboot-image dnsmasq` writes, served for
 //! real: dnsmasq runs in a private namespace on one end of a veth pair with TFTP folders
 //! `pureboot-image tftp` wrote for a Pi 3, a Pi 4 and a Pi 5; from a second namespace on the
-//! other end (the Pi), every file of each folder is fetched over TFTP by curl and compared
+//! other end (the Pi), every file of each folder (the real bootcode.bin, start*.elf and
+//! fixup*.dat of Debian's raspi-firmware among them) is fetched over TFTP by curl and compared
 //! byte for byte, and a DHCP DISCOVER shaped like the Pi boot ROM's gets the proxy offer
 //! carrying option 43.
 
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pureboot_harness::env::TestEnv;
+use pureboot_harness::env::{TestEnv, RASPI_FIRMWARE_FILES};
 use pureboot_harness::netns::Netns;
 use pureboot_harness::process::{self, Daemon};
 use pureboot_harness::workdir::WorkDir;
@@ -17,14 +18,14 @@ use pureboot_harness::{dhcp, require};
 
 const SERVER: &str = "10.99.0.1";
 
-/// Firmware shaped like the Raspberry Pi firmware's boot/ folder (contents are labels).
-fn firmware(dir: &Path) {
+/// A firmware folder shaped like the Raspberry Pi firmware's boot/: the real GPU firmware
+/// from `real` (raspi-firmware), device trees and an overlay as labelled stand-ins.
+fn firmware(dir: &Path, real: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for name in RASPI_FIRMWARE_FILES {
+        std::fs::copy(real.join(name), dir.join(name)).unwrap();
+    }
     for name in [
-        "bootcode.bin",
-        "start.elf",
-        "fixup.dat",
-        "start4.elf",
-        "fixup4.dat",
         "bcm2710-rpi-3-b.dtb",
         "bcm2710-rpi-3-b-plus.dtb",
         "bcm2711-rpi-4-b.dtb",
@@ -67,9 +68,10 @@ fn generated_dnsmasq_serves_every_models_files_and_the_proxy_offer() {
             .map(|_| ())
             .ok_or("`dnsmasq` not found: run `sudo tests/setup.sh`")
     );
+    let real = require!(name, env.raspi_firmware());
     let dir = WorkDir::new(name).unwrap();
     let fw = dir.join("fw");
-    firmware(&fw);
+    firmware(&fw, &real);
     std::fs::write(dir.join("kernel8.img"), "kernel ".repeat(3000)).unwrap();
     std::fs::write(dir.join("initramfs.img"), "initramfs ".repeat(3000)).unwrap();
     let root = dir.join("tftp");
@@ -169,6 +171,19 @@ fn generated_dnsmasq_serves_every_models_files_and_the_proxy_offer() {
         );
     }
     assert!(files.contains(&PathBuf::from("bootcode.bin")), "{files:?}");
+    // The folders carry the real firmware, byte for byte (what is fetched is compared below).
+    for (file, source) in [
+        ("bootcode.bin", "bootcode.bin"),
+        ("3333aaaa/start.elf", "start.elf"),
+        ("4444bbbb/start4.elf", "start4.elf"),
+        ("4444bbbb/fixup4.dat", "fixup4.dat"),
+    ] {
+        assert_eq!(
+            std::fs::read(root.join(file)).unwrap(),
+            std::fs::read(real.join(source)).unwrap(),
+            "{file} is not raspi-firmware's {source}"
+        );
+    }
     for file in &files {
         let got = dir.join("fetched");
         let _ = std::fs::remove_file(&got);

@@ -1,5 +1,6 @@
-//! Base image import: a tar archive (plain, gzip, xz or zstd, told by its magic bytes)
-//! becomes `base/<name>/`, or nothing at all.
+//! Base image import: a tar archive or a partitioned disk image (plain, gzip, xz or zstd,
+//! told by its magic bytes) becomes `base/<name>/`, or nothing at all. A disk image's ext4
+//! root becomes the tree and its FAT boot partition `boot/firmware/` in it (`disk/`).
 //!
 //! The archive is streamed into `base/.import-<name>-<random>/` and renamed to
 //! `base/<name>` only once every member is written, the end-of-archive marker was seen, the
@@ -7,6 +8,7 @@
 //! temporary directory; a crash leaves it behind, hidden from `base_images()` and removed by
 //! the next import of that name (imports of one name are serialised by a lock file).
 
+mod disk;
 mod entry_path;
 mod extract;
 pub mod format;
@@ -14,6 +16,7 @@ use super::fsops;
 mod name_lock;
 mod pipeline;
 pub mod progress;
+mod sink;
 mod tar_entry;
 
 #[cfg(test)]
@@ -34,10 +37,11 @@ use super::beneath::Dir;
 use super::error::{io_err, NfsTreeError, Result};
 use super::fs_util::random_suffix;
 use extract::{read_full, ExtractStats, Extractor};
-use format::ArchiveFormat;
+use format::{ArchiveFormat, Content};
 use name_lock::NameLock;
 use progress::{ImportProgress, ImportSummary};
 use rustix::fs::RenameFlags;
+use sink::Sink;
 
 /// What an import keeps of what the archive says, and how much it may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,12 +168,20 @@ pub(crate) fn import_reader(
 
     let (temp_name, temp_fd) = make_temp_dir(base_fd, base, name)?;
     let temp_path = base.join(&temp_name);
-    let outcome =
-        extract_stream(temp_fd.as_fd(), reader, label, size, options, progress).and_then(|done| {
-            fsops::syncfs(temp_fd.as_fd()).map_err(io_err("sync", &temp_path))?;
-            publish(base_fd, &cname(&temp_name), &final_name, name, &final_path)?;
-            Ok(done)
-        });
+    let outcome = extract_stream(
+        temp_fd.as_fd(),
+        base_fd,
+        reader,
+        label,
+        size,
+        options,
+        progress,
+    )
+    .and_then(|done| {
+        fsops::syncfs(temp_fd.as_fd()).map_err(io_err("sync", &temp_path))?;
+        publish(base_fd, &cname(&temp_name), &final_name, name, &final_path)?;
+        Ok(done)
+    });
     let (format, stats, archive_bytes) = match outcome {
         Ok(done) => done,
         Err(e) => {
@@ -228,9 +240,11 @@ fn publish(
     }
 }
 
-/// Decompresses (on a second thread) and extracts every member into `target`.
+/// Decompresses (on a second thread for tar) and writes every entry into `target`; a disk
+/// image is spooled to an unnamed file in `spool_dir` first.
 fn extract_stream(
     target: BorrowedFd,
+    spool_dir: BorrowedFd,
     reader: impl Read + Send,
     label: &str,
     size: Option<u64>,
@@ -239,73 +253,61 @@ fn extract_stream(
 ) -> Result<(ArchiveFormat, ExtractStats, u64)> {
     let count = Arc::new(AtomicU64::new(0));
     let mut counted = pipeline::CountingReader::new(reader, count.clone());
-    let mut head = vec![0u8; 512];
-    let n = read_full(&mut counted, &mut head).map_err(archive_error(label))?;
-    head.truncate(n);
-    let format = format::detect(&head).map_err(|reason| NfsTreeError::UnsupportedArchive {
+    let head = read_head(&mut counted, 512).map_err(archive_error(label))?;
+    let unsupported = |reason| NfsTreeError::UnsupportedArchive {
         archive: label.into(),
         reason,
-    })?;
+    };
+    let compression = format::compression(&head).map_err(unsupported)?;
     let input = BufReader::with_capacity(1 << 20, io::Cursor::new(head).chain(counted));
-    let mut decoded = format::decoder(format, input).map_err(archive_error(label))?;
+    let mut decoded = format::decoder(compression, input).map_err(archive_error(label))?;
+    let head = read_head(&mut decoded, format::CONTENT_HEAD).map_err(archive_error(label))?;
+    let content = format::content(&head).map_err(unsupported)?;
+    let mut decoded = io::Cursor::new(head).chain(decoded);
 
     let root = fsops::open_dir_at(target, c".").map_err(archive_error(label))?;
-    let (producer, chunks) = pipeline::channel();
-    let stats = std::thread::scope(|s| {
-        s.spawn(move || producer.run(&mut decoded));
-        let extractor = Extractor::new(root, options);
-        extract_members(extractor, chunks, label, &count, size, options, progress)
-    })?;
+    let sink = Sink::new(
+        Extractor::new(root, options),
+        label,
+        options,
+        (&count, size),
+        progress,
+    );
+    let stats = match content {
+        Content::Tar => {
+            let (producer, chunks) = pipeline::channel();
+            std::thread::scope(|s| {
+                s.spawn(move || producer.run(&mut decoded));
+                extract_members(sink, chunks, label)
+            })?
+        }
+        Content::Disk => disk::import(sink, target, spool_dir, &mut decoded, label, options)?,
+    };
+    let format = ArchiveFormat::of(compression, content);
     Ok((format, stats, count.load(Ordering::Relaxed)))
 }
 
+/// Up to `n` bytes from the start of a stream (fewer if it is shorter).
+fn read_head(r: &mut dyn Read, n: usize) -> io::Result<Vec<u8>> {
+    let mut head = vec![0u8; n];
+    let got = read_full(r, &mut head)?;
+    head.truncate(got);
+    Ok(head)
+}
+
 fn extract_members(
-    mut extractor: Extractor,
+    mut sink: Sink,
     chunks: pipeline::ChunkReader,
     label: &str,
-    count: &AtomicU64,
-    size: Option<u64>,
-    options: &ImportOptions,
-    progress: &mut dyn FnMut(ImportProgress),
 ) -> Result<ExtractStats> {
     let mut archive = tar::Archive::new(chunks);
-    let mut done = ImportProgress {
-        archive_size: size,
-        ..Default::default()
-    };
-    // Declared sizes, counted before anything is written: a small archive can declare a
-    // huge sparse member, whose holes the reader hands over as zeros.
-    let mut declared = 0u64;
     for entry in archive.entries().map_err(archive_error(label))? {
         let mut entry = entry.map_err(archive_error(label))?;
         let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let plan = tar_entry::plan(&mut entry).map_err(|e| entry_error(label, &shown, e))?;
-        if let tar_entry::EntryKind::File { size, .. } = plan.kind {
-            declared = declared.saturating_add(size);
-            if declared > options.max_bytes {
-                return Err(NfsTreeError::TooLarge {
-                    archive: label.into(),
-                    entry: shown,
-                    declared,
-                    limit: options.max_bytes,
-                });
-            }
-        }
-        let mut on_bytes = |n: u64| {
-            done.bytes += n;
-            done.archive_bytes_read = count.load(Ordering::Relaxed);
-            progress(done);
-        };
-        extractor
-            .apply(plan, &mut entry, &mut on_bytes)
-            .map_err(|e| entry_error(label, &shown, e))?;
-        done.entries += 1;
-        done.archive_bytes_read = count.load(Ordering::Relaxed);
-        progress(done);
+        sink.put(plan, &shown, &mut entry)?;
     }
-    extractor
-        .finish()
-        .map_err(|(entry, e)| entry_error(label, &entry, e))?;
+    let stats = sink.finish()?;
 
     let mut chunks = archive.into_inner();
     // The tar reader stops at an all-zero block or at the end of the stream; only the first
@@ -321,7 +323,7 @@ fn extract_members(
     }
     // Read to the end so the compressor's own checks (gzip CRC, xz/zstd checksums) run.
     io::copy(&mut chunks, &mut io::sink()).map_err(archive_error(label))?;
-    Ok(extractor.stats)
+    Ok(stats)
 }
 
 /// `.import-<name>-<8 hex>`: exactly the temporary directories of this name's imports.

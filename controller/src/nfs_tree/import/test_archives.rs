@@ -166,18 +166,18 @@ impl ArchiveBuilder {
 
 pub(crate) fn compress(format: ArchiveFormat, tar: &[u8]) -> Vec<u8> {
     match format {
-        ArchiveFormat::Tar => tar.to_vec(),
-        ArchiveFormat::Gzip => {
+        ArchiveFormat::Tar | ArchiveFormat::Img => tar.to_vec(),
+        ArchiveFormat::Gzip | ArchiveFormat::ImgGzip => {
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             e.write_all(tar).unwrap();
             e.finish().unwrap()
         }
-        ArchiveFormat::Xz => {
+        ArchiveFormat::Xz | ArchiveFormat::ImgXz => {
             let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
             e.write_all(tar).unwrap();
             e.finish().unwrap()
         }
-        ArchiveFormat::Zstd => zstd::encode_all(tar, 3).unwrap(),
+        ArchiveFormat::Zstd | ArchiveFormat::ImgZstd => zstd::encode_all(tar, 3).unwrap(),
     }
 }
 

@@ -15,6 +15,8 @@ use super::progress::{ImportProgress, ImportSummary};
 use super::test_archives::{compress, ArchiveBuilder, MTIME};
 use super::{fsops, ImportOptions, NameLock};
 
+mod disk_images;
+
 const TRUSTED: ImportOptions = ImportOptions {
     max_bytes: super::DEFAULT_MAX_BYTES,
     keep_devices: true,
