@@ -168,7 +168,7 @@ fn day2_lab(
     ];
     staged.extend(files.iter().cloned());
     let tarball = guest_root::debian_tarball_with(
-        &debian,
+        debian,
         &lab.dir.join("debian-day2.tar"),
         &staged,
         &["pureboot-e2e.service"],
