@@ -347,7 +347,10 @@ fn a_container_runs_on_a_diskless_node_with_its_state_on_a_volume() {
             .arg(&tarball)
             .arg("-C")
             .arg(lab.dir.join("debian-day2.stage"))
-            .args(["./usr/local/share/e2e", "./usr/local/share/e2e/busybox-oci.tar"]),
+            .args([
+                "./usr/local/share/e2e",
+                "./usr/local/share/e2e/busybox-oci.tar",
+            ]),
     )
     .unwrap();
     lab.controller().import_image(&tarball, "debian2").unwrap();
@@ -364,7 +367,11 @@ fn a_container_runs_on_a_diskless_node_with_its_state_on_a_volume() {
             .timeout(Duration::from_secs(480));
         let run = lab.boot(&pi, &format!("boot{boot}")).unwrap();
         let report = lab.expect_report(&run);
-        lab.check(report.get("agent") == "success", "the agent ended well", &run);
+        lab.check(
+            report.get("agent") == "success",
+            "the agent ended well",
+            &run,
+        );
         println!(
             "{name}: boot {boot} powered off after {:.1} s",
             run.elapsed.as_secs_f64()
@@ -394,7 +401,10 @@ fn a_container_runs_on_a_diskless_node_with_its_state_on_a_volume() {
         let st = steps(&lab, &s);
         lab.check(
             st["last_boot"]["healthy"] == true,
-            &format!("boot {boot}: every step ok, boot complete: {}", st["last_boot"]),
+            &format!(
+                "boot {boot}: every step ok, boot complete: {}",
+                st["last_boot"]
+            ),
             &run,
         );
         consoles.push(run.console.clone());
