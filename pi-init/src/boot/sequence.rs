@@ -117,6 +117,7 @@ fn boot(host: &Host, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure> {
         }
         controller::Outcome::Unreachable(why) => {
             warn!("{why}");
+            warn!("clock not set: no controller answered (the root's own time source must set it)");
             permanent = cmd.url.is_none() || identity.serial().is_none();
             Instructions::None(why)
         }
