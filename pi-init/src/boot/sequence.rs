@@ -8,18 +8,19 @@ use super::report::Report;
 use super::step::{self, Failure, Step};
 use super::{Attempt, Host};
 use crate::decide::cmdline::Cmdline;
+use crate::decide::handover::Lease;
 use crate::decide::ip_param::IpParam;
 use crate::decide::nfs_options::NfsOptions;
 use crate::decide::plan::{self, Decision, Instructions, NfsPlan};
 use crate::decide::serial::{BoardSerial, Identity};
-use crate::steps::{base_mount, clock, controller, local, lower, modules, net, nfs, overlay};
+use crate::steps::overlay;
+use crate::steps::{base_mount, clock, controller, handover, local, lower, modules, net, nfs};
 use crate::steps::{serial, switch_root, watchdog};
 use crate::support::{background, log};
 use crate::sys::HostPaths;
 use ::log::{error, info, warn};
 use pureboot_contract::ids::Mac;
 use pureboot_contract::{FailureReport, OverlayOutcome};
-use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -129,7 +130,8 @@ fn boot(host: &Host, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure> {
     match plan::decide(cmd, &identity, &facts, ins) {
         Decision::Nfs(p) => {
             a.failure = p.failure.clone().or(a.failure.take());
-            nfs_boot(host, cmd, &p, &identity, net.addr, &mut a.report)
+            let lease = handover::lease(&net);
+            nfs_boot(host, cmd, &p, &identity, &lease, &mut a.report)
         }
         Decision::Local { device } => local_boot(host, cmd, &device, &mut a.report),
         Decision::Fail(why) => Err(Failure {
@@ -201,9 +203,10 @@ fn nfs_boot(
     cmd: &Cmdline,
     p: &NfsPlan,
     identity: &Identity,
-    client: Ipv4Addr,
+    lease: &Lease,
     r: &mut Report,
 ) -> Result<Never, Failure> {
+    let client = lease.addr;
     let paths = overlay::Paths::under(&host.paths.mnt());
     let export = format!("{}:{}", p.nfs.server, p.nfs.path);
     info!(
@@ -256,7 +259,8 @@ fn nfs_boot(
     });
     r.facts.base_image = done.base_image;
     r.facts.hostname = Some(p.hostname.to_string());
-    enter_and_exec(host, cmd, &paths.newroot, p.callback_url.as_deref(), r)
+    let callback = p.callback_url.as_deref();
+    enter_and_exec(host, cmd, &paths.newroot, callback, Some(lease), r)
 }
 
 /// The export's mount at `at`, its options parsed once for it and for the base image's own
@@ -340,21 +344,33 @@ fn local_boot(host: &Host, cmd: &Cmdline, device: &str, r: &mut Report) -> Resul
     step::run(r, Step::LocalMount, |_| {
         local::mount(host.sys, &root, &newroot, host.sleep)
     })?;
-    enter_and_exec(host, cmd, &newroot, None, r)
+    enter_and_exec(host, cmd, &newroot, None, None, r)
 }
 
-/// The common tail: init check, mounts moved, callback, switch, exec.
+/// The common tail: init check, the network handed over (an NFS root's), mounts moved,
+/// callback, switch, exec.
 fn enter_and_exec(
     host: &Host,
     cmd: &Cmdline,
     newroot: &Path,
     callback: Option<&str>,
+    lease: Option<&Lease>,
     r: &mut Report,
 ) -> Result<Never, Failure> {
     let (init, resolved) = step::run(r, Step::InitCheck, |_| {
         switch_root::find_init(newroot, cmd.init.as_deref())
     })?;
     info!("init {init} ({})", resolved.display());
+    if let Some(lease) = lease {
+        // Into /run before it moves: the root's network stack reads it there. Without it
+        // the root boots as before, its stack left to its own configuration.
+        match step::time(r, Step::Handover, |_| {
+            handover::write(&host.paths.at("/run"), lease)
+        }) {
+            Ok(files) => info!("network handed over: {} files in /run", files.len()),
+            Err(e) => warn!("{e}; the root's network stack is left to its own configuration"),
+        }
+    }
     let sys = host.sys;
     let mounts = sys.mounts();
     let kind = switch_root::root_kind(&mounts);

@@ -22,6 +22,7 @@ pureboot_contract::named_enum! {
         Overlay = "overlay",
         LocalMount = "local-mount",
         InitCheck = "init-check",
+        Handover = "handover",
         MoveMounts = "move-mounts",
         Callback = "callback",
         SwitchRoot = "switch-root",

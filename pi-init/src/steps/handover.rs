@@ -1,0 +1,116 @@
+//! The network hand-over's mechanics: the files [`crate::decide::handover`] renders, written
+//! under pi-init's own `/run` (a tmpfs that becomes the new root's `/run` when the early
+//! mounts are moved), so the root's network stack finds them when it starts.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::decide::handover::{self, Lease, Origin};
+use crate::steps::net::{NetConfig, NetSource};
+
+/// Which file could not be written, and why.
+#[derive(Debug)]
+pub struct HandoverError {
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+impl fmt::Display for HandoverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "network hand-over: writing {}: {}",
+            self.path.display(),
+            self.error
+        )
+    }
+}
+
+/// What the network step configured, as the hand-over's typed lease.
+pub fn lease(net: &NetConfig) -> Lease {
+    Lease {
+        iface: net.iface.clone(),
+        mac: net.mac.clone(),
+        addr: net.addr,
+        prefix_len: net.prefix_len,
+        gateway: net.gateway,
+        dns: net.dns.clone(),
+        origin: match net.source {
+            NetSource::Dhcp => Origin::Dhcp {
+                server: net.dhcp_server,
+                lease_secs: net.lease_secs,
+            },
+            NetSource::Static | NetSource::Existing => Origin::Fixed,
+        },
+    }
+}
+
+/// Writes every hand-over file under `run` (pi-init's `/run`), each with its mode from the
+/// start (NetworkManager ignores a profile others can read). Returns the paths written.
+pub fn write(run: &Path, lease: &Lease) -> Result<Vec<PathBuf>, HandoverError> {
+    handover::files(lease)
+        .into_iter()
+        .map(|f| {
+            let path = run.join(&f.rel);
+            write_one(&path, f.text.as_bytes(), f.mode)
+                .map(|()| path.clone())
+                .map_err(|error| HandoverError { path, error })
+        })
+        .collect()
+}
+
+fn write_one(path: &Path, text: &[u8], mode: u32) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // A file left by an earlier attempt keeps its old mode through open(O_CREAT).
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?
+        .write_all(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn files_land_under_run_with_their_modes() {
+        let dir = crate::support::testutil::TempDir::new();
+        let run = dir.path().join("run");
+        let lease = Lease {
+            iface: "eth0".into(),
+            mac: "52:54:00:12:34:56".into(),
+            addr: Ipv4Addr::new(10, 0, 2, 15),
+            prefix_len: 24,
+            gateway: None,
+            dns: vec![],
+            origin: Origin::Fixed,
+        };
+        // A stale profile from an earlier attempt, readable by all: replaced, mode 0600.
+        let stale = run.join("NetworkManager/system-connections/pureboot-eth0.nmconnection");
+        std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+        std::fs::write(&stale, "old").unwrap();
+        let written = write(&run, &lease).unwrap();
+        assert_eq!(written.len(), handover::files(&lease).len());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&stale), 0o600);
+        assert!(std::fs::read_to_string(&stale)
+            .unwrap()
+            .contains("address1=10.0.2.15/24"));
+        let networkd = run.join("systemd/network/10-pureboot-eth0.network");
+        assert_eq!(mode(&networkd), 0o644);
+        let err = write(&networkd, &lease).unwrap_err();
+        assert!(
+            err.to_string().starts_with("network hand-over: writing "),
+            "{err}"
+        );
+    }
+}
