@@ -130,7 +130,7 @@ fn boot(host: &Host, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure> {
     match plan::decide(cmd, &identity, &facts, ins) {
         Decision::Nfs(p) => {
             a.failure = p.failure.clone().or(a.failure.take());
-            let lease = handover::lease(&net);
+            let lease = handover::lease(&net, &host.paths.sysfs());
             nfs_boot(host, cmd, &p, &identity, &lease, &mut a.report)
         }
         Decision::Local { device } => local_boot(host, cmd, &device, &mut a.report),
@@ -365,9 +365,9 @@ fn enter_and_exec(
         // Into /run before it moves: the root's network stack reads it there. Without it
         // the root boots as before, its stack left to its own configuration.
         match step::time(r, Step::Handover, |_| {
-            handover::write(&host.paths.at("/run"), lease)
+            handover::hand_over(&host.paths.at("/run"), lease)
         }) {
-            Ok(files) => info!("network handed over: {} files in /run", files.len()),
+            Ok(files) => info!("network handed over: {files} files in /run"),
             Err(e) => warn!("{e}; the root's network stack is left to its own configuration"),
         }
     }

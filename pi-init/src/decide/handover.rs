@@ -6,9 +6,10 @@
 //!
 //! | stack | file (under `/run`) | what it says |
 //! |---|---|---|
-//! | systemd-networkd | `systemd/network/10-pureboot-<iface>.network` | this MAC: DHCP asking for the address pi-init holds, `KeepConfiguration=yes` (never drop it, also when the lease ends or networkd stops), no release |
+//! | udev (for both below) | `systemd/network/10-pureboot-<iface>.link` | this MAC keeps its name: udev cannot rename a link that is up, and systemd 252 then leaves it "renaming" for good, which networkd waits on forever |
+//! | systemd-networkd | `systemd/network/10-pureboot-<iface>.network` | this MAC: DHCP with the client id pi-init used, `KeepConfiguration=yes` (never drop the address, also when the lease ends or networkd stops), no release |
 //! | NetworkManager | `NetworkManager/system-connections/pureboot-<iface>.nmconnection` (mode 0600, or NM ignores it) | a profile for this MAC: DHCP with the client id pi-init used, never given up (`may-fail=false`, no timeout) |
-//! | NetworkManager | `NetworkManager/conf.d/pureboot-<iface>.conf` | `keep-configuration=no` for this device only: NM activates the profile above instead of wrapping the running address in an "external" connection it never renews |
+//! | NetworkManager | `NetworkManager/devices/<ifindex>` | the device's run state as NM leaves it for itself across a restart: managed, with the profile above active, so NM takes the running connection over (and renews it) without touching the link |
 //! | any | `pureboot/network.json` | the lease as pi-init took it, for scripts |
 //!
 //! A static `ip=` or an address the kernel had configured gets the same files with the
@@ -33,6 +34,8 @@ pub enum Origin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub iface: String,
+    /// The kernel's index of the interface (NetworkManager's run state is kept by it).
+    pub ifindex: Option<u32>,
     /// `aa:bb:cc:dd:ee:ff`, lowercase.
     pub mac: String,
     pub addr: Ipv4Addr,
@@ -54,7 +57,12 @@ pub struct RunFile {
 /// Every file the hand-over writes for `l`.
 pub fn files(l: &Lease) -> Vec<RunFile> {
     let file = |rel: String, text: String, mode| RunFile { rel, text, mode };
-    vec![
+    let mut f = vec![
+        file(
+            format!("systemd/network/10-pureboot-{}.link", l.iface),
+            link(l),
+            0o644,
+        ),
         file(
             format!("systemd/network/10-pureboot-{}.network", l.iface),
             networkd(l),
@@ -68,13 +76,20 @@ pub fn files(l: &Lease) -> Vec<RunFile> {
             nm_profile(l),
             0o600,
         ),
-        file(
-            format!("NetworkManager/conf.d/pureboot-{}.conf", l.iface),
-            nm_conf(l),
+    ];
+    if let Some(ifindex) = l.ifindex {
+        let state = format!(
+            "# {HEADER}\n[device]\nmanaged=true\nconnection-uuid={}\n",
+            nm_uuid(&l.mac)
+        );
+        f.push(file(
+            format!("NetworkManager/devices/{ifindex}"),
+            state,
             0o644,
-        ),
-        file("pureboot/network.json".into(), json(l), 0o644),
-    ]
+        ));
+    }
+    f.push(file("pureboot/network.json".into(), json(l), 0o644));
+    f
 }
 
 const HEADER: &str = "pi-init: the NFS root is reached through this interface; keep its \
@@ -91,9 +106,17 @@ fn joined(dns: &[Ipv4Addr], sep: &str) -> String {
         .join(sep)
 }
 
+/// udev: the name stays (no `NamePolicy=`, no MAC policy: nothing changes on the link).
+fn link(l: &Lease) -> String {
+    format!(
+        "# {HEADER}\n[Match]\nMACAddress={}\n\n[Link]\nName={}\n",
+        l.mac, l.iface
+    )
+}
+
 /// systemd-networkd: `KeepConfiguration=yes` keeps the address pi-init set and, under DHCP,
-/// never drops the lease's address even if it ends; the client asks for the same address
-/// with the same client id (the MAC, as pi-init sent it), so the server renews one lease.
+/// never drops the lease's address even if it ends; the client sends the same client id
+/// (the MAC, as pi-init sent it), so the server hands out and renews the same lease.
 fn networkd(l: &Lease) -> String {
     let mut s = format!(
         "# {HEADER}\n[Match]\nMACAddress={}\n\n[Network]\nKeepConfiguration=yes\n\
@@ -112,11 +135,7 @@ fn networkd(l: &Lease) -> String {
         let _ = writeln!(s, "DNS={d}");
     }
     if dhcp(l) {
-        let _ = write!(
-            s,
-            "\n[DHCPv4]\nClientIdentifier=mac\nRequestAddress={}\nSendRelease=no\n",
-            l.addr
-        );
+        s += "\n[DHCPv4]\nClientIdentifier=mac\nSendRelease=no\n";
     }
     s
 }
@@ -149,16 +168,6 @@ fn nm_profile(l: &Lease) -> String {
     s
 }
 
-/// NetworkManager's configuration for this device alone: activate the profile rather than
-/// take the running address as an external connection.
-fn nm_conf(l: &Lease) -> String {
-    format!(
-        "# {HEADER}\n[device-pureboot-{iface}]\nmatch-device=mac:{mac}\nkeep-configuration=no\n",
-        iface = l.iface,
-        mac = l.mac
-    )
-}
-
 fn json(l: &Lease) -> String {
     let (server, lease_secs) = match &l.origin {
         Origin::Dhcp { server, lease_secs } => (*server, *lease_secs),
@@ -185,6 +194,7 @@ mod tests {
     fn lease(origin: Origin) -> Lease {
         Lease {
             iface: "eth0".into(),
+            ifindex: Some(2),
             mac: "52:54:00:e0:02:51".into(),
             addr: Ipv4Addr::new(10, 0, 3, 53),
             prefix_len: 24,
@@ -212,14 +222,31 @@ mod tests {
         assert_eq!(
             names,
             [
+                ("systemd/network/10-pureboot-eth0.link", 0o644),
                 ("systemd/network/10-pureboot-eth0.network", 0o644),
                 (
                     "NetworkManager/system-connections/pureboot-eth0.nmconnection",
                     0o600
                 ),
-                ("NetworkManager/conf.d/pureboot-eth0.conf", 0o644),
+                ("NetworkManager/devices/2", 0o644),
                 ("pureboot/network.json", 0o644),
             ]
+        );
+        // Without the interface's index there is no NetworkManager run state to write.
+        let no_index = Lease {
+            ifindex: None,
+            ..dhcp_lease()
+        };
+        assert!(files(&no_index).iter().all(|f| !f.rel.contains("devices")));
+    }
+
+    #[test]
+    fn udev_keeps_the_name_of_the_link_it_cannot_rename() {
+        let f = files(&dhcp_lease());
+        let l = text(&f, "systemd/network/10-pureboot-eth0.link");
+        assert!(
+            l.contains("[Match]\nMACAddress=52:54:00:e0:02:51\n\n[Link]\nName=eth0\n"),
+            "{l}"
         );
     }
 
@@ -232,7 +259,7 @@ mod tests {
             "KeepConfiguration=yes\n",
             "DHCP=ipv4\n",
             "DNS=10.0.3.1\nDNS=9.9.9.9\n",
-            "[DHCPv4]\nClientIdentifier=mac\nRequestAddress=10.0.3.53\nSendRelease=no\n",
+            "[DHCPv4]\nClientIdentifier=mac\nSendRelease=no\n",
         ] {
             assert!(n.contains(line), "{line:?} in\n{n}");
         }
@@ -262,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn network_manager_activates_a_dhcp_profile_for_this_mac_only() {
+    fn network_manager_takes_over_a_dhcp_profile_for_this_mac_only() {
         let f = files(&dhcp_lease());
         let p = text(
             &f,
@@ -279,10 +306,12 @@ mod tests {
         ] {
             assert!(p.contains(line), "{line:?} in\n{p}");
         }
-        let c = text(&f, "NetworkManager/conf.d/pureboot-eth0.conf");
+        let d = text(&f, "NetworkManager/devices/2");
         assert!(
-            c.contains("[device-pureboot-eth0]\nmatch-device=mac:52:54:00:e0:02:51\nkeep-configuration=no\n"),
-            "{c}"
+            d.contains(
+                "[device]\nmanaged=true\nconnection-uuid=70626f6f-7400-4000-8000-525400e00251\n"
+            ),
+            "{d}"
         );
     }
 

@@ -1,6 +1,8 @@
 //! The network hand-over's mechanics: the files [`crate::decide::handover`] renders, written
 //! under pi-init's own `/run` (a tmpfs that becomes the new root's `/run` when the early
-//! mounts are moved), so the root's network stack finds them when it starts.
+//! mounts are moved), so the root's network stack finds them when it starts; and a DHCP
+//! address given a (very long) lifetime, so NetworkManager sees it came from DHCP
+//! ([`crate::steps::net::lifetime`]).
 
 use std::fmt;
 use std::io::Write;
@@ -8,29 +10,45 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::decide::handover::{self, Lease, Origin};
-use crate::steps::net::{NetConfig, NetSource};
+use crate::steps::net::{lifetime, NetConfig, NetSource};
 
-/// Which file could not be written, and why.
+/// Which file could not be written, or the address's lifetime not set, and why.
 #[derive(Debug)]
-pub struct HandoverError {
-    pub path: PathBuf,
-    pub error: std::io::Error,
+pub enum HandoverError {
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    Lifetime {
+        iface: String,
+        error: std::io::Error,
+    },
 }
 
 impl fmt::Display for HandoverError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "network hand-over: writing {}: {}",
-            self.path.display(),
-            self.error
-        )
+        match self {
+            Self::Write { path, error } => {
+                write!(f, "network hand-over: writing {}: {error}", path.display())
+            }
+            Self::Lifetime { iface, error } => {
+                write!(
+                    f,
+                    "network hand-over: the lifetime of {iface}'s address: {error}"
+                )
+            }
+        }
     }
 }
 
-/// What the network step configured, as the hand-over's typed lease.
-pub fn lease(net: &NetConfig) -> Lease {
+/// What the network step configured, as the hand-over's typed lease; the interface's index
+/// read from `sysfs`.
+pub fn lease(net: &NetConfig, sysfs: &Path) -> Lease {
+    let index = sysfs.join("class/net").join(&net.iface).join("ifindex");
     Lease {
+        ifindex: std::fs::read_to_string(index)
+            .ok()
+            .and_then(|i| i.trim().parse().ok()),
         iface: net.iface.clone(),
         mac: net.mac.clone(),
         addr: net.addr,
@@ -47,6 +65,22 @@ pub fn lease(net: &NetConfig) -> Lease {
     }
 }
 
+/// The whole hand-over: the files under `run`, then a DHCP address's lifetime. Returns how
+/// many files were written.
+pub fn hand_over(run: &Path, lease: &Lease) -> Result<usize, HandoverError> {
+    let written = write(run, lease)?.len();
+    if let (Origin::Dhcp { .. }, Some(ifindex)) = (&lease.origin, lease.ifindex) {
+        let (addr, prefix) = (lease.addr, lease.prefix_len);
+        lifetime::set(ifindex, addr, prefix, lifetime::LONGEST_FINITE).map_err(|error| {
+            HandoverError::Lifetime {
+                iface: lease.iface.clone(),
+                error,
+            }
+        })?;
+    }
+    Ok(written)
+}
+
 /// Writes every hand-over file under `run` (pi-init's `/run`), each with its mode from the
 /// start (NetworkManager ignores a profile others can read). Returns the paths written.
 pub fn write(run: &Path, lease: &Lease) -> Result<Vec<PathBuf>, HandoverError> {
@@ -56,7 +90,7 @@ pub fn write(run: &Path, lease: &Lease) -> Result<Vec<PathBuf>, HandoverError> {
             let path = run.join(&f.rel);
             write_one(&path, f.text.as_bytes(), f.mode)
                 .map(|()| path.clone())
-                .map_err(|error| HandoverError { path, error })
+                .map_err(|error| HandoverError::Write { path, error })
         })
         .collect()
 }
@@ -87,6 +121,7 @@ mod tests {
         let run = dir.path().join("run");
         let lease = Lease {
             iface: "eth0".into(),
+            ifindex: Some(2),
             mac: "52:54:00:12:34:56".into(),
             addr: Ipv4Addr::new(10, 0, 2, 15),
             prefix_len: 24,

@@ -297,7 +297,7 @@ fn tick_script(ticks: u32) -> String {
          while [ $n -lt {ticks} ]; do\n\
          \x20 a=$({addr})\n\
          \x20 echo \"{TICK_MARK} n=$n up=$(cut -d' ' -f1 /proc/uptime) file=$(cat /{TICK_FILE}) addr=${{a:-none}}\" > /dev/console\n\
-         \x20 [ $n = 8 ] && {{ networkctl --no-pager list; networkctl --no-pager status; nmcli -t device; }} 2>&1 | sed 's/^/PUREBOOT-NET /' > /dev/console\n\
+         \x20 [ $n = 8 ] && {{ networkctl --no-pager list; networkctl --no-pager status; nmcli -t device; journalctl -b --no-pager -u NetworkManager | tail -n 25; }} 2>&1 | sed 's/^/PUREBOOT-NET /' > /dev/console\n\
          \x20 n=$((n + 1))\n\
          \x20 sleep 5\n\
          done\n\

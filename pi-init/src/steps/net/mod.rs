@@ -7,6 +7,7 @@
 
 mod config;
 pub mod dhcp;
+pub mod lifetime;
 pub(crate) mod link;
 #[cfg(test)]
 mod netns_tests;
