@@ -361,8 +361,9 @@ fn a_tree_export_boots_to_the_exec_of_its_init() {
     // The network handed over in /run before it moved into the new root.
     let networkd = std::fs::read_to_string(w.at("run/systemd/network/10-pureboot-eth0.network"));
     assert!(
-        networkd.is_ok_and(|n| n.contains(&format!("MACAddress={MAC}\n"))
-            && n.contains("ClientIdentifier=mac\n")),
+        networkd
+            .is_ok_and(|n| n.contains(&format!("MACAddress={MAC}\n"))
+                && n.contains("ClientIdentifier=mac\n")),
         "the networkd file in /run"
     );
     assert!(w.at("run/pureboot/network.json").is_file());
