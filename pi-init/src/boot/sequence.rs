@@ -365,7 +365,7 @@ fn enter_and_exec(
         // Into /run before it moves: the root's network stack reads it there. Without it
         // the root boots as before, its stack left to its own configuration.
         match step::time(r, Step::Handover, |_| {
-            handover::hand_over(&host.paths.at("/run"), lease)
+            handover::hand_over(&host.paths.at("/run"), newroot, lease)
         }) {
             Ok(files) => info!("network handed over: {files} files in /run"),
             Err(e) => warn!("{e}; the root's network stack is left to its own configuration"),

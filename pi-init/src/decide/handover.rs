@@ -13,7 +13,13 @@
 //! | any | `pureboot/network.json` | the lease as pi-init took it, for scripts |
 //!
 //! A static `ip=` or an address the kernel had configured gets the same files with the
-//! address written out (no DHCP). ifupdown needs no file (see the README).
+//! address written out (no DHCP).
+//!
+//! ifupdown's DHCP client, ISC dhclient, has no runtime directory: its configuration is
+//! `/etc/dhcp/dhclient.conf` alone. Run by ifupdown (`-i`) it sends a DUID-based client id of
+//! its own, and the server, keying leases by client id, hands it a second address while
+//! pi-init's lease runs out. [`dhclient_conf`] is the image's file with a block giving the
+//! interface pi-init's client id, written into the node's layer (see the step).
 
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -168,6 +174,26 @@ fn nm_profile(l: &Lease) -> String {
     s
 }
 
+/// Marks the block [`dhclient_conf`] appends, so the next boot replaces it.
+const DHCLIENT_MARK: &str = "# pureboot: pi-init's client id";
+
+/// `image` (the root's dhclient.conf) without an earlier boot's block, plus one sending the
+/// client id pi-init sent (type 1, the MAC), so dhclient renews pi-init's lease.
+pub fn dhclient_conf(image: &str, l: &Lease) -> String {
+    let own = image.find(DHCLIENT_MARK).map_or(image, |at| &image[..at]);
+    let mut s = own.trim_end().to_string();
+    if !s.is_empty() {
+        s += "\n\n";
+    }
+    let _ = write!(
+        s,
+        "{DHCLIENT_MARK} (written at every boot; the NFS root's lease)\n\
+         interface \"{}\" {{\n  send dhcp-client-identifier 1:{};\n}}\n",
+        l.iface, l.mac
+    );
+    s
+}
+
 fn json(l: &Lease) -> String {
     let (server, lease_secs) = match &l.origin {
         Origin::Dhcp { server, lease_secs } => (*server, *lease_secs),
@@ -313,6 +339,21 @@ mod tests {
             ),
             "{d}"
         );
+    }
+
+    #[test]
+    fn dhclient_sends_pi_inits_client_id_and_the_image_keeps_its_own_lines() {
+        let image = "send host-name = gethostname();\nrequest subnet-mask;\n";
+        let once = dhclient_conf(image, &dhcp_lease());
+        assert_eq!(
+            once,
+            "send host-name = gethostname();\nrequest subnet-mask;\n\n\
+             # pureboot: pi-init's client id (written at every boot; the NFS root's lease)\n\
+             interface \"eth0\" {\n  send dhcp-client-identifier 1:52:54:00:e0:02:51;\n}\n"
+        );
+        // The next boot reads the file it wrote: its block is replaced, not doubled.
+        assert_eq!(dhclient_conf(&once, &dhcp_lease()), once);
+        assert!(dhclient_conf("", &dhcp_lease()).starts_with("# pureboot"));
     }
 
     #[test]

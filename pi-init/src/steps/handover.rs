@@ -65,11 +65,27 @@ pub fn lease(net: &NetConfig, sysfs: &Path) -> Lease {
     }
 }
 
-/// The whole hand-over: the files under `run`, then a DHCP address's lifetime. Returns how
-/// many files were written.
-pub fn hand_over(run: &Path, lease: &Lease) -> Result<usize, HandoverError> {
-    let written = write(run, lease)?.len();
-    if let (Origin::Dhcp { .. }, Some(ifindex)) = (&lease.origin, lease.ifindex) {
+/// The whole hand-over: the files under `run`, then for a DHCP lease the address's lifetime
+/// and, when the root at `newroot` has ISC dhclient, its configuration in the node's layer
+/// (the overlay's upper: it has no runtime directory). Returns how many files were written.
+pub fn hand_over(run: &Path, newroot: &Path, lease: &Lease) -> Result<usize, HandoverError> {
+    let mut written = write(run, lease)?.len();
+    if !matches!(lease.origin, Origin::Dhcp { .. }) {
+        return Ok(written);
+    }
+    if newroot.join("sbin/dhclient").exists() {
+        let path = newroot.join("etc/dhcp/dhclient.conf");
+        let image = std::fs::read_to_string(&path).unwrap_or_default();
+        let text = handover::dhclient_conf(&image, lease);
+        std::fs::create_dir_all(path.parent().expect("a file in etc/dhcp"))
+            .and_then(|()| std::fs::write(&path, text))
+            .map_err(|error| HandoverError::Write {
+                path: path.clone(),
+                error,
+            })?;
+        written += 1;
+    }
+    if let Some(ifindex) = lease.ifindex {
         let (addr, prefix) = (lease.addr, lease.prefix_len);
         lifetime::set(ifindex, addr, prefix, lifetime::LONGEST_FINITE).map_err(|error| {
             HandoverError::Lifetime {
@@ -146,6 +162,46 @@ mod tests {
         assert!(
             err.to_string().starts_with("network hand-over: writing "),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_root_with_dhclient_gets_pi_inits_client_id_in_its_layer() {
+        let dir = crate::support::testutil::TempDir::new();
+        let (run, root) = (dir.path().join("run"), dir.path().join("newroot"));
+        std::fs::create_dir_all(root.join("sbin")).unwrap();
+        std::fs::create_dir_all(root.join("etc/dhcp")).unwrap();
+        std::fs::write(root.join("sbin/dhclient"), "").unwrap();
+        std::fs::write(root.join("etc/dhcp/dhclient.conf"), "request routers;\n").unwrap();
+        let lease = Lease {
+            iface: "eth0".into(),
+            // No index: no netlink request from a host test.
+            ifindex: None,
+            mac: "52:54:00:12:34:56".into(),
+            addr: Ipv4Addr::new(10, 0, 2, 15),
+            prefix_len: 24,
+            gateway: None,
+            dns: vec![],
+            origin: Origin::Dhcp {
+                server: None,
+                lease_secs: Some(120),
+            },
+        };
+        let n = hand_over(&run, &root, &lease).unwrap();
+        assert_eq!(n, handover::files(&lease).len() + 1);
+        let conf = std::fs::read_to_string(root.join("etc/dhcp/dhclient.conf")).unwrap();
+        assert!(conf.starts_with("request routers;\n"), "{conf}");
+        assert!(
+            conf.contains("send dhcp-client-identifier 1:52:54:00:12:34:56;"),
+            "{conf}"
+        );
+        // A root without dhclient is left as it is.
+        std::fs::remove_file(root.join("sbin/dhclient")).unwrap();
+        std::fs::write(root.join("etc/dhcp/dhclient.conf"), "x\n").unwrap();
+        hand_over(&run, &root, &lease).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/dhcp/dhclient.conf")).unwrap(),
+            "x\n"
         );
     }
 }
