@@ -69,21 +69,9 @@ pub fn lease(net: &NetConfig, sysfs: &Path) -> Lease {
 /// and, when the root at `newroot` has ISC dhclient, its configuration in the node's layer
 /// (the overlay's upper: it has no runtime directory). Returns how many files were written.
 pub fn hand_over(run: &Path, newroot: &Path, lease: &Lease) -> Result<usize, HandoverError> {
-    let mut written = write(run, lease)?.len();
+    let written = write(run, lease)?.len();
     if !matches!(lease.origin, Origin::Dhcp { .. }) {
         return Ok(written);
-    }
-    if newroot.join("sbin/dhclient").exists() {
-        let path = newroot.join("etc/dhcp/dhclient.conf");
-        let image = std::fs::read_to_string(&path).unwrap_or_default();
-        let text = handover::dhclient_conf(&image, lease);
-        std::fs::create_dir_all(path.parent().expect("a file in etc/dhcp"))
-            .and_then(|()| std::fs::write(&path, text))
-            .map_err(|error| HandoverError::Write {
-                path: path.clone(),
-                error,
-            })?;
-        written += 1;
     }
     if let Some(ifindex) = lease.ifindex {
         let (addr, prefix) = (lease.addr, lease.prefix_len);
@@ -94,7 +82,17 @@ pub fn hand_over(run: &Path, newroot: &Path, lease: &Lease) -> Result<usize, Han
             }
         })?;
     }
-    Ok(written)
+    // Last: a read-only root (overlay `none`) refuses it, and nothing else depends on it.
+    if !newroot.join("sbin/dhclient").exists() {
+        return Ok(written);
+    }
+    let path = newroot.join("etc/dhcp/dhclient.conf");
+    let image = std::fs::read_to_string(&path).unwrap_or_default();
+    let text = handover::dhclient_conf(&image, lease);
+    std::fs::create_dir_all(path.parent().expect("a file in etc/dhcp"))
+        .and_then(|()| std::fs::write(&path, text))
+        .map_err(|error| HandoverError::Write { path, error })?;
+    Ok(written + 1)
 }
 
 /// Writes every hand-over file under `run` (pi-init's `/run`), each with its mode from the
