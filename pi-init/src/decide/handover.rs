@@ -6,7 +6,7 @@
 //!
 //! | stack | file (under `/run`) | what it says |
 //! |---|---|---|
-//! | udev (for both below) | `systemd/network/10-pureboot-<iface>.link` | this MAC keeps its name: udev cannot rename a link that is up, and systemd 252 then leaves it "renaming" for good, which networkd waits on forever |
+//! | udev (for both below) | `systemd/network/10-pureboot-<iface>.link` | this MAC keeps its name, which the other files name: udev's default asks for a new one it cannot give a link that is up, and under systemd 252 networkd then showed the link `pending` (waiting on udev) for good, never starting its DHCP client |
 //! | systemd-networkd | `systemd/network/10-pureboot-<iface>.network` | this MAC: DHCP with the client id pi-init used, `KeepConfiguration=yes` (never drop the address, also when the lease ends or networkd stops), no release |
 //! | NetworkManager | `NetworkManager/system-connections/pureboot-<iface>.nmconnection` (mode 0600, or NM ignores it) | a profile for this MAC: DHCP with the client id pi-init used, never given up (`may-fail=false`, no timeout) |
 //! | NetworkManager | `NetworkManager/devices/<ifindex>` | the device's run state as NM leaves it for itself across a restart: managed, with the profile above active, so NM takes the running connection over (and renews it) without touching the link |
