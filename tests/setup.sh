@@ -176,8 +176,11 @@ fi
 DROOT="$CACHE/debian-root"
 # What the Debian root scenarios run: systemd; containerd and runc (a container on a
 # diskless node's volume); the network stacks a root may bring (NetworkManager, ifupdown with
-# Debian's DHCP client), each enabled by the scenario that tests its hand-over. A root made
-# with another list is made again (the list is written into .complete).
+# Debian's DHCP client), each enabled by the scenario that tests its hand-over. dbus and
+# libpam-systemd are named because NetworkManager and polkitd depend on the virtual
+# default-dbus-system-bus and default-logind, which debootstrap does not resolve on its own
+# (without them the second stage leaves both unconfigured and fails). A root made with
+# another list is made again (the list is written into .complete).
 DEBIAN_ROOT_PACKAGES="systemd-sysv,udev,dbus,libpam-systemd,containerd,runc,network-manager,ifupdown,isc-dhcp-client,iproute2"
 if [ "${PUREBOOT_DEBIAN_ROOT:-0}" = 1 ]; then
   if [ "$(cat "$DROOT/.complete" 2>/dev/null)" = "$DEBIAN_ROOT_PACKAGES" ]; then

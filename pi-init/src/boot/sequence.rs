@@ -8,19 +8,19 @@ use super::report::Report;
 use super::step::{self, Failure, Step};
 use super::{Attempt, Host};
 use crate::decide::cmdline::Cmdline;
+use crate::decide::handover::Lease;
 use crate::decide::ip_param::IpParam;
 use crate::decide::nfs_options::NfsOptions;
 use crate::decide::plan::{self, Decision, Instructions, NfsPlan};
 use crate::decide::serial::{BoardSerial, Identity};
-use crate::steps::{agent_unit, base_mount, clock, controller, local, lower, modules, net};
-use crate::steps::{nfs, overlay};
+use crate::steps::{agent_unit, base_mount, clock, controller, handover, local, lower};
+use crate::steps::{modules, net, nfs, overlay};
 use crate::steps::{serial, switch_root, watchdog};
 use crate::support::{background, log};
 use crate::sys::HostPaths;
 use ::log::{error, info, warn};
 use pureboot_contract::ids::Mac;
 use pureboot_contract::{FailureReport, OverlayOutcome};
-use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -131,7 +131,8 @@ fn boot(host: &Host, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure> {
     match plan::decide(cmd, &identity, &facts, ins) {
         Decision::Nfs(p) => {
             a.failure = p.failure.clone().or(a.failure.take());
-            nfs_boot(host, cmd, &p, &identity, net.addr, &mut a.report)
+            let lease = handover::lease(&net, &host.paths.sysfs());
+            nfs_boot(host, cmd, &p, &identity, &lease, &mut a.report)
         }
         Decision::Local { device } => local_boot(host, cmd, &device, &mut a.report),
         Decision::Fail(why) => Err(Failure {
@@ -203,9 +204,10 @@ fn nfs_boot(
     cmd: &Cmdline,
     p: &NfsPlan,
     identity: &Identity,
-    client: Ipv4Addr,
+    lease: &Lease,
     r: &mut Report,
 ) -> Result<Never, Failure> {
+    let client = lease.addr;
     let paths = overlay::Paths::under(&host.paths.mnt());
     let export = format!("{}:{}", p.nfs.server, p.nfs.path);
     info!(
@@ -258,18 +260,21 @@ fn nfs_boot(
     });
     r.facts.base_image = done.base_image;
     r.facts.hostname = Some(p.hostname.to_string());
-    let urls = Urls {
+    let urls = ForTheRoot {
         callback: p.callback_url.as_deref(),
         agent: p.agent_url.as_deref(),
+        lease: Some(lease),
     };
     enter_and_exec(host, cmd, &paths.newroot, urls, r)
 }
 
-/// Where the boot reports: pi-init's callback, and the agent it leaves for the root.
+/// What the root gets handed at the end: pi-init's callback, the agent it leaves for the
+/// root, the network lease (an NFS root's).
 #[derive(Default, Clone, Copy)]
-struct Urls<'a> {
+struct ForTheRoot<'a> {
     callback: Option<&'a str>,
     agent: Option<&'a str>,
+    lease: Option<&'a Lease>,
 }
 
 /// The export's mount at `at`, its options parsed once for it and for the base image's own
@@ -353,15 +358,16 @@ fn local_boot(host: &Host, cmd: &Cmdline, device: &str, r: &mut Report) -> Resul
     step::run(r, Step::LocalMount, |_| {
         local::mount(host.sys, &root, &newroot, host.sleep)
     })?;
-    enter_and_exec(host, cmd, &newroot, Urls::default(), r)
+    enter_and_exec(host, cmd, &newroot, ForTheRoot::default(), r)
 }
 
-/// The common tail: init check, the agent left, mounts moved, callback, switch, exec.
+/// The common tail: init check, the agent left, the network handed over (an NFS root's),
+/// mounts moved, callback, switch, exec.
 fn enter_and_exec(
     host: &Host,
     cmd: &Cmdline,
     newroot: &Path,
-    urls: Urls<'_>,
+    urls: ForTheRoot<'_>,
     r: &mut Report,
 ) -> Result<Never, Failure> {
     let (init, resolved) = step::run(r, Step::InitCheck, |_| {
@@ -381,6 +387,16 @@ fn enter_and_exec(
             }
         };
         r.facts.agent = Some(said);
+    }
+    if let Some(lease) = urls.lease {
+        // Into /run before it moves: the root's network stack reads it there. Without it
+        // the root boots as before, its stack left to its own configuration.
+        match step::time(r, Step::Handover, |_| {
+            handover::hand_over(&host.paths.at("/run"), newroot, lease)
+        }) {
+            Ok(files) => info!("network handed over: {files} files in /run"),
+            Err(e) => warn!("{e}; the root's network stack is left to its own configuration"),
+        }
     }
     let sys = host.sys;
     let mounts = sys.mounts();

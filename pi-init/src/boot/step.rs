@@ -24,6 +24,7 @@ pureboot_contract::named_enum! {
         InitCheck = "init-check",
         /// The post-boot agent and its unit left in /run.
         Agent = "agent",
+        Handover = "handover",
         MoveMounts = "move-mounts",
         Callback = "callback",
         SwitchRoot = "switch-root",

@@ -47,6 +47,8 @@ impl Network for FakeNetwork {
             server: Some(Ipv4Addr::new(10, 0, 2, 2)),
             root_path: None,
             source: NetSource::Dhcp,
+            dhcp_server: Some(Ipv4Addr::new(10, 0, 2, 2)),
+            lease_secs: Some(86400),
             hostname: None,
             stages: vec![("net-dhcp", Duration::from_millis(3))],
         })
@@ -351,10 +353,20 @@ fn a_tree_export_boots_to_the_exec_of_its_init() {
             "base-mount",
             "overlay",
             "init-check",
+            "handover",
             "move-mounts"
         ]
     );
     assert_install_failed(&posts[1], "exec", "exec /sbin/init");
+    // The network handed over in /run before it moved into the new root.
+    let networkd = std::fs::read_to_string(w.at("run/systemd/network/10-pureboot-eth0.network"));
+    assert!(
+        networkd
+            .is_ok_and(|n| n.contains(&format!("MACAddress={MAC}\n"))
+                && n.contains("ClientIdentifier=mac\n")),
+        "the networkd file in /run"
+    );
+    assert!(w.at("run/pureboot/network.json").is_file());
 }
 
 #[test]

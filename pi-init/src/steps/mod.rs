@@ -8,7 +8,8 @@
 //! mount), [`base_mount`] (the base image's own cached mount,
 //! with [`rpcbind`] checking that NFSv3 can answer), [`lower`] (the export's layout and the
 //! base image chosen and placed), [`overlay`] (the new root on them), or [`local`] (a root on
-//! a block device), then [`switch_root`] (into it); [`watchdog`] is armed at start and
+//! a block device), then [`handover`] (what the root's network stack needs, in `/run`) and
+//! [`switch_root`] (into it); [`watchdog`] is armed at start and
 //! handed over to the new init.
 
 pub mod agent_unit;
@@ -16,6 +17,7 @@ pub mod base_mount;
 pub mod clock;
 pub mod coldplug;
 pub mod controller;
+pub mod handover;
 pub mod local;
 pub mod lower;
 pub mod modules;

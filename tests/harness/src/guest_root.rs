@@ -174,83 +174,246 @@ pub const SERVICES_OFF: &[&str] = &[
     "./etc/systemd/system/multi-user.target.wants/containerd.service",
 ];
 
-fn exclude_services_off(tar: &mut Command) {
-    for path in SERVICES_OFF {
+fn exclude_services_off(tar: &mut Command, keep_on: &[&str]) {
+    for path in SERVICES_OFF.iter().filter(|p| !keep_on.contains(p)) {
         tar.arg(format!("--exclude={path}"));
     }
 }
 
-/// A file staged into a Debian root tarball: path inside the root, text, executable.
-pub type Staged = (&'static str, String, bool);
-
-/// The cached Debian root as the benchmark boots it, into `out`: the root as debootstrap made
-/// it (without the Debian root scenario's report unit, and without a hostname: the node layer
-/// gives one) plus the benchmark's unit and script. The cached root itself is left as it is.
-pub fn debian_usable_tarball(debian_root: &Path, out: &Path) -> Result<PathBuf, String> {
-    let files = vec![
-        (
-            "etc/systemd/system/pureboot-usable.service",
-            USABLE_UNIT.to_string(),
-            false,
-        ),
-        ("usr/local/sbin/pureboot-usable", usable_script(), true),
-    ];
-    debian_tarball_with(debian_root, out, &files, &["pureboot-usable.service"])
+/// A file a tarball adds to the cached root: its path in the root, its text, executable or not.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub rel: &'static str,
+    pub text: String,
+    pub exec: bool,
 }
 
-/// The cached Debian root plus `files`, each unit of `wanted` (staged among `files` under
-/// etc/systemd/system) wanted by multi-user.target, into `out`; without the report unit of
-/// [`debian_tarball`], a hostname or the services off by default ([`SERVICES_OFF`]). The
-/// cached root itself is left as it is.
-pub fn debian_tarball_with(
+/// The cached Debian root plus `files` and the `(link, target)` symlinks (units enabled),
+/// into `out`, without the Debian root scenario's report unit, without a hostname (the node
+/// layer gives one) and without [`SERVICES_OFF`] but those in `keep_on`. The files are
+/// staged beside `out`; the cached root itself is left as it is.
+fn staged_tarball(
     debian_root: &Path,
     out: &Path,
     files: &[Staged],
-    wanted: &[&str],
+    links: &[(&str, &str)],
+    keep_on: &[&str],
 ) -> Result<PathBuf, String> {
     let stage = out.with_extension("stage");
-    let io = |e: std::io::Error| format!("staging in {}: {e}", stage.display());
-    for (rel, text, exec) in files {
-        let path = stage.join(rel);
+    let io = |e: std::io::Error| format!("staging files in {}: {e}", stage.display());
+    for f in files {
+        let path = stage.join(f.rel);
         std::fs::create_dir_all(path.parent().expect("a relative path")).map_err(io)?;
-        if *exec {
-            write_exec(&path, text).map_err(io)?;
+        if f.exec {
+            write_exec(&path, &f.text).map_err(io)?;
         } else {
-            std::fs::write(&path, text).map_err(io)?;
+            std::fs::write(&path, &f.text).map_err(io)?;
         }
     }
-    let wants = stage.join("etc/systemd/system/multi-user.target.wants");
-    std::fs::create_dir_all(&wants).map_err(io)?;
-    for unit in wanted {
-        let link = wants.join(unit);
-        if std::fs::symlink_metadata(&link).is_err() {
-            symlink(format!("/etc/systemd/system/{unit}"), &link).map_err(io)?;
+    for (link, target) in links {
+        let path = stage.join(link);
+        std::fs::create_dir_all(path.parent().expect("a relative path")).map_err(io)?;
+        if std::fs::symlink_metadata(&path).is_err() {
+            symlink(target, &path).map_err(io)?;
         }
     }
     let mut tar = Command::new("tar");
     tar.args(["--numeric-owner", "--xattrs", "--exclude=./.complete"]);
-    exclude_services_off(&mut tar);
+    exclude_services_off(&mut tar, keep_on);
     tar.arg("--exclude=./etc/hostname")
         .arg("--exclude=./etc/systemd/system/pureboot-report.service")
-        .arg("--exclude=./etc/systemd/system/multi-user.target.wants/pureboot-report.service")
-        .arg("-cf")
+        .arg("--exclude=./etc/systemd/system/multi-user.target.wants/pureboot-report.service");
+    let staged: Vec<String> = files
+        .iter()
+        .map(|f| f.rel)
+        .chain(links.iter().map(|l| l.0))
+        .map(|rel| format!("./{rel}"))
+        .collect();
+    // A staged file replaces the root's own: left out here, appended below (the
+    // exclusions would drop them from the same run).
+    for rel in &staged {
+        tar.arg(format!("--exclude={rel}"));
+    }
+    process::run(tar.arg("-cf").arg(out).arg("-C").arg(debian_root).arg("."))?;
+    // Only the files: their directories are in the root already.
+    let mut append = Command::new("tar");
+    append
+        .args(["--numeric-owner", "-rf"])
         .arg(out)
         .arg("-C")
-        .arg(debian_root)
-        .arg(".")
-        // Only the files: their directories are in the root already.
-        .arg("-C")
         .arg(&stage);
-    for unit in wanted {
-        tar.arg(format!(
-            "./etc/systemd/system/multi-user.target.wants/{unit}"
-        ));
-    }
-    for (rel, _, _) in files {
-        tar.arg(format!("./{rel}"));
-    }
-    process::run(&mut tar)?;
+    process::run(append.args(&staged))?;
     Ok(out.to_path_buf())
+}
+
+/// The cached Debian root as the benchmark boots it, into `out`: the root as debootstrap made
+/// it plus the benchmark's unit and script.
+pub fn debian_usable_tarball(debian_root: &Path, out: &Path) -> Result<PathBuf, String> {
+    let files = [
+        Staged {
+            rel: "etc/systemd/system/pureboot-usable.service",
+            text: USABLE_UNIT.to_string(),
+            exec: false,
+        },
+        Staged {
+            rel: "usr/local/sbin/pureboot-usable",
+            text: usable_script(),
+            exec: true,
+        },
+    ];
+    let links = [(
+        "etc/systemd/system/multi-user.target.wants/pureboot-usable.service",
+        "/etc/systemd/system/pureboot-usable.service",
+    )];
+    staged_tarball(debian_root, out, &files, &links, &[])
+}
+
+/// The cached Debian root plus `files`, each unit of `wanted` (staged among `files` under
+/// etc/systemd/system) wanted by multi-user.target, into `out`; the services of
+/// [`SERVICES_OFF`] stay off (a scenario starts one itself).
+pub fn debian_tarball_with(
+    debian_root: &Path,
+    out: &Path,
+    files: &[Staged],
+    wanted: &[&'static str],
+) -> Result<PathBuf, String> {
+    let links: Vec<(String, String)> = wanted
+        .iter()
+        .map(|unit| {
+            (
+                format!("etc/systemd/system/multi-user.target.wants/{unit}"),
+                format!("/etc/systemd/system/{unit}"),
+            )
+        })
+        .collect();
+    let links: Vec<(&str, &str)> = links
+        .iter()
+        .map(|(l, t)| (l.as_str(), t.as_str()))
+        .collect();
+    staged_tarball(debian_root, out, files, &links, &[])
+}
+
+/// The network stack a hand-over scenario turns on in the Debian root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetStack {
+    /// systemd-networkd enabled, with the wired `.network` a user writes for it.
+    Networkd,
+    /// NetworkManager enabled as its package enables it (its own default profile).
+    NetworkManager,
+    /// ifupdown with the interface in /etc/network/interfaces as Debian's installer writes it.
+    Ifupdown,
+}
+
+/// The line the tick loop prints every 5 s: `PUREBOOT-TICK n=<i> up=<uptime s> file=<text
+/// of TICK_FILE> addr=<address/prefix,valid lifetime>`.
+pub const TICK_MARK: &str = "PUREBOOT-TICK";
+/// The root's file every tick reads (over NFS: the tmpfs overlay leaves it in the lower).
+pub const TICK_FILE: &str = "etc/pureboot-tick";
+/// What [`TICK_FILE`] holds.
+pub const TICK_TEXT: &str = "read-from-the-nfs-root";
+
+/// The tick loop: `ticks` lines 5 s apart (at the ninth, what networkd and NetworkManager
+/// say of the links, as `PUREBOOT-NET` lines), then a forced power-off. A tick that cannot read
+/// the root (its NFS server unreachable: a hard mount blocks) never comes.
+fn tick_script(ticks: u32) -> String {
+    let addr = r"ip -4 -o addr show scope global | sed -n 's/.* inet \([^ ]*\) .*valid_lft \([^ ]*\) .*/\1,\2/p' | head -n1";
+    format!(
+        "#!/bin/sh\n\
+         n=0\n\
+         while [ $n -lt {ticks} ]; do\n\
+         \x20 a=$({addr})\n\
+         \x20 echo \"{TICK_MARK} n=$n up=$(cut -d' ' -f1 /proc/uptime) file=$(cat /{TICK_FILE}) addr=${{a:-none}}\" > /dev/console\n\
+         \x20 [ $n = 8 ] && {{ networkctl --no-pager list; networkctl --no-pager status; nmcli -t device; journalctl -b --no-pager -u NetworkManager | tail -n 25; }} 2>&1 | sed 's/^/PUREBOOT-NET /' > /dev/console\n\
+         \x20 n=$((n + 1))\n\
+         \x20 sleep 5\n\
+         done\n\
+         systemctl poweroff --force --force\n"
+    )
+}
+
+/// Started as soon as the basic system is up, so the ticks span the network stack's start.
+const TICK_UNIT: &str = "[Unit]
+Description=pureboot network hand-over: a line every 5 s read from the NFS root
+After=basic.target
+
+[Service]
+ExecStart=/usr/local/sbin/pureboot-tick
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// What Debian's installer writes for a wired interface taking DHCP.
+pub const DEBIAN_INTERFACES: &str =
+    "# This file describes the network interfaces available on your system
+# and how to activate them. For more information, see interfaces(5).
+
+source /etc/network/interfaces.d/*
+
+# The loopback network interface
+auto lo
+iface lo inet loopback
+
+# The primary network interface
+allow-hotplug eth0
+iface eth0 inet dhcp
+";
+
+/// The wired `.network` the Debian wiki has a user write to turn systemd-networkd on.
+pub const USER_NETWORKD_FILE: &str = "[Match]
+Name=e*
+
+[Network]
+DHCP=ipv4
+";
+
+/// The cached Debian root with `stack` turned on and the tick loop (`ticks` lines), into
+/// `out`. Each stack's tarball is its own; the cached root is left as it is.
+pub fn debian_stack_tarball(
+    debian_root: &Path,
+    out: &Path,
+    stack: NetStack,
+    ticks: u32,
+) -> Result<PathBuf, String> {
+    let staged = |rel, text: &str, exec| Staged {
+        rel,
+        text: text.to_string(),
+        exec,
+    };
+    let mut files = vec![
+        staged("etc/systemd/system/pureboot-tick.service", TICK_UNIT, false),
+        staged("usr/local/sbin/pureboot-tick", &tick_script(ticks), true),
+        staged(TICK_FILE, &format!("{TICK_TEXT}\n"), false),
+    ];
+    let mut links = vec![(
+        "etc/systemd/system/multi-user.target.wants/pureboot-tick.service",
+        "/etc/systemd/system/pureboot-tick.service",
+    )];
+    let mut keep_on: &[&str] = &[];
+    match stack {
+        NetStack::Networkd => {
+            files.push(staged(
+                "etc/systemd/network/20-wired.network",
+                USER_NETWORKD_FILE,
+                false,
+            ));
+            links.extend([
+                (
+                    "etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
+                    "/lib/systemd/system/systemd-networkd.service",
+                ),
+                (
+                    "etc/systemd/system/sockets.target.wants/systemd-networkd.socket",
+                    "/lib/systemd/system/systemd-networkd.socket",
+                ),
+            ]);
+        }
+        NetStack::NetworkManager => keep_on = &SERVICES_OFF[..3],
+        NetStack::Ifupdown => {
+            files.push(staged("etc/network/interfaces", DEBIAN_INTERFACES, false))
+        }
+    }
+    staged_tarball(debian_root, out, &files, &links, keep_on)
 }
 
 /// The unit the Debian root scenario adds to the root: reports hostname and machine-id (both
@@ -287,7 +450,7 @@ pub fn debian_tarball(debian_root: &Path, cache: &Path) -> Result<PathBuf, Strin
     let tmp = out.with_extension("tar.tmp");
     let mut tar = Command::new("tar");
     tar.args(["--numeric-owner", "--xattrs", "--exclude=./.complete"]);
-    exclude_services_off(&mut tar);
+    exclude_services_off(&mut tar, &[]);
     process::run(tar.arg("-C").arg(debian_root).arg("-cf").arg(&tmp).arg("."))?;
     std::fs::rename(&tmp, &out).map_err(|e| e.to_string())?;
     Ok(out)
@@ -314,6 +477,9 @@ mod tests {
             process::run(Command::new("sh").arg("-n").arg(&f)).unwrap();
         }
         assert!(usable_script().contains(USABLE_MARK));
+        let f = dir.join("tick");
+        std::fs::write(&f, tick_script(3)).unwrap();
+        process::run(Command::new("sh").arg("-n").arg(&f)).unwrap();
         assert!(USABLE_UNIT.contains("After=multi-user.target"));
     }
 

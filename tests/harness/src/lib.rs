@@ -17,6 +17,7 @@ pub mod host;
 mod import_graph;
 pub mod initramfs;
 pub mod lab;
+pub mod lan;
 pub mod netns;
 pub mod nfs_server;
 pub mod nfs_stats;

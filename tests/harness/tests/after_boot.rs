@@ -159,12 +159,16 @@ fn day2_lab(
         .serve(&lab.ns)
         .unwrap();
     let mut staged: Vec<Staged> = vec![
-        (
-            "etc/systemd/system/pureboot-e2e.service",
-            E2E_UNIT.to_string(),
-            false,
-        ),
-        ("usr/local/sbin/pureboot-e2e", E2E_SCRIPT.to_string(), true),
+        Staged {
+            rel: "etc/systemd/system/pureboot-e2e.service",
+            text: E2E_UNIT.to_string(),
+            exec: false,
+        },
+        Staged {
+            rel: "usr/local/sbin/pureboot-e2e",
+            text: E2E_SCRIPT.to_string(),
+            exec: true,
+        },
     ];
     staged.extend(files.iter().cloned());
     let tarball = guest_root::debian_tarball_with(

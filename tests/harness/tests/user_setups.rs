@@ -10,11 +10,10 @@ use pureboot_contract::ids::{Hostname, Mac};
 use pureboot_harness::console::pi_init_failure;
 use pureboot_harness::env::TestEnv;
 use pureboot_harness::lab::{default_hostname, Lab, LabOptions};
-use pureboot_harness::netns::Netns;
-use pureboot_harness::process::{self, Daemon};
+use pureboot_harness::process::Daemon;
 use pureboot_harness::qemu::{Netdev, Outcome, VirtualPi, HOST_FROM_GUEST};
 use pureboot_harness::wait::wait_until;
-use pureboot_harness::{initramfs, pi_init_env, serial};
+use pureboot_harness::{initramfs, lan, pi_init_env, serial};
 use serde_json::Value;
 
 /// A lab with ganesha only: no pureboot controller.
@@ -212,72 +211,22 @@ fn kernel_nfs_roots_on_a_board_without_a_serial() {
     }
 }
 
-/// A bridge in the namespace with the DHCP server's address (10.0.3.1) and the NFS host's
-/// (10.0.3.2), and a tap device for the guest on it.
-fn bridge_with_tap(ns: &Netns) -> Result<(), String> {
-    for args in [
-        "link add br0 type bridge",
-        "addr add 10.0.3.1/24 dev br0",
-        "addr add 10.0.3.2/24 dev br0",
-        "tuntap add dev tap0 mode tap",
-        "link set tap0 master br0",
-        "link set tap0 up",
-        "link set br0 up",
-    ] {
-        process::run(ns.command("ip").args(args.split(' ')))?;
-    }
-    Ok(())
-}
-
 #[test]
 fn nfs_root_from_dhcp_next_server_and_option_17() {
     let name = "dhcp-root";
     let env = pi_init_env!(name, without_controller);
     let lab = nfs_only_lab(name, env);
     let root = lab.stage_plain_root("roots/from-dhcp").unwrap();
-    bridge_with_tap(&lab.ns).unwrap_or_else(|e| panic!("{name}: the bridge: {e}"));
-    let mut dnsmasq = lab.ns.command("dnsmasq");
-    dnsmasq
-        .args([
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--port=0",
-            "--user=root",
-            "--interface=br0",
-            "--bind-interfaces",
-            "--dhcp-authoritative",
-            "--log-dhcp",
-            "--log-facility=-",
-            "--dhcp-range=10.0.3.50,10.0.3.60,255.255.255.0,1h",
-            // next-server (siaddr) is the NFS host, not the DHCP server itself.
-            "--dhcp-boot=pxe,nfshost,10.0.3.2",
-        ])
-        .arg(format!("--dhcp-option=option:root-path,{}", root.display()))
-        .arg(format!(
-            "--dhcp-leasefile={}",
-            lab.dir.join("leases").display()
-        ))
-        .arg(format!(
-            "--pid-file={}",
-            lab.dir.join("dnsmasq.pid").display()
-        ));
-    let mut dhcp = Daemon::spawn("dnsmasq", dnsmasq, &lab.dir.join("dnsmasq.log"))
-        .unwrap_or_else(|e| panic!("{name}: dnsmasq: {e}"));
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        dhcp.exited().is_none(),
-        "{name}: dnsmasq exited:\n{}",
-        dhcp.log_tail(20)
-    );
+    lan::bridge_with_tap(&lab).unwrap_or_else(|e| panic!("{name}: the bridge: {e}"));
+    let root_path = format!("--dhcp-option=option:root-path,{}", root.display());
+    let dhcp = lan::Dhcp::start(&lab, "1h", &[root_path]).unwrap_or_else(|e| panic!("{name}: {e}"));
 
     let s = serial(0x103);
     let pi = guest(env, &s, &["root=/dev/nfs".into(), "ip=dhcp".into()])
-        .netdev(Netdev::Tap("tap0".into()));
+        .netdev(Netdev::Tap(lan::TAP.into()));
     let run = lab.boot(&pi, "boot").unwrap();
     if run.outcome != Outcome::Exited {
-        eprintln!("----- dnsmasq -----\n{}", dhcp.log_tail(30));
+        eprintln!("----- dnsmasq -----\n{}", dhcp.daemon.log_tail(30));
     }
     let report = lab.expect_report(&run);
     lab.check(

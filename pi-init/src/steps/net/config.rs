@@ -124,6 +124,8 @@ pub fn describe_existing(sys: &Sysfs, found: ExistingAddr) -> Result<NetConfig, 
         // The kernel keeps DHCP's root path to itself.
         root_path: None,
         source: NetSource::Existing,
+        dhcp_server: None,
+        lease_secs: None,
         // The kernel's ip= code sets the host name itself; /proc/net/pnp does not carry it.
         hostname: None,
         stages: Vec::new(),

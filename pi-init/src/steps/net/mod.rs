@@ -7,6 +7,7 @@
 
 mod config;
 pub mod dhcp;
+pub mod lifetime;
 pub(crate) mod link;
 #[cfg(test)]
 mod netns_tests;
@@ -73,6 +74,10 @@ pub struct NetConfig {
     /// DHCP option 17: the NFS root path the network names.
     pub root_path: Option<String>,
     pub source: NetSource,
+    /// DHCP only: the server's identifier (option 54), which renews the lease.
+    pub dhcp_server: Option<Ipv4Addr>,
+    /// DHCP only: how long the lease was granted for (option 51).
+    pub lease_secs: Option<u32>,
     /// The host name the network gave (DHCP option 12, or the `ip=` hostname field); a
     /// fallback for when the controller names none.
     pub hostname: Option<String>,
@@ -166,12 +171,13 @@ pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
     log::info!("net: using {iface} (mac {mac})");
     stages.push(("net-link", lap.lap()));
 
-    let (setting, source, hostname, root_path) = match &req.ip {
+    let (setting, source, hostname, root_path, lease) = match &req.ip {
         IpParam::Static(s) => (
             config::Setting::from_static(s),
             NetSource::Static,
             s.hostname.clone(),
             None,
+            (None, None),
         ),
         _ => {
             let lease =
@@ -182,6 +188,7 @@ pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
                 NetSource::Dhcp,
                 lease.hostname,
                 lease.root_path,
+                (lease.server_id, lease.lease_secs),
             )
         }
     };
@@ -197,6 +204,8 @@ pub fn bring_up(req: &NetRequest) -> Result<NetConfig, NetError> {
         server: setting.server,
         root_path,
         source,
+        dhcp_server: lease.0,
+        lease_secs: lease.1,
         hostname,
         stages,
     })

@@ -31,6 +31,8 @@ pub struct Lease {
     /// Option 17, the NFS root path.
     pub root_path: Option<String>,
     pub lease_secs: Option<u32>,
+    /// The server's identifier (option 54): where a renewal goes.
+    pub server_id: Option<Ipv4Addr>,
 }
 
 /// Sends and receives whole IPv4 packets on one interface.
@@ -301,6 +303,7 @@ fn lease_from(ack: &Reply, offer: &Reply) -> Lease {
         hostname: a.hostname.clone().or_else(|| o.hostname.clone()),
         root_path: a.root_path.clone().or_else(|| o.root_path.clone()),
         lease_secs: a.lease_secs.or(o.lease_secs),
+        server_id: a.server_id.or(o.server_id),
     }
 }
 
