@@ -130,6 +130,19 @@ impl fmt::Display for VolumePath {
     }
 }
 
+impl serde::Serialize for VolumePath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for VolumePath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        VolumePath::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// An image file name an answer may carry (`persist.3.img`, `var-lib-rancher.1.img`): a
 /// plain name, in the node's own directory, nothing else. `Err` says why not.
 pub fn check_image_file(name: &str) -> Result<(), String> {

@@ -249,6 +249,9 @@ fn nfs_boot(node: &Node, wf: &Workflow, s: &BootSettings, boot_id: &str) -> Deci
         machine_id: Some(plan.machine_id.to_string()),
         nfs_options: s.nfs_options.clone(),
         retry_after: None,
+        // The files' names are the tree's (their generations): filled in once prepared.
+        persist_image: None,
+        volumes: Vec::new(),
     };
     let next_state = (node.state != NodeState::Installing).then_some(NodeState::Installing);
     Decision {

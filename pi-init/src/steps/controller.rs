@@ -322,8 +322,14 @@ mod tests {
     fn ascii_host_names_work_and_unicode_ones_are_refused() {
         let short = Duration::from_millis(300);
         let e = Ureq.get("http://localhost:1/api", short).unwrap_err();
-        assert!(!e.permanent, "a refused connection is worth a retry: {}", e.message);
-        let e = Ureq.get("http://contrôleur.example:1/api", short).unwrap_err();
+        assert!(
+            !e.permanent,
+            "a refused connection is worth a retry: {}",
+            e.message
+        );
+        let e = Ureq
+            .get("http://contrôleur.example:1/api", short)
+            .unwrap_err();
         assert!(e.permanent, "{}", e.message);
     }
 
