@@ -212,6 +212,8 @@ fn check(wf: &Workflow) -> Result<(), (String, String)> {
             ));
         }
     }
+    let sizes = crate::nfs_tree::persist::MIN_PERSIST_MB..=crate::nfs_tree::persist::MAX_PERSIST_MB;
+    crate::domain::volumes::check("volumes", &wf.volumes, sizes)?;
     Ok(())
 }
 
@@ -303,6 +305,21 @@ mod tests {
                 "id",
             ),
             ("notmap.yaml", "- 1\n".to_string(), "-"),
+            (
+                "volpath.yaml",
+                format!("{base}volumes:\n  - {{ path: /var/lib/x, size_mb: 64 }}\n  - {{ path: /dev/x, size_mb: 64 }}\n"),
+                "volumes[1].path",
+            ),
+            (
+                "volsize.yaml",
+                format!("{base}volumes:\n  - {{ path: /var/lib/x, size_mb: 4 }}\n"),
+                "volumes[0].size_mb",
+            ),
+            (
+                "volkey.yaml",
+                format!("{base}volumes:\n  - {{ path: /var/lib/x, size: 64 }}\n"),
+                "volumes[0]",
+            ),
         ];
         let t = Templates::new();
         for (file, text, field) in &cases {

@@ -82,4 +82,7 @@ pub struct Workflow {
     /// Hostname template, e.g. `k3s-{{ serial }}` (a node's own hostname wins).
     #[serde(default)]
     pub hostname: Option<String>,
+    /// Volumes every node of this workflow gets (a node's own wins per path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<super::volumes::VolumeSpec>,
 }

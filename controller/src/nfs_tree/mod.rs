@@ -10,7 +10,7 @@ pub mod error;
 pub mod exports;
 mod fs_util;
 mod fsops;
-mod images;
+pub mod images;
 pub mod import;
 pub mod node;
 pub mod persist;

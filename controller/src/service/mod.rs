@@ -9,6 +9,7 @@ mod images;
 pub mod limits;
 pub mod nodes;
 pub mod status;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};

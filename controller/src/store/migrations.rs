@@ -91,6 +91,8 @@ const MIGRATIONS: &[&str] = &[
     // read by each prune and by the delete trigger for every row it deletes, is an index
     // lookup instead of a scan of every mark.
     "CREATE INDEX event_prunes_by_up_to ON event_prunes(up_to);",
+    // A node's own volumes, as JSON (`[{"path":…,"size_mb":…}]`); NULL: none.
+    "ALTER TABLE nodes ADD COLUMN volumes TEXT;",
 ];
 
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {
