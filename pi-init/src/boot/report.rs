@@ -3,6 +3,7 @@
 
 use pureboot_contract::{
     BootAction, FailureReport, InstallFailedReport, InstalledReport, OverlayOutcome, StepTiming,
+    VolumeOutcome,
 };
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,8 @@ pub struct BootFacts {
     pub overlay: Option<OverlayOutcome>,
     pub base_image: Option<String>,
     pub hostname: Option<String>,
+    /// Each volume of the answer, mounted or why not.
+    pub volumes: Vec<VolumeOutcome>,
 }
 
 #[derive(Debug)]
@@ -71,6 +74,7 @@ impl Report {
             overlay: f.overlay,
             degradations: self.degradations.clone(),
             steps: self.steps.clone(),
+            volumes: f.volumes,
             error: None,
             step: None,
         }

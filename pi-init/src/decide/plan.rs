@@ -3,6 +3,7 @@
 
 use crate::decide::cmdline::{self, Cmdline, NfsRoot, OverlayMode, RootLayout};
 use crate::decide::serial::Identity;
+use crate::decide::volumes::{self, VolumePlan};
 use pureboot_contract::ids::{Hostname, ImageName, MachineId};
 use pureboot_contract::{BootAction, FailureReport, PiBootResponse};
 use std::net::Ipv4Addr;
@@ -37,6 +38,10 @@ pub struct NfsPlan {
     pub failure: Option<FailureReport>,
     /// `controller` or `command line`, for the log.
     pub source: &'static str,
+    /// The persist image's file in the node's directory (overlay `image`).
+    pub persist_image: String,
+    /// Volumes to mount in the new root, parents first.
+    pub volumes: Vec<VolumePlan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +140,14 @@ fn from_answer(c: &Cmdline, id: &Identity, net: &NetFacts, r: &PiBootResponse) -
         Ok(m) => m.unwrap_or_else(|| id.machine_id()),
         Err(e) => return Decision::Fail(format!("controller's machine_id: {e}")),
     };
+    let persist_image = match volumes::persist_image(r.persist_image.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return Decision::Fail(e),
+    };
+    let volumes = match volumes::plan(&r.volumes) {
+        Ok(v) => v,
+        Err(e) => return Decision::Fail(e),
+    };
     let callback_url = r.callback_url.clone().or_else(|| c.callback.clone());
     Decision::Nfs(Box::new(NfsPlan {
         nfs: NfsTarget {
@@ -152,6 +165,8 @@ fn from_answer(c: &Cmdline, id: &Identity, net: &NetFacts, r: &PiBootResponse) -
         failure: FailureReport::choose(r.failure_url.as_deref(), callback_url.as_deref()),
         callback_url,
         source: "controller",
+        persist_image,
+        volumes,
     }))
 }
 
@@ -200,6 +215,8 @@ fn from_cmdline(c: &Cmdline, id: &Identity, net: &NetFacts, root: NfsRoot) -> De
         callback_url: c.callback.clone(),
         failure: FailureReport::choose(None, c.callback.as_deref()),
         source: "command line",
+        persist_image: pureboot_contract::layout::PERSIST_IMAGE.to_string(),
+        volumes: Vec::new(),
     }))
 }
 
