@@ -17,7 +17,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{OFlags, RenameFlags};
 use serde::Serialize;
@@ -26,7 +26,6 @@ use super::beneath::Dir;
 use super::error::{io_err, NfsTreeError, Result};
 use super::fs_util::random_suffix;
 use super::fsops;
-use super::persist_repair::utc_stamp;
 use pureboot_contract::layout::{generation_of, image_file, SET_ASIDE_MARK};
 
 /// Every image of a node: its data, nobody else's to read.
@@ -272,4 +271,29 @@ pub(super) fn set_aside_list(dir: &Dir, stem: &str) -> Result<Vec<PathBuf>> {
     };
     out.sort_by_key(key);
     Ok(out)
+}
+
+/// `20261126T110203Z` for a time (UTC), for file names that sort by time.
+pub fn utc_stamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

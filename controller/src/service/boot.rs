@@ -6,6 +6,7 @@ use pureboot_contract::boot_query::BootQuery;
 use pureboot_contract::{InstallFailedReport, InstalledReport, PiBootResponse, RegisterPiRequest};
 use serde_json::{json, Value};
 
+use super::node_event::event;
 use super::volumes::{Repairs, TreeFiles};
 use super::{workflow_state, ServiceError, Services};
 use crate::domain::boot::{decide, refused, unregistered, NodeTreePlan};
@@ -34,21 +35,6 @@ pub struct BootRequest {
 /// A callback's result: the node after it, or the transition it asked for that the
 /// state machine refused (the report itself is recorded either way).
 pub type CallbackOutcome = Result<Node, ServiceError>;
-
-pub(super) fn event<'a>(
-    node: &'a Node,
-    kind: EventKind,
-    ip: Option<&'a str>,
-    detail: Value,
-) -> NewEvent<'a> {
-    NewEvent {
-        node_id: Some(&node.id),
-        serial: node.serial.as_str(),
-        kind,
-        ip,
-        detail,
-    }
-}
 
 /// Moves `node` through `states`, one recorded event per step.
 fn record_transitions(

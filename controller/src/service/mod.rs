@@ -7,6 +7,7 @@
 pub mod boot;
 mod images;
 pub mod limits;
+mod node_event;
 pub mod nodes;
 pub mod status;
 mod volumes;

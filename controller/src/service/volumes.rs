@@ -7,7 +7,7 @@ use pureboot_contract::volumes::VolumePath;
 use pureboot_contract::{InstalledReport, OverlayMode, PiBootResponse, Volume};
 use serde_json::json;
 
-use super::boot::event;
+use super::node_event::event;
 use super::Services;
 use crate::domain::boot::NodeTreePlan;
 use crate::domain::node::Node;
