@@ -219,9 +219,9 @@ fn image_overlay_persists_writes_and_deletions() {
         lab.export()
             .join("nodes")
             .join(&s)
-            .join("persist.img")
+            .join("persist.1.img")
             .is_file(),
-        "persist.img on the export",
+        "persist.1.img (its first generation) on the export",
         &first,
     );
 
