@@ -90,8 +90,8 @@ pub fn effective(node: &[VolumeSpec], wf: &[VolumeSpec]) -> Result<Vec<PlannedVo
             out.len()
         ));
     }
-    // Component order: a parent sorts before its children.
-    out.sort_by(|a, b| a.path.components().cmp(b.path.components()));
+    // A parent is a prefix of what it holds, so it sorts first.
+    out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 

@@ -49,7 +49,8 @@ pub fn plan(volumes: &[Volume]) -> Result<Vec<VolumePlan>, String> {
             image: v.image.clone(),
         });
     }
-    out.sort_by(|a, b| a.path.components().cmp(b.path.components()));
+    // A parent is a prefix of what it holds, so it sorts first.
+    out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
