@@ -75,7 +75,7 @@ VERSION=$(field "$DEB" Version)
 UNIT="$ROOT/lib/systemd/system/pureboot-controller.service"
 CONF="$ROOT/etc/pureboot/controller.toml"
 check "Architecture is $ARCH" test "$(field "$DEB" Architecture)" = "$ARCH"
-check "Depends names libc6, e2fsprogs (mkfs.ext4 for persist.img), init-system-helpers" \
+check "Depends names libc6, e2fsprogs (mkfs.ext4 for persist images and volumes), init-system-helpers" \
   bash -c 'd=$(dpkg-deb -f "$1" Depends); for p in "libc6 (>= " e2fsprogs init-system-helpers; do [[ "$d" == *"$p"* ]] || { echo "Depends: $d"; exit 1; }; done' _ "$DEB"
 check "binary /usr/bin/pureboot-controller (0755)" test "$(stat -c %a "$ROOT/usr/bin/pureboot-controller")" = 755
 check "unit /lib/systemd/system/pureboot-controller.service" test -f "$UNIT"

@@ -210,6 +210,8 @@ fn check(wf: &Workflow) -> Result<(), (String, String)> {
             ));
         }
     }
+    let sizes = crate::nfs_tree::persist::MIN_PERSIST_MB..=crate::nfs_tree::persist::MAX_PERSIST_MB;
+    crate::domain::volumes::check("volumes", &wf.volumes, sizes)?;
     check_after_boot(wf)
 }
 
@@ -253,7 +255,8 @@ fn check_after_boot(wf: &Workflow) -> Result<(), (String, String)> {
             return Err((
                 field,
                 format!(
-                    "{name} is also in variables: a secret's value comes from the controller's                      secrets file only (remove it from variables)"
+                    "{name} is also in variables: a secret's value comes from the controller's \
+                     secrets file only (remove it from variables)"
                 ),
             ));
         }
@@ -396,6 +399,21 @@ mod tests {
                 "target.yaml",
                 format!("{base}boot_target: \"multi user\"\n"),
                 "boot_target",
+            ),
+            (
+                "volpath.yaml",
+                format!("{base}volumes:\n  - {{ path: /var/lib/x, size_mb: 64 }}\n  - {{ path: /dev/x, size_mb: 64 }}\n"),
+                "volumes[1].path",
+            ),
+            (
+                "volsize.yaml",
+                format!("{base}volumes:\n  - {{ path: /var/lib/x, size_mb: 4 }}\n"),
+                "volumes[0].size_mb",
+            ),
+            (
+                "volkey.yaml",
+                format!("{base}volumes:\n  - {{ path: /var/lib/x, size: 64 }}\n"),
+                "volumes[0]",
             ),
         ];
         let t = Templates::new();

@@ -183,15 +183,15 @@ fn a_planted_persist_img_link_is_never_read_or_written_through() {
         return;
     }
     let (app, outside) = added("image");
-    let image = node_dir(&app).join("persist.img");
-    assert!(image.is_file(), "persist.img made at add");
+    let image = node_dir(&app).join("persist.1.img");
+    assert!(image.is_file(), "persist.1.img made at add");
     fs::remove_file(&image).unwrap();
     symlink(outside.secret(), &image).unwrap();
     let serial = Serial::parse(SERIAL).unwrap();
 
     // Inspecting it reads nothing through the link: an error naming it.
     let err = app.services.overlay_info(&serial).unwrap_err().to_string();
-    assert!(err.contains("persist.img"), "{err}");
+    assert!(err.contains("persist.1.img"), "{err}");
     let (_, body) = boot(&app);
     outside.assert_untouched("boot request");
     assert!(!body.to_string().contains(SECRET), "{body}");
@@ -203,8 +203,9 @@ fn a_planted_persist_img_link_is_never_read_or_written_through() {
         .unwrap()
         .file_type()
         .is_symlink());
-    assert!(fs::symlink_metadata(&image).unwrap().is_file());
-    assert_eq!(mode(&image), 0o600);
+    let fresh = node_dir(&app).join("persist.2.img");
+    assert!(fs::symlink_metadata(&fresh).unwrap().is_file());
+    assert_eq!(mode(&fresh), 0o600);
 }
 
 #[test]
@@ -218,7 +219,7 @@ fn node_trees_are_private_to_the_node() {
     assert_eq!(mode(&node.join("upper")), 0o755, "the merged root's mode");
     assert_eq!(mode(&node.join("upper/etc/hostname")), 0o644);
     if overlay == "image" {
-        assert_eq!(mode(&node.join("persist.img")), 0o600, "persist.img");
+        assert_eq!(mode(&node.join("persist.1.img")), 0o600, "persist.1.img");
     }
     // An older controller's 0755 node directory is narrowed at the next boot.
     fs::set_permissions(&node, fs::Permissions::from_mode(0o755)).unwrap();

@@ -188,7 +188,8 @@ fn workflow_templates_and_overlay_image_reach_the_node() {
     let (status, r) = app.boot("serial=0000cafe");
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["overlay_mode"], "image");
-    let img = app.nfs_root().join("nodes/0000cafe/persist.img");
+    assert_eq!(r["persist_image"], "persist.1.img");
+    let img = app.nfs_root().join("nodes/0000cafe/persist.1.img");
     let meta = std::fs::metadata(&img).unwrap_or_else(|e| panic!("{}: {e}", img.display()));
     assert_eq!(meta.len(), 256 * 1024 * 1024, "persist_size_mb default");
 }

@@ -110,8 +110,10 @@ fn a_broken_persist_image_is_flagged_set_aside_and_replaced() {
     );
     let (_, r) = app.boot(&format!("serial={SERIAL}&mac={MAC}"));
     assert_eq!(r["overlay_mode"], "image", "{r}");
+    // The answer names the image's file: its first generation.
+    assert_eq!(r["persist_image"], "persist.1.img", "{r}");
     let node_dir = app.nfs_root().join("nodes").join(SERIAL);
-    let image = node_dir.join("persist.img");
+    let image = node_dir.join("persist.1.img");
     assert!(has_ext4_magic(&image));
     // Zeroed, as seen on a real run: same size, no file system.
     let len = std::fs::metadata(&image).unwrap().len();
@@ -143,13 +145,15 @@ fn a_broken_persist_image_is_flagged_set_aside_and_replaced() {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
-                .starts_with("persist.img.broken-")
+                .starts_with("persist.1.img.broken-")
         })
         .collect();
     assert_eq!(aside.len(), 1, "moved aside, not deleted: {aside:?}");
     assert_eq!(std::fs::metadata(&aside[0]).unwrap().len(), len);
     assert!(!has_ext4_magic(&aside[0]), "the broken one, kept as it was");
-    assert!(has_ext4_magic(&image), "a fresh ext4 image in its place");
+    // The fresh image is the next generation, under a name no earlier file had.
+    let image = node_dir.join("persist.2.img");
+    assert!(has_ext4_magic(&image), "a fresh ext4 image as generation 2");
     let events = app.node(SERIAL)["events"].as_array().unwrap().clone();
     let degraded: Vec<&Value> = events.iter().filter(|e| e["kind"] == "degraded").collect();
     assert_eq!(degraded.len(), 2, "flag and repair recorded: {degraded:?}");
@@ -169,8 +173,9 @@ fn a_broken_persist_image_is_flagged_set_aside_and_replaced() {
         "{info}"
     );
 
-    // The next boot mounts the fresh image: the flag clears.
+    // The next boot mounts the fresh image, which its answer names: the flag clears.
     let (_, r) = app.boot(&format!("serial={SERIAL}&mac={MAC}"));
+    assert_eq!(r["persist_image"], "persist.2.img", "{r}");
     let report = json!({"success": true, "mode": "nfs_boot", "overlay_mode": "image"});
     let (status, n) = app.post(&report_path(&r, false), &report);
     assert_eq!(status, 200, "{n}");
@@ -188,11 +193,11 @@ fn a_broken_persist_image_is_flagged_set_aside_and_replaced() {
                 .unwrap()
                 .file_name()
                 .to_string_lossy()
-                .starts_with("persist.img.broken-")
+                .contains(".img.broken-")
         })
         .count();
     assert_eq!(count, 2);
-    assert!(has_ext4_magic(&image));
+    assert!(has_ext4_magic(&node_dir.join("persist.3.img")));
 
     // A pi-init that reports the overlay typed: the controller reads `overlay`, not the
     // notes (an intact image is left in place, so nothing more is set aside).

@@ -24,6 +24,7 @@ pub mod cmdline_keys;
 pub mod ids;
 pub mod layout;
 pub mod names;
+pub mod volumes;
 
 pub mod modules_list;
 
@@ -78,6 +79,31 @@ pub struct PiBootResponse {
     /// "boot complete" ([`after_boot`]); absent: pi-init leaves no agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_url: Option<String>,
+    /// Overlay `image`: the persist image's file in `nodes/<serial>/` (its current
+    /// generation, see [`layout`]); absent means [`layout::PERSIST_IMAGE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persist_image: Option<String>,
+    /// The node's volumes, mounted in order (see [`volumes`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+}
+
+/// One volume of a boot answer: mount `nodes/<serial>/volumes/<image>` at `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub path: String,
+    pub image: String,
+}
+
+/// How mounting one volume went, as pi-init reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeOutcome {
+    pub path: String,
+    pub image: String,
+    pub mounted: bool,
+    /// Why it is not mounted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 named_enum! {
@@ -158,6 +184,9 @@ pub struct InstalledReport {
     /// What pi-init did about the answer's `agent_url`: `installed`, or why not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// Each volume of the answer, mounted or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeOutcome>,
 }
 
 /// What the failure text of a report says when it gives none.
@@ -408,6 +437,41 @@ mod tests {
         );
         let back: PiBootResponse = serde_json::from_str(&s).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn images_and_volumes_on_the_wire() {
+        // An older controller's answer names no image: generation 0, persist.img.
+        let old: PiBootResponse = serde_json::from_str(r#"{"state":"installing"}"#).unwrap();
+        assert_eq!((old.persist_image, old.volumes.len()), (None, 0));
+        let ours = PiBootResponse {
+            state: "installing".into(),
+            persist_image: Some("persist.2.img".into()),
+            volumes: vec![Volume {
+                path: "/var/lib/rancher".into(),
+                image: "var-lib-rancher.1.img".into(),
+            }],
+            ..Default::default()
+        };
+        let s = serde_json::to_string(&ours).unwrap();
+        assert!(
+            s.contains(r#""persist_image":"persist.2.img","volumes":[{"path":"/var/lib/rancher","image":"var-lib-rancher.1.img"}]"#),
+            "{s}"
+        );
+        assert_eq!(serde_json::from_str::<PiBootResponse>(&s).unwrap(), ours);
+        let report = InstalledReport {
+            success: true,
+            volumes: vec![VolumeOutcome {
+                path: "/data".into(),
+                image: "data.1.img".into(),
+                mounted: false,
+                error: Some("EINVAL".into()),
+            }],
+            ..Default::default()
+        };
+        let s = serde_json::to_string(&report).unwrap();
+        assert!(s.contains(r#""mounted":false,"error":"EINVAL""#), "{s}");
+        assert_eq!(serde_json::from_str::<InstalledReport>(&s).unwrap(), report);
     }
 
     #[test]

@@ -121,6 +121,13 @@ impl Output {
                 for (k, v) in fields {
                     println!("{k:<12} {}", crate::text::escape_controls(&v));
                 }
+                for v in &d.volumes {
+                    let image = v.image.as_deref().unwrap_or("(made at its next boot)");
+                    println!(
+                        "{:<12} {} {} MiB ({}) volumes/{image}",
+                        "volume", v.path, v.size_mb, v.from
+                    );
+                }
                 if let Some(a) = &d.after_boot {
                     print_last_boot(a);
                     print_steps(a);
@@ -169,28 +176,51 @@ impl Output {
                     ),
                 )
             }
-            NodeCmd::Set { id, mac } => {
-                let Some(mac) = mac else {
-                    bail!("nothing to set: give --mac <MAC> (or --mac none)");
-                };
-                let mac = (mac != "none").then_some(mac);
+            NodeCmd::Set {
+                id,
+                mac,
+                volumes,
+                no_volumes,
+            } => {
+                if mac.is_none() && volumes.is_empty() && no_volumes.is_empty() {
+                    bail!(
+                        "nothing to set: give --mac <MAC> (or --mac none), --volume <PATH=MiB> \
+                         or --no-volume <PATH>"
+                    );
+                }
+                let mac_given = mac.is_some();
+                let mac = mac.map(|m| (m != "none").then_some(m));
                 let node = s.update_node(
                     &node_ref(&id)?,
                     &NodeUpdate {
-                        mac: Some(mac),
+                        mac,
+                        set_volumes: volumes,
+                        remove_volumes: no_volumes,
                         ..Default::default()
                     },
                 )?;
-                self.done(
-                    &node,
-                    &format!(
-                        "node {}: MAC {}",
-                        node.serial,
-                        node.mac
-                            .as_ref()
-                            .map_or("forgotten".into(), |m| format!("{m} confirmed"))
-                    ),
-                )
+                let mut said = Vec::new();
+                if mac_given {
+                    let m = node
+                        .mac
+                        .as_ref()
+                        .map_or("forgotten".into(), |m| format!("{m} confirmed"));
+                    said.push(format!("MAC {m}"));
+                }
+                let own: Vec<String> = node
+                    .volumes
+                    .iter()
+                    .map(|v| format!("{}={}", v.path, v.size_mb))
+                    .collect();
+                said.push(format!(
+                    "volumes of its own: {}",
+                    if own.is_empty() {
+                        "none".into()
+                    } else {
+                        own.join(", ")
+                    }
+                ));
+                self.done(&node, &format!("node {}: {}", node.serial, said.join("; ")))
             }
             NodeCmd::Steps { id } => {
                 let a = s.node_steps(&node_ref(&id)?)?;

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::ids::NodeRef;
+use crate::domain::volumes::VolumeSpec;
 use crate::nfs_tree::exports::{ExportFormat, Network};
 use crate::service::Services;
 use pureboot_contract::ids::Serial;
@@ -117,6 +118,14 @@ pub enum NodeCmd {
         /// address (with `pin_boot_address`, the next boot with the MAC pins its own).
         #[arg(long)]
         mac: Option<String>,
+        /// A volume of its own, `<path>=<MiB>` (e.g. /var/lib/rancher=8192): an ext4 image
+        /// mounted at that path in its root, outside the overlay; wins over its workflow's
+        /// for that path. Repeatable.
+        #[arg(long = "volume", value_name = "PATH=MiB", value_parser = parse_volume)]
+        volumes: Vec<VolumeSpec>,
+        /// Drop a volume of its own by path (its image stays on the export). Repeatable.
+        #[arg(long = "no-volume", value_name = "PATH")]
+        no_volumes: Vec<String>,
     },
     /// The node's post-boot steps: each with its last run (outcome, time, output tail),
     /// whether it runs at the next boot, the workflow's secrets (masked) and the last boot.
@@ -282,6 +291,25 @@ fn parse_address(s: &str) -> Result<(Serial, IpAddr), String> {
         .parse()
         .map_err(|_| format!("{ip:?} is not an IP address"))?;
     Ok((serial, ip))
+}
+
+/// `<path>=<MiB>`, each part checked as the service checks it.
+fn parse_volume(s: &str) -> Result<VolumeSpec, String> {
+    let (path, size) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?}: expected <path>=<MiB>, e.g. /var/lib/rancher=8192"))?;
+    let path = pureboot_contract::volumes::VolumePath::parse(path).map_err(|e| e.to_string())?;
+    let size_mb = size
+        .parse()
+        .map_err(|_| format!("{size:?}: the size is a whole number of MiB"))?;
+    let spec = VolumeSpec {
+        path: path.to_string(),
+        size_mb,
+    };
+    let sizes = crate::nfs_tree::persist::MIN_PERSIST_MB..=crate::nfs_tree::persist::MAX_PERSIST_MB;
+    crate::domain::volumes::check("--volume", std::slice::from_ref(&spec), sizes)
+        .map_err(|(_, m)| m)?;
+    Ok(spec)
 }
 
 fn parse_overlay(s: &str) -> Result<OverlayMode, String> {

@@ -5,6 +5,7 @@ use pureboot_contract::{BootAction, PiBootResponse};
 
 use super::node::Node;
 use super::state::NodeState;
+use super::volumes::{self, PlannedVolume};
 use super::workflow::{InstallMethod, Workflow};
 use pureboot_contract::ids::MachineId;
 use pureboot_contract::OverlayMode;
@@ -42,6 +43,8 @@ pub struct NodeTreePlan {
     /// As rendered (a workflow's template may render a name the tree refuses).
     pub hostname: String,
     pub machine_id: MachineId,
+    /// The node's volumes, its own and its workflow's, parents first.
+    pub volumes: Vec<PlannedVolume>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,10 +107,15 @@ pub fn agent_url(public_url: &str, boot_id: &str) -> String {
 
 /// The writable layer a boot runs on, as `first_boot` steps count it: a step that succeeded
 /// on this layer is done; on a new one it runs again. A `tmpfs` (or no) overlay is a new
-/// layer at every boot; the `image` and `nfs` layers last until they are reset.
-pub fn layer_of(plan: &NodeTreePlan, boot_id: &str) -> String {
+/// layer at every boot; an `image` layer is its persist image's generation (`persist_image`,
+/// the answer's: a fresh image after a repair or `overlay reset` is a new layer); the `nfs`
+/// layer lasts.
+pub fn layer_of(plan: &NodeTreePlan, persist_image: Option<&str>, boot_id: &str) -> String {
     match plan.overlay {
-        OverlayMode::Image => "image:persist.img".into(),
+        OverlayMode::Image => format!(
+            "image:{}",
+            persist_image.unwrap_or(pureboot_contract::layout::PERSIST_IMAGE)
+        ),
         OverlayMode::Nfs => "nfs:upper".into(),
         OverlayMode::Tmpfs | OverlayMode::None => format!("boot:{boot_id}"),
     }
@@ -221,14 +229,25 @@ pub fn decide(
     }
 }
 
+/// The base image a node boots: its own, else its workflow's, else the default.
+pub fn base_image(node: &Node, wf: Option<&Workflow>, default_base_image: &str) -> String {
+    node.base_image
+        .clone()
+        .or_else(|| wf.and_then(|w| w.base_image.clone()))
+        .unwrap_or_else(|| default_base_image.to_string())
+}
+
 /// What a node's tree holds: node settings win over the workflow's, then the defaults.
-pub fn tree_plan(node: &Node, wf: Option<&Workflow>, default_base_image: &str) -> NodeTreePlan {
-    NodeTreePlan {
-        base_image: node
-            .base_image
-            .clone()
-            .or_else(|| wf.and_then(|w| w.base_image.clone()))
-            .unwrap_or_else(|| default_base_image.to_string()),
+/// `Err`: the node and its workflow declare more volumes together than a node may have.
+pub fn tree_plan(
+    node: &Node,
+    wf: Option<&Workflow>,
+    default_base_image: &str,
+) -> Result<NodeTreePlan, String> {
+    let wf_volumes = wf.map_or(&[][..], |w| &w.volumes[..]);
+    let volumes = volumes::effective(&node.volumes, wf_volumes)?;
+    Ok(NodeTreePlan {
+        base_image: base_image(node, wf, default_base_image),
         overlay: OverlayMode::resolve(node.overlay_mode, wf.and_then(|w| w.overlay)),
         hostname: node
             .hostname
@@ -237,13 +256,17 @@ pub fn tree_plan(node: &Node, wf: Option<&Workflow>, default_base_image: &str) -
             .or_else(|| wf.and_then(|w| w.hostname.clone()))
             .unwrap_or_else(|| node.effective_hostname().to_string()),
         machine_id: node.machine_id.clone(),
-    }
+        volumes,
+    })
 }
 
 /// A diskless node gets `nfs_boot` on every boot; each boot is a new `installing` round
 /// that its callback completes.
 fn nfs_boot(node: &Node, wf: &Workflow, s: &BootSettings, boot_id: &str) -> Decision {
-    let plan = tree_plan(node, Some(wf), &s.default_base_image);
+    let plan = match tree_plan(node, Some(wf), &s.default_base_image) {
+        Ok(plan) => plan,
+        Err(why) => return Decision::wait(node.state, BLOCKED_RETRY_SECS, format!("Node {why}")),
+    };
     let callback = callback_url(&s.public_url, boot_id);
     let response = PiBootResponse {
         state: NodeState::Installing.as_str().into(),
@@ -267,6 +290,9 @@ fn nfs_boot(node: &Node, wf: &Workflow, s: &BootSettings, boot_id: &str) -> Deci
         nfs_options: s.nfs_options.clone(),
         retry_after: None,
         agent_url: Some(agent_url(&s.public_url, boot_id)),
+        // The files' names are the tree's (their generations): filled in once prepared.
+        persist_image: None,
+        volumes: Vec::new(),
     };
     let next_state = (node.state != NodeState::Installing).then_some(NodeState::Installing);
     Decision {
@@ -384,6 +410,7 @@ mod tests {
                 overlay: OverlayMode::Nfs,
                 hostname: "kitchen".into(),
                 machine_id: n.machine_id.clone(),
+                volumes: Vec::new(),
             }
         );
     }

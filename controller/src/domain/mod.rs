@@ -5,4 +5,5 @@ pub mod boot;
 pub mod ids;
 pub mod node;
 pub mod state;
+pub mod volumes;
 pub mod workflow;

@@ -36,6 +36,9 @@ pub struct Node {
     pub mac_confirmed: bool,
     /// The address that asked for the latest boot the controller accepted.
     pub boot_ip: Option<String>,
+    /// Its own volumes (`node set --volume`); its workflow's come on top.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<super::volumes::VolumeSpec>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -137,6 +140,7 @@ impl Node {
             degraded: None,
             mac_confirmed: false,
             boot_ip: None,
+            volumes: Vec::new(),
             created_at: String::new(),
             updated_at: String::new(),
         }

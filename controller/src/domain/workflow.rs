@@ -99,4 +99,7 @@ pub struct Workflow {
     /// The systemd unit whose activation is "boot complete" (default `multi-user.target`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_target: Option<String>,
+    /// Volumes every node of this workflow gets (a node's own wins per path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<super::volumes::VolumeSpec>,
 }

@@ -116,7 +116,7 @@ async fn callback(
         let report: InstallFailedReport = serde_json::from_value(body.clone())
             .map_err(|e| ServiceError::Unprocessable(format!("install-failed report: {e}")))?;
         let outcome = s.install_failed(boot_id, body, report, Some(ip)).await;
-        (outcome.map(|node| (node, false)), kind)
+        (outcome.map(|node| (node, Default::default())), kind)
     };
     // Counted: reports taken, and those whose transition was refused (409; only counted,
     // their body is not stored). Not counted: no such boot (404), another address (403),
@@ -127,11 +127,11 @@ async fn callback(
         Err(_) => {}
     }
     let (node, repair) = outcome?;
-    if repair {
+    if !repair.is_empty() {
         // mkfs.ext4 and file moves: the I/O pool's, not the registry's.
         let n = node.clone();
         blocking(&st, move |s| {
-            s.repair_persist_image(&n);
+            s.repair_images(&n, &repair);
             Ok(())
         })
         .await?;

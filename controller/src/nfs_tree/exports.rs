@@ -143,11 +143,9 @@ pub fn render(format: ExportFormat, plan: &ExportPlan) -> Result<String, String>
             out.push_str(
                 "# Once per server (merge into ganesha.conf's own blocks if it has them):\n\
                  # numeric owners as the kernel's server sends them (else a root without an\n\
-                 # idmapper sees every file owned by nobody); no directory chunk cache (else a\n\
-                 # name the controller replaces, such as a fresh persist.img, keeps resolving\n\
-                 # to the old file).\n\
-                 NFSv4 {\n  Only_Numeric_Owners = true;\n}\n\
-                 MDCACHE {\n  Dir_Chunk = 0;\n}\n",
+                 # idmapper sees every file owned by nobody). The directory cache keeps its\n\
+                 # defaults: a fresh image always has a new name.\n\
+                 NFSv4 {\n  Only_Numeric_Owners = true;\n}\n",
             );
             let mut export = |id: u16, path: &str, pseudo: &str, clients: &str, access: &str| {
                 // Attr_Expiration_Time = 0: else ganesha caches directory contents and does
@@ -244,14 +242,10 @@ mod tests {
 # 12345678: no known address, not exported (pass --address 12345678=<ip>, or boot it once)
 # Once per server (merge into ganesha.conf's own blocks if it has them):
 # numeric owners as the kernel's server sends them (else a root without an
-# idmapper sees every file owned by nobody); no directory chunk cache (else a
-# name the controller replaces, such as a fresh persist.img, keeps resolving
-# to the old file).
+# idmapper sees every file owned by nobody). The directory cache keeps its
+# defaults: a fresh image always has a new name.
 NFSv4 {{
   Only_Numeric_Owners = true;
-}}
-MDCACHE {{
-  Dir_Chunk = 0;
 }}
 {}{}{}",
             block(1, "/srv/nfsroot/base", "/pb/base", "192.168.1.0/24", "RO"),

@@ -10,10 +10,12 @@ pub mod error;
 pub mod exports;
 mod fs_util;
 mod fsops;
+pub mod images;
 pub mod import;
 pub mod node;
 pub mod persist;
 pub mod persist_repair;
+pub mod volumes;
 
 #[cfg(test)]
 mod tests;

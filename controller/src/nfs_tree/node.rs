@@ -8,10 +8,11 @@ use rustix::fs::FileType;
 use serde::Serialize;
 
 use super::error::{NfsTreeError, Result};
-use super::{fsops, NfsTree};
+use super::volumes::VolumeImage;
+use super::{fsops, images, NfsTree};
 use pureboot_contract::ids::{Hostname, MachineId, Serial};
 use pureboot_contract::layout::{
-    HOSTNAME_FILE, MACHINE_ID_FILE, NODES_DIR, PERSIST_IMAGE, UPPER_DIR, WORK_DIR,
+    HOSTNAME_FILE, MACHINE_ID_FILE, NODES_DIR, PERSIST_STEM, UPPER_DIR, WORK_DIR,
 };
 
 /// What the controller renders into a node's upper layer.
@@ -32,8 +33,12 @@ pub struct NodeInfo {
     pub machine_id: Option<String>,
     pub upper_dir: PathBuf,
     pub work_dir: PathBuf,
+    /// The current persist image (its generation), else where generation 0 would be.
     pub persist_image: PathBuf,
     pub has_persist_image: bool,
+    /// The volume images on the export, by path, with their current names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeImage>,
 }
 
 /// The upper layer: it becomes the root directory of the node's merged tree (overlayfs takes
@@ -118,16 +123,22 @@ impl NfsTree {
                 .read_file(file, SMALL_FILE_LIMIT)?
                 .map(|b| String::from_utf8_lossy(&b).trim().to_string()))
         };
-        let persist_image = l.persist_image(serial);
-        let has_persist_image = node
-            .lstat(PERSIST_IMAGE)?
-            .is_some_and(|st| fsops::file_type(&st) == FileType::RegularFile);
+        let current = images::current(&node, PERSIST_STEM)?;
+        let has_persist_image = match &current {
+            Some(name) => node
+                .lstat(name)?
+                .is_some_and(|st| fsops::file_type(&st) == FileType::RegularFile),
+            None => false,
+        };
+        let persist_image = current.map_or_else(|| l.persist_image(serial), |n| node.child(n));
+        let volumes = self.volume_images(serial)?;
         Ok(Some(NodeInfo {
             hostname: read(HOSTNAME_FILE)?,
             machine_id: read(MACHINE_ID_FILE)?,
             work_dir: l.node_work(serial),
             has_persist_image,
             persist_image,
+            volumes,
             upper_dir: l.node_upper(serial),
             path: node.path().to_path_buf(),
             serial: serial.clone(),

@@ -1,166 +1,62 @@
-//! A node's `persist.img` that its Pi could not use: told apart from a usable one, moved
+//! A node's persist image that its Pi could not use: told apart from a usable one, moved
 //! aside under a name with the time (never deleted: it may hold data worth recovering) and
-//! replaced by a fresh image, so the next boot is persistent again.
+//! replaced by a fresh image under a new generation's name, so the next boot is persistent
+//! again and no name cache can hand it the old file.
 
-use std::ffi::CString;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{OFlags, RenameFlags};
-use serde::Serialize;
-
-use super::error::{io_err, NfsTreeError, Result};
-use super::{fsops, NfsTree};
+use super::error::Result;
+use super::images;
+pub use super::images::utc_stamp;
+use super::NfsTree;
 use pureboot_contract::ids::Serial;
-use pureboot_contract::layout::PERSIST_IMAGE;
+use pureboot_contract::layout::PERSIST_STEM;
 
-/// Prefix of the names broken images are moved to: `persist.img.broken-<UTC time>`.
-const SET_ASIDE_PREFIX: &str = "persist.img.broken-";
-
-/// What `nodes/<serial>/persist.img` looks like from the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", content = "reason", rename_all = "snake_case")]
-pub enum PersistState {
-    Missing,
-    /// Carries an ext4 superblock (it may still fail to mount: only the Pi can tell).
-    Ext4,
-    /// Cannot be an ext4 file system; the text says why.
-    Broken(String),
-}
-
-/// Offset and value of the ext4 superblock magic (`s_magic`, little endian 0xEF53).
-const EXT4_MAGIC_AT: u64 = 1024 + 0x38;
-const EXT4_MAGIC: [u8; 2] = [0x53, 0xef];
+/// What the node's current persist image looks like from the server.
+pub type PersistState = images::ImageState;
 
 impl NfsTree {
-    /// What the node's persist.img is; a symlink there is an error naming it, never read
-    /// through.
+    /// What the node's current persist image is; a symlink there is an error naming it,
+    /// never read through.
     pub fn persist_image_state(&self, serial: &Serial) -> Result<PersistState> {
-        let Some(node) = self.node_dir(serial, false)? else {
-            return Ok(PersistState::Missing);
-        };
-        let path = node.child(PERSIST_IMAGE);
-        let Some(mut f) = node.open_file(PERSIST_IMAGE, OFlags::RDONLY)? else {
-            return Ok(PersistState::Missing);
-        };
-        let len = f.metadata().map_err(io_err("stat", &path))?.len();
-        if len < EXT4_MAGIC_AT + 2 {
-            return Ok(PersistState::Broken(format!("{len} bytes long")));
+        match self.node_dir(serial, false)? {
+            Some(node) => images::state(&node, PERSIST_STEM),
+            None => Ok(PersistState::Missing),
         }
-        let mut magic = [0u8; 2];
-        f.seek(SeekFrom::Start(EXT4_MAGIC_AT))
-            .and_then(|_| f.read_exact(&mut magic))
-            .map_err(io_err("read", &path))?;
-        Ok(if magic == EXT4_MAGIC {
-            PersistState::Ext4
-        } else {
-            PersistState::Broken("no ext4 superblock".into())
-        })
     }
 
-    /// Moves `persist.img` to `persist.img.broken-<UTC time>` (an existing name is never
-    /// replaced) and creates a fresh image of `size_mb`. Returns where the old one went;
-    /// `None` when there was none (then only the fresh image is made). Whatever is there is
-    /// moved as itself: a planted symlink is set aside, never followed.
+    /// Moves the current persist image to `<its name>.broken-<UTC time>` (an existing name
+    /// is never replaced) and creates a fresh one of `size_mb`, as the next generation (a
+    /// name no earlier image had). Returns where the old one went; `None` when there was
+    /// none (then only the fresh image is made). Whatever is there is moved as itself: a
+    /// planted symlink is set aside, never followed.
     pub fn set_aside_persist_image(
         &self,
         serial: &Serial,
         size_mb: u64,
     ) -> Result<Option<PathBuf>> {
         let node = self.node_dir(serial, true)?.expect("created");
-        let image = node.child(PERSIST_IMAGE);
-        let moved = if node.lstat(PERSIST_IMAGE)?.is_some() {
-            let stamp = utc_stamp(SystemTime::now());
-            let mut n = 1;
-            loop {
-                let name = if n == 1 {
-                    format!("{SET_ASIDE_PREFIX}{stamp}")
-                } else {
-                    format!("{SET_ASIDE_PREFIX}{stamp}-{n}")
-                };
-                let target = node.child(&name);
-                let cname = CString::new(name).expect("no NUL");
-                // renameat2(NOREPLACE) never replaces: a name in use makes us try the next.
-                match fsops::rename_at(
-                    node.fd(),
-                    c"persist.img",
-                    node.fd(),
-                    &cname,
-                    RenameFlags::NOREPLACE,
-                ) {
-                    Ok(()) => break Some(target),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
-                    // No RENAME_NOREPLACE on this filesystem: link() never replaces either.
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                        fsops::link_at(node.fd(), c"persist.img", node.fd(), &cname)
-                            .and_then(|()| fsops::unlink_at(node.fd(), c"persist.img"))
-                            .map_err(io_err("move aside", &image))?;
-                        break Some(target);
-                    }
-                    Err(error) => {
-                        return Err(NfsTreeError::Io {
-                            op: "move aside",
-                            path: image,
-                            error,
-                        })
-                    }
-                }
-            }
-        } else {
-            None
-        };
+        let moved = images::set_aside(&node, PERSIST_STEM)?;
         drop(node);
         self.create_persist_image(serial, size_mb)?;
         Ok(moved)
     }
 
-    /// The images set aside for a node, oldest first.
+    /// The persist images set aside for a node, oldest first.
     pub fn set_aside_persist_images(&self, serial: &Serial) -> Result<Vec<PathBuf>> {
-        let Some(node) = self.node_dir(serial, false)? else {
-            return Ok(Vec::new());
-        };
-        let mut out: Vec<PathBuf> = node
-            .entries()?
-            .into_iter()
-            .filter(|(name, _)| name.to_string_lossy().starts_with(SET_ASIDE_PREFIX))
-            .map(|(name, _)| node.child(name))
-            .collect();
-        out.sort();
-        Ok(out)
+        match self.node_dir(serial, false)? {
+            Some(node) => images::set_aside_list(&node, PERSIST_STEM),
+            None => Ok(Vec::new()),
+        }
     }
-}
-
-/// `20261126T110203Z` for a time (UTC), for file names that sort by time.
-pub fn utc_stamp(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nfs_tree::images::EXT4_MAGIC;
     use std::fs;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn stamps() {

@@ -255,7 +255,8 @@ fn persist_image_is_ext4_with_upper_and_work() {
     let tmp = TempDir::new().unwrap();
     let t = tree(&tmp);
     let image = t.create_persist_image(&serial("D83ADD36"), 32).unwrap();
-    assert_eq!(image, t.nodes_path().join("d83add36/persist.img"));
+    // A first image is a generation of its own: no earlier file ever had its name.
+    assert_eq!(image, t.nodes_path().join("d83add36/persist.1.img"));
     let meta = fs::metadata(&image).unwrap();
     assert_eq!(meta.len(), 32 << 20);
     use std::os::unix::fs::MetadataExt;
@@ -294,7 +295,7 @@ fn persist_image_is_ext4_with_upper_and_work() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, ["persist.img"]);
+    assert_eq!(names, ["persist.1.img"]);
     assert!(
         t.node_info(&serial("d83add36"))
             .unwrap()
@@ -318,4 +319,179 @@ fn persist_image_is_never_replaced() {
         t.create_persist_image(&serial("d83add36"), 1),
         Err(NfsTreeError::InvalidPersistSize(1))
     ));
+}
+
+/// `dumpe2fs -h`'s header of an image.
+fn ext4_header(image: &Path) -> String {
+    let out = tool("dumpe2fs").arg("-h").arg(image).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_node_from_before_generations_keeps_its_persist_img() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree(&tmp);
+    let node = t.nodes_path().join("d83add36");
+    fs::create_dir_all(&node).unwrap();
+    fs::write(node.join("persist.img"), b"an older controller's image").unwrap();
+    let s = serial("d83add36");
+    assert_eq!(
+        t.create_persist_image(&s, 16).unwrap(),
+        node.join("persist.img")
+    );
+    assert_eq!(
+        t.node_info(&s).unwrap().unwrap().persist_image,
+        node.join("persist.img")
+    );
+    // Set aside, it makes way for generation 1, never for a new persist.img.
+    let moved = t.set_aside_persist_image(&s, 16).unwrap().unwrap();
+    let moved = moved.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(moved.starts_with("persist.img.broken-"), "{moved}");
+    assert!(!node.join("persist.img").exists());
+    let info = t.node_info(&s).unwrap().unwrap();
+    assert_eq!(info.persist_image, node.join("persist.1.img"));
+    assert!(info.has_persist_image);
+    assert!(ext4_header(&info.persist_image).contains("0xEF53"));
+}
+
+#[test]
+fn every_fresh_persist_image_has_a_name_no_earlier_one_had() {
+    let tmp = TempDir::new().unwrap();
+    let t = tree(&tmp);
+    let s = serial("d83add36");
+    let mut seen = vec![t.create_persist_image(&s, 16).unwrap()];
+    for _ in 0..3 {
+        t.set_aside_persist_image(&s, 16).unwrap().unwrap();
+        let fresh = t.create_persist_image(&s, 16).unwrap();
+        assert!(!seen.contains(&fresh), "{fresh:?} reused");
+        seen.push(fresh);
+    }
+    let names: Vec<_> = seen
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "persist.1.img",
+            "persist.2.img",
+            "persist.3.img",
+            "persist.4.img"
+        ]
+    );
+    let aside = t.set_aside_persist_images(&s).unwrap();
+    assert_eq!(aside.len(), 3);
+    assert!(aside[0]
+        .to_str()
+        .unwrap()
+        .contains("/persist.1.img.broken-"));
+    assert!(aside[2]
+        .to_str()
+        .unwrap()
+        .contains("/persist.3.img.broken-"));
+    // The images set aside removed (an operator cleaning up): the current one stays.
+    for p in &aside {
+        fs::remove_file(p).unwrap();
+    }
+    assert_eq!(
+        t.create_persist_image(&s, 16).unwrap().file_name().unwrap(),
+        "persist.4.img"
+    );
+}
+
+#[test]
+fn volumes_are_empty_ext4_images_named_after_their_path() {
+    use pureboot_contract::volumes::VolumePath;
+    let tmp = TempDir::new().unwrap();
+    let t = tree(&tmp);
+    let s = serial("d83add36");
+    let rancher = VolumePath::parse("/var/lib/rancher").unwrap();
+    let name = t.create_volume_image(&s, &rancher, 64).unwrap();
+    assert_eq!(name, "var-lib-rancher.1.img");
+    let file = t
+        .nodes_path()
+        .join("d83add36/volumes/var-lib-rancher.1.img");
+    let meta = fs::metadata(&file).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!((meta.len(), meta.mode() & 0o777), (64 << 20, 0o600));
+    assert!(meta.blocks() * 512 < meta.len(), "sparse");
+    let dir_mode = fs::metadata(file.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    let header = ext4_header(&file);
+    assert!(header.contains("0xEF53"), "{header}");
+    assert!(
+        header.contains("Filesystem volume name:   pbv-d83add36"),
+        "{header}"
+    );
+    // Made once: the next call finds it, whatever size it asks.
+    fs::write(&file, b"the node's data").unwrap();
+    assert_eq!(t.create_volume_image(&s, &rancher, 128).unwrap(), name);
+    assert_eq!(fs::read(&file).unwrap(), b"the node's data");
+    assert!(matches!(
+        t.volume_image_state(&s, &rancher).unwrap(),
+        super::images::ImageState::Broken(_)
+    ));
+    // Repaired: set aside, and a new generation under a new name.
+    let (moved, fresh) = t.set_aside_volume_image(&s, &rancher, 32).unwrap();
+    assert!(moved
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("volumes/var-lib-rancher.1.img.broken-"));
+    assert_eq!(fresh, "var-lib-rancher.2.img");
+    assert_eq!(
+        t.volume_image_state(&s, &rancher).unwrap(),
+        super::images::ImageState::Ext4
+    );
+    let db = VolumePath::parse("/srv/db-data").unwrap();
+    assert_eq!(
+        t.create_volume_image(&s, &db, 16).unwrap(),
+        "srv-db--data.1.img"
+    );
+    let listed: Vec<(String, String)> = t
+        .node_info(&s)
+        .unwrap()
+        .unwrap()
+        .volumes
+        .into_iter()
+        .map(|v| (v.path.to_string(), v.image))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("/srv/db-data".to_string(), "srv-db--data.1.img".to_string()),
+            ("/var/lib/rancher".into(), "var-lib-rancher.2.img".into()),
+        ]
+    );
+    assert_eq!(t.set_aside_volume_images(&s).unwrap().len(), 1);
+    assert!(matches!(
+        t.create_volume_image(&s, &db, 1),
+        Err(NfsTreeError::InvalidPersistSize(1))
+    ));
+}
+
+#[test]
+fn a_symlink_in_place_of_a_volume_image_is_refused_and_never_followed() {
+    use pureboot_contract::volumes::VolumePath;
+    let tmp = TempDir::new().unwrap();
+    let t = tree(&tmp);
+    let s = serial("d83add36");
+    let vols = t.nodes_path().join("d83add36/volumes");
+    fs::create_dir_all(&vols).unwrap();
+    let outside = tmp.path().join("outside");
+    fs::write(&outside, b"not the node's").unwrap();
+    std::os::unix::fs::symlink(&outside, vols.join("data.1.img")).unwrap();
+    let data = VolumePath::parse("/data").unwrap();
+    let e = t
+        .create_volume_image(&s, &data, 16)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("data.1.img"), "{e}");
+    // Set aside as itself; the fresh image is generation 2; the target is untouched.
+    let (_, fresh) = t.set_aside_volume_image(&s, &data, 16).unwrap();
+    assert_eq!(fresh, "data.2.img");
+    assert_eq!(fs::read(&outside).unwrap(), b"not the node's");
 }

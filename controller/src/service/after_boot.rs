@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::boot::event;
+use super::node_event::event;
 use super::{ServiceError, Services};
 use crate::domain::ids::NodeRef;
 use crate::domain::node::Node;
@@ -394,9 +394,11 @@ impl Services {
         let Some(wf) = self.steps_workflow(node) else {
             return Vec::new();
         };
-        let plan =
-            crate::domain::boot::tree_plan(node, Some(&wf), &self.config.nfs.default_base_image);
-        after_boot_warnings(&self.tree, &wf, plan.overlay, &plan.base_image)
+        match crate::domain::boot::tree_plan(node, Some(&wf), &self.config.nfs.default_base_image) {
+            Ok(plan) => after_boot_warnings(&self.tree, &wf, plan.overlay, &plan.base_image),
+            // The boot itself says what is wrong with the node's settings.
+            Err(_) => Vec::new(),
+        }
     }
 
     /// `node rerun`: `step` (or every step) runs again at the node's next boot.

@@ -6,6 +6,8 @@ use pureboot_contract::boot_query::BootQuery;
 use pureboot_contract::{InstallFailedReport, InstalledReport, PiBootResponse, RegisterPiRequest};
 use serde_json::{json, Value};
 
+use super::node_event::event;
+use super::volumes::{Repairs, TreeFiles};
 use super::{workflow_state, ServiceError, Services};
 use crate::domain::boot::{decide, layer_of, refused, unregistered, NodeTreePlan};
 use crate::domain::ids::NodeRef;
@@ -33,21 +35,6 @@ pub struct BootRequest {
 /// A callback's result: the node after it, or the transition it asked for that the
 /// state machine refused (the report itself is recorded either way).
 pub type CallbackOutcome = Result<Node, ServiceError>;
-
-pub(super) fn event<'a>(
-    node: &'a Node,
-    kind: EventKind,
-    ip: Option<&'a str>,
-    detail: Value,
-) -> NewEvent<'a> {
-    NewEvent {
-        node_id: Some(&node.id),
-        serial: node.serial.as_str(),
-        kind,
-        ip,
-        detail,
-    }
-}
 
 /// Moves `node` through `states`, one recorded event per step.
 fn record_transitions(
@@ -156,6 +143,8 @@ const BOOT_ATTEMPTS: u32 = 5;
 pub struct PreparedBoot {
     attempt: u32,
     rendered: Option<(Vars, Rendered, Option<NodeTreePlan>)>,
+    /// The image files of the prepared tree, named in the answer.
+    files: TreeFiles,
 }
 
 type Rendered = Result<Option<Workflow>, String>;
@@ -179,6 +168,7 @@ impl Services {
         if attempt == 1 && snapshot.is_some() {
             self.spend_budget(req.ip.as_deref())?;
         }
+        let mut files = TreeFiles::default();
         let rendered = match snapshot {
             // Refused in the transaction: nothing to render or write for it.
             Some(node) if !self.refusal(&node, req).is_empty() => None,
@@ -186,19 +176,26 @@ impl Services {
                 accept(&mut node, req);
                 let (vars, rendered, plan) = self.render_and_plan(&node);
                 if let Some(plan) = &plan {
-                    if let Err(source) = self.prepare_node_tree(&node, plan) {
-                        self.note_failed_boot(&node, req, &source);
-                        return Err(ServiceError::NodeTree {
-                            serial: node.serial.to_string(),
-                            source,
-                        });
+                    match self.prepare_node_tree(&node, plan) {
+                        Ok(prepared) => files = prepared,
+                        Err(source) => {
+                            self.note_failed_boot(&node, req, &source);
+                            return Err(ServiceError::NodeTree {
+                                serial: node.serial.to_string(),
+                                source,
+                            });
+                        }
                     }
                 }
                 Some((vars, rendered, plan))
             }
             None => None,
         };
-        Ok(PreparedBoot { attempt, rendered })
+        Ok(PreparedBoot {
+            attempt,
+            rendered,
+            files,
+        })
     }
 
     /// A boot's second half, registry work only, in the registry's next group commit (see
@@ -275,7 +272,7 @@ impl Services {
             _ => return Ok(None),
         };
         let boot_id = crate::store::new_uuid();
-        let decision = decide(
+        let mut decision = decide(
             &node,
             workflow_state(rendered),
             &self.boot_settings(),
@@ -285,12 +282,17 @@ impl Services {
         if decision.tree.as_ref() != plan {
             return Ok(None);
         }
+        if decision.tree.is_some() {
+            prepared.files.apply(&mut decision.response);
+        }
         if let Some(next) = decision.next_state {
             record_transitions(tx, &mut node, &[next], "boot")?;
         }
         let r = &decision.response;
         if r.callback_url.is_some() {
-            let layer = plan.map(|p| layer_of(p, &boot_id)).unwrap_or_default();
+            let layer = plan
+                .map(|p| layer_of(p, r.persist_image.as_deref(), &boot_id))
+                .unwrap_or_default();
             tx.bind_boot(&node.id, address_key(ip), &boot_id, &layer)?;
             node.boot_ip = req.ip.clone();
         }
@@ -477,9 +479,14 @@ impl Services {
     }
 
     /// The node tree an `nfs_boot` answer relies on: created on first need, its files
-    /// refreshed on every boot (hostname changes), `persist.img` for overlay `image`.
-    /// A missing base image is only a warning: the Pi then reports which one it lacked.
-    pub fn prepare_node_tree(&self, node: &Node, plan: &NodeTreePlan) -> Result<(), NfsTreeError> {
+    /// refreshed on every boot (hostname changes), the persist image for overlay `image`
+    /// and the volumes; returns the images' current names. A missing base image is only
+    /// a warning: the Pi then reports which one it lacked.
+    pub fn prepare_node_tree(
+        &self,
+        node: &Node,
+        plan: &NodeTreePlan,
+    ) -> Result<TreeFiles, NfsTreeError> {
         let _guard = self.tree_lock(&node.serial);
         if !self.tree.nodes_path().is_dir() {
             self.tree.ensure_directories()?;
@@ -495,11 +502,7 @@ impl Services {
                 node.serial
             );
         }
-        if plan.overlay == OverlayMode::Image {
-            self.tree
-                .create_persist_image(&node.serial, self.config.nfs.persist_size_mb)?;
-        }
-        Ok(())
+        self.prepare_images(node, plan)
     }
 
     /// The node's template context, its workflow rendered with it, and the tree a boot of
@@ -538,21 +541,21 @@ impl Services {
     /// installed (-> active for a diskless node); a refused transition records nothing. `{"success": false, "error": ...}` is
     /// upstream's way of reporting a failure: recorded and handled as `install-failed`.
     ///
-    /// With the node comes whether its persist.img is to be repaired
-    /// ([`Services::repair_persist_image`], file work the caller runs off the registry's).
+    /// With the node comes what is to be repaired: its persist image, volumes not mounted
+    /// ([`Services::repair_images`], file work the caller runs off the registry's).
     pub async fn installed(
         self: &Arc<Self>,
         boot_id: String,
         body: Value,
         report: InstalledReport,
         peer_ip: Option<String>,
-    ) -> Result<(Node, bool), ServiceError> {
+    ) -> Result<(Node, Repairs), ServiceError> {
         if let Some(failure) = report.failure() {
             let reason = "installed callback (success: false)";
             return self
                 .record_failure(boot_id, body, peer_ip, failure, reason)
                 .await
-                .map(|node| (node, false));
+                .map(|node| (node, Repairs::default()));
         }
         // Checked as an address, recorded with the report; the node's address is the one
         // its boot was asked from, never what a report says.
@@ -574,7 +577,9 @@ impl Services {
             let steps = serde_json::to_value(&report.steps).unwrap_or_default();
             tx.boot_installed(&boot_id, report.elapsed_ms, &steps)?;
             record_transitions(tx, &mut node, &states, "installed callback")?;
-            let repair = s.note_image_overlay(tx, &mut node, &report, ip)?;
+            let persist = s.note_image_overlay(tx, &mut node, &report, ip)?;
+            let volumes = s.note_volumes(tx, &mut node, &report, ip, persist)?;
+            let repair = Repairs { persist, volumes };
             node.last_ip = ip.map(Into::into);
             let node = tx.save_booted_node(&node, ip)?;
             Ok(Ok((node, repair)))

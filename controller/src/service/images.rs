@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{ServiceError, Services};
-use crate::domain::boot::tree_plan;
+use crate::domain::boot::{base_image, tree_plan};
 use crate::domain::ids::NodeRef;
 use crate::nfs_tree::import::progress::{ImportProgress, ImportSummary};
 use crate::nfs_tree::import::ImportOptions;
@@ -57,7 +57,7 @@ impl Services {
         for node in self.list_nodes(&NodeFilter::default())? {
             // The image its next boot gets: a workflow that does not render boots nothing.
             let wf = self.rendered_workflow(&node).ok().flatten();
-            if tree_plan(&node, wf.as_ref(), default).base_image == name {
+            if base_image(&node, wf.as_ref(), default) == name {
                 users.push(node.serial.to_string());
             }
         }
@@ -87,7 +87,8 @@ impl Services {
             &node,
             rendered.as_ref(),
             &self.config.nfs.default_base_image,
-        );
+        )
+        .map_err(|why| ServiceError::Invalid(format!("node {}: {why}", node.serial)))?;
         self.prepare_node_tree(&node, &plan)?;
         Ok(self.tree.node_path(&node.serial))
     }
@@ -98,7 +99,11 @@ impl Services {
         };
         Ok(Some(OverlayInfo {
             persist: self.tree.persist_image_state(serial)?,
-            set_aside: self.tree.set_aside_persist_images(serial)?,
+            set_aside: [
+                self.tree.set_aside_persist_images(serial)?,
+                self.tree.set_aside_volume_images(serial)?,
+            ]
+            .concat(),
             tree,
         }))
     }

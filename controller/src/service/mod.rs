@@ -8,9 +8,11 @@ pub mod after_boot;
 pub mod boot;
 mod images;
 pub mod limits;
+mod node_event;
 pub mod nodes;
 pub mod status;
 pub mod timeline;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};

@@ -4,10 +4,12 @@ use pureboot_contract::ids::FullSerial;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::volumes::{update_own_volumes, VolumeView};
 use super::{ServiceError, Services};
 use crate::domain::ids::NodeRef;
 use crate::domain::node::{full_serial_of_claim, Node};
 use crate::domain::state::NodeState;
+use crate::domain::volumes::VolumeSpec;
 use crate::nfs_tree::node::NodeInfo;
 use crate::store::events::{Event, EventKind, NewEvent};
 use crate::store::nodes::{NewNode, NodeFilter};
@@ -58,6 +60,13 @@ pub struct NodeUpdate {
     /// learned again, unconfirmed). Either way the node's recorded address is forgotten.
     #[serde(default, with = "double_option")]
     pub mac: Option<Option<String>>,
+    /// Volumes of the node's own to add, or to resize where it declares the path already
+    /// (an image made is never resized: it keeps its size until set aside).
+    #[serde(default)]
+    pub set_volumes: Vec<VolumeSpec>,
+    /// Paths of volumes of its own to drop (their images stay on the export).
+    #[serde(default)]
+    pub remove_volumes: Vec<String>,
 }
 
 mod double_option {
@@ -79,6 +88,8 @@ pub struct NodeDetail {
     pub tree: Option<NodeInfo>,
     /// Its post-boot steps, their last runs and its last boot's stages.
     pub after_boot: Option<super::after_boot::NodeSteps>,
+    /// Its volumes (its own and its workflow's) with their current images.
+    pub volumes: Vec<VolumeView>,
 }
 
 pub const RECENT_EVENTS: u32 = 50;
@@ -116,11 +127,13 @@ impl Services {
         })?;
         let tree = self.tree.node_info(&node.serial)?;
         let after_boot = Some(self.node_steps(&NodeRef::Id(node.id.clone()))?);
+        let volumes = self.volume_views(&node, tree.as_ref());
         Ok(NodeDetail {
             node,
             events,
             tree,
             after_boot,
+            volumes,
         })
     }
 
@@ -242,9 +255,14 @@ impl Services {
                     .ok_or_else(|| ServiceError::Invalid(format!("unknown state {s:?}")))
             })
             .transpose()?;
-        self.store.write(|tx| {
+        let volumes_change = !upd.set_volumes.is_empty() || !upd.remove_volumes.is_empty();
+        let node = self.store.write(|tx| {
             let mut node = self.find(tx, node_ref)?;
             let before = node.clone();
+            if volumes_change {
+                let wf = self.workflow_volumes(&node);
+                update_own_volumes(&mut node, &upd.set_volumes, &upd.remove_volumes, &wf)?;
+            }
             if let Some(h) = hostname {
                 node.hostname = h;
             }
@@ -274,8 +292,13 @@ impl Services {
                 &node,
                 json!({"action": "update", "before": before, "after": node}),
             ))?;
-            Ok(tx.save_node(&node)?)
-        })
+            Ok::<_, ServiceError>(tx.save_node(&node)?)
+        })?;
+        if volumes_change {
+            // The images are made now, so a mistake in the export shows at once.
+            self.prepare_tree_ahead(&node);
+        }
+        Ok(node)
     }
 
     /// Removes the node from the registry (its event history stays) and, unless

@@ -134,6 +134,8 @@ const MIGRATIONS: &[&str] = &[
         after_id INTEGER NOT NULL,
         PRIMARY KEY (node_id, name)
     );",
+    // 9: a node's own volumes, as JSON (`[{"path":…,"size_mb":…}]`); NULL: none.
+    "ALTER TABLE nodes ADD COLUMN volumes TEXT;",
 ];
 
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {

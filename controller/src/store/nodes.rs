@@ -8,11 +8,12 @@ use super::{sql, StoreError, Tx, NOW};
 use crate::domain::ids::NodeRef;
 use crate::domain::node::Node;
 use crate::domain::state::NodeState;
+use crate::domain::volumes::VolumeSpec;
 
 const COLUMNS: &str =
     "id, serial, full_serial, mac, model, hostname, state, workflow_id, machine_id,
     overlay_mode, base_image, last_boot_at, last_ip, conflict, created_at, updated_at, degraded,
-    mac_confirmed, boot_ip";
+    mac_confirmed, boot_ip, volumes";
 
 /// Pending boots kept per node (one per address): a node whose address changes keeps a
 /// few; more than this means addresses come and go, and the oldest are dropped.
@@ -84,6 +85,7 @@ struct NodeRow {
     degraded: Option<String>,
     mac_confirmed: bool,
     boot_ip: Option<String>,
+    volumes: Option<String>,
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<NodeRow> {
@@ -107,6 +109,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<NodeRow> {
         degraded: r.get(16)?,
         mac_confirmed: r.get(17)?,
         boot_ip: r.get(18)?,
+        volumes: r.get(19)?,
     })
 }
 
@@ -149,7 +152,16 @@ fn typed(r: NodeRow) -> Result<Node, StoreError> {
         degraded: r.degraded,
         mac_confirmed: r.mac_confirmed,
         boot_ip: r.boot_ip,
+        volumes: match r.volumes {
+            None => Vec::new(),
+            Some(json) => column("volumes", json, |s| serde_json::from_str(s))?,
+        },
     })
+}
+
+/// A node's own volumes as stored: JSON, NULL for none.
+fn volumes_column(v: &[VolumeSpec]) -> Option<String> {
+    (!v.is_empty()).then(|| serde_json::to_string(v).expect("volumes serialise"))
 }
 
 impl Tx<'_> {
@@ -301,7 +313,7 @@ impl Tx<'_> {
                 workflow_id = ?7, overlay_mode = ?8, base_image = ?9,
                 last_boot_at = CASE WHEN ?16 THEN {NOW} ELSE ?10 END,
                 last_ip = COALESCE(?17, ?11), conflict = ?12, degraded = ?13, mac_confirmed = ?14,
-                boot_ip = ?15, updated_at = {NOW}
+                boot_ip = ?15, volumes = ?18, updated_at = {NOW}
              WHERE id = ?1
              RETURNING {COLUMNS}"
         );
@@ -328,6 +340,7 @@ impl Tx<'_> {
                         node.boot_ip,
                         booted.is_some(),
                         booted.flatten(),
+                        volumes_column(&node.volumes),
                     ],
                     from_row,
                 )

@@ -3,6 +3,7 @@
 
 use pureboot_contract::{
     BootAction, FailureReport, InstallFailedReport, InstalledReport, OverlayOutcome, StepTiming,
+    VolumeOutcome,
 };
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ pub struct BootFacts {
     pub hostname: Option<String>,
     /// Whether the post-boot agent was left for the root, or why not.
     pub agent: Option<String>,
+    /// Each volume of the answer, mounted or why not.
+    pub volumes: Vec<VolumeOutcome>,
 }
 
 #[derive(Debug)]
@@ -74,6 +77,7 @@ impl Report {
             degradations: self.degradations.clone(),
             steps: self.steps.clone(),
             agent: f.agent,
+            volumes: f.volumes,
             error: None,
             step: None,
         }

@@ -15,7 +15,7 @@ use crate::decide::plan::{self, Decision, Instructions, NfsPlan};
 use crate::decide::serial::{BoardSerial, Identity};
 use crate::steps::{agent_unit, base_mount, clock, controller, handover, local, lower};
 use crate::steps::{modules, net, nfs, overlay};
-use crate::steps::{serial, switch_root, watchdog};
+use crate::steps::{serial, switch_root, volumes, watchdog};
 use crate::support::{background, log};
 use crate::sys::HostPaths;
 use ::log::{error, info, warn};
@@ -249,9 +249,18 @@ fn nfs_boot(
             hostname,
             machine_id,
             export: &export,
+            persist_image: &p.persist_image,
         };
-        overlay::assemble(host.sys, &paths, &req, &mut r.degradations)
+        let done = overlay::assemble(host.sys, &paths, &req, &mut r.degradations);
+        done.map(|d| (d, lower.node_dir))
     })?;
+    let (done, node_dir) = done;
+    if !p.volumes.is_empty() {
+        r.facts.volumes = step::time(r, Step::Volumes, |r| {
+            let (at, list) = (&paths.newroot, &p.volumes);
+            volumes::mount_all(host.sys, node_dir.as_deref(), at, list, &mut r.degradations)
+        });
+    }
     r.facts.overlay_mode = Some(done.mode.as_str().to_string());
     r.facts.overlay = Some(OverlayOutcome {
         wanted: p.overlay,
@@ -295,10 +304,10 @@ fn mount_export(
         let base_opts = cmd.base_opts.as_deref();
         base_mount::early_plan(base_opts, p.nfs.layout, o, p.base_image.as_ref())
     });
-    // The export is written only when the writable layer lives on it.
-    let read_only = !p.overlay.writes_export();
+    // The export is written only when the writable layer or a volume lives on it.
+    let read_only = !p.overlay.writes_export() && p.volumes.is_empty();
     let (mounted, early) = std::thread::scope(|s| {
-        let disk_modules = p.overlay.needs_disk_modules().then(|| {
+        let disk_modules = (p.overlay.needs_disk_modules() || !p.volumes.is_empty()).then(|| {
             background::start(s, "disk-modules", || {
                 timed(|| modules::load_list(sys, &host.paths.disk_module_list()))
             })

@@ -20,6 +20,7 @@ pureboot_contract::named_enum! {
         NfsMount = "nfs-mount",
         BaseMount = "base-mount",
         Overlay = "overlay",
+        Volumes = "volumes",
         LocalMount = "local-mount",
         InitCheck = "init-check",
         /// The post-boot agent and its unit left in /run.

@@ -370,6 +370,97 @@ fn a_tree_export_boots_to_the_exec_of_its_init() {
 }
 
 #[test]
+fn volumes_are_mounted_in_the_new_root_from_the_nodes_own_directory() {
+    let answer = TREE_ANSWER.replace(
+        r#""hostname":"pi-a","#,
+        r#""hostname":"pi-a","overlay_mode":"image","persist_image":"persist.3.img",
+        "volumes":[{"path":"/var/lib/rancher","image":"var-lib-rancher.1.img"}],"#,
+    );
+    let w = World::new(Some(&answer));
+    w.exe("mnt/nfs/base/tiny/sbin/init");
+    fs::create_dir_all(w.at("mnt/nfs/nodes/d83add36/upper/etc")).unwrap();
+    w.exe("mnt/root/sbin/init");
+    let f = w.attempt(CMDLINE);
+    assert_eq!(f.step.as_str(), "exec", "{}", f.error);
+
+    let node = w.at("mnt/nfs/nodes/d83add36");
+    let calls = w.sys.calls();
+    let attached: Vec<&Call> = calls
+        .iter()
+        .filter(|c| matches!(c, Call::LoopAttach(..)))
+        .collect();
+    assert_eq!(
+        attached,
+        [
+            // The generation the answer names, in the node's own directory.
+            &Call::LoopAttach(node.join("persist.3.img"), false),
+            &Call::LoopAttach(node.join("volumes/var-lib-rancher.1.img"), false),
+        ]
+    );
+    // A volume writes the export: mounted read-write.
+    let export = calls
+        .iter()
+        .find_map(|c| match c {
+            Call::Mount(m) if m.target == w.at("mnt/nfs") => Some(m.flags),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(export, MsFlags::empty());
+    // On the assembled root, after the overlay and before the switch's moves.
+    let at = |want: &Call| calls.iter().position(|c| c == want).expect("made");
+    let volume = w.mount(
+        "/dev/loop7",
+        "mnt/root/var/lib/rancher",
+        "ext4",
+        MsFlags::empty(),
+        "",
+    );
+    let moves = Call::Mount(MountArgs::move_mount(
+        Path::new("/dev"),
+        &w.at("mnt/root/dev"),
+    ));
+    let overlay = calls
+        .iter()
+        .position(|c| matches!(c, Call::Mount(m) if m.fstype.as_deref() == Some("overlay")))
+        .unwrap();
+    assert!(
+        overlay < at(&volume) && at(&volume) < at(&moves),
+        "{calls:#?}"
+    );
+    assert!(
+        w.at("mnt/root/var/lib/rancher").is_dir(),
+        "mount point made"
+    );
+
+    let posts = w.posts();
+    let ok = &posts[0].1;
+    assert_eq!(
+        ok["volumes"],
+        serde_json::json!([{"path": "/var/lib/rancher", "image": "var-lib-rancher.1.img", "mounted": true}])
+    );
+    let s = steps(ok);
+    let overlay_step = s.iter().position(|s| *s == "overlay").unwrap();
+    assert_eq!(s[overlay_step + 1], "volumes", "{s:?}");
+}
+
+#[test]
+fn an_answer_naming_a_file_outside_the_nodes_directory_is_refused() {
+    let answer = TREE_ANSWER.replace(
+        r#""hostname":"pi-a","#,
+        r#""hostname":"pi-a","volumes":[{"path":"/data","image":"../../d83add37/persist.img"}],"#,
+    );
+    let w = World::new(Some(&answer));
+    let f = w.attempt(CMDLINE);
+    assert_eq!(f.step.as_str(), "controller", "{}", f.error);
+    assert!(f.error.contains("volumes[0]"), "{}", f.error);
+    assert!(!w
+        .sys
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::LoopAttach(..) | Call::Mount(..))));
+}
+
+#[test]
 fn a_board_without_a_clock_takes_the_controllers_before_anything_is_mounted() {
     let mut w = World::tree();
     // The controller's clock a day ahead of this one (a Pi that woke up in the past).

@@ -3,7 +3,8 @@
 //!
 //! The clock against the controller's ([`clock`]), the kernel command line ([`cmdline`], its `ip=` in [`ip_param`]), the board's serial
 //! ([`serial`]), the NFS mount options ([`nfs_options`]) and what to boot from the
-//! controller's answer and the command line ([`plan`]), the network hand-over's files ([`handover`]).
+//! controller's answer and the command line ([`plan`]), the image files and volumes it names
+//! ([`volumes`]), the network hand-over's files ([`handover`]).
 
 pub mod clock;
 pub mod cmdline;
@@ -12,3 +13,4 @@ pub mod ip_param;
 pub mod nfs_options;
 pub mod plan;
 pub mod serial;
+pub mod volumes;

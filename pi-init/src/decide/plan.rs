@@ -3,6 +3,7 @@
 
 use crate::decide::cmdline::{self, Cmdline, NfsRoot, OverlayMode, RootLayout};
 use crate::decide::serial::Identity;
+use crate::decide::volumes::{self, VolumePlan};
 use pureboot_contract::ids::{Hostname, ImageName, MachineId};
 use pureboot_contract::{BootAction, FailureReport, PiBootResponse};
 use std::net::Ipv4Addr;
@@ -39,6 +40,10 @@ pub struct NfsPlan {
     pub failure: Option<FailureReport>,
     /// `controller` or `command line`, for the log.
     pub source: &'static str,
+    /// The persist image's file in the node's directory (overlay `image`).
+    pub persist_image: String,
+    /// Volumes to mount in the new root, parents first.
+    pub volumes: Vec<VolumePlan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +142,14 @@ fn from_answer(c: &Cmdline, id: &Identity, net: &NetFacts, r: &PiBootResponse) -
         Ok(m) => m.unwrap_or_else(|| id.machine_id()),
         Err(e) => return Decision::Fail(format!("controller's machine_id: {e}")),
     };
+    let persist_image = match volumes::persist_image(r.persist_image.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return Decision::Fail(e),
+    };
+    let volumes = match volumes::plan(&r.volumes) {
+        Ok(v) => v,
+        Err(e) => return Decision::Fail(e),
+    };
     let callback_url = r.callback_url.clone().or_else(|| c.callback.clone());
     Decision::Nfs(Box::new(NfsPlan {
         nfs: NfsTarget {
@@ -155,6 +168,8 @@ fn from_answer(c: &Cmdline, id: &Identity, net: &NetFacts, r: &PiBootResponse) -
         callback_url,
         agent_url: r.agent_url.clone(),
         source: "controller",
+        persist_image,
+        volumes,
     }))
 }
 
@@ -204,6 +219,8 @@ fn from_cmdline(c: &Cmdline, id: &Identity, net: &NetFacts, root: NfsRoot) -> De
         agent_url: None,
         failure: FailureReport::choose(None, c.callback.as_deref()),
         source: "command line",
+        persist_image: pureboot_contract::layout::PERSIST_IMAGE.to_string(),
+        volumes: Vec::new(),
     }))
 }
 

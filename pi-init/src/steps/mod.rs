@@ -7,9 +7,10 @@
 //! API, whose answers also set the [`clock`] of a board without one), [`nfs`] (the export's
 //! mount), [`base_mount`] (the base image's own cached mount,
 //! with [`rpcbind`] checking that NFSv3 can answer), [`lower`] (the export's layout and the
-//! base image chosen and placed), [`overlay`] (the new root on them), or [`local`] (a root on
-//! a block device), then [`handover`] (what the root's network stack needs, in `/run`) and
-//! [`switch_root`] (into it); [`watchdog`] is armed at start and
+//! base image chosen and placed), [`overlay`] (the new root on them), [`volumes`] (the node's
+//! ext4 images at their paths in it), or [`local`] (a root on a block device), then
+//! [`agent_unit`] (the post-boot agent left in `/run`), [`handover`] (what the root's network
+//! stack needs, in `/run`) and [`switch_root`] (into it); [`watchdog`] is armed at start and
 //! handed over to the new init.
 
 pub mod agent_unit;
@@ -27,6 +28,7 @@ pub mod overlay;
 pub mod rpcbind;
 pub mod serial;
 pub mod switch_root;
+pub mod volumes;
 pub mod watchdog;
 
 #[cfg(test)]

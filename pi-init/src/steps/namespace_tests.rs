@@ -150,6 +150,7 @@ fn helper_overlay_and_switch_root() {
         hostname: "pi-d83add36",
         machine_id: "0123456789abcdef0123456789abcdef",
         export: "test:/export",
+        persist_image: pureboot_contract::layout::PERSIST_IMAGE,
     };
     let mut degraded = Vec::new();
     let done = overlay::assemble(&LinuxSys, &paths, &req, &mut degraded).expect("assemble");

@@ -12,9 +12,7 @@ use crate::decide::cmdline::{OverlayMode, RootLayout};
 use crate::sys::{MountArgs, Sys};
 use nix::errno::Errno;
 use nix::mount::MsFlags;
-use pureboot_contract::layout::{
-    HOSTNAME_FILE, MACHINE_ID_FILE, PERSIST_IMAGE, UPPER_DIR, WORK_DIR,
-};
+use pureboot_contract::layout::{HOSTNAME_FILE, MACHINE_ID_FILE, UPPER_DIR, WORK_DIR};
 use std::fmt;
 use std::fs;
 use std::io;
@@ -53,6 +51,8 @@ pub struct Request<'a> {
     pub machine_id: &'a str,
     /// `server:path`, for messages.
     pub export: &'a str,
+    /// The persist image's file in the node's directory (the answer's generation).
+    pub persist_image: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,7 +290,7 @@ pub fn assemble(
             let img = node_dir
                 .as_ref()
                 .expect("tree layout checked above")
-                .join(PERSIST_IMAGE);
+                .join(req.persist_image);
             match image_layer(sys, paths, &img) {
                 Ok(uw) => uw,
                 Err(e) => {
@@ -350,6 +350,7 @@ mod tests {
     use crate::sys::fake::{Call, FakeSys};
     use nix::errno::Errno;
     use pureboot_contract::ids::{ImageName, Serial};
+    use pureboot_contract::layout::PERSIST_IMAGE;
 
     /// An export tree: base/bookworm (+ base/trixie when `two`), node layer when `node`.
     fn tree(node: bool, two: bool) -> (TempDir, Paths) {
@@ -426,6 +427,7 @@ mod tests {
             hostname: "pi-d83add36",
             machine_id: MACHINE_ID,
             export,
+            persist_image: PERSIST_IMAGE,
         };
         super::assemble(sys, p, &req, &mut r.degradations)
     }

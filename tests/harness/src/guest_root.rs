@@ -29,6 +29,11 @@ const APPLETS: &[&str] = &[
 /// (or `path=/ result=mount-refused:<errno>` when the mount itself is refused); with
 /// `probe.mount3=<dir>,<dir>` also mounts each `<server>:<path>/<dir>` over NFSv3 and tries
 /// to create a file in it (`path=v3:<dir> result=...`).
+/// `probe.volume=<path>` reports the filesystem mounted there (`vol_fs=`), what an earlier
+/// boot left in its `probe` file (`vol_read=`, written with `probe.vwrite=T`), and whether an
+/// overlayfs mount with its upper layer inside the volume (`ov_volume=`) and on the root
+/// (`ov_root=`) succeeds (`ok`, or `failed:<mount's message>`): what containerd's
+/// overlayfs snapshotter does.
 pub const INIT_SCRIPT: &str = r#"#!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc 2>/dev/null
@@ -60,6 +65,15 @@ if [ -n "$t" ]; then
     echo "PUREBOOT-TRY path=v3:$p result=$r"
   done
 fi
+v=$(arg probe.volume)
+if [ -n "$v" ]; then
+  vfs=$(grep " $v " /proc/mounts | tail -n1 | cut -d' ' -f3)
+  vread=$(cat "$v/probe" 2>/dev/null || echo none)
+  vw=$(arg probe.vwrite)
+  [ -n "$vw" ] && echo "$vw" > "$v/probe"
+  ov() { mkdir -p "$1/l" "$1/u" "$1/w" "$1/m"; if out=$(mount -t overlay -o "lowerdir=$1/l,upperdir=$1/u,workdir=$1/w" overlay "$1/m" 2>&1); then umount "$1/m"; echo ok; else echo "failed:$(echo "$out" | tr ' ' '_')"; fi; }
+  vol="vol_fs=${vfs:-none} vol_read=$vread ov_volume=$(ov "$v/ov") ov_root=$(ov /var/ov)"
+fi
 sync
 # The export's mount, not the base image's own (its source ends in /base/<image>).
 nfs=$(grep -v '^[^ ]*/base/[^ /]* ' /proc/mounts | grep -o ' nfs4\? [^ ]*vers=[0-9.]*' | head -n1 | sed 's/.*vers=//')
@@ -77,7 +91,7 @@ if [ -e /etc/pureboot-base-file ]; then base=present; else base=absent; fi
 marks=$(ls /var/marks 2>/dev/null | tr '\n' ',' | sed 's/,$//')
 # pi-init loads ext4 (its disk list) only when the boot needs it.
 if grep -q '^ext4 ' /proc/modules; then ext4=loaded; else ext4=absent; fi
-echo "PUREBOOT-GUEST serial=$(arg pureboot.serial) hostname=$(cat /etc/hostname 2>/dev/null) machine_id=$(cat /etc/machine-id 2>/dev/null) nfs=${nfs:-none} volumes=${volumes:-none} root_fs=${rootfs:-none} upper=${upper:-none} probe=$probe base_file=$base marks=${marks:-none} ext4=$ext4 clock=$(date +%s)"
+echo "PUREBOOT-GUEST serial=$(arg pureboot.serial) hostname=$(cat /etc/hostname 2>/dev/null) machine_id=$(cat /etc/machine-id 2>/dev/null) nfs=${nfs:-none} volumes=${volumes:-none} root_fs=${rootfs:-none} upper=${upper:-none} probe=$probe base_file=$base marks=${marks:-none} ext4=$ext4 clock=$(date +%s) $vol"
 [ "$(arg probe.nfsstats)" = 1 ] && nfs-dump
 poweroff -f
 "#;

@@ -49,6 +49,8 @@ pub struct LabOptions {
     pub controller: bool,
     pub auto_register: bool,
     pub default_base_image: String,
+    /// Workflow files of the scenario's own, `(file name, YAML)`, beside the repository's.
+    pub workflows: Vec<(String, String)>,
 }
 
 impl Default for LabOptions {
@@ -59,6 +61,7 @@ impl Default for LabOptions {
             controller: true,
             auto_register: true,
             default_base_image: TINY.to_string(),
+            workflows: Vec::new(),
         }
     }
 }
@@ -71,6 +74,29 @@ pub struct Lab {
     pub nfs: NfsServer,
     pub ns: Netns,
     pub dir: WorkDir,
+}
+
+/// The repository's workflows, or with a scenario's own: a copy of them and its files.
+fn workflows_dir(
+    env: &TestEnv,
+    dir: &WorkDir,
+    own: &[(String, String)],
+) -> Result<PathBuf, String> {
+    let repo = env.repo.join("workflows");
+    if own.is_empty() {
+        return Ok(repo);
+    }
+    let to = dir.join("workflows");
+    let io = |e: std::io::Error| format!("the scenario's workflows in {}: {e}", to.display());
+    std::fs::create_dir_all(&to).map_err(io)?;
+    for entry in std::fs::read_dir(&repo).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap_or_default())).map_err(io)?;
+    }
+    for (name, yaml) in own {
+        std::fs::write(to.join(name), yaml).map_err(io)?;
+    }
+    Ok(to)
 }
 
 impl Lab {
@@ -89,7 +115,7 @@ impl Lab {
                 &Settings {
                     nfs_root: export.clone(),
                     database: dir.join("controller.db"),
-                    workflows_dir: env.repo.join("workflows"),
+                    workflows_dir: workflows_dir(env, &dir, &opts.workflows)?,
                     auto_register: opts.auto_register,
                     default_base_image: opts.default_base_image.clone(),
                 },

@@ -1,9 +1,10 @@
 //! nfs-ganesha (with the rpcbind it needs) serving one scenario's export root, in the
 //! scenario's namespace, on fixed ports. The settings the guests depend on:
 //! `Attr_Expiration_Time = 0` (else directories the controller creates after start are not
-//! seen), `Dir_Chunk = 0` (else a name the controller replaces, like a fresh persist.img,
-//! still resolves to the old file), `Squash = No_Root_Squash`, NLM off, fixed NFS/MNT ports,
-//! no grace period.
+//! seen), `Squash = No_Root_Squash`, NLM off, fixed NFS/MNT ports, no grace period. The
+//! directory cache keeps ganesha's defaults: a repaired image gets a new name (a
+//! generation), which no cache can resolve to the broken file, so `Dir_Chunk = 0` (once
+//! needed here for a fresh persist.img under the old name) is not set.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,7 +62,7 @@ pub fn ganesha_config_with(
             "RecoveryBackend = fs;".to_string(),
             format!("RecoveryRoot = {};", recovery.display()),
         ],
-        vec!["Dir_Chunk = 0;".to_string()],
+        Vec::new(),
     );
     let exports = match rules {
         None => format!(
@@ -90,6 +91,9 @@ pub fn ganesha_config_with(
         }
     };
     let block = |name: &str, lines: &[String]| {
+        if lines.is_empty() {
+            return String::new();
+        }
         let mut b = format!("{name} {{\n");
         for l in lines {
             b += &format!("  {l}\n");
@@ -236,7 +240,6 @@ mod tests {
         let c = ganesha_config(Path::new("/srv/x"), Path::new("/tmp/r"), Protocols::V3AndV4);
         for needle in [
             "Attr_Expiration_Time = 0;",
-            "Dir_Chunk = 0;",
             "Squash = No_Root_Squash;",
             "Protocols = 3, 4;",
             "Path = /srv/x;",
@@ -248,6 +251,8 @@ mod tests {
         ] {
             assert!(c.contains(needle), "missing {needle:?} in\n{c}");
         }
+        // ganesha's own directory cache settings: the repair scenarios run against them.
+        assert!(!c.contains("MDCACHE"), "{c}");
     }
 
     #[test]

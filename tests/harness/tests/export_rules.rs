@@ -135,8 +135,8 @@ fn each_pi_writes_only_its_own_directory_under_the_generated_rules() {
         "Pi A wrote and deleted in its layer (persist.img, written over NFS)",
         &run_a,
     );
-    // From outside: the file Pi A wrote is in its persist.img on the export.
-    let persist = nodes.join(&a).join("persist.img");
+    // From outside: the file Pi A wrote is in its persist image (generation 1) on the export.
+    let persist = nodes.join(&a).join("persist.1.img");
     let written = process::run(
         std::process::Command::new("debugfs")
             .args(["-R", "cat /upper/var/probe"])

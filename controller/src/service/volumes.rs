@@ -1,0 +1,293 @@
+//! A node's images at boot and after its report: the persist image and the volumes its
+//! answer names (made on first need, their current generations named in the answer), the
+//! volumes the report says were not mounted (the node flagged degraded), and their repair
+//! (a broken image set aside and a fresh one made as the next generation).
+
+use pureboot_contract::volumes::VolumePath;
+use pureboot_contract::{InstalledReport, OverlayMode, PiBootResponse, Volume};
+use serde_json::json;
+
+use super::node_event::event;
+use super::Services;
+use crate::domain::boot::NodeTreePlan;
+use crate::domain::node::Node;
+use crate::domain::volumes::{self, PlannedVolume};
+use crate::nfs_tree::error::NfsTreeError;
+use crate::nfs_tree::images::ImageState;
+use crate::nfs_tree::node::NodeInfo;
+use crate::store::events::EventKind;
+use crate::store::{StoreError, Tx};
+use crate::workflows::Lookup;
+
+/// The image files a prepared tree holds, as the answer names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeFiles {
+    /// Overlay `image`: the current persist image's file name.
+    pub persist_image: Option<String>,
+    pub volumes: Vec<Volume>,
+}
+
+impl TreeFiles {
+    /// Names the files in the answer (an `nfs_boot` one).
+    pub fn apply(&self, r: &mut PiBootResponse) {
+        r.persist_image = self.persist_image.clone();
+        r.volumes = self.volumes.clone();
+    }
+}
+
+/// What a report asks to be repaired once it is committed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Repairs {
+    /// The persist image (the `image` overlay fell back).
+    pub persist: bool,
+    /// Volumes that were not mounted.
+    pub volumes: Vec<PlannedVolume>,
+}
+
+impl Repairs {
+    pub fn is_empty(&self) -> bool {
+        !self.persist && self.volumes.is_empty()
+    }
+}
+
+/// A volume as `node show` lists it: declared (by the node or its workflow) and its
+/// current image on the export, if made.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VolumeView {
+    pub path: VolumePath,
+    pub size_mb: u64,
+    /// `node` or `workflow`.
+    pub from: &'static str,
+    /// Its current image's file name in `nodes/<serial>/volumes/` (none before its first
+    /// boot or `overlay create`).
+    pub image: Option<String>,
+}
+
+/// The image sizes a volume may have (MiB): the persist image's.
+fn sizes() -> std::ops::RangeInclusive<u64> {
+    crate::nfs_tree::persist::MIN_PERSIST_MB..=crate::nfs_tree::persist::MAX_PERSIST_MB
+}
+
+/// `node set --volume` / `--no-volume` (the API's `set_volumes`, `remove_volumes`) on a
+/// node's own list: set per path, then removed; checked, alone and with its workflow's
+/// (`wf`). Errors name the field.
+pub(super) fn update_own_volumes(
+    node: &mut Node,
+    set: &[volumes::VolumeSpec],
+    remove: &[String],
+    wf: &[volumes::VolumeSpec],
+) -> Result<(), super::ServiceError> {
+    let invalid = |(field, message): (String, String)| {
+        super::ServiceError::Invalid(format!("{field}: {message}"))
+    };
+    let set_paths = volumes::check("set_volumes", set, sizes()).map_err(invalid)?;
+    let mut own = node.volumes.clone();
+    for (path, spec) in set_paths.iter().zip(set) {
+        own.retain(|v| VolumePath::parse(&v.path).ok().as_ref() != Some(path));
+        own.push(volumes::VolumeSpec {
+            path: path.to_string(),
+            size_mb: spec.size_mb,
+        });
+    }
+    for (i, r) in remove.iter().enumerate() {
+        let path = VolumePath::parse(r)
+            .map_err(|e| invalid((format!("remove_volumes[{i}]"), e.to_string())))?;
+        let before = own.len();
+        own.retain(|v| VolumePath::parse(&v.path).ok().as_ref() != Some(&path));
+        if own.len() == before {
+            return Err(invalid((
+                format!("remove_volumes[{i}]"),
+                format!("node {} has no volume {path} of its own", node.serial),
+            )));
+        }
+    }
+    volumes::check("volumes", &own, sizes()).map_err(invalid)?;
+    volumes::effective(&own, wf)
+        .map_err(|why| invalid(("volumes".into(), format!("node {}: {why}", node.serial))))?;
+    node.volumes = own;
+    Ok(())
+}
+
+/// A degradation reason of ours about volumes starts so (cleared when they all mount).
+const VOLUME_REASON: &str = "volume ";
+/// A node's error text is kept this long in the degraded flag.
+const REASON_CHARS: usize = 200;
+
+impl Services {
+    /// The persist image (overlay `image`) and every planned volume, each made on first
+    /// need; their current file names. The caller holds the node's tree lock.
+    pub(super) fn prepare_images(
+        &self,
+        node: &Node,
+        plan: &NodeTreePlan,
+    ) -> Result<TreeFiles, NfsTreeError> {
+        let mut files = TreeFiles::default();
+        if plan.overlay == OverlayMode::Image {
+            let path = self
+                .tree
+                .create_persist_image(&node.serial, self.config.nfs.persist_size_mb)?;
+            files.persist_image = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        }
+        for v in &plan.volumes {
+            let image = self
+                .tree
+                .create_volume_image(&node.serial, &v.path, v.size_mb)?;
+            files.volumes.push(Volume {
+                path: v.path.to_string(),
+                image,
+            });
+        }
+        Ok(files)
+    }
+
+    /// The volumes of the node's workflow (none when it has no usable one).
+    pub(super) fn workflow_volumes(&self, node: &Node) -> Vec<volumes::VolumeSpec> {
+        match self
+            .workflows()
+            .get(node.workflow_id.as_deref().unwrap_or_default())
+        {
+            Lookup::Found(wf) => wf.volumes.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The node's volumes as its next boot gets them (its own and its workflow's).
+    fn planned_volumes(&self, node: &Node) -> Vec<PlannedVolume> {
+        volumes::effective(&node.volumes, &self.workflow_volumes(node)).unwrap_or_default()
+    }
+
+    /// The node's volumes with their current images (`node show`).
+    pub(super) fn volume_views(&self, node: &Node, tree: Option<&NodeInfo>) -> Vec<VolumeView> {
+        let on_disk = tree.map_or(&[][..], |t| &t.volumes[..]);
+        self.planned_volumes(node)
+            .into_iter()
+            .map(|p| VolumeView {
+                image: on_disk
+                    .iter()
+                    .find(|v| v.path == p.path)
+                    .map(|v| v.image.clone()),
+                path: p.path,
+                size_mb: p.size_mb,
+                from: p.from,
+            })
+            .collect()
+    }
+
+    /// The volumes as the report tells them: any not mounted flags the node degraded
+    /// (added to what `image_flagged`, the overlay's own flag of this report, says) and is
+    /// returned for repair; a report with every volume mounted clears a flag of ours.
+    pub(super) fn note_volumes(
+        &self,
+        tx: &Tx<'_>,
+        node: &mut Node,
+        report: &InstalledReport,
+        ip: Option<&str>,
+        image_flagged: bool,
+    ) -> Result<Vec<PlannedVolume>, StoreError> {
+        let failed: Vec<_> = report.volumes.iter().filter(|v| !v.mounted).collect();
+        if failed.is_empty() {
+            let ours = node
+                .degraded
+                .as_deref()
+                .is_some_and(|d| d.starts_with(VOLUME_REASON));
+            if !image_flagged && ours && !report.volumes.is_empty() {
+                let was = node.degraded.take();
+                log::info!("node {}: its volumes mount again", node.serial);
+                tx.append_event(&event(
+                    node,
+                    EventKind::Degraded,
+                    ip,
+                    json!({"degraded": false, "volumes": "mounted", "was": was}),
+                ))?;
+            }
+            return Ok(Vec::new());
+        }
+        let text: Vec<String> = failed
+            .iter()
+            .map(|v| {
+                let why: String = v
+                    .error
+                    .as_deref()
+                    .unwrap_or("no reason given")
+                    .chars()
+                    .take(REASON_CHARS)
+                    .collect();
+                format!("{VOLUME_REASON}{} not mounted: {why}", v.path)
+            })
+            .collect();
+        let reason = crate::text::escape_controls(&text.join("; "));
+        log::warn!("node {} degraded: {reason}", node.serial);
+        tx.append_event(&event(
+            node,
+            EventKind::Degraded,
+            ip,
+            json!({"degraded": true, "volumes": failed, "reason": reason}),
+        ))?;
+        node.degraded = Some(match node.degraded.take().filter(|_| image_flagged) {
+            Some(image) => format!("{image}; {reason}"),
+            None => reason,
+        });
+        let planned = self.planned_volumes(node);
+        Ok(planned
+            .into_iter()
+            .filter(|p| failed.iter().any(|f| f.path == p.path.as_str()))
+            .collect())
+    }
+
+    /// After a degraded report: the persist image's repair ([`Services::repair_persist_image`])
+    /// and each volume's: a broken one is set aside (never deleted) and a fresh one made as
+    /// the next generation, which the next answer names; one that looks intact (an ext4
+    /// superblock: the fault may be the node's root, a mount point) is left for the
+    /// operator. Failures are logged and recorded; the node stays flagged either way.
+    pub fn repair_images(&self, node: &Node, repairs: &Repairs) {
+        if repairs.persist {
+            self.repair_persist_image(node);
+        }
+        for v in &repairs.volumes {
+            self.repair_volume(node, v);
+        }
+    }
+
+    fn repair_volume(&self, node: &Node, v: &PlannedVolume) {
+        let serial = &node.serial;
+        let path: &VolumePath = &v.path;
+        let _guard = self.tree_lock(serial);
+        let detail = match self.tree.volume_image_state(serial, path) {
+            Ok(ImageState::Ext4) => {
+                log::warn!(
+                    "node {serial}: its volume {path} has an ext4 superblock but the node could \
+                     not mount it; left in place"
+                );
+                json!({"action": "left in place", "volume": path, "image": "ext4"})
+            }
+            Ok(state) => match self.tree.set_aside_volume_image(serial, path, v.size_mb) {
+                Ok((moved, fresh)) => {
+                    let moved = moved
+                        .as_ref()
+                        .and_then(|p| p.file_name())
+                        .map(|n| n.to_string_lossy().into_owned());
+                    log::warn!(
+                        "node {serial}: volume {path} was {state:?}; set aside as {} and {fresh} made",
+                        moved.as_deref().unwrap_or("-")
+                    );
+                    json!({"action": "fresh image", "volume": path, "was": state,
+                           "moved_to": moved, "image": fresh})
+                }
+                Err(e) => {
+                    log::error!("node {serial}: repairing volume {path}: {e}");
+                    json!({"action": "repair failed", "volume": path, "was": state})
+                }
+            },
+            Err(e) => {
+                log::error!("node {serial}: checking volume {path}: {e}");
+                json!({"action": "check failed", "volume": path})
+            }
+        };
+        let logged = self
+            .store
+            .write(|tx| tx.append_event(&event(node, EventKind::Degraded, None, detail)));
+        if let Err(e) = logged {
+            log::error!("node {serial}: recording the repair of volume {path}: {e}");
+        }
+    }
+}
