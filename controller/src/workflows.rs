@@ -329,6 +329,7 @@ mod tests {
         };
         assert_eq!(k3s.post_boot.len(), 1);
         assert_eq!(k3s.secret_variables, ["k3s_token"]);
+        assert_eq!(k3s.volumes.len(), 1, "containerd's state on a volume");
         assert!(
             !k3s.variables.contains_key("k3s_token"),
             "a secret, not a variable"
