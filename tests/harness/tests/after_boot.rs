@@ -129,6 +129,7 @@ fn day2_lab(
     (id, workflow): (&str, &str),
     files: &[Staged],
     s: &str,
+    before_import: impl FnOnce(&Path),
 ) -> Lab {
     let mut lab = Lab::start(
         name,
@@ -178,6 +179,7 @@ fn day2_lab(
         &["pureboot-e2e.service"],
     )
     .unwrap();
+    before_import(&tarball);
     lab.controller().import_image(&tarball, "debian").unwrap();
     lab.add_node(
         s,
@@ -196,7 +198,7 @@ fn a_debian_node_runs_its_steps_keeps_its_secret_and_reports_boot_complete() {
     let env = pi_init_env!(name);
     let debian = require!(name, env.debian_root());
     let s = serial(24);
-    let lab = day2_lab(name, env, &debian, ("day2", WORKFLOW), &[], &s);
+    let lab = day2_lab(name, env, &debian, ("day2", WORKFLOW), &[], &s, |_| {});
     let mut consoles = Vec::new();
     for boot in 1..=2 {
         let run = lab
@@ -337,30 +339,35 @@ fn a_container_runs_on_a_diskless_node_with_its_state_on_a_volume() {
     let work = std::env::temp_dir().join(format!("pureboot-oci-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
     let archive = pureboot_harness::oci::busybox_archive(&env.busybox, &work).unwrap();
-    // The archive goes into the base image as a file: text staging would mangle it, so it is
-    // copied beside the staged files through a path the tarball takes as is.
-    let lab = day2_lab(name, env, &debian, ("ctr", CONTAINER_WORKFLOW), &[], &s);
-    let share = lab.dir.join("debian-day2.stage/usr/local/share/e2e");
-    std::fs::create_dir_all(&share).unwrap();
-    std::fs::copy(&archive, share.join("busybox-oci.tar")).unwrap();
+    // The archive goes into the base image as it is (the staged files are text): appended
+    // to the tarball before the import.
+    let lab = day2_lab(
+        name,
+        env,
+        &debian,
+        ("ctr", CONTAINER_WORKFLOW),
+        &[],
+        &s,
+        |tarball| {
+            let stage = tarball.with_extension("oci");
+            let share = stage.join("usr/local/share/e2e");
+            std::fs::create_dir_all(&share).unwrap();
+            std::fs::copy(&archive, share.join("busybox-oci.tar")).unwrap();
+            pureboot_harness::process::run(
+                std::process::Command::new("tar")
+                    .args(["--numeric-owner", "-rf"])
+                    .arg(tarball)
+                    .arg("-C")
+                    .arg(&stage)
+                    .args([
+                        "./usr/local/share/e2e",
+                        "./usr/local/share/e2e/busybox-oci.tar",
+                    ]),
+            )
+            .unwrap();
+        },
+    );
     let _ = std::fs::remove_dir_all(&work);
-    let tarball = lab.dir.join("debian-day2.tar");
-    pureboot_harness::process::run(
-        std::process::Command::new("tar")
-            .arg("-rf")
-            .arg(&tarball)
-            .arg("-C")
-            .arg(lab.dir.join("debian-day2.stage"))
-            .args([
-                "./usr/local/share/e2e",
-                "./usr/local/share/e2e/busybox-oci.tar",
-            ]),
-    )
-    .unwrap();
-    lab.controller().import_image(&tarball, "debian2").unwrap();
-    lab.controller()
-        .cli(&["node", "set", &s, "--base-image", "debian2"])
-        .unwrap();
 
     let mut consoles = Vec::new();
     for boot in 1..=2 {
@@ -381,6 +388,9 @@ fn a_container_runs_on_a_diskless_node_with_its_state_on_a_volume() {
             run.elapsed.as_secs_f64()
         );
         let c = &run.console;
+        for line in c.lines().filter(|l| l.contains("E2E-")) {
+            println!("{name}: boot {boot}: {}", line.trim());
+        }
         lab.check(
             c.contains("E2E-VOLUME fstype=ext4"),
             "the volume is ext4 at its path",
