@@ -271,8 +271,17 @@ fn output_is_bounded_and_escaped() {
     let hostile = outcome(step, 1, "line\n\x1b]0;owned\x07\x1b[2J done\n");
     let (status, body) = post_from(&app, PI, &format!("{agent}/step"), &hostile);
     assert_eq!(status, 200, "{body}");
+    // A step the agent killed at its timeout is shown as such.
+    let mut killed = outcome(&plan["steps"][1], 0, "started\n");
+    killed["exit_code"] = Value::Null;
+    killed["signal"] = json!(9);
+    killed["timed_out"] = json!(true);
+    let (status, body) = post_from(&app, PI, &format!("{agent}/step"), &killed);
+    assert_eq!((status, &body["ok"]), (200, &json!(false)), "{body}");
     let (_, shown) = app.admin_get(&format!("/api/v1/nodes/{SERIAL}/steps"));
-    let out = shown["history"][0]["output"].as_str().unwrap();
+    assert_eq!(shown["history"][0]["summary"], "timed out", "{shown}");
+    assert_eq!(shown["history"][0]["timed_out"], true);
+    let out = shown["history"][1]["output"].as_str().unwrap();
     assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
     assert!(out.starts_with("line\n") && out.contains("done"), "{out:?}");
 }
