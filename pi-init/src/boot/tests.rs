@@ -444,6 +444,42 @@ fn volumes_are_mounted_in_the_new_root_from_the_nodes_own_directory() {
 }
 
 #[test]
+fn an_answer_with_an_agent_url_leaves_the_agent_in_run_for_a_systemd_root() {
+    let answer = TREE_ANSWER.replace(
+        r#""hostname":"pi-a","#,
+        r#""hostname":"pi-a","agent_url":"http://ctl:8080/api/v1/nodes/b1/agent","#,
+    );
+    let w = World::new(Some(&answer));
+    w.exe("mnt/nfs/base/tiny/sbin/init");
+    fs::create_dir_all(w.at("mnt/nfs/nodes/d83add36/upper/etc")).unwrap();
+    w.exe("mnt/root/lib/systemd/systemd");
+    w.exe("proc/self/exe");
+    let f = w.attempt(&format!("{CMDLINE} init=/lib/systemd/systemd"));
+    assert_eq!(f.step.as_str(), "exec", "{}", f.error);
+    let report = &w.posts()[0].1;
+    assert_eq!(report["agent"], "installed", "{report}");
+    assert!(steps(report).contains(&"agent"));
+    assert!(w.at("run/pureboot/agent").is_file());
+    assert_eq!(
+        fs::read_to_string(w.at("run/pureboot/agent-url")).unwrap(),
+        "http://ctl:8080/api/v1/nodes/b1/agent"
+    );
+    assert!(w.at("run/systemd/system/pureboot-agent.service").is_file());
+
+    // The same answer for a root whose init is not systemd: no agent, and why.
+    let w = World::new(Some(&answer));
+    w.exe("mnt/nfs/base/tiny/sbin/init");
+    fs::create_dir_all(w.at("mnt/nfs/nodes/d83add36/upper/etc")).unwrap();
+    w.exe("mnt/root/sbin/init");
+    w.exe("proc/self/exe");
+    w.attempt(CMDLINE);
+    let report = &w.posts()[0].1;
+    let said = report["agent"].as_str().unwrap();
+    assert!(said.contains("is not systemd"), "{report}");
+    assert!(!w.at("run/pureboot/agent").exists());
+}
+
+#[test]
 fn an_answer_naming_a_file_outside_the_nodes_directory_is_refused() {
     let answer = TREE_ANSWER.replace(
         r#""hostname":"pi-a","#,
