@@ -258,6 +258,24 @@ fn on_a_tmpfs_layer_first_boot_steps_run_at_every_boot_and_a_failure_is_retried(
 }
 
 #[test]
+fn a_boot_that_fell_back_to_tmpfs_does_not_count_a_first_boot_step_as_done() {
+    let app = app();
+    add(&app, "image");
+    let (status, answer) = app.boot_from(PI, &format!("serial={SERIAL}&mac={MAC}"));
+    assert_eq!(status, 200);
+    let fell_back = json!({"success": true, "mode": "nfs_boot", "overlay_mode": "tmpfs",
+        "overlay": {"wanted": "image", "used": "tmpfs", "fallback": "mount failed"}});
+    let (status, body) = post_from(&app, PI, &common::report_path(&answer, false), &fell_back);
+    assert_eq!(status, 200, "{body}");
+    let url = answer["agent_url"].as_str().unwrap();
+    let agent = &url[url.find("/api/").unwrap()..];
+    assert_eq!(names(&run_boot(&app, agent, 0)), ["install", "every"]);
+    // The next boot on the image layer runs the first_boot step: what it did went to tmpfs.
+    let (_, agent) = boot(&app);
+    assert_eq!(names(&run_boot(&app, &agent, 0)), ["install", "every"]);
+}
+
+#[test]
 fn output_is_bounded_and_escaped() {
     let app = app();
     add(&app, "image");

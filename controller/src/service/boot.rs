@@ -576,6 +576,15 @@ impl Services {
             tx.append_event(&event(&node, EventKind::Installed, ip, body.clone()))?;
             let steps = serde_json::to_value(&report.steps).unwrap_or_default();
             tx.boot_installed(&boot_id, report.elapsed_ms, &steps)?;
+            // A boot that fell back from its planned layer (to tmpfs) runs on a layer of its
+            // own: a first_boot step done there is not done on the planned one.
+            if report
+                .overlay
+                .as_ref()
+                .is_some_and(|o| o.used != o.wanted || o.fallback.is_some())
+            {
+                tx.set_boot_layer(&boot_id, &format!("boot:{boot_id}"))?;
+            }
             record_transitions(tx, &mut node, &states, "installed callback")?;
             let persist = s.note_image_overlay(tx, &mut node, &report, ip)?;
             let volumes = s.note_volumes(tx, &mut node, &report, ip, persist)?;

@@ -192,6 +192,15 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The layer this boot really runs on, when pi-init's report says it is not the planned.
+    pub fn set_boot_layer(&self, boot_id: &str, layer: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE node_boots SET layer = ?2 WHERE boot_id = ?1")
+            .and_then(|mut st| st.execute(params![boot_id, layer]))
+            .map_err(sql("record the boot's layer"))?;
+        Ok(())
+    }
+
     /// "Boot complete" of this boot (the first one counts; a second is refused upstream).
     pub fn boot_completed(
         &self,
