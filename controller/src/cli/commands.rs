@@ -111,6 +111,23 @@ impl Output {
                     ("conflict", table::opt(&n.conflict)),
                     ("degraded", table::opt(&n.degraded)),
                     (
+                        "tftp folder",
+                        // Its last write, or why it failed (with [tftp] root).
+                        d.events
+                            .iter()
+                            .rev()
+                            .find(|e| e.kind == "tftp_folder")
+                            .map(|e| match e.detail["error"].as_str() {
+                                Some(why) => format!("FAILED: {why}"),
+                                None => format!(
+                                    "{} ({})",
+                                    e.detail["outcome"].as_str().unwrap_or("?"),
+                                    e.at
+                                ),
+                            })
+                            .unwrap_or_else(|| "-".into()),
+                    ),
+                    (
                         "tree",
                         d.tree
                             .as_ref()
