@@ -120,6 +120,9 @@ EXPORT=$(sed -n '/^\[nfs\]/,$ s/^root_path = "\(.*\)".*/\1/p' "$CONF")
 RW_PATHS=$(unit_value ReadWritePaths)
 check "config [nfs] root_path ($EXPORT) is one of the unit's ReadWritePaths ($RW_PATHS)" \
   bash -c 'for p in $2; do [ "${p#-}" = "$1" ] && exit 0; done; exit 1' _ "$EXPORT" "$RW_PATHS"
+TFTP_ROOT=$(sed -n '/^\[tftp\]/,$ s/^# root = "\(.*\)".*/\1/p' "$CONF")
+check "config [tftp] root ($TFTP_ROOT, as the comment suggests it) is one of the unit's ReadWritePaths" \
+  bash -c '[ -n "$1" ] && for p in $2; do [ "${p#-}" = "$1" ] && exit 0; done; exit 1' _ "$TFTP_ROOT" "$RW_PATHS"
 check "After= network-online.target and both NFS servers; Wants= network-online.target" \
   bash -c 'a=$(sed -n "s/^After=//p" "$1"); w=$(sed -n "s/^Wants=//p" "$1"); for u in network-online.target nfs-server.service nfs-ganesha.service; do [[ " $a " == *" $u "* ]] || exit 1; done; [[ " $w " == *" network-online.target "* ]]' _ "$UNIT"
 

@@ -114,6 +114,22 @@ pub struct Config {
     /// Seconds a node has from its boot answer to "boot complete" before it counts as stuck.
     pub boot_complete_within_secs: u64,
     pub nfs: NfsConfig,
+    pub tftp: TftpConfig,
+}
+
+/// `[tftp]`: the controller writes the Pis' TFTP folders itself (`<root>/<serial>/` after
+/// each node's image, and the discovery files at the root) by running pureboot-image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TftpConfig {
+    /// The TFTP server's root; unset: the controller writes no TFTP folders.
+    pub root: Option<PathBuf>,
+    /// The pureboot-image program; unset: `pureboot-image` found on PATH.
+    pub image_tool: Option<PathBuf>,
+    /// pi-init for the initramfs (`--pi-init`); unset: the one the tool finds installed.
+    pub pi_init: Option<PathBuf>,
+    /// More kernel parameters for every folder's cmdline.txt (`--cmdline-extra`).
+    pub cmdline_extra: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -172,6 +188,7 @@ impl Default for Config {
             secrets_file: None,
             boot_complete_within_secs: 900,
             nfs: NfsConfig::default(),
+            tftp: TftpConfig::default(),
         }
     }
 }
@@ -276,9 +293,13 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("nfs", "persist_size_mb", Kind::Int),
     ("nfs", "nfs_options", Kind::Str),
     ("nfs", "import_max_size_mb", Kind::Int),
+    ("tftp", "root", Kind::Str),
+    ("tftp", "image_tool", Kind::Str),
+    ("tftp", "pi_init", Kind::Str),
+    ("tftp", "cmdline_extra", Kind::Str),
 ];
 
-const TABLES: &[&str] = &["nfs"];
+const TABLES: &[&str] = &["nfs", "tftp"];
 
 fn dotted(table: &str, key: &str) -> String {
     if table.is_empty() {
@@ -396,6 +417,12 @@ impl Config {
         if let Some(p) = self.nfs.export_path.as_ref().filter(|p| !p.is_absolute()) {
             return Err((
                 "nfs.export_path",
+                format!("{} must be an absolute path", p.display()),
+            ));
+        }
+        if let Some(p) = self.tftp.root.as_ref().filter(|p| !p.is_absolute()) {
+            return Err((
+                "tftp.root",
                 format!("{} must be an absolute path", p.display()),
             ));
         }
@@ -820,6 +847,12 @@ mod tests {
                 export_path: Some("/x".into()),
                 nfs_options: Some("o".into()),
                 ..NfsConfig::default()
+            },
+            tftp: TftpConfig {
+                root: Some("/srv/tftp".into()),
+                image_tool: Some("/usr/bin/pureboot-image".into()),
+                pi_init: Some("/usr/lib/pureboot/pi-init".into()),
+                cmdline_extra: Some("pureboot.log=debug".into()),
             },
             ..Config::default()
         };

@@ -12,4 +12,5 @@ pub mod service;
 pub mod store;
 pub mod templates;
 pub mod text;
+pub mod tftp;
 pub mod workflows;

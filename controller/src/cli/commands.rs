@@ -111,6 +111,23 @@ impl Output {
                     ("conflict", table::opt(&n.conflict)),
                     ("degraded", table::opt(&n.degraded)),
                     (
+                        "tftp folder",
+                        // Its last write, or why it failed (with [tftp] root).
+                        d.events
+                            .iter()
+                            .rev()
+                            .find(|e| e.kind == "tftp_folder")
+                            .map(|e| match e.detail["error"].as_str() {
+                                Some(why) => format!("FAILED: {why}"),
+                                None => format!(
+                                    "{} ({})",
+                                    e.detail["outcome"].as_str().unwrap_or("?"),
+                                    e.at
+                                ),
+                            })
+                            .unwrap_or_else(|| "-".into()),
+                    ),
+                    (
                         "tree",
                         d.tree
                             .as_ref()
@@ -155,6 +172,7 @@ impl Output {
                 overlay,
                 base_image,
                 mac,
+                model,
             } => {
                 let node = s.add_node(&NodeSpec {
                     serial,
@@ -163,6 +181,7 @@ impl Output {
                     overlay_mode: overlay,
                     base_image,
                     mac,
+                    model,
                     ..Default::default()
                 })?;
                 for w in s.node_after_boot_warnings(&node) {
@@ -181,19 +200,25 @@ impl Output {
                 mac,
                 volumes,
                 no_volumes,
+                base_image,
             } => {
-                if mac.is_none() && volumes.is_empty() && no_volumes.is_empty() {
+                if mac.is_none()
+                    && volumes.is_empty()
+                    && no_volumes.is_empty()
+                    && base_image.is_none()
+                {
                     bail!(
-                        "nothing to set: give --mac <MAC> (or --mac none), --volume <PATH=MiB> \
-                         or --no-volume <PATH>"
+                        "nothing to set: give --mac <MAC> (or --mac none), --volume <PATH=MiB>, \
+                         --no-volume <PATH> or --base-image <NAME> (or none)"
                     );
                 }
                 let mac_given = mac.is_some();
-                let mac = mac.map(|m| (m != "none").then_some(m));
+                let none_is_clear = |v: Option<String>| v.map(|v| (v != "none").then_some(v));
                 let node = s.update_node(
                     &node_ref(&id)?,
                     &NodeUpdate {
-                        mac,
+                        mac: none_is_clear(mac),
+                        base_image: none_is_clear(base_image),
                         set_volumes: volumes,
                         remove_volumes: no_volumes,
                         ..Default::default()
@@ -207,6 +232,12 @@ impl Output {
                         .map_or("forgotten".into(), |m| format!("{m} confirmed"));
                     said.push(format!("MAC {m}"));
                 }
+                said.push(format!(
+                    "base image {}",
+                    node.base_image
+                        .as_deref()
+                        .unwrap_or("(the workflow's, else the default)")
+                ));
                 let own: Vec<String> = node
                     .volumes
                     .iter()
@@ -512,6 +543,38 @@ impl Output {
         }
         for serial in &plan.unaddressed {
             eprintln!("warning: node {serial} has no known address and is not exported (--address {serial}=<ip>)");
+        }
+        Ok(())
+    }
+
+    pub fn tftp_sync(&self, s: &Services) -> Result<()> {
+        if s.tftp_writer().is_none() {
+            bail!("no [tftp] root in the config: the controller writes no TFTP folders");
+        }
+        let results = s.tftp_sync()?;
+        if self.json {
+            print_json(&results)?;
+        } else {
+            let rows: Vec<Vec<String>> = results
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.folder.clone(),
+                        table::opt(&r.image),
+                        r.boards.join(","),
+                        r.outcome.to_string(),
+                        r.error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(&["FOLDER", "IMAGE", "BOARDS", "OUTCOME", "ERROR"], &rows)
+            );
+        }
+        let failed = results.iter().filter(|r| r.failed()).count();
+        if failed > 0 {
+            bail!("{failed} TFTP folder(s) could not be written (see ERROR above)");
         }
         Ok(())
     }

@@ -63,6 +63,9 @@ pub enum Command {
     /// The NFS server's side: the export rules the controller recommends.
     #[command(subcommand)]
     Nfs(NfsCmd),
+    /// The Pis' TFTP folders under [tftp] root.
+    #[command(subcommand)]
+    Tftp(TftpCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -108,6 +111,10 @@ pub enum NodeCmd {
         /// refused), and only they may be handed a deployment.
         #[arg(long)]
         mac: Option<String>,
+        /// Its board (pi3, pi4, pi5, cm4, ...): with [tftp] root, its TFTP folder holds that
+        /// board's kernel and firmware.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::domain::node::PI_MODELS))]
+        model: Option<String>,
     },
     /// Change a node's settings.
     Set {
@@ -126,6 +133,9 @@ pub enum NodeCmd {
         /// Drop a volume of its own by path (its image stays on the export). Repeatable.
         #[arg(long = "no-volume", value_name = "PATH")]
         no_volumes: Vec<String>,
+        /// Its base image under base/ (`none`: the workflow's, else the configured one).
+        #[arg(long)]
+        base_image: Option<String>,
     },
     /// The node's post-boot steps: each with its last run (outcome, time, output tail),
     /// whether it runs at the next boot, the workflow's secrets (masked) and the last boot.
@@ -213,6 +223,13 @@ pub enum NfsCmd {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TftpCmd {
+    /// Write every node's folder for its image (those already built from the same inputs
+    /// are left as they are) and the discovery folder; exits non-zero if one failed.
+    Sync,
 }
 
 #[derive(Debug, Subcommand)]
@@ -357,6 +374,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::Workflow(WorkflowCmd::List) => out.workflows(&services),
                 Command::Overlay(cmd) => out.overlay(&services, cmd),
                 Command::Nfs(cmd) => out.nfs(&services, cmd),
+                Command::Tftp(TftpCmd::Sync) => out.tftp_sync(&services),
                 Command::Serve
                 | Command::Workflow(WorkflowCmd::Validate { .. })
                 | Command::Completions { .. }

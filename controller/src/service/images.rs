@@ -44,9 +44,12 @@ impl Services {
         if options.max_bytes == 0 {
             options.max_bytes = self.config.nfs.import_max_size_mb.saturating_mul(1 << 20);
         }
-        Ok(self
+        let summary = self
             .tree
-            .import_base_image_with(archive, name, &options, progress)?)
+            .import_base_image_with(archive, name, &options, progress)?;
+        // A node's image may be this one (named before it was imported): folders follow.
+        self.tftp_sync_logged();
+        Ok(summary)
     }
 
     /// Refuses while a node would boot the image (named for it, by its workflow, or as the
@@ -76,7 +79,10 @@ impl Services {
                 "base image {name} is used by node(s) {shown}; change their base image first"
             )));
         }
-        Ok(self.tree.remove_base_image(name)?)
+        let removed = self.tree.remove_base_image(name)?;
+        // The boards the images boot may be fewer now.
+        self.tftp_discovery();
+        Ok(removed)
     }
 
     /// Creates (or refreshes) a registered node's tree as its next boot would.

@@ -11,6 +11,7 @@ pub mod limits;
 mod node_event;
 pub mod nodes;
 pub mod status;
+pub mod tftp;
 pub mod timeline;
 mod volumes;
 
@@ -82,6 +83,8 @@ pub struct Services {
     /// Node-tree writes of this process: one at a time per serial (two boots of one
     /// serial), different serials in parallel (a stripe per serial hash).
     tree_locks: Vec<Mutex<()>>,
+    /// The TFTP folders' writes: one run of the image tool at a time (service/tftp.rs).
+    tftp_lock: Mutex<()>,
     /// Boots and reports of registered nodes per source address
     /// (`node_requests_per_minute`), and from all addresses (`boot_requests_per_minute`).
     address_limiter: RateLimiter,
@@ -116,6 +119,7 @@ impl Services {
             templates,
             tree,
             tree_locks: (0..TREE_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            tftp_lock: Mutex::new(()),
             address_limiter: RateLimiter::new(config.node_requests_per_minute),
             boot_budget: RateLimiter::new(config.boot_requests_per_minute),
             unknown_limiter: RateLimiter::new(config.unknown_serials_per_minute),
@@ -177,6 +181,8 @@ impl Services {
             warnings,
         };
         *self.workflows.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        // A workflow's base image may have changed: the folders follow.
+        self.tftp_sync_logged();
         log::info!(
             "workflows reloaded from {}: {} loaded, {} broken",
             dir.display(),

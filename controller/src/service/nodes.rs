@@ -206,6 +206,7 @@ impl Services {
             Ok(node)
         })?;
         self.prepare_tree_ahead(&node);
+        self.follow_tftp(&node);
         Ok(node)
     }
 
@@ -225,6 +226,7 @@ impl Services {
             Ok::<_, ServiceError>(tx.save_node(&node)?)
         })?;
         self.prepare_tree_ahead(&node);
+        self.follow_tftp(&node);
         Ok(node)
     }
 
@@ -298,6 +300,8 @@ impl Services {
             // The images are made now, so a mistake in the export shows at once.
             self.prepare_tree_ahead(&node);
         }
+        // Its image may have changed (base image, workflow): the folder follows.
+        self.follow_tftp(&node);
         Ok(node)
     }
 
@@ -323,6 +327,7 @@ impl Services {
             let _guard = self.tree_lock(&node.serial);
             self.tree.delete_node_overlay(&node.serial)?
         };
+        self.tftp_forget(&node);
         Ok((node, tree_removed))
     }
 }

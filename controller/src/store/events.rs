@@ -25,6 +25,8 @@ pureboot_contract::named_enum! {
         PostBootStep = "post_boot_step",
         /// The booted node reached its target (or gave up), with the steps' outcome.
         BootComplete = "boot_complete",
+        /// The node's TFTP folder was written or removed, or could not be written (why).
+        TftpFolder = "tftp_folder",
     }
 }
 

@@ -22,7 +22,7 @@ mod tar_entry;
 #[cfg(test)]
 mod test_archives;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::ffi::CString;
 use std::fs;

@@ -15,7 +15,7 @@ use super::progress::{ImportProgress, ImportSummary};
 use super::test_archives::{compress, ArchiveBuilder, MTIME};
 use super::{fsops, ImportOptions, NameLock};
 
-mod disk_images;
+pub(crate) mod disk_images;
 
 const TRUSTED: ImportOptions = ImportOptions {
     max_bytes: super::DEFAULT_MAX_BYTES,

@@ -17,7 +17,7 @@ use crate::nfs_tree::error::NfsTreeError;
 const TOOLS: [&str; 5] = ["sfdisk", "mkfs.vfat", "mcopy", "mkfs.ext4", "debugfs"];
 
 /// The tools, or a loud skip naming the missing one (tests/setup.sh installs them).
-fn tools_present(test: &str) -> bool {
+pub(crate) fn tools_present(test: &str) -> bool {
     let found = |t: &str| {
         std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -35,7 +35,7 @@ fn tools_present(test: &str) -> bool {
     }
 }
 
-fn write(path: &Path, content: &str, mode: u32) {
+pub(crate) fn write(path: &Path, content: &str, mode: u32) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, content).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
@@ -77,7 +77,7 @@ fn sample(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// The raw image tests/disk-image.sh builds from `root` and `boot`.
-fn build(dir: &Path, root: &Path, boot: &Path, env: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn build(dir: &Path, root: &Path, boot: &Path, env: &[(&str, &str)]) -> Vec<u8> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/disk-image.sh");
     let out = dir.join("disk.img");
     let status = Command::new("bash")
