@@ -20,6 +20,12 @@
 //! its own, and the server, keying leases by client id, hands it a second address while
 //! pi-init's lease runs out. [`dhclient_conf`] is the image's file with a block giving the
 //! interface pi-init's client id, written into the node's layer (see the step).
+//!
+//! dhcpcd (Raspberry Pi OS before bookworm) has none either: `/etc/dhcpcd.conf` alone, and
+//! Debian's sends a DUID-based client id (`duid`), a second address again. [`dhcpcd_conf`]
+//! is the image's file with an `interface` block (options in it win over the global ones
+//! for that interface only, whatever block the image's file ends in) that keeps the link and
+//! renews pi-init's lease; also written into the node's layer.
 
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -180,18 +186,42 @@ const DHCLIENT_MARK: &str = "# pureboot: pi-init's client id";
 /// `image` (the root's dhclient.conf) without an earlier boot's block, plus one sending the
 /// client id pi-init sent (type 1, the MAC), so dhclient renews pi-init's lease.
 pub fn dhclient_conf(image: &str, l: &Lease) -> String {
-    let own = image.find(DHCLIENT_MARK).map_or(image, |at| &image[..at]);
-    let mut s = own.trim_end().to_string();
-    if !s.is_empty() {
-        s += "\n\n";
-    }
-    let _ = write!(
-        s,
+    let block = format!(
         "{DHCLIENT_MARK} (written at every boot; the NFS root's lease)\n\
          interface \"{}\" {{\n  send dhcp-client-identifier 1:{};\n}}\n",
         l.iface, l.mac
     );
-    s
+    with_block(image, DHCLIENT_MARK, &block)
+}
+
+/// `image` cut at `mark` (an earlier boot's block and all after it), then `block` (which
+/// starts with `mark`) after a blank line.
+fn with_block(image: &str, mark: &str, block: &str) -> String {
+    let own = image.find(mark).map_or(image, |at| &image[..at]);
+    let mut s = own.trim_end().to_string();
+    if !s.is_empty() {
+        s += "\n\n";
+    }
+    s + block
+}
+
+/// Marks the block [`dhcpcd_conf`] appends, so the next boot replaces it.
+const DHCPCD_MARK: &str = "# pureboot: pi-init's lease";
+
+/// `image` (the root's dhcpcd.conf) without an earlier boot's block, plus one for the
+/// interface: `persistent` (dhcpcd deconfigures the interface when it exits, the NFS root
+/// with it, unless told not to); `clientid` with the bytes pi-init sent (type 1, the MAC;
+/// a `clientid` also turns off the image's `duid` in dhcpcd 9), so the server hands out and
+/// renews pi-init's lease; `request` of the running address, so the DISCOVER asks for it
+/// and the address dhcpcd binds is the one on the interface (found there, dhcpcd neither
+/// probes nor re-adds it).
+pub fn dhcpcd_conf(image: &str, l: &Lease) -> String {
+    let block = format!(
+        "{DHCPCD_MARK} (written at every boot; the NFS root's link and lease)\n\
+         interface {}\npersistent\nclientid 01:{}\nrequest {}\n",
+        l.iface, l.mac, l.addr
+    );
+    with_block(image, DHCPCD_MARK, &block)
 }
 
 fn json(l: &Lease) -> String {
@@ -354,6 +384,22 @@ mod tests {
         // The next boot reads the file it wrote: its block is replaced, not doubled.
         assert_eq!(dhclient_conf(&once, &dhcp_lease()), once);
         assert!(dhclient_conf("", &dhcp_lease()).starts_with("# pureboot"));
+    }
+
+    #[test]
+    fn dhcpcd_keeps_the_link_and_renews_pi_inits_lease_in_the_last_block() {
+        // Debian's file: a DUID client id globally, then (as users add) a block for wlan0.
+        let image = "duid\npersistent\ninterface wlan0\nnohook wpa_supplicant\n";
+        let once = dhcpcd_conf(image, &dhcp_lease());
+        assert_eq!(
+            once,
+            "duid\npersistent\ninterface wlan0\nnohook wpa_supplicant\n\n\
+             # pureboot: pi-init's lease (written at every boot; the NFS root's link and lease)\n\
+             interface eth0\npersistent\nclientid 01:52:54:00:e0:02:51\nrequest 10.0.3.53\n"
+        );
+        // The next boot reads the file it wrote: its block is replaced, not doubled.
+        assert_eq!(dhcpcd_conf(&once, &dhcp_lease()), once);
+        assert!(dhcpcd_conf("", &dhcp_lease()).starts_with("# pureboot"));
     }
 
     #[test]

@@ -66,8 +66,9 @@ pub fn lease(net: &NetConfig, sysfs: &Path) -> Lease {
 }
 
 /// The whole hand-over: the files under `run`, then for a DHCP lease the address's lifetime
-/// and, when the root at `newroot` has ISC dhclient, its configuration in the node's layer
-/// (the overlay's upper: it has no runtime directory). Returns how many files were written.
+/// and, for each of ISC dhclient and dhcpcd the root at `newroot` has, its configuration in
+/// the node's layer (the overlay's upper: neither has a runtime directory). Returns how many
+/// files were written.
 pub fn hand_over(run: &Path, newroot: &Path, lease: &Lease) -> Result<usize, HandoverError> {
     let written = write(run, lease)?.len();
     if !matches!(lease.origin, Origin::Dhcp { .. }) {
@@ -82,18 +83,34 @@ pub fn hand_over(run: &Path, newroot: &Path, lease: &Lease) -> Result<usize, Han
             }
         })?;
     }
-    // Last: a read-only root (overlay `none`) refuses it, and nothing else depends on it.
-    if !newroot.join("sbin/dhclient").exists() {
-        return Ok(written);
+    // Last: a read-only root (overlay `none`) refuses them, and nothing else depends on them.
+    let mut layer = 0;
+    for (client, conf, render) in LAYER_CONFS {
+        if newroot.join(client).exists() {
+            let path = newroot.join(conf);
+            let image = std::fs::read_to_string(&path).unwrap_or_default();
+            let text = render(&image, lease);
+            std::fs::create_dir_all(path.parent().expect("a file under etc"))
+                .and_then(|()| std::fs::write(&path, text))
+                .map_err(|error| HandoverError::Write { path, error })?;
+            layer += 1;
+        }
     }
-    let path = newroot.join("etc/dhcp/dhclient.conf");
-    let image = std::fs::read_to_string(&path).unwrap_or_default();
-    let text = handover::dhclient_conf(&image, lease);
-    std::fs::create_dir_all(path.parent().expect("a file in etc/dhcp"))
-        .and_then(|()| std::fs::write(&path, text))
-        .map_err(|error| HandoverError::Write { path, error })?;
-    Ok(written + 1)
+    Ok(written + layer)
 }
+
+/// The DHCP clients with no runtime directory: the client's binary in the root, its
+/// configuration file (written into the node's layer, the image's own lines kept), how to
+/// render it.
+type Render = fn(&str, &Lease) -> String;
+const LAYER_CONFS: [(&str, &str, Render); 2] = [
+    (
+        "sbin/dhclient",
+        "etc/dhcp/dhclient.conf",
+        handover::dhclient_conf,
+    ),
+    ("sbin/dhcpcd", "etc/dhcpcd.conf", handover::dhcpcd_conf),
+];
 
 /// Writes every hand-over file under `run` (pi-init's `/run`), each with its mode from the
 /// start (NetworkManager ignores a profile others can read). Returns the paths written.
@@ -163,17 +180,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_root_with_dhclient_gets_pi_inits_client_id_in_its_layer() {
-        let dir = crate::support::testutil::TempDir::new();
-        let (run, root) = (dir.path().join("run"), dir.path().join("newroot"));
-        std::fs::create_dir_all(root.join("sbin")).unwrap();
-        std::fs::create_dir_all(root.join("etc/dhcp")).unwrap();
-        std::fs::write(root.join("sbin/dhclient"), "").unwrap();
-        std::fs::write(root.join("etc/dhcp/dhclient.conf"), "request routers;\n").unwrap();
-        let lease = Lease {
+    /// A DHCP lease with no interface index: no netlink request from a host test.
+    fn dhcp_lease() -> Lease {
+        Lease {
             iface: "eth0".into(),
-            // No index: no netlink request from a host test.
             ifindex: None,
             mac: "52:54:00:12:34:56".into(),
             addr: Ipv4Addr::new(10, 0, 2, 15),
@@ -184,7 +194,18 @@ mod tests {
                 server: None,
                 lease_secs: Some(120),
             },
-        };
+        }
+    }
+
+    #[test]
+    fn a_root_with_dhclient_gets_pi_inits_client_id_in_its_layer() {
+        let dir = crate::support::testutil::TempDir::new();
+        let (run, root) = (dir.path().join("run"), dir.path().join("newroot"));
+        std::fs::create_dir_all(root.join("sbin")).unwrap();
+        std::fs::create_dir_all(root.join("etc/dhcp")).unwrap();
+        std::fs::write(root.join("sbin/dhclient"), "").unwrap();
+        std::fs::write(root.join("etc/dhcp/dhclient.conf"), "request routers;\n").unwrap();
+        let lease = dhcp_lease();
         let n = hand_over(&run, &root, &lease).unwrap();
         assert_eq!(n, handover::files(&lease).len() + 1);
         let conf = std::fs::read_to_string(root.join("etc/dhcp/dhclient.conf")).unwrap();
@@ -200,6 +221,39 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(root.join("etc/dhcp/dhclient.conf")).unwrap(),
             "x\n"
+        );
+    }
+
+    #[test]
+    fn a_root_with_dhcpcd_keeps_the_link_and_pi_inits_lease_in_its_layer() {
+        let dir = crate::support::testutil::TempDir::new();
+        let (run, root) = (dir.path().join("run"), dir.path().join("newroot"));
+        // As in a merged-/usr root: sbin a link to usr/sbin.
+        std::fs::create_dir_all(root.join("usr/sbin")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::os::unix::fs::symlink("usr/sbin", root.join("sbin")).unwrap();
+        std::fs::write(root.join("usr/sbin/dhcpcd"), "").unwrap();
+        std::fs::write(root.join("etc/dhcpcd.conf"), "duid\n").unwrap();
+        let mut lease = dhcp_lease();
+        let n = hand_over(&run, &root, &lease).unwrap();
+        assert_eq!(n, handover::files(&lease).len() + 1);
+        let conf = std::fs::read_to_string(root.join("etc/dhcpcd.conf")).unwrap();
+        assert!(conf.starts_with("duid\n"), "{conf}");
+        for line in [
+            "\ninterface eth0\n",
+            "\npersistent\n",
+            "\nclientid 01:52:54:00:12:34:56\n",
+        ] {
+            assert!(conf.contains(line), "{line:?} in\n{conf}");
+        }
+        assert!(!root.join("etc/dhcp/dhclient.conf").exists());
+        // A fixed address: no DHCP client is configured.
+        lease.origin = Origin::Fixed;
+        std::fs::write(root.join("etc/dhcpcd.conf"), "duid\n").unwrap();
+        hand_over(&run, &root, &lease).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/dhcpcd.conf")).unwrap(),
+            "duid\n"
         );
     }
 }
