@@ -181,7 +181,7 @@ DROOT="$CACHE/debian-root"
 # default-dbus-system-bus and default-logind, which debootstrap does not resolve on its own
 # (without them the second stage leaves both unconfigured and fails). A root made with
 # another list is made again (the list is written into .complete).
-DEBIAN_ROOT_PACKAGES="systemd-sysv,udev,dbus,libpam-systemd,containerd,runc,network-manager,ifupdown,isc-dhcp-client,iproute2"
+DEBIAN_ROOT_PACKAGES="systemd-sysv,udev,dbus,libpam-systemd,containerd,runc,network-manager,ifupdown,isc-dhcp-client,dhcpcd,iproute2"
 if [ "${PUREBOOT_DEBIAN_ROOT:-0}" = 1 ]; then
   if [ "$(cat "$DROOT/.complete" 2>/dev/null)" = "$DEBIAN_ROOT_PACKAGES" ]; then
     say "Debian arm64 root: $DROOT"

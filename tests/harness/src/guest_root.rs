@@ -178,15 +178,20 @@ fn usable_script() -> String {
 }
 
 /// Services the Debian root's packages enable that the Debian roots boot without, unless a
-/// scenario turns one on: NetworkManager (it would take over the link pi-init configured;
-/// the network hand-over scenarios enable it), containerd (the container scenario starts it
+/// scenario turns one on: NetworkManager and dhcpcd (each would take over the link pi-init
+/// configured; the network hand-over scenarios enable them), containerd (the container scenario starts it
 /// itself, and the benchmark measures the boot without it). Left out of the tarballs.
 pub const SERVICES_OFF: &[&str] = &[
     "./etc/systemd/system/multi-user.target.wants/NetworkManager.service",
     "./etc/systemd/system/network-online.target.wants/NetworkManager-wait-online.service",
     "./etc/systemd/system/dbus-org.freedesktop.nm-dispatcher.service",
     "./etc/systemd/system/multi-user.target.wants/containerd.service",
+    DHCPCD_ON,
 ];
+
+/// dhcpcd's package enables its service (on every interface); the dhcpcd hand-over
+/// scenario keeps it on.
+const DHCPCD_ON: &str = "./etc/systemd/system/multi-user.target.wants/dhcpcd.service";
 
 fn exclude_services_off(tar: &mut Command, keep_on: &[&str]) {
     for path in SERVICES_OFF.iter().filter(|p| !keep_on.contains(p)) {
@@ -316,6 +321,8 @@ pub enum NetStack {
     NetworkManager,
     /// ifupdown with the interface in /etc/network/interfaces as Debian's installer writes it.
     Ifupdown,
+    /// dhcpcd enabled as its package enables it, with Debian's /etc/dhcpcd.conf.
+    Dhcpcd,
 }
 
 /// The line the tick loop prints every 5 s: `PUREBOOT-TICK n=<i> up=<uptime s> file=<text
@@ -327,7 +334,8 @@ pub const TICK_FILE: &str = "etc/pureboot-tick";
 pub const TICK_TEXT: &str = "read-from-the-nfs-root";
 
 /// The tick loop: `ticks` lines 5 s apart (at the ninth, what networkd and NetworkManager
-/// say of the links, as `PUREBOOT-NET` lines), then a forced power-off. A tick that cannot read
+/// say of the links and what NetworkManager or dhcpcd logged, as `PUREBOOT-NET` lines),
+/// then a forced power-off. A tick that cannot read
 /// the root (its NFS server unreachable: a hard mount blocks) never comes.
 fn tick_script(ticks: u32) -> String {
     let addr = r"ip -4 -o addr show scope global | sed -n 's/.* inet \([^ ]*\) .*valid_lft \([^ ]*\) .*/\1,\2/p' | head -n1";
@@ -337,7 +345,7 @@ fn tick_script(ticks: u32) -> String {
          while [ $n -lt {ticks} ]; do\n\
          \x20 a=$({addr})\n\
          \x20 echo \"{TICK_MARK} n=$n up=$(cut -d' ' -f1 /proc/uptime) file=$(cat /{TICK_FILE}) addr=${{a:-none}}\" > /dev/console\n\
-         \x20 [ $n = 8 ] && {{ networkctl --no-pager list; networkctl --no-pager status; nmcli -t device; journalctl -b --no-pager -u NetworkManager | tail -n 25; }} 2>&1 | sed 's/^/PUREBOOT-NET /' > /dev/console\n\
+         \x20 [ $n = 8 ] && {{ networkctl --no-pager list; networkctl --no-pager status; nmcli -t device; journalctl -b --no-pager -u NetworkManager -u dhcpcd | tail -n 25; }} 2>&1 | sed 's/^/PUREBOOT-NET /' > /dev/console\n\
          \x20 n=$((n + 1))\n\
          \x20 sleep 5\n\
          done\n\
@@ -426,6 +434,7 @@ pub fn debian_stack_tarball(
         NetStack::Ifupdown => {
             files.push(staged("etc/network/interfaces", DEBIAN_INTERFACES, false))
         }
+        NetStack::Dhcpcd => keep_on = &[DHCPCD_ON],
     }
     staged_tarball(debian_root, out, &files, &links, keep_on)
 }

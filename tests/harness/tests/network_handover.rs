@@ -1,5 +1,5 @@
 //! The network handed over: the Debian root booted to systemd with one network stack turned
-//! on (systemd-networkd, NetworkManager, ifupdown), its address from a site's DHCP server
+//! on (systemd-networkd, NetworkManager, ifupdown, dhcpcd), its address from a site's DHCP server
 //! (dnsmasq on the lab's LAN) with a short lease. The node stays up for over four minutes
 //! while a loop in the root prints a line every 5 s read from its NFS root; from outside,
 //! the lines must keep coming (a root whose link or address was taken away stops them) and
@@ -192,4 +192,9 @@ fn network_handover_to_network_manager() {
 #[test]
 fn network_handover_to_ifupdown() {
     handover("handover-ifupdown", NetStack::Ifupdown, 0x253);
+}
+
+#[test]
+fn network_handover_to_dhcpcd() {
+    handover("handover-dhcpcd", NetStack::Dhcpcd, 0x254);
 }
