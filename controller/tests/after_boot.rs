@@ -24,6 +24,10 @@ variables:\n  server: \"https://k3s:6443\"\nsecret_variables: [token]\npost_boot
 - name: every\n    run: every_boot\n    timeout_secs: 30\n    script: \"echo every\"\n";
 
 fn app() -> TestApp {
+    app_with(|_| {})
+}
+
+fn app_with(more: impl FnOnce(&mut pureboot_controller::config::Config)) -> TestApp {
     spawn_app_with(|c| {
         let dir = c.database.parent().unwrap().to_path_buf();
         let wf = dir.join("workflows");
@@ -34,6 +38,7 @@ fn app() -> TestApp {
         std::fs::write(&secrets, format!("token = \"{SECRET}\"\n")).unwrap();
         std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
         c.secrets_file = Some(secrets);
+        more(c);
     })
 }
 
@@ -360,4 +365,27 @@ fn a_secrets_file_others_can_read_is_refused_with_no_value_shown() {
     let (status, body) = steps(&app, PI, &agent);
     assert!(status >= 500, "{status}: {body}");
     assert!(!body.to_string().contains(SECRET), "{body}");
+}
+
+#[test]
+fn each_agent_request_spends_the_address_budget_once() {
+    // A budget of 5: the boot, pi-init's report, the steps and the two outcomes fit; the
+    // sixth request from the address waits. A request that spent twice would leave the
+    // second outcome refused.
+    let app = app_with(|c| c.node_requests_per_minute = 5);
+    add(&app, "tmpfs");
+    let (_, agent) = boot(&app);
+    let (status, plan) = steps(&app, PI, &agent);
+    assert_eq!(status, 200, "{plan}");
+    for step in plan["steps"].as_array().unwrap() {
+        let (status, body) = post_from(&app, PI, &format!("{agent}/step"), &outcome(step, 0, ""));
+        assert_eq!(status, 200, "step {}: {body}", step["name"]);
+    }
+    let (status, body) = post_from(
+        &app,
+        PI,
+        &format!("{agent}/step"),
+        &outcome(&plan["steps"][0], 0, ""),
+    );
+    assert_eq!(status, 429, "the sixth request is over the budget: {body}");
 }

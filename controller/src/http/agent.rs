@@ -11,17 +11,12 @@ use serde_json::{json, Value};
 
 use super::error::ApiErr;
 use super::{blocking, AppState, IdParam};
-use crate::domain::ids::NodeRef;
-use crate::service::ServiceError;
 
-/// Only a boot id (UUID-shaped) can name a boot.
-fn boot_id(id: &str) -> Result<String, ServiceError> {
-    match NodeRef::parse(id) {
-        Ok(NodeRef::Id(boot_id)) => Ok(boot_id),
-        _ => Err(ServiceError::NotFound(
-            "no boot with this id: the agent's routes are under the boot answer's agent_url".into(),
-        )),
-    }
+fn boot_id(id: &str) -> Result<String, ApiErr> {
+    super::boot_id(
+        id,
+        "the agent's routes are under the boot answer's agent_url",
+    )
 }
 
 pub async fn steps(

@@ -43,6 +43,15 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdParam {
     }
 }
 
+/// A report route's `{id}`: only a boot id (UUID-shaped) names a boot; a serial or anything
+/// else names none (404, with `hint`: where the boot's routes are).
+pub(super) fn boot_id(id: &str, hint: &str) -> Result<String, ApiErr> {
+    match crate::domain::ids::NodeRef::parse(id) {
+        Ok(crate::domain::ids::NodeRef::Id(boot_id)) => Ok(boot_id),
+        _ => Err(ServiceError::NotFound(format!("no boot with this id: {hint}")).into()),
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub services: Arc<Services>,

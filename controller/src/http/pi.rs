@@ -87,17 +87,7 @@ async fn callback(
     peer: SocketAddr,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Node>, ApiErr> {
-    // Only a boot id (UUID-shaped) can name a boot; anything else names none.
-    let boot_id = match NodeRef::parse(&id) {
-        Ok(NodeRef::Id(boot_id)) => boot_id,
-        _ => {
-            return Err(ApiErr::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no boot with this id: reports go to the callback_url of the boot answer",
-            ))
-        }
-    };
+    let boot_id = super::boot_id(&id, "reports go to the callback_url of the boot answer")?;
     let body = body?.0;
     let ip = peer.ip().to_string();
     let metrics = st.metrics.clone();

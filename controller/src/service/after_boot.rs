@@ -209,7 +209,7 @@ impl Services {
     ) -> Result<bool, ServiceError> {
         let declared = {
             let node = self.store.read(|tx| {
-                self.reporting_node(tx, &boot_id, peer_ip.as_deref())
+                self.report_target(tx, &boot_id, peer_ip.as_deref())
                     .map(|(n, _)| n)
             })?;
             self.steps_workflow(&node)

@@ -815,6 +815,17 @@ impl Services {
         peer_ip: Option<&str>,
     ) -> Result<(Node, String), ServiceError> {
         self.spend_budget(peer_ip)?;
+        self.report_target(tx, boot_id, peer_ip)
+    }
+
+    /// [`Self::reporting_node`] without spending the address's budget: for a check that
+    /// comes before the report's own unit (which spends it once).
+    pub(super) fn report_target(
+        &self,
+        tx: &Tx<'_>,
+        boot_id: &str,
+        peer_ip: Option<&str>,
+    ) -> Result<(Node, String), ServiceError> {
         let (node, asked) = tx.find_boot(boot_id)?.ok_or_else(|| {
             ServiceError::NotFound(
                 "no boot with this id: reports go to the callback_url of the boot answer".into(),
