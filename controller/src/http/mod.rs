@@ -276,24 +276,21 @@ async fn healthz(State(st): State<AppState>) -> Response {
 
 async fn metrics(State(st): State<AppState>) -> Response {
     let mut text = st.metrics.render();
-    // From the registry, so the CLI's changes and a restart show too.
-    if let Ok(n) = admin_blocking(&st, |s| Ok(s.store.read(|tx| tx.count_degraded())?)).await {
-        text.push_str(
-            "# HELP pureboot_nodes_degraded Nodes whose persistent layer broke (see node list).\n\
-             # TYPE pureboot_nodes_degraded gauge\n",
-        );
-        text.push_str(&format!("pureboot_nodes_degraded {n}\n"));
-    }
+    // From the registry, so the CLI's changes and a restart show too: one read.
     let within = st.services.config.boot_complete_within_secs;
-    if let Ok(n) = admin_blocking(&st, move |s| {
-        Ok(s.store.read(|tx| tx.stuck_boots(within))?.len())
+    if let Ok((degraded, stuck)) = admin_blocking(&st, move |s| {
+        Ok(s.store.read(|tx| {
+            Ok::<_, crate::store::StoreError>((tx.count_degraded()?, tx.count_stuck(within)?))
+        })?)
     })
     .await
     {
         text.push_str(&format!(
-            "# HELP pureboot_nodes_stuck Nodes whose last boot got an answer but no boot \
+            "# HELP pureboot_nodes_degraded Nodes whose persistent layer broke (see node list).\n\
+             # TYPE pureboot_nodes_degraded gauge\npureboot_nodes_degraded {degraded}\n\
+             # HELP pureboot_nodes_stuck Nodes whose last boot got an answer but no boot \
              complete within boot_complete_within_secs ({within} s).\n\
-             # TYPE pureboot_nodes_stuck gauge\npureboot_nodes_stuck {n}\n"
+             # TYPE pureboot_nodes_stuck gauge\npureboot_nodes_stuck {stuck}\n"
         ));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()

@@ -46,7 +46,7 @@ pub struct NodeRow {
 impl Services {
     pub fn status(&self, state: Option<NodeState>) -> Result<StatusView, ServiceError> {
         let within = self.config.boot_complete_within_secs;
-        let (all, events, boots, stuck) = self.store.read(|tx| {
+        let (all, events, boots) = self.store.read(|tx| {
             let all = tx.list_nodes(&NodeFilter::default())?;
             // Only the nodes shown: each an index lookup, whatever the size of the log.
             let serials: Vec<&str> = all
@@ -55,9 +55,12 @@ impl Services {
                 .map(|n| n.serial.as_str())
                 .collect();
             let events = tx.recent_events(&serials, STATUS_EVENTS)?;
-            let boots: BTreeMap<String, BootRecord> = tx.last_boots()?.into_iter().collect();
-            let stuck: BTreeMap<String, BootRecord> = tx.stuck_boots(within)?.into_iter().collect();
-            Ok::<_, ServiceError>((all, events, boots, stuck))
+            let boots: BTreeMap<String, (BootRecord, bool)> = tx
+                .last_boots(within)?
+                .into_iter()
+                .map(|(node, boot, stuck)| (node, (boot, stuck)))
+                .collect();
+            Ok::<_, ServiceError>((all, events, boots))
         })?;
         let mut by_serial: BTreeMap<String, Vec<Event>> = BTreeMap::new();
         for e in events {
@@ -73,13 +76,17 @@ impl Services {
         let degraded = all.iter().filter(|n| n.degraded.is_some()).count();
         let conflicts = all.iter().filter(|n| n.conflict.is_some()).count();
         let total = all.len();
+        let stuck = boots.values().filter(|(_, stuck)| *stuck).count();
         let nodes = all
             .into_iter()
             .filter(|n| state.is_none_or(|s| n.state == s))
             .map(|node| NodeRow {
                 events: by_serial.remove(node.serial.as_str()).unwrap_or_default(),
-                timeline: boots.get(&node.id).and_then(timeline),
-                stuck: stuck.get(&node.id).map(BootRecord::stage),
+                timeline: boots.get(&node.id).and_then(|(b, _)| timeline(b)),
+                stuck: boots
+                    .get(&node.id)
+                    .filter(|(_, stuck)| *stuck)
+                    .map(|(b, _)| b.stage()),
                 node,
             })
             .collect();
@@ -90,7 +97,7 @@ impl Services {
             state: state.map(|s| s.as_str().to_string()),
             degraded,
             conflicts,
-            stuck: stuck.len(),
+            stuck,
             stuck_after_secs: within,
         })
     }

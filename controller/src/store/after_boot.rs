@@ -109,6 +109,13 @@ fn boot_at(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<BootRecord> {
     })
 }
 
+/// Over `node_boots b`: no newer boot of the same node.
+const NEWEST: &str = "NOT EXISTS (SELECT 1 FROM node_boots n WHERE n.node_id = b.node_id
+                      AND (n.at > b.at OR (n.at = b.at AND n.rowid > b.rowid)))";
+
+/// Over `node_boots b`, `?1` = seconds: answered that long ago and never complete.
+const STUCK: &str = "(b.complete_at IS NULL AND julianday(b.at) < julianday('now') - ?1 / 86400.0)";
+
 impl Tx<'_> {
     /// The boot with this id, whatever its stage.
     pub fn boot_record(&self, boot_id: &str) -> Result<Option<BootRecord>, StoreError> {
@@ -131,42 +138,36 @@ impl Tx<'_> {
             .map_err(sql("read last boot"))
     }
 
-    /// Each node's newest boot whose answer is older than `secs` and that never reported
-    /// complete: `(node id, boot)`.
-    pub fn stuck_boots(&self, secs: u64) -> Result<Vec<(String, BootRecord)>, StoreError> {
-        self.newest_boots(
-            "complete_at IS NULL AND julianday(at) < julianday('now') - ?1 / 86400.0",
-            secs as i64,
-        )
-    }
-
-    /// Each node's newest boot: `(node id, boot)`.
-    pub fn last_boots(&self) -> Result<Vec<(String, BootRecord)>, StoreError> {
-        self.newest_boots("?1 = ?1", 0)
-    }
-
-    /// Each node's newest boot where `filter` (over the boot's columns, `?1` = `arg`) holds.
-    fn newest_boots(
+    /// Each node's newest boot: `(node id, boot, stuck)`; stuck = its answer is older than
+    /// `stuck_after_secs` and it never reported complete.
+    pub fn last_boots(
         &self,
-        filter: &'static str,
-        arg: i64,
-    ) -> Result<Vec<(String, BootRecord)>, StoreError> {
+        stuck_after_secs: u64,
+    ) -> Result<Vec<(String, BootRecord, bool)>, StoreError> {
         let mut st = self
             .tx
             .prepare_cached(&format!(
-                "SELECT node_id, {BOOT_COLUMNS} FROM node_boots b
-                 WHERE {filter}
-                   AND NOT EXISTS (SELECT 1 FROM node_boots n WHERE n.node_id = b.node_id
-                                   AND (n.at > b.at OR (n.at = b.at AND n.rowid > b.rowid)))
-                 ORDER BY at"
+                "SELECT node_id, {STUCK}, {BOOT_COLUMNS} FROM node_boots b WHERE {NEWEST} ORDER BY at"
             ))
             .map_err(sql("read the newest boots"))?;
         let rows = st
-            // The boot's columns follow the node id.
-            .query_map([arg], |r| Ok((r.get(0)?, boot_at(r, 1)?)))
+            // The boot's columns follow the node id and the stuck flag.
+            .query_map([stuck_after_secs as i64], |r| {
+                Ok((r.get(0)?, boot_at(r, 2)?, r.get(1)?))
+            })
             .map_err(sql("read the newest boots"))?;
         rows.map(|r| r.map_err(sql("read the newest boots")))
             .collect()
+    }
+
+    /// How many nodes' newest boot is stuck (as in [`Self::last_boots`]).
+    pub fn count_stuck(&self, stuck_after_secs: u64) -> Result<i64, StoreError> {
+        self.tx
+            .prepare_cached(&format!(
+                "SELECT COUNT(*) FROM node_boots b WHERE {NEWEST} AND {STUCK}"
+            ))
+            .and_then(|mut st| st.query_row([stuck_after_secs as i64], |r| r.get(0)))
+            .map_err(sql("count stuck boots"))
     }
 
     /// pi-init's report of this boot.
