@@ -349,8 +349,14 @@ fn a_boot_without_complete_is_stuck_after_the_configured_time() {
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert_eq!(app.metric("pureboot_nodes_stuck"), "1");
     let page = status_page(&app);
-    assert!(page.contains("id=\"stuck-count\""), "no stuck count:\n{page}");
-    assert!(page.contains("stuck at answer sent"), "the node's row names its stage:\n{page}");
+    assert!(
+        page.contains("id=\"stuck-count\""),
+        "no stuck count:\n{page}"
+    );
+    assert!(
+        page.contains("stuck at answer sent"),
+        "the node's row names its stage:\n{page}"
+    );
 }
 
 fn status_page(app: &TestApp) -> String {

@@ -114,8 +114,8 @@ struct TftpArgs {
     /// Write the shared folder unknown Pis fall back to (the TFTP root).
     #[arg(long)]
     discovery: bool,
-    /// Pi model; for --discovery a comma-separated list.
-    #[arg(long, value_enum, value_delimiter = ',', required = true)]
+    /// Pi model: pi3, pi4 or pi5; for --discovery a comma-separated list.
+    #[arg(long, value_parser = tftp::model::parse, value_delimiter = ',', required = true)]
     model: Vec<Model>,
     /// A base image imported from a disk image (`base/<name>` on the export): each model's
     /// kernel, the device trees, overlays and firmware from its boot/firmware/, and an

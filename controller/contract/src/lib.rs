@@ -19,6 +19,7 @@
 //!   is reported, and [`InstalledReport::failure`]: how a report tells one.
 
 pub mod after_boot;
+pub mod boards;
 pub mod boot_query;
 pub mod cmdline_keys;
 pub mod ids;

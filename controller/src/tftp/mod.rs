@@ -214,7 +214,12 @@ impl Writer {
         let _ = writeln!(s, "boards {}", names.join(","));
         let _ = writeln!(s, "image {} {}", image.display(), stamp::identity(image)?);
         let boot = image.join(pureboot_contract::layout::BOOT_FIRMWARE_DIR);
-        for kernel in board::KERNELS {
+        let kernels: std::collections::BTreeSet<&str> = boards
+            .iter()
+            .flat_map(|b| b.image_kernels())
+            .copied()
+            .collect();
+        for kernel in kernels {
             let path = boot.join(kernel);
             if path.exists() {
                 let _ = writeln!(s, "kernel {kernel} {}", stamp::identity(&path)?);
