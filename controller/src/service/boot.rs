@@ -769,7 +769,7 @@ impl Services {
         let mac = Mac::parse(&req.mac)?;
         let model = req.model.as_deref().map(checked_model).transpose()?;
         let ip = req.ip_address.as_deref().map(checked_ip).transpose()?;
-        self.grouped(move |s, tx| {
+        let outcome = self.grouped(move |s, tx| {
             let peer = peer_ip.as_deref();
             let detail = json!({"via": "register-pi", "mac": mac.as_str(), "model": model, "ip_address": ip});
             match tx.find_node(&NodeRef::Serial(serial.clone()))? {
@@ -780,11 +780,12 @@ impl Services {
                         )));
                     }
                     if node.model.is_some() || model.is_none() {
-                        return Ok((Registered::of(&node), false));
+                        return Ok((Registered::of(&node), false, None));
                     }
                     node.model = model.clone();
                     tx.append_event(&event(&node, EventKind::Registered, peer, detail))?;
-                    Ok((Registered::of(&tx.save_node(&node)?), false))
+                    let node = tx.save_node(&node)?;
+                    Ok((Registered::of(&node), false, Some(node)))
                 }
                 None if !s.config.auto_register => Err(ServiceError::Forbidden(
                     "auto_register is off: an operator registers nodes (node add)".into(),
@@ -797,12 +798,24 @@ impl Services {
                         ..NewNode::new(serial.clone())
                     })?;
                     tx.append_event(&event(&node, EventKind::Registered, peer, detail))?;
-                    Ok((Registered::of(&node), true))
+                    Ok((Registered::of(&node), true, None))
                 }
             }
         })
         .answer()
-        .await
+        .await?;
+        let (registered, created, learned) = outcome;
+        // A model learned now is the board its TFTP folder is written for: written off the
+        // Pi's request (it takes seconds), one folder at a time as every folder write.
+        if let Some(node) = learned.filter(|_| self.config.tftp.root.is_some()) {
+            let s = Arc::clone(self);
+            std::thread::Builder::new()
+                .name("tftp-learned-model".into())
+                .spawn(move || s.follow_tftp(&node))
+                .map_err(|e| log::warn!("TFTP folder for a learned model not written: {e}"))
+                .ok();
+        }
+        Ok((registered, created))
     }
 
     /// The node a report is for and the address its boot was asked from: the boot with

@@ -166,7 +166,7 @@ fn import(services: &Services, inp: &Inputs, dir: &Path, name: &str, kernel: &[u
 
 struct Lab {
     _tmp: tempfile::TempDir,
-    services: Services,
+    services: Arc<Services>,
     tftp: PathBuf,
     /// pios-a's kernel8.img (Debian's Image) and pios-b's (the same kernel gzipped, as a
     /// different file would be after an upgrade).
@@ -200,7 +200,7 @@ fn lab(test: &str) -> Option<Lab> {
         },
         ..Config::default()
     };
-    let services = Services::open(config).unwrap();
+    let services = Arc::new(Services::open(config).unwrap());
     let kernel_a = fs::read(inp.kernel_root.join(format!("boot/vmlinuz-{}", inp.kver))).unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &kernel_a).unwrap();
@@ -383,6 +383,32 @@ fn node_folders_follow_their_image_and_are_swapped_in_whole() {
     assert_eq!(outcome("discovery"), "unchanged");
     assert_eq!(outcome(SERIAL), "unchanged");
     assert_eq!(outcome("0000beef"), "failed");
+
+    // The Pi says its model (pi-init registers from the discovery folder's boot): the
+    // folder follows, written off the request.
+    let register = pureboot_contract::RegisterPiRequest {
+        serial: "0000beef".into(),
+        mac: "dc:a6:32:00:be:ef".into(),
+        model: Some("pi4".into()),
+        ip_address: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(s.register_pi(&register, Some("127.0.0.1")))
+        .unwrap();
+    let learned = lab.tftp.join("0000beef");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !learned.join("kernel8.img").is_file() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for f in PI4_FOLDER {
+        assert!(
+            learned.join(f).is_file(),
+            "{f} missing from the learned model's folder"
+        );
+    }
 
     // Removing the node removes its folder.
     s.remove_node(&NodeRef::Serial(Serial::parse(SERIAL).unwrap()), false)
