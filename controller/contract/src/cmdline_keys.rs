@@ -2,7 +2,7 @@
 //! cmdline.txt, pi-init reads them all (README, "pi-init's kernel command line"). Upstream
 //! PureBoot's names where it has them.
 
-/// The controller's base URL.
+/// The controller's base URL, or several (comma-separated) of one registry, asked in turn.
 pub const URL: &str = "pureboot.url";
 /// The board's serial, where the device tree and cpuinfo do not give it.
 pub const SERIAL: &str = "pureboot.serial";

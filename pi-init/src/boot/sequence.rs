@@ -66,7 +66,7 @@ fn boot(host: &Host, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure> {
             Ok(s) => step::time(r, Step::Controller, |_| {
                 ask_controller(host, cmd, s, &n.mac)
             }),
-            Err(why) if cmd.url.is_some() => controller::Outcome::Unreachable(format!(
+            Err(why) if !cmd.urls.is_empty() => controller::Outcome::Unreachable(format!(
                 "cannot ask the controller, which keys nodes by serial: {why}"
             )),
             Err(_) => {
@@ -118,7 +118,7 @@ fn boot(host: &Host, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure> {
         controller::Outcome::Unreachable(why) => {
             warn!("{why}");
             warn!("clock not set: no controller answered (the root's own time source must set it)");
-            permanent = cmd.url.is_none() || identity.serial().is_none();
+            permanent = cmd.urls.is_empty() || identity.serial().is_none();
             Instructions::None(why)
         }
     };
@@ -136,7 +136,7 @@ fn boot(host: &Host, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure> {
         }
         Decision::Local { device } => local_boot(host, cmd, &device, &mut a.report),
         Decision::Fail(why) => Err(Failure {
-            step: if identity.serial().is_none() && cmd.url.is_some() {
+            step: if identity.serial().is_none() && !cmd.urls.is_empty() {
                 Step::Serial
             } else {
                 Step::Controller
@@ -189,14 +189,19 @@ fn ask_controller(
     serial: &BoardSerial,
     mac: &str,
 ) -> controller::Outcome {
-    let Some(base) = &cmd.url else {
+    if cmd.urls.is_empty() {
         return controller::Outcome::Unreachable("no pureboot.url= on the command line".into());
-    };
-    let url = controller::boot_url(base, serial, Mac::parse(mac).ok());
+    }
+    let mac = Mac::parse(mac).ok();
+    let urls: Vec<String> = cmd
+        .urls
+        .iter()
+        .map(|base| controller::boot_url(base, serial, mac.clone()))
+        .collect();
     let policy = controller::AskPolicy::new(cmd.timeout, cmd.wait);
     let mut sleep = host.sleep;
     let mut clock = |date| clock::follow_controller(host.sys, date);
-    controller::ask(host.http, &mut sleep, &mut clock, &url, &policy)
+    controller::ask(host.http, &mut sleep, &mut clock, &urls, &policy)
 }
 
 fn nfs_boot(

@@ -44,7 +44,9 @@ pub struct NfsRoot {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cmdline {
     // upstream names
-    pub url: Option<String>,
+    /// The controllers, in the order given (`pureboot.url=` takes a comma-separated list:
+    /// several controllers on one registry); none without the key.
+    pub urls: Vec<String>,
     pub serial: Option<String>,
     pub nfs_server: Option<String>,
     pub nfs_path: Option<String>,
@@ -83,7 +85,7 @@ pub struct Cmdline {
 impl Default for Cmdline {
     fn default() -> Self {
         Cmdline {
-            url: None,
+            urls: Vec::new(),
             serial: None,
             nfs_server: None,
             nfs_path: None,
@@ -199,7 +201,7 @@ fn apply(
 ) -> Result<(), String> {
     let text = |v: &str| (!v.is_empty()).then(|| v.to_string());
     match key {
-        keys::URL => c.url = Some(http_url(v)?.trim_end_matches('/').to_string()),
+        keys::URL => return controller_urls(v, &mut c.urls),
         keys::SERIAL => c.serial = text(v),
         keys::NFS_SERVER => c.nfs_server = text(v),
         keys::NFS_PATH => c.nfs_path = Some(absolute(v)?),
@@ -321,6 +323,32 @@ fn seconds(v: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(number(v)?))
 }
 
+/// Controllers a boot may ask at most: the list is tried in turn within one retry budget.
+pub const MAX_CONTROLLERS: usize = 8;
+
+/// `pureboot.url=`'s list: each URL checked; the good ones are kept (in order, without
+/// repeats, at most [`MAX_CONTROLLERS`]) and the bad ones named in the warning, so one typo
+/// does not cost a Pi every other controller.
+fn controller_urls(v: &str, urls: &mut Vec<String>) -> Result<(), String> {
+    urls.clear();
+    let mut bad = Vec::new();
+    for one in v.split(',').filter(|u| !u.is_empty()) {
+        match http_url(one) {
+            Ok(u) => {
+                let u = u.trim_end_matches('/').to_string();
+                if !urls.contains(&u) && urls.len() < MAX_CONTROLLERS {
+                    urls.push(u);
+                }
+            }
+            Err(e) => bad.push(e),
+        }
+    }
+    match bad.is_empty() {
+        true => Ok(()),
+        false => Err(bad.join("; ")),
+    }
+}
+
 /// A URL pi-init can reach: `http://<host>[:<port>][/<path>]`. Checked here, so a typo fails
 /// at once with a warning instead of costing every attempt a round of retries.
 fn http_url(v: &str) -> Result<&str, String> {
@@ -387,7 +415,7 @@ mod tests {
              pureboot.nfs_server=10.0.2.2 pureboot.nfs_path=/srv/nfs \
              pureboot.callback=http://10.0.2.2:8080/api/v1/nodes/x/installed quiet",
         );
-        assert_eq!(c.url.as_deref(), Some("http://10.0.2.2:8080"));
+        assert_eq!(c.urls, ["http://10.0.2.2:8080"]);
         assert_eq!(c.serial.as_deref(), Some("d83add36"));
         assert_eq!(c.nfs_server.as_deref(), Some("10.0.2.2"));
         assert_eq!(c.nfs_path.as_deref(), Some("/srv/nfs"));
@@ -572,9 +600,26 @@ mod tests {
         ] {
             let c = parse(&format!("pureboot.url={ok}"));
             assert!(c.warnings.is_empty(), "{ok}: {:?}", c.warnings);
-            assert_eq!(c.url.as_deref(), Some(ok.trim_end_matches('/')));
+            assert_eq!(c.urls, [ok.trim_end_matches('/')]);
         }
-        assert_eq!(parse("pureboot.url=notaurl").url, None, "ignored");
+        assert!(parse("pureboot.url=notaurl").urls.is_empty(), "ignored");
+    }
+
+    #[test]
+    fn several_controllers_in_order_and_a_bad_one_costs_only_itself() {
+        let c = parse("pureboot.url=http://a:8080,http://b:8080/,http://a:8080");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(c.urls, ["http://a:8080", "http://b:8080"]);
+        let c = parse("pureboot.url=http://a:8080,https://b,http://c");
+        assert_eq!(c.urls, ["http://a:8080", "http://c"]);
+        assert!(
+            c.warnings.iter().any(|w| w.contains("https://b")),
+            "{:?}",
+            c.warnings
+        );
+        let many: Vec<String> = (0..20).map(|i| format!("http://c{i}")).collect();
+        let c = parse(&format!("pureboot.url={}", many.join(",")));
+        assert_eq!(c.urls.len(), MAX_CONTROLLERS);
     }
 
     #[test]

@@ -186,22 +186,31 @@ fn is_final(status: u16) -> bool {
     (400..=499).contains(&status) && !matches!(status, 408 | 429)
 }
 
-/// Ask until there is an answer other than `wait`, or the controller counts as unreachable:
+/// Ask until there is an answer other than `wait`, or the controllers count as unreachable:
 /// `attempts` transient errors, busy answers (408, 429, 5xx) or unreadable bodies in a row
 /// (backing off between them, at least as long as a `Retry-After` asks), or at once on a
-/// permanent error or another 4xx (asking again would get the same).
+/// permanent error or another 4xx (asking again would get the same: the controllers share
+/// one registry).
 ///
-/// Every answer's `Date` goes to `clock` (the controller's clock, for a board without one).
+/// `urls` are the boot URLs of several controllers of one registry: each transient failure
+/// moves to the next (in turn, within the same `attempts`); a `wait` stays with the one that
+/// answered. Every answer's `Date` goes to `clock` (the controller's clock, for a board
+/// without one).
 pub fn ask(
     http: &dyn Http,
     sleep: &mut dyn FnMut(Duration),
     clock: &mut dyn FnMut(u64),
-    url: &str,
+    urls: &[String],
     p: &AskPolicy,
 ) -> Outcome {
+    if urls.is_empty() {
+        return Outcome::Unreachable("no controller to ask".into());
+    }
+    let mut at = 0;
     let mut failures = 0;
     let mut backoff = p.first_backoff;
     loop {
+        let url = urls[at].as_str();
         let mut pause = backoff;
         let reply = http.get(url, p.timeout);
         if let Some(date) = reply.as_ref().ok().and_then(|r| r.date) {
@@ -264,8 +273,10 @@ pub fn ask(
         if failures >= p.attempts {
             return Outcome::Unreachable(format!("GET {url}: {err} ({failures} attempts)"));
         }
+        at = (at + 1) % urls.len();
         log::warn!(
-            "controller: GET {url}: {err}; retrying in {} ms",
+            "controller: GET {url}: {err}; asking {} in {} ms",
+            if urls.len() == 1 { "again" } else { &urls[at] },
             pause.as_millis()
         );
         sleep(pause);
@@ -338,6 +349,7 @@ mod tests {
     struct ScriptedHttp {
         answers: Mutex<VecDeque<Result<Reply, HttpError>>>,
         gets: Mutex<u32>,
+        urls: Mutex<Vec<String>>,
         posts: Mutex<Vec<(String, String)>>,
     }
 
@@ -360,14 +372,16 @@ mod tests {
             ScriptedHttp {
                 answers: Mutex::new(replies.into()),
                 gets: Mutex::new(0),
+                urls: Mutex::new(Vec::new()),
                 posts: Mutex::new(Vec::new()),
             }
         }
     }
 
     impl Http for ScriptedHttp {
-        fn get(&self, _url: &str, _t: Duration) -> Result<Reply, HttpError> {
+        fn get(&self, url: &str, _t: Duration) -> Result<Reply, HttpError> {
             *self.gets.lock().unwrap() += 1;
+            self.urls.lock().unwrap().push(url.into());
             self.answers
                 .lock()
                 .unwrap()
@@ -390,10 +404,48 @@ mod tests {
             http,
             &mut |d| slept.push(d),
             &mut |_| {},
-            "http://c/api/v1/boot/pi?serial=x&mac=y",
+            &["http://c/api/v1/boot/pi?serial=x&mac=y".to_string()],
             &p,
         );
         (out, slept)
+    }
+
+    #[test]
+    fn a_failing_controller_hands_over_to_the_next_and_a_wait_stays_with_the_one_that_answered() {
+        let wait = r#"{"state":"discovered","action":"wait","retry_after":1}"#;
+        let http = ScriptedHttp::new(vec![
+            Err("connection refused"),
+            Ok((503, "restarting")),
+            Ok((200, wait)),
+            Ok((200, NFS)),
+        ]);
+        let urls = ["http://a/boot".to_string(), "http://b/boot".to_string()];
+        let p = AskPolicy::new(Duration::from_secs(1), Duration::from_secs(10));
+        let out = ask(&http, &mut |_| {}, &mut |_| {}, &urls, &p);
+        assert!(matches!(out, Outcome::Answer(_)), "{out:?}");
+        let asked = http.urls.lock().unwrap().clone();
+        assert_eq!(
+            asked,
+            [
+                "http://a/boot",
+                "http://b/boot",
+                "http://a/boot",
+                "http://a/boot"
+            ]
+        );
+
+        // Both down: the one budget counts every failure, whichever controller it was.
+        let http = ScriptedHttp::new(vec![Err("refused"); 5]);
+        let out = ask(&http, &mut |_| {}, &mut |_| {}, &urls, &p);
+        assert!(
+            matches!(&out, Outcome::Unreachable(why) if why.contains("(5 attempts)")),
+            "{out:?}"
+        );
+        // A final answer from one is final: the controllers share one registry.
+        let http = ScriptedHttp::new(vec![Ok((403, "{\"error\":\"forbidden\"}"))]);
+        let out = ask(&http, &mut |_| {}, &mut |_| {}, &urls, &p);
+        assert!(matches!(out, Outcome::Unreachable(_)), "{out:?}");
+        assert_eq!(*http.gets.lock().unwrap(), 1);
     }
 
     fn serial(text: &str) -> BoardSerial {
