@@ -23,7 +23,11 @@ pub struct Output {
 impl Output {
     pub fn node(&self, s: &Services, cmd: NodeCmd) -> Result<()> {
         match cmd {
-            NodeCmd::List { state, workflow } => {
+            NodeCmd::List {
+                state,
+                workflow,
+                group,
+            } => {
                 let state = state
                     .map(|st| {
                         NodeState::parse(&st).with_context(|| format!("unknown state {st:?}"))
@@ -32,6 +36,7 @@ impl Output {
                 let nodes = s.list_nodes(&NodeFilter {
                     state,
                     workflow_id: workflow,
+                    group,
                     ..Default::default()
                 })?;
                 if self.json {
@@ -44,6 +49,7 @@ impl Output {
                             n.serial.to_string(),
                             n.state.to_string(),
                             table::opt(&n.workflow_id),
+                            table::opt(&n.group),
                             n.effective_hostname().to_string(),
                             table::opt(&n.mac),
                             table::opt(&n.last_ip),
@@ -66,6 +72,7 @@ impl Output {
                             "SERIAL",
                             "STATE",
                             "WORKFLOW",
+                            "GROUP",
                             "HOSTNAME",
                             "MAC",
                             "LAST IP",
@@ -77,7 +84,11 @@ impl Output {
                 );
                 Ok(())
             }
-            NodeCmd::Show { id } => {
+            NodeCmd::Show {
+                id,
+                effective: true,
+            } => self.effective(s, &id),
+            NodeCmd::Show { id, .. } => {
                 let d = s.node_detail(&node_ref(&id)?, RECENT_EVENTS)?;
                 if self.json {
                     return print_json(&d);
@@ -97,6 +108,7 @@ impl Output {
                     ),
                     ("state", n.state.to_string()),
                     ("workflow", table::opt(&n.workflow_id)),
+                    ("group", table::opt(&n.group)),
                     ("hostname", n.effective_hostname().to_string()),
                     ("machine-id", n.machine_id.to_string()),
                     (
@@ -201,15 +213,18 @@ impl Output {
                 volumes,
                 no_volumes,
                 base_image,
+                group,
             } => {
                 if mac.is_none()
                     && volumes.is_empty()
                     && no_volumes.is_empty()
                     && base_image.is_none()
+                    && group.is_none()
                 {
                     bail!(
                         "nothing to set: give --mac <MAC> (or --mac none), --volume <PATH=MiB>, \
-                         --no-volume <PATH> or --base-image <NAME> (or none)"
+                         --no-volume <PATH>, --base-image <NAME> (or none) or --group <NAME> \
+                         (or none)"
                     );
                 }
                 let mac_given = mac.is_some();
@@ -219,6 +234,7 @@ impl Output {
                     &NodeUpdate {
                         mac: none_is_clear(mac),
                         base_image: none_is_clear(base_image),
+                        group: none_is_clear(group),
                         set_volumes: volumes,
                         remove_volumes: no_volumes,
                         ..Default::default()
@@ -236,8 +252,9 @@ impl Output {
                     "base image {}",
                     node.base_image
                         .as_deref()
-                        .unwrap_or("(the workflow's, else the default)")
+                        .unwrap_or("(its group's or workflow's, else the default)")
                 ));
+                said.push(format!("group {}", table::opt(&node.group)));
                 let own: Vec<String> = node
                     .volumes
                     .iter()
@@ -579,7 +596,7 @@ impl Output {
         Ok(())
     }
 
-    fn done(&self, v: &impl Serialize, text: &str) -> Result<()> {
+    pub(super) fn done(&self, v: &impl Serialize, text: &str) -> Result<()> {
         if self.json {
             print_json(v)
         } else {

@@ -2,6 +2,8 @@
 //! boot decision. Nothing here touches HTTP, SQL or the filesystem.
 
 pub mod boot;
+pub mod effective;
+pub mod group;
 pub mod ids;
 pub mod node;
 pub mod state;
