@@ -49,11 +49,11 @@ impl Output {
                             n.serial.to_string(),
                             n.state.to_string(),
                             table::opt(&n.workflow_id),
-                            table::opt(&n.group),
                             n.effective_hostname().to_string(),
                             table::opt(&n.mac),
                             table::opt(&n.last_ip),
                             table::opt(&n.last_boot_at),
+                            table::opt(&n.group),
                             [
                                 n.conflict.as_ref().map(|_| "CONFLICT"),
                                 n.degraded.as_ref().map(|_| "DEGRADED"),
@@ -72,11 +72,11 @@ impl Output {
                             "SERIAL",
                             "STATE",
                             "WORKFLOW",
-                            "GROUP",
                             "HOSTNAME",
                             "MAC",
                             "LAST IP",
                             "LAST BOOT",
+                            "GROUP",
                             ""
                         ],
                         &rows
