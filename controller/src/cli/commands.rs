@@ -48,7 +48,9 @@ impl Output {
                         vec![
                             n.serial.to_string(),
                             n.state.to_string(),
-                            table::opt(&n.workflow_id),
+                            // Its own or its group chain's.
+                            crate::domain::effective::workflow_of(n, &n.groups)
+                                .map_or_else(|| "-".into(), |w| w.value),
                             n.effective_hostname().to_string(),
                             table::opt(&n.mac),
                             table::opt(&n.last_ip),

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 
 use super::commands::Output;
 use super::{node_ref, parse_overlay, parse_volume, print_json, table};
-use crate::domain::group::GroupRule;
+use crate::domain::group_rule::GroupRule;
 use crate::domain::volumes::VolumeSpec;
 use crate::service::groups::GroupUpdate;
 use crate::service::Services;

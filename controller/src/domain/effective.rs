@@ -19,7 +19,6 @@
 //! layers' contents, never on the order groups or variables were created in.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use pureboot_contract::ids::Hostname;
 use pureboot_contract::OverlayMode;
@@ -27,36 +26,9 @@ use serde::Serialize;
 
 use super::group::Group;
 use super::node::Node;
+pub use super::source::Source;
 use super::volumes::{self, PlannedVolume, VolumeSpec};
 use super::workflow::Workflow;
-
-/// Where an effective value came from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Source {
-    /// The controller's configuration (`[nfs] default_base_image`) or the built-in rule
-    /// (overlay `tmpfs`, hostname `pi-<serial>`).
-    Default,
-    Workflow(String),
-    Group(String),
-    Node,
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Default => f.write_str("default"),
-            Source::Workflow(id) => write!(f, "workflow {id}"),
-            Source::Group(name) => write!(f, "group {name}"),
-            Source::Node => f.write_str("node"),
-        }
-    }
-}
-
-impl Serialize for Source {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
 
 /// A value and the layer that set it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

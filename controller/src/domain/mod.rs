@@ -4,8 +4,10 @@
 pub mod boot;
 pub mod effective;
 pub mod group;
+pub mod group_rule;
 pub mod ids;
 pub mod node;
+pub mod source;
 pub mod state;
 pub mod volumes;
 pub mod workflow;

@@ -8,7 +8,7 @@ use std::ops::RangeInclusive;
 use pureboot_contract::volumes::{VolumePath, MAX_VOLUMES};
 use serde::{Deserialize, Serialize};
 
-use super::effective::Source;
+use super::source::Source;
 
 /// One declared volume, as written (a workflow file, `node set --volume`, the API).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use super::error::ApiErr;
 use super::pi::parse_node_ref;
 use super::{admin_blocking, AppState, IdParam};
-use crate::domain::group::{Group, GroupRule};
+use crate::domain::group::Group;
+use crate::domain::group_rule::GroupRule;
 use crate::service::groups::{EffectiveView, GroupDetail, GroupSummary, GroupUpdate};
 
 pub async fn list_groups(State(st): State<AppState>) -> Result<Json<Vec<GroupSummary>>, ApiErr> {

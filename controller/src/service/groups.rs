@@ -8,7 +8,8 @@ use serde_json::json;
 
 use super::{ServiceError, Services};
 use crate::domain::effective::{workflow_of, Effective};
-use crate::domain::group::{self, Group, GroupRule};
+use crate::domain::group::{self, Group};
+use crate::domain::group_rule::{self, GroupRule};
 use crate::domain::ids::NodeRef;
 use crate::domain::state::NodeState;
 use crate::domain::volumes::VolumeSpec;
@@ -141,7 +142,7 @@ impl Services {
         model: Option<&str>,
     ) -> Result<Placed, ServiceError> {
         let rules = tx.group_rules()?;
-        let Some(rule) = group::first_match(&rules, serial, mac, model) else {
+        let Some(rule) = group_rule::first_match(&rules, serial, mac, model) else {
             return Ok(Placed::default());
         };
         let chain = group::chain(&rule.group, &tx.all_groups()?).map_err(ServiceError::Invalid)?;
@@ -314,7 +315,7 @@ impl Services {
             let kids = children(&all, name);
             if !kids.is_empty() {
                 why.push(format!(
-                    "its subgroups {} (group set <name> --no-parent)",
+                    "its subgroups {} (group set <name> --parent none)",
                     shown(&kids)
                 ));
             }

@@ -6,7 +6,8 @@ use pureboot_contract::OverlayMode;
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{sql, StoreError, Tx, NOW};
-use crate::domain::group::{self, Group, GroupRule};
+use crate::domain::group::{self, Group};
+use crate::domain::group_rule::GroupRule;
 use crate::domain::node::Node;
 
 const COLUMNS: &str =
