@@ -243,3 +243,42 @@ fn a_registry_from_before_groups_keeps_booting_the_same_answers() {
         assert!(node.get("group").is_none(), "{node}");
     }
 }
+
+/// A group's variables reach what the workflow's do: its templates and the post-boot steps'
+/// environment, over the workflow's own value of the same name.
+#[test]
+fn a_groups_variables_reach_the_post_boot_steps_over_the_workflows() {
+    if which("mkfs.ext4").is_none() {
+        eprintln!("SKIP: mkfs.ext4 not installed (pi-k3s-worker has a volume)");
+        return;
+    }
+    let app = spawn_app_with(|_| {});
+    let (status, _) = app.get("/api/v1/groups");
+    assert_eq!(status, 401, "the group routes are the management API's");
+    created(
+        &app,
+        "/api/v1/groups/k3s",
+        json!({"workflow_id": "pi-k3s-worker", "overlay_mode": "tmpfs",
+               "set_variables": {"k3s_server": "https://10.9.9.9:6443", "zone": "{{ serial }}-z"}}),
+    );
+    created(
+        &app,
+        "/api/v1/group-rules",
+        json!({"priority": 1, "group": "k3s", "serial": "d83a????"}),
+    );
+    let (_, a) = app.boot(&format!("serial={SERIAL}&mac={MAC}"));
+    assert_eq!(a["action"], "nfs_boot", "{a}");
+    assert_eq!(
+        a["hostname"], "k3s-d83add36",
+        "the workflow's template: {a}"
+    );
+    let installed = json!({"success": true, "mode": "nfs_boot", "elapsed_ms": 1});
+    let (status, body) = app.post(&common::report_path(&a, false), &installed);
+    assert_eq!(status, 200, "{body}");
+    let agent = a["agent_url"].as_str().unwrap();
+    let (status, plan) = app.get(&format!("{}/steps", &agent[agent.find("/api/").unwrap()..]));
+    assert_eq!(status, 200, "{plan}");
+    let env = &plan["steps"][0]["env"];
+    assert_eq!(env["k3s_server"], "https://10.9.9.9:6443", "{plan}");
+    assert_eq!(env["zone"], "d83add36-z", "{plan}");
+}
