@@ -282,3 +282,43 @@ fn a_groups_variables_reach_the_post_boot_steps_over_the_workflows() {
     assert_eq!(env["k3s_server"], "https://10.9.9.9:6443", "{plan}");
     assert_eq!(env["zone"], "d83add36-z", "{plan}");
 }
+
+/// A model criterion matches where the model is known: `register-pi`, at registration or
+/// when it first brings the model of a node still discovered and in no group.
+#[test]
+fn a_model_rule_places_nodes_that_register_with_their_model() {
+    let app = spawn_app_with(|_| {});
+    created(&app, "/api/v1/groups/pi5s", json!({"overlay_mode": "nfs"}));
+    created(
+        &app,
+        "/api/v1/group-rules",
+        json!({"priority": 5, "group": "pi5s", "model": "pi5"}),
+    );
+    let (status, r) = app.post(
+        "/api/v1/nodes/register-pi",
+        &json!({"serial": "0badc0de", "mac": "2c:cf:67:00:00:01", "model": "Pi5"}),
+    );
+    assert_eq!(status, 201, "{r}");
+    let n = app.node("0badc0de");
+    assert_eq!(
+        (&n["group"], &n["state"]),
+        (&json!("pi5s"), &json!("discovered")),
+        "no workflow in the chain: {n}"
+    );
+    // First seen at a boot (no model: no rule matched), then register-pi brings the model.
+    let (_, a) = app.boot(&format!("serial={SERIAL}&mac={MAC}"));
+    assert_eq!(a["state"], "discovered", "{a}");
+    assert!(app.node(SERIAL).get("group").is_none());
+    let (status, r) = app.post(
+        "/api/v1/nodes/register-pi",
+        &json!({"serial": SERIAL, "mac": MAC, "model": "pi5"}),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(app.node(SERIAL)["group"], "pi5s");
+    // Another model: no rule, no group.
+    app.post(
+        "/api/v1/nodes/register-pi",
+        &json!({"serial": "1234abcd", "mac": "dc:a6:32:00:00:09", "model": "pi4"}),
+    );
+    assert!(app.node("1234abcd").get("group").is_none());
+}
