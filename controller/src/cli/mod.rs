@@ -117,7 +117,8 @@ pub enum NodeCmd {
         /// Where its writes go: tmpfs, image (persistent), nfs or none.
         #[arg(long, value_parser = parse_overlay)]
         overlay: Option<OverlayMode>,
-        /// The base image under base/ (default: the workflow's, else the configured one).
+        /// The base image under base/ (default: its group's, else its workflow's, else the
+        /// configured one).
         #[arg(long)]
         base_image: Option<String>,
         /// Its MAC, confirmed: boots must carry it (another machine claiming the serial is
@@ -146,7 +147,8 @@ pub enum NodeCmd {
         /// Drop a volume of its own by path (its image stays on the export). Repeatable.
         #[arg(long = "no-volume", value_name = "PATH")]
         no_volumes: Vec<String>,
-        /// Its base image under base/ (`none`: the workflow's, else the configured one).
+        /// Its base image under base/ (`none`: its group's, else its workflow's, else the
+        /// configured one).
         #[arg(long)]
         base_image: Option<String>,
         /// Its group (`none`: in no group). A node waiting for a workflow that the group
