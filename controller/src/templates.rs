@@ -99,6 +99,14 @@ impl Templates {
         }
     }
 
+    /// Syntax check of one template (a group's hostname or variable, when it is set).
+    pub fn check_str(&self, source: &str) -> Result<(), String> {
+        self.env
+            .template_from_str(source)
+            .map(|_| ())
+            .map_err(describe)
+    }
+
     /// Syntax check of every string field (at load), as `(field path, reason)`.
     pub fn check_workflow(&self, wf: &Workflow) -> Result<(), (String, String)> {
         let mut value = serde_json::to_value(wf).expect("workflow serialises");
@@ -113,6 +121,18 @@ impl Templates {
     /// The workflow with every string field rendered for one node. `variables` are
     /// rendered first (against `base`) and then join the context of the other fields.
     pub fn render_workflow(&self, wf: &Workflow, base: &Vars) -> Result<Workflow, RenderError> {
+        self.render_workflow_over(wf, base, &Vars::new())
+    }
+
+    /// [`Templates::render_workflow`] with `overrides` (a node's groups' variables, already
+    /// rendered) joining the context over the workflow's own variables. The result's
+    /// `variables` are the workflow's own, rendered.
+    pub fn render_workflow_over(
+        &self,
+        wf: &Workflow,
+        base: &Vars,
+        overrides: &Vars,
+    ) -> Result<Workflow, RenderError> {
         let err = |field: String, message: String| RenderError {
             workflow: wf.id.clone(),
             field,
@@ -127,6 +147,7 @@ impl Templates {
             rendered_vars.insert(name.clone(), value.clone());
             vars.insert(name.clone(), value);
         }
+        vars.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut value = serde_json::to_value(wf).expect("workflow serialises");
         if let Some(obj) = value.as_object_mut() {
             obj.remove("variables");

@@ -216,7 +216,7 @@ fn check(wf: &Workflow) -> Result<(), (String, String)> {
 }
 
 /// A name a template and a shell both take: `[A-Za-z_][A-Za-z0-9_]*`.
-fn is_variable_name(name: &str) -> bool {
+pub(crate) fn is_variable_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }

@@ -23,7 +23,11 @@ pub struct Output {
 impl Output {
     pub fn node(&self, s: &Services, cmd: NodeCmd) -> Result<()> {
         match cmd {
-            NodeCmd::List { state, workflow } => {
+            NodeCmd::List {
+                state,
+                workflow,
+                group,
+            } => {
                 let state = state
                     .map(|st| {
                         NodeState::parse(&st).with_context(|| format!("unknown state {st:?}"))
@@ -32,6 +36,7 @@ impl Output {
                 let nodes = s.list_nodes(&NodeFilter {
                     state,
                     workflow_id: workflow,
+                    group,
                     ..Default::default()
                 })?;
                 if self.json {
@@ -43,11 +48,14 @@ impl Output {
                         vec![
                             n.serial.to_string(),
                             n.state.to_string(),
-                            table::opt(&n.workflow_id),
+                            // Its own or its group chain's.
+                            crate::domain::effective::workflow_of(n, &n.groups)
+                                .map_or_else(|| "-".into(), |w| w.value),
                             n.effective_hostname().to_string(),
                             table::opt(&n.mac),
                             table::opt(&n.last_ip),
                             table::opt(&n.last_boot_at),
+                            table::opt(&n.group),
                             [
                                 n.conflict.as_ref().map(|_| "CONFLICT"),
                                 n.degraded.as_ref().map(|_| "DEGRADED"),
@@ -70,6 +78,7 @@ impl Output {
                             "MAC",
                             "LAST IP",
                             "LAST BOOT",
+                            "GROUP",
                             ""
                         ],
                         &rows
@@ -77,7 +86,11 @@ impl Output {
                 );
                 Ok(())
             }
-            NodeCmd::Show { id } => {
+            NodeCmd::Show {
+                id,
+                effective: true,
+            } => self.effective(s, &id),
+            NodeCmd::Show { id, .. } => {
                 let d = s.node_detail(&node_ref(&id)?, RECENT_EVENTS)?;
                 if self.json {
                     return print_json(&d);
@@ -97,6 +110,7 @@ impl Output {
                     ),
                     ("state", n.state.to_string()),
                     ("workflow", table::opt(&n.workflow_id)),
+                    ("group", table::opt(&n.group)),
                     ("hostname", n.effective_hostname().to_string()),
                     ("machine-id", n.machine_id.to_string()),
                     (
@@ -201,15 +215,18 @@ impl Output {
                 volumes,
                 no_volumes,
                 base_image,
+                group,
             } => {
                 if mac.is_none()
                     && volumes.is_empty()
                     && no_volumes.is_empty()
                     && base_image.is_none()
+                    && group.is_none()
                 {
                     bail!(
                         "nothing to set: give --mac <MAC> (or --mac none), --volume <PATH=MiB>, \
-                         --no-volume <PATH> or --base-image <NAME> (or none)"
+                         --no-volume <PATH>, --base-image <NAME> (or none) or --group <NAME> \
+                         (or none)"
                     );
                 }
                 let mac_given = mac.is_some();
@@ -219,6 +236,7 @@ impl Output {
                     &NodeUpdate {
                         mac: none_is_clear(mac),
                         base_image: none_is_clear(base_image),
+                        group: none_is_clear(group),
                         set_volumes: volumes,
                         remove_volumes: no_volumes,
                         ..Default::default()
@@ -236,8 +254,9 @@ impl Output {
                     "base image {}",
                     node.base_image
                         .as_deref()
-                        .unwrap_or("(the workflow's, else the default)")
+                        .unwrap_or("(its group's or workflow's, else the default)")
                 ));
+                said.push(format!("group {}", table::opt(&node.group)));
                 let own: Vec<String> = node
                     .volumes
                     .iter()
@@ -579,7 +598,7 @@ impl Output {
         Ok(())
     }
 
-    fn done(&self, v: &impl Serialize, text: &str) -> Result<()> {
+    pub(super) fn done(&self, v: &impl Serialize, text: &str) -> Result<()> {
         if self.json {
             print_json(v)
         } else {

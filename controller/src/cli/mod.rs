@@ -3,6 +3,7 @@
 //! and call the same services as the HTTP API.
 
 mod commands;
+mod groups;
 mod table;
 mod validate;
 
@@ -54,6 +55,10 @@ pub enum Command {
     /// Base images under base/ on the export: import, list, remove.
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Node groups: settings many nodes share (see `node show --effective`), and the rules
+    /// that place new nodes in them.
+    #[command(subcommand)]
+    Group(groups::GroupCmd),
     /// Workflow files: list the loaded ones, validate files.
     #[command(subcommand)]
     Workflow(WorkflowCmd),
@@ -85,11 +90,19 @@ pub enum NodeCmd {
         /// Only nodes assigned this workflow id.
         #[arg(long)]
         workflow: Option<String>,
+        /// Only members of this group (not of its subgroups).
+        #[arg(long)]
+        group: Option<String>,
     },
     /// A node with its recent events and its tree on the export.
     Show {
         /// The node's serial (8 hex) or id.
         id: String,
+        /// Instead: every setting its next boot gets (workflow, base image, overlay,
+        /// hostname, volumes, variables) and where each came from (default, workflow,
+        /// group, node).
+        #[arg(long)]
+        effective: bool,
     },
     /// Register a node (or adopt a discovered one) by its serial.
     Add {
@@ -104,7 +117,8 @@ pub enum NodeCmd {
         /// Where its writes go: tmpfs, image (persistent), nfs or none.
         #[arg(long, value_parser = parse_overlay)]
         overlay: Option<OverlayMode>,
-        /// The base image under base/ (default: the workflow's, else the configured one).
+        /// The base image under base/ (default: its group's, else its workflow's, else the
+        /// configured one).
         #[arg(long)]
         base_image: Option<String>,
         /// Its MAC, confirmed: boots must carry it (another machine claiming the serial is
@@ -133,9 +147,14 @@ pub enum NodeCmd {
         /// Drop a volume of its own by path (its image stays on the export). Repeatable.
         #[arg(long = "no-volume", value_name = "PATH")]
         no_volumes: Vec<String>,
-        /// Its base image under base/ (`none`: the workflow's, else the configured one).
+        /// Its base image under base/ (`none`: its group's, else its workflow's, else the
+        /// configured one).
         #[arg(long)]
         base_image: Option<String>,
+        /// Its group (`none`: in no group). A node waiting for a workflow that the group
+        /// gives becomes pending.
+        #[arg(long)]
+        group: Option<String>,
     },
     /// The node's post-boot steps: each with its last run (outcome, time, output tail),
     /// whether it runs at the next boot, the workflow's secrets (masked) and the last boot.
@@ -311,7 +330,7 @@ fn parse_address(s: &str) -> Result<(Serial, IpAddr), String> {
 }
 
 /// `<path>=<MiB>`, each part checked as the service checks it.
-fn parse_volume(s: &str) -> Result<VolumeSpec, String> {
+pub(super) fn parse_volume(s: &str) -> Result<VolumeSpec, String> {
     let (path, size) = s
         .rsplit_once('=')
         .ok_or_else(|| format!("{s:?}: expected <path>=<MiB>, e.g. /var/lib/rancher=8192"))?;
@@ -329,7 +348,7 @@ fn parse_volume(s: &str) -> Result<VolumeSpec, String> {
     Ok(spec)
 }
 
-fn parse_overlay(s: &str) -> Result<OverlayMode, String> {
+pub(super) fn parse_overlay(s: &str) -> Result<OverlayMode, String> {
     Ok(s.parse()?)
 }
 
@@ -370,6 +389,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let out = commands::Output { json: cli.json };
             match other {
                 Command::Node(cmd) => out.node(&services, cmd),
+                Command::Group(cmd) => out.group(&services, cmd),
                 Command::Image(cmd) => out.image(&services, cmd),
                 Command::Workflow(WorkflowCmd::List) => out.workflows(&services),
                 Command::Overlay(cmd) => out.overlay(&services, cmd),

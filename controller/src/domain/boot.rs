@@ -3,9 +3,10 @@
 
 use pureboot_contract::{BootAction, PiBootResponse};
 
+use super::effective::{Effective, Layers};
 use super::node::Node;
 use super::state::NodeState;
-use super::volumes::{self, PlannedVolume};
+use super::volumes::PlannedVolume;
 use super::workflow::{InstallMethod, Workflow};
 use pureboot_contract::ids::MachineId;
 use pureboot_contract::OverlayMode;
@@ -43,7 +44,7 @@ pub struct NodeTreePlan {
     /// As rendered (a workflow's template may render a name the tree refuses).
     pub hostname: String,
     pub machine_id: MachineId,
-    /// The node's volumes, its own and its workflow's, parents first.
+    /// The node's volumes, its own, its groups' and its workflow's, parents first.
     pub volumes: Vec<PlannedVolume>,
 }
 
@@ -229,34 +230,40 @@ pub fn decide(
     }
 }
 
-/// The base image a node boots: its own, else its workflow's, else the default.
-pub fn base_image(node: &Node, wf: Option<&Workflow>, default_base_image: &str) -> String {
-    node.base_image
-        .clone()
-        .or_else(|| wf.and_then(|w| w.base_image.clone()))
-        .unwrap_or_else(|| default_base_image.to_string())
+/// The settings [`super::effective`] gives `node` (its `groups`: the chain, rendered).
+pub fn effective(node: &Node, wf: Option<&Workflow>, default_base_image: &str) -> Effective {
+    super::effective::resolve(Layers {
+        default_base_image,
+        node,
+        groups: &node.groups,
+        workflow: wf,
+    })
 }
 
-/// What a node's tree holds: node settings win over the workflow's, then the defaults.
-/// `Err`: the node and its workflow declare more volumes together than a node may have.
+/// The base image reference a node boots (see [`super::effective`]: node, groups,
+/// workflow, default).
+pub fn base_image(node: &Node, wf: Option<&Workflow>, default_base_image: &str) -> String {
+    effective(node, wf, default_base_image).base_image.value
+}
+
+/// What a node's tree holds, as [`super::effective`] resolves it.
+/// `Err`: the node, its groups and its workflow declare more volumes together than a node
+/// may have.
 pub fn tree_plan(
     node: &Node,
     wf: Option<&Workflow>,
     default_base_image: &str,
 ) -> Result<NodeTreePlan, String> {
-    let wf_volumes = wf.map_or(&[][..], |w| &w.volumes[..]);
-    let volumes = volumes::effective(&node.volumes, wf_volumes)?;
+    let e = effective(node, wf, default_base_image);
+    if let Some(why) = e.volumes_error {
+        return Err(why);
+    }
     Ok(NodeTreePlan {
-        base_image: base_image(node, wf, default_base_image),
-        overlay: OverlayMode::resolve(node.overlay_mode, wf.and_then(|w| w.overlay)),
-        hostname: node
-            .hostname
-            .as_ref()
-            .map(ToString::to_string)
-            .or_else(|| wf.and_then(|w| w.hostname.clone()))
-            .unwrap_or_else(|| node.effective_hostname().to_string()),
+        base_image: e.base_image.value,
+        overlay: e.overlay.value,
+        hostname: e.hostname.value,
         machine_id: node.machine_id.clone(),
-        volumes,
+        volumes: e.volumes,
     })
 }
 

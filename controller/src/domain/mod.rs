@@ -2,8 +2,12 @@
 //! boot decision. Nothing here touches HTTP, SQL or the filesystem.
 
 pub mod boot;
+pub mod effective;
+pub mod group;
+pub mod group_rule;
 pub mod ids;
 pub mod node;
+pub mod source;
 pub mod state;
 pub mod volumes;
 pub mod workflow;

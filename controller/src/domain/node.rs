@@ -36,9 +36,16 @@ pub struct Node {
     pub mac_confirmed: bool,
     /// The address that asked for the latest boot the controller accepted.
     pub boot_ip: Option<String>,
-    /// Its own volumes (`node set --volume`); its workflow's come on top.
+    /// Its own volumes (`node set --volume`); its groups' and workflow's come on top.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<super::volumes::VolumeSpec>,
+    /// The group it belongs to (at most one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Its group's chain, root first, as the store read it with the node (empty: no
+    /// group); the boot path swaps in the chain with its templates rendered.
+    #[serde(skip)]
+    pub groups: Vec<super::group::Group>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -141,6 +148,8 @@ impl Node {
             mac_confirmed: false,
             boot_ip: None,
             volumes: Vec::new(),
+            group: None,
+            groups: Vec::new(),
             created_at: String::new(),
             updated_at: String::new(),
         }

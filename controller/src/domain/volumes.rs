@@ -1,11 +1,14 @@
 //! Volumes as workflows and nodes declare them (`volumes: [{ path: /var/lib/rancher,
 //! size_mb: 8192 }]`), checked with the field that is wrong named, and the set a node gets:
-//! its own, and its workflow's for the paths it does not declare itself.
+//! per path the highest layer's declaration (node, groups, workflow: see
+//! [`super::effective`]).
 
 use std::ops::RangeInclusive;
 
 use pureboot_contract::volumes::{VolumePath, MAX_VOLUMES};
 use serde::{Deserialize, Serialize};
+
+use super::source::Source;
 
 /// One declared volume, as written (a workflow file, `node set --volume`, the API).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,8 +23,8 @@ pub struct VolumeSpec {
 pub struct PlannedVolume {
     pub path: VolumePath,
     pub size_mb: u64,
-    /// `node` or `workflow`.
-    pub from: &'static str,
+    /// The layer that declared it (`node`, `group <name>`, `workflow <id>`).
+    pub from: Source,
 }
 
 /// Checks a list of volumes (`field` names it in errors, e.g. `volumes`): each path a
@@ -64,14 +67,14 @@ pub fn check(
     Ok(seen)
 }
 
-/// The volumes a node gets: its own, and its workflow's for the paths it does not declare
-/// (the node's wins per path), in path order, so a volume inside another is mounted after
-/// it. Entries that do not parse are left out (both lists are checked where they are
-/// written). `Err`: more than [`MAX_VOLUMES`] together, and how many.
-pub fn effective(node: &[VolumeSpec], wf: &[VolumeSpec]) -> Result<Vec<PlannedVolume>, String> {
+/// The volumes a node gets from its layers, highest first: per path the first layer that
+/// declares it wins, in path order, so a volume inside another is mounted after it.
+/// Entries that do not parse are left out (every list is checked where it is written).
+/// `Err`: more than [`MAX_VOLUMES`] together, and how many.
+pub fn effective(layers: &[(Source, &[VolumeSpec])]) -> Result<Vec<PlannedVolume>, String> {
     let mut out: Vec<PlannedVolume> = Vec::new();
-    for (from, list) in [("node", node), ("workflow", wf)] {
-        for v in list {
+    for (from, list) in layers {
+        for v in list.iter() {
             let Ok(path) = VolumePath::parse(&v.path) else {
                 continue;
             };
@@ -79,14 +82,14 @@ pub fn effective(node: &[VolumeSpec], wf: &[VolumeSpec]) -> Result<Vec<PlannedVo
                 out.push(PlannedVolume {
                     path,
                     size_mb: v.size_mb,
-                    from,
+                    from: from.clone(),
                 });
             }
         }
     }
     if out.len() > MAX_VOLUMES {
         return Err(format!(
-            "{} volumes with its workflow's: at most {MAX_VOLUMES} per node",
+            "{} volumes with its groups' and workflow's: at most {MAX_VOLUMES} per node",
             out.len()
         ));
     }
@@ -153,22 +156,23 @@ mod tests {
             v("/var/lib/kubelet", 1024),
             v("/var", 32),
         ];
-        let got: Vec<(String, u64, &str)> = effective(&node, &wf)
+        let layers = |node, wf| [(Source::Node, node), (Source::Workflow("w".into()), wf)];
+        let got: Vec<(String, u64, String)> = effective(&layers(&node[..], &wf[..]))
             .unwrap()
             .into_iter()
-            .map(|p| (p.path.to_string(), p.size_mb, p.from))
+            .map(|p| (p.path.to_string(), p.size_mb, p.from.to_string()))
             .collect();
         assert_eq!(
             got,
             [
-                ("/srv".to_string(), 16, "node"),
-                ("/var".into(), 32, "workflow"),
-                ("/var/lib/kubelet".into(), 1024, "workflow"),
-                ("/var/lib/rancher".into(), 64, "node"),
+                ("/srv".to_string(), 16, "node".to_string()),
+                ("/var".into(), 32, "workflow w".into()),
+                ("/var/lib/kubelet".into(), 1024, "workflow w".into()),
+                ("/var/lib/rancher".into(), 64, "node".into()),
             ]
         );
         let many: Vec<_> = (0..MAX_VOLUMES).map(|i| v(&format!("/w{i}"), 16)).collect();
-        let e = effective(&[v("/mine", 16)], &many).unwrap_err();
+        let e = effective(&layers(&[v("/mine", 16)], &many)).unwrap_err();
         assert!(e.contains("9 volumes"), "{e}");
     }
 }

@@ -277,6 +277,8 @@ pub async fn require_admin(State(st): State<AppState>, req: Request, next: Next)
 pub struct ListQuery {
     state: Option<String>,
     workflow: Option<String>,
+    /// Members of this group only.
+    group: Option<String>,
     /// Page size: default [`PAGE_DEFAULT`], at most [`PAGE_MAX`].
     limit: Option<u32>,
     /// The last serial of the previous page.
@@ -309,6 +311,7 @@ pub async fn list_nodes(
         workflow_id: q.workflow.clone(),
         after,
         limit: Some(limit),
+        group: q.group.clone(),
     };
     let nodes = admin_blocking(&st, move |s| s.list_nodes(&filter)).await?;
     let next = (nodes.len() == limit as usize)
@@ -325,6 +328,13 @@ pub async fn list_nodes(
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         }) {
             link += &format!("&workflow={w}");
+        }
+        if let Some(g) = q
+            .group
+            .as_deref()
+            .filter(|g| crate::domain::group::check_name(g).is_ok())
+        {
+            link += &format!("&group={g}");
         }
         if let Ok(v) = header::HeaderValue::from_str(&format!("<{link}>; rel=\"next\"")) {
             resp.headers_mut().insert(header::LINK, v);

@@ -4,6 +4,7 @@
 mod admin;
 mod agent;
 pub mod error;
+mod groups;
 mod headers;
 mod pi;
 pub mod server;
@@ -17,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{BoxError, Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
@@ -212,6 +213,20 @@ fn admin_routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/nodes/{id}/events", get(admin::node_events))
         .route("/api/v1/nodes/{id}/steps", get(admin::node_steps))
         .route("/api/v1/nodes/{id}/rerun", post(admin::rerun_steps))
+        .route("/api/v1/nodes/{id}/effective", get(groups::node_effective))
+        .route("/api/v1/groups", get(groups::list_groups))
+        .route(
+            "/api/v1/groups/{id}",
+            get(groups::show_group)
+                .post(groups::add_group)
+                .patch(groups::update_group)
+                .delete(groups::delete_group),
+        )
+        .route(
+            "/api/v1/group-rules",
+            get(groups::list_rules).post(groups::add_rule),
+        )
+        .route("/api/v1/group-rules/{id}", delete(groups::delete_rule))
         .route("/api/v1/workflows", get(admin::list_workflows))
         .route("/api/v1/workflows/reload", post(admin::reload_workflows))
         .route("/api/v1/workflows/{id}", get(admin::show_workflow))

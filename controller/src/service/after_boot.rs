@@ -391,10 +391,12 @@ impl Services {
 
     /// [`after_boot_warnings`] for a node as its settings resolve (`node add`).
     pub fn node_after_boot_warnings(&self, node: &Node) -> Vec<String> {
-        let Some(wf) = self.steps_workflow(node) else {
+        let (node, wf) = self.rendered(node);
+        let Some(wf) = wf.ok().flatten() else {
             return Vec::new();
         };
-        match crate::domain::boot::tree_plan(node, Some(&wf), &self.config.nfs.default_base_image) {
+        match crate::domain::boot::tree_plan(&node, Some(&wf), &self.config.nfs.default_base_image)
+        {
             Ok(plan) => after_boot_warnings(&self.tree, &wf, plan.overlay, &plan.base_image),
             // The boot itself says what is wrong with the node's settings.
             Err(_) => Vec::new(),

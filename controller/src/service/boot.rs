@@ -10,6 +10,8 @@ use super::node_event::event;
 use super::volumes::{Repairs, TreeFiles};
 use super::{workflow_state, ServiceError, Services};
 use crate::domain::boot::{decide, layer_of, refused, unregistered, NodeTreePlan};
+use crate::domain::effective::workflow_of;
+use crate::domain::group::Group;
 use crate::domain::ids::NodeRef;
 use crate::domain::node::{full_serial_of_claim, known_model, Node};
 use crate::domain::state::NodeState;
@@ -21,7 +23,6 @@ use crate::store::events::{EventKind, NewEvent};
 use crate::store::nodes::NewNode;
 use crate::store::{StoreError, Tx};
 use crate::templates::Vars;
-use crate::workflows::Lookup;
 use pureboot_contract::ids::{FullSerial, Mac, Serial};
 use pureboot_contract::OverlayMode;
 
@@ -138,16 +139,26 @@ fn address_key(ip: Option<&str>) -> &str {
 /// (an operator's edit, another boot of the serial) between the two halves.
 const BOOT_ATTEMPTS: u32 = 5;
 
-/// A boot's first half (see [`Services::prepare_boot`]): for a registered node, the template
-/// context it was rendered with, the rendered workflow and the node tree prepared for it.
+/// A boot's first half (see [`Services::prepare_boot`]): for a registered node, what it was
+/// rendered from and to, and the node tree prepared for it.
 pub struct PreparedBoot {
     attempt: u32,
-    rendered: Option<(Vars, Rendered, Option<NodeTreePlan>)>,
+    rendered: Option<RenderedBoot>,
     /// The image files of the prepared tree, named in the answer.
     files: TreeFiles,
 }
 
 type Rendered = Result<Option<Workflow>, String>;
+
+/// A node's setup rendered for a boot: the template context and group chain (as stored) it
+/// was rendered from, the chain and workflow rendered, and the tree a boot would need.
+pub struct RenderedBoot {
+    vars: Vars,
+    chain: Vec<Group>,
+    groups: Vec<Group>,
+    workflow: Rendered,
+    plan: Option<NodeTreePlan>,
+}
 
 impl Services {
     /// A boot's first half, outside any lock (file work: the HTTP layer runs it on its I/O
@@ -174,8 +185,8 @@ impl Services {
             Some(node) if !self.refusal(&node, req).is_empty() => None,
             Some(mut node) => {
                 accept(&mut node, req);
-                let (vars, rendered, plan) = self.render_and_plan(&node);
-                if let Some(plan) = &plan {
+                let rendered = self.render_and_plan(&node);
+                if let Some(plan) = &rendered.plan {
                     match self.prepare_node_tree(&node, plan) {
                         Ok(prepared) => files = prepared,
                         Err(source) => {
@@ -187,7 +198,7 @@ impl Services {
                         }
                     }
                 }
-                Some((vars, rendered, plan))
+                Some(rendered)
             }
             None => None,
         };
@@ -264,11 +275,13 @@ impl Services {
         accept(&mut node, req);
         let no_render = Ok(None);
         let (rendered, plan) = match &prepared.rendered {
-            Some((vars, rendered, plan)) if *vars == self.template_vars(&node) => {
-                (rendered, plan.as_ref())
+            // Rendered from the same context and chain: decided on the rendered chain.
+            Some(r) if r.vars == self.template_vars(&node) && r.chain == node.groups => {
+                node.groups = r.groups.clone();
+                (&r.workflow, r.plan.as_ref())
             }
             // Nothing rendered and nothing to render: a node without a workflow.
-            None if node.workflow_id.is_none() => (&no_render, None),
+            None if workflow_of(&node, &node.groups).is_none() => (&no_render, None),
             _ => return Ok(None),
         };
         let boot_id = crate::store::new_uuid();
@@ -448,19 +461,29 @@ impl Services {
         self.check_discovery_cap(tx, req.ip.as_deref())?;
         let mac = req.query.mac.as_ref();
         let full_serial = req.query.full_serial.as_ref().map(FullSerial::as_str);
+        let placed = self.placed_by_rule(tx, &req.query.serial, mac, None)?;
         let n = tx.insert_node(&NewNode {
             full_serial: full_serial.and_then(full_serial_of_claim),
             mac: mac.cloned(),
             last_ip: req.ip.clone(),
-            ..NewNode::new(req.query.serial.clone())
+            ..placed.new_node(req.query.serial.clone())
         })?;
         tx.append_event(&event(
             &n,
             EventKind::Registered,
             req.ip.as_deref(),
-            json!({"via": "boot", "mac": mac, "full_serial": full_serial}),
+            json!({"via": "boot", "mac": mac, "full_serial": full_serial, "group": n.group, "rule": placed.rule}),
         ))?;
-        log::info!("registered new node {} ({}) as discovered", n.serial, n.id);
+        log::info!(
+            "registered new node {} ({}) as {}{}",
+            n.serial,
+            n.id,
+            n.state,
+            n.group
+                .as_deref()
+                .map(|g| format!(" in group {g}"))
+                .unwrap_or_default()
+        );
         Ok(n)
     }
 
@@ -505,20 +528,34 @@ impl Services {
         self.prepare_images(node, plan)
     }
 
-    /// The node's template context, its workflow rendered with it, and the tree a boot of
-    /// the node as it is would need (none for a node the boot would not give one).
-    fn render_and_plan(&self, node: &Node) -> (Vars, Rendered, Option<NodeTreePlan>) {
+    /// The node's template context, its group chain and workflow rendered with it, and the
+    /// tree a boot of the node as it is would need (none for a node the boot would not
+    /// give one).
+    fn render_and_plan(&self, node: &Node) -> RenderedBoot {
         let vars = self.template_vars(node);
-        let rendered = self.render_for(&self.workflows(), node, &vars);
+        let (groups, workflow) = match self.render_for(&self.workflows(), node, &vars) {
+            Ok(r) => (r.groups, Ok(r.workflow)),
+            Err(why) => (node.groups.clone(), Err(why)),
+        };
+        let decided = Node {
+            groups: groups.clone(),
+            ..node.clone()
+        };
         let plan = decide(
-            node,
-            workflow_state(&rendered),
+            &decided,
+            workflow_state(&workflow),
             &self.boot_settings(),
             "-",
             false,
         )
         .tree;
-        (vars, rendered, plan)
+        RenderedBoot {
+            vars,
+            chain: node.groups.clone(),
+            groups,
+            workflow,
+            plan,
+        }
     }
 
     /// Prepares the tree of a node the operator just added or gave a workflow, so its first
@@ -526,7 +563,7 @@ impl Services {
     /// wait on), and a tree that cannot be written shows in the log at once. Best effort:
     /// every boot prepares the tree again and answers for it.
     pub fn prepare_tree_ahead(&self, node: &Node) {
-        let Some(plan) = self.render_and_plan(node).2 else {
+        let Some(plan) = self.render_and_plan(node).plan else {
             return;
         };
         if let Err(e) = self.prepare_node_tree(node, &plan) {
@@ -607,14 +644,11 @@ impl Services {
         report: &InstalledReport,
         ip: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let wf_overlay = match self
-            .workflows()
-            .get(node.workflow_id.as_deref().unwrap_or_default())
-        {
-            Lookup::Found(wf) => wf.overlay,
-            _ => None,
-        };
-        let planned = OverlayMode::resolve(node.overlay_mode, wf_overlay);
+        // Overlay modes are no templates: the loaded workflow resolves as the rendered one.
+        let wf = self.loaded_workflow(node);
+        let planned = crate::domain::boot::effective(node, wf.as_ref(), "-")
+            .overlay
+            .value;
         // Typed from pi-inits that send `overlay`, read from the text of older ones.
         let Some(outcome) = report.overlay_outcome(OverlayMode::Image) else {
             return Ok(false);
@@ -783,6 +817,18 @@ impl Services {
                         return Ok((Registered::of(&node), false, None));
                     }
                     node.model = model.clone();
+                    // Still at its first contact (discovered, in no group): the rules see
+                    // the model now.
+                    let mut detail = detail;
+                    if node.state == NodeState::Discovered && node.group.is_none() {
+                        let placed = s.placed_by_rule(tx, &serial, node.mac.as_ref(), model.as_deref())?;
+                        if let Some(group) = placed.group {
+                            node.group = Some(group);
+                            node.state = placed.state;
+                            detail["group"] = json!(node.group);
+                            detail["rule"] = json!(placed.rule);
+                        }
+                    }
                     tx.append_event(&event(&node, EventKind::Registered, peer, detail))?;
                     let node = tx.save_node(&node)?;
                     Ok((Registered::of(&node), false, Some(node)))
@@ -792,11 +838,15 @@ impl Services {
                 )),
                 None => {
                     s.check_discovery_cap(tx, peer)?;
+                    let placed = s.placed_by_rule(tx, &serial, Some(&mac), model.as_deref())?;
                     let node = tx.insert_node(&NewNode {
                         mac: Some(mac.clone()),
                         model: model.clone(),
-                        ..NewNode::new(serial.clone())
+                        ..placed.new_node(serial.clone())
                     })?;
+                    let mut detail = detail;
+                    detail["group"] = json!(node.group);
+                    detail["rule"] = json!(placed.rule);
                     tx.append_event(&event(&node, EventKind::Registered, peer, detail))?;
                     Ok((Registered::of(&node), true, None))
                 }
@@ -866,7 +916,7 @@ impl Services {
     }
 
     fn is_diskless(&self, node: &Node) -> bool {
-        let id = node.workflow_id.as_deref().unwrap_or_default();
-        matches!(self.workflows().get(id), Lookup::Found(wf) if wf.install_method == InstallMethod::Nfs)
+        self.loaded_workflow(node)
+            .is_some_and(|wf| wf.install_method == InstallMethod::Nfs)
     }
 }

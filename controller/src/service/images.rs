@@ -52,15 +52,15 @@ impl Services {
         Ok(summary)
     }
 
-    /// Refuses while a node would boot the image (named for it, by its workflow, or as the
-    /// default), and while it is the default: its next boot would fail.
+    /// Refuses while a node would boot the image (named for it, by its group or workflow,
+    /// or as the default), and while it is the default: its next boot would fail.
     pub fn remove_image(&self, name: &str) -> Result<bool, ServiceError> {
         let default = &self.config.nfs.default_base_image;
         let mut users: Vec<String> = Vec::new();
         for node in self.list_nodes(&NodeFilter::default())? {
             // The image its next boot gets: a workflow that does not render boots nothing.
-            let wf = self.rendered_workflow(&node).ok().flatten();
-            if base_image(&node, wf.as_ref(), default) == name {
+            let (node, wf) = self.rendered(&node);
+            if base_image(&node, wf.ok().flatten().as_ref(), default) == name {
                 users.push(node.serial.to_string());
             }
         }
@@ -88,10 +88,10 @@ impl Services {
     /// Creates (or refreshes) a registered node's tree as its next boot would.
     pub fn create_overlay(&self, node_ref: &NodeRef) -> Result<PathBuf, ServiceError> {
         let node = self.store.read(|tx| self.find(tx, node_ref))?;
-        let rendered = self.rendered_workflow(&node).ok().flatten();
+        let (rendered_node, rendered) = self.rendered(&node);
         let plan = tree_plan(
-            &node,
-            rendered.as_ref(),
+            &rendered_node,
+            rendered.ok().flatten().as_ref(),
             &self.config.nfs.default_base_image,
         )
         .map_err(|why| ServiceError::Invalid(format!("node {}: {why}", node.serial)))?;

@@ -6,6 +6,7 @@
 
 pub mod after_boot;
 pub mod boot;
+pub mod groups;
 mod images;
 pub mod limits;
 mod node_event;
@@ -288,36 +289,113 @@ impl Services {
         v
     }
 
-    /// The node's workflow, rendered for it; `Err` explains why it cannot be used.
+    /// The node's workflow, rendered for it (its `variables` with its groups' merged in:
+    /// the post-boot steps' environment); `Err` explains why it cannot be used.
     pub fn rendered_workflow(&self, node: &Node) -> Result<Option<Workflow>, String> {
-        self.render_for(&self.workflows(), node, &self.template_vars(node))
+        self.rendered(node).1
     }
 
-    /// As [`Services::rendered_workflow`], from a given set and context. Bounded (see
+    /// The node with its group chain rendered (what the resolver reads; see
+    /// [`crate::domain::effective`]) and its workflow rendered, or why they cannot be
+    /// rendered (then the node keeps its chain as stored).
+    pub fn rendered(&self, node: &Node) -> (Node, Result<Option<Workflow>, String>) {
+        match self.render_for(&self.workflows(), node, &self.template_vars(node)) {
+            Ok(r) => (
+                Node {
+                    groups: r.groups,
+                    ..node.clone()
+                },
+                Ok(r.workflow),
+            ),
+            Err(why) => (node.clone(), Err(why)),
+        }
+    }
+
+    /// As [`Services::rendered`], from a given set and context. Bounded (see
     /// [`crate::templates::RENDER_FUEL`]); call it outside any lock.
+    ///
+    /// The groups' variables are rendered against `vars` like a workflow's and join the
+    /// workflow's context over its own variables (leaf group last); a group's hostname
+    /// template sees them all.
     pub fn render_for(
         &self,
         workflows: &Workflows,
         node: &Node,
         vars: &Vars,
-    ) -> Result<Option<Workflow>, String> {
-        let Some(id) = node.workflow_id.as_deref() else {
-            return Ok(None);
+    ) -> Result<RenderedSetup, String> {
+        let mut groups = node.groups.clone();
+        let mut overrides = Vars::new();
+        for g in &mut groups {
+            for (name, source) in &mut g.variables {
+                *source = self
+                    .templates
+                    .render_str(source, vars)
+                    .map_err(|e| format!("group {}: variables.{name}: {e}", g.name))?;
+                overrides.insert(name.clone(), source.clone());
+            }
+        }
+        let workflow = match crate::domain::effective::workflow_of(node, &node.groups) {
+            None => None,
+            Some(id) => Some(self.render_one(workflows, &id.value, vars, &overrides)?),
         };
+        let mut context = vars.clone();
+        match &workflow {
+            Some(wf) => context.extend(wf.variables.clone()),
+            None => context.extend(overrides),
+        }
+        for g in &mut groups {
+            if let Some(h) = &mut g.hostname {
+                *h = self
+                    .templates
+                    .render_str(h, &context)
+                    .map_err(|e| format!("group {}: hostname: {e}", g.name))?;
+                Hostname::parse(h).map_err(|e| {
+                    format!(
+                        "group {}: rendered hostname {:?} is not valid: {e}",
+                        g.name,
+                        crate::text::escape_controls(&h.chars().take(64).collect::<String>())
+                    )
+                })?;
+            }
+        }
+        Ok(RenderedSetup { workflow, groups })
+    }
+
+    /// Workflow `id` rendered with `vars` and the groups' `overrides`; its `variables` are
+    /// its own merged under the overrides.
+    fn render_one(
+        &self,
+        workflows: &Workflows,
+        id: &str,
+        vars: &Vars,
+        overrides: &Vars,
+    ) -> Result<Workflow, String> {
         match workflows.get(id) {
             Lookup::Found(wf) => {
-                let wf = self
+                let mut wf = self
                     .templates
-                    .render_workflow(wf, vars)
+                    .render_workflow_over(wf, vars, overrides)
                     .map_err(|e| e.to_string())?;
                 checked_names(&wf)?;
-                Ok(Some(wf))
+                wf.variables
+                    .extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+                Ok(wf)
             }
             Lookup::Broken(e) => Err(format!("workflow {id} is broken: {e}")),
             Lookup::Missing => Err(format!(
                 "workflow {id} not found in {}",
                 self.config.workflows_dir.display()
             )),
+        }
+    }
+
+    /// The node's workflow (its own or its group's) as loaded, not rendered: what settings
+    /// that are no templates (volumes, overlay) read. `None`: none, or not usable.
+    pub(crate) fn loaded_workflow(&self, node: &Node) -> Option<Workflow> {
+        let id = crate::domain::effective::workflow_of(node, &node.groups)?.value;
+        match self.workflows().get(&id) {
+            Lookup::Found(wf) => Some(wf.clone()),
+            _ => None,
         }
     }
 
@@ -390,6 +468,14 @@ fn read_workflows(
     let warnings = set.path_warnings(config.nfs.announced_path());
     warnings.iter().for_each(|w| log::warn!("{w}"));
     Ok((set, warnings))
+}
+
+/// A node's workflow and group chain, rendered for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedSetup {
+    pub workflow: Option<Workflow>,
+    /// The chain, root first, its variables and hostname templates rendered.
+    pub groups: Vec<crate::domain::group::Group>,
 }
 
 /// `/healthz`'s answer.

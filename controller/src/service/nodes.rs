@@ -67,9 +67,13 @@ pub struct NodeUpdate {
     /// Paths of volumes of its own to drop (their images stay on the export).
     #[serde(default)]
     pub remove_volumes: Vec<String>,
+    /// The group it belongs to; `null`: none. A node waiting for a workflow that its new
+    /// group gives becomes `pending`.
+    #[serde(default, with = "double_option")]
+    pub group: Option<Option<String>>,
 }
 
-mod double_option {
+pub(super) mod double_option {
     use serde::{Deserialize, Deserializer};
     pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
         d: D,
@@ -262,8 +266,13 @@ impl Services {
             let mut node = self.find(tx, node_ref)?;
             let before = node.clone();
             if volumes_change {
-                let wf = self.workflow_volumes(&node);
-                update_own_volumes(&mut node, &upd.set_volumes, &upd.remove_volumes, &wf)?;
+                let wf = self.loaded_workflow(&node);
+                update_own_volumes(
+                    &mut node,
+                    &upd.set_volumes,
+                    &upd.remove_volumes,
+                    wf.as_ref(),
+                )?;
             }
             if let Some(h) = hostname {
                 node.hostname = h;
@@ -276,6 +285,9 @@ impl Services {
             }
             if let Some(w) = &upd.workflow_id {
                 node.workflow_id = w.clone();
+            }
+            if let Some(g) = &upd.group {
+                self.join_group(tx, &mut node, g.as_deref())?;
             }
             if upd.clear_conflict {
                 node.conflict = None;

@@ -61,14 +61,14 @@ impl Services {
     }
 
     fn tftp_want(&self, node: &Node) -> Want {
-        if node.workflow_id.is_none() {
+        if crate::domain::effective::workflow_of(node, &node.groups).is_none() {
             return Want::Nothing;
         }
-        let wf = match self.rendered_workflow(node) {
-            Ok(wf) => wf,
-            Err(why) => return Want::Cannot(format!("its workflow cannot be used: {why}")),
+        let (node, wf) = match self.rendered(node) {
+            (node, Ok(wf)) => (node, wf),
+            (_, Err(why)) => return Want::Cannot(format!("its workflow cannot be used: {why}")),
         };
-        let image = base_image(node, wf.as_ref(), &self.config.nfs.default_base_image);
+        let image = base_image(&node, wf.as_ref(), &self.config.nfs.default_base_image);
         match node.model.as_deref().map(|m| (m, Board::of_model(m))) {
             Some((_, Some(board))) => Want::Folder(board, image),
             Some((model, None)) => Want::Cannot(format!(

@@ -17,7 +17,6 @@ use crate::nfs_tree::images::ImageState;
 use crate::nfs_tree::node::NodeInfo;
 use crate::store::events::EventKind;
 use crate::store::{StoreError, Tx};
-use crate::workflows::Lookup;
 
 /// The image files a prepared tree holds, as the answer names them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,8 +55,8 @@ impl Repairs {
 pub struct VolumeView {
     pub path: VolumePath,
     pub size_mb: u64,
-    /// `node` or `workflow`.
-    pub from: &'static str,
+    /// `node`, `group <name>` or `workflow <id>`.
+    pub from: crate::domain::effective::Source,
     /// Its current image's file name in `nodes/<serial>/volumes/` (none before its first
     /// boot or `overlay create`).
     pub image: Option<String>,
@@ -69,19 +68,42 @@ fn sizes() -> std::ops::RangeInclusive<u64> {
 }
 
 /// `node set --volume` / `--no-volume` (the API's `set_volumes`, `remove_volumes`) on a
-/// node's own list: set per path, then removed; checked, alone and with its workflow's
-/// (`wf`). Errors name the field.
+/// node's own list: set per path, then removed; checked, alone and with its groups' and
+/// workflow's (`wf`, as loaded). Errors name the field.
 pub(super) fn update_own_volumes(
     node: &mut Node,
     set: &[volumes::VolumeSpec],
     remove: &[String],
-    wf: &[volumes::VolumeSpec],
+    wf: Option<&crate::domain::workflow::Workflow>,
 ) -> Result<(), super::ServiceError> {
+    let own = edited_volumes(&node.volumes, set, remove, &format!("node {}", node.serial))?;
+    let with_own = Node {
+        volumes: own,
+        ..node.clone()
+    };
+    if let Some(why) = crate::domain::boot::effective(&with_own, wf, "-").volumes_error {
+        return Err(super::ServiceError::Invalid(format!(
+            "volumes: node {}: {why}",
+            node.serial
+        )));
+    }
+    node.volumes = with_own.volumes;
+    Ok(())
+}
+
+/// A node's or group's own volume list (`owner` names it in errors) with `set` set per
+/// path, then `remove` removed; checked.
+pub(super) fn edited_volumes(
+    list: &[volumes::VolumeSpec],
+    set: &[volumes::VolumeSpec],
+    remove: &[String],
+    owner: &str,
+) -> Result<Vec<volumes::VolumeSpec>, super::ServiceError> {
     let invalid = |(field, message): (String, String)| {
         super::ServiceError::Invalid(format!("{field}: {message}"))
     };
     let set_paths = volumes::check("set_volumes", set, sizes()).map_err(invalid)?;
-    let mut own = node.volumes.clone();
+    let mut own = list.to_vec();
     for (path, spec) in set_paths.iter().zip(set) {
         own.retain(|v| VolumePath::parse(&v.path).ok().as_ref() != Some(path));
         own.push(volumes::VolumeSpec {
@@ -97,15 +119,12 @@ pub(super) fn update_own_volumes(
         if own.len() == before {
             return Err(invalid((
                 format!("remove_volumes[{i}]"),
-                format!("node {} has no volume {path} of its own", node.serial),
+                format!("{owner} has no volume {path} of its own"),
             )));
         }
     }
     volumes::check("volumes", &own, sizes()).map_err(invalid)?;
-    volumes::effective(&own, wf)
-        .map_err(|why| invalid(("volumes".into(), format!("node {}: {why}", node.serial))))?;
-    node.volumes = own;
-    Ok(())
+    Ok(own)
 }
 
 /// A degradation reason of ours about volumes starts so (cleared when they all mount).
@@ -140,20 +159,11 @@ impl Services {
         Ok(files)
     }
 
-    /// The volumes of the node's workflow (none when it has no usable one).
-    pub(super) fn workflow_volumes(&self, node: &Node) -> Vec<volumes::VolumeSpec> {
-        match self
-            .workflows()
-            .get(node.workflow_id.as_deref().unwrap_or_default())
-        {
-            Lookup::Found(wf) => wf.volumes.clone(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// The node's volumes as its next boot gets them (its own and its workflow's).
+    /// The node's volumes as its next boot gets them (its own, its groups' and its
+    /// workflow's).
     fn planned_volumes(&self, node: &Node) -> Vec<PlannedVolume> {
-        volumes::effective(&node.volumes, &self.workflow_volumes(node)).unwrap_or_default()
+        let wf = self.loaded_workflow(node);
+        crate::domain::boot::effective(node, wf.as_ref(), "-").volumes
     }
 
     /// The node's volumes with their current images (`node show`).

@@ -136,6 +136,31 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 9: a node's own volumes, as JSON (`[{"path":…,"size_mb":…}]`); NULL: none.
     "ALTER TABLE nodes ADD COLUMN volumes TEXT;",
+    // 10: node groups (a parent each at most; volumes and variables as JSON, NULL: none),
+    // a node's group, and the rules that place new nodes in a group at first contact
+    // (lowest priority first). Existing nodes are in no group: they boot as before.
+    "CREATE TABLE groups (
+        name         TEXT PRIMARY KEY,
+        parent       TEXT REFERENCES groups(name),
+        workflow_id  TEXT,
+        base_image   TEXT,
+        overlay_mode TEXT,
+        hostname     TEXT,
+        volumes      TEXT,
+        variables    TEXT,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    ALTER TABLE nodes ADD COLUMN group_name TEXT REFERENCES groups(name);
+    CREATE INDEX nodes_by_group ON nodes(group_name);
+    CREATE TABLE group_rules (
+        priority   INTEGER PRIMARY KEY,
+        group_name TEXT NOT NULL REFERENCES groups(name),
+        serial     TEXT,
+        mac        TEXT,
+        model      TEXT,
+        created_at TEXT NOT NULL
+    );",
 ];
 
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {

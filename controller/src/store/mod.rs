@@ -14,6 +14,7 @@
 pub mod after_boot;
 pub mod events;
 pub mod group;
+pub mod groups;
 mod migrations;
 pub mod nodes;
 

@@ -13,7 +13,7 @@ use crate::domain::volumes::VolumeSpec;
 const COLUMNS: &str =
     "id, serial, full_serial, mac, model, hostname, state, workflow_id, machine_id,
     overlay_mode, base_image, last_boot_at, last_ip, conflict, created_at, updated_at, degraded,
-    mac_confirmed, boot_ip, volumes";
+    mac_confirmed, boot_ip, volumes, group_name";
 
 /// Pending boots kept per node (one per address): a node whose address changes keeps a
 /// few; more than this means addresses come and go, and the oldest are dropped.
@@ -34,6 +34,8 @@ pub struct NewNode {
     pub state: Option<NodeState>,
     /// The MAC was given by an operator (not learned from a boot).
     pub mac_confirmed: bool,
+    /// Its group (a rule's at first contact, or the operator's).
+    pub group: Option<String>,
 }
 
 impl NewNode {
@@ -50,6 +52,7 @@ impl NewNode {
             last_ip: None,
             state: None,
             mac_confirmed: false,
+            group: None,
         }
     }
 }
@@ -62,6 +65,8 @@ pub struct NodeFilter {
     pub after: Option<Serial>,
     /// At most this many (none: all).
     pub limit: Option<u32>,
+    /// Only members of this group (not of its subgroups).
+    pub group: Option<String>,
 }
 
 /// A row's text columns, before they become a [`Node`]'s typed fields.
@@ -86,6 +91,7 @@ struct NodeRow {
     mac_confirmed: bool,
     boot_ip: Option<String>,
     volumes: Option<String>,
+    group: Option<String>,
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<NodeRow> {
@@ -110,6 +116,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<NodeRow> {
         mac_confirmed: r.get(17)?,
         boot_ip: r.get(18)?,
         volumes: r.get(19)?,
+        group: r.get(20)?,
     })
 }
 
@@ -156,6 +163,9 @@ fn typed(r: NodeRow) -> Result<Node, StoreError> {
             None => Vec::new(),
             Some(json) => column("volumes", json, |s| serde_json::from_str(s))?,
         },
+        group: r.group,
+        // Filled in by the reads (see `Tx::with_groups`).
+        groups: Vec::new(),
     })
 }
 
@@ -233,7 +243,7 @@ impl Tx<'_> {
             .prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE {column} = ?1"))
             .and_then(|mut st| st.query_row([value], from_row).optional())
             .map_err(sql(what))?;
-        row.map(typed).transpose()
+        row.map(|r| self.with_groups(typed(r)?)).transpose()
     }
 
     pub fn list_nodes(&self, filter: &NodeFilter) -> Result<Vec<Node>, StoreError> {
@@ -242,7 +252,7 @@ impl Tx<'_> {
             .prepare(&format!(
                 "SELECT {COLUMNS} FROM nodes
                  WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR workflow_id = ?2)
-                   AND (?3 IS NULL OR serial > ?3)
+                   AND (?3 IS NULL OR serial > ?3) AND (?5 IS NULL OR group_name = ?5)
                  ORDER BY serial LIMIT ?4"
             ))
             .map_err(sql("list nodes"))?;
@@ -252,12 +262,24 @@ impl Tx<'_> {
                     filter.state.map(|s| s.as_str()),
                     filter.workflow_id,
                     filter.after.as_ref().map(Serial::as_str),
-                    filter.limit.map_or(-1, i64::from)
+                    filter.limit.map_or(-1, i64::from),
+                    filter.group,
                 ],
                 from_row,
             )
             .map_err(sql("list nodes"))?;
-        rows.map(|r| r.map_err(sql("list nodes")).and_then(typed))
+        let nodes: Vec<Node> = rows
+            .map(|r| r.map_err(sql("list nodes")).and_then(typed))
+            .collect::<Result<_, _>>()?;
+        // Every group once for the whole list, not once per node.
+        let all = if nodes.iter().any(|n| n.group.is_some()) {
+            self.all_groups()?
+        } else {
+            Default::default()
+        };
+        nodes
+            .into_iter()
+            .map(|n| super::groups::attach_chain(n, &all))
             .collect()
     }
 
@@ -270,9 +292,9 @@ impl Tx<'_> {
             .execute(
                 &format!(
                     "INSERT INTO nodes (id, serial, full_serial, mac, model, hostname, state, workflow_id,
-                        machine_id, overlay_mode, base_image, last_ip, mac_confirmed, created_at,
-                    updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, {NOW}, {NOW})"
+                        machine_id, overlay_mode, base_image, last_ip, mac_confirmed, group_name,
+                        created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, {NOW}, {NOW})"
                 ),
                 params![
                     id,
@@ -288,6 +310,7 @@ impl Tx<'_> {
                     new.base_image,
                     new.last_ip,
                     new.mac.is_some() && new.mac_confirmed,
+                    new.group,
                 ],
             )
             .map_err(sql("insert node"))?;
@@ -313,7 +336,7 @@ impl Tx<'_> {
                 workflow_id = ?7, overlay_mode = ?8, base_image = ?9,
                 last_boot_at = CASE WHEN ?16 THEN {NOW} ELSE ?10 END,
                 last_ip = COALESCE(?17, ?11), conflict = ?12, degraded = ?13, mac_confirmed = ?14,
-                boot_ip = ?15, volumes = ?18, updated_at = {NOW}
+                boot_ip = ?15, volumes = ?18, group_name = ?19, updated_at = {NOW}
              WHERE id = ?1
              RETURNING {COLUMNS}"
         );
@@ -341,12 +364,13 @@ impl Tx<'_> {
                         booted.is_some(),
                         booted.flatten(),
                         volumes_column(&node.volumes),
+                        node.group,
                     ],
                     from_row,
                 )
             })
             .map_err(sql("update node"))?;
-        typed(row)
+        self.with_groups(typed(row)?)
     }
 
     pub fn count_in_state(&self, state: NodeState) -> Result<i64, StoreError> {
