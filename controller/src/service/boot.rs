@@ -848,15 +848,18 @@ impl Services {
                     detail["group"] = json!(node.group);
                     detail["rule"] = json!(placed.rule);
                     tx.append_event(&event(&node, EventKind::Registered, peer, detail))?;
-                    Ok((Registered::of(&node), true, None))
+                    // A rule's group may give it a workflow: its folder then follows too.
+                    let follow = node.group.is_some().then(|| node.clone());
+                    Ok((Registered::of(&node), true, follow))
                 }
             }
         })
         .answer()
         .await?;
         let (registered, created, learned) = outcome;
-        // A model learned now is the board its TFTP folder is written for: written off the
-        // Pi's request (it takes seconds), one folder at a time as every folder write.
+        // A model learned now (or a new node a rule put in a group) is the board its TFTP
+        // folder is written for: written off the Pi's request (it takes seconds), one folder
+        // at a time as every folder write.
         if let Some(node) = learned.filter(|_| self.config.tftp.root.is_some()) {
             let s = Arc::clone(self);
             std::thread::Builder::new()
