@@ -11,7 +11,8 @@
 #   tests/bench/bench.sh (as root) [--boots 7] [--kernels debian,pi] [--nodes 1000] [--clients 100]
 #                       [--rounds 3] [--import-mb 300] [--import-runs 5] [--usable-boots 5]
 #                       [--usable-variant '<label>=<kernel parameters>']
-#                       [--only boot,sizes,storm,import,usable]
+#                       [--pis 4] [--crowd-rounds 2] [--pi-memory 384]
+#                       [--only boot,sizes,storm,import,usable,crowd]
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"

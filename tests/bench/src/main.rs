@@ -9,14 +9,18 @@
 //! `--log <level>` (pi-init's `pureboot.log=`; default info, as deployed), `--nodes <n>` (1000), `--clients <n>` (100), `--rounds <n>` (3),
 //! `--import-mb <n>` (300), `--import-runs <n>` (5), `--usable-boots <n>` (5),
 //! `--usable-variant <label>=<kernel parameters>` (one more pi-init variant; repeatable),
-//! `--only boot,sizes,storm,import,usable`,
+//! `--pis <n>` (4: virtual Pis booting the Debian root at once from one NFS server),
+//! `--crowd-rounds <n>` (2), `--pi-memory <MiB>` (384, each of those Pis),
+//! `--only boot,sizes,storm,import,usable,crowd`,
 //! `--out <file>`, `--storm-baseline <controller binary>` (another build, e.g. of main, stormed
 //! beside this one in the same run).
 
 mod boot;
+mod crowd;
 mod http;
 mod import;
 mod machine;
+mod procfs;
 mod sizes;
 mod stats;
 mod storm;
@@ -39,6 +43,9 @@ struct Args {
     import_runs: usize,
     usable_boots: usize,
     usable_variants: Vec<String>,
+    pis: usize,
+    crowd_rounds: usize,
+    pi_memory: u32,
     only: Vec<String>,
     out: Option<String>,
     storm_baseline: Option<std::path::PathBuf>,
@@ -56,6 +63,9 @@ fn parse_args() -> Result<Args, String> {
         import_mb: 300,
         import_runs: 5,
         usable_boots: 5,
+        pis: 4,
+        crowd_rounds: 2,
+        pi_memory: 384,
         usable_variants: vec![],
         only: vec![],
         out: None,
@@ -87,6 +97,9 @@ fn parse_args() -> Result<Args, String> {
             "--import-runs" => a.import_runs = num(&value)?.clamp(1, 10),
             "--usable-boots" => a.usable_boots = num(&value)?.clamp(1, 50),
             "--usable-variant" => a.usable_variants.push(value),
+            "--pis" => a.pis = num(&value)?.clamp(1, 32),
+            "--crowd-rounds" => a.crowd_rounds = num(&value)?.clamp(1, 20),
+            "--pi-memory" => a.pi_memory = num(&value)?.clamp(192, 4096) as u32,
             "--only" => a.only = value.split(',').map(str::to_string).collect(),
             "--out" => a.out = Some(value),
             "--storm-baseline" => a.storm_baseline = Some(value.into()),
@@ -110,7 +123,7 @@ fn main() {
     let mut failed = false;
     // Each section gives its Markdown and whether everything in it ran.
     type Section<'a> = Box<dyn Fn() -> (String, bool) + 'a>;
-    let sections: [(&str, Section); 5] = [
+    let sections: [(&str, Section); 6] = [
         (
             "boot",
             Box::new(|| {
@@ -138,6 +151,17 @@ fn main() {
                     "usable",
                     usable::run(env, args.usable_boots, &args.usable_variants),
                 )
+            }),
+        ),
+        (
+            "crowd",
+            Box::new(|| {
+                let p = crowd::Params {
+                    pis: args.pis,
+                    rounds: args.crowd_rounds,
+                    memory_mb: args.pi_memory,
+                };
+                whole("crowd", crowd::run(env, &p))
             }),
         ),
     ];

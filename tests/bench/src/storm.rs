@@ -21,6 +21,7 @@ use pureboot_harness::wait::wait_until;
 use pureboot_harness::workdir::WorkDir;
 
 use crate::http::request;
+use crate::procfs::proc_stats;
 use crate::stats::{cell, percentile};
 
 pub struct Params {
@@ -205,40 +206,6 @@ fn register(addr: SocketAddr, i: usize, t: &mut Tally) {
             Err(e) => return t.fail(e),
         }
     }
-}
-
-/// `VmHWM` / `VmRSS` in KiB, and CPU seconds used so far, of a running process.
-struct ProcStats {
-    hwm_kb: u64,
-    rss_kb: u64,
-    cpu_s: f64,
-}
-
-fn proc_stats(pid: u32) -> Result<ProcStats, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
-    let field = |k: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    // Fields after the command name's closing parenthesis; utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok(ProcStats {
-        hwm_kb: field("VmHWM:"),
-        rss_kb: field("VmRSS:"),
-        cpu_s: (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / hz,
-    })
 }
 
 /// The slow file system, unmounted and detached on drop.

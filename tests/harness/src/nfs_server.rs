@@ -149,6 +149,11 @@ pub struct NfsServer {
 }
 
 impl NfsServer {
+    /// ganesha's process id (for its CPU time and I/O in /proc), while it runs.
+    pub fn ganesha_pid(&self) -> Option<u32> {
+        self.ganesha.pid()
+    }
+
     /// Starts rpcbind and ganesha in `ns`, exporting `export`; `dir` holds config and logs.
     pub fn start(
         ns: &Netns,
