@@ -4,7 +4,8 @@
 # and the debootstrapped Debian root), release build, then tests/bench/src (pureboot-bench): boot
 # path (pi-init vs the busybox shell flow, virtual Pi, on Debian's kernel and on the Pi-like
 # one), sizes, a boot storm against the release controller on 127.0.0.1, base image import vs
-# GNU tar, time to a usable Debian root and the NFS load of a boot (pi-init vs the shell flow).
+# GNU tar, time to a usable Debian root and the NFS load of a boot (pi-init vs the shell flow),
+# and several Pis at once from one NFS server (crowd).
 # Prints a Markdown report; a full run (no --only) also writes it to tests/bench/RESULTS.md.
 # Takes about 25 minutes on 2 cores, plus the Pi-like kernel's build the first time.
 #
