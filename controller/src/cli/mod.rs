@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::domain::ids::NodeRef;
 use crate::domain::volumes::VolumeSpec;
 use crate::nfs_tree::exports::{ExportFormat, Network};
+use crate::nfs_tree::import::squashfs::BaseFormat;
 use crate::service::Services;
 use pureboot_contract::ids::Serial;
 use pureboot_contract::OverlayMode;
@@ -191,6 +192,11 @@ pub enum ImageCmd {
         /// [nfs] import_max_size_mb.
         #[arg(long, value_parser = parse_size)]
         max_size: Option<u64>,
+        /// How the image is stored: a root tree (read file by file over NFS), or one
+        /// squashfs file (base/<name>/root.squashfs, zstd; needs mksquashfs from
+        /// squashfs-tools here and squashfs and loop in the nodes' kernel or initramfs).
+        #[arg(long, value_enum, default_value_t)]
+        format: BaseFormat,
     },
     /// The complete base images.
     List,
