@@ -192,9 +192,7 @@ pub enum ImageCmd {
         /// [nfs] import_max_size_mb.
         #[arg(long, value_parser = parse_size)]
         max_size: Option<u64>,
-        /// How the image is stored: a root tree (read file by file over NFS), or one
-        /// squashfs file (base/<name>/root.squashfs, zstd; needs mksquashfs from
-        /// squashfs-tools here and squashfs and loop in the nodes' kernel or initramfs).
+        /// A root tree, or one squashfs file (base/<name>/root.squashfs; needs mksquashfs).
         #[arg(long, value_enum, default_value_t)]
         format: BaseFormat,
     },

@@ -243,13 +243,14 @@ fn nfs_boot(
     // overlay on them; both timed as the overlay step.
     let done = step::run(r, Step::Overlay, |r| {
         let mut lower = lower::resolve(&paths.nfs, &want, Some(&own))?;
-        // A squashfs base needs the loop and squashfs modules (the disk list), unless the
-        // overlay's or the volumes' need loaded them already.
+        // A squashfs base needs loop and squashfs of the disk list, unless the overlay's or
+        // the volumes' need loaded the whole list already.
         let loaded = p.overlay.needs_disk_modules() || !p.volumes.is_empty();
         squashfs::place(host.sys, &mut lower, &paths.squash, || {
             if !loaded {
                 let list = host.paths.disk_module_list();
-                let done = timed(|| modules::load_list(host.sys, &list));
+                let names = squashfs::MODULES;
+                let done = timed(|| modules::load_named(host.sys, &list, names));
                 modules_done(r, "disk modules", Step::DiskModules, Some(done));
             }
         })?;

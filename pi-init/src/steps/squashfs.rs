@@ -23,6 +23,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// What a squashfs base needs of the disk module list (the kernel's names).
+pub const MODULES: &[&str] = &["loop", "squashfs"];
+
 /// Why a squashfs base could not be mounted. Each names the image.
 #[derive(Debug)]
 pub enum SquashfsError {

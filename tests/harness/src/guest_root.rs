@@ -91,7 +91,9 @@ if [ -e /etc/pureboot-base-file ]; then base=present; else base=absent; fi
 marks=$(ls /var/marks 2>/dev/null | tr '\n' ',' | sed 's/,$//')
 # pi-init loads ext4 (its disk list) only when the boot needs it.
 if grep -q '^ext4 ' /proc/modules; then ext4=loaded; else ext4=absent; fi
-echo "PUREBOOT-GUEST serial=$(arg pureboot.serial) hostname=$(cat /etc/hostname 2>/dev/null) machine_id=$(cat /etc/machine-id 2>/dev/null) nfs=${nfs:-none} volumes=${volumes:-none} root_fs=${rootfs:-none} upper=${upper:-none} probe=$probe base_file=$base marks=${marks:-none} ext4=$ext4 clock=$(date +%s) $vol"
+# And squashfs only when the base image is one.
+if grep -q '^squashfs ' /proc/modules; then squashfs=loaded; else squashfs=absent; fi
+echo "PUREBOOT-GUEST serial=$(arg pureboot.serial) hostname=$(cat /etc/hostname 2>/dev/null) machine_id=$(cat /etc/machine-id 2>/dev/null) nfs=${nfs:-none} volumes=${volumes:-none} root_fs=${rootfs:-none} upper=${upper:-none} probe=$probe base_file=$base marks=${marks:-none} ext4=$ext4 squashfs=$squashfs clock=$(date +%s) $vol"
 [ "$(arg probe.nfsstats)" = 1 ] && nfs-dump
 poweroff -f
 "#;

@@ -31,10 +31,11 @@ use pureboot_contract::layout::{SQUASHFS_DIGEST, SQUASHFS_IMAGE};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BaseFormat {
-    /// A root tree, read file by file over NFS.
+    // A root tree, read file by file over NFS. (Plain comments: a doc comment would turn
+    // `image import --help` into clap's long layout.)
     #[default]
     Directory,
-    /// One squashfs file, loop-mounted by pi-init.
+    // One squashfs file, loop-mounted by pi-init.
     Squashfs,
 }
 
