@@ -166,14 +166,21 @@ ExecStartPost=/bin/systemctl poweroff --force --force
 WantedBy=multi-user.target
 ";
 
+/// After the counters: a cold `ls -lR /usr` (the caches dropped first), in milliseconds.
+pub const LSLR_MARK: &str = "PUREBOOT-LSLR";
+
 /// The unit's script: the mark through /dev/kmsg (a kernel timestamp on the console) first,
-/// then systemd's own monotonic time of the target and the NFS counters on the console.
+/// then systemd's own monotonic time of the target and the NFS counters on the console, then
+/// the time of a cold `ls -lR /usr` (after the counters, so they are the boot's alone).
 fn usable_script() -> String {
     format!(
         "#!/bin/sh\n\
          echo \"{USABLE_MARK} target=multi-user.target\" > /dev/kmsg\n\
          at=$(systemctl show -P ActiveEnterTimestampMonotonic multi-user.target)\n\
-         {{ echo \"{TARGET_MARK} active_us=$at\"; {}; {}; }} > /dev/console\n",
+         {{ echo \"{TARGET_MARK} active_us=$at\"; {}; {}; }} > /dev/console\n\
+         sync; echo 3 > /proc/sys/vm/drop_caches\n\
+         s=$(date +%s%N); ls -lR /usr > /dev/null 2>&1; e=$(date +%s%N)\n\
+         echo \"{LSLR_MARK} ms=$(( (e - s) / 1000000 ))\" > /dev/console\n",
         crate::nfs_stats::DUMP_SH,
         crate::guest_cpu::DUMP_SH
     )
