@@ -33,6 +33,8 @@ PACKAGES=(
   device-tree-compiler
   # The test disk image (a Raspberry Pi OS layout): sfdisk, mkfs.vfat, mcopy
   fdisk dosfstools mtools
+  # Base images in the squashfs format (controller image import --format squashfs)
+  squashfs-tools
   # tests/package.sh: systemd-analyze verify, readelf for Depends and pi-init, /bin/kill
   systemd binutils procps
 )

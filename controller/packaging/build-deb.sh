@@ -186,7 +186,7 @@ for script in postinst prerm postrm; do
 done
 finish_package "$root" pureboot-controller "$REPO/controller" \
   "$(elf_depends "$BIN_DIR/pureboot-controller"), e2fsprogs, init-system-helpers (>= 1.54)" \
-  "Recommends: nfs-kernel-server | nfs-ganesha-vfs
+  "Recommends: nfs-kernel-server | nfs-ganesha-vfs, squashfs-tools
 Suggests: pureboot-image"
 
 # --- pureboot-image ------------------------------------------------------------------------

@@ -10,6 +10,10 @@ const ROOT_MODULES: &[&str] = &["nfs", "nfsv3", "nfsv4", "overlay"];
 /// A disk filesystem: `image` mode's loop-mounted ext4, or a local root. pi-init loads these
 /// only when a step needs them (`/etc/pureboot/modules.disk`).
 const DISK_MODULES: &[&str] = &["loop", "ext4"];
+/// A squashfs base image (loop-mounted, `loop` above): on the disk list too, loaded when a
+/// node's base image is one. Optional: without it a kernel still boots directory bases, so a
+/// kernel lacking it is reported, not refused.
+const SQUASHFS_MODULES: &[&str] = &["squashfs"];
 
 pub struct Preset {
     pub name: &'static str,
@@ -166,6 +170,15 @@ impl Preset {
                 _ => selection.disk_requests.push(Request::parse(name)),
             }
         }
+        for name in SQUASHFS_MODULES {
+            match db.lookup(name) {
+                Lookup::Builtin => selection.builtin.push(name.to_string()),
+                Lookup::NotFound if !self.required => selection
+                    .not_found
+                    .push(format!("{name} (squashfs base images cannot boot)")),
+                _ => selection.disk_requests.push(Request::parse(name)),
+            }
+        }
         Ok(selection)
     }
 }
@@ -203,6 +216,14 @@ mod tests {
         selection.requests.iter().map(|r| r.name.as_str()).collect()
     }
 
+    fn disk_names(selection: &Selection) -> Vec<&str> {
+        selection
+            .disk_requests
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect()
+    }
+
     #[test]
     fn qemu_virt_asks_for_the_nic_first_and_everything_regardless() {
         let selection = find("qemu-virt")
@@ -220,12 +241,7 @@ mod tests {
                 "overlay",
             ]
         );
-        let disk: Vec<&str> = selection
-            .disk_requests
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect();
-        assert_eq!(disk, ["loop", "ext4"]);
+        assert_eq!(disk_names(&selection), ["loop", "ext4", "squashfs"]);
         assert!(selection.not_found.is_empty());
     }
 
@@ -243,14 +259,16 @@ mod tests {
             request_names(&selection),
             ["broadcom", "genet", "nfs", "nfsv3", "nfsv4", "overlay"]
         );
-        assert_eq!(selection.not_found, ["mdio-bcm-unimac", "bcm2835_wdt"]);
+        assert_eq!(
+            selection.not_found,
+            [
+                "mdio-bcm-unimac",
+                "bcm2835_wdt",
+                "squashfs (squashfs base images cannot boot)"
+            ]
+        );
         assert_eq!(selection.builtin, ["loop"]);
-        let disk: Vec<&str> = selection
-            .disk_requests
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect();
-        assert_eq!(disk, ["ext4"]);
+        assert_eq!(disk_names(&selection), ["ext4"]);
     }
 
     /// Debian's 6.1 arm64 kernel: everything a Pi 3 needs is a module.
@@ -266,6 +284,7 @@ mod tests {
         "overlay",
         "loop",
         "ext4",
+        "squashfs",
     ];
 
     #[test]
@@ -289,6 +308,7 @@ mod tests {
             ]
         );
         assert!(selection.not_found.is_empty() && selection.builtin.is_empty());
+        assert_eq!(disk_names(&selection), ["loop", "ext4", "squashfs"]);
     }
 
     #[test]
@@ -317,9 +337,10 @@ mod tests {
 
     #[test]
     fn built_in_slots_are_skipped_silently_and_only_modules_requested() {
-        // Shaped like Raspberry Pi OS's bcm2711 kernel: NIC, NFS, watchdog, loop and ext4 in.
+        // Shaped like Raspberry Pi OS's bcm2711 kernel: NIC, NFS, watchdog, loop and ext4 in;
+        // overlay and squashfs modules.
         let db = db_with(
-            &["overlay"],
+            &["overlay", "squashfs"],
             "",
             &[
                 "mdio_bcm_unimac",
@@ -335,7 +356,7 @@ mod tests {
         );
         let selection = find("rpi4").unwrap().select(&db).unwrap();
         assert_eq!(request_names(&selection), ["overlay"]);
-        assert!(selection.disk_requests.is_empty());
+        assert_eq!(disk_names(&selection), ["squashfs"]);
         assert!(selection.not_found.is_empty());
         assert_eq!(selection.builtin.len(), 9, "{:?}", selection.builtin);
     }

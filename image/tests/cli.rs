@@ -632,7 +632,8 @@ fn tftp_refuses_bad_serials_and_writes_a_node_folder() {
 
 /// A modules tree shaped like Raspberry Pi OS's arm64 kernel (bcm2711/bcm2712 defconfigs):
 /// the NIC drivers (genet, lan78xx, smsc95xx, macb + RP1), the NFS client, the watchdog, loop
-/// and ext4 are built in (`modules.builtin`), overlayfs and dwc2 are modules (`.ko.xz`).
+/// and ext4 are built in (`modules.builtin`), overlayfs, squashfs and dwc2 are modules
+/// (`.ko.xz`).
 fn raspberry_pi_os_tree() -> Tree {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
@@ -642,6 +643,7 @@ fn raspberry_pi_os_tree() -> Tree {
         "kernel/fs/overlayfs/overlay.ko.xz",
         "kernel/drivers/usb/dwc2/dwc2.ko.xz",
         "kernel/drivers/net/usb/cdc_ether.ko.xz",
+        "kernel/fs/squashfs/squashfs.ko.xz",
     ];
     for path in modules {
         let file = dir.join(path);
@@ -703,10 +705,10 @@ fn presets_on_a_raspberry_pi_os_tree_carry_only_real_modules_and_say_nothing() {
     let tree = raspberry_pi_os_tree();
     let root = tree.root.display().to_string();
     for (preset, expected) in [
-        ("rpi4", &["overlay.ko"][..]),
-        ("rpi5", &["overlay.ko"][..]),
+        ("rpi4", &["overlay.ko", "squashfs.ko"][..]),
+        ("rpi5", &["overlay.ko", "squashfs.ko"][..]),
         // dwc2 is a module there (the Pi 3's own USB host, dwc_otg, is built in).
-        ("rpi3", &["dwc2.ko", "overlay.ko"][..]),
+        ("rpi3", &["dwc2.ko", "overlay.ko", "squashfs.ko"][..]),
     ] {
         let out = run(
             &["modules", "--modules-root", &root, "--preset", preset],
@@ -727,7 +729,7 @@ fn presets_on_a_raspberry_pi_os_tree_carry_only_real_modules_and_say_nothing() {
         &[],
     ));
     assert!(
-        summary.contains("1 modules") && summary.contains("(+0 on the disk list)"),
+        summary.contains("1 modules") && summary.contains("(+1 on the disk list)"),
         "{summary}"
     );
     let kos: Vec<String> = records(&out)
@@ -737,7 +739,10 @@ fn presets_on_a_raspberry_pi_os_tree_carry_only_real_modules_and_say_nothing() {
         .collect();
     assert_eq!(
         kos,
-        ["lib/modules/6.6.51+rpt-rpi-v8/kernel/fs/overlayfs/overlay.ko"]
+        [
+            "lib/modules/6.6.51+rpt-rpi-v8/kernel/fs/overlayfs/overlay.ko",
+            "lib/modules/6.6.51+rpt-rpi-v8/kernel/fs/squashfs/squashfs.ko"
+        ]
     );
     // A built-in module named explicitly is still reported: the user asked for it.
     let out = run(

@@ -1,7 +1,8 @@
 //! The export's layout: the controller writes it, pi-init mounts it. One export root holds
 //!
 //! ```text
-//! base/<image>/              shared read-only root trees (one per base image)
+//! base/<image>/              shared read-only root trees (one per base image), or
+//! base/<image>/root.squashfs  the same root as one squashfs file (see [`SQUASHFS_IMAGE`])
 //! nodes/<serial>/upper/      the node's own files (etc/hostname, etc/machine-id, ...)
 //! nodes/<serial>/work/       overlay workdir, overlay mode `nfs` only
 //! nodes/<serial>/persist.img ext4 image holding the writable layer, overlay mode `image`
@@ -23,6 +24,16 @@ use crate::ids::{ImageName, Serial};
 use std::path::{Path, PathBuf};
 
 pub const BASE_DIR: &str = "base";
+/// A base image in the squashfs format: `base/<image>/` holds this one file (and its
+/// digest, [`SQUASHFS_DIGEST`]) instead of a root tree. pi-init tells the format from what
+/// the directory holds, so the boot answer names a base image the same way for both and
+/// an answer from upstream PureBoot (which knows no formats) keeps working; a root tree
+/// never has a top-level file of this name. Still a directory, so anything that versions
+/// or lists `base/<image>` directories needs nothing new for it.
+pub const SQUASHFS_IMAGE: &str = "root.squashfs";
+/// `sha256sum`'s line for [`SQUASHFS_IMAGE`] (`<hex>  root.squashfs`), written by the
+/// import beside it.
+pub const SQUASHFS_DIGEST: &str = "root.squashfs.sha256";
 pub const NODES_DIR: &str = "nodes";
 pub const UPPER_DIR: &str = "upper";
 pub const WORK_DIR: &str = "work";

@@ -345,11 +345,13 @@ impl Output {
                 keep_devices,
                 keep_setuid,
                 max_size,
+                format,
             } => {
                 let options = ImportOptions {
                     max_bytes: max_size.unwrap_or(0),
                     keep_devices,
                     keep_setid: keep_setuid,
+                    format,
                 };
                 let mut progress = TerminalProgress::for_output(self.json);
                 let summary =
@@ -367,10 +369,17 @@ impl Output {
                         summary.setid_cleared
                     );
                 }
+                let packed = summary.squashfs.as_ref().map_or(String::new(), |p| {
+                    let mb = p.bytes as f64 / 1e6;
+                    format!(
+                        "; squashfs ({}) {mb:.1} MB, sha256 {}",
+                        p.compressor, p.sha256
+                    )
+                });
                 self.done(
                     &summary,
                     &format!(
-                        "imported {} as {}: {} entries, {:.1} MB in {:.1} s ({:.1} MB/s)",
+                        "imported {} as {}: {} entries, {:.1} MB in {:.1} s ({:.1} MB/s){packed}",
                         archive.display(),
                         summary.path.display(),
                         summary.entries,

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::domain::ids::NodeRef;
 use crate::domain::volumes::VolumeSpec;
 use crate::nfs_tree::exports::{ExportFormat, Network};
+use crate::nfs_tree::import::squashfs::BaseFormat;
 use crate::service::Services;
 use pureboot_contract::ids::Serial;
 use pureboot_contract::OverlayMode;
@@ -210,6 +211,9 @@ pub enum ImageCmd {
         /// [nfs] import_max_size_mb.
         #[arg(long, value_parser = parse_size)]
         max_size: Option<u64>,
+        /// A root tree, or one squashfs file (base/<name>/root.squashfs; needs mksquashfs).
+        #[arg(long, value_enum, default_value_t)]
+        format: BaseFormat,
     },
     /// The complete base images.
     List,

@@ -34,6 +34,9 @@ pub enum NfsTreeError {
     #[error("archive {archive}: {reason}")]
     UnsupportedArchive { archive: String, reason: String },
 
+    #[error("base image {name}: squashfs: {reason}")]
+    Squashfs { name: String, reason: String },
+
     /// An entry that would write outside the target; the whole archive is refused.
     #[error("archive {archive}: refusing unsafe entry {entry:?}: {reason}")]
     UnsafeEntry {

@@ -464,9 +464,16 @@ pub fn after_boot_warnings(
         ));
     }
     if let Ok(root) = tree.existing_base_image(base_image) {
-        let has_systemd = ["lib/systemd/systemd", "usr/lib/systemd/systemd"]
-            .iter()
-            .any(|p| root.join(p).symlink_metadata().is_ok());
+        let systemd = ["lib/systemd/systemd", "usr/lib/systemd/systemd"];
+        let squashfs = root.join(pureboot_contract::layout::SQUASHFS_IMAGE);
+        let has_systemd = if squashfs.is_file() {
+            // Unreadable (no unsquashfs here): no warning rather than a wrong one.
+            crate::nfs_tree::import::squashfs::contains(&squashfs, &systemd).unwrap_or(true)
+        } else {
+            systemd
+                .iter()
+                .any(|p| root.join(p).symlink_metadata().is_ok())
+        };
         if !has_systemd {
             out.push(format!(
                 "workflow {}: base image {base_image} has no systemd: its post-boot steps \

@@ -157,6 +157,7 @@ fn import(services: &Services, inp: &Inputs, dir: &Path, name: &str, kernel: &[u
         max_bytes: 1 << 30,
         keep_devices: false,
         keep_setid: false,
+        ..Default::default()
     };
     services
         .import_image(&img, name, &options, &mut |_| {})

@@ -81,7 +81,7 @@ pub fn apply(host: &Host, cmd: &Cmdline, permanent: bool, next: AfterFailure, at
 
 /// Undo a failed attempt's mounts so the next one starts clean.
 fn release_mounts(host: &Host) {
-    for m in ["root", "rw", "base", "nfs"] {
+    for m in ["root", "rw", "squash", "base", "nfs"] {
         let _ = host
             .sys
             .umount(&host.paths.mnt().join(m), MntFlags::MNT_DETACH);

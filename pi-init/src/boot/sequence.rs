@@ -14,7 +14,7 @@ use crate::decide::nfs_options::NfsOptions;
 use crate::decide::plan::{self, Decision, Instructions, NfsPlan};
 use crate::decide::serial::{BoardSerial, Identity};
 use crate::steps::{agent_unit, base_mount, clock, controller, handover, local, lower};
-use crate::steps::{modules, net, nfs, overlay};
+use crate::steps::{modules, net, nfs, overlay, squashfs};
 use crate::steps::{serial, switch_root, volumes, watchdog};
 use crate::support::{background, log};
 use crate::sys::HostPaths;
@@ -247,7 +247,18 @@ fn nfs_boot(
     // The lower layers first (the base image chosen and placed on its own mount), then the
     // overlay on them; both timed as the overlay step.
     let done = step::run(r, Step::Overlay, |r| {
-        let lower = lower::resolve(&paths.nfs, &want, Some(&own))?;
+        let mut lower = lower::resolve(&paths.nfs, &want, Some(&own))?;
+        // A squashfs base needs loop and squashfs of the disk list, unless the overlay's or
+        // the volumes' need loaded the whole list already.
+        let loaded = p.overlay.needs_disk_modules() || !p.volumes.is_empty();
+        squashfs::place(host.sys, &mut lower, &paths.squash, || {
+            if !loaded {
+                let list = host.paths.disk_module_list();
+                let names = squashfs::MODULES;
+                let done = timed(|| modules::load_named(host.sys, &list, names));
+                modules_done(r, "disk modules", Step::DiskModules, Some(done));
+            }
+        })?;
         let req = overlay::Request {
             mode: p.overlay,
             lower: &lower,

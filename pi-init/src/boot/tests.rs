@@ -370,6 +370,50 @@ fn a_tree_export_boots_to_the_exec_of_its_init() {
 }
 
 #[test]
+fn a_squashfs_base_is_loop_mounted_and_is_the_overlays_lower_layer() {
+    let w = World::tree();
+    // What the base image's own mount shows: the one file of a squashfs image.
+    fs::create_dir_all(w.at("mnt/base")).unwrap();
+    fs::write(w.at("mnt/base/root.squashfs"), "hsqs").unwrap();
+    let f = w.attempt(CMDLINE);
+    assert_eq!(f.step.as_str(), "exec", "{}", f.error);
+    let calls = w.sys.calls();
+    let file = w.at("mnt/base/root.squashfs");
+    let squash = w.at("mnt/squash");
+    let at = |c: &Call| {
+        calls
+            .iter()
+            .position(|x| x == c)
+            .unwrap_or_else(|| panic!("{c:?} in {calls:?}"))
+    };
+    let attach = at(&Call::LoopAttach(file, true));
+    let mount = at(&w.mount(
+        "/dev/loop7",
+        "mnt/squash",
+        "squashfs",
+        MsFlags::MS_RDONLY,
+        "",
+    ));
+    let overlay = format!(
+        "lowerdir={}:{},upperdir={},workdir={}",
+        w.at("mnt/nfs/nodes/d83add36/upper").display(),
+        squash.display(),
+        w.at("mnt/rw/upper").display(),
+        w.at("mnt/rw/work").display()
+    );
+    let root = at(&w.mount("overlay", "mnt/root", "overlay", MsFlags::empty(), &overlay));
+    assert!(attach < mount && mount < root, "{calls:?}");
+    let posts = w.posts();
+    assert_eq!(posts[0].1["base_image"], "tiny");
+    // The disk list (loop, squashfs) loaded for it, timed as its own step.
+    assert!(
+        steps(&posts[0].1).contains(&"disk-modules"),
+        "{:?}",
+        posts[0].1
+    );
+}
+
+#[test]
 fn volumes_are_mounted_in_the_new_root_from_the_nodes_own_directory() {
     let answer = TREE_ANSWER.replace(
         r#""hostname":"pi-a","#,
@@ -722,6 +766,17 @@ fn each_failing_step_is_named_and_reported() {
             "base image \"tiny\" not found",
         ),
         (
+            "the kernel has no squashfs for a squashfs base",
+            |w| {
+                fs::create_dir_all(w.at("mnt/base")).unwrap();
+                fs::write(w.at("mnt/base/root.squashfs"), "hsqs").unwrap();
+                w.sys
+                    .fail_mount("/dev/loop7", "", nix::errno::Errno::ENODEV)
+            },
+            "overlay",
+            "base image tiny: mount -t squashfs",
+        ),
+        (
             "the assembled root has no init",
             |w| fs::remove_file(w.at("mnt/root/sbin/init")).unwrap(),
             "init-check",
@@ -882,7 +937,7 @@ fn a_retry_pauses_and_releases_the_attempts_mounts() {
     let mnt = w.at("mnt");
     assert_eq!(
         w.sys.calls(),
-        ["root", "rw", "base", "nfs"].map(|m| Call::Umount(mnt.join(m)))
+        ["root", "rw", "squash", "base", "nfs"].map(|m| Call::Umount(mnt.join(m)))
     );
 }
 

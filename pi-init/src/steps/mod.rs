@@ -7,7 +7,7 @@
 //! API, whose answers also set the [`clock`] of a board without one), [`nfs`] (the export's
 //! mount), [`base_mount`] (the base image's own cached mount,
 //! with [`rpcbind`] checking that NFSv3 can answer), [`lower`] (the export's layout and the
-//! base image chosen and placed), [`overlay`] (the new root on them), [`volumes`] (the node's
+//! base image chosen and placed), [`squashfs`] (a squashfs base's loop mount), [`overlay`] (the new root on them), [`volumes`] (the node's
 //! ext4 images at their paths in it), or [`local`] (a root on a block device), then
 //! [`agent_unit`] (the post-boot agent left in `/run`), [`handover`] (what the root's network
 //! stack needs, in `/run`) and [`switch_root`] (into it); [`watchdog`] is armed at start and
@@ -27,6 +27,7 @@ pub mod nfs;
 pub mod overlay;
 pub mod rpcbind;
 pub mod serial;
+pub mod squashfs;
 pub mod switch_root;
 pub mod volumes;
 pub mod watchdog;

@@ -8,6 +8,7 @@
 //! mounted); this step only mounts the writable layer and the overlay.
 
 use super::lower::{Lower, LowerError};
+use super::squashfs::SquashfsError;
 use crate::decide::cmdline::{OverlayMode, RootLayout};
 use crate::sys::{MountArgs, Sys};
 use nix::errno::Errno;
@@ -25,6 +26,8 @@ pub struct Paths {
     pub nfs: PathBuf,
     /// The base image's own mount (see `base_mount`).
     pub base: PathBuf,
+    /// A squashfs base image's mount (see `squashfs`).
+    pub squash: PathBuf,
     /// The writable layer's filesystem (tmpfs or the loop-mounted image).
     pub rw: PathBuf,
     /// The assembled root.
@@ -36,6 +39,7 @@ impl Paths {
         Paths {
             nfs: dir.join("nfs"),
             base: dir.join("base"),
+            squash: dir.join("squash"),
             rw: dir.join("rw"),
             newroot: dir.join("root"),
         }
@@ -70,6 +74,8 @@ pub struct Assembled {
 pub enum OverlayError {
     /// The lower layers could not be resolved.
     Lower(LowerError),
+    /// The squashfs base image could not be mounted.
+    Squashfs(SquashfsError),
     Mkdir(PathBuf, io::Error),
     Write(PathBuf, io::Error),
     Mount(MountArgs, Errno),
@@ -83,6 +89,7 @@ impl fmt::Display for OverlayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OverlayError::Lower(e) => e.fmt(f),
+            OverlayError::Squashfs(e) => e.fmt(f),
             OverlayError::Mkdir(p, e) => write!(f, "mkdir {}: {e}", p.display()),
             OverlayError::Write(p, e) => write!(f, "write {}: {e}", p.display()),
             OverlayError::Mount(m, e) => write!(f, "{m}: {e} ({})", e.desc()),
@@ -94,6 +101,12 @@ impl fmt::Display for OverlayError {
 }
 
 impl std::error::Error for OverlayError {}
+
+impl From<SquashfsError> for OverlayError {
+    fn from(e: SquashfsError) -> Self {
+        OverlayError::Squashfs(e)
+    }
+}
 
 impl From<LowerError> for OverlayError {
     fn from(e: LowerError) -> Self {

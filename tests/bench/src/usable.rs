@@ -25,7 +25,7 @@ use std::time::Duration;
 use pureboot_harness::controller::{NodeSpec, PORT};
 use pureboot_harness::env::TestEnv;
 use pureboot_harness::guest_cpu::GuestCpu;
-use pureboot_harness::guest_root::{self, TARGET_MARK, USABLE_MARK};
+use pureboot_harness::guest_root::{self, LSLR_MARK, TARGET_MARK, USABLE_MARK};
 use pureboot_harness::lab::{default_hostname, diskless_node, Lab, LabOptions, TINY};
 use pureboot_harness::nfs_stats::NfsLoad;
 use pureboot_harness::qemu::{Outcome, VirtualPi, HOST_FROM_GUEST};
@@ -50,6 +50,8 @@ struct Variant {
     label: String,
     flow: Flow,
     args: Vec<String>,
+    /// The root's base image in the squashfs format (imported as `<image>-sq`).
+    squashfs: bool,
 }
 
 /// What is booted, the reference (the seed flow) first, then pi-init as it ships, then pi-init
@@ -62,11 +64,20 @@ fn variants(extra: &[String]) -> Result<Vec<Variant>, String> {
             label: "seed flow".into(),
             flow: Flow::Seed,
             args: vec![],
+            squashfs: false,
         },
         Variant {
             label: "pi-init".into(),
             flow: Flow::PiInit,
             args: vec![],
+            squashfs: false,
+        },
+        // The same root as one squashfs file, loop-mounted (`image import --format squashfs`).
+        Variant {
+            label: "pi-init, squashfs base".into(),
+            flow: Flow::PiInit,
+            args: vec![],
+            squashfs: true,
         },
         // The base read through the export's own mount, as before the base got its own
         // caching mount: what that mount saves, operation by operation.
@@ -74,6 +85,7 @@ fn variants(extra: &[String]) -> Result<Vec<Variant>, String> {
             label: "pi-init, base on the export mount".into(),
             flow: Flow::PiInit,
             args: vec!["pureboot.base_opts=shared".into()],
+            squashfs: false,
         },
     ];
     for e in extra {
@@ -85,12 +97,14 @@ fn variants(extra: &[String]) -> Result<Vec<Variant>, String> {
             label: format!("pi-init {label}"),
             flow: Flow::PiInit,
             args: args.split_whitespace().map(String::from).collect(),
+            squashfs: false,
         });
     }
     v.push(Variant {
         label: "local disk, no NFS".into(),
         flow: Flow::LocalDisk,
         args: vec!["root=/dev/vda".into(), "rw".into()],
+        squashfs: false,
     });
     Ok(v)
 }
@@ -108,6 +122,11 @@ impl Root {
             Root::Tiny => TINY,
             Root::Debian => "debian",
         }
+    }
+
+    /// The same root imported in the squashfs format.
+    fn squashfs_image(self) -> String {
+        format!("{}-sq", self.image())
     }
 
     /// The line that says the root is up.
@@ -129,7 +148,8 @@ impl Root {
         Duration::from_secs(match self {
             Root::Tiny => 120,
             // Boots take 45-75 s here under load; a hung one need not cost 5 minutes.
-            Root::Debian => 180,
+            // (plus the cold `ls -lR /usr` after the mark, tens of seconds over NFS).
+            Root::Debian => 300,
         })
     }
 }
@@ -145,6 +165,8 @@ struct Sample {
     load: NfsLoad,
     /// The guest's CPU time up to the mark (the root prints it just after the mark).
     cpu: Option<GuestCpu>,
+    /// A cold `ls -lR /usr` after the mark (Debian), s.
+    ls_lr_s: Option<f64>,
 }
 
 #[derive(Default)]
@@ -177,6 +199,14 @@ fn sample(console: &str, arrival: Duration) -> Result<Sample, String> {
         target_s,
         load: NfsLoad::from_console(console)?,
         cpu: GuestCpu::from_console(console),
+        ls_lr_s: console.lines().find_map(|l| {
+            let ms = l[l.find(LSLR_MARK)?..].split_once("ms=")?.1;
+            ms.split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+                .map(|ms| ms / 1e3)
+        }),
     })
 }
 
@@ -231,10 +261,14 @@ impl Bench<'_> {
                 continue;
             }
             let s = Self::serial(v, root);
+            let image = match var.squashfs {
+                true => root.squashfs_image(),
+                false => root.image().into(),
+            };
             self.lab.add_node(
                 &s,
                 NodeSpec {
-                    base_image: Some(root.image().into()),
+                    base_image: Some(image),
                     ..diskless_node(&default_hostname(&s))
                 },
             )?;
@@ -339,6 +373,13 @@ pub fn run(env: &'static TestEnv, boots: usize, extra: &[String]) -> Result<Stri
     };
     let lab = Lab::start("bench-usable", env, opts)?;
     lab.import_tiny_root(TINY)?;
+    let squashfs = |tar: &Path, root: Root| {
+        let tar = tar.display().to_string();
+        let name = root.squashfs_image();
+        let import = ["image", "import", &tar, &name, "--format", "squashfs"];
+        lab.controller().cli(&import).map(drop)
+    };
+    squashfs(&lab.dir.join("tiny-root.tar"), Root::Tiny)?;
     let local = vars.len() - 1;
     let mut disks = BTreeMap::new();
     let tiny_tar = lab.dir.join("tiny-root.tar");
@@ -346,6 +387,7 @@ pub fn run(env: &'static TestEnv, boots: usize, extra: &[String]) -> Result<Stri
     disks.insert(Root::Tiny, image);
     let tar = guest_root::debian_usable_tarball(&debian, &lab.dir.join("debian-usable.tar"))?;
     lab.controller().import_image(&tar, Root::Debian.image())?;
+    squashfs(&tar, Root::Debian)?;
     let image = disk_image(&tar, &Bench::serial(local, Root::Debian), lab.dir.path())?;
     disks.insert(Root::Debian, image);
     // The tarball is 290 MB and no longer needed once imported and written to the disk.
@@ -474,6 +516,11 @@ fn time_table(root: Root, boots: usize, series: &[Series]) -> String {
             &per(|x| x.target_s),
             2,
         );
+        s += &row(
+            "  after it: a cold `ls -lR /usr` (caches dropped), s",
+            &per(|x| x.ls_lr_s),
+            2,
+        );
     }
     s += &row(
         "  guest CPU busy, kernel start → the mark (user + system + irq, /proc/stat), s",
@@ -569,6 +616,7 @@ pi-e2e05e11 login: [   30.500000] PUREBOOT-USABLE target=multi-user.target\r
 PUREBOOT-TARGET active_us=30123456\r
 PUREBOOT-NFS rpc proc3 22 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\r
 PUREBOOT-NFS rpc proc4 69 1 2 0 0 3 0 0 0 0 0 0 0 0 0 0 0 0 4 5 6 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\r
+PUREBOOT-LSLR ms=1234\r
 ";
 
     #[test]
@@ -578,6 +626,7 @@ PUREBOOT-NFS rpc proc4 69 1 2 0 0 3 0 0 0 0 0 0 0 0 0 0 0 0 4 5 6 0 0 0 0 0 0 0 
         assert_eq!(s.kernel_s, Some(30.5));
         assert_eq!(s.target_s, Some(30.123456));
         assert_eq!(s.load.total_calls(), 21);
+        assert_eq!(s.ls_lr_s, Some(1.234));
         assert!(sample("[ 1.0] PUREBOOT-USABLE x\n", Duration::ZERO).is_err());
     }
 
@@ -597,14 +646,15 @@ PUREBOOT-NFS rpc proc4 69 1 2 0 0 3 0 0 0 0 0 0 0 0 0 0 0 0 4 5 6 0 0 0 0 0 0 0 
     #[test]
     fn extra_variants_are_pi_init_with_their_parameters() {
         let v = variants(&["v4.0=pureboot.nfs_opts=vers=4.0 pureboot.log=debug".into()]).unwrap();
-        assert_eq!(v.len(), 5);
+        assert_eq!(v.len(), 6);
         assert_eq!((v[0].flow, v[1].flow), (Flow::Seed, Flow::PiInit));
-        assert_eq!(v[4].flow, Flow::LocalDisk);
-        assert_eq!(v[4].args, ["root=/dev/vda", "rw"]);
-        assert_eq!(v[2].args, ["pureboot.base_opts=shared"]);
-        assert_eq!(v[3].label, "pi-init v4.0");
+        assert!(v[2].flow == Flow::PiInit && v[2].squashfs && !v[1].squashfs);
+        assert_eq!(v[5].flow, Flow::LocalDisk);
+        assert_eq!(v[5].args, ["root=/dev/vda", "rw"]);
+        assert_eq!(v[3].args, ["pureboot.base_opts=shared"]);
+        assert_eq!(v[4].label, "pi-init v4.0");
         assert_eq!(
-            v[3].args,
+            v[4].args,
             ["pureboot.nfs_opts=vers=4.0", "pureboot.log=debug"]
         );
         assert!(variants(&["no-parameters".into()]).is_err());

@@ -91,7 +91,9 @@ if [ -e /etc/pureboot-base-file ]; then base=present; else base=absent; fi
 marks=$(ls /var/marks 2>/dev/null | tr '\n' ',' | sed 's/,$//')
 # pi-init loads ext4 (its disk list) only when the boot needs it.
 if grep -q '^ext4 ' /proc/modules; then ext4=loaded; else ext4=absent; fi
-echo "PUREBOOT-GUEST serial=$(arg pureboot.serial) hostname=$(cat /etc/hostname 2>/dev/null) machine_id=$(cat /etc/machine-id 2>/dev/null) nfs=${nfs:-none} volumes=${volumes:-none} root_fs=${rootfs:-none} upper=${upper:-none} probe=$probe base_file=$base marks=${marks:-none} ext4=$ext4 clock=$(date +%s) $vol"
+# And squashfs only when the base image is one.
+if grep -q '^squashfs ' /proc/modules; then squashfs=loaded; else squashfs=absent; fi
+echo "PUREBOOT-GUEST serial=$(arg pureboot.serial) hostname=$(cat /etc/hostname 2>/dev/null) machine_id=$(cat /etc/machine-id 2>/dev/null) nfs=${nfs:-none} volumes=${volumes:-none} root_fs=${rootfs:-none} upper=${upper:-none} probe=$probe base_file=$base marks=${marks:-none} ext4=$ext4 squashfs=$squashfs clock=$(date +%s) $vol"
 [ "$(arg probe.nfsstats)" = 1 ] && nfs-dump
 poweroff -f
 "#;
@@ -164,14 +166,21 @@ ExecStartPost=/bin/systemctl poweroff --force --force
 WantedBy=multi-user.target
 ";
 
+/// After the counters: a cold `ls -lR /usr` (the caches dropped first), in milliseconds.
+pub const LSLR_MARK: &str = "PUREBOOT-LSLR";
+
 /// The unit's script: the mark through /dev/kmsg (a kernel timestamp on the console) first,
-/// then systemd's own monotonic time of the target and the NFS counters on the console.
+/// then systemd's own monotonic time of the target and the NFS counters on the console, then
+/// the time of a cold `ls -lR /usr` (after the counters, so they are the boot's alone).
 fn usable_script() -> String {
     format!(
         "#!/bin/sh\n\
          echo \"{USABLE_MARK} target=multi-user.target\" > /dev/kmsg\n\
          at=$(systemctl show -P ActiveEnterTimestampMonotonic multi-user.target)\n\
-         {{ echo \"{TARGET_MARK} active_us=$at\"; {}; {}; }} > /dev/console\n",
+         {{ echo \"{TARGET_MARK} active_us=$at\"; {}; {}; }} > /dev/console\n\
+         sync; echo 3 > /proc/sys/vm/drop_caches\n\
+         s=$(date +%s%N); ls -lR /usr > /dev/null 2>&1; e=$(date +%s%N)\n\
+         echo \"{LSLR_MARK} ms=$(( (e - s) / 1000000 ))\" > /dev/console\n",
         crate::nfs_stats::DUMP_SH,
         crate::guest_cpu::DUMP_SH
     )

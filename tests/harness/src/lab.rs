@@ -188,9 +188,14 @@ impl Lab {
 
     /// Builds the tiny busybox root and its tarball in the lab's directory.
     pub fn tiny_root_tarball(&self) -> Result<PathBuf, String> {
+        // Built once per lab: a scenario may import it twice (two formats).
+        let tar = self.dir.join("tiny-root.tar");
+        if tar.is_file() {
+            return Ok(tar);
+        }
         let root = self.dir.join("tiny-root");
         guest_root::build_tiny_root(&self.env.busybox, &root)?;
-        guest_root::tarball(&root, &self.dir.join("tiny-root.tar"))
+        guest_root::tarball(&root, &tar)
     }
 
     /// Imports the tiny root as base image `name` through the controller's CLI.

@@ -183,6 +183,111 @@ fn tmpfs_overlay_with_identity_from_the_controller() {
     );
 }
 
+/// A squashfs base image (imported with `--format squashfs`) and a directory base in one
+/// fleet, one ganesha: the squashfs node boots its file loop-mounted under a tmpfs overlay,
+/// and under an image overlay whose writes and deletions stay across boots; the directory
+/// node beside it boots as before and loads no squashfs.
+#[test]
+fn a_squashfs_base_and_a_directory_base_boot_in_one_fleet() {
+    let name = "squashfs-base";
+    let env = pi_init_env!(name);
+    let lab = lab_with_tiny_root(name, env, LabOptions::default());
+    let tar = lab.tiny_root_tarball().unwrap();
+    let tar = tar.display().to_string();
+    let import = ["image", "import", &tar, "tiny-sq", "--format", "squashfs"];
+    let out = lab.controller().cli(&import);
+    let out = out.unwrap_or_else(|e| panic!("{name}: {e}\n{}", lab.diagnostics()));
+    assert!(out.contains("squashfs (zstd)"), "{name}: {out}");
+    let dir = lab.export().join("base/tiny-sq");
+    let held: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        held.len() == 2 && held.contains(&"root.squashfs".to_string()),
+        "{name}: base/tiny-sq holds the file and its digest only: {held:?}"
+    );
+
+    let (sq, img, plain) = (serial(0x27), serial(0x28), serial(0x29));
+    let on_squashfs = |hostname: &str, overlay: &str| NodeSpec {
+        base_image: Some("tiny-sq".into()),
+        overlay: Some(overlay.into()),
+        ..diskless_node(hostname)
+    };
+    lab.add_node(&sq, on_squashfs("pi-squashfs", "tmpfs"))
+        .unwrap();
+    lab.add_node(&img, on_squashfs("pi-squashfs-image", "image"))
+        .unwrap();
+    lab.add_node(&plain, diskless_node("pi-directory")).unwrap();
+
+    let run = lab.boot(&lab.pi(&sq).unwrap(), "squashfs").unwrap();
+    let r = lab.expect_report(&run);
+    // What pi-init did for it, for the log of the run.
+    run.console
+        .lines()
+        .filter(|l| l.contains("squashfs") || l.contains("disk modules"))
+        .for_each(|l| eprintln!("{name}: {l}"));
+    lab.check(
+        run.console
+            .contains("pi-init: base image tiny-sq: squashfs "),
+        "pi-init mounts the squashfs file",
+        &run,
+    );
+    lab.check(
+        r.get("root_fs") == "overlay" && r.get("hostname") == "pi-squashfs",
+        "an overlay root with the node's identity",
+        &run,
+    );
+    lab.check(
+        r.get("squashfs") == "loaded" && r.get("base_file") == "present",
+        "the base's files read through the squashfs lower",
+        &run,
+    );
+    lab.check(
+        r.get("ext4") == "absent",
+        "of the disk list, only loop and squashfs for a tmpfs overlay",
+        &run,
+    );
+    let node = node_when(&lab, &sq, |n| installed_report(n).is_some());
+    let base = installed_report(&node).and_then(|o| o.get("base_image"));
+    assert_eq!(
+        base.and_then(Value::as_str),
+        Some("tiny-sq"),
+        "{name}: {node:#}"
+    );
+
+    // The image overlay on a squashfs lower: writes and deletions kept, the base untouched.
+    // The first boot writes and deletes; the second finds both in the node's image.
+    for (label, write) in [("squashfs-image1", true), ("squashfs-image2", false)] {
+        let pi = lab.pi(&img).unwrap();
+        let pi = if write {
+            pi.arg("probe.write=kept-on-squashfs")
+        } else {
+            pi
+        };
+        let run = lab.boot(&pi, label).unwrap();
+        let r = lab.expect_report(&run);
+        lab.check(
+            r.get("probe") == "kept-on-squashfs" && r.get("base_file") == "absent",
+            &format!("{label}: the write and the deletion over the squashfs base"),
+            &run,
+        );
+    }
+
+    let run = lab.boot(&lab.pi(&plain).unwrap(), "directory").unwrap();
+    let r = lab.expect_report(&run);
+    lab.check(
+        r.get("hostname") == "pi-directory" && r.get("base_file") == "present",
+        "the directory base beside it boots as before",
+        &run,
+    );
+    lab.check(
+        r.get("squashfs") == "absent" && !run.console.contains(": squashfs "),
+        "a directory base loads no squashfs",
+        &run,
+    );
+}
+
 #[test]
 fn image_overlay_persists_writes_and_deletions() {
     let name = "image-overlay";

@@ -7,6 +7,9 @@
 //! compressed stream checked out to its end and the data is on disk. A failure removes the
 //! temporary directory; a crash leaves it behind, hidden from `base_images()` and removed by
 //! the next import of that name (imports of one name are serialised by a lock file).
+//!
+//! In the squashfs format (`squashfs.rs`) the extracted tree is then packed into a second
+//! temporary directory, which is the one renamed into place; the tree is removed.
 
 mod disk;
 mod entry_path;
@@ -17,6 +20,7 @@ mod name_lock;
 mod pipeline;
 pub mod progress;
 mod sink;
+pub mod squashfs;
 mod tar_entry;
 
 #[cfg(test)]
@@ -42,6 +46,7 @@ use name_lock::NameLock;
 use progress::{ImportProgress, ImportSummary};
 use rustix::fs::RenameFlags;
 use sink::Sink;
+use squashfs::BaseFormat;
 
 /// What an import keeps of what the archive says, and how much it may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +63,8 @@ pub struct ImportOptions {
     /// `ssh-keysign`, `dbus-daemon-launch-helper`). Without it they are cleared: a root
     /// whose users never need to become root (root logs in) boots as well.
     pub keep_setid: bool,
+    /// A root tree, or one squashfs file (`squashfs.rs`).
+    pub format: BaseFormat,
 }
 
 /// 64 GiB: above any root file system a Pi boots, below what fills a typical export.
@@ -69,6 +76,7 @@ impl Default for ImportOptions {
             max_bytes: DEFAULT_MAX_BYTES,
             keep_devices: false,
             keep_setid: false,
+            format: BaseFormat::Directory,
         }
     }
 }
@@ -178,16 +186,40 @@ pub(crate) fn import_reader(
         progress,
     )
     .and_then(|done| {
-        fsops::syncfs(temp_fd.as_fd()).map_err(io_err("sync", &temp_path))?;
-        publish(base_fd, &cname(&temp_name), &final_name, name, &final_path)?;
-        Ok(done)
+        let (published, packed) = match options.format {
+            BaseFormat::Directory => {
+                fsops::syncfs(temp_fd.as_fd()).map_err(io_err("sync", &temp_path))?;
+                (temp_name.clone(), None)
+            }
+            BaseFormat::Squashfs => {
+                let (packed_name, packed_fd) = make_temp_dir(base_fd, base, name)?;
+                let result =
+                    squashfs::pack(temp_fd.as_fd(), packed_fd.as_fd(), name).and_then(|p| {
+                        fsops::fchmod(packed_fd.as_fd(), 0o755)
+                            .map_err(io_err("chmod", &base.join(&packed_name)))?;
+                        Ok(p)
+                    });
+                // The tree goes either way; what was packed goes too when packing failed.
+                remove_logged(base_dir, name, &temp_name);
+                match result {
+                    Ok(p) => (packed_name, Some(p)),
+                    Err(e) => {
+                        remove_logged(base_dir, name, &packed_name);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let publishing = publish(base_fd, &cname(&published), &final_name, name, &final_path);
+        if publishing.is_err() && published != temp_name {
+            remove_logged(base_dir, name, &published);
+        }
+        publishing.map(|()| (done, packed))
     });
-    let (format, stats, archive_bytes) = match outcome {
+    let ((format, stats, archive_bytes), squashfs) = match outcome {
         Ok(done) => done,
         Err(e) => {
-            if let Err(rm) = base_dir.remove_tree(&temp_name) {
-                log::error!("import {name}: {rm}");
-            }
+            remove_logged(base_dir, name, &temp_name);
             return Err(e);
         }
     };
@@ -204,8 +236,17 @@ pub(crate) fn import_reader(
         devices_skipped: stats.devices_skipped,
         setid_cleared: stats.setid_cleared,
         archive_bytes,
+        squashfs,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Removes a temporary directory of `name`'s import if it is still there; a failure is
+/// logged (the next import of the name removes what is left).
+fn remove_logged(base: &Dir, name: &str, temp: &str) {
+    if let Err(rm) = base.remove_tree(temp) {
+        log::error!("import {name}: {rm}");
+    }
 }
 
 /// Renames the finished tree to its name, never replacing an existing one.

@@ -37,6 +37,9 @@ pub struct ImportSummary {
     /// Files whose set-uid/set-gid bits were cleared (without `--keep-setuid`).
     pub setid_cleared: u64,
     pub archive_bytes: u64,
+    /// The squashfs file, in that format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub squashfs: Option<super::squashfs::Packed>,
     pub seconds: f64,
 }
 

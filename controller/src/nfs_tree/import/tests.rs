@@ -21,6 +21,7 @@ const TRUSTED: ImportOptions = ImportOptions {
     max_bytes: super::DEFAULT_MAX_BYTES,
     keep_devices: true,
     keep_setid: true,
+    format: super::BaseFormat::Directory,
 };
 
 const FORMATS: [ArchiveFormat; 4] = [
@@ -803,4 +804,77 @@ fn keeps_gnu_sparse_files_and_refuses_pax_sparse_ones() {
         "{err}"
     );
     fx.assert_nothing_published("sparse-pax");
+}
+
+/// The squashfs format: one file and its digest in base/<name>/, the tree inside it, no
+/// temporary directory left; a failed import leaves nothing.
+#[test]
+fn a_squashfs_import_is_one_file_holding_the_tree_and_its_digest() {
+    use super::squashfs::{contains, BaseFormat};
+    use pureboot_contract::layout::{SQUASHFS_DIGEST, SQUASHFS_IMAGE};
+    if std::process::Command::new("mksquashfs")
+        .arg("-version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED a_squashfs_import_is_one_file_holding_the_tree_and_its_digest: no mksquashfs (tests/setup.sh installs squashfs-tools)");
+        return;
+    }
+    let fx = fixture();
+    let a = ArchiveBuilder::new()
+        .dir("./", 0o755)
+        .dir("./sbin/", 0o755)
+        .file("./sbin/init", 0o755, b"#!/bin/sh\n")
+        .symlink("./lib", "usr/lib")
+        .dir("./usr/", 0o755)
+        .dir("./usr/lib/", 0o755)
+        .dir("./usr/lib/systemd/", 0o755)
+        .file("./usr/lib/systemd/systemd", 0o755, b"\x7fELF")
+        .finish();
+    let path = fx.tmp.path().join("sq.archive");
+    fs::write(&path, &a).unwrap();
+    let options = ImportOptions {
+        format: BaseFormat::Squashfs,
+        ..ImportOptions::default()
+    };
+    let summary = fx
+        .tree
+        .import_base_image_with(&path, "sq", &options, &mut |_| {})
+        .unwrap();
+    let dir = fx.tree.base_path().join("sq");
+    let mut held: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    held.sort();
+    assert_eq!(held, [SQUASHFS_IMAGE, SQUASHFS_DIGEST]);
+    let image = dir.join(SQUASHFS_IMAGE);
+    let packed = summary.squashfs.expect("the packed file in the summary");
+    assert_eq!(packed.bytes, fs::metadata(&image).unwrap().len());
+    assert_eq!(&fs::read(&image).unwrap()[..4], b"hsqs", "squashfs magic");
+    let digest = fs::read_to_string(dir.join(SQUASHFS_DIGEST)).unwrap();
+    assert_eq!(digest, format!("{}  {SQUASHFS_IMAGE}\n", packed.sha256));
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&sum.stdout).starts_with(&packed.sha256));
+    assert_eq!(
+        fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o755,
+        "readable by the NFS server's clients"
+    );
+    assert!(contains(&image, &["sbin/init"]).unwrap());
+    assert!(contains(&image, &["lib/systemd/systemd", "usr/lib/systemd/systemd"]).unwrap());
+    assert!(!contains(&image, &["bin/nothing"]).unwrap());
+    assert_eq!(fx.tree.base_images().unwrap(), ["sq"]);
+    fx.assert_nothing_published("absent");
+
+    // A broken archive: nothing published, neither the tree nor a half-packed file.
+    fs::write(&path, &a[..a.len() - 1024]).unwrap();
+    let e = fx
+        .tree
+        .import_base_image_with(&path, "broken", &options, &mut |_| {});
+    assert!(e.is_err());
+    fx.assert_nothing_published("broken");
 }

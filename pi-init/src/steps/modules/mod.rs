@@ -389,6 +389,16 @@ pub fn load_list(sys: &dyn Sys, path: &Path) -> LoadSummary {
     load(sys, &list, Schedule::new(&list, &wanted), threads())
 }
 
+/// The modules of the list at `path` named in `names` (the kernel's spelling, `_`), with
+/// what they need, and no other: a squashfs base needs `loop` and `squashfs` of the disk
+/// list, not its ext4.
+pub fn load_named(sys: &dyn Sys, path: &Path, names: &[&str]) -> LoadSummary {
+    let list = read_list(path);
+    let mut wanted: Vec<bool> = list.iter().map(|e| names.contains(&&*e.name())).collect();
+    add_needs(&list, &mut wanted);
+    load(sys, &list, Schedule::new(&list, &wanted), threads())
+}
+
 /// Read the list at `path`; a missing list means no modules (a kernel with everything built
 /// in). Lines it cannot read are logged and left out.
 pub fn read_list(path: &Path) -> Vec<Entry> {

@@ -34,6 +34,20 @@ fn list_reads_through_the_contract_and_starts_what_start_needs() {
 }
 
 #[test]
+fn named_modules_load_with_what_they_need_and_nothing_else() {
+    let dir = crate::support::testutil::TempDir::new();
+    let file = dir.path().join("modules.disk");
+    std::fs::write(&file, LIST).unwrap();
+    let sys = FakeSys::new();
+    let sum = load_named(&sys, &file, &["overlay"]);
+    assert_eq!(sum.loaded, 3, "overlay with nfs and usbnet, not virtio_pci");
+    assert!(!sys
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::FinitModule(p, _) if p.ends_with("virtio_pci.ko"))));
+}
+
+#[test]
 fn loads_in_order_tolerating_loaded_and_missing() {
     let (list, _) = list::parse(LIST);
     let sys = FakeSys::new();
