@@ -1,7 +1,8 @@
 //! Many Pis at once against one NFS server: what a site meets after a power cut. `pis`
 //! virtual Pis (1 vCPU, `memory_mb` each) boot the Debian root to multi-user.target together
-//! from one ganesha and one controller, then one Pi alone, for each base image the section
-//! imports; rounds alternate the order so drift in the machine's load hits all alike.
+//! from one ganesha and one controller, then one Pi alone, for each format of the base image
+//! (a directory tree, one squashfs file); rounds alternate the order so drift in the
+//! machine's load hits all alike.
 //!
 //! Per boot: the time to the root's mark (host clock, QEMU spawned -> the mark on the
 //! console), the NFS calls and the bytes its NIC received (the guest's own counters, dumped
@@ -37,6 +38,8 @@ pub struct Params {
 struct Image {
     label: &'static str,
     name: &'static str,
+    /// `image import`'s `--format`.
+    format: &'static str,
 }
 
 /// One boot's figures.
@@ -74,12 +77,29 @@ pub fn run(env: &'static TestEnv, p: &Params) -> Result<String, String> {
     let initrd = initramfs::pi_init(env)?;
     let lab = Lab::start("bench-crowd", env, LabOptions::default())?;
     let tar = guest_root::debian_usable_tarball(&debian, &lab.dir.join("debian-usable.tar"))?;
-    let images = [Image {
-        label: "directory",
-        name: "debian",
-    }];
+    let images = [
+        Image {
+            label: "directory",
+            name: "debian",
+            format: "directory",
+        },
+        Image {
+            label: "squashfs",
+            name: "debian-sq",
+            format: "squashfs",
+        },
+    ];
+    let tar_arg = tar.display().to_string();
     for image in &images {
-        lab.controller().import_image(&tar, image.name)?;
+        let import = [
+            "image",
+            "import",
+            &tar_arg,
+            image.name,
+            "--format",
+            image.format,
+        ];
+        lab.controller().cli(&import)?;
     }
     // 290 MB, no longer needed once imported.
     let _ = std::fs::remove_file(&tar);
@@ -204,8 +224,14 @@ fn report(images: &[Image], companies: &[usize; 2], p: &Params, series: &[[Serie
     for &(i, _) in cols.iter().filter(|(_, c)| *c == 1) {
         s += &format!(" {}: {} / 1 |", images[i].label, companies[1]);
     }
+    for image in &images[1..] {
+        s += &format!(
+            " {} / {}, {} at once |",
+            image.label, images[0].label, companies[1]
+        );
+    }
     s += "\n";
-    s += &"|---".repeat(1 + cols.len() + images.len());
+    s += &"|---".repeat(cols.len() + 2 * images.len());
     s += "|\n";
     let row = |what: &str, f: &dyn Fn(&Series) -> Option<f64>, decimals: usize| {
         let mut r = format!("| {what} |");
@@ -218,6 +244,10 @@ fn report(images: &[Image], companies: &[usize; 2], p: &Params, series: &[[Serie
                 .zip(f(crowd))
                 .map(|(a, b)| b / a);
             r += &format!(" {} |", cell(ratio, 2));
+        }
+        let first = f(&series[0][1]).filter(|&a| a > 0.0);
+        for [_, crowd] in &series[1..] {
+            r += &format!(" {} |", cell(first.zip(f(crowd)).map(|(a, b)| b / a), 2));
         }
         r + "\n"
     };
