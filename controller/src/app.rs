@@ -93,6 +93,7 @@ impl App {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let pruner = tokio::spawn(prune_hourly(self.state.services.clone()));
+        let rollouts = tokio::spawn(drive_rollouts(self.state.services.clone()));
         let config = &self.state.services.config;
         let limits = ConnLimits {
             header_timeout: Duration::from_secs(config.header_timeout_secs),
@@ -123,6 +124,7 @@ impl App {
             }
         }
         pruner.abort();
+        rollouts.abort();
         Ok(())
     }
 
@@ -151,6 +153,21 @@ async fn prune_hourly(services: Arc<Services>) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => log::error!("event retention: {e}"),
             Err(e) => log::error!("event retention panicked: {e}"),
+        }
+    }
+}
+
+/// The rollouts' tick (service/rollout.rs): every second, off the async workers.
+async fn drive_rollouts(services: Arc<Services>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let s = services.clone();
+        match tokio::task::spawn_blocking(move || s.rollout_tick()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log::error!("rollouts: {e}"),
+            Err(e) => log::error!("rollouts panicked: {e}"),
         }
     }
 }

@@ -113,6 +113,11 @@ pub struct Config {
     pub secrets_file: Option<PathBuf>,
     /// Seconds a node has from its boot answer to "boot complete" before it counts as stuck.
     pub boot_complete_within_secs: u64,
+    /// A command `image rollout` runs with the nodes to reboot (rebooting is not the
+    /// controller's job): `<hook> <event> <channel> <version> <serial>...`, event `canaries`
+    /// (the rollout started), `promoted` (the channel moved: the other nodes) or `aborted`
+    /// (the canaries go back). Unset: the operator reboots them.
+    pub rollout_hook: Option<PathBuf>,
     pub nfs: NfsConfig,
     pub tftp: TftpConfig,
 }
@@ -150,6 +155,9 @@ pub struct NfsConfig {
     /// `image import` refuses an archive whose files declare more than this many MiB (sparse
     /// files count at their full size); `--max-size` overrides it per import.
     pub import_max_size_mb: u64,
+    /// When a node's image version changes, start its `image` overlay afresh (its persist
+    /// image set aside, as `overlay reset` does) instead of keeping it over the new version.
+    pub reset_layer_on_version_change: bool,
 }
 
 impl NfsConfig {
@@ -186,6 +194,7 @@ impl Default for Config {
             max_connections_per_address: 128,
             allowed_hosts: Vec::new(),
             secrets_file: None,
+            rollout_hook: None,
             boot_complete_within_secs: 900,
             nfs: NfsConfig::default(),
             tftp: TftpConfig::default(),
@@ -203,6 +212,7 @@ impl Default for NfsConfig {
             persist_size_mb: 256,
             nfs_options: None,
             import_max_size_mb: crate::nfs_tree::import::DEFAULT_MAX_BYTES >> 20,
+            reset_layer_on_version_change: false,
         }
     }
 }
@@ -286,6 +296,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("", "allowed_hosts", Kind::StrList),
     ("", "secrets_file", Kind::Str),
     ("", "boot_complete_within_secs", Kind::Int),
+    ("", "rollout_hook", Kind::Str),
     ("nfs", "enabled", Kind::Bool),
     ("nfs", "root_path", Kind::Str),
     ("nfs", "export_path", Kind::Str),
@@ -293,6 +304,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("nfs", "persist_size_mb", Kind::Int),
     ("nfs", "nfs_options", Kind::Str),
     ("nfs", "import_max_size_mb", Kind::Int),
+    ("nfs", "reset_layer_on_version_change", Kind::Bool),
     ("tftp", "root", Kind::Str),
     ("tftp", "image_tool", Kind::Str),
     ("tftp", "pi_init", Kind::Str),
@@ -843,6 +855,7 @@ mod tests {
             allowed_hosts: vec!["boot.lab".into()],
             admin_listen: Some("127.0.0.1:1".into()),
             secrets_file: Some("/etc/pureboot/secrets.toml".into()),
+            rollout_hook: Some("/usr/local/bin/reboot-nodes".into()),
             nfs: NfsConfig {
                 export_path: Some("/x".into()),
                 nfs_options: Some("o".into()),

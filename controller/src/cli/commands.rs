@@ -5,11 +5,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::{node_ref, print_json, table, ImageCmd, NfsCmd, NodeCmd, OverlayCmd};
+use super::{node_ref, print_json, table, NfsCmd, NodeCmd, OverlayCmd};
 use crate::domain::state::NodeState;
 use crate::nfs_tree::exports::{self, ExportPlan, Network};
-use crate::nfs_tree::import::progress::TerminalProgress;
-use crate::nfs_tree::import::ImportOptions;
 use crate::nfs_tree::persist_repair::PersistState;
 use crate::service::nodes::{NodeSpec, NodeUpdate, RECENT_EVENTS};
 use crate::service::Services;
@@ -39,12 +37,30 @@ impl Output {
                     group,
                     ..Default::default()
                 })?;
+                // Who runs what and who needs a reboot (service/versions.rs).
+                let versions: std::collections::HashMap<String, _> = s
+                    .node_versions()?
+                    .into_iter()
+                    .map(|v| (v.serial.clone(), v))
+                    .collect();
                 if self.json {
-                    return print_json(&nodes);
+                    let with: Vec<serde_json::Value> = nodes
+                        .iter()
+                        .map(|n| {
+                            let mut v = serde_json::to_value(n).unwrap_or_default();
+                            if let Some(ver) = versions.get(n.serial.as_str()) {
+                                v["assigned_version"] = serde_json::json!(ver.assigned.version);
+                                v["running_version"] = serde_json::json!(ver.running);
+                            }
+                            v
+                        })
+                        .collect();
+                    return print_json(&with);
                 }
                 let rows: Vec<Vec<String>> = nodes
                     .iter()
                     .map(|n| {
+                        let ver = versions.get(n.serial.as_str());
                         vec![
                             n.serial.to_string(),
                             n.state.to_string(),
@@ -56,6 +72,17 @@ impl Output {
                             table::opt(&n.last_ip),
                             table::opt(&n.last_boot_at),
                             table::opt(&n.group),
+                            ver.map_or("-".into(), |v| {
+                                v.assigned.version.clone().unwrap_or(v.assigned.dir.clone())
+                            }),
+                            ver.map_or("-".into(), |v| {
+                                let running = v.running.clone().unwrap_or("-".into());
+                                if v.needs_reboot() {
+                                    format!("{running} (reboot)")
+                                } else {
+                                    running
+                                }
+                            }),
                             [
                                 n.conflict.as_ref().map(|_| "CONFLICT"),
                                 n.degraded.as_ref().map(|_| "DEGRADED"),
@@ -79,6 +106,8 @@ impl Output {
                             "LAST IP",
                             "LAST BOOT",
                             "GROUP",
+                            "ASSIGNED",
+                            "RUNNING",
                             ""
                         ],
                         &rows
@@ -332,92 +361,6 @@ impl Output {
                         node.serial,
                         if tree { " and its tree" } else { "" }
                     ),
-                )
-            }
-        }
-    }
-
-    pub fn image(&self, s: &Services, cmd: ImageCmd) -> Result<()> {
-        match cmd {
-            ImageCmd::Import {
-                archive,
-                name,
-                keep_devices,
-                keep_setuid,
-                max_size,
-                format,
-            } => {
-                let options = ImportOptions {
-                    max_bytes: max_size.unwrap_or(0),
-                    keep_devices,
-                    keep_setid: keep_setuid,
-                    format,
-                };
-                let mut progress = TerminalProgress::for_output(self.json);
-                let summary =
-                    s.import_image(&archive, &name, &options, &mut |p| progress.update(p))?;
-                progress.finish();
-                if !self.json && summary.devices_skipped > 0 {
-                    eprintln!(
-                        "import: left out {} device node(s) (--keep-devices creates them)",
-                        summary.devices_skipped
-                    );
-                }
-                if !self.json && summary.setid_cleared > 0 {
-                    eprintln!(
-                        "import: cleared set-uid/set-gid on {} file(s) (--keep-setuid keeps them)",
-                        summary.setid_cleared
-                    );
-                }
-                let packed = summary.squashfs.as_ref().map_or(String::new(), |p| {
-                    let mb = p.bytes as f64 / 1e6;
-                    format!(
-                        "; squashfs ({}) {mb:.1} MB, sha256 {}",
-                        p.compressor, p.sha256
-                    )
-                });
-                self.done(
-                    &summary,
-                    &format!(
-                        "imported {} as {}: {} entries, {:.1} MB in {:.1} s ({:.1} MB/s){packed}",
-                        archive.display(),
-                        summary.path.display(),
-                        summary.entries,
-                        summary.bytes as f64 / 1e6,
-                        summary.seconds,
-                        summary.mb_per_second()
-                    ),
-                )
-            }
-            ImageCmd::List => {
-                let images = s.base_images()?;
-                let default = &s.config.nfs.default_base_image;
-                if self.json {
-                    return print_json(&serde_json::json!({"images": images, "default": default}));
-                }
-                let rows: Vec<Vec<String>> = images
-                    .iter()
-                    .map(|i| {
-                        vec![
-                            i.clone(),
-                            if i == default {
-                                "default".into()
-                            } else {
-                                String::new()
-                            },
-                        ]
-                    })
-                    .collect();
-                print!("{}", table::render(&["IMAGE", ""], &rows));
-                Ok(())
-            }
-            ImageCmd::Rm { name } => {
-                if !s.remove_image(&name)? {
-                    bail!("no base image {name}");
-                }
-                self.done(
-                    &serde_json::json!({"removed": name}),
-                    &format!("removed base image {name}"),
                 )
             }
         }

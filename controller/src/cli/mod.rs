@@ -4,6 +4,7 @@
 
 mod commands;
 mod groups;
+mod images;
 mod table;
 mod validate;
 
@@ -190,14 +191,20 @@ pub enum NodeCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCmd {
-    /// Import a root as base/<name>: a tar (tar, tar.gz, tar.xz, tar.zst) or a disk image
-    /// (img, img.gz, img.xz, img.zst, e.g. Raspberry Pi OS's), whose ext4 root becomes the
-    /// image and whose FAT boot partition its boot/firmware/.
+    /// Import a root as a new version of a channel: a tar (tar, tar.gz, tar.xz, tar.zst) or
+    /// a disk image (img, img.gz, img.xz, img.zst, e.g. Raspberry Pi OS's), whose ext4 root
+    /// becomes the image and whose FAT boot partition its boot/firmware/. A new channel
+    /// points at its first version at once; a new version of an existing channel is only
+    /// added (roll it out with `image rollout`, or give --promote).
     Import {
         /// The archive or disk image (its kind and compression are told by its content).
         archive: PathBuf,
-        /// The image's name: base/<name> on the export.
+        /// The channel (e.g. bookworm); the version id is <channel>@<n>.
         name: String,
+        /// Point the channel at the new version now (every node following it boots it at
+        /// its next boot; no canary).
+        #[arg(long)]
+        promote: bool,
         /// Create the archive's character and block device nodes (left out by default: a
         /// systemd root gets /dev from devtmpfs).
         #[arg(long)]
@@ -215,13 +222,83 @@ pub enum ImageCmd {
         #[arg(long, value_enum, default_value_t)]
         format: BaseFormat,
     },
-    /// The complete base images.
+    /// The channels and their versions (digest, size, import time, bad), who is assigned
+    /// and who runs each.
     List,
-    /// Remove base/<name>.
+    /// One channel: its versions, who is assigned and who runs each, its last rollout.
+    Show { channel: String },
+    /// Remove a version (<channel>@<n>) or a channel with all its versions. Refused while a
+    /// node is assigned or runs one (naming them).
     Rm {
-        /// The image's name.
+        /// A version id or a channel name.
         name: String,
     },
+    /// Remove the versions older than each channel's newest N that no node is assigned or
+    /// runs (the channel's current and previous versions stay).
+    Prune {
+        #[arg(long)]
+        keep: usize,
+    },
+    /// Roll a version out: canaries first, the channel moves once they are healthy; a
+    /// failed canary stops it and sends the canaries back. Rebooting the nodes is the
+    /// operator's job or [rollout] hook's.
+    Rollout(RolloutCmd),
+    /// Move a channel back to its previous version (its nodes boot it at their next boot).
+    Rollback { channel: String },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct RolloutCmd {
+    #[command(subcommand)]
+    pub sub: Option<RolloutSub>,
+    /// The channel to move.
+    #[arg(required = true)]
+    pub channel: Option<String>,
+    /// The version to move it to (<channel>@<n>).
+    #[arg(required = true)]
+    pub version: Option<String>,
+    /// The canaries: a number of the channel's nodes (the first by serial) or a
+    /// comma-separated list of serials. Default 1.
+    #[arg(long, default_value = "1")]
+    pub canary: String,
+    /// How long the canaries have to become healthy: seconds, or with s, m, h.
+    #[arg(long, default_value = "10m", value_parser = parse_duration_secs)]
+    pub wait: u64,
+    /// Healthy canaries needed (default: all of them).
+    #[arg(long)]
+    pub min_healthy: Option<u32>,
+    /// What healthy means: complete (the agent's boot complete, no failed post-boot step)
+    /// or installed (pi-init's report; for roots without the agent).
+    #[arg(long, default_value = "complete")]
+    pub health: String,
+    /// Roll out a version a rollout marked bad.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutSub {
+    /// The channel's last rollout (canaries, healthy, failed, waiting) and its events.
+    Status { channel: String },
+}
+
+/// `90`, `90s`, `10m`, `2h`.
+fn parse_duration_secs(s: &str) -> Result<u64, String> {
+    let (n, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: a number of s, m or h"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{s:?}: a number of s, m or h")),
+    };
+    Ok(n.saturating_mul(mult))
 }
 
 #[derive(Debug, Subcommand)]

@@ -308,6 +308,10 @@ async fn metrics(State(st): State<AppState>) -> Response {
              # TYPE pureboot_nodes_stuck gauge\npureboot_nodes_stuck {stuck}\n"
         ));
     }
+    // Nodes per version, rollouts by outcome (service/versions.rs).
+    if let Ok(v) = admin_blocking(&st, |s| s.version_metrics()).await {
+        text.push_str(&v);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

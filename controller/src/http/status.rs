@@ -123,6 +123,7 @@ mod tests {
             conflicts: 0,
             stuck: 0,
             stuck_after_secs: 900,
+            rollouts: Vec::new(),
         };
         let ctx = minijinja::context! { refresh => 10, ..minijinja::Value::from_serialize(&view) };
         let html = templates()

@@ -83,6 +83,49 @@ impl NfsTree {
         import::import_file(&base, archive, name, options, progress)
     }
 
+    /// The same, also returning the archive's content digest (`sha256:<hex>`) computed as
+    /// the import reads it (one pass: a FIFO or a pipe works as a file does), over every
+    /// byte of the file, the tail the import does not need included.
+    pub fn import_base_image_digest(
+        &self,
+        archive: &Path,
+        name: &str,
+        options: &ImportOptions,
+        progress: &mut dyn FnMut(ImportProgress),
+    ) -> Result<(ImportSummary, String)> {
+        use sha2::{Digest, Sha256};
+        use std::sync::{Arc, Mutex};
+        parse_image_name(name)?;
+        let base = self.top_dir(BASE_DIR, true)?.expect("created");
+        let file = std::fs::File::open(archive).map_err(io_err("open archive", archive))?;
+        let size = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        // A second descriptor of the same open file shares its offset: what the import left
+        // unread is read from it afterwards.
+        let mut rest = file.try_clone().map_err(io_err("open archive", archive))?;
+        let hasher = Arc::new(Mutex::new(Sha256::new()));
+        struct Hashing(std::fs::File, Arc<Mutex<Sha256>>);
+        impl Read for Hashing {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.read(buf)?;
+                self.1
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .update(&buf[..n]);
+                Ok(n)
+            }
+        }
+        let label = archive.display().to_string();
+        let reader = Hashing(file, hasher.clone());
+        let summary = import::import_reader(&base, reader, &label, size, name, options, progress)?;
+        let mut h = hasher.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        std::io::copy(&mut rest, &mut h).map_err(io_err("read archive", archive))?;
+        Ok((summary, format!("sha256:{:x}", h.finalize())))
+    }
+
     /// The same from a stream (stdin, an upload); `label` names it in messages and
     /// `size` (when known) gives progress a percentage.
     pub fn import_base_image_from_reader(

@@ -7,6 +7,8 @@ use pureboot_contract::{InstallFailedReport, InstalledReport, PiBootResponse, Re
 use serde_json::{json, Value};
 
 use super::node_event::event;
+use super::rollout::canary_failed;
+use super::versions::pin_decision;
 use super::volumes::{Repairs, TreeFiles};
 use super::{workflow_state, ServiceError, Services};
 use crate::domain::boot::{decide, layer_of, refused, unregistered, NodeTreePlan};
@@ -130,6 +132,29 @@ impl Registered {
     }
 }
 
+/// The prepared plan differs from the committed one by the image version alone (a rollout or
+/// rollback moved the channel in between): the node tree does not depend on the version (the
+/// base image is mounted beside it, read-only), so the answer stands with the version chosen
+/// in the commit, and a boot storm during many channel moves is not sent to prepare again
+/// each time. Not when the writable layer follows the version
+/// (`[nfs] reset_layer_on_version_change`): that layer was prepared for the other one.
+fn only_version_moved(
+    config: &crate::config::Config,
+    decision: &crate::domain::boot::Decision,
+    plan: Option<&NodeTreePlan>,
+) -> bool {
+    match (decision.tree.as_ref(), plan) {
+        (Some(now), Some(prepared)) if !config.nfs.reset_layer_on_version_change => {
+            let same_but_version = NodeTreePlan {
+                base_image: prepared.base_image.clone(),
+                ..now.clone()
+            };
+            same_but_version == *prepared
+        }
+        _ => false,
+    }
+}
+
 /// The key of a client's rate limits: its address.
 fn address_key(ip: Option<&str>) -> &str {
     ip.unwrap_or("-")
@@ -158,6 +183,8 @@ pub struct RenderedBoot {
     groups: Vec<Group>,
     workflow: Rendered,
     plan: Option<NodeTreePlan>,
+    /// The image version the plan's base image is (none: a directory not registered).
+    version: Option<String>,
 }
 
 impl Services {
@@ -187,6 +214,7 @@ impl Services {
                 accept(&mut node, req);
                 let rendered = self.render_and_plan(&node);
                 if let Some(plan) = &rendered.plan {
+                    self.layer_follows_version(&node, plan, rendered.version.as_deref());
                     match self.prepare_node_tree(&node, plan) {
                         Ok(prepared) => files = prepared,
                         Err(source) => {
@@ -292,7 +320,11 @@ impl Services {
             &boot_id,
             node.confirmed_mac_is(mac),
         );
-        if decision.tree.as_ref() != plan {
+        // The version is chosen here, once, in the boot's own transaction: a channel that
+        // moved since the tree was prepared makes the plans differ, and the boot is
+        // prepared again for the new one (never an answer mixing two versions).
+        let version = pin_decision(tx, &node.id, &mut decision)?;
+        if decision.tree.as_ref() != plan && !only_version_moved(&self.config, &decision, plan) {
             return Ok(None);
         }
         if decision.tree.is_some() {
@@ -307,6 +339,7 @@ impl Services {
                 .map(|p| layer_of(p, r.persist_image.as_deref(), &boot_id))
                 .unwrap_or_default();
             tx.bind_boot(&node.id, address_key(ip), &boot_id, &layer)?;
+            tx.set_boot_version(&boot_id, version.as_deref())?;
             node.boot_ip = req.ip.clone();
         }
         tx.append_event(&event(
@@ -316,7 +349,7 @@ impl Services {
             json!({
                 "mac": mac, "full_serial": full_serial, "mode": req.query.mode,
                 "action": r.action, "state": r.state, "message": r.message,
-                "base_image": r.base_image, "overlay_mode": r.overlay_mode,
+                "base_image": r.base_image, "version": version, "overlay_mode": r.overlay_mode,
             }),
         ))?;
         tx.save_booted_node(&node, ip)?;
@@ -528,9 +561,9 @@ impl Services {
         self.prepare_images(node, plan)
     }
 
-    /// The node's template context, its group chain and workflow rendered with it, and the
-    /// tree a boot of the node as it is would need (none for a node the boot would not
-    /// give one).
+    /// The node's template context, its group chain and workflow rendered with it, the
+    /// tree a boot of the node as it is would need (none for a node the boot would not give
+    /// one) and the image version that tree is for.
     fn render_and_plan(&self, node: &Node) -> RenderedBoot {
         let vars = self.template_vars(node);
         let (groups, workflow) = match self.render_for(&self.workflows(), node, &vars) {
@@ -541,20 +574,29 @@ impl Services {
             groups: groups.clone(),
             ..node.clone()
         };
-        let plan = decide(
+        let mut decision = decide(
             &decided,
             workflow_state(&workflow),
             &self.boot_settings(),
             "-",
             false,
-        )
-        .tree;
+        );
+        // The version as the registry has it now; the commit resolves it again in its own
+        // transaction (see `boot_transaction`).
+        let version = self
+            .store
+            .read(|tx| pin_decision(tx, &node.id, &mut decision))
+            .unwrap_or_else(|e| {
+                log::warn!("node {}: resolving its base image: {e}", node.serial);
+                None
+            });
         RenderedBoot {
             vars,
             chain: node.groups.clone(),
             groups,
             workflow,
-            plan,
+            plan: decision.tree,
+            version,
         }
     }
 
@@ -613,6 +655,7 @@ impl Services {
             tx.append_event(&event(&node, EventKind::Installed, ip, body.clone()))?;
             let steps = serde_json::to_value(&report.steps).unwrap_or_default();
             tx.boot_installed(&boot_id, report.elapsed_ms, &steps)?;
+            tx.set_running_version(&node.id, &boot_id)?;
             // A boot that fell back from its planned layer (to tmpfs) runs on a layer of its
             // own: a first_boot step done there is not done on the planned one.
             if report
@@ -775,6 +818,14 @@ impl Services {
                 peer_ip,
                 body.clone(),
             ))?;
+            // A rollout's canary that fails this boot stops the rollout (service/rollout.rs).
+            let at = step
+                .as_deref()
+                .map(|s| format!(" at {s}"))
+                .unwrap_or_default();
+            let what = format!("pi-init reported failure{at}: {error}");
+            tx.set_boot_failed(&boot_id, &what)?;
+            let stopped = canary_failed(tx, &node.id, node.serial.as_str(), &boot_id, &what)?;
             log::warn!(
                 "node {} reports failure at {}: {}",
                 node.serial,
@@ -782,9 +833,15 @@ impl Services {
                 crate::text::escape_controls(error)
             );
             record_transitions(tx, &mut node, &[NodeState::InstallFailed], reason)?;
-            Ok(Ok(tx.save_node(&node)?))
+            Ok(Ok((tx.save_node(&node)?, stopped)))
         });
-        outcome.answer().await?
+        let (node, stopped) = outcome.answer().await??;
+        if let Some((rollout, why)) = stopped {
+            // The log line, the canaries' folders and the hook: after the commit.
+            let s = self.clone();
+            tokio::task::spawn_blocking(move || s.after_abort(&rollout, &why));
+        }
+        Ok(node)
     }
 
     /// `POST /nodes/register-pi`: creates a node (when auto-registration is on), or fills

@@ -16,7 +16,7 @@ use crate::domain::volumes::VolumeSpec;
 use crate::store::events::{EventKind, NewEvent};
 use crate::store::nodes::NewNode;
 use crate::store::Tx;
-use pureboot_contract::ids::{ImageName, Mac, Serial};
+use pureboot_contract::ids::{Mac, Serial};
 use pureboot_contract::OverlayMode;
 
 /// `group add` / `group set` / `POST|PATCH /api/v1/groups[/{name}]`: absent = unchanged,
@@ -208,7 +208,8 @@ impl Services {
             self.workflow_exists(wf)?;
         }
         if let Some(Some(b)) = &upd.base_image {
-            ImageName::parse(b)?;
+            // A channel to follow or a version (`<channel>@<n>`) to pin (domain/versions.rs).
+            crate::domain::versions::ImageRef::parse(b).map_err(ServiceError::Invalid)?;
         }
         if let Some(Some(h)) = &upd.hostname {
             self.templates

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{ServiceError, Services};
-use crate::domain::boot::{base_image, tree_plan};
+use crate::domain::boot::tree_plan;
 use crate::domain::ids::NodeRef;
 use crate::nfs_tree::import::progress::{ImportProgress, ImportSummary};
 use crate::nfs_tree::import::ImportOptions;
@@ -19,7 +19,6 @@ pub struct OverlayInfo {
     pub persist: PersistState,
     pub set_aside: Vec<PathBuf>,
 }
-use crate::store::nodes::NodeFilter;
 
 impl Services {
     pub fn base_images(&self) -> Result<Vec<String>, ServiceError> {
@@ -31,7 +30,8 @@ impl Services {
         }
     }
 
-    /// `options.max_bytes` of 0 means the configured `[nfs] import_max_size_mb`.
+    /// Imports `archive` as a new version of channel `name` (see
+    /// [`Services::import_version`]; without `--promote`).
     pub fn import_image(
         &self,
         archive: &Path,
@@ -39,50 +39,9 @@ impl Services {
         options: &ImportOptions,
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<ImportSummary, ServiceError> {
-        self.tree.ensure_directories()?;
-        let mut options = *options;
-        if options.max_bytes == 0 {
-            options.max_bytes = self.config.nfs.import_max_size_mb.saturating_mul(1 << 20);
-        }
-        let summary = self
-            .tree
-            .import_base_image_with(archive, name, &options, progress)?;
-        // A node's image may be this one (named before it was imported): folders follow.
-        self.tftp_sync_logged();
-        Ok(summary)
-    }
-
-    /// Refuses while a node would boot the image (named for it, by its group or workflow,
-    /// or as the default), and while it is the default: its next boot would fail.
-    pub fn remove_image(&self, name: &str) -> Result<bool, ServiceError> {
-        let default = &self.config.nfs.default_base_image;
-        let mut users: Vec<String> = Vec::new();
-        for node in self.list_nodes(&NodeFilter::default())? {
-            // The image its next boot gets: a workflow that does not render boots nothing.
-            let (node, wf) = self.rendered(&node);
-            if base_image(&node, wf.ok().flatten().as_ref(), default) == name {
-                users.push(node.serial.to_string());
-            }
-        }
-        let shown = match users.len() {
-            0..=20 => users.join(", "),
-            n => format!("{} and {} more", users[..20].join(", "), n - 20),
-        };
-        if name == default {
-            return Err(ServiceError::Conflict(format!(
-                "base image {name} is [nfs] default_base_image, which every node without an image of its own boots{}; name another default first",
-                if users.is_empty() { String::new() } else { format!(" (now: {shown})") }
-            )));
-        }
-        if !users.is_empty() {
-            return Err(ServiceError::Conflict(format!(
-                "base image {name} is used by node(s) {shown}; change their base image first"
-            )));
-        }
-        let removed = self.tree.remove_base_image(name)?;
-        // The boards the images boot may be fewer now.
-        self.tftp_discovery();
-        Ok(removed)
+        Ok(self
+            .import_version(archive, name, options, false, progress)?
+            .summary)
     }
 
     /// Creates (or refreshes) a registered node's tree as its next boot would.

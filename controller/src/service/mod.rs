@@ -11,9 +11,11 @@ mod images;
 pub mod limits;
 mod node_event;
 pub mod nodes;
+pub mod rollout;
 pub mod status;
 pub mod tftp;
 pub mod timeline;
+pub mod versions;
 mod volumes;
 
 use std::collections::BTreeMap;
@@ -31,7 +33,7 @@ use crate::store::{Store, StoreError, Tx};
 use crate::templates::{Templates, Vars};
 use crate::workflows::{Lookup, Workflows};
 use limits::RateLimiter;
-use pureboot_contract::ids::{Hostname, ImageName, InvalidId, Serial};
+use pureboot_contract::ids::{Hostname, InvalidId, Serial};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -114,7 +116,7 @@ impl Services {
             )
         })?;
         let tree = NfsTree::new(&config.nfs.root_path);
-        Ok(Services {
+        let services = Services {
             store,
             workflows: RwLock::new(Arc::new(workflows)),
             templates,
@@ -128,7 +130,12 @@ impl Services {
             unknown_once: RateLimiter::new(1),
             conflict_limiter: RateLimiter::new(limits::CONFLICTS_PER_MINUTE),
             config,
-        })
+        };
+        // An earlier release's base/<name> directories become channels (service/versions.rs).
+        if let Err(e) = services.register_existing_images() {
+            log::warn!("base images not registered as channels: {e}");
+        }
+        Ok(services)
     }
 
     /// Queues `f` for the registry's group commit (see [`crate::store::Store::enqueue`]):
@@ -427,7 +434,7 @@ fn checked_names(wf: &Workflow) -> Result<(), String> {
         Hostname::parse(h).map_err(|e| bad("hostname", h, &e))?;
     }
     if let Some(b) = wf.base_image.as_deref() {
-        ImageName::parse(b).map_err(|e| bad("base_image", b, &e))?;
+        crate::domain::versions::ImageRef::parse(b).map_err(|e| bad("base_image", b, &e))?;
     }
     Ok(())
 }

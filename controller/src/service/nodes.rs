@@ -14,7 +14,7 @@ use crate::nfs_tree::node::NodeInfo;
 use crate::store::events::{Event, EventKind, NewEvent};
 use crate::store::nodes::{NewNode, NodeFilter};
 use crate::store::Tx;
-use pureboot_contract::ids::{Hostname, ImageName, Mac, Serial};
+use pureboot_contract::ids::{Hostname, Mac, Serial};
 use pureboot_contract::OverlayMode;
 
 /// `node add` / `POST /api/v1/nodes`.
@@ -103,9 +103,13 @@ fn checked_hostname(h: Option<&str>) -> Result<Option<Hostname>, ServiceError> {
 }
 
 fn checked_image(name: Option<&str>) -> Result<Option<String>, ServiceError> {
-    Ok(name
-        .map(|n| ImageName::parse(n).map(|n| n.to_string()))
-        .transpose()?)
+    // A channel to follow or a version (`<channel>@<n>`) to pin.
+    name.map(|n| {
+        crate::domain::versions::ImageRef::parse(n)
+            .map(|_| n.to_string())
+            .map_err(ServiceError::Invalid)
+    })
+    .transpose()
 }
 
 fn admin_event<'a>(node: &'a Node, detail: serde_json::Value) -> NewEvent<'a> {

@@ -29,6 +29,8 @@ pub struct StatusView {
     /// Nodes whose last boot got an answer but no "boot complete" in time.
     pub stuck: usize,
     pub stuck_after_secs: u64,
+    /// Each channel's last rollout with its canaries (service/rollout.rs).
+    pub rollouts: Vec<super::rollout::RolloutStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -41,6 +43,9 @@ pub struct NodeRow {
     pub timeline: Option<Timeline>,
     /// The last stage its last boot reached, when that boot is stuck.
     pub stuck: Option<&'static str>,
+    /// The image version its next boot gets and the one it last reported booting.
+    pub assigned_version: Option<String>,
+    pub running_version: Option<String>,
 }
 
 impl Services {
@@ -77,6 +82,11 @@ impl Services {
         let conflicts = all.iter().filter(|n| n.conflict.is_some()).count();
         let total = all.len();
         let stuck = boots.values().filter(|(_, stuck)| *stuck).count();
+        let versions: BTreeMap<String, super::versions::NodeVersion> = self
+            .node_versions()?
+            .into_iter()
+            .map(|v| (v.serial.clone(), v))
+            .collect();
         let nodes = all
             .into_iter()
             .filter(|n| state.is_none_or(|s| n.state == s))
@@ -87,6 +97,12 @@ impl Services {
                     .get(&node.id)
                     .filter(|(_, stuck)| *stuck)
                     .map(|(b, _)| b.stage()),
+                assigned_version: versions
+                    .get(node.serial.as_str())
+                    .map(|v| v.assigned.version.clone().unwrap_or(v.assigned.dir.clone())),
+                running_version: versions
+                    .get(node.serial.as_str())
+                    .and_then(|v| v.running.clone()),
                 node,
             })
             .collect();
@@ -99,6 +115,7 @@ impl Services {
             conflicts,
             stuck,
             stuck_after_secs: within,
+            rollouts: self.last_rollouts()?,
         })
     }
 }

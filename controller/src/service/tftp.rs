@@ -68,7 +68,15 @@ impl Services {
             (node, Ok(wf)) => (node, wf),
             (_, Err(why)) => return Want::Cannot(format!("its workflow cannot be used: {why}")),
         };
-        let image = base_image(&node, wf.as_ref(), &self.config.nfs.default_base_image);
+        let reference = base_image(&node, wf.as_ref(), &self.config.nfs.default_base_image);
+        // The folder follows the version the node's next boot gets (a rollout's pin too).
+        let image = match self
+            .store
+            .read(|tx| super::versions::resolve_image(tx, Some(&node.id), &reference))
+        {
+            Ok(r) => r.dir,
+            Err(e) => return Want::Cannot(format!("its base image {reference}: {e}")),
+        };
         match node.model.as_deref().map(|m| (m, Board::of_model(m))) {
             Some((_, Some(board))) => Want::Folder(board, image),
             Some((model, None)) => Want::Cannot(format!(

@@ -161,6 +161,65 @@ const MIGRATIONS: &[&str] = &[
         model      TEXT,
         created_at TEXT NOT NULL
     );",
+    // 11: image versions and channels. A version is an immutable directory under base/
+    // (`dir`); a channel points at one and remembers the one before (rollback). A rollout's
+    // canaries are pinned to its version (`version_pins`) until it ends; its events, and
+    // every channel's, are one stream (`image_events`). Each boot records the version it was
+    // answered and whether pi-init reported it failed; a node, the version it last reported
+    // booting and the one its writable layer was last prepared for. Existing base/<name> directories are registered as channels at start (the
+    // export is not visible here; see service/versions.rs).
+    "CREATE TABLE image_versions (
+        id          TEXT PRIMARY KEY,
+        channel     TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        dir         TEXT NOT NULL UNIQUE,
+        digest      TEXT,
+        size        INTEGER,
+        imported_at TEXT NOT NULL,
+        complete    INTEGER NOT NULL,
+        bad         TEXT,
+        UNIQUE (channel, seq)
+    );
+    CREATE TABLE image_channels (
+        name     TEXT PRIMARY KEY,
+        version  TEXT NOT NULL,
+        previous TEXT,
+        moved_at TEXT NOT NULL
+    );
+    CREATE TABLE rollouts (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel      TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        from_version TEXT NOT NULL,
+        canaries     TEXT NOT NULL,
+        wait_secs    INTEGER NOT NULL,
+        min_healthy  INTEGER NOT NULL,
+        health       TEXT NOT NULL,
+        started_at   TEXT NOT NULL,
+        outcome      TEXT,
+        reason       TEXT,
+        ended_at     TEXT
+    );
+    CREATE INDEX rollouts_by_channel ON rollouts(channel, id);
+    CREATE TABLE version_pins (
+        node_id TEXT PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+        channel TEXT NOT NULL,
+        version TEXT NOT NULL,
+        rollout INTEGER NOT NULL
+    );
+    CREATE TABLE image_events (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        rollout INTEGER,
+        kind    TEXT NOT NULL,
+        at      TEXT NOT NULL,
+        detail  TEXT NOT NULL
+    );
+    CREATE INDEX image_events_by_channel ON image_events(channel, id);
+    ALTER TABLE node_boots ADD COLUMN version TEXT;
+    ALTER TABLE node_boots ADD COLUMN failed TEXT;
+    ALTER TABLE nodes ADD COLUMN running_version TEXT;
+    ALTER TABLE nodes ADD COLUMN layer_version TEXT;",
 ];
 
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {

@@ -209,7 +209,7 @@ impl Tx<'_> {
                  ON CONFLICT (node_id, ip) DO UPDATE SET boot_id = excluded.boot_id,
                    at = excluded.at, layer = excluded.layer, installed_at = NULL,
                    installed_ms = NULL, pi_init_steps = NULL, complete_at = NULL,
-                   complete = NULL, healthy = NULL"
+                   complete = NULL, healthy = NULL, version = NULL, failed = NULL"
             ))
             .and_then(|mut st| st.execute(params![boot_id, node_id, ip, layer]))
             .map_err(sql("record boot"))?;
