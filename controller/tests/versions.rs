@@ -589,3 +589,52 @@ fn the_writable_layer_is_kept_across_versions_unless_the_operator_asks_for_a_res
         assert_eq!(aside.len(), usize::from(reset), "reset {reset}: {aside:?}");
     }
 }
+
+#[test]
+fn a_group_can_be_the_canary() {
+    let app = spawn_app();
+    let src = app.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    app.cli(&[
+        "image",
+        "import",
+        tiny_root(&src, "v1", "v1").to_str().unwrap(),
+        "tiny",
+    ]);
+    app.cli(&["group", "add", "rack"]);
+    app.cli(&["group", "add", "shelf", "--parent", "rack"]);
+    for (i, serial) in NODES.iter().enumerate() {
+        app.add_node(json!({"serial": serial, "workflow_id": "pi-diskless-nfs",
+                            "base_image": "tiny", "mac": mac(i)}));
+    }
+    // The second node in the group, the third in its subgroup: both canaries; the first not.
+    app.cli(&["node", "set", NODES[1], "--group", "rack"]);
+    app.cli(&["node", "set", NODES[2], "--group", "shelf"]);
+    app.cli(&[
+        "image",
+        "import",
+        tiny_root(&src, "v2", "v2").to_str().unwrap(),
+        "tiny",
+    ]);
+    // A group none of whose nodes follows the channel: refused, naming it.
+    app.cli(&["group", "add", "empty"]);
+    let refused = common::cli(
+        &app.dir.path().join("controller.toml"),
+        &["image", "rollout", "tiny", "tiny@2", "--canary", "empty"],
+    );
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("no node of group empty follows channel tiny"),
+        "{err}"
+    );
+    let out = app.cli(&["image", "rollout", "tiny", "tiny@2", "--canary", "rack"]);
+    assert!(
+        out.contains("a0000002") && out.contains("a0000003"),
+        "{out}"
+    );
+    assert!(!out.contains("a0000001"), "{out}");
+    assert_eq!(boot(&app, 0)["base_image"], "tiny");
+    assert_eq!(boot(&app, 1)["base_image"], "tiny.v2");
+    assert_eq!(boot(&app, 2)["base_image"], "tiny.v2");
+}

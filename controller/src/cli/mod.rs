@@ -258,8 +258,9 @@ pub struct RolloutCmd {
     /// The version to move it to (<channel>@<n>).
     #[arg(required = true)]
     pub version: Option<String>,
-    /// The canaries: a number of the channel's nodes (the first by serial) or a
-    /// comma-separated list of serials. Default 1.
+    /// The canaries: a number of the channel's nodes (the first by serial), a group (its
+    /// nodes and its subgroups' that follow the channel) or a comma-separated list of
+    /// serials. Default 1.
     #[arg(long, default_value = "1")]
     pub canary: String,
     /// How long the canaries have to become healthy: seconds, or with s, m, h.

@@ -215,9 +215,20 @@ impl Services {
     /// Serials of the nodes that follow `channel` (their reference is the channel's name),
     /// sorted.
     fn channel_followers(&self, channel: &str) -> Result<Vec<(String, String)>, ServiceError> {
+        self.followers_in(channel, None)
+    }
+
+    /// [`Self::channel_followers`] in `group` (its members and its subgroups' members), or
+    /// all of them.
+    fn followers_in(
+        &self,
+        channel: &str,
+        group: Option<&str>,
+    ) -> Result<Vec<(String, String)>, ServiceError> {
         let mut out: Vec<(String, String)> = self
             .list_nodes(&NodeFilter::default())?
             .iter()
+            .filter(|n| group.is_none_or(|g| n.groups.iter().any(|c| c.name == g)))
             .filter(|n| {
                 ImageRef::parse(&self.image_reference(n))
                     .is_ok_and(|r| r == ImageRef::Channel(channel.to_string()))
@@ -241,6 +252,17 @@ impl Services {
                 ))
             }
             Ok(n) => followers.iter().take(n).cloned().collect(),
+            // A group: its nodes (and its subgroups') that follow the channel.
+            Err(_) if self.store.read(|tx| tx.find_group(&req.canary))?.is_some() => {
+                let members = self.followers_in(&req.channel, Some(&req.canary))?;
+                if members.is_empty() {
+                    return Err(ServiceError::Conflict(format!(
+                        "no node of group {} follows channel {}: no canary",
+                        req.canary, req.channel
+                    )));
+                }
+                members
+            }
             Err(_) => {
                 let mut out = Vec::new();
                 for s in req
