@@ -16,20 +16,30 @@ fn mac(i: usize) -> String {
     format!("dc:a6:32:00:00:0{}", i + 1)
 }
 
-/// A tiny root: `sbin/init` holding `text` (so versions differ in content and digest).
-pub fn tiny_root(dir: &Path, name: &str, text: &str) -> PathBuf {
+/// A tar of `entries` (a path ending in `/` is a directory), owned by root.
+fn tar_of(dir: &Path, name: &str, entries: &[(&str, &[u8])]) -> PathBuf {
     let path = dir.join(format!("{name}.tar"));
     let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(text.len() as u64);
-    h.set_mode(0o755);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_cksum();
-    b.append_data(&mut h, "sbin/init", text.as_bytes()).unwrap();
+    for (at, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        if at.ends_with('/') {
+            h.set_entry_type(tar::EntryType::Directory);
+        }
+        h.set_size(data.len() as u64);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, at, *data).unwrap();
+    }
     b.finish().unwrap();
     path
+}
+
+/// A tiny root: `sbin/init` holding `text` (so versions differ in content and digest).
+pub fn tiny_root(dir: &Path, name: &str, text: &str) -> PathBuf {
+    tar_of(dir, name, &[("sbin/init", text.as_bytes())])
 }
 
 fn boot(app: &TestApp, i: usize) -> Value {
@@ -637,4 +647,58 @@ fn a_group_can_be_the_canary() {
     assert_eq!(boot(&app, 0)["base_image"], "tiny");
     assert_eq!(boot(&app, 1)["base_image"], "tiny.v2");
     assert_eq!(boot(&app, 2)["base_image"], "tiny.v2");
+}
+
+/// A tiny root with the modules directory of kernel `release`.
+fn root_with_modules(dir: &Path, name: &str, release: &str) -> PathBuf {
+    let m = format!("lib/modules/{release}/");
+    let dep = format!("{m}modules.dep");
+    let entries: [(&str, &[u8]); 6] = [
+        ("sbin/", b""),
+        ("sbin/init", name.as_bytes()),
+        ("lib/", b""),
+        ("lib/modules/", b""),
+        (&m, b""),
+        (&dep, b""),
+    ];
+    tar_of(dir, name, &entries)
+}
+
+#[test]
+fn a_pi_that_booted_the_old_versions_kernel_gets_the_old_versions_root() {
+    let app = spawn_app();
+    let src = app.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let v1 = root_with_modules(&src, "v1", "6.1.0-a");
+    app.cli(&["image", "import", v1.to_str().unwrap(), "tiny"]);
+    app.add_node(json!({"serial": NODES[0], "workflow_id": "pi-diskless-nfs",
+                        "base_image": "tiny", "mac": mac(0)}));
+    let ask = |kernel: &str| {
+        let (status, r) = app.boot(&format!("serial={}&mac={}{kernel}", NODES[0], mac(0)));
+        assert_eq!(status, 200, "{r}");
+        r
+    };
+    let r = ask("&kernel=6.1.0-a");
+    assert_eq!(r["base_image"], "tiny");
+    installed(&app, 0, &r);
+    // The channel moves to v2, whose kernel is another; the node's TFTP folder follows
+    // only after the move, so a Pi may still have fetched v1's kernel.
+    let v2 = root_with_modules(&src, "v2", "6.1.0-b");
+    app.cli(&["image", "import", v2.to_str().unwrap(), "tiny", "--promote"]);
+    assert_eq!(
+        ask("&kernel=6.1.0-a")["base_image"],
+        "tiny",
+        "v1's kernel gets v1's root, which has its modules"
+    );
+    assert_eq!(ask("&kernel=6.1.0-b")["base_image"], "tiny.v2");
+    assert_eq!(
+        ask("")["base_image"],
+        "tiny.v2",
+        "no kernel named: the channel's"
+    );
+    assert_eq!(
+        ask("&kernel=6.1.0-zz")["base_image"],
+        "tiny.v2",
+        "a kernel no version has: the channel's"
+    );
 }

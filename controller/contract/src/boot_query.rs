@@ -1,7 +1,8 @@
 //! The boot request: `GET /api/v1/boot/pi?serial=<8 hex>&mac=<aa:bb:..>[&full_serial=…]
 //! [&mode=…]`, as pi-init builds it and the controller parses it. Upstream PureBoot's query
 //! (`serial`, `mac`, `mode`) plus `full_serial`, so the controller can tell apart two Pi 5s
-//! whose low 32 bits collide.
+//! whose low 32 bits collide, and `kernel`, the release the Pi booted (from its TFTP folder),
+//! so the answer can name a root with that kernel's modules.
 
 use std::fmt;
 
@@ -15,6 +16,7 @@ pub const SERIAL: &str = "serial";
 pub const MAC: &str = "mac";
 pub const FULL_SERIAL: &str = "full_serial";
 pub const MODE: &str = "mode";
+pub const KERNEL: &str = "kernel";
 
 /// Upstream's `mode=discovery` (and `pureboot.mode=discovery` on a discovery folder's
 /// command line): recorded by the controller, answered like any boot.
@@ -28,6 +30,18 @@ pub struct BootQuery {
     pub full_serial: Option<FullSerial>,
     /// Free text, kept as given.
     pub mode: Option<String>,
+    /// The running kernel's release (`uname -r`); none when absent or not a release name.
+    pub kernel: Option<String>,
+}
+
+/// A kernel release as `uname -r` gives it: 1 to 64 of `A-Z a-z 0-9 . _ + - ~`; it names a
+/// directory (`lib/modules/<release>`), so nothing else passes.
+pub fn kernel_release(v: &str) -> Option<&str> {
+    let ok = (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-' | b'~'))
+        && !v.starts_with('.');
+    ok.then_some(v)
 }
 
 /// A query that is no boot request.
@@ -63,6 +77,7 @@ impl BootQuery {
             mac,
             full_serial,
             mode: None,
+            kernel: None,
         }
     }
 
@@ -78,6 +93,9 @@ impl BootQuery {
         }
         if let Some(mode) = &self.mode {
             q.push_str(&format!("&{MODE}={}", percent_encode(mode)));
+        }
+        if let Some(k) = &self.kernel {
+            q.push_str(&format!("&{KERNEL}={}", percent_encode(k)));
         }
         q
     }
@@ -97,13 +115,14 @@ impl BootQuery {
     pub fn parse<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<BootQuery, BadQuery> {
-        let (mut serial, mut mac, mut full, mut mode) = (None, None, None, None);
+        let (mut serial, mut mac, mut full, mut mode, mut kernel) = (None, None, None, None, None);
         for (k, v) in pairs {
             let (slot, name) = match k {
                 SERIAL => (&mut serial, SERIAL),
                 MAC => (&mut mac, MAC),
                 FULL_SERIAL => (&mut full, FULL_SERIAL),
                 MODE => (&mut mode, MODE),
+                KERNEL => (&mut kernel, KERNEL),
                 _ => continue,
             };
             if slot.replace(v).is_some() {
@@ -121,6 +140,7 @@ impl BootQuery {
             mac,
             full_serial,
             mode: mode.map(String::from),
+            kernel: kernel.and_then(kernel_release).map(String::from),
         })
     }
 }
@@ -194,7 +214,17 @@ mod tests {
         assert_eq!(parse(&q.to_query_string()), Ok(q.clone()));
         q.mode = Some("disc overy&x=1".into());
         assert!(q.to_query_string().ends_with("&mode=disc%20overy%26x%3D1"));
-        assert_eq!(parse(&q.to_query_string()), Ok(q));
+        assert_eq!(parse(&q.to_query_string()), Ok(q.clone()));
+        q.kernel = Some("6.1.0-31-arm64+rpt~1".into());
+        assert!(q
+            .to_query_string()
+            .ends_with("&kernel=6.1.0-31-arm64%2Brpt~1"));
+        assert_eq!(parse(&q.to_query_string()), Ok(q.clone()));
+        // A kernel release that could name another directory is none, never a refusal.
+        for bad in ["../../etc", ".hidden", "a/b", "", &"x".repeat(65)] {
+            let got = parse(&format!("serial=d83add36&kernel={bad}")).unwrap();
+            assert_eq!(got.kernel, None, "{bad}");
+        }
         let bare = BootQuery::new(serial, None, None);
         assert_eq!(bare.to_query_string(), "serial=d83add36");
         assert_eq!(parse("serial=D83ADD36&mac=&full_serial="), Ok(bare));

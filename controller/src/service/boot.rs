@@ -212,7 +212,7 @@ impl Services {
             Some(node) if !self.refusal(&node, req).is_empty() => None,
             Some(mut node) => {
                 accept(&mut node, req);
-                let rendered = self.render_and_plan(&node);
+                let rendered = self.render_and_plan(&node, req.query.kernel.as_deref());
                 if let Some(plan) = &rendered.plan {
                     self.layer_follows_version(&node, plan, rendered.version.as_deref());
                     match self.prepare_node_tree(&node, plan) {
@@ -323,7 +323,12 @@ impl Services {
         // The version is chosen here, once, in the boot's own transaction: a channel that
         // moved since the tree was prepared makes the plans differ, and the boot is
         // prepared again for the new one (never an answer mixing two versions).
-        let version = pin_decision(tx, &node.id, &mut decision)?;
+        let kernel = req
+            .query
+            .kernel
+            .as_deref()
+            .map(|k| (k, self.tree.base_path()));
+        let version = pin_decision(tx, &node.id, &mut decision, kernel)?;
         if decision.tree.as_ref() != plan && !only_version_moved(&self.config, &decision, plan) {
             return Ok(None);
         }
@@ -564,7 +569,7 @@ impl Services {
     /// The node's template context, its group chain and workflow rendered with it, the
     /// tree a boot of the node as it is would need (none for a node the boot would not give
     /// one) and the image version that tree is for.
-    fn render_and_plan(&self, node: &Node) -> RenderedBoot {
+    fn render_and_plan(&self, node: &Node, kernel: Option<&str>) -> RenderedBoot {
         let vars = self.template_vars(node);
         let (groups, workflow) = match self.render_for(&self.workflows(), node, &vars) {
             Ok(r) => (r.groups, Ok(r.workflow)),
@@ -585,7 +590,10 @@ impl Services {
         // transaction (see `boot_transaction`).
         let version = self
             .store
-            .read(|tx| pin_decision(tx, &node.id, &mut decision))
+            .read(|tx| {
+                let kernel = kernel.map(|k| (k, self.tree.base_path()));
+                pin_decision(tx, &node.id, &mut decision, kernel)
+            })
             .unwrap_or_else(|e| {
                 log::warn!("node {}: resolving its base image: {e}", node.serial);
                 None
@@ -605,7 +613,7 @@ impl Services {
     /// wait on), and a tree that cannot be written shows in the log at once. Best effort:
     /// every boot prepares the tree again and answers for it.
     pub fn prepare_tree_ahead(&self, node: &Node) {
-        let Some(plan) = self.render_and_plan(node).plan else {
+        let Some(plan) = self.render_and_plan(node, None).plan else {
             return;
         };
         if let Err(e) = self.prepare_node_tree(node, &plan) {

@@ -558,20 +558,81 @@ impl Services {
 /// Gives a boot's decision the one version it answers: the plan's reference becomes the
 /// version's directory, in the plan (what the node tree is prepared for and what the
 /// commit compares) and in the answer. Returns the version (none: an unregistered name).
+///
+/// `kernel`: the release the Pi booted (its boot request's `kernel`) and the export's
+/// `base/`. The Pi fetched that kernel from its TFTP folder before it asked, and the folder
+/// follows a channel's move only after the move's transaction: a Pi that fetched the old
+/// version's kernel and asks after the move would get a root without its modules. So when
+/// the version resolved holds `lib/modules` but not that release's, and the version the
+/// node runs holds it (and is not marked bad), the answer is the running version: its next
+/// boot, from the rewritten folder, gets the new one.
 pub(crate) fn pin_decision(
     tx: &Tx<'_>,
     node_id: &str,
     decision: &mut crate::domain::boot::Decision,
+    kernel: Option<(&str, &Path)>,
 ) -> Result<Option<String>, StoreError> {
     let Some(plan) = decision.tree.as_mut() else {
         return Ok(None);
     };
-    let r = resolve_image(tx, Some(node_id), &plan.base_image)?;
+    let mut r = resolve_image(tx, Some(node_id), &plan.base_image)?;
+    if let Some((release, base)) = kernel {
+        if let Some(booted) = kernel_s_version(tx, node_id, &r, release, base)? {
+            log::info!(
+                "node {node_id}: booted kernel {release}, which {} lacks: answered {}, its \
+                 folder's version (the next boot gets the new one)",
+                r.version.as_deref().unwrap_or(&r.dir),
+                booted.dir
+            );
+            r = booted;
+        }
+    }
     plan.base_image = r.dir.clone();
     if decision.response.base_image.is_some() {
         decision.response.base_image = Some(r.dir);
     }
     Ok(r.version)
+}
+
+/// Whether `dir` under `base` holds the modules of kernel `release`: none when it holds no
+/// `lib/modules` at all (a root made without modules: no answer is wrong for it) or is not a
+/// tree (a squashfs image: not looked into here).
+fn has_modules(base: &Path, dir: &str, release: &str) -> Option<bool> {
+    let modules = base.join(dir).join("lib/modules");
+    modules.is_dir().then(|| modules.join(release).is_dir())
+}
+
+/// The node's running version when the resolved one lacks the booted kernel's modules and
+/// that one has them (see [`pin_decision`]).
+fn kernel_s_version(
+    tx: &Tx<'_>,
+    node_id: &str,
+    resolved: &Resolved,
+    release: &str,
+    base: &Path,
+) -> Result<Option<Resolved>, StoreError> {
+    if has_modules(base, &resolved.dir, release) != Some(false) {
+        return Ok(None);
+    }
+    let Some(running) = tx.running_version_of(node_id)? else {
+        return Ok(None);
+    };
+    if Some(&running) == resolved.version.as_ref() {
+        return Ok(None);
+    }
+    Ok(match tx.version(&running)? {
+        Some(v)
+            if v.complete
+                && v.bad.is_none()
+                && has_modules(base, &v.dir, release) == Some(true) =>
+        {
+            Some(Resolved {
+                version: Some(v.id),
+                dir: v.dir,
+            })
+        }
+        _ => None,
+    })
 }
 
 impl Services {

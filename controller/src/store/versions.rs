@@ -454,6 +454,18 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The version the node last reported booting.
+    pub fn running_version_of(&self, node_id: &str) -> Result<Option<String>, StoreError> {
+        self.tx
+            .prepare_cached("SELECT running_version FROM nodes WHERE id = ?1")
+            .and_then(|mut st| {
+                st.query_row([node_id], |r| r.get::<_, Option<String>>(0))
+                    .optional()
+            })
+            .map(Option::flatten)
+            .map_err(sql("read the running version"))
+    }
+
     /// Every node's running version: `(node id, serial, version)`.
     pub fn running_versions(&self) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
         let mut st = self

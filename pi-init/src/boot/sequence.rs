@@ -193,10 +193,12 @@ fn ask_controller(
         return controller::Outcome::Unreachable("no pureboot.url= on the command line".into());
     }
     let mac = Mac::parse(mac).ok();
+    let kernel = std::fs::read_to_string(host.paths.kernel_release()).ok();
+    let kernel = kernel.as_deref().map(str::trim);
     let urls: Vec<String> = cmd
         .urls
         .iter()
-        .map(|base| controller::boot_url(base, serial, mac.clone()))
+        .map(|base| controller::boot_url(base, serial, mac.clone(), kernel))
         .collect();
     let policy = controller::AskPolicy::new(cmd.timeout, cmd.wait);
     let mut sleep = host.sleep;

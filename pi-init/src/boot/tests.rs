@@ -251,6 +251,9 @@ fn assert_callback_failed(post: &(String, Value), url: &str, step: &str, error_h
 #[test]
 fn a_tree_export_boots_to_the_exec_of_its_init() {
     let w = World::tree();
+    // The running kernel's release goes with the request.
+    fs::create_dir_all(w.at("proc/sys/kernel")).unwrap();
+    fs::write(w.at("proc/sys/kernel/osrelease"), "6.1.0-31-arm64\n").unwrap();
     let f = w.attempt(CMDLINE);
     assert_eq!(
         (f.step.as_str(), &f.error),
@@ -306,7 +309,7 @@ fn a_tree_export_boots_to_the_exec_of_its_init() {
     assert_eq!(
         *w.http.gets.lock().unwrap(),
         [format!(
-            "http://ctl:8080/api/v1/boot/pi?serial=d83add36&mac={MAC}"
+            "http://ctl:8080/api/v1/boot/pi?serial=d83add36&mac={MAC}&kernel=6.1.0-31-arm64"
         )]
     );
     let asked = w.net.asked.lock().unwrap();

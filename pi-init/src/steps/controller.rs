@@ -135,8 +135,18 @@ impl Http for Ureq {
 /// `{base}/api/v1/boot/pi?serial=<8 hex>&mac=<aa:bb:..>`, plus `&full_serial=` when the
 /// board reports more than the 8 digits (so the controller can tell two Pi 5s apart
 /// whose low 32 bits collide): the contract's [`BootQuery`], which the controller parses.
-pub fn boot_url(base: &str, serial: &BoardSerial, mac: Option<Mac>) -> String {
-    let query = BootQuery::new(serial.short.clone(), mac, serial.full.clone());
+/// The boot request's URL. `kernel`: the running kernel's release, so the controller can
+/// answer a root that holds its modules (the TFTP folder and the answer are read apart).
+pub fn boot_url(
+    base: &str,
+    serial: &BoardSerial,
+    mac: Option<Mac>,
+    kernel: Option<&str>,
+) -> String {
+    let mut query = BootQuery::new(serial.short.clone(), mac, serial.full.clone());
+    query.kernel = kernel
+        .and_then(pureboot_contract::boot_query::kernel_release)
+        .map(String::from);
     format!(
         "{}{}?{}",
         base.trim_end_matches('/'),
@@ -462,14 +472,23 @@ mod tests {
             boot_url(
                 "http://10.0.2.2:8080/",
                 &serial("d83add36"),
-                Some(mac("52:54:00:12:34:56"))
+                Some(mac("52:54:00:12:34:56")),
+                None
             ),
             "http://10.0.2.2:8080/api/v1/boot/pi?serial=d83add36&mac=52:54:00:12:34:56"
         );
         assert_eq!(
-            boot_url("http://c", &serial("10000000d83add36"), Some(mac("AA:BB:CC:00:11:22"))),
-            "http://c/api/v1/boot/pi?serial=d83add36&mac=aa:bb:cc:00:11:22&full_serial=10000000d83add36"
+            boot_url(
+                "http://c",
+                &serial("10000000d83add36"),
+                Some(mac("AA:BB:CC:00:11:22")),
+                Some("6.1.0-31-arm64")
+            ),
+            "http://c/api/v1/boot/pi?serial=d83add36&mac=aa:bb:cc:00:11:22&full_serial=10000000d83add36&kernel=6.1.0-31-arm64"
         );
+        // A release that is no release name is left out, never sent.
+        let url = boot_url("http://c", &serial("d83add36"), None, Some("../x"));
+        assert_eq!(url, "http://c/api/v1/boot/pi?serial=d83add36");
     }
 
     #[test]
@@ -661,7 +680,12 @@ mod tests {
         let base = format!("http://{addr}");
         let reply = Ureq
             .get(
-                &boot_url(&base, &serial("d83add36"), Some(mac("aa:bb:cc:00:11:22"))),
+                &boot_url(
+                    &base,
+                    &serial("d83add36"),
+                    Some(mac("aa:bb:cc:00:11:22")),
+                    None,
+                ),
                 Duration::from_secs(2),
             )
             .unwrap();

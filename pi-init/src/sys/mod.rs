@@ -111,6 +111,11 @@ impl HostPaths {
     pub fn cmdline(&self) -> PathBuf {
         self.at("/proc/cmdline")
     }
+    /// The running kernel's release (`uname -r`), sent with the boot request.
+    pub fn kernel_release(&self) -> PathBuf {
+        self.at("/proc/sys/kernel/osrelease")
+    }
+
     pub fn sysfs(&self) -> PathBuf {
         self.at("/sys")
     }
