@@ -135,6 +135,9 @@ pub struct TftpConfig {
     pub pi_init: Option<PathBuf>,
     /// More kernel parameters for every folder's cmdline.txt (`--cmdline-extra`).
     pub cmdline_extra: Option<String>,
+    /// Every controller of the registry, as the Pis reach them, for the folders'
+    /// `pureboot.url=` (pi-init asks them in turn); empty: this controller's `public_url`.
+    pub controller_urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -309,6 +312,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("tftp", "image_tool", Kind::Str),
     ("tftp", "pi_init", Kind::Str),
     ("tftp", "cmdline_extra", Kind::Str),
+    ("tftp", "controller_urls", Kind::StrList),
 ];
 
 const TABLES: &[&str] = &["nfs", "tftp"];
@@ -430,6 +434,16 @@ impl Config {
             return Err((
                 "nfs.export_path",
                 format!("{} must be an absolute path", p.display()),
+            ));
+        }
+        if let Some(u) = self.tftp.controller_urls.iter().find(|u| {
+            !u.starts_with("http://")
+                || u.len() < 8
+                || u.contains(|c: char| c == ',' || c.is_whitespace())
+        }) {
+            return Err((
+                "tftp.controller_urls",
+                format!("{u:?} is no http://host:port URL (pi-init speaks plain HTTP)"),
             ));
         }
         if let Some(p) = self.tftp.root.as_ref().filter(|p| !p.is_absolute()) {
@@ -814,6 +828,16 @@ mod tests {
             ("admin_token = \"ababababababababab12\"", &[], "admin_token"),
             ("admin_listen = \"admin\"", &[], "admin_listen"),
             ("max_connections = 0", &[], "max_connections"),
+            (
+                "[tftp]\ncontroller_urls = [\"http://a:8080\", \"https://b\"]",
+                &[],
+                "tftp.controller_urls",
+            ),
+            (
+                "[tftp]\ncontroller_urls = [\"http://a:8080,http://b\"]",
+                &[],
+                "tftp.controller_urls",
+            ),
         ];
         for (i, (text, env, needle)) in cases.iter().enumerate() {
             let err = load(Some(text), env).expect_err(&format!("case {i}: {text:?} must fail"));
@@ -829,6 +853,7 @@ mod tests {
             "public_url = \"http://[fe80::1]:8080/\"",
             "public_url = \"https://boot.lab\"",
             "admin_token = \"q3N0aXlJ9vB2mRt8ZkP4sW1x\"",
+            "[tftp]\ncontroller_urls = [\"http://10.0.0.1:8080\", \"http://10.0.0.2:8080\"]",
         ] {
             load(Some(text), &[]).unwrap_or_else(|e| panic!("{text}: {e}"));
         }
@@ -866,6 +891,7 @@ mod tests {
                 image_tool: Some("/usr/bin/pureboot-image".into()),
                 pi_init: Some("/usr/lib/pureboot/pi-init".into()),
                 cmdline_extra: Some("pureboot.log=debug".into()),
+                controller_urls: vec!["http://10.0.0.1:8080".into()],
             },
             ..Config::default()
         };

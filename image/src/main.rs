@@ -148,7 +148,8 @@ struct TftpArgs {
     /// With --image: static busybox in the initramfs (for the `shell` failure policy).
     #[arg(long)]
     busybox: Option<PathBuf>,
-    /// Controller base URL as the Pi reaches it (pureboot.url=).
+    /// Controller base URL as the Pi reaches it (pureboot.url=); several controllers of one
+    /// registry comma-separated (pi-init asks them in turn).
     #[arg(long)]
     controller_url: String,
     /// More kernel parameters, space-separated (e.g. "pureboot.log=debug pureboot.overlay=image").

@@ -55,7 +55,10 @@ impl Services {
                 .clone()
                 .unwrap_or_else(|| "pureboot-image".into()),
             pi_init: t.pi_init.clone(),
-            controller_url: self.config.public_url(),
+            controller_url: match &t.controller_urls[..] {
+                [] => self.config.public_url(),
+                all => all.join(","),
+            },
             cmdline_extra: t.cmdline_extra.clone(),
         })
     }

@@ -198,6 +198,8 @@ fn lab(test: &str) -> Option<Lab> {
             image_tool: Some(inp.tool.clone()),
             pi_init: Some(inp.pi_init.clone()),
             cmdline_extra: Some("pureboot.log=debug".into()),
+            // Two controllers of one registry: both in every folder's command line.
+            controller_urls: vec![URL.into(), "http://192.0.2.2:8080".into()],
         },
         ..Config::default()
     };
@@ -285,7 +287,8 @@ fn node_folders_follow_their_image_and_are_swapped_in_whole() {
     assert!(fs::read(folder.join("kernel8.img")).unwrap() == lab.kernel_a);
     let cmdline = fs::read_to_string(folder.join("cmdline.txt")).unwrap();
     assert!(
-        cmdline.contains(&format!("pureboot.url={URL}")) && cmdline.contains("pureboot.log=debug"),
+        cmdline.contains(&format!("pureboot.url={URL},http://192.0.2.2:8080 "))
+            && cmdline.contains("pureboot.log=debug"),
         "{cmdline}"
     );
     let initramfs = gunzip(&fs::read(folder.join("initramfs.img")).unwrap());

@@ -99,11 +99,13 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     if spec.models.is_empty() {
         bail!("no --model given");
     }
-    if !(spec.controller_url.starts_with("http://") || spec.controller_url.starts_with("https://"))
-        || spec.controller_url.contains(char::is_whitespace)
-    {
+    // One URL, or several controllers of one registry, comma-separated (pi-init asks them
+    // in turn).
+    let bad_url =
+        |u: &str| !u.starts_with("http://") || u.contains(char::is_whitespace) || u.len() < 8;
+    if spec.controller_url.split(',').any(bad_url) {
         bail!(
-            "--controller-url {:?}: expected http://host:port",
+            "--controller-url {:?}: expected http://host:port, or several separated by commas",
             spec.controller_url
         );
     }

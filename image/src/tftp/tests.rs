@@ -416,7 +416,26 @@ fn missing_inputs_and_bad_url_are_refused() {
     let mut bad = spec(&f, Target::Node(serial()), &[Model::Pi5]);
     bad.controller_url = "10.0.0.1:8080".into();
     assert!(plan_err(&bad).contains("--controller-url"));
+    // Several controllers: each one an http:// URL.
+    bad.controller_url = "http://10.0.0.1:8080,10.0.0.2:8080".into();
+    assert!(plan_err(&bad).contains("--controller-url"));
+    bad.controller_url = "http://10.0.0.1:8080,".into();
+    assert!(plan_err(&bad).contains("--controller-url"));
     let mut bad = spec(&f, Target::Node(serial()), &[Model::Pi5]);
     bad.kernel = every(f.dir.join("nope"));
     assert!(plan_err(&bad).contains("--kernel"));
+}
+
+#[test]
+fn several_controllers_go_into_the_command_line_as_one_list() {
+    let f = fixture();
+    let root = f.dir.join("tftp");
+    let mut s = spec(&f, Target::Node(serial()), &[Model::Pi4]);
+    s.controller_url = "http://10.0.0.1:8080,http://10.0.0.2:8080".into();
+    write(&root, &s);
+    let cmdline = read(root.join("d83add36/cmdline.txt"));
+    assert!(
+        cmdline.contains("pureboot.url=http://10.0.0.1:8080,http://10.0.0.2:8080 "),
+        "{cmdline}"
+    );
 }
