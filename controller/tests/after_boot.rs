@@ -178,7 +178,7 @@ fn steps_carry_variables_and_the_secret_and_first_boot_runs_once_per_layer() {
     assert!(kinds.iter().any(|k| k == "post_boot_step"), "{kinds:?}");
     assert!(kinds.iter().any(|k| k == "boot_complete"), "{kinds:?}");
     // The status page draws the last boot: pi-init's steps, the post-boot steps.
-    let page = status_page(&app);
+    let page = app.status_page();
     for needle in [
         "<svg class=\"tl\"",
         "class=\"seg-pi-init\"",
@@ -348,7 +348,7 @@ fn a_boot_without_complete_is_stuck_after_the_configured_time() {
     assert_eq!(status, 200);
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert_eq!(app.metric("pureboot_nodes_stuck"), "1");
-    let page = status_page(&app);
+    let page = app.status_page();
     assert!(
         page.contains("id=\"stuck-count\""),
         "no stuck count:\n{page}"
@@ -357,15 +357,6 @@ fn a_boot_without_complete_is_stuck_after_the_configured_time() {
         page.contains("stuck at answer sent"),
         "the node's row names its stage:\n{page}"
     );
-}
-
-fn status_page(app: &TestApp) -> String {
-    ureq::get(&app.url("/status"))
-        .set("Authorization", &format!("Bearer {}", common::TOKEN))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap()
 }
 
 #[test]

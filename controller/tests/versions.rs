@@ -75,15 +75,6 @@ fn wait_rollout_end(app: &TestApp) -> Value {
     }
 }
 
-fn status_page(app: &TestApp) -> String {
-    ureq::get(&app.url("/status"))
-        .set("Authorization", &format!("Bearer {}", common::TOKEN))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap()
-}
-
 fn node_list(app: &TestApp) -> Vec<(String, Value, Value)> {
     let v: Value = serde_json::from_str(&app.cli(&["--json", "node", "list"])).unwrap();
     v.as_array()
@@ -211,7 +202,7 @@ fn a_failed_canary_goes_back_a_healthy_one_moves_the_channel_and_rollback_is_one
         "1"
     );
     assert_eq!(app.metric("pureboot_image_versions_bad"), "1");
-    let page = status_page(&app);
+    let page = app.status_page();
     assert!(
         page.contains(r#"data-channel="tiny" data-outcome="failed""#)
             && page.contains(r#"canary-failed" data-serial="a0000001""#),
@@ -251,7 +242,7 @@ fn a_failed_canary_goes_back_a_healthy_one_moves_the_channel_and_rollback_is_one
     );
     let table = app.cli(&["node", "list"]);
     assert!(table.contains("tiny@1 (reboot)"), "{table}");
-    let page = status_page(&app);
+    let page = app.status_page();
     assert!(
         page.contains(r#"data-running="tiny@1" data-assigned="tiny@3""#),
         "the status page shows who needs a reboot: {page}"

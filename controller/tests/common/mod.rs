@@ -295,6 +295,16 @@ impl TestApp {
             .to_string()
     }
 
+    /// The operators' status page (`GET /status` with the admin token), as HTML.
+    pub fn status_page(&self) -> String {
+        ureq::get(&self.url("/status"))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.base.trim_start_matches("http://").parse().unwrap()
     }
