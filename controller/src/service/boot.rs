@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::node_event::event;
 use super::rollout::canary_failed;
-use super::versions::pin_decision;
+use super::versions::{pin_decision, BootKernel, ModulesSeen};
 use super::volumes::{Repairs, TreeFiles};
 use super::{workflow_state, ServiceError, Services};
 use crate::domain::boot::{decide, layer_of, refused, unregistered, NodeTreePlan};
@@ -185,6 +185,8 @@ pub struct RenderedBoot {
     plan: Option<NodeTreePlan>,
     /// The image version the plan's base image is (none: a directory not registered).
     version: Option<String>,
+    /// What the version choice found of the booted kernel's modules (for the commit).
+    modules: ModulesSeen,
 }
 
 impl Services {
@@ -323,11 +325,13 @@ impl Services {
         // The version is chosen here, once, in the boot's own transaction: a channel that
         // moved since the tree was prepared makes the plans differ, and the boot is
         // prepared again for the new one (never an answer mixing two versions).
-        let kernel = req
-            .query
-            .kernel
-            .as_deref()
-            .map(|k| (k, self.tree.base_path()));
+        let mut seen =
+            (prepared.rendered.as_ref()).map_or_else(Default::default, |r| r.modules.clone());
+        let kernel = req.query.kernel.as_deref().map(|release| BootKernel {
+            release,
+            base: self.tree.base_path(),
+            seen: &mut seen,
+        });
         let version = pin_decision(tx, &node.id, &mut decision, kernel)?;
         if decision.tree.as_ref() != plan && !only_version_moved(&self.config, &decision, plan) {
             return Ok(None);
@@ -588,10 +592,15 @@ impl Services {
         );
         // The version as the registry has it now; the commit resolves it again in its own
         // transaction (see `boot_transaction`).
+        let mut modules = ModulesSeen::default();
         let version = self
             .store
             .read(|tx| {
-                let kernel = kernel.map(|k| (k, self.tree.base_path()));
+                let kernel = kernel.map(|release| BootKernel {
+                    release,
+                    base: self.tree.base_path(),
+                    seen: &mut modules,
+                });
                 pin_decision(tx, &node.id, &mut decision, kernel)
             })
             .unwrap_or_else(|e| {
@@ -605,6 +614,7 @@ impl Services {
             workflow,
             plan: decision.tree,
             version,
+            modules,
         }
     }
 

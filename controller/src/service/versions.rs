@@ -570,14 +570,15 @@ pub(crate) fn pin_decision(
     tx: &Tx<'_>,
     node_id: &str,
     decision: &mut crate::domain::boot::Decision,
-    kernel: Option<(&str, &Path)>,
+    kernel: Option<BootKernel<'_>>,
 ) -> Result<Option<String>, StoreError> {
     let Some(plan) = decision.tree.as_mut() else {
         return Ok(None);
     };
     let mut r = resolve_image(tx, Some(node_id), &plan.base_image)?;
-    if let Some((release, base)) = kernel {
-        if let Some(booted) = kernel_s_version(tx, node_id, &r, release, base)? {
+    if let Some(mut k) = kernel {
+        if let Some(booted) = kernel_s_version(tx, node_id, &r, &mut k)? {
+            let release = k.release;
             log::info!(
                 "node {node_id}: booted kernel {release}, which {} lacks: answered {}, its \
                  folder's version (the next boot gets the new one)",
@@ -594,12 +595,36 @@ pub(crate) fn pin_decision(
     Ok(r.version)
 }
 
-/// Whether `dir` under `base` holds the modules of kernel `release`: none when it holds no
-/// `lib/modules` at all (a root made without modules: no answer is wrong for it) or is not a
-/// tree (a squashfs image: not looked into here).
-fn has_modules(base: &Path, dir: &str, release: &str) -> Option<bool> {
-    let modules = base.join(dir).join("lib/modules");
-    modules.is_dir().then(|| modules.join(release).is_dir())
+/// The kernel a boot names, for [`pin_decision`]: its release, the export's `base/`, and what
+/// has been found of that release's modules in version directories so far. A boot's
+/// prepare step looks first, outside any lock, and hands what it found to the commit,
+/// which runs on the registry's writer thread: there only a directory the prepare did not
+/// look at (the channel moved in between) costs a look at the disk.
+pub(crate) struct BootKernel<'a> {
+    pub release: &'a str,
+    pub base: &'a Path,
+    pub seen: &'a mut ModulesSeen,
+}
+
+/// Directory -> whether it holds the release's modules (see [`BootKernel::has_modules`]).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ModulesSeen(Vec<(String, Option<bool>)>);
+
+impl BootKernel<'_> {
+    /// Whether `dir` under `base` holds the modules of the release: none when it holds no
+    /// `lib/modules` at all (a root made without modules: no answer is wrong for it) or is
+    /// not a tree (a squashfs image: not looked into here).
+    fn has_modules(&mut self, dir: &str) -> Option<bool> {
+        if let Some((_, found)) = self.seen.0.iter().find(|(d, _)| d == dir) {
+            return *found;
+        }
+        let modules = self.base.join(dir).join("lib/modules");
+        let found = modules
+            .is_dir()
+            .then(|| modules.join(self.release).is_dir());
+        self.seen.0.push((dir.to_string(), found));
+        found
+    }
 }
 
 /// The node's running version when the resolved one lacks the booted kernel's modules and
@@ -608,10 +633,9 @@ fn kernel_s_version(
     tx: &Tx<'_>,
     node_id: &str,
     resolved: &Resolved,
-    release: &str,
-    base: &Path,
+    kernel: &mut BootKernel<'_>,
 ) -> Result<Option<Resolved>, StoreError> {
-    if has_modules(base, &resolved.dir, release) != Some(false) {
+    if kernel.has_modules(&resolved.dir) != Some(false) {
         return Ok(None);
     }
     let Some(running) = tx.running_version_of(node_id)? else {
@@ -621,11 +645,7 @@ fn kernel_s_version(
         return Ok(None);
     }
     Ok(match tx.version(&running)? {
-        Some(v)
-            if v.complete
-                && v.bad.is_none()
-                && has_modules(base, &v.dir, release) == Some(true) =>
-        {
+        Some(v) if v.complete && v.bad.is_none() && kernel.has_modules(&v.dir) == Some(true) => {
             Some(Resolved {
                 version: Some(v.id),
                 dir: v.dir,
@@ -695,5 +715,41 @@ impl Services {
         let _ = writeln!(out, "# TYPE pureboot_image_versions_bad gauge");
         let _ = writeln!(out, "pureboot_image_versions_bad {bad}");
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The commit (on the registry's writer thread) answers from what the prepare found,
+    /// with no look at the disk for a directory the prepare already looked at.
+    #[test]
+    fn a_directory_looked_at_once_is_not_looked_at_again() {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(base.path().join("deb/lib/modules/6.1.0-pi")).unwrap();
+        std::fs::create_dir_all(base.path().join("tiny")).unwrap();
+        let mut seen = ModulesSeen::default();
+        let mut prepare = BootKernel {
+            release: "6.1.0-pi",
+            base: base.path(),
+            seen: &mut seen,
+        };
+        assert_eq!(prepare.has_modules("deb"), Some(true));
+        assert_eq!(prepare.has_modules("deb.v2"), None, "no tree");
+        assert_eq!(prepare.has_modules("tiny"), None, "no lib/modules");
+
+        // Gone from the disk after the prepare: the commit keeps the prepare's answer,
+        // and looks only at what the prepare did not.
+        std::fs::remove_dir_all(base.path().join("deb")).unwrap();
+        std::fs::create_dir_all(base.path().join("deb.v3/lib/modules")).unwrap();
+        let mut seen = seen.clone();
+        let mut commit = BootKernel {
+            release: "6.1.0-pi",
+            base: base.path(),
+            seen: &mut seen,
+        };
+        assert_eq!(commit.has_modules("deb"), Some(true));
+        assert_eq!(commit.has_modules("deb.v3"), Some(false));
     }
 }
