@@ -7,6 +7,7 @@ use super::{print_json, table, ImageCmd, RolloutCmd, RolloutSub};
 use crate::domain::rollout::Health;
 use crate::nfs_tree::import::progress::TerminalProgress;
 use crate::nfs_tree::import::ImportOptions;
+use crate::nfs_tree::squashfs_check::Verdict;
 use crate::service::rollout::RolloutRequest;
 use crate::service::Services;
 
@@ -201,6 +202,29 @@ impl Output {
                         format!("removed {}", removed.join(", "))
                     },
                 )
+            }
+            ImageCmd::Verify { dirs } => {
+                let found = s.verify_images(&dirs)?;
+                if self.json {
+                    print_json(&found)?;
+                } else {
+                    for (dir, verdict) in &found {
+                        match verdict {
+                            Verdict::Tree => {
+                                println!("{dir}: a directory tree (no digest to check)")
+                            }
+                            Verdict::Intact => println!("{dir}: squashfs intact"),
+                            Verdict::Damaged(why) => println!("{dir}: DAMAGED: {why}"),
+                        }
+                    }
+                }
+                let damaged = found
+                    .iter()
+                    .filter(|(_, v)| matches!(v, Verdict::Damaged(_)));
+                match damaged.count() {
+                    0 => Ok(()),
+                    n => bail!("{n} base image(s) damaged"),
+                }
             }
             ImageCmd::Rollout(r) => self.rollout(s, r),
             ImageCmd::Rollback { channel } => {

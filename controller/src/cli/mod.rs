@@ -245,6 +245,13 @@ pub enum ImageCmd {
     Rollout(RolloutCmd),
     /// Move a channel back to its previous version (its nodes boot it at their next boot).
     Rollback { channel: String },
+    /// Hash each squashfs base image against the digest its import recorded (boots check
+    /// a file again only when it changed; this reads every byte now). Exits 1 when one is
+    /// damaged.
+    Verify {
+        /// Directories of base/ (e.g. bookworm, bookworm.v2); all when none is named.
+        dirs: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -21,6 +21,7 @@ use crate::domain::workflow::{InstallMethod, Workflow};
 use crate::nfs_tree::error::NfsTreeError;
 use crate::nfs_tree::node::NodeFiles;
 use crate::nfs_tree::persist_repair::PersistState;
+use crate::nfs_tree::squashfs_check::Verdict;
 use crate::store::events::{EventKind, NewEvent};
 use crate::store::nodes::NewNode;
 use crate::store::{StoreError, Tx};
@@ -216,11 +217,18 @@ impl Services {
                 accept(&mut node, req);
                 let rendered = self.render_and_plan(&node, req.query.kernel.as_deref());
                 if let Some(plan) = &rendered.plan {
+                    if let Some(why) = self.damaged_base(&plan.base_image) {
+                        self.note_failed_boot(&node, req, &why, &why);
+                        return Err(ServiceError::Unprocessable(why));
+                    }
                     self.layer_follows_version(&node, plan, rendered.version.as_deref());
                     match self.prepare_node_tree(&node, plan) {
                         Ok(prepared) => files = prepared,
                         Err(source) => {
-                            self.note_failed_boot(&node, req, &source);
+                            let shown =
+                                "the node tree could not be prepared; see the controller log";
+                            let logged = format!("preparing the node tree: {source}");
+                            self.note_failed_boot(&node, req, &logged, shown);
                             return Err(ServiceError::NodeTree {
                                 serial: node.serial.to_string(),
                                 source,
@@ -529,18 +537,29 @@ impl Services {
         Ok(n)
     }
 
-    /// A boot whose node tree could not be prepared: logged with the details, recorded
-    /// without them (best effort: the disk may be full), the node's state unchanged.
-    fn note_failed_boot(&self, node: &Node, req: &BootRequest, error: &NfsTreeError) {
-        log::error!("boot {}: preparing the node tree: {error}", node.serial);
+    /// A boot that could not be answered: `logged` in the log, `recorded` in the node's
+    /// events (best effort: the disk may be full), the node's state unchanged.
+    fn note_failed_boot(&self, node: &Node, req: &BootRequest, logged: &str, recorded: &str) {
+        log::error!("boot {}: {logged}", node.serial);
         let _ = self.store.write(|tx| {
             tx.append_event(&event(
                 node,
                 EventKind::BootRequest,
                 req.ip.as_deref(),
-                json!({"mode": req.query.mode, "action": null, "error": "the node tree could not be prepared; see the controller log"}),
+                json!({"mode": req.query.mode, "action": null, "error": recorded}),
             ))
         });
+    }
+
+    /// Why the squashfs base image `dir` (a directory of `base/`) must not be booted: its
+    /// file no longer matches the digest its import recorded (see `squashfs_check`). None
+    /// for an intact file, a tree, or a name that is no image (the boot reports that).
+    fn damaged_base(&self, dir: &str) -> Option<String> {
+        let path = self.tree.base_image_path(dir).ok()?;
+        match self.squashfs.check(&path) {
+            Verdict::Damaged(why) => Some(format!("base image {dir} is damaged: {why}")),
+            Verdict::Tree | Verdict::Intact => None,
+        }
     }
 
     /// The node tree an `nfs_boot` answer relies on: created on first need, its files

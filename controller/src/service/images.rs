@@ -9,6 +9,7 @@ use crate::nfs_tree::import::progress::{ImportProgress, ImportSummary};
 use crate::nfs_tree::import::ImportOptions;
 use crate::nfs_tree::node::NodeInfo;
 use crate::nfs_tree::persist_repair::PersistState;
+use crate::nfs_tree::squashfs_check::{self, Verdict};
 use pureboot_contract::ids::Serial;
 
 /// `overlay info`: the node's tree, the state of its persist.img and the images set aside.
@@ -21,6 +22,24 @@ pub struct OverlayInfo {
 }
 
 impl Services {
+    /// `image verify`: the squashfs base images among `dirs` (all of `base/` when empty)
+    /// hashed now against the digests their imports recorded; directory bases have none.
+    pub fn verify_images(&self, dirs: &[String]) -> Result<Vec<(String, Verdict)>, ServiceError> {
+        let dirs = if dirs.is_empty() {
+            self.base_images()?
+        } else {
+            dirs.to_vec()
+        };
+        dirs.into_iter()
+            .map(|d| {
+                Ok((
+                    d.clone(),
+                    squashfs_check::verify_dir(&self.tree.existing_base_image(&d)?),
+                ))
+            })
+            .collect()
+    }
+
     pub fn base_images(&self) -> Result<Vec<String>, ServiceError> {
         match self.tree.base_images() {
             Ok(list) => Ok(list),

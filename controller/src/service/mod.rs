@@ -27,6 +27,7 @@ use crate::domain::node::{full_serial_of_claim, known_model, Node};
 use crate::domain::state::InvalidTransition;
 use crate::domain::workflow::Workflow;
 use crate::nfs_tree::error::NfsTreeError;
+use crate::nfs_tree::squashfs_check::SquashfsDigests;
 use crate::nfs_tree::NfsTree;
 use crate::store::group::Ticket;
 use crate::store::{Store, StoreError, Tx};
@@ -99,6 +100,8 @@ pub struct Services {
     unknown_once: RateLimiter,
     /// Conflict events recorded per source address.
     conflict_limiter: RateLimiter,
+    /// Squashfs base images checked against their digests (see `damaged_base`).
+    squashfs: SquashfsDigests,
 }
 
 impl Services {
@@ -129,6 +132,7 @@ impl Services {
             unknown_per_address: RateLimiter::new(config.unknown_serials_per_minute.div_ceil(10)),
             unknown_once: RateLimiter::new(1),
             conflict_limiter: RateLimiter::new(limits::CONFLICTS_PER_MINUTE),
+            squashfs: SquashfsDigests::default(),
             config,
         };
         // An earlier release's base/<name> directories become channels (service/versions.rs).

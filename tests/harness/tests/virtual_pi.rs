@@ -68,6 +68,30 @@ fn installed_report(node: &Value) -> Option<&serde_json::Map<String, Value>> {
         .find(|o| o.get("success") == Some(&Value::Bool(true)))
 }
 
+/// Boots `serial` once expecting pi-init to fail: the run must end by the failure policy
+/// (`reboot` under QEMU's -no-reboot ends it; retries=1 keeps it short), not a hang or a
+/// kernel panic. Returns the run and pi-init's FAILED line (step, error).
+fn boot_to_its_failure(
+    lab: &Lab,
+    serial: &str,
+    label: &str,
+) -> (pureboot_harness::qemu::BootRun, Option<(String, String)>) {
+    let pi = lab
+        .pi(serial)
+        .unwrap()
+        .arg("pureboot.on_failure=reboot")
+        .arg("pureboot.retries=1");
+    let run = lab.boot(&pi, label).unwrap();
+    lab.check(
+        run.outcome == Outcome::Exited,
+        "the guest ends by its failure policy, not a hang",
+        &run,
+    );
+    lab.check(!kernel_panicked(&run.console), "no kernel panic", &run);
+    let failure = pi_init_failure(&run.console);
+    (run, failure)
+}
+
 /// Waits until the controller has recorded what `done` looks for (callbacks are asynchronous
 /// to the guest powering off only by milliseconds, but the CLI reads the database).
 fn node_when(lab: &Lab, serial: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -183,6 +207,15 @@ fn tmpfs_overlay_with_identity_from_the_controller() {
     );
 }
 
+/// The tiny root imported as `tiny-sq` in the squashfs format; the import's output.
+fn import_tiny_squashfs(lab: &Lab, name: &str) -> String {
+    let tar = lab.tiny_root_tarball().unwrap();
+    let tar = tar.display().to_string();
+    let import = ["image", "import", &tar, "tiny-sq", "--format", "squashfs"];
+    let out = lab.controller().cli(&import);
+    out.unwrap_or_else(|e| panic!("{name}: {e}\n{}", lab.diagnostics()))
+}
+
 /// A squashfs base image (imported with `--format squashfs`) and a directory base in one
 /// fleet, one ganesha: the squashfs node boots its file loop-mounted under a tmpfs overlay,
 /// and under an image overlay whose writes and deletions stay across boots; the directory
@@ -192,11 +225,7 @@ fn a_squashfs_base_and_a_directory_base_boot_in_one_fleet() {
     let name = "squashfs-base";
     let env = pi_init_env!(name);
     let lab = lab_with_tiny_root(name, env, LabOptions::default());
-    let tar = lab.tiny_root_tarball().unwrap();
-    let tar = tar.display().to_string();
-    let import = ["image", "import", &tar, "tiny-sq", "--format", "squashfs"];
-    let out = lab.controller().cli(&import);
-    let out = out.unwrap_or_else(|e| panic!("{name}: {e}\n{}", lab.diagnostics()));
+    let out = import_tiny_squashfs(&lab, name);
     assert!(out.contains("squashfs (zstd)"), "{name}: {out}");
     let dir = lab.export().join("base/tiny-sq");
     let held: Vec<String> = std::fs::read_dir(&dir)
@@ -274,6 +303,38 @@ fn a_squashfs_base_and_a_directory_base_boot_in_one_fleet() {
         );
     }
 
+    // The other two overlay modes on the squashfs lower: `nfs` (an upper on NFS, which the
+    // kernel refuses: tmpfs, said so) and `none` (a read-only overlay: the node's layer on
+    // the squashfs mount, no upper).
+    let (nfs, none) = (serial(0x2a), serial(0x2b));
+    lab.add_node(&nfs, on_squashfs("pi-squashfs-nfs", "nfs"))
+        .unwrap();
+    lab.add_node(&none, on_squashfs("pi-squashfs-none", "none"))
+        .unwrap();
+    let pi = lab.pi(&nfs).unwrap().arg("probe.write=on-tmpfs");
+    let run = lab.boot(&pi, "squashfs-nfs").unwrap();
+    let r = lab.expect_report(&run);
+    lab.check(
+        r.get("root_fs") == "overlay" && r.get("probe") == "on-tmpfs",
+        "overlay nfs on a squashfs lower: a writable root",
+        &run,
+    );
+    lab.check(
+        run.console.contains("overlay upper on NFS refused"),
+        "the fallback to tmpfs is said",
+        &run,
+    );
+    let run = lab.boot(&lab.pi(&none).unwrap(), "squashfs-none").unwrap();
+    let r = lab.expect_report(&run);
+    lab.check(
+        r.get("upper") == "none"
+            && r.get("hostname") == "pi-squashfs-none"
+            && r.get("squashfs") == "loaded"
+            && r.get("base_file") == "present",
+        "overlay none: no upper, the node's layer over the squashfs base",
+        &run,
+    );
+
     let run = lab.boot(&lab.pi(&plain).unwrap(), "directory").unwrap();
     let r = lab.expect_report(&run);
     lab.check(
@@ -285,6 +346,72 @@ fn a_squashfs_base_and_a_directory_base_boot_in_one_fleet() {
         r.get("squashfs") == "absent" && !run.console.contains(": squashfs "),
         "a directory base loads no squashfs",
         &run,
+    );
+}
+
+/// A squashfs base damaged after its import (one block zeroed, as a bad copy or a disk
+/// fault leaves it): squashfs checks no data, so booted it would fail later on some read
+/// (in the init's own pages: a SIGBUS of PID 1, a kernel panic). The controller checks the
+/// file against its recorded digest when it changed and refuses the boot naming the image;
+/// pi-init reports that and applies its failure policy; `image verify` says the same.
+#[test]
+fn a_damaged_squashfs_base_fails_the_boot_naming_the_image() {
+    let name = "squashfs-damaged";
+    let env = pi_init_env!(name);
+    let lab = lab_with_tiny_root(name, env, LabOptions::default());
+    import_tiny_squashfs(&lab, name);
+    let s = serial(0x2c);
+    lab.add_node(
+        &s,
+        NodeSpec {
+            base_image: Some("tiny-sq".into()),
+            ..diskless_node("pi-squashfs-damaged")
+        },
+    )
+    .unwrap();
+    let first = lab.boot(&lab.pi(&s).unwrap(), "intact").unwrap();
+    lab.expect_report(&first);
+    let verified = lab.controller().cli(&["image", "verify", "tiny-sq"]);
+    assert!(
+        verified
+            .as_ref()
+            .is_ok_and(|o| o.contains("tiny-sq: squashfs intact")),
+        "{name}: {verified:?}"
+    );
+
+    // One 4 KiB block in the middle of the file zeroed in place.
+    let file = lab.export().join("base/tiny-sq/root.squashfs");
+    let len = std::fs::metadata(&file).unwrap().len();
+    let at = (len / 2) & !4095;
+    let mut f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(at)).unwrap();
+    std::io::Write::write_all(&mut f, &[0u8; 4096]).unwrap();
+    drop(f);
+    eprintln!("{name}: zeroed 4096 bytes at {at} of {len}");
+
+    let (run, failure) = boot_to_its_failure(&lab, &s, "damaged");
+    eprintln!("{name}: {failure:?}");
+    lab.check(
+        failure
+            .as_ref()
+            .is_some_and(|(_, e)| e.contains("base image tiny-sq is damaged")),
+        "FAILED line naming the image and the damage",
+        &run,
+    );
+    lab.check(
+        !run.console.contains(": squashfs "),
+        "the damaged file is never mounted",
+        &run,
+    );
+    let node = node_when(&lab, &s, |n| mentions(n, "is damaged"));
+    assert!(
+        mentions(&node, "base image tiny-sq is damaged"),
+        "{name}: the node's events say why its boot failed: {node:#}"
+    );
+    let verified = lab.controller().cli(&["image", "verify", "tiny-sq"]);
+    assert!(
+        verified.as_ref().is_err_and(|e| e.contains("DAMAGED")),
+        "{name}: image verify: {verified:?}"
     );
 }
 
@@ -482,20 +609,7 @@ fn missing_base_image_reports_install_failed_without_panic() {
     )
     .unwrap();
 
-    // `reboot` under QEMU's -no-reboot ends the run; retries=1 keeps it short.
-    let pi = lab
-        .pi(&s)
-        .unwrap()
-        .arg("pureboot.on_failure=reboot")
-        .arg("pureboot.retries=1");
-    let run = lab.boot(&pi, "boot").unwrap();
-    lab.check(
-        run.outcome == Outcome::Exited,
-        "the guest ends by its failure policy, not a timeout",
-        &run,
-    );
-    lab.check(!kernel_panicked(&run.console), "no kernel panic", &run);
-    let failure = pi_init_failure(&run.console);
+    let (run, failure) = boot_to_its_failure(&lab, &s, "boot");
     lab.check(
         failure.as_ref().is_some_and(|(_, e)| e.contains(missing)),
         "FAILED line naming the image",

@@ -108,7 +108,7 @@ pub(crate) fn pack(tree: BorrowedFd, out: BorrowedFd, name: &str) -> Result<Pack
 }
 
 /// Size and sha256 (hex) of what `r` reads.
-fn digest(mut r: impl Read) -> io::Result<(u64, String)> {
+pub(crate) fn digest(mut r: impl Read) -> io::Result<(u64, String)> {
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
