@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use pureboot_contract::layout::{SQUASHFS_DIGEST, SQUASHFS_IMAGE};
 
@@ -56,12 +56,16 @@ impl Fingerprint {
     }
 }
 
+/// The last verdict on one file.
+type Entry = Arc<Mutex<Option<(Fingerprint, Verdict)>>>;
+
 /// The verdicts of this process, per file.
 #[derive(Debug, Default)]
 pub struct SquashfsDigests {
-    /// Held while a file is hashed: boots of one image after its change wait for one
-    /// reading of it, not one each.
-    known: Mutex<HashMap<PathBuf, (Fingerprint, Verdict)>>,
+    /// Each file's entry is held while that file is hashed: boots of one image after its
+    /// change wait for one reading of it, not one each, and boots of other images do not
+    /// wait at all.
+    known: Mutex<HashMap<PathBuf, Entry>>,
 }
 
 impl SquashfsDigests {
@@ -76,18 +80,22 @@ impl SquashfsDigests {
             _ => return Verdict::Tree,
         };
         let print = Fingerprint::of(&meta);
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((seen, verdict)) = known.get(&file) {
-            if *seen == print {
-                return verdict.clone();
+        let entry = {
+            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(known.entry(file.clone()).or_default())
+        };
+        let mut last = entry.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some((seen, verdict)) if *seen == print => verdict.clone(),
+            _ => {
+                let verdict = verify(&file, &dir.join(SQUASHFS_DIGEST));
+                if let Verdict::Damaged(why) = &verdict {
+                    log::error!("{why}");
+                }
+                *last = Some((print, verdict.clone()));
+                verdict
             }
         }
-        let verdict = verify(&file, &dir.join(SQUASHFS_DIGEST));
-        if let Verdict::Damaged(why) = &verdict {
-            log::error!("{why}");
-        }
-        known.insert(file, (print, verdict.clone()));
-        verdict
     }
 }
 
