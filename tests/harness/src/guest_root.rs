@@ -16,7 +16,7 @@ pub const BASE_FILE: &str = "etc/pureboot-base-file";
 
 const APPLETS: &[&str] = &[
     "sh", "cat", "mount", "poweroff", "echo", "grep", "sed", "sync", "rm", "mkdir", "ls", "tr",
-    "head", "touch", "sleep", "cut", "umount",
+    "head", "touch", "sleep", "cut", "umount", "date", "tail",
 ];
 
 /// `/sbin/init` of the tiny root. Values never contain spaces, so the report line splits on
@@ -29,6 +29,13 @@ const APPLETS: &[&str] = &[
 /// (or `path=/ result=mount-refused:<errno>` when the mount itself is refused); with
 /// `probe.mount3=<dir>,<dir>` also mounts each `<server>:<path>/<dir>` over NFSv3 and tries
 /// to create a file in it (`path=v3:<dir> result=...`).
+/// `probe.loop=<dir> probe.until=<epoch>`: after the report, a write loop until the guest's
+/// clock reaches `<epoch>`: one number a second appended to `<dir>/seq`, fsync'd (`sync
+/// FILE`), then `PUREBOOT-SEQ n=<n> t=<epoch> host=<hostname>` on the console (the hostname
+/// read again each time: an open on the NFS lower, so the loop stalls while the server is
+/// away); it starts after the file's last number (`PUREBOOT-LOOP dir= last=`) and ends with
+/// every filesystem remounted read-only (sysrq `u`: ext4 journals checkpointed, as a clean
+/// unmount leaves them) and `PUREBOOT-LOOP-END n=<n>`.
 /// `probe.volume=<path>` reports the filesystem mounted there (`vol_fs=`), what an earlier
 /// boot left in its `probe` file (`vol_read=`, written with `probe.vwrite=T`), and whether an
 /// overlayfs mount with its upper layer inside the volume (`ov_volume=`) and on the root
@@ -95,6 +102,20 @@ if grep -q '^ext4 ' /proc/modules; then ext4=loaded; else ext4=absent; fi
 if grep -q '^squashfs ' /proc/modules; then squashfs=loaded; else squashfs=absent; fi
 echo "PUREBOOT-GUEST serial=$(arg pureboot.serial) hostname=$(cat /etc/hostname 2>/dev/null) machine_id=$(cat /etc/machine-id 2>/dev/null) nfs=${nfs:-none} volumes=${volumes:-none} root_fs=${rootfs:-none} upper=${upper:-none} probe=$probe base_file=$base marks=${marks:-none} ext4=$ext4 squashfs=$squashfs clock=$(date +%s) $vol"
 [ "$(arg probe.nfsstats)" = 1 ] && nfs-dump
+l=$(arg probe.loop)
+if [ -n "$l" ]; then
+  mkdir -p "$l"
+  n=$(tail -n1 "$l/seq" 2>/dev/null); n=${n:-0}
+  echo "PUREBOOT-LOOP dir=$l last=$n"
+  until=$(arg probe.until)
+  while [ "$(date +%s)" -lt "${until:-0}" ]; do
+    n=$((n+1))
+    echo "$n" >> "$l/seq" && sync "$l/seq" && echo "PUREBOOT-SEQ n=$n t=$(date +%s) host=$(cat /etc/hostname)"
+    sleep 1
+  done
+  echo u > /proc/sysrq-trigger; sleep 3; sync
+  echo "PUREBOOT-LOOP-END n=$n"
+fi
 poweroff -f
 "#;
 

@@ -146,6 +146,32 @@ pub struct NfsServer {
     ganesha: Daemon,
     _rpcbind: Daemon,
     pub export: PathBuf,
+    /// Its configuration, logs and recovery directory.
+    dir: PathBuf,
+}
+
+/// ganesha on `dir`'s `ganesha.conf`, once it listens on [`NFS_PORT`].
+fn spawn_ganesha(ns: &Netns, dir: &Path) -> Result<Daemon, String> {
+    let mut cmd = ns.command("ganesha.nfsd");
+    cmd.arg("-F")
+        .arg("-f")
+        .arg(dir.join("ganesha.conf"))
+        .arg("-L")
+        .arg(dir.join("ganesha.log"))
+        .arg("-p")
+        .arg(dir.join("ganesha.pid"));
+    let mut ganesha =
+        Daemon::spawn("ganesha", cmd, &dir.join("ganesha.stdout")).map_err(|e| e.to_string())?;
+    let up = wait_until(Duration::from_secs(20), || {
+        ns.tcp_listening(NFS_PORT) || ganesha.exited().is_some()
+    });
+    if up.is_err() || ganesha.exited().is_some() {
+        return Err(format!(
+            "ganesha did not come up on {NFS_PORT}:\n{}",
+            crate::process::tail(&dir.join("ganesha.log"), 30)
+        ));
+    }
+    Ok(ganesha)
 }
 
 impl NfsServer {
@@ -191,30 +217,25 @@ impl NfsServer {
         wait_until(Duration::from_secs(10), || ns.tcp_listening(111))
             .map_err(|_| format!("rpcbind did not listen on 111:\n{}", rpcbind.log_tail(20)))?;
 
-        let mut cmd = ns.command("ganesha.nfsd");
-        cmd.arg("-F")
-            .arg("-f")
-            .arg(&conf)
-            .arg("-L")
-            .arg(dir.join("ganesha.log"))
-            .arg("-p")
-            .arg(dir.join("ganesha.pid"));
-        let mut ganesha = Daemon::spawn("ganesha", cmd, &dir.join("ganesha.stdout"))
-            .map_err(|e| e.to_string())?;
-        let up = wait_until(Duration::from_secs(20), || {
-            ns.tcp_listening(NFS_PORT) || ganesha.exited().is_some()
-        });
-        if up.is_err() || ganesha.exited().is_some() {
-            return Err(format!(
-                "ganesha did not come up on {NFS_PORT}:\n{}",
-                crate::process::tail(&dir.join("ganesha.log"), 30)
-            ));
-        }
         Ok(NfsServer {
-            ganesha,
+            ganesha: spawn_ganesha(ns, dir)?,
             _rpcbind: rpcbind,
             export: export.to_path_buf(),
+            dir: dir.to_path_buf(),
         })
+    }
+
+    /// ganesha dies (SIGKILL: no clean shutdown, its state left as a crash leaves it);
+    /// rpcbind stays. The export is unanswered until [`NfsServer::start_again`].
+    pub fn kill(&mut self) {
+        self.ganesha.kill();
+    }
+
+    /// ganesha started again on the same configuration, export and recovery directory.
+    pub fn start_again(&mut self, ns: &Netns) -> Result<(), String> {
+        self.ganesha.kill();
+        self.ganesha = spawn_ganesha(ns, &self.dir)?;
+        Ok(())
     }
 
     /// Stops ganesha, then rpcbind (what dropping does), so that another server can take

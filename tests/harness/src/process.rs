@@ -92,6 +92,14 @@ impl Daemon {
         let _ = child.wait();
     }
 
+    /// SIGKILL at once, no grace (a power cut, a crashed server); reaps it. Idempotent.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// The last `lines` lines of the log, for failure reports.
     pub fn log_tail(&self, lines: usize) -> String {
         tail(&self.log, lines)

@@ -322,6 +322,23 @@ impl VirtualPi {
 }
 
 impl Running {
+    pub fn serial(&self) -> &str {
+        &self.pi.serial
+    }
+
+    /// The console so far, while the guest runs (lossy, as [`Running::wait`] reads it).
+    pub fn console(&self) -> String {
+        std::fs::read(&self.console_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Pulls the plug: QEMU killed with SIGKILL, the guest's caches lost with it.
+    pub fn power_cut(mut self) -> BootRun {
+        self.qemu.kill();
+        self.run(Outcome::Exited)
+    }
+
     /// Waits for QEMU to exit, at most the guest's timeout; kills it past that.
     pub fn wait(mut self) -> BootRun {
         let left = self.pi.timeout.saturating_sub(self.started.elapsed());
@@ -332,13 +349,15 @@ impl Running {
                 Outcome::TimedOut
             }
         };
+        self.run(outcome)
+    }
+
+    fn run(&self, outcome: Outcome) -> BootRun {
         BootRun {
             serial: self.pi.serial.clone(),
             // Lossy: a UART may put a stray non-UTF-8 byte on the line (the raspi3b mini UART
             // does at start), which must not cost the whole console.
-            console: std::fs::read(&self.console_path)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default(),
+            console: self.console(),
             console_path: self.console_path.clone(),
             outcome,
             elapsed: self.started.elapsed(),
