@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use pureboot_harness::console::{kernel_panicked, pi_init_failure};
-use pureboot_harness::controller::{mentions, node_state, objects, NodeSpec};
+use pureboot_harness::controller::{mentions, node_state, objects, NodeSpec, PORT};
 use pureboot_harness::env::TestEnv;
 use pureboot_harness::guest_root;
 use pureboot_harness::lab::{default_hostname, diskless_node, Lab, LabOptions, TINY, WORKFLOW};
@@ -519,6 +519,46 @@ fn nfsv3_only_server_falls_back() {
     assert!(
         vers.starts_with('3'),
         "{name}: callback's nfs_version says v3, got {vers:?}: {node:#}"
+    );
+}
+
+/// Several controllers of one registry on the command line (`pureboot.url=a,b`, as the TFTP
+/// folder writes them): the first is down (nothing listens on its port), pi-init says so,
+/// asks the second within the same retry budget, and boots through it; the callback goes
+/// to the controller that answered.
+#[test]
+fn a_pi_whose_first_controller_is_down_boots_through_the_second() {
+    let name = "second-controller";
+    let env = pi_init_env!(name);
+    let lab = lab_with_tiny_root(name, env, LabOptions::default());
+    let s = serial(0x2d);
+    lab.add_node(&s, diskless_node("pi-second-controller"))
+        .unwrap();
+    let down = format!("http://{HOST_FROM_GUEST}:{}", PORT - 1);
+    let up = format!("http://{HOST_FROM_GUEST}:{PORT}");
+    let pi = lab.pi(&s).unwrap().arg(format!("pureboot.url={down},{up}"));
+    let run = lab.boot(&pi, "boot").unwrap();
+    let r = lab.expect_report(&run);
+    lab.check(
+        r.get("hostname") == "pi-second-controller",
+        "booted with the node's identity from the second controller",
+        &run,
+    );
+    let moved = run
+        .console
+        .lines()
+        .find(|l| l.contains(&format!("controller: GET {down}/")))
+        .unwrap_or_default();
+    eprintln!("{name}: {moved}");
+    lab.check(
+        moved.contains(&format!("asking {up}/")),
+        "the log names the controller that is down and the one asked next",
+        &run,
+    );
+    let node = node_when(&lab, &s, |n| installed_report(n).is_some());
+    assert!(
+        installed_report(&node).is_some(),
+        "{name}: the callback reached the controller that answered: {node:#}"
     );
 }
 
