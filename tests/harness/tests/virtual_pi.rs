@@ -1036,3 +1036,48 @@ fn nic_driver_found_by_modalias() {
         &run,
     );
 }
+
+/// The export named on the command line (`pureboot.nfs_server=`/`nfs_path=`) is mounted beside
+/// the controller's request; the answer wins. One boot names the export the controller
+/// answers (the early mount is kept: one export mount), one names another directory the
+/// server exports (mounted early, then undone and the answer's mounted): both boot the
+/// controller's root with its identity.
+#[test]
+fn the_export_on_the_command_line_is_mounted_beside_the_request_and_the_answer_wins() {
+    let name = "early-export";
+    let env = pi_init_env!(name);
+    let lab = lab_with_tiny_root(name, env, LabOptions::default());
+    let s = serial(12);
+    lab.add_node(&s, diskless_node("pi-early")).unwrap();
+    let other = lab.export().join("base").join(TINY);
+    for (label, path, kept) in [("same", lab.export(), true), ("other", &other, false)] {
+        let pi = lab
+            .pi(&s)
+            .unwrap()
+            .arg(format!("pureboot.nfs_server={HOST_FROM_GUEST}"))
+            .arg(format!("pureboot.nfs_path={}", path.display()));
+        let run = lab.boot(&pi, label).unwrap();
+        let report = lab.expect_report(&run);
+        let what = |w: &str| format!("{label}: {w}");
+        lab.check(
+            run.console.contains("beside the controller's request"),
+            &what("the export mounted before the answer"),
+            &run,
+        );
+        lab.check(
+            run.console.contains("undoing the early mount") != kept,
+            &what(if kept { "kept" } else { "undone" }),
+            &run,
+        );
+        lab.check(
+            report.get("hostname") == "pi-early",
+            &what("hostname from the controller"),
+            &run,
+        );
+        lab.check(
+            report.get("volumes") == "v3,v4",
+            &what("the controller's tree: base on its own v3 mount beside the export's v4"),
+            &run,
+        );
+    }
+}
