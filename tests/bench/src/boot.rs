@@ -579,8 +579,11 @@ mod tests {
                 cpus: 1,
                 modules: [1, 1],
                 number: 3,
+                pi_export: kind == KernelKind::Pi,
             };
             let text = report(&run, &b, &p);
+            let named = text.contains("pi-init's command line names the export too");
+            assert_eq!(named, run.pi_export, "{text}");
             let title = format!("## 1.3 Boot path on {} ({version}; QEMU virt", kind.title());
             assert!(text.starts_with(&title), "{text}");
             assert!(text.contains(verdict), "{text}");
