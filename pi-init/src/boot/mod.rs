@@ -10,7 +10,6 @@
 //! it through [`step::run`], never doing a step's work itself.
 
 pub mod dry_run;
-mod early;
 pub mod policy;
 pub mod report;
 mod sequence;

@@ -4,7 +4,6 @@
 //! Each step is one [`step::run`] call: timed into the report, its error a [`Failure`] at
 //! its [`Step`]. The mechanics are the steps' own (`crate::steps`).
 
-use super::early::{EarlyMount, Mounting};
 use super::report::Report;
 use super::step::{self, Failure, Step};
 use super::{Attempt, Host};
@@ -13,18 +12,16 @@ use crate::decide::handover::Lease;
 use crate::decide::ip_param::IpParam;
 use crate::decide::nfs_options::NfsOptions;
 use crate::decide::plan::{self, Decision, Instructions, NfsPlan};
-use crate::decide::serial::{BoardSerial, Identity, NoSerial};
+use crate::decide::serial::{BoardSerial, Identity};
 use crate::steps::{agent_unit, base_mount, clock, controller, handover, local, lower};
 use crate::steps::{modules, net, nfs, overlay, squashfs};
 use crate::steps::{serial, switch_root, volumes, watchdog};
-use crate::support::background::{self, Gate};
-use crate::support::log;
+use crate::support::{background, log};
 use crate::sys::HostPaths;
 use ::log::{error, info, warn};
 use pureboot_contract::ids::Mac;
 use pureboot_contract::{FailureReport, OverlayOutcome};
 use std::path::Path;
-use std::thread::Scope;
 use std::time::{Duration, Instant};
 
 /// One boot attempt. Returns only on failure (success ends in exec).
@@ -38,17 +35,6 @@ pub(super) fn run(host: &Host, cmd: &Cmdline, a: &mut Attempt) -> Failure {
 enum Never {}
 
 fn boot(host: &Host, cmd: &Cmdline, a: &mut Attempt) -> Result<Never, Failure> {
-    let modules_in = Gate::default();
-    std::thread::scope(|s| boot_in(s, host, cmd, &modules_in, a))
-}
-
-fn boot_in<'s, 'env>(
-    s: &'s Scope<'s, 'env>,
-    host: &'env Host<'env>,
-    cmd: &'env Cmdline,
-    modules_in: &'env Gate,
-    a: &mut Attempt,
-) -> Result<Never, Failure> {
     let sys = host.sys;
     let r = &mut a.report;
     // A board without a serial can still boot a kernel-style NFS root; only asking the
@@ -65,25 +51,16 @@ fn boot_in<'s, 'env>(
     a.failure = FailureReport::choose(None, cmd.callback.as_deref());
 
     // Modules load on their own threads (the NIC driver first) while this one waits for the
-    // interface, configures it and asks the controller; joined before NFS is mounted. The
-    // export the command line names is mounted beside the request once they are in.
-    let (net, answer, early) = {
-        let opener = modules_in.opener();
-        let loader = background::start(s, "modules", move || {
-            let _loaded = opener;
-            let p = &host.paths;
-            timed(|| modules::load_at_start(sys, &p.module_list(), &p.module_aliases(), &p.sysfs()))
+    // interface, configures it and asks the controller; joined before NFS is mounted.
+    let (net, answer) = std::thread::scope(|s| {
+        let loader = background::start(s, "modules", || {
+            timed(|| {
+                let p = &host.paths;
+                modules::load_at_start(sys, &p.module_list(), &p.module_aliases(), &p.sysfs())
+            })
         });
         let net = step::run(r, Step::Network, |_| {
             host.net.bring_up(&net_request(cmd, &host.paths))
-        });
-        let early = net.as_ref().ok().and_then(|n| {
-            let id = identity(serial.clone(), &n.mac).ok()?;
-            let export = plan::early_export(cmd, &id, &facts(n))?;
-            let (paths, sleep) = (&host.paths, host.sleep);
-            Some(EarlyMount::start(
-                s, sys, paths, sleep, export, n.addr, modules_in,
-            ))
         });
         let answer = net.as_ref().ok().map(|n| match &serial {
             Ok(s) => step::time(r, Step::Controller, |_| {
@@ -97,8 +74,8 @@ fn boot_in<'s, 'env>(
             }
         });
         modules_done(r, "modules", Step::Modules, loader.join());
-        (net, answer, early)
-    };
+        (net, answer)
+    });
     let net = net?;
     for (stage, took) in &net.stages {
         r.step(stage, *took);
@@ -109,10 +86,17 @@ fn boot_in<'s, 'env>(
     );
     r.facts.mac = Some(net.mac.clone());
     r.facts.ip_address = Some(net.addr.to_string());
-    let identity = identity(serial, &net.mac)?;
-    if let Identity::Mac { mac, no_serial } = &identity {
-        warn!("{no_serial}: this node is known by its MAC {mac}");
-    }
+    let identity = match serial {
+        Ok(s) => Identity::Board(s),
+        Err(why) => {
+            let mac = Mac::parse(&net.mac).map_err(|e| Failure::at(Step::Serial, &e))?;
+            warn!("{why}: this node is known by its MAC {mac}");
+            Identity::Mac {
+                mac,
+                no_serial: why,
+            }
+        }
+    };
     let answer = answer.expect("asked once the network is up");
 
     let mut permanent = false;
@@ -138,18 +122,19 @@ fn boot_in<'s, 'env>(
             Instructions::None(why)
         }
     };
-    match plan::decide(cmd, &identity, &facts(&net), ins) {
+    let facts = plan::NetFacts {
+        client: net.addr,
+        server: net.server,
+        hostname: net.hostname.as_deref(),
+        root_path: net.root_path.as_deref(),
+    };
+    match plan::decide(cmd, &identity, &facts, ins) {
         Decision::Nfs(p) => {
             a.failure = p.failure.clone().or(a.failure.take());
             let lease = handover::lease(&net, &host.paths.sysfs());
-            // Kept when the answer names the same mount; undone (dropped) otherwise.
-            let early = early.and_then(|e| e.serving(&p));
-            nfs_boot(host, cmd, &p, &identity, &lease, early, &mut a.report)
+            nfs_boot(host, cmd, &p, &identity, &lease, &mut a.report)
         }
-        Decision::Local { device } => {
-            drop(early); // undone before the switch: the exec never returns to drop it
-            local_boot(host, cmd, &device, &mut a.report)
-        }
+        Decision::Local { device } => local_boot(host, cmd, &device, &mut a.report),
         Decision::Fail(why) => Err(Failure {
             step: if identity.serial().is_none() && !cmd.urls.is_empty() {
                 Step::Serial
@@ -159,27 +144,6 @@ fn boot_in<'s, 'env>(
             error: why,
             permanent,
         }),
-    }
-}
-
-/// The node's identity: its board serial, else its MAC.
-fn identity(serial: Result<BoardSerial, NoSerial>, mac: &str) -> Result<Identity, Failure> {
-    Ok(match serial {
-        Ok(s) => Identity::Board(s),
-        Err(why) => Identity::Mac {
-            mac: Mac::parse(mac).map_err(|e| Failure::at(Step::Serial, &e))?,
-            no_serial: why,
-        },
-    })
-}
-
-/// What the plan reads of the network.
-fn facts(net: &net::NetConfig) -> plan::NetFacts<'_> {
-    plan::NetFacts {
-        client: net.addr,
-        server: net.server,
-        hostname: net.hostname.as_deref(),
-        root_path: net.root_path.as_deref(),
     }
 }
 
@@ -248,7 +212,6 @@ fn nfs_boot(
     p: &NfsPlan,
     identity: &Identity,
     lease: &Lease,
-    early: Option<Mounting>,
     r: &mut Report,
 ) -> Result<Never, Failure> {
     let client = lease.addr;
@@ -268,7 +231,7 @@ fn nfs_boot(
         at: &paths.base,
         mountd: host.mountd,
     };
-    let (mounted, opts, early) = mount_export(host, cmd, p, &base, &paths.nfs, early, r)?;
+    let (mounted, opts, early) = mount_export(host, cmd, p, &base, &paths.nfs, r)?;
     let plan = base_mount::plan(cmd.base_opts.as_deref(), &opts, mounted.version);
     let own = base_mount::Own {
         base: &base,
@@ -344,15 +307,13 @@ struct ForTheRoot<'a> {
 /// The export's mount at `at`, its options parsed once for it and for the base image's own
 /// mount. Beside it, on threads of their own: the disk modules when the overlay needs them,
 /// and the base image's own mount when the answer names the image (it needs only the answer,
-/// so their round trips overlap). What that mount did comes back for the overlay step. An
-/// `early` mount (made beside the controller's request) is the export's when given.
+/// so their round trips overlap). What that mount did comes back for the overlay step.
 fn mount_export(
     host: &Host,
     cmd: &Cmdline,
     p: &NfsPlan,
     base: &base_mount::BaseMount,
     at: &Path,
-    early_export: Option<Mounting>,
     r: &mut Report,
 ) -> Result<(nfs::Mounted, NfsOptions, Option<base_mount::Early>), Failure> {
     let sys = host.sys;
@@ -361,7 +322,8 @@ fn mount_export(
         let base_opts = cmd.base_opts.as_deref();
         base_mount::early_plan(base_opts, p.nfs.layout, o, p.base_image.as_ref())
     });
-    let read_only = p.read_only();
+    // The export is written only when the writable layer or a volume lives on it.
+    let read_only = !p.overlay.writes_export() && p.volumes.is_empty();
     let (mounted, early) = std::thread::scope(|s| {
         let disk_modules = (p.overlay.needs_disk_modules() || !p.volumes.is_empty()).then(|| {
             background::start(s, "disk-modules", || {
@@ -371,29 +333,22 @@ fn mount_export(
         let beside = early_plan.as_ref().map(|(image, own)| {
             background::start(s, "base-mount", || timed(|| base.mount_beside(image, own)))
         });
-        let mounted = match early_export {
-            Some((done, took)) => {
-                info!("the export's mount made beside the controller's request serves");
-                r.step(Step::NfsMount.as_str(), took);
-                done.map_err(|e| Failure::at(Step::NfsMount, &e))
-            }
-            None => step::run(r, Step::NfsMount, |_| {
-                let opts = opts.map_err(|e| nfs::NfsError::options(&p.nfs, e))?;
-                let retry = nfs::RetryPolicy::default();
-                let mut sleep = host.sleep;
-                nfs::mount(
-                    sys,
-                    &p.nfs,
-                    &opts,
-                    at,
-                    base.client,
-                    read_only,
-                    &retry,
-                    &mut sleep,
-                )
-                .map(|m| (m, opts))
-            }),
-        };
+        let mounted = step::run(r, Step::NfsMount, |_| {
+            let opts = opts.map_err(|e| nfs::NfsError::options(&p.nfs, e))?;
+            let retry = nfs::RetryPolicy::default();
+            let mut sleep = host.sleep;
+            nfs::mount(
+                sys,
+                &p.nfs,
+                &opts,
+                at,
+                base.client,
+                read_only,
+                &retry,
+                &mut sleep,
+            )
+            .map(|m| (m, opts))
+        });
         if let Some(loader) = disk_modules {
             modules_done(r, "disk modules", Step::DiskModules, loader.join());
         }

@@ -186,13 +186,6 @@ impl World {
         ))
     }
 
-    /// The tree's base image `tiny` on a mount of its own, NFSv3 and cached (see base_mount).
-    fn base_tiny(&self) -> Call {
-        let data = "vers=3,nolock,proto=tcp,mountproto=tcp,addr=10.0.2.2,nocto,actimeo=3600";
-        let ro = MsFlags::MS_RDONLY;
-        self.mount("10.0.2.2:/srv/nfs/base/tiny", "mnt/base", "nfs", ro, data)
-    }
-
     /// The tail every boot that gets to the switch ends with: mounts moved, the checked
     /// switch, the exec of `argv`.
     fn switch_and_exec(&self, argv: &[&str]) -> Vec<Call> {
@@ -291,7 +284,13 @@ fn a_tree_export_boots_to_the_exec_of_its_init() {
         ),
         // The base image on a mount of its own, cached (see base_mount); the answer
         // names it, so it is mounted beside the export, not after it.
-        w.base_tiny(),
+        w.mount(
+            "10.0.2.2:/srv/nfs/base/tiny",
+            "mnt/base",
+            "nfs",
+            MsFlags::MS_RDONLY,
+            "vers=3,nolock,proto=tcp,mountproto=tcp,addr=10.0.2.2,nocto,actimeo=3600",
+        ),
         w.mount("tmpfs", "mnt/rw", "tmpfs", MsFlags::empty(), "mode=0755"),
         w.mount("overlay", "mnt/root", "overlay", MsFlags::empty(), &overlay),
     ];
@@ -981,122 +980,4 @@ fn early_mounts_cover_what_the_boot_needs() {
     assert!(switch_root::MOVED_MOUNTS
         .iter()
         .all(|m| targets.contains(m)));
-}
-
-/// The export's mount data on this network (NFSv4.2, the first tried).
-const V42: &str = "vers=4.2,clientaddr=10.0.2.15,addr=10.0.2.2";
-
-/// An attempt with the export `10.0.2.2:<path>` named on the command line (and `more`): it
-/// gets to the exec; its calls.
-fn with_export_named(w: &World, path: &str, more: &str) -> Vec<Call> {
-    let pair = format!("pureboot.nfs_server=10.0.2.2 pureboot.nfs_path={path}");
-    let f = w.attempt(&format!("{CMDLINE} {pair} {more}"));
-    assert_eq!(f.step.as_str(), "exec", "{}", f.error);
-    w.sys.calls()
-}
-
-/// The export the command line names is mounted beside the controller's request (named by
-/// the identity the node has before the answer); the answer naming the same one keeps it.
-#[test]
-fn the_export_named_on_the_command_line_is_mounted_beside_the_request_and_kept() {
-    let w = World::tree();
-    let calls = with_export_named(&w, "/srv/nfs", "");
-    let export = w.mount(
-        "10.0.2.2:/srv/nfs",
-        "mnt/nfs",
-        "nfs4",
-        MsFlags::MS_RDONLY,
-        V42,
-    );
-    assert_eq!(
-        calls[..4],
-        [
-            Call::SetHostname("pi-d83add36".into()),
-            export.clone(),
-            Call::SetHostname("pi-a".into()),
-            w.mount(
-                "10.0.2.2:/srv/nfs/base/tiny",
-                "mnt/base",
-                "nfs",
-                MsFlags::MS_RDONLY,
-                "vers=3,nolock,proto=tcp,mountproto=tcp,addr=10.0.2.2,nocto,actimeo=3600",
-            ),
-        ]
-    );
-    assert_eq!(calls.iter().filter(|c| **c == export).count(), 1);
-    assert!(
-        !calls.iter().any(|c| matches!(c, Call::Umount(_))),
-        "{calls:?}"
-    );
-    // The report is the same as without it: nfs-mount timed, after the controller.
-    let posts = w.posts();
-    let s = steps(&posts[0].1);
-    let at = |name| s.iter().position(|x| *x == name).unwrap();
-    assert!(at("controller") < at("nfs-mount"), "{s:?}");
-    assert_eq!(posts[0].1["nfs_version"], "4.2");
-}
-
-/// The answer wins: naming another export, the early mount is undone and the answer's made.
-#[test]
-fn an_answer_naming_another_export_undoes_the_early_mount() {
-    let w = World::tree();
-    let calls = with_export_named(&w, "/srv/old", "");
-    let (data, ro) = (V42, MsFlags::MS_RDONLY);
-    assert_eq!(
-        calls[..5],
-        [
-            Call::SetHostname("pi-d83add36".into()),
-            w.mount("10.0.2.2:/srv/old", "mnt/nfs", "nfs4", ro, data),
-            Call::Umount(w.at("mnt/nfs")),
-            Call::SetHostname("pi-a".into()),
-            w.mount("10.0.2.2:/srv/nfs", "mnt/nfs", "nfs4", ro, data),
-        ],
-        "{calls:?}"
-    );
-}
-
-/// A failed early mount of the answer's export fails the boot at nfs-mount, as its own would.
-#[test]
-fn a_failed_early_mount_that_the_answer_names_fails_at_nfs_mount() {
-    let w = World::tree();
-    w.sys
-        .fail_mount("10.0.2.2:/srv/nfs", "vers=", nix::errno::Errno::EACCES);
-    let f = w.attempt(&format!(
-        "{CMDLINE} pureboot.nfs_server=10.0.2.2 pureboot.nfs_path=/srv/nfs"
-    ));
-    assert_eq!(f.step.as_str(), "nfs-mount", "{}", f.error);
-    assert!(f.error.contains("10.0.2.2:/srv/nfs"), "{}", f.error);
-    let exports = w.sys.calls().into_iter().filter(
-        |c| matches!(c, Call::Mount(m) if m.source.as_deref() == Some("10.0.2.2:/srv/nfs")),
-    );
-    assert_eq!(
-        exports.count(),
-        1,
-        "mounted once, not again after the answer"
-    );
-    assert_install_failed(&w.posts()[0], "nfs-mount", "10.0.2.2:/srv/nfs");
-}
-
-/// A local root answered while the command line's export was mounted early: undone first.
-#[test]
-fn a_local_answer_undoes_the_early_mount_before_the_switch() {
-    let w = World::new(Some(r#"{"state":"installed","action":"local_boot"}"#));
-    fs::create_dir_all(w.at("dev")).unwrap();
-    fs::write(w.at("dev/vda2"), "").unwrap();
-    w.exe("mnt/root/sbin/init");
-    let calls = with_export_named(&w, "/srv/nfs", "root=/dev/vda2");
-    let mut want = vec![
-        Call::SetHostname("pi-d83add36".into()),
-        w.mount(
-            "10.0.2.2:/srv/nfs",
-            "mnt/nfs",
-            "nfs4",
-            MsFlags::MS_RDONLY,
-            V42,
-        ),
-        Call::Umount(w.at("mnt/nfs")),
-        w.mount("/dev/vda2", "mnt/root", "ext4", MsFlags::MS_RDONLY, ""),
-    ];
-    want.extend(w.switch_and_exec(&["/sbin/init"]));
-    assert_eq!(calls, want);
 }

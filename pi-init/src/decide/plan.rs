@@ -77,53 +77,6 @@ pub struct NetFacts<'a> {
     pub root_path: Option<&'a str>,
 }
 
-impl NfsPlan {
-    /// The export is written only when the writable layer or a volume lives on it.
-    pub fn read_only(&self) -> bool {
-        !self.overlay.writes_export() && self.volumes.is_empty()
-    }
-}
-
-/// The export mounted before the controller answers, beside its request: the one the command
-/// line names (or DHCP's root path, for the kernel's forms), with what its mount needs. In a
-/// pureboot tree the answer names the same export; when it names another (or other options, or
-/// a writable mount), the early mount is undone and the answer's made: the answer wins.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EarlyExport {
-    pub nfs: NfsTarget,
-    pub read_only: bool,
-    /// The NFS client's identity for the mount (the answer's may differ; see `nfs::name_client`).
-    pub hostname: Hostname,
-    pub machine_id: MachineId,
-}
-
-/// The export to mount beside the controller's request: only when a controller is asked (else
-/// there is nothing to overlap) and the command line names an NFS root that needs no answer.
-pub fn early_export(c: &Cmdline, id: &Identity, net: &NetFacts) -> Option<EarlyExport> {
-    if c.urls.is_empty() {
-        return None;
-    }
-    match from_cmdline(c, id, net, c.fallback_nfs_root()?) {
-        Decision::Nfs(p) => Some(EarlyExport {
-            read_only: p.read_only(),
-            nfs: p.nfs,
-            hostname: p.hostname,
-            machine_id: p.machine_id,
-        }),
-        _ => None,
-    }
-}
-
-impl EarlyExport {
-    /// Whether the plan's export is this mount: same server, path, options, versions and
-    /// read-only flag (the layout is looked at once mounted, the identity only names the client).
-    pub fn serves(&self, p: &NfsPlan) -> bool {
-        let (a, b) = (&self.nfs, &p.nfs);
-        (&a.server, &a.path, &a.options, a.v4_only, self.read_only)
-            == (&b.server, &b.path, &b.options, b.v4_only, p.read_only())
-    }
-}
-
 pub fn decide(c: &Cmdline, id: &Identity, net: &NetFacts, ins: Instructions) -> Decision {
     let r = match ins {
         Instructions::Controller(r) => r,
@@ -332,84 +285,6 @@ mod tests {
             Decision::Nfs(p) => *p,
             other => panic!("expected an NFS plan, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn early_export_is_the_command_lines_root_when_a_controller_is_asked() {
-        let upstream =
-            "pureboot.url=http://c pureboot.nfs_server=10.0.2.2 pureboot.nfs_path=/srv/pb";
-        let e = early_export(&parse(upstream), &serial(), &NO_DHCP).unwrap();
-        assert_eq!(
-            (e.nfs.server.as_str(), e.nfs.path.as_str()),
-            ("10.0.2.2", "/srv/pb")
-        );
-        assert!(e.read_only, "tmpfs overlay: the export is only read");
-        assert_eq!(e.hostname.as_str(), "pi-d83add36");
-        // The kernel's form, its server from DHCP's next-server and %s replaced.
-        let kernel =
-            "pureboot.url=http://c root=/dev/nfs nfsroot=/srv/%s,vers=3 pureboot.overlay=nfs";
-        let e = early_export(&parse(kernel), &serial(), &DHCP).unwrap();
-        assert_eq!(
-            (
-                e.nfs.server.as_str(),
-                e.nfs.path.as_str(),
-                e.nfs.options.as_deref()
-            ),
-            ("10.0.2.2", "/srv/10.0.2.15", Some("vers=3"))
-        );
-        assert!(!e.read_only, "the nfs overlay writes the export");
-        // DHCP's root path (option 17) for root=/dev/nfs without nfsroot=.
-        let rp = NetFacts {
-            root_path: Some("10.0.2.9:/srv/dhcp,vers=4.2"),
-            ..DHCP
-        };
-        let c = parse("pureboot.url=http://c root=/dev/nfs");
-        let e = early_export(&c, &serial(), &rp).unwrap();
-        assert_eq!(
-            (e.nfs.server.as_str(), e.nfs.path.as_str()),
-            ("10.0.2.9", "/srv/dhcp")
-        );
-        // No controller to wait for, or no root named, or none that can be mounted: none.
-        assert_eq!(
-            early_export(
-                &parse("root=/dev/nfs nfsroot=10.0.2.2:/r"),
-                &serial(),
-                &DHCP
-            ),
-            None
-        );
-        assert_eq!(
-            early_export(&parse("pureboot.url=http://c"), &serial(), &DHCP),
-            None
-        );
-        let no_server = parse("pureboot.url=http://c root=/dev/nfs nfsroot=/r");
-        assert_eq!(early_export(&no_server, &serial(), &NO_DHCP), None);
-    }
-
-    #[test]
-    fn the_answer_decides_whether_the_early_mount_serves() {
-        let c =
-            parse("pureboot.url=http://c pureboot.nfs_server=10.0.2.2 pureboot.nfs_path=/srv/pb");
-        let e = early_export(&c, &serial(), &NO_DHCP).unwrap();
-        let plan = |json: &str| nfs(ask(&c, &answer(json)));
-        let same = r#"{"state":"active","action":"nfs_boot","nfs_server":"10.0.2.2","nfs_path":"/srv/pb","hostname":"node7","machine_id":"0123456789abcdef0123456789abcdef"}"#;
-        assert!(
-            e.serves(&plan(same)),
-            "same export; another identity only names the client"
-        );
-        // The answer names nothing: the command line's pair stands in, as when deciding.
-        assert!(e.serves(&plan(r#"{"state":"active","action":"nfs_boot"}"#)));
-        for other in [
-            r#"{"state":"active","action":"nfs_boot","nfs_server":"10.0.2.3","nfs_path":"/srv/pb"}"#,
-            r#"{"state":"active","action":"nfs_boot","nfs_server":"10.0.2.2","nfs_path":"/srv/other"}"#,
-            r#"{"state":"active","action":"nfs_boot","nfs_server":"10.0.2.2","nfs_path":"/srv/pb","nfs_options":"vers=3"}"#,
-            r#"{"state":"active","action":"nfs_boot","nfs_server":"10.0.2.2","nfs_path":"/srv/pb","overlay_mode":"nfs"}"#,
-        ] {
-            assert!(!e.serves(&plan(other)), "{other}");
-        }
-        // No answer: the command line's root is the plan, and the early mount serves it.
-        let fallback = nfs(decide(&c, &serial(), &NO_DHCP, Instructions::None("down")));
-        assert!(e.serves(&fallback));
     }
 
     #[test]

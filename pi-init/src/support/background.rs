@@ -47,37 +47,6 @@ impl<T> Background<'_, T> {
     }
 }
 
-/// One thread waits until another's work is over: [`Gate::wait`] returns once the
-/// [`Opener`] is dropped (its work done, or panicked out of).
-#[derive(Default)]
-pub struct Gate {
-    open: Mutex<bool>,
-    opened: std::sync::Condvar,
-}
-
-/// Opens its [`Gate`] when dropped.
-pub struct Opener<'a>(&'a Gate);
-
-impl Gate {
-    pub fn opener(&self) -> Opener<'_> {
-        Opener(self)
-    }
-
-    pub fn wait(&self) {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        while !*open {
-            open = self.opened.wait(open).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
-impl Drop for Opener<'_> {
-    fn drop(&mut self) {
-        *self.0.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.0.opened.notify_all();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,24 +67,5 @@ mod tests {
     fn a_panic_is_none_not_a_panic_of_the_caller() {
         let r: Option<u8> = std::thread::scope(|s| start(s, "test", || panic!("boom")).join());
         assert!(r.is_none());
-    }
-
-    #[test]
-    fn a_gate_opens_when_its_opener_is_dropped_even_by_a_panic() {
-        let gate = Gate::default();
-        let waited = std::thread::scope(|s| {
-            let opener = gate.opener();
-            let loader = s.spawn(move || {
-                let _open = opener;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                panic!("loader exploded");
-            });
-            let t = std::time::Instant::now();
-            gate.wait();
-            assert!(loader.join().is_err());
-            t.elapsed()
-        });
-        assert!(waited >= std::time::Duration::from_millis(20));
-        gate.wait(); // stays open
     }
 }
