@@ -185,6 +185,8 @@ pub struct Params<'a> {
     pub cpus: &'a [u32],
     /// pi-init's `pureboot.log=` (None: its default, info, as deployed).
     pub log: Option<&'a str>,
+    /// pi-init's command line names the export too (as the baseline's does).
+    pub pi_export: bool,
 }
 
 /// One series per kernel and vCPU count (a Pi has 4 cores, the tests' guests 1, and the
@@ -248,6 +250,11 @@ fn on_kernel(
     if let Some(level) = p.log {
         pi = pi.arg(format!("pureboot.log={level}"));
     }
+    if p.pi_export {
+        pi = pi
+            .arg(format!("pureboot.nfs_server={HOST_FROM_GUEST}"))
+            .arg(format!("pureboot.nfs_path={}", lab.export().display()));
+    }
     // The baseline does the same work: modules, DHCP, NFSv4 mount, tmpfs overlay, callback.
     let base = VirtualPi::new(&sb, &kernel.image, &base_initrd)
         .arg(format!("pureboot.nfs_server={HOST_FROM_GUEST}"))
@@ -280,6 +287,7 @@ fn on_kernel(
             cpus,
             modules,
             number: first + n,
+            pi_export: p.pi_export,
         };
         out += &series(lab, &pi, &base, alone.as_ref(), &run)?;
     }
@@ -294,6 +302,8 @@ struct Run<'a> {
     /// Kernel modules in the baseline's and pi-init's initramfs.
     modules: [usize; 2],
     number: usize,
+    /// pi-init's command line names the export (`--pi-export yes`).
+    pi_export: bool,
 }
 
 /// `boots` boots each of `pi`, `base` and the kernel alone (when given), alternating.
@@ -400,13 +410,20 @@ fn report(run: &Run, b: &Series, p: &Series) -> String {
         cpus,
         modules: [base_modules, pi_modules],
         number,
+        pi_export,
     } = *run;
     let mut s = format!(
         "## 1.{number} Boot path on {} ({}; QEMU virt, TCG, {cpus} vCPU; {boots} boots each, \
          alternating; median (min–max))\n\n\
-         | | busybox baseline | pi-init | pi-init / baseline |\n|---|---|---|---|\n",
+         {}| | busybox baseline | pi-init | pi-init / baseline |\n|---|---|---|---|\n",
         kernel.kind.title(),
         kernel.version,
+        if pi_export {
+            "pi-init's command line names the export too (`--pi-export yes`: \
+             `pureboot.nfs_server=`, `pureboot.nfs_path=`, as the baseline's)\n\n"
+        } else {
+            ""
+        },
     );
     s += &row(
         "**init start → exec of the root's init, ms**",
@@ -562,8 +579,11 @@ mod tests {
                 cpus: 1,
                 modules: [1, 1],
                 number: 3,
+                pi_export: kind == KernelKind::Pi,
             };
             let text = report(&run, &b, &p);
+            let named = text.contains("pi-init's command line names the export too");
+            assert_eq!(named, run.pi_export, "{text}");
             let title = format!("## 1.3 Boot path on {} ({version}; QEMU virt", kind.title());
             assert!(text.starts_with(&title), "{text}");
             assert!(text.contains(verdict), "{text}");

@@ -6,7 +6,10 @@
 //!
 //! Options: `--boots <n>` (7), `--cpus <n,...>` (vCPUs of the virtual Pi, one series each; 1,2),
 //! `--kernels <debian,pi>` (the kernels the boot path runs on, one set of series each; both),
-//! `--log <level>` (pi-init's `pureboot.log=`; default info, as deployed), `--nodes <n>` (1000), `--clients <n>` (100), `--rounds <n>` (3),
+//! `--log <level>` (pi-init's `pureboot.log=`; default info, as deployed),
+//! `--pi-export <yes|no>` (no: pi-init's command line names only the controller, as
+//! pureboot-image writes it; yes: also the export, `pureboot.nfs_server=`/`nfs_path=` as the
+//! baseline's, so pi-init mounts it beside the controller's request), `--nodes <n>` (1000), `--clients <n>` (100), `--rounds <n>` (3),
 //! `--import-mb <n>` (300), `--import-runs <n>` (5), `--usable-boots <n>` (5),
 //! `--usable-variant <label>=<kernel parameters>` (one more pi-init variant; repeatable),
 //! `--pis <n>` (4: virtual Pis booting the Debian root at once from one NFS server),
@@ -36,6 +39,7 @@ struct Args {
     cpus: Vec<u32>,
     kernels: Vec<KernelKind>,
     log: Option<String>,
+    pi_export: bool,
     nodes: usize,
     clients: usize,
     rounds: usize,
@@ -57,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
         cpus: vec![1, 2],
         kernels: KernelKind::ALL.to_vec(),
         log: None,
+        pi_export: false,
         nodes: 1000,
         clients: 100,
         rounds: 3,
@@ -90,6 +95,13 @@ fn parse_args() -> Result<Args, String> {
                     .collect::<Result<_, _>>()?
             }
             "--log" => a.log = Some(value),
+            "--pi-export" => {
+                a.pi_export = match value.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    v => return Err(format!("{flag} {v}: yes or no")),
+                }
+            }
             "--nodes" => a.nodes = num(&value)?.clamp(1, 100_000),
             "--clients" => a.clients = num(&value)?.clamp(1, 1000),
             "--rounds" => a.rounds = num(&value)?.clamp(1, 20),
@@ -134,6 +146,7 @@ fn main() {
                         boots: args.boots,
                         cpus: &args.cpus,
                         log: args.log.as_deref(),
+                        pi_export: args.pi_export,
                     },
                 )
             }),
