@@ -17,7 +17,7 @@ use pureboot_contract::after_boot::{
     BootComplete, StepOutcome, StepsPlan, COMPLETE_ROUTE, STEPS_ROUTE, STEP_ROUTE,
 };
 
-use crate::steps::agent_unit::AGENT_URL_FILE;
+use crate::steps::agent_unit::{pending_callback, AGENT_URL_FILE, PENDING_CALLBACK_FILE};
 use crate::steps::controller::{Http, Ureq};
 use crate::sys::HostPaths;
 
@@ -82,6 +82,7 @@ pub fn main(paths: &HostPaths) -> i32 {
             return 1;
         }
     };
+    deliver_pending(&Ureq, &Booted, &paths.at(PENDING_CALLBACK_FILE));
     let done = run(&Ureq, &Booted, &url);
     log::info!(
         "boot complete: {} ({} steps, system {})",
@@ -94,6 +95,25 @@ pub fn main(paths: &HostPaths) -> i32 {
         done.system_state
     );
     0
+}
+
+/// pi-init's installed report, if it left one (no controller took it during the boot):
+/// sent before anything else, so the controller hears of the boot before its steps; the
+/// file goes once the report was taken or refused for good.
+pub fn deliver_pending(http: &dyn Http, sys: &dyn System, file: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return;
+    };
+    match pending_callback(&text) {
+        Some((url, body)) => {
+            log::info!("delivering the boot's installed report pi-init could not");
+            if !send_text(http, sys, url, body) {
+                log::error!("installed report dropped: {url}");
+            }
+        }
+        None => log::error!("{}: not a report pi-init left; dropped", file.display()),
+    }
+    let _ = std::fs::remove_file(file);
 }
 
 /// One boot's post-boot work against `url` (the boot's `agent_url`); the report it sent
@@ -183,16 +203,20 @@ fn fetch_plan(http: &dyn Http, sys: &dyn System, url: &str) -> Result<StepsPlan,
 
 /// POSTs `body` until it is taken or refused for good; false (logged) when it was not taken.
 fn send(http: &dyn Http, sys: &dyn System, url: &str, body: &impl serde::Serialize) -> bool {
-    let text = match serde_json::to_string(body) {
-        Ok(t) => t,
+    match serde_json::to_string(body) {
+        Ok(text) => send_text(http, sys, url, &text),
         Err(e) => {
             log::error!("{url}: cannot encode: {e}");
-            return false;
+            false
         }
-    };
+    }
+}
+
+/// [`send`] for a body already encoded.
+fn send_text(http: &dyn Http, sys: &dyn System, url: &str, text: &str) -> bool {
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
-        let why = match http.post_json(url, &text, TIMEOUT) {
+        let why = match http.post_json(url, text, TIMEOUT) {
             Ok(code @ 200..=299) => {
                 log::info!("{url}: HTTP {code}");
                 return true;

@@ -188,3 +188,29 @@ fn a_report_is_sent_again_until_taken_and_not_after_a_refusal() {
         ]
     );
 }
+
+#[test]
+fn a_report_pi_init_left_is_delivered_first_and_removed() {
+    let dir = crate::support::testutil::TempDir::new();
+    let file = dir.path().join("callback-pending");
+    let url = "http://c/api/v1/nodes/n1/installed";
+    let body = serde_json::json!({"success": true, "overlay": "tmpfs"});
+    std::fs::write(&file, format!("{url}\n{body}")).unwrap();
+    let http = FakeHttp::new(vec![]);
+    // The controller is still down for the first two tries.
+    http.post_codes.lock().unwrap().extend([503, 503]);
+    let sys = FakeSystem::default();
+    deliver_pending(&http, &sys, &file);
+    let posts = http.posts();
+    assert_eq!(posts.len(), 3, "{posts:?}");
+    assert!(posts.iter().all(|p| (p.0.as_str(), &p.1) == (url, &body)));
+    assert_eq!(sys.slept.borrow().len(), 2, "waited between tries");
+    assert!(!file.exists(), "delivered once");
+
+    // Nothing left: nothing sent. Something else there: dropped, not sent.
+    deliver_pending(&http, &sys, &file);
+    std::fs::write(&file, "not a report").unwrap();
+    deliver_pending(&http, &sys, &file);
+    assert_eq!(http.posts().len(), 3);
+    assert!(!file.exists());
+}

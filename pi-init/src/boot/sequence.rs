@@ -388,8 +388,11 @@ fn local_boot(host: &Host, cmd: &Cmdline, device: &str, r: &mut Report) -> Resul
     enter_and_exec(host, cmd, &newroot, ForTheRoot::default(), r)
 }
 
+/// The report's word for an agent left in the root.
+const AGENT_INSTALLED: &str = "installed";
+
 /// The common tail: init check, the agent left, the network handed over (an NFS root's),
-/// mounts moved, callback, switch, exec.
+/// mounts moved, callback (left for the agent when no controller took it), switch, exec.
 fn enter_and_exec(
     host: &Host,
     cmd: &Cmdline,
@@ -407,7 +410,7 @@ fn enter_and_exec(
             agent_unit::leave(&host.paths, &resolved, url)
         });
         let said = match left {
-            Ok(()) => "installed".to_string(),
+            Ok(()) => AGENT_INSTALLED.to_string(),
             Err(e) => {
                 warn!("post-boot agent {e}");
                 e.to_string()
@@ -433,9 +436,12 @@ fn enter_and_exec(
     })?;
     if let Some(url) = urls.callback {
         let body = r.installed();
-        step::time(r, Step::Callback, |_| {
+        let taken = step::time(r, Step::Callback, |_| {
             controller::post_callback(host.http, url, &body)
         });
+        if !taken && r.facts.agent.as_deref() == Some(AGENT_INSTALLED) {
+            agent_unit::leave_callback(&newroot.join("run"), url, &body);
+        }
     }
     step::run(r, Step::SwitchRoot, |_| {
         switch_root::enter(sys, &host.paths.root, newroot, kind)

@@ -6,7 +6,7 @@ use super::policy::{self, after_failure, reboot_delay, AfterFailure};
 use super::*;
 use crate::steps::controller::{HttpError, Reply};
 use crate::steps::net::{NetConfig, NetError, NetRequest, NetSource};
-use crate::steps::switch_root;
+use crate::steps::{agent_unit, switch_root};
 use crate::support::testutil::TempDir;
 use crate::sys::fake::{Call, FakeSys, FAKE_EXEC_ERROR};
 use serde_json::Value;
@@ -63,6 +63,8 @@ struct FakeHttp {
     date: Option<u64>,
     gets: Mutex<Vec<String>>,
     posts: Mutex<Vec<(String, Value)>>,
+    /// POSTs answered 503 (a controller restarting) instead of 200.
+    refuse_posts: bool,
 }
 
 impl Http for FakeHttp {
@@ -79,7 +81,7 @@ impl Http for FakeHttp {
     fn post_json(&self, url: &str, body: &str, _: Duration) -> Result<u16, HttpError> {
         let body = serde_json::from_str(body).unwrap();
         self.posts.lock().unwrap().push((url.into(), body));
-        Ok(200)
+        Ok(if self.refuse_posts { 503 } else { 200 })
     }
 }
 
@@ -524,6 +526,43 @@ fn an_answer_with_an_agent_url_leaves_the_agent_in_run_for_a_systemd_root() {
     let said = report["agent"].as_str().unwrap();
     assert!(said.contains("is not systemd"), "{report}");
     assert!(!w.at("run/pureboot/agent").exists());
+}
+
+#[test]
+fn a_callback_no_controller_took_is_left_for_the_agent() {
+    let answer = TREE_ANSWER.replace(
+        r#""hostname":"pi-a","#,
+        r#""hostname":"pi-a","agent_url":"http://ctl:8080/api/v1/nodes/b1/agent","#,
+    );
+    let mut w = World::new(Some(&answer));
+    w.http.refuse_posts = true;
+    w.exe("mnt/nfs/base/tiny/sbin/init");
+    fs::create_dir_all(w.at("mnt/nfs/nodes/d83add36/upper/etc")).unwrap();
+    w.exe("mnt/root/lib/systemd/systemd");
+    w.exe("proc/self/exe");
+    // The fake's mounts do nothing: the root's /run stands in for pi-init's, moved.
+    fs::create_dir_all(w.at("mnt/root/run/pureboot")).unwrap();
+    let f = w.attempt(&format!("{CMDLINE} init=/lib/systemd/systemd"));
+    assert_eq!(f.step.as_str(), "exec", "{}", f.error);
+    let (url, sent) = &w.posts()[0];
+    let left = fs::read_to_string(w.at("mnt/root/run/pureboot/callback-pending")).unwrap();
+    let (left_url, left_body) = agent_unit::pending_callback(&left).unwrap();
+    let left_body: Value = serde_json::from_str(left_body).unwrap();
+    assert_eq!(
+        (left_url, &left_body),
+        (url.as_str(), sent),
+        "the report as it was sent"
+    );
+
+    // Taken at once: nothing left.
+    let w = World::new(Some(&answer));
+    w.exe("mnt/nfs/base/tiny/sbin/init");
+    fs::create_dir_all(w.at("mnt/nfs/nodes/d83add36/upper/etc")).unwrap();
+    w.exe("mnt/root/lib/systemd/systemd");
+    w.exe("proc/self/exe");
+    fs::create_dir_all(w.at("mnt/root/run/pureboot")).unwrap();
+    w.attempt(&format!("{CMDLINE} init=/lib/systemd/systemd"));
+    assert!(!w.at("mnt/root/run/pureboot/callback-pending").exists());
 }
 
 #[test]

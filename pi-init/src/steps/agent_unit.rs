@@ -20,6 +20,31 @@ use crate::sys::HostPaths;
 /// The file the agent reads its URL from (a file, not the unit's command line: no quoting).
 pub const AGENT_URL_FILE: &str = "/run/pureboot/agent-url";
 
+/// pi-init's installed report when no controller took it before the switch (one try of
+/// 2 s: the boot does not wait): the callback URL on the first line, the JSON body after
+/// it, as pi-init sent it. The agent delivers it first, with its own patience, so a
+/// controller down or restarting during the boot still learns how the node booted.
+pub const PENDING_CALLBACK_FILE: &str = "/run/pureboot/callback-pending";
+
+/// Leaves `body` for the agent at [`PENDING_CALLBACK_FILE`] under `run` (the root's `/run`,
+/// once moved). Best effort: said in the log either way.
+pub fn leave_callback(run: &Path, url: &str, body: &impl serde::Serialize) {
+    let file = run.join(PENDING_CALLBACK_FILE.trim_start_matches("/run/"));
+    let left = serde_json::to_string(body)
+        .map_err(io::Error::other)
+        .and_then(|body| std::fs::write(&file, format!("{url}\n{body}")));
+    match left {
+        Ok(()) => log::info!("callback left for the post-boot agent to deliver"),
+        Err(e) => log::warn!("callback not delivered, and not left for the agent: {e}"),
+    }
+}
+
+/// The URL and body of a report [`leave_callback`] left; none when `text` is no such file.
+pub fn pending_callback(text: &str) -> Option<(&str, &str)> {
+    let (url, body) = text.split_once('\n')?;
+    (url.starts_with("http://") && !body.is_empty()).then_some((url, body))
+}
+
 /// Why no agent was left.
 #[derive(Debug)]
 pub enum AgentUnitError {
