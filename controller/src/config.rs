@@ -191,26 +191,7 @@ fn default_weight() -> u64 {
     1
 }
 
-/// A pool server's state: `active` takes new nodes; `draining` keeps the nodes whose data
-/// lives there and sends the others elsewhere at their next boot; `down` answers no boot.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ServerState {
-    #[default]
-    Active,
-    Draining,
-    Down,
-}
-
-impl ServerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServerState::Active => "active",
-            ServerState::Draining => "draining",
-            ServerState::Down => "down",
-        }
-    }
-}
+pub use crate::domain::pool::ServerState;
 
 impl NfsConfig {
     /// The path nodes are told to mount.
@@ -298,9 +279,7 @@ impl Kind {
             (Kind::Str, toml::Value::String(_)) | (Kind::Bool, toml::Value::Boolean(_)) => true,
             (Kind::Int, toml::Value::Integer(i)) => *i >= 0,
             (Kind::StrList, toml::Value::Array(items)) => items.iter().all(toml::Value::is_str),
-            (Kind::TableList, toml::Value::Array(items)) => {
-                items.iter().all(toml::Value::is_table)
-            }
+            (Kind::TableList, toml::Value::Array(items)) => items.iter().all(toml::Value::is_table),
             _ => false,
         }
     }
@@ -560,13 +539,11 @@ fn check_servers(servers: &[NfsServerConfig]) -> Result<(), (&'static str, Strin
         let at = format!("[[nfs.servers]] #{} ({:?})", i + 1, s.address);
         let host_ok = !s.address.is_empty()
             && s.address.len() <= 253
-            && s
-                .address
+            && s.address
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
         if !host_ok
-            || s
-                .address
+            || s.address
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_unspecified())
         {
@@ -817,7 +794,8 @@ fn check_server_entry(entry: &toml::Table, origin: &str) -> Result<(), ConfigErr
                 key,
             });
         };
-        let state_ok = k != "state" || ["active", "draining", "down"].contains(&v.as_str().unwrap_or(""));
+        let state_ok =
+            k != "state" || ["active", "draining", "down"].contains(&v.as_str().unwrap_or(""));
         if !kind.matches(v) || !state_ok {
             return Err(ConfigError::WrongType {
                 origin: origin.into(),
