@@ -55,14 +55,24 @@ pub struct Placement {
 }
 
 /// Where a node boots, or why it cannot boot anywhere. `image` names its base image in
-/// the messages.
+/// the messages. `prefer`: the server a new or moving node was prepared for a moment ago
+/// (the boot's first half), kept while it may still take new nodes, so boots of new nodes
+/// racing each other do not undo each other's preparation.
 pub fn place(
     home: Option<&str>,
     pin: Option<&Sourced<String>>,
     holds_data: bool,
     image: &str,
     servers: &[ServerView],
+    prefer: Option<&str>,
 ) -> Result<Placement, String> {
+    let newcomer = |servers: &[ServerView], image: &str| match prefer
+        .and_then(|p| servers.iter().find(|s| s.name == p))
+        .filter(|s| takes_new(s))
+    {
+        Some(s) => Ok(s.name.clone()),
+        None => newcomer(servers, image),
+    };
     let find = |name: &str| servers.iter().find(|s| s.name == name);
     let serves = |s: &ServerView| s.state != ServerState::Down && s.has_image;
     let placed = |server: &str| Placement {
@@ -125,7 +135,7 @@ pub fn place(
 fn newcomer(servers: &[ServerView], image: &str) -> Result<String, String> {
     servers
         .iter()
-        .filter(|s| s.state == ServerState::Active && s.weight > 0 && s.has_image)
+        .filter(|s| takes_new(s))
         .min_by(|a, b| {
             // (a.nodes + 1) / a.weight < (b.nodes + 1) / b.weight, in integers.
             let lhs = u128::from(a.nodes + 1) * u128::from(b.weight);
@@ -149,6 +159,10 @@ fn newcomer(servers: &[ServerView], image: &str) -> Result<String, String> {
                 }
             )
         })
+}
+
+fn takes_new(s: &ServerView) -> bool {
+    s.state == ServerState::Active && s.weight > 0 && s.has_image
 }
 
 fn why_not(s: &ServerView, image: &str) -> String {
@@ -184,7 +198,7 @@ mod tests {
         let mut servers = vec![view("a", Active, 2, 0), view("b", Active, 1, 0)];
         let mut got = Vec::new();
         for _ in 0..6 {
-            let p = place(None, None, false, "img", &servers).unwrap();
+            let p = place(None, None, false, "img", &servers, None).unwrap();
             servers
                 .iter_mut()
                 .find(|s| s.name == p.server)
@@ -204,17 +218,19 @@ mod tests {
         let servers = [view("a", Draining, 1, 3), view("b", Active, 1, 1)];
         // Sticky with data, even draining; tmpfs moves off a draining home.
         assert_eq!(
-            place(Some("a"), None, true, "i", &servers).unwrap().server,
+            place(Some("a"), None, true, "i", &servers, None)
+                .unwrap()
+                .server,
             "a"
         );
-        let moved = place(Some("a"), None, false, "i", &servers).unwrap();
+        let moved = place(Some("a"), None, false, "i", &servers, None).unwrap();
         assert_eq!(
             (moved.server.as_str(), moved.from.as_deref()),
             ("b", Some("a"))
         );
         // Down home: data nodes fail naming it, tmpfs nodes move.
         let down = [view("a", Down, 1, 3), view("b", Active, 1, 1)];
-        let e = place(Some("a"), None, true, "i", &down).unwrap_err();
+        let e = place(Some("a"), None, true, "i", &down, None).unwrap_err();
         assert!(
             e.contains("NFS server a is down") && e.contains("data"),
             "{e}"
@@ -222,10 +238,12 @@ mod tests {
         // A home lacking the image: a data node fails naming server and image.
         let mut lacking = [view("a", Active, 1, 3), view("b", Active, 1, 1)];
         lacking[0].has_image = false;
-        let e = place(Some("a"), None, true, "deb.v2", &lacking).unwrap_err();
+        let e = place(Some("a"), None, true, "deb.v2", &lacking, None).unwrap_err();
         assert!(e.contains("a lacks base image deb.v2"), "{e}");
         assert_eq!(
-            place(Some("a"), None, false, "i", &lacking).unwrap().server,
+            place(Some("a"), None, false, "i", &lacking, None)
+                .unwrap()
+                .server,
             "b"
         );
         // Pins: honoured, named with their source when wrong.
@@ -233,23 +251,37 @@ mod tests {
             value: "a".to_string(),
             from: Source::Group("rack".into()),
         };
-        let e = place(Some("b"), Some(&pin), true, "i", &servers).unwrap_err();
+        let e = place(Some("b"), Some(&pin), true, "i", &servers, None).unwrap_err();
         assert!(e.contains("node move") && e.contains("rack"), "{e}");
         assert_eq!(
-            place(Some("b"), Some(&pin), false, "i", &servers)
+            place(Some("b"), Some(&pin), false, "i", &servers, None)
                 .unwrap()
                 .server,
             "a"
         );
-        let e = place(None, Some(&pin), false, "i", &down).unwrap_err();
+        let e = place(None, Some(&pin), false, "i", &down, None).unwrap_err();
         assert!(e.contains("down"), "{e}");
         let unknown = Sourced {
             value: "z".to_string(),
             from: Source::Node,
         };
-        assert!(place(None, Some(&unknown), false, "i", &servers).is_err());
+        assert!(place(None, Some(&unknown), false, "i", &servers, None).is_err());
+        // A prepared choice that may still take new nodes is kept; one that may not is not.
+        let even = [view("a", Active, 1, 0), view("b", Active, 1, 0)];
+        assert_eq!(
+            place(None, None, false, "i", &even, Some("b"))
+                .unwrap()
+                .server,
+            "b"
+        );
+        assert_eq!(
+            place(None, None, false, "i", &servers, Some("a"))
+                .unwrap()
+                .server,
+            "b"
+        );
         // Nowhere to go.
-        let e = place(None, None, false, "i", &lacking[..1]).unwrap_err();
+        let e = place(None, None, false, "i", &lacking[..1], None).unwrap_err();
         assert!(e.contains("lacking it: a"), "{e}");
     }
 }

@@ -11,6 +11,7 @@ mod images;
 pub mod limits;
 mod node_event;
 pub mod nodes;
+pub mod pool;
 pub mod rollout;
 pub mod status;
 pub mod tftp;
@@ -84,6 +85,8 @@ pub struct Services {
     workflows: RwLock<Arc<Workflows>>,
     pub templates: Templates,
     pub tree: NfsTree,
+    /// The NFS servers of `[[nfs.servers]]` (off when none: `service/pool.rs`).
+    pub pool: pool::Pool,
     /// Node-tree writes of this process: one at a time per serial (two boots of one
     /// serial), different serials in parallel (a stripe per serial hash).
     tree_locks: Vec<Mutex<()>>,
@@ -124,6 +127,7 @@ impl Services {
             workflows: RwLock::new(Arc::new(workflows)),
             templates,
             tree,
+            pool: pool::Pool::from_config(&config),
             tree_locks: (0..TREE_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             tftp_lock: Mutex::new(()),
             address_limiter: RateLimiter::new(config.node_requests_per_minute),
