@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use super::error::{io_err, NfsTreeError, Result};
 use super::fs_util::random_suffix;
 use super::NfsTree;
+use pureboot_contract::ids::Serial;
 
 /// The stamps' directory, at the export's root beside `base/` and `nodes/`.
 pub const STAMPS_DIR: &str = ".pureboot-digests";
@@ -65,9 +66,7 @@ impl NfsTree {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("reading", &dir)(e)),
         }
-        let mut h = Sha256::new();
-        digest_dir(&dir, Path::new(""), &mut h)?;
-        Ok(Some(format!("{:x}", h.finalize())))
+        tree_digest(&dir).map(Some)
     }
 
     /// Copies `base/<image>` from `source` into this tree under a hidden name, then swaps it
@@ -83,19 +82,64 @@ impl NfsTree {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        let target = self.base_image_path(image)?;
-        let old = base.join(format!(".old-{image}.{}", random_suffix()));
-        let had_old = match fs::rename(&target, &old) {
-            Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(io_err("setting aside", &target)(e)),
-        };
-        fs::rename(&tmp, &target).map_err(io_err("renaming into", &target))?;
-        if had_old {
-            fs::remove_dir_all(&old).map_err(io_err("removing", &old))?;
-        }
-        Ok(())
+        swap_in(&tmp, &self.base_image_path(image)?, &base)
     }
+}
+
+impl NfsTree {
+    /// Copies `nodes/<serial>` to `other` (a node's move between servers): under a hidden
+    /// name, checked by digest, then swapped in (a tree there before is set aside and
+    /// removed). `false`: the node has no tree here (nothing to copy).
+    pub fn copy_node_tree_to(&self, other: &NfsTree, serial: &Serial) -> Result<bool> {
+        let from = self.node_path(serial);
+        if !from.is_dir() {
+            return Ok(false);
+        }
+        other.ensure_directories()?;
+        let nodes = other.nodes_path().to_path_buf();
+        let tmp = nodes.join(format!(".move-{serial}.{}", random_suffix()));
+        let checked = copy_tree(&from, &tmp).and_then(|()| {
+            let (a, b) = (tree_digest(&from)?, tree_digest(&tmp)?);
+            if a == b {
+                Ok(())
+            } else {
+                Err(NfsTreeError::Io {
+                    op: "checking the copy of",
+                    path: tmp.clone(),
+                    error: std::io::Error::other("its digest is not the original's"),
+                })
+            }
+        });
+        if let Err(e) = checked {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        swap_in(&tmp, &other.node_path(serial), &nodes)?;
+        Ok(true)
+    }
+}
+
+/// Renames the finished copy `tmp` to `target`; a tree there before is first set aside
+/// (hidden, in `dir`) and removed once the new one is in place.
+fn swap_in(tmp: &Path, target: &Path, dir: &Path) -> Result<()> {
+    let old = dir.join(format!(".old.{}", random_suffix()));
+    let had_old = match fs::rename(target, &old) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io_err("setting aside", target)(e)),
+    };
+    fs::rename(tmp, target).map_err(io_err("renaming into", target))?;
+    if had_old {
+        fs::remove_dir_all(&old).map_err(io_err("removing", &old))?;
+    }
+    Ok(())
+}
+
+/// The digest of the tree at `dir` (see the module).
+fn tree_digest(dir: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    digest_dir(dir, Path::new(""), &mut h)?;
+    Ok(format!("{:x}", h.finalize()))
 }
 
 fn digest_dir(dir: &Path, rel: &Path, h: &mut Sha256) -> Result<()> {
@@ -134,7 +178,8 @@ fn digest_dir(dir: &Path, rel: &Path, h: &mut Sha256) -> Result<()> {
             }
             h.update(inner.finalize());
         }
-        // Other kinds (the import makes no device nodes) count by their mode alone.
+        // Devices count by their mode (kind included) and number.
+        h.update(m.rdev().to_le_bytes());
         h.update(b"\n");
     }
     Ok(())
@@ -156,11 +201,31 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     } else if m.is_file() {
         fs::copy(from, to).map_err(io_err("copying to", to))?;
     } else {
-        return Err(NfsTreeError::Io {
-            op: "copying (not a file, directory or symlink)",
-            path: from.to_path_buf(),
-            error: std::io::Error::other("unsupported file type"),
-        });
+        // An overlay's upper directory holds whiteouts (character devices 0:0); the import
+        // may have made device nodes (--keep-devices): made again as they are.
+        use std::os::unix::fs::FileTypeExt;
+        let ft = m.file_type();
+        let kind = if ft.is_char_device() {
+            rustix::fs::FileType::CharacterDevice
+        } else if ft.is_block_device() {
+            rustix::fs::FileType::BlockDevice
+        } else if ft.is_fifo() {
+            rustix::fs::FileType::Fifo
+        } else {
+            return Err(NfsTreeError::Io {
+                op: "copying (a socket or unknown kind of file)",
+                path: from.to_path_buf(),
+                error: std::io::Error::other("unsupported file type"),
+            });
+        };
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            to,
+            kind,
+            rustix::fs::Mode::from_raw_mode(m.mode() & 0o7777),
+            m.rdev(),
+        )
+        .map_err(|e| io_err("making the node", to)(e.into()))?;
     }
     let (uid, gid) = (m.uid(), m.gid());
     let now = fs::symlink_metadata(to).map_err(io_err("reading", to))?;

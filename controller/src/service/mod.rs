@@ -233,24 +233,17 @@ impl Services {
                 "write failed; see the controller log".to_string()
             }
         };
-        let export = if self.config.nfs.enabled {
-            let file = self.tree.root().join(".pureboot-write-check");
-            let stamp = crate::nfs_tree::persist_repair::utc_stamp(std::time::SystemTime::now());
-            match std::fs::write(&file, stamp) {
-                Ok(()) => Some("ok".to_string()),
-                Err(e) => {
-                    log::error!("health: writing {}: {e}", file.display());
-                    Some("write failed; see the controller log".to_string())
-                }
-            }
-        } else {
-            None
-        };
+        let export = self
+            .config
+            .nfs
+            .enabled
+            .then(|| pool::write_check(self.tree.root()));
         let ok = database == "ok" && export.as_deref().is_none_or(|e| e == "ok");
         Health {
             ok,
             database,
             export,
+            nfs_servers: self.pool_health(),
             schema_version: self.store.schema_version().unwrap_or(-1),
             workflows: self.workflows().iter().count(),
         }
@@ -501,6 +494,11 @@ pub struct Health {
     pub database: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub export: Option<String>,
+    /// Each pool server's export (`[[nfs.servers]]`): `ok` or why not. Reported, not
+    /// part of `ok`: one server down leaves the others' nodes booting, and the controller
+    /// healthy for them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub nfs_servers: BTreeMap<String, String>,
     pub schema_version: i64,
     pub workflows: usize,
 }

@@ -176,11 +176,18 @@ impl Services {
             return Ok(None);
         };
         let home = tx.nfs_home(&node.id)?;
+        // A workflow's `nfs_server` pins only when it names a pool server: the shipped
+        // workflows render the top-level `nfs_server` there, which the pool replaces.
+        let wf_pin = workflow.filter(|w| {
+            w.nfs_server
+                .as_deref()
+                .is_some_and(|a| self.pool.get(a).is_some())
+        });
         let pin = nfs_server_pin(
             tx.node_nfs_pin(&node.id)?.as_deref(),
             &node.groups,
             &tx.group_nfs_pins()?,
-            workflow,
+            wf_pin,
         );
         let counts = tx.nfs_home_counts()?;
         let views: Vec<ServerView> = self
@@ -409,5 +416,226 @@ impl Services {
             });
         }
         Ok(out)
+    }
+
+    /// Sets (`Some`) or clears the pin of a node or a group (`nfs pin`): its next boot
+    /// goes to that server (see `domain::pool` for what a node with data there needs).
+    pub fn pin_nfs_server(
+        &self,
+        target: &PinTarget,
+        server: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        self.pool_on()?;
+        if let Some(name) = server {
+            self.pool_server(name)?;
+        }
+        self.store.write(|tx| match target {
+            PinTarget::Node(r) => {
+                let node = tx
+                    .find_node(r)?
+                    .ok_or_else(|| ServiceError::NotFound(format!("node {r} not found")))?;
+                Ok(tx.set_node_nfs_pin(&node.id, server)?)
+            }
+            PinTarget::Group(g) => {
+                if tx.find_group(g)?.is_none() {
+                    return Err(ServiceError::NotFound(format!("group {g} not found")));
+                }
+                Ok(tx.set_group_nfs_pin(g, server)?)
+            }
+        })
+    }
+
+    /// `node move <serial> <server>`: copies the node's tree (`nodes/<serial>`: its
+    /// persist image, upper directory, volumes) to `to`, checks the copy by digest, makes
+    /// `to` its home and removes the old tree. Only for a node that is off: the controller
+    /// cannot see power, so the operator says so (`off`), and a node whose last boot is
+    /// under `boot_complete_within_secs` old is refused anyway (it is booting or just did).
+    pub fn move_node(&self, r: &NodeRef, to: &str, off: bool) -> Result<Moved, ServiceError> {
+        self.pool_on()?;
+        let target = self.pool_server(to)?;
+        let Some(to_tree) = target
+            .tree
+            .clone()
+            .filter(|_| target.config.state != ServerState::Down)
+        else {
+            return Err(ServiceError::Invalid(format!(
+                "NFS server {to} is down or has no local_path: the controller cannot write there"
+            )));
+        };
+        let within = self.config.boot_complete_within_secs;
+        let (node, home, recent) = self.store.read(|tx| {
+            let node = tx
+                .find_node(r)?
+                .ok_or_else(|| ServiceError::NotFound(format!("node {r} not found")))?;
+            let home = tx.nfs_home(&node.id)?;
+            let recent = tx.booted_within(&node.id, within)?;
+            Ok::<_, ServiceError>((node, home, recent))
+        })?;
+        if !off {
+            return Err(ServiceError::Conflict(format!(
+                "node {}: moving its data needs it powered off; power it off, then confirm with \
+                 --off",
+                node.serial
+            )));
+        }
+        if recent {
+            return Err(ServiceError::Conflict(format!(
+                "node {} booted less than boot_complete_within_secs ({within} s) ago: it may be \
+                 running; power it off and move it after that",
+                node.serial
+            )));
+        }
+        if home.as_deref() == Some(to) {
+            return Err(ServiceError::Conflict(format!(
+                "node {} already lives on {to}",
+                node.serial
+            )));
+        }
+        let from_tree = self.tree_for(home.as_deref())?.clone();
+        let _guard = self.tree_lock(&node.serial);
+        let copied = from_tree.copy_node_tree_to(&to_tree, &node.serial)?;
+        self.store.write(|tx| tx.set_nfs_home(&node.id, to))?;
+        if copied {
+            from_tree.delete_node_overlay(&node.serial)?;
+        }
+        log::warn!(
+            "node {} moved by the operator from NFS server {} to {to}",
+            node.serial,
+            home.as_deref().unwrap_or("(none)")
+        );
+        Ok(Moved {
+            serial: node.serial.to_string(),
+            from: home,
+            to: to.to_string(),
+            copied,
+        })
+    }
+
+    fn pool_on(&self) -> Result<(), ServiceError> {
+        if self.pool.enabled() {
+            Ok(())
+        } else {
+            Err(ServiceError::Invalid(
+                "no [[nfs.servers]] in the configuration: every node uses nfs_server".into(),
+            ))
+        }
+    }
+
+    fn pool_server(&self, name: &str) -> Result<&PoolServer, ServiceError> {
+        self.pool.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self
+                .pool
+                .servers
+                .iter()
+                .map(|s| s.config.address.as_str())
+                .collect();
+            ServiceError::NotFound(format!(
+                "NFS server {name:?} is not in [[nfs.servers]] ({})",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
+/// What a pin is set on.
+#[derive(Debug, Clone)]
+pub enum PinTarget {
+    Node(NodeRef),
+    Group(String),
+}
+
+/// What `node move` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Moved {
+    pub serial: String,
+    pub from: Option<String>,
+    pub to: String,
+    /// A tree was there to copy (a node never booted has none).
+    pub copied: bool,
+}
+
+/// A server's line on the status page and in `/metrics`: its state and how many nodes live
+/// there.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerCount {
+    pub address: String,
+    pub state: &'static str,
+    pub weight: u64,
+    pub nodes: u64,
+}
+
+impl Services {
+    /// Every server with its node count (one grouped read).
+    pub fn pool_counts(&self) -> Result<Vec<ServerCount>, ServiceError> {
+        if !self.pool.enabled() {
+            return Ok(Vec::new());
+        }
+        let counts = self.store.read(|tx| tx.nfs_home_counts())?;
+        Ok(self
+            .pool
+            .servers
+            .iter()
+            .map(|s| ServerCount {
+                address: s.config.address.clone(),
+                state: s.config.state.as_str(),
+                weight: s.config.weight,
+                nodes: counts.get(&s.config.address).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// `/metrics` lines: nodes per server, labelled with the server's state.
+    pub fn pool_metrics(&self) -> Result<String, ServiceError> {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let counts = self.pool_counts()?;
+        if counts.is_empty() {
+            return Ok(out);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP pureboot_nfs_server_nodes Nodes placed on each NFS server of the pool, by \
+             the server's configured state."
+        );
+        let _ = writeln!(out, "# TYPE pureboot_nfs_server_nodes gauge");
+        for c in &counts {
+            let _ = writeln!(
+                out,
+                "pureboot_nfs_server_nodes{{server=\"{}\",state=\"{}\"}} {}",
+                c.address, c.state, c.nodes
+            );
+        }
+        Ok(out)
+    }
+
+    /// `/healthz`: each server's export, where the controller reaches it, takes a write
+    /// (`ok`); else why not. A server without local_path, or down, is not checked.
+    pub fn pool_health(&self) -> BTreeMap<String, String> {
+        self.pool
+            .servers
+            .iter()
+            .map(|s| {
+                let verdict = match (&s.tree, s.config.state) {
+                    (_, ServerState::Down) => "down (configured; not checked)".to_string(),
+                    (None, _) => "not checked (no local_path)".to_string(),
+                    (Some(tree), _) => write_check(tree.root()),
+                };
+                (s.config.address.clone(), verdict)
+            })
+            .collect()
+    }
+}
+
+/// A write under `root`, as `/healthz` does on the export: `ok`, or the failure (logged in
+/// full; the answer names no path).
+pub(crate) fn write_check(root: &std::path::Path) -> String {
+    let file = root.join(".pureboot-write-check");
+    let stamp = crate::nfs_tree::persist_repair::utc_stamp(std::time::SystemTime::now());
+    match std::fs::write(&file, stamp) {
+        Ok(()) => "ok".to_string(),
+        Err(e) => {
+            log::error!("health: writing {}: {e}", file.display());
+            "write failed; see the controller log".to_string()
+        }
     }
 }

@@ -114,4 +114,16 @@ impl Tx<'_> {
         .map_err(sql("set group nfs pin"))?;
         Ok(())
     }
+
+    /// The node's last boot answer is under `secs` old (it may be booting or running).
+    pub fn booted_within(&self, node_id: &str, secs: u64) -> Result<bool, StoreError> {
+        self.tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM nodes WHERE id = ?1 AND last_boot_at IS NOT NULL
+                 AND julianday(last_boot_at) > julianday('now') - ?2 / 86400.0",
+            )
+            .and_then(|mut st| st.query_row(params![node_id, secs as i64], |r| r.get::<_, i64>(0)))
+            .map(|n| n > 0)
+            .map_err(sql("read last boot"))
+    }
 }
