@@ -370,3 +370,139 @@ fn draining_moves_tmpfs_nodes_and_lists_data_nodes_which_node_move_moves() {
     assert_eq!(boot(&app, &serial(1))["nfs_server"], B);
     assert_eq!(servers(&app)[0]["data_nodes"], json!([]));
 }
+
+/// The CLI over a config file with `[[nfs.servers]]`: `image status` names what each
+/// server lacks, `image sync` copies it, `nfs pin` and `nfs servers` show the placement, a
+/// server without local_path is reported as such and skipped, `node move` moves.
+#[test]
+fn the_cli_reports_syncs_pins_and_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let image = d.join("nfsroot/base").join(IMAGE);
+    std::fs::create_dir_all(&image).unwrap();
+    std::fs::write(image.join("root.squashfs"), b"hsqs not really").unwrap();
+    let config = d.join("controller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{db}\"\nworkflows_dir = \"{wf}\"\n\
+             [nfs]\nroot_path = \"{root}\"\npersist_size_mb = 16\ndefault_base_image = \"{IMAGE}\"\n\
+             [[nfs.servers]]\naddress = \"{A}\"\nexport_path = \"/exports/{A}\"\nlocal_path = \"{a}\"\n\
+             [[nfs.servers]]\naddress = \"{B}\"\nexport_path = \"/exports/{B}\"\nlocal_path = \"{b}\"\n\
+             [[nfs.servers]]\naddress = \"nfs-c.lab\"\nexport_path = \"/exports/c\"\nweight = 0\n",
+            db = d.join("registry.db").display(),
+            wf = common::repo_workflows().display(),
+            root = d.join("nfsroot").display(),
+            a = d.join("srv-a").display(),
+            b = d.join("srv-b").display(),
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = common::cli(&config, args);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.success(), text, err)
+    };
+    let (ok, text, err) = run(&["image", "status"]);
+    assert!(ok, "{err}");
+    // The line of a table that names `server`.
+    fn line(text: &str, server: &str) -> String {
+        text.lines()
+            .find(|l| l.contains(server))
+            .unwrap_or_else(|| panic!("{server} in {text}"))
+            .to_string()
+    }
+    assert!(
+        line(&text, A).contains("missing") && line(&text, B).contains("missing"),
+        "{text}"
+    );
+    assert!(line(&text, "nfs-c.lab").contains("unreachable"), "{text}");
+    let (ok, text, err) = run(&["image", "sync"]);
+    assert!(ok, "{text}{err}");
+    assert!(
+        line(&text, A).contains("copied") && line(&text, "nfs-c.lab").contains("skipped"),
+        "{text}"
+    );
+    assert!(d
+        .join("srv-b/base")
+        .join(IMAGE)
+        .join("root.squashfs")
+        .is_file());
+    let (ok, text, err) = run(&["image", "status"]);
+    assert!(
+        ok && line(&text, A).contains(" ok ") && line(&text, B).contains(" ok "),
+        "{text}{err}"
+    );
+    // A pin by the CLI, then the placement as `nfs servers` shows it.
+    let (ok, _, err) = run(&[
+        "node",
+        "add",
+        "20000001",
+        "--workflow",
+        "pi-diskless-nfs",
+        "--overlay",
+        "image",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, text, err) = run(&["nfs", "pin", "--node", "20000001", "10.9.9.9"]);
+    assert!(!ok && err.contains("not in [[nfs.servers]]"), "{text}{err}");
+    let (ok, _, err) = run(&["nfs", "pin", "--node", "20000001", B]);
+    assert!(ok, "{err}");
+    let app = spawn_app_with(|c| {
+        *c = pureboot_controller::config::Config::load(&config).unwrap();
+        c.admin_token = Some(common::TOKEN.into());
+    });
+    assert_eq!(boot(&app, "20000001")["nfs_server"], B);
+    drop(app);
+    let (ok, text, err) = run(&["nfs", "servers"]);
+    assert!(ok, "{err}");
+    assert!(
+        line(&text, B).contains("20000001") && line(&text, B).contains("active"),
+        "{text}"
+    );
+    // Moving it: refused without --off, and while just booted.
+    let (ok, _, err) = run(&["node", "move", "20000001", A]);
+    assert!(!ok && err.contains("--off"), "{err}");
+    let (ok, _, err) = run(&["node", "move", "20000001", A, "--off"]);
+    assert!(!ok && err.contains("booted less than"), "{err}");
+}
+
+#[test]
+fn a_down_server_answers_no_boot_its_tmpfs_nodes_move_and_data_nodes_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = pool(&dir, [ServerState::Active, ServerState::Active], true);
+    add(&app, &serial(0), "tmpfs");
+    add(&app, &serial(1), "nfs");
+    assert_eq!(boot(&app, &serial(0))["nfs_server"], A);
+    assert_eq!(boot(&app, &serial(1))["nfs_server"], A);
+    drop(app);
+    let app = pool_in(
+        dir.path(),
+        [ServerState::Down, ServerState::Active],
+        900,
+        false,
+    );
+    assert_eq!(boot(&app, &serial(0))["nfs_server"], B, "tmpfs node moves");
+    let a = boot(&app, &serial(1));
+    assert_eq!(a["action"], "wait", "{a}");
+    let msg = a["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("NFS server {A} is down")) && msg.contains("data"),
+        "{msg}"
+    );
+    let (_, health) = app.get("/healthz");
+    assert!(
+        health["nfs_servers"][A]
+            .as_str()
+            .unwrap()
+            .starts_with("down"),
+        "{health}"
+    );
+    assert_eq!(
+        app.metric(&format!(
+            "pureboot_nfs_server_nodes{{server=\"{A}\",state=\"down\"}}"
+        )),
+        "1"
+    );
+}

@@ -90,7 +90,7 @@ pub struct ImageOnServer {
 pub struct Synced {
     pub image: String,
     pub server: String,
-    /// `copied`, `present` or `failed`.
+    /// `copied`, `present`, `skipped` (no local_path, or down) or `failed`.
     pub outcome: &'static str,
     pub detail: String,
 }
@@ -389,8 +389,9 @@ impl Services {
                     continue;
                 }
                 (Some(tree), _) if s.config.state != ServerState::Down => tree,
+                // No local_path, or down: nothing the controller can do there.
                 _ => {
-                    out.push(done("failed", format!("not copied: {}", line.detail)));
+                    out.push(done("skipped", format!("not copied: {}", line.detail)));
                     continue;
                 }
             };
