@@ -190,6 +190,18 @@ fn pins_by_group_and_node_win_over_weights_and_name_their_source() {
             "group pin, at first contact"
         );
     }
+    let effective = |serial: &str| {
+        let (status, e) = app.admin_get(&format!("/api/v1/nodes/{serial}/effective"));
+        assert_eq!(status, 200, "{e}");
+        e
+    };
+    let e = effective(&serial(0));
+    assert_eq!(
+        e["nfs_server"],
+        json!({"value": B, "from": "group rack-b"}),
+        "{e}"
+    );
+    assert_eq!(e["nfs_home"], B, "{e}");
     // The node's own pin over its group's.
     let (status, out) = app.admin(
         "PUT",
@@ -202,6 +214,9 @@ fn pins_by_group_and_node_win_over_weights_and_name_their_source() {
         A,
         "node pin, tmpfs: moves"
     );
+    let e = effective(&serial(0));
+    assert_eq!(e["nfs_server"], json!({"value": A, "from": "node"}), "{e}");
+    assert_eq!(e["nfs_home"], A, "{e}");
     // A pin to a server that is not configured is refused, naming the servers.
     let (status, out) = app.admin(
         "PUT",

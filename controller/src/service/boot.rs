@@ -659,6 +659,16 @@ impl Services {
         let Some(plan) = self.render_and_plan(node, None).plan else {
             return;
         };
+        // With a pool, a node is placed by its first boot (in the registry's transaction,
+        // by the weights then): a tree written ahead could land on another server.
+        if self.pool.enabled()
+            && self
+                .store
+                .read(|tx| tx.nfs_home(&node.id))
+                .map_or(true, |home| home.is_none())
+        {
+            return;
+        }
         if let Err(e) = self.prepare_node_tree(node, &plan) {
             log::warn!(
                 "node {}: tree not prepared ahead of its boot: {e}",

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::{ServiceError, Services};
 use crate::config::{Config, NfsServerConfig, ServerState};
 use crate::domain::boot::Decision;
-use crate::domain::effective::nfs_server_pin;
+use crate::domain::effective::{nfs_server_pin, Sourced};
 use crate::domain::ids::NodeRef;
 use crate::domain::node::Node;
 use crate::domain::pool::{place, Placement, ServerView};
@@ -176,19 +176,7 @@ impl Services {
             return Ok(None);
         };
         let home = tx.nfs_home(&node.id)?;
-        // A workflow's `nfs_server` pins only when it names a pool server: the shipped
-        // workflows render the top-level `nfs_server` there, which the pool replaces.
-        let wf_pin = workflow.filter(|w| {
-            w.nfs_server
-                .as_deref()
-                .is_some_and(|a| self.pool.get(a).is_some())
-        });
-        let pin = nfs_server_pin(
-            tx.node_nfs_pin(&node.id)?.as_deref(),
-            &node.groups,
-            &tx.group_nfs_pins()?,
-            wf_pin,
-        );
+        let pin = self.pin_in(tx, node, workflow)?;
         let counts = tx.nfs_home_counts()?;
         let views: Vec<ServerView> = self
             .pool
@@ -227,6 +215,43 @@ impl Services {
                 Ok(None)
             }
         }
+    }
+
+    /// The node's pin with its source (`node show --effective`), and its home; none
+    /// without a pool.
+    pub(crate) fn nfs_pin_of(
+        &self,
+        node: &Node,
+        workflow: Option<&Workflow>,
+    ) -> Result<(Option<Sourced<String>>, Option<String>), ServiceError> {
+        if !self.pool.enabled() {
+            return Ok((None, None));
+        }
+        Ok(self.store.read(|tx| {
+            Ok::<_, StoreError>((self.pin_in(tx, node, workflow)?, tx.nfs_home(&node.id)?))
+        })?)
+    }
+
+    /// The node's pin (node, then its rendered group chain, then its workflow).
+    fn pin_in(
+        &self,
+        tx: &Tx<'_>,
+        node: &Node,
+        workflow: Option<&Workflow>,
+    ) -> Result<Option<Sourced<String>>, StoreError> {
+        // A workflow's `nfs_server` pins only when it names a pool server: the shipped
+        // workflows render the top-level `nfs_server` there, which the pool replaces.
+        let wf_pin = workflow.filter(|w| {
+            w.nfs_server
+                .as_deref()
+                .is_some_and(|a| self.pool.get(a).is_some())
+        });
+        Ok(nfs_server_pin(
+            tx.node_nfs_pin(&node.id)?.as_deref(),
+            &node.groups,
+            &tx.group_nfs_pins()?,
+            wf_pin,
+        ))
     }
 
     /// Records a committed placement: a new node's home, or a move (logged).
