@@ -177,8 +177,7 @@ impl Services {
         };
         let home = tx.nfs_home(&node.id)?;
         let pin = self.pin_in(tx, node, workflow)?;
-        let counts = tx.nfs_home_counts()?;
-        let views: Vec<ServerView> = self
+        let mut views: Vec<ServerView> = self
             .pool
             .servers
             .iter()
@@ -187,9 +186,22 @@ impl Services {
                 state: s.config.state,
                 weight: s.config.weight,
                 has_image: self.server_has_image(s, &plan.base_image),
-                nodes: counts.get(&s.config.address).copied().unwrap_or(0),
+                nodes: 0,
             })
             .collect();
+        // The counts (a grouped read over every home) only when the node may be placed
+        // anew: not for the usual boot of a node at home on an active server.
+        let at_home = home.as_deref().is_some_and(|h| {
+            views
+                .iter()
+                .any(|v| v.name == h && v.state == ServerState::Active && v.has_image)
+        });
+        if pin.is_some() || !at_home {
+            let counts = tx.nfs_home_counts()?;
+            for v in &mut views {
+                v.nodes = counts.get(&v.name).copied().unwrap_or(0);
+            }
+        }
         match place(
             home.as_deref(),
             pin.as_ref(),
