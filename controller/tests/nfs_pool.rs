@@ -395,7 +395,15 @@ fn the_cli_reports_syncs_pins_and_moves() {
     let d = dir.path();
     let image = d.join("nfsroot/base").join(IMAGE);
     std::fs::create_dir_all(&image).unwrap();
-    std::fs::write(image.join("root.squashfs"), b"hsqs not really").unwrap();
+    // A squashfs image as an import leaves it (boots check the file against its digest).
+    let squashfs = b"hsqs not really";
+    std::fs::write(image.join("root.squashfs"), squashfs).unwrap();
+    let digest = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(squashfs));
+    std::fs::write(
+        image.join("root.squashfs.sha256"),
+        format!("{digest}  root.squashfs\n"),
+    )
+    .unwrap();
     let config = d.join("controller.toml");
     std::fs::write(
         &config,
