@@ -161,7 +161,37 @@ pub struct NfsConfig {
     /// When a node's image version changes, start its `image` overlay afresh (its persist
     /// image set aside, as `overlay reset` does) instead of keeping it over the new version.
     pub reset_layer_on_version_change: bool,
+    /// `[[nfs.servers]]`: a pool of NFS servers (see `crate::pool`); empty: the one
+    /// `nfs_server` with this tree, as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<NfsServerConfig>,
 }
+
+/// One `[[nfs.servers]]` entry: a server of the pool, named by its address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NfsServerConfig {
+    /// The address Pis mount from (what the boot answer's `nfs_server` says); the server's
+    /// name in commands, pins and the registry.
+    pub address: String,
+    /// The tree as this server exports it: the `nfs_path` its nodes mount.
+    pub export_path: PathBuf,
+    /// Where the controller reaches this server's export tree (mounted or local); unset:
+    /// the controller cannot check, copy or write there (see the README).
+    #[serde(default)]
+    pub local_path: Option<PathBuf>,
+    /// Share of new nodes, relative to the other active servers (0: pins only).
+    #[serde(default = "default_weight")]
+    pub weight: u64,
+    #[serde(default)]
+    pub state: ServerState,
+}
+
+fn default_weight() -> u64 {
+    1
+}
+
+pub use crate::domain::pool::ServerState;
 
 impl NfsConfig {
     /// The path nodes are told to mount.
@@ -216,6 +246,7 @@ impl Default for NfsConfig {
             nfs_options: None,
             import_max_size_mb: crate::nfs_tree::import::DEFAULT_MAX_BYTES >> 20,
             reset_layer_on_version_change: false,
+            servers: Vec::new(),
         }
     }
 }
@@ -227,6 +258,9 @@ enum Kind {
     Int,
     /// A list of strings; in the environment, comma-separated.
     StrList,
+    /// An array of tables (`[[nfs.servers]]`), checked entry by entry; not settable from
+    /// the environment.
+    TableList,
 }
 
 impl Kind {
@@ -236,6 +270,7 @@ impl Kind {
             Kind::Bool => "a boolean",
             Kind::Int => "a non-negative integer",
             Kind::StrList => "a list of strings",
+            Kind::TableList => "an array of tables ([[...]] in the file only)",
         }
     }
 
@@ -244,6 +279,7 @@ impl Kind {
             (Kind::Str, toml::Value::String(_)) | (Kind::Bool, toml::Value::Boolean(_)) => true,
             (Kind::Int, toml::Value::Integer(i)) => *i >= 0,
             (Kind::StrList, toml::Value::Array(items)) => items.iter().all(toml::Value::is_str),
+            (Kind::TableList, toml::Value::Array(items)) => items.iter().all(toml::Value::is_table),
             _ => false,
         }
     }
@@ -268,6 +304,7 @@ impl Kind {
                     .map(|s| toml::Value::String(s.to_string()))
                     .collect(),
             )),
+            Kind::TableList => None,
         }
     }
 }
@@ -308,6 +345,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("nfs", "nfs_options", Kind::Str),
     ("nfs", "import_max_size_mb", Kind::Int),
     ("nfs", "reset_layer_on_version_change", Kind::Bool),
+    ("nfs", "servers", Kind::TableList),
     ("tftp", "root", Kind::Str),
     ("tftp", "image_tool", Kind::Str),
     ("tftp", "pi_init", Kind::Str),
@@ -479,6 +517,7 @@ impl Config {
                 ),
             ));
         }
+        check_servers(&self.nfs.servers)?;
         for (key, v) in [
             ("request_timeout_secs", self.request_timeout_secs),
             ("body_limit_bytes", self.body_limit_bytes),
@@ -491,6 +530,60 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `[[nfs.servers]]`: addresses Pis can mount, absolute paths, no address twice, and at
+/// least one active server with a weight (else no new node could be placed).
+fn check_servers(servers: &[NfsServerConfig]) -> Result<(), (&'static str, String)> {
+    for (i, s) in servers.iter().enumerate() {
+        let at = format!("[[nfs.servers]] #{} ({:?})", i + 1, s.address);
+        let host_ok = !s.address.is_empty()
+            && s.address.len() <= 253
+            && s.address
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+        if !host_ok
+            || s.address
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified())
+        {
+            return Err((
+                "nfs.servers.address",
+                format!("{at}: not an address or host name Pis can mount from"),
+            ));
+        }
+        if servers[..i].iter().any(|o| o.address == s.address) {
+            return Err((
+                "nfs.servers.address",
+                format!("{at}: named twice (the address is the server's name)"),
+            ));
+        }
+        if !s.export_path.is_absolute() {
+            return Err((
+                "nfs.servers.export_path",
+                format!("{at}: {} must be an absolute path", s.export_path.display()),
+            ));
+        }
+        if let Some(p) = s.local_path.as_ref().filter(|p| !p.is_absolute()) {
+            return Err((
+                "nfs.servers.local_path",
+                format!("{at}: {} must be an absolute path", p.display()),
+            ));
+        }
+    }
+    if !servers.is_empty()
+        && !servers
+            .iter()
+            .any(|s| s.state == ServerState::Active && s.weight > 0 && s.local_path.is_some())
+    {
+        return Err((
+            "nfs.servers",
+            "no server is active with a weight above 0 and a local_path: new nodes could \
+             not be placed anywhere"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Shortest admin token accepted.
@@ -665,6 +758,57 @@ fn check_value(
             found: value.to_string(),
         });
     }
+    if let Some(entries) = value.as_array().filter(|_| matches!(kind, Kind::TableList)) {
+        for entry in entries.iter().filter_map(toml::Value::as_table) {
+            check_server_entry(entry, origin)?;
+        }
+    }
+    Ok(())
+}
+
+/// The keys of one `[[nfs.servers]]` entry, and `state`'s values.
+const SERVER_KEYS: &[(&str, Kind)] = &[
+    ("address", Kind::Str),
+    ("export_path", Kind::Str),
+    ("local_path", Kind::Str),
+    ("weight", Kind::Int),
+    ("state", Kind::Str),
+];
+
+fn check_server_entry(entry: &toml::Table, origin: &str) -> Result<(), ConfigError> {
+    for required in ["address", "export_path"] {
+        if !entry.contains_key(required) {
+            return Err(ConfigError::WrongType {
+                origin: origin.into(),
+                key: format!("nfs.servers.{required}"),
+                expected: "set in every [[nfs.servers]] entry",
+                found: "none".into(),
+            });
+        }
+    }
+    for (k, v) in entry {
+        let key = format!("nfs.servers.{k}");
+        let Some((_, kind)) = SERVER_KEYS.iter().find(|(name, _)| name == k) else {
+            return Err(ConfigError::UnknownKey {
+                origin: origin.into(),
+                key,
+            });
+        };
+        let state_ok =
+            k != "state" || ["active", "draining", "down"].contains(&v.as_str().unwrap_or(""));
+        if !kind.matches(v) || !state_ok {
+            return Err(ConfigError::WrongType {
+                origin: origin.into(),
+                key,
+                expected: if k == "state" {
+                    "one of active, draining, down"
+                } else {
+                    kind.name()
+                },
+                found: v.to_string(),
+            });
+        }
+    }
     Ok(())
 }
 
@@ -838,6 +982,61 @@ mod tests {
                 &[],
                 "tftp.controller_urls",
             ),
+            ("[[nfs.servers]]\nexport_path = \"/srv\"", &[], "nfs.servers.address"),
+            ("[[nfs.servers]]\naddress = \"10.0.0.1\"", &[], "nfs.servers.export_path"),
+            (
+                "[[nfs.servers]]\naddress = \"10.0.0.1\"\nexport_path = \"/srv\"\nport = 2049",
+                &[],
+                "nfs.servers.port",
+            ),
+            (
+                "[[nfs.servers]]\naddress = \"10.0.0.1\"\nexport_path = \"/srv\"\nstate = \"off\"",
+                &[],
+                "nfs.servers.state",
+            ),
+            (
+                "[[nfs.servers]]\naddress = \"10.0.0.1\"\nexport_path = \"/srv\"\nweight = -2",
+                &[],
+                "nfs.servers.weight",
+            ),
+            (
+                "[[nfs.servers]]\naddress = \"10.0.0.1 x\"\nexport_path = \"/srv\"\nlocal_path = \"/m\"",
+                &[],
+                "nfs.servers.address",
+            ),
+            (
+                "[[nfs.servers]]\naddress = \"0.0.0.0\"\nexport_path = \"/srv\"\nlocal_path = \"/m\"",
+                &[],
+                "nfs.servers.address",
+            ),
+            (
+                "[[nfs.servers]]\naddress = \"a\"\nexport_path = \"srv\"\nlocal_path = \"/m\"",
+                &[],
+                "nfs.servers.export_path",
+            ),
+            (
+                "[[nfs.servers]]\naddress = \"a\"\nexport_path = \"/srv\"\nlocal_path = \"m\"",
+                &[],
+                "nfs.servers.local_path",
+            ),
+            (
+                "[[nfs.servers]]\naddress = \"a\"\nexport_path = \"/s\"\nlocal_path = \"/m\"\n\
+                 [[nfs.servers]]\naddress = \"a\"\nexport_path = \"/t\"",
+                &[],
+                "named twice",
+            ),
+            (
+                "[[nfs.servers]]\naddress = \"a\"\nexport_path = \"/s\"\nlocal_path = \"/m\"\nstate = \"draining\"",
+                &[],
+                "nfs.servers",
+            ),
+            (
+                "[[nfs.servers]]\naddress = \"a\"\nexport_path = \"/s\"",
+                &[],
+                "no server is active",
+            ),
+            ("[nfs]\nservers = 3", &[], "nfs.servers"),
+            ("", &[("PUREBOOT_NFS_SERVERS", "a")], "PUREBOOT_NFS_SERVERS"),
         ];
         for (i, (text, env, needle)) in cases.iter().enumerate() {
             let err = load(Some(text), env).expect_err(&format!("case {i}: {text:?} must fail"));
@@ -854,6 +1053,8 @@ mod tests {
             "public_url = \"https://boot.lab\"",
             "admin_token = \"q3N0aXlJ9vB2mRt8ZkP4sW1x\"",
             "[tftp]\ncontroller_urls = [\"http://10.0.0.1:8080\", \"http://10.0.0.2:8080\"]",
+            "[[nfs.servers]]\naddress = \"nfs-a.lab\"\nexport_path = \"/srv\"\nlocal_path = \"/m\"\n\
+             [[nfs.servers]]\naddress = \"10.0.0.2\"\nexport_path = \"/srv\"\nweight = 0\nstate = \"down\"",
         ] {
             load(Some(text), &[]).unwrap_or_else(|e| panic!("{text}: {e}"));
         }
@@ -884,6 +1085,13 @@ mod tests {
             nfs: NfsConfig {
                 export_path: Some("/x".into()),
                 nfs_options: Some("o".into()),
+                servers: vec![NfsServerConfig {
+                    address: "10.0.0.1".into(),
+                    export_path: "/srv".into(),
+                    local_path: Some("/mnt/a".into()),
+                    weight: 2,
+                    state: ServerState::Draining,
+                }],
                 ..NfsConfig::default()
             },
             tftp: TftpConfig {

@@ -219,7 +219,7 @@ fn a_registry_from_before_groups_keeps_booting_the_same_answers() {
         .unwrap();
     let app = spawn_app_with(|c| c.database = db.clone());
     let (_, health) = app.get("/healthz");
-    assert_eq!(health["schema_version"], 11, "{health}");
+    assert_eq!(health["schema_version"], 12, "{health}");
     let answers: Value =
         serde_json::from_str(include_str!("fixtures/registry-schema9-answers.json")).unwrap();
     let mkfs = which("mkfs.ext4").is_some();

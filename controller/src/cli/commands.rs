@@ -351,6 +351,7 @@ impl Output {
                     ),
                 )
             }
+            NodeCmd::Move { id, server, off } => self.node_move(s, &id, &server, off),
             NodeCmd::Rm { id, keep_tree } => {
                 let (node, tree) = s.remove_node(&node_ref(&id)?, keep_tree)?;
                 let v = serde_json::json!({"removed": node, "tree_removed": tree});
@@ -464,12 +465,21 @@ impl Output {
     }
 
     pub fn nfs(&self, s: &Services, cmd: NfsCmd) -> Result<()> {
-        let NfsCmd::Exports {
-            format,
-            network,
-            addresses,
-            output,
-        } = cmd;
+        let (format, network, addresses, output) = match cmd {
+            NfsCmd::Exports {
+                format,
+                network,
+                addresses,
+                output,
+            } => (format, network, addresses, output),
+            NfsCmd::Servers => return self.nfs_servers(s),
+            NfsCmd::Pin {
+                node,
+                group,
+                server,
+                ..
+            } => return self.nfs_pin(s, node, group, server),
+        };
         let network = match network {
             Some(n) => n,
             None => default_network(&s.config.nfs_server)?,

@@ -298,6 +298,16 @@ impl Output {
                 e.hostname.from.to_string(),
             ],
         ];
+        if s.pool.enabled() {
+            rows.push(match &v.nfs_server {
+                Some(p) => vec!["nfs server".into(), p.value.clone(), p.from.to_string()],
+                None => vec![
+                    "nfs server".into(),
+                    v.nfs_home.clone().unwrap_or_else(|| "-".into()),
+                    "placed by weight".into(),
+                ],
+            });
+        }
         rows.extend(e.volumes.iter().map(|p| {
             vec![
                 "volume".into(),

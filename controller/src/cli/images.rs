@@ -226,6 +226,8 @@ impl Output {
                     n => bail!("{n} base image(s) damaged"),
                 }
             }
+            ImageCmd::Status => self.image_status(s),
+            ImageCmd::Sync => self.image_sync(s),
             ImageCmd::Rollout(r) => self.rollout(s, r),
             ImageCmd::Rollback { channel } => {
                 let (from, to) = s.rollback(&channel)?;

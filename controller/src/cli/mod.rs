@@ -5,6 +5,7 @@
 mod commands;
 mod groups;
 mod images;
+mod pool;
 mod table;
 mod validate;
 
@@ -187,6 +188,19 @@ pub enum NodeCmd {
         #[arg(long)]
         keep_tree: bool,
     },
+    /// Move a node's data (nodes/<serial>: persist image, upper directory, volumes) to
+    /// another NFS server of the pool and make it the node's home. Only with the node
+    /// powered off (--off), and refused while its last boot is under
+    /// boot_complete_within_secs old.
+    Move {
+        /// The node's serial (8 hex) or id.
+        id: String,
+        /// The server's address, as in [[nfs.servers]].
+        server: String,
+        /// The node is powered off (the controller cannot see it).
+        #[arg(long)]
+        off: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,6 +266,12 @@ pub enum ImageCmd {
         /// Directories of base/ (e.g. bookworm, bookworm.v2); all when none is named.
         dirs: Vec<String>,
     },
+    /// Each base image on each NFS server of the pool ([[nfs.servers]]): ok (the source's
+    /// digest), missing, differs, or unreachable (no local_path). Hashes every copy.
+    Status,
+    /// Copy every base image a pool server lacks (or holds another copy of) from [nfs]
+    /// root_path to its local_path, check the copy's digest, and let boots use it.
+    Sync,
 }
 
 #[derive(Debug, clap::Args)]
@@ -311,6 +331,24 @@ fn parse_duration_secs(s: &str) -> Result<u64, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum NfsCmd {
+    /// The pool's servers ([[nfs.servers]]): state, weight, nodes, and the nodes whose data
+    /// lives there (what draining leaves for `node move`).
+    Servers,
+    /// Pin a node or a group to a server of the pool (their next boots go there), or clear
+    /// the pin.
+    Pin {
+        /// The node's serial or id.
+        #[arg(long, conflicts_with = "group", required_unless_present = "group")]
+        node: Option<String>,
+        /// The group's name.
+        #[arg(long)]
+        group: Option<String>,
+        /// The server's address (omit with --clear).
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        server: Option<String>,
+        #[arg(long)]
+        clear: bool,
+    },
     /// Write export rules: base/ read-only for the boot network, each node's directory
     /// read-write for that node's address only (its --address, else the address of its
     /// last boot), the export root not exported. Nodes without an address are named in a

@@ -46,6 +46,17 @@ pub struct NodeTreePlan {
     pub machine_id: MachineId,
     /// The node's volumes, its own, its groups' and its workflow's, parents first.
     pub volumes: Vec<PlannedVolume>,
+    /// The pool server the tree is on (`[[nfs.servers]]`; none: the one `[nfs]` tree),
+    /// set by the service after placing the node (`controller/src/service/pool.rs`).
+    pub nfs_server: Option<String>,
+}
+
+impl NodeTreePlan {
+    /// The node keeps data on its server's export: a persist image or upper directory,
+    /// or volumes. Such a node moves only by `node move`.
+    pub fn holds_data(&self) -> bool {
+        self.overlay.writes_export() || !self.volumes.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +78,16 @@ impl Decision {
             next_state: None,
             tree: None,
         }
+    }
+
+    /// A node the pool cannot place (`why` names the server and the image): it waits and
+    /// asks again, nothing prepared.
+    pub fn unplaced(state: NodeState, why: &str) -> Decision {
+        Decision::wait(
+            state,
+            BLOCKED_RETRY_SECS,
+            format!("Node cannot boot: {why}"),
+        )
     }
 
     fn wait(state: NodeState, secs: u32, message: String) -> Decision {
@@ -264,6 +285,7 @@ pub fn tree_plan(
         hostname: e.hostname.value,
         machine_id: node.machine_id.clone(),
         volumes: e.volumes,
+        nfs_server: None,
     })
 }
 
@@ -418,6 +440,7 @@ mod tests {
                 hostname: "kitchen".into(),
                 machine_id: n.machine_id.clone(),
                 volumes: Vec::new(),
+                nfs_server: None,
             }
         );
     }

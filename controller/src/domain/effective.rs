@@ -86,6 +86,33 @@ fn pick<T>(layers: impl IntoIterator<Item = (Option<T>, Source)>, default: T) ->
         })
 }
 
+/// The NFS server a node is pinned to (`[[nfs.servers]]`, see [`super::pool`]): its own
+/// pin, else its groups' (leaf to root), else its workflow's `nfs_server`; none: the pool
+/// places it. The pins live beside the node and group rows, so the caller passes them.
+pub fn nfs_server_pin(
+    node_pin: Option<&str>,
+    groups: &[Group],
+    group_pins: &BTreeMap<String, String>,
+    workflow: Option<&Workflow>,
+) -> Option<Sourced<String>> {
+    let of_groups = groups.iter().rev().map(|g| {
+        (
+            group_pins.get(&g.name).cloned(),
+            Source::Group(g.name.clone()),
+        )
+    });
+    let of_wf = workflow.map(|w| {
+        (
+            w.nfs_server.clone().filter(|s| !s.is_empty()),
+            Source::Workflow(w.id.clone()),
+        )
+    });
+    std::iter::once((node_pin.map(str::to_string), Source::Node))
+        .chain(of_groups)
+        .chain(of_wf)
+        .find_map(|(v, from)| v.map(|value| Sourced { value, from }))
+}
+
 pub fn resolve(l: Layers<'_>) -> Effective {
     let Layers {
         node,
@@ -523,5 +550,35 @@ mod tests {
         };
         let e = resolved(&node, std::slice::from_ref(&g), &wf());
         assert!(e.volumes_error.unwrap().contains("at most"));
+    }
+
+    /// The NFS server pin follows the same precedence as every single value, with its source.
+    #[test]
+    fn nfs_server_pin_follows_the_precedence() {
+        for s in combinations() {
+            let (_, groups, mut w) = layers(s, "base_image");
+            w.nfs_server = s.wf.then(|| "wf-nfs".to_string());
+            let mut pins = BTreeMap::new();
+            for (who, on) in [("root", s.root), ("leaf", s.leaf)] {
+                if on {
+                    pins.insert(who.to_string(), format!("{who}-nfs"));
+                }
+            }
+            let node_pin = s.node.then_some("node-nfs");
+            let got = nfs_server_pin(node_pin, &groups, &pins, Some(&w));
+            let want = expected(s);
+            match got {
+                None => assert_eq!(want, Source::Default, "{s:?}"),
+                Some(p) => {
+                    assert_eq!(p.from, want, "{s:?}");
+                    let who = match &want {
+                        Source::Node => "node".to_string(),
+                        Source::Group(g) => g.clone(),
+                        _ => "wf".to_string(),
+                    };
+                    assert_eq!(p.value, format!("{who}-nfs"), "{s:?}");
+                }
+            }
+        }
     }
 }

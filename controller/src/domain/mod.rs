@@ -7,6 +7,7 @@ pub mod group;
 pub mod group_rule;
 pub mod ids;
 pub mod node;
+pub mod pool;
 pub mod rollout;
 pub mod source;
 pub mod state;

@@ -7,6 +7,7 @@ pub mod error;
 mod groups;
 mod headers;
 mod pi;
+mod pool;
 pub mod server;
 mod status;
 
@@ -18,7 +19,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{BoxError, Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
@@ -231,6 +232,12 @@ fn admin_routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/workflows/reload", post(admin::reload_workflows))
         .route("/api/v1/workflows/{id}", get(admin::show_workflow))
         .route("/api/v1/images", get(admin::list_images))
+        .route("/api/v1/nfs/servers", get(pool::servers))
+        .route("/api/v1/nfs/images", get(pool::image_status))
+        .route("/api/v1/nfs/images/sync", post(pool::image_sync))
+        .route("/api/v1/nodes/{id}/nfs-server", put(pool::pin_node))
+        .route("/api/v1/groups/{id}/nfs-server", put(pool::pin_group))
+        .route("/api/v1/nodes/{id}/move", post(pool::move_node))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
@@ -310,6 +317,10 @@ async fn metrics(State(st): State<AppState>) -> Response {
     }
     // Nodes per version, rollouts by outcome (service/versions.rs).
     if let Ok(v) = admin_blocking(&st, |s| s.version_metrics()).await {
+        text.push_str(&v);
+    }
+    // Nodes per NFS server of the pool (service/pool.rs).
+    if let Ok(v) = admin_blocking(&st, |s| s.pool_metrics()).await {
         text.push_str(&v);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()

@@ -124,6 +124,7 @@ mod tests {
             stuck: 0,
             stuck_after_secs: 900,
             rollouts: Vec::new(),
+            nfs_servers: Vec::new(),
         };
         let ctx = minijinja::context! { refresh => 10, ..minijinja::Value::from_serialize(&view) };
         let html = templates()

@@ -15,6 +15,7 @@ pub mod import;
 pub mod node;
 pub mod persist;
 pub mod persist_repair;
+pub mod replica;
 pub mod squashfs_check;
 pub mod volumes;
 

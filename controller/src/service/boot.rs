@@ -217,7 +217,7 @@ impl Services {
                 accept(&mut node, req);
                 let rendered = self.render_and_plan(&node, req.query.kernel.as_deref());
                 if let Some(plan) = &rendered.plan {
-                    if let Some(why) = self.damaged_base(&plan.base_image) {
+                    if let Some(why) = self.damaged_base(plan) {
                         self.note_failed_boot(&node, req, &why, &why);
                         return Err(ServiceError::Unprocessable(why));
                     }
@@ -341,11 +341,17 @@ impl Services {
             seen: &mut seen,
         });
         let version = pin_decision(tx, &node.id, &mut decision, kernel)?;
+        let wf = rendered.as_ref().ok().and_then(Option::as_ref);
+        let prepared_on = plan.and_then(|p| p.nfs_server.as_deref());
+        let placed = self.pool_decision(tx, &node, wf, &mut decision, prepared_on)?;
         if decision.tree.as_ref() != plan && !only_version_moved(&self.config, &decision, plan) {
             return Ok(None);
         }
         if decision.tree.is_some() {
             prepared.files.apply(&mut decision.response);
+        }
+        if let Some(p) = &placed {
+            self.record_placement(tx, &node, p)?;
         }
         if let Some(next) = decision.next_state {
             record_transitions(tx, &mut node, &[next], "boot")?;
@@ -554,8 +560,11 @@ impl Services {
     /// Why the squashfs base image `dir` (a directory of `base/`) must not be booted: its
     /// file no longer matches the digest its import recorded (see `squashfs_check`). None
     /// for an intact file, a tree, or a name that is no image (the boot reports that).
-    fn damaged_base(&self, dir: &str) -> Option<String> {
-        let path = self.tree.base_image_path(dir).ok()?;
+    /// With a pool, the copy on the node's server is the one checked (the one it mounts).
+    fn damaged_base(&self, plan: &NodeTreePlan) -> Option<String> {
+        let dir = &plan.base_image;
+        let tree = self.tree_for(plan.nfs_server.as_deref()).ok()?;
+        let path = tree.base_image_path(dir).ok()?;
         match self.squashfs.check(&path) {
             Verdict::Damaged(why) => Some(format!("base image {dir} is damaged: {why}")),
             Verdict::Tree | Verdict::Intact => None,
@@ -572,21 +581,23 @@ impl Services {
         plan: &NodeTreePlan,
     ) -> Result<TreeFiles, NfsTreeError> {
         let _guard = self.tree_lock(&node.serial);
-        if !self.tree.nodes_path().is_dir() {
-            self.tree.ensure_directories()?;
+        // Its server's tree when the pool placed it (`service/pool.rs`).
+        let tree = self.tree_for(plan.nfs_server.as_deref())?;
+        if !tree.nodes_path().is_dir() {
+            tree.ensure_directories()?;
         }
         let files = NodeFiles {
             hostname: Some(plan.hostname.clone()),
             machine_id: plan.machine_id.clone(),
         };
-        self.tree.create_node_tree(&node.serial, &files)?;
-        if let Err(e) = self.tree.existing_base_image(&plan.base_image) {
+        tree.create_node_tree(&node.serial, &files)?;
+        if let Err(e) = tree.existing_base_image(&plan.base_image) {
             log::warn!(
                 "node {}: {e}; answering anyway, the node will report it",
                 node.serial
             );
         }
-        self.prepare_images(node, plan)
+        self.prepare_images(tree, node, plan)
     }
 
     /// The node's template context, its group chain and workflow rendered with it, the
@@ -620,7 +631,10 @@ impl Services {
                     base: self.tree.base_path(),
                     seen: &mut modules,
                 });
-                pin_decision(tx, &node.id, &mut decision, kernel)
+                let version = pin_decision(tx, &node.id, &mut decision, kernel)?;
+                let wf = workflow.as_ref().ok().and_then(Option::as_ref);
+                self.pool_decision(tx, &decided, wf, &mut decision, None)?;
+                Ok::<_, StoreError>(version)
             })
             .unwrap_or_else(|e| {
                 log::warn!("node {}: resolving its base image: {e}", node.serial);
@@ -645,6 +659,16 @@ impl Services {
         let Some(plan) = self.render_and_plan(node, None).plan else {
             return;
         };
+        // With a pool, a node is placed by its first boot (in the registry's transaction,
+        // by the weights then): a tree written ahead could land on another server.
+        if self.pool.enabled()
+            && self
+                .store
+                .read(|tx| tx.nfs_home(&node.id))
+                .map_or(true, |home| home.is_none())
+        {
+            return;
+        }
         if let Err(e) = self.prepare_node_tree(node, &plan) {
             log::warn!(
                 "node {}: tree not prepared ahead of its boot: {e}",
@@ -774,8 +798,12 @@ impl Services {
     /// node stays flagged either way.
     pub fn repair_persist_image(&self, node: &Node) {
         let serial = &node.serial;
+        let tree = match self.node_tree(node) {
+            Ok(t) => t,
+            Err(e) => return log::error!("node {serial}: its server's tree: {e}"),
+        };
         let _guard = self.tree_lock(serial);
-        let detail = match self.tree.persist_image_state(serial) {
+        let detail = match tree.persist_image_state(serial) {
             Ok(PersistState::Ext4) => {
                 log::warn!(
                     "node {serial}: its persist.img has an ext4 superblock but the node could not \
@@ -784,29 +812,28 @@ impl Services {
                 );
                 json!({"action": "left in place", "persist_image": "ext4"})
             }
-            Ok(state) => match self
-                .tree
-                .set_aside_persist_image(serial, self.config.nfs.persist_size_mb)
-            {
-                Ok(moved) => {
-                    let name = moved
-                        .as_ref()
-                        .and_then(|p| p.file_name())
-                        .map(|n| n.to_string_lossy().into_owned());
-                    log::warn!(
+            Ok(state) => {
+                match tree.set_aside_persist_image(serial, self.config.nfs.persist_size_mb) {
+                    Ok(moved) => {
+                        let name = moved
+                            .as_ref()
+                            .and_then(|p| p.file_name())
+                            .map(|n| n.to_string_lossy().into_owned());
+                        log::warn!(
                         "node {serial}: persist.img was {state:?}; {} and a fresh image created",
                         moved
                             .as_ref()
                             .map(|p| format!("moved aside to {}", p.display()))
                             .unwrap_or_else(|| "none there".into())
                     );
-                    json!({"action": "fresh image", "was": state, "moved_to": name})
+                        json!({"action": "fresh image", "was": state, "moved_to": name})
+                    }
+                    Err(e) => {
+                        log::error!("node {serial}: repairing persist.img: {e}");
+                        json!({"action": "repair failed", "was": state})
+                    }
                 }
-                Err(e) => {
-                    log::error!("node {serial}: repairing persist.img: {e}");
-                    json!({"action": "repair failed", "was": state})
-                }
-            },
+            }
             Err(e) => {
                 log::error!("node {serial}: checking persist.img: {e}");
                 json!({"action": "check failed"})

@@ -74,6 +74,12 @@ pub struct EffectiveView {
     pub chain: Vec<String>,
     #[serde(flatten)]
     pub effective: Effective,
+    /// With a pool of NFS servers: the server it is pinned to and by whom (none: placed by
+    /// weight), and the one it lives on now (service/pool.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nfs_server: Option<crate::domain::effective::Sourced<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nfs_home: Option<String>,
     /// Why the node's templates (its groups', its workflow's) do not render: its boots
     /// wait with this reason. The values above are then the stored, unrendered ones.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -399,11 +405,14 @@ impl Services {
             wf.as_ref(),
             &self.config.nfs.default_base_image,
         );
+        let (nfs_server, nfs_home) = self.nfs_pin_of(&rendered, wf.as_ref())?;
         Ok(EffectiveView {
             serial: node.serial.clone(),
             group: node.group.clone(),
             chain: node.groups.iter().map(|g| g.name.clone()).collect(),
             effective,
+            nfs_server,
+            nfs_home,
             error,
         })
     }

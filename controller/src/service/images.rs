@@ -74,18 +74,19 @@ impl Services {
         )
         .map_err(|why| ServiceError::Invalid(format!("node {}: {why}", node.serial)))?;
         self.prepare_node_tree(&node, &plan)?;
-        Ok(self.tree.node_path(&node.serial))
+        Ok(self.node_tree(&node)?.node_path(&node.serial))
     }
 
     pub fn overlay_info(&self, serial: &Serial) -> Result<Option<OverlayInfo>, ServiceError> {
-        let Some(tree) = self.tree.node_info(serial)? else {
+        let home = self.serial_tree(serial)?;
+        let Some(tree) = home.node_info(serial)? else {
             return Ok(None);
         };
         Ok(Some(OverlayInfo {
-            persist: self.tree.persist_image_state(serial)?,
+            persist: home.persist_image_state(serial)?,
             set_aside: [
-                self.tree.set_aside_persist_images(serial)?,
-                self.tree.set_aside_volume_images(serial)?,
+                home.set_aside_persist_images(serial)?,
+                home.set_aside_volume_images(serial)?,
             ]
             .concat(),
             tree,
@@ -95,10 +96,9 @@ impl Services {
     /// `overlay reset`: the node's persist.img moved aside (never deleted) and a fresh one
     /// made; returns where the old one went.
     pub fn reset_persist_image(&self, serial: &Serial) -> Result<Option<PathBuf>, ServiceError> {
+        let home = self.serial_tree(serial)?;
         let _guard = self.tree_lock(serial);
-        let moved = self
-            .tree
-            .set_aside_persist_image(serial, self.config.nfs.persist_size_mb)?;
+        let moved = home.set_aside_persist_image(serial, self.config.nfs.persist_size_mb)?;
         log::warn!(
             "persist.img of {serial} reset by the operator{}",
             moved
@@ -110,6 +110,6 @@ impl Services {
     }
 
     pub fn remove_overlay(&self, serial: &Serial) -> Result<bool, ServiceError> {
-        Ok(self.tree.delete_node_overlay(serial)?)
+        Ok(self.serial_tree(serial)?.delete_node_overlay(serial)?)
     }
 }

@@ -11,6 +11,7 @@ mod images;
 pub mod limits;
 mod node_event;
 pub mod nodes;
+pub mod pool;
 pub mod rollout;
 pub mod status;
 pub mod tftp;
@@ -84,6 +85,8 @@ pub struct Services {
     workflows: RwLock<Arc<Workflows>>,
     pub templates: Templates,
     pub tree: NfsTree,
+    /// The NFS servers of `[[nfs.servers]]` (off when none: `service/pool.rs`).
+    pub pool: pool::Pool,
     /// Node-tree writes of this process: one at a time per serial (two boots of one
     /// serial), different serials in parallel (a stripe per serial hash).
     tree_locks: Vec<Mutex<()>>,
@@ -124,6 +127,7 @@ impl Services {
             workflows: RwLock::new(Arc::new(workflows)),
             templates,
             tree,
+            pool: pool::Pool::from_config(&config),
             tree_locks: (0..TREE_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             tftp_lock: Mutex::new(()),
             address_limiter: RateLimiter::new(config.node_requests_per_minute),
@@ -229,24 +233,17 @@ impl Services {
                 "write failed; see the controller log".to_string()
             }
         };
-        let export = if self.config.nfs.enabled {
-            let file = self.tree.root().join(".pureboot-write-check");
-            let stamp = crate::nfs_tree::persist_repair::utc_stamp(std::time::SystemTime::now());
-            match std::fs::write(&file, stamp) {
-                Ok(()) => Some("ok".to_string()),
-                Err(e) => {
-                    log::error!("health: writing {}: {e}", file.display());
-                    Some("write failed; see the controller log".to_string())
-                }
-            }
-        } else {
-            None
-        };
+        let export = self
+            .config
+            .nfs
+            .enabled
+            .then(|| pool::write_check(self.tree.root()));
         let ok = database == "ok" && export.as_deref().is_none_or(|e| e == "ok");
         Health {
             ok,
             database,
             export,
+            nfs_servers: self.pool_health(),
             schema_version: self.store.schema_version().unwrap_or(-1),
             workflows: self.workflows().iter().count(),
         }
@@ -497,6 +494,11 @@ pub struct Health {
     pub database: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub export: Option<String>,
+    /// Each pool server's export (`[[nfs.servers]]`): `ok` or why not. Reported, not
+    /// part of `ok`: one server down leaves the others' nodes booting, and the controller
+    /// healthy for them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub nfs_servers: BTreeMap<String, String>,
     pub schema_version: i64,
     pub workflows: usize,
 }

@@ -133,7 +133,7 @@ impl Services {
             let events = tx.events_for_serial(node.serial.as_str(), events)?;
             Ok::<_, ServiceError>((node, events))
         })?;
-        let tree = self.tree.node_info(&node.serial)?;
+        let tree = self.node_tree(&node)?.node_info(&node.serial)?;
         let after_boot = Some(self.node_steps(&NodeRef::Id(node.id.clone()))?);
         let volumes = self.volume_views(&node, tree.as_ref());
         Ok(NodeDetail {
@@ -341,7 +341,7 @@ impl Services {
             false
         } else {
             let _guard = self.tree_lock(&node.serial);
-            self.tree.delete_node_overlay(&node.serial)?
+            self.node_tree(&node)?.delete_node_overlay(&node.serial)?
         };
         self.tftp_forget(&node);
         Ok((node, tree_removed))

@@ -31,6 +31,8 @@ pub struct StatusView {
     pub stuck_after_secs: u64,
     /// Each channel's last rollout with its canaries (service/rollout.rs).
     pub rollouts: Vec<super::rollout::RolloutStatus>,
+    /// The pool's servers with their state and nodes (empty: no `[[nfs.servers]]`).
+    pub nfs_servers: Vec<super::pool::ServerCount>,
 }
 
 #[derive(Debug, Serialize)]
@@ -116,6 +118,7 @@ impl Services {
             stuck,
             stuck_after_secs: within,
             rollouts: self.last_rollouts()?,
+            nfs_servers: self.pool_counts()?,
         })
     }
 }

@@ -137,20 +137,17 @@ impl Services {
     /// need; their current file names. The caller holds the node's tree lock.
     pub(super) fn prepare_images(
         &self,
+        tree: &crate::nfs_tree::NfsTree,
         node: &Node,
         plan: &NodeTreePlan,
     ) -> Result<TreeFiles, NfsTreeError> {
         let mut files = TreeFiles::default();
         if plan.overlay == OverlayMode::Image {
-            let path = self
-                .tree
-                .create_persist_image(&node.serial, self.config.nfs.persist_size_mb)?;
+            let path = tree.create_persist_image(&node.serial, self.config.nfs.persist_size_mb)?;
             files.persist_image = path.file_name().map(|n| n.to_string_lossy().into_owned());
         }
         for v in &plan.volumes {
-            let image = self
-                .tree
-                .create_volume_image(&node.serial, &v.path, v.size_mb)?;
+            let image = tree.create_volume_image(&node.serial, &v.path, v.size_mb)?;
             files.volumes.push(Volume {
                 path: v.path.to_string(),
                 image,
@@ -261,8 +258,12 @@ impl Services {
     fn repair_volume(&self, node: &Node, v: &PlannedVolume) {
         let serial = &node.serial;
         let path: &VolumePath = &v.path;
+        let tree = match self.node_tree(node) {
+            Ok(t) => t,
+            Err(e) => return log::error!("node {serial}: its server's tree: {e}"),
+        };
         let _guard = self.tree_lock(serial);
-        let detail = match self.tree.volume_image_state(serial, path) {
+        let detail = match tree.volume_image_state(serial, path) {
             Ok(ImageState::Ext4) => {
                 log::warn!(
                     "node {serial}: its volume {path} has an ext4 superblock but the node could \
@@ -270,7 +271,7 @@ impl Services {
                 );
                 json!({"action": "left in place", "volume": path, "image": "ext4"})
             }
-            Ok(state) => match self.tree.set_aside_volume_image(serial, path, v.size_mb) {
+            Ok(state) => match tree.set_aside_volume_image(serial, path, v.size_mb) {
                 Ok((moved, fresh)) => {
                     let moved = moved
                         .as_ref()

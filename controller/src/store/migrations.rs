@@ -220,6 +220,24 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE node_boots ADD COLUMN failed TEXT;
     ALTER TABLE nodes ADD COLUMN running_version TEXT;
     ALTER TABLE nodes ADD COLUMN layer_version TEXT;",
+    // 12: the pool of NFS servers (`[[nfs.servers]]`, service/pool.rs): the server each
+    // node was placed on (its home: where its data lives, sticky), and the pins an operator
+    // set on a node or a group. Servers are named by their configured address; they live in
+    // the config, not here.
+    "CREATE TABLE nfs_homes (
+        node_id   TEXT PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+        server    TEXT NOT NULL,
+        placed_at TEXT NOT NULL
+    );
+    CREATE INDEX nfs_homes_by_server ON nfs_homes(server);
+    CREATE TABLE node_nfs_pins (
+        node_id TEXT PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+        server  TEXT NOT NULL
+    );
+    CREATE TABLE group_nfs_pins (
+        group_name TEXT PRIMARY KEY REFERENCES groups(name) ON DELETE CASCADE,
+        server     TEXT NOT NULL
+    );",
 ];
 
 pub(super) fn current_version(conn: &Connection) -> Result<i64, StoreError> {

@@ -17,6 +17,7 @@ pub mod group;
 pub mod groups;
 mod migrations;
 pub mod nodes;
+pub mod pool;
 pub mod versions;
 
 use std::cell::Cell;
