@@ -80,15 +80,20 @@ fn date_of(r: &ureq::Response) -> Option<u64> {
         .and_then(crate::decide::clock::parse_http_date)
 }
 
-/// Which transport errors no retry can mend.
-fn from_ureq(e: ureq::Error) -> HttpError {
+/// Which transport errors no retry can mend. The message leaves out the URL ureq puts
+/// first: every caller names the URL itself.
+fn from_ureq(url: &str, e: ureq::Error) -> HttpError {
     use ureq::ErrorKind::*;
     let permanent = matches!(
         e.kind(),
         InvalidUrl | UnknownScheme | InsecureRequestHttpsOnly
     );
+    let text = e.to_string();
     HttpError {
-        message: e.to_string(),
+        message: text
+            .strip_prefix(url)
+            .and_then(|t| t.strip_prefix(": "))
+            .map_or(text.clone(), String::from),
         permanent,
     }
 }
@@ -116,7 +121,7 @@ impl Http for Ureq {
                     ..Reply::new(code, r.into_string().unwrap_or_default())
                 })
             }
-            Err(e) => Err(from_ureq(e)),
+            Err(e) => Err(from_ureq(url, e)),
         }
     }
 
@@ -127,7 +132,7 @@ impl Http for Ureq {
         match req.send_string(body) {
             Ok(r) => Ok(r.status()),
             Err(ureq::Error::Status(code, _)) => Ok(code),
-            Err(e) => Err(from_ureq(e)),
+            Err(e) => Err(from_ureq(url, e)),
         }
     }
 }
@@ -339,6 +344,16 @@ mod tests {
 
     /// idna_adapter 1.0 (Cargo.toml): ASCII host names still resolve; a Unicode one is a
     /// clear, permanent error instead of 120 KB of ICU tables in PID 1.
+    #[test]
+    fn a_transport_error_is_said_without_the_url_the_caller_names() {
+        // Nothing listens on port 1 of the loopback: refused at once.
+        let url = "http://127.0.0.1:1/api/v1/boot/pi";
+        let e = Ureq.get(url, Duration::from_secs(2)).unwrap_err();
+        assert!(!e.permanent, "{}", e.message);
+        assert!(!e.message.contains(url), "{}", e.message);
+        assert!(e.message.contains("refused"), "{}", e.message);
+    }
+
     #[test]
     fn ascii_host_names_work_and_unicode_ones_are_refused() {
         let short = Duration::from_millis(300);
