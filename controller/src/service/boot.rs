@@ -7,6 +7,7 @@ use pureboot_contract::{InstallFailedReport, InstalledReport, PiBootResponse, Re
 use serde_json::{json, Value};
 
 use super::node_event::event;
+use super::pool::ImagesSeen;
 use super::rollout::canary_failed;
 use super::versions::{pin_decision, BootKernel, ModulesSeen};
 use super::volumes::{Repairs, TreeFiles};
@@ -188,6 +189,8 @@ pub struct RenderedBoot {
     version: Option<String>,
     /// What the version choice found of the booted kernel's modules (for the commit).
     modules: ModulesSeen,
+    /// What the placement found of the pool servers' images (for the commit).
+    images: ImagesSeen,
 }
 
 impl Services {
@@ -343,7 +346,9 @@ impl Services {
         let version = pin_decision(tx, &node.id, &mut decision, kernel)?;
         let wf = rendered.as_ref().ok().and_then(Option::as_ref);
         let prepared_on = plan.and_then(|p| p.nfs_server.as_deref());
-        let placed = self.pool_decision(tx, &node, wf, &mut decision, prepared_on)?;
+        let mut images =
+            (prepared.rendered.as_ref()).map_or_else(Default::default, |r| r.images.clone());
+        let placed = self.pool_decision(tx, &node, wf, &mut decision, prepared_on, &mut images)?;
         if decision.tree.as_ref() != plan && !only_version_moved(&self.config, &decision, plan) {
             return Ok(None);
         }
@@ -623,6 +628,7 @@ impl Services {
         // The version as the registry has it now; the commit resolves it again in its own
         // transaction (see `boot_transaction`).
         let mut modules = ModulesSeen::default();
+        let mut images = ImagesSeen::default();
         let version = self
             .store
             .read(|tx| {
@@ -633,7 +639,7 @@ impl Services {
                 });
                 let version = pin_decision(tx, &node.id, &mut decision, kernel)?;
                 let wf = workflow.as_ref().ok().and_then(Option::as_ref);
-                self.pool_decision(tx, &decided, wf, &mut decision, None)?;
+                self.pool_decision(tx, &decided, wf, &mut decision, None, &mut images)?;
                 Ok::<_, StoreError>(version)
             })
             .unwrap_or_else(|e| {
@@ -648,6 +654,7 @@ impl Services {
             plan: decision.tree,
             version,
             modules,
+            images,
         }
     }
 

@@ -95,6 +95,11 @@ pub struct Synced {
     pub detail: String,
 }
 
+/// Which pool servers hold which image: (server, image directory, holds it), as a boot's
+/// prepare step found (see [`Services::pool_decision`]).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ImagesSeen(Vec<(String, String, bool)>);
+
 impl Services {
     /// The tree a node's files are written to: its server's (a plan placed by the pool),
     /// else the `[nfs]` tree.
@@ -142,6 +147,25 @@ impl Services {
 
     /// The server holds `image`: the same directory as the source tree, or a copy whose
     /// stamp is the source's (checked by digest when stamped; see `nfs_tree::replica`).
+    /// [`Services::server_has_image`], looked at once per boot: the prepare step looks
+    /// (outside any lock) and the commit, on the registry's writer thread, reuses what it
+    /// found; only a server or image the prepare did not look at (the channel moved in
+    /// between) costs the commit a look at the disk.
+    fn server_has_image_seen(
+        &self,
+        server: &PoolServer,
+        image: &str,
+        seen: &mut ImagesSeen,
+    ) -> bool {
+        let name = server.config.address.as_str();
+        if let Some((.., has)) = seen.0.iter().find(|(s, i, _)| s == name && i == image) {
+            return *has;
+        }
+        let has = self.server_has_image(server, image);
+        seen.0.push((name.to_string(), image.to_string(), has));
+        has
+    }
+
     pub fn server_has_image(&self, server: &PoolServer, image: &str) -> bool {
         let Some(tree) = &server.tree else {
             return false;
@@ -168,6 +192,7 @@ impl Services {
         workflow: Option<&Workflow>,
         decision: &mut Decision,
         prefer: Option<&str>,
+        seen: &mut ImagesSeen,
     ) -> Result<Option<Placement>, StoreError> {
         if !self.pool.enabled() {
             return Ok(None);
@@ -185,7 +210,7 @@ impl Services {
                 name: s.config.address.clone(),
                 state: s.config.state,
                 weight: s.config.weight,
-                has_image: self.server_has_image(s, &plan.base_image),
+                has_image: self.server_has_image_seen(s, &plan.base_image, seen),
                 nodes: 0,
             })
             .collect();
