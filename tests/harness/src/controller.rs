@@ -89,6 +89,14 @@ impl Controller {
         )
     }
 
+    /// `--json <args>`, parsed; panics naming the command (for scenarios).
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend(args);
+        let out = self.cli(&all).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    }
+
     /// Listens on `addr` (e.g. `0.0.0.0`) instead of 127.0.0.1, for guests on a tap device of
     /// the namespace, which reach it at an address of the namespace's bridge. Before `serve`.
     pub fn listen_on(&self, addr: &str) -> Result<(), String> {
@@ -122,6 +130,13 @@ impl Controller {
             text.replacen("\n[nfs]\n", &format!("\n{line}\n\n[nfs]\n"), 1)
         };
         std::fs::write(&self.config, text).map_err(|e| e.to_string())
+    }
+
+    /// Rewrites the config file with `f` (e.g. to add `[[nfs.servers]]` after `[nfs]`, the
+    /// last table). The daemon reads it at start: `stop` and `serve` again to apply.
+    pub fn edit_config(&self, f: impl FnOnce(String) -> String) -> Result<(), String> {
+        let text = std::fs::read_to_string(&self.config).map_err(|e| e.to_string())?;
+        std::fs::write(&self.config, f(text)).map_err(|e| format!("{}: {e}", self.config.display()))
     }
 
     /// The daemon's log so far.

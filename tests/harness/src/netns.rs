@@ -95,6 +95,32 @@ impl Netns {
         cmd
     }
 
+    /// Links this namespace to `other` by a veth pair, `addr` on this side and `peer_addr`
+    /// on the other (a /24): a second host for a scenario, with its own rpcbind and ports.
+    /// A QEMU guest on user networking reaches `peer_addr` too: QEMU connects to it from
+    /// this namespace.
+    pub fn link_to(&self, other: &Netns, addr: &str, peer_addr: &str) -> Result<(), String> {
+        let ip = |ns: &Netns, args: &[&str]| {
+            process::run(ns.command("ip").args(args))
+                .map(drop)
+                .map_err(|e| format!("ip {}: {e}", args.join(" ")))
+        };
+        let peer = other.pid().to_string();
+        ip(
+            self,
+            &[
+                "link", "add", "pb0", "type", "veth", "peer", "name", "pb1", "netns", &peer,
+            ],
+        )?;
+        ip(self, &["addr", "add", &format!("{addr}/24"), "dev", "pb0"])?;
+        ip(self, &["link", "set", "pb0", "up"])?;
+        ip(
+            other,
+            &["addr", "add", &format!("{peer_addr}/24"), "dev", "pb1"],
+        )?;
+        ip(other, &["link", "set", "pb1", "up"])
+    }
+
     /// Whether something listens on TCP `port` inside the namespace.
     pub fn tcp_listening(&self, port: u16) -> bool {
         let filter = format!("sport = :{port}");

@@ -29,16 +29,9 @@ fn root_tarball(lab: &Lab, mark: &str, broken: bool) -> std::path::PathBuf {
     guest_root::tarball(&dir, &lab.dir.join(&format!("root-{mark}.tar"))).unwrap()
 }
 
-fn cli_json(c: &Controller, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend(args);
-    let out = c.cli(&all).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
-}
-
 /// `(serial, assigned, running)` per node, from `node list --json`.
 fn versions(c: &Controller) -> Vec<(String, String, String)> {
-    cli_json(c, &["node", "list"])
+    c.cli_json(&["node", "list"])
         .as_array()
         .unwrap()
         .iter()
@@ -63,7 +56,9 @@ fn metrics(lab: &Lab) -> String {
 fn rollout_end(lab: &Lab) -> Value {
     let mut last = Value::Null;
     let _ = poll(Duration::from_secs(30), Duration::from_millis(500), || {
-        last = cli_json(lab.controller(), &["image", "rollout", "status", TINY]);
+        last = lab
+            .controller()
+            .cli_json(&["image", "rollout", "status", TINY]);
         !last["outcome"].is_null()
     });
     last
@@ -170,7 +165,7 @@ fn a_failed_canary_is_rolled_back_by_itself_and_a_good_version_reaches_everyone(
         .map(|e| e["kind"].as_str().unwrap_or(""))
         .collect();
     assert!(kinds.contains(&"rollout_failed"), "{name}: {kinds:?}");
-    let show = cli_json(c, &["image", "show", TINY]);
+    let show = c.cli_json(&["image", "show", TINY]);
     assert!(
         show["channels"][0]["versions"][1]["bad"].is_string(),
         "{name}: v2 marked bad: {show:#}"

@@ -1,0 +1,319 @@
+//! A pool of two NFS servers (`[[nfs.servers]]`) with virtual Pis: two hosts, each with its
+//! own rpcbind and ganesha on the fixed ports: A (10.0.3.1) in the lab's namespace, B
+//! (10.0.3.2) in a second namespace behind a veth pair. A guest on QEMU user networking that
+//! connects to either makes QEMU connect to it from the lab's namespace. No NFS version is
+//! forced (each host has the rpcbind an NFSv3 mount asks; the roots report NFSv4).
+//! (One namespace with two addresses does not do: ganesha 4.3 binds IPv6 sockets, and its
+//! `Bind_Addr` is parsed as IPv4 and its IPv6 sockets bound to the wildcard, so both
+//! would claim *:2049.)
+//!
+//! Three tmpfs nodes (booted one after the other) are placed by weight 2:1 and boot from their servers (the console's
+//! `booting <server>:<path>`, each tree on its own server's export only); an image missing
+//! on the heavier server sends a new node to the other, and `image status` says why; with
+//! the second server draining (config change, controller restarted) its `tmpfs` node on an
+//! image both hold boots from the first, while the one whose image only the draining server
+//! holds stays there. Figures: boot times, each node's server, NFS calls per server (the
+//! guests' own counters summed by server) and ganesha's bytes read per server.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pureboot_harness::controller::Controller;
+use pureboot_harness::guest_root;
+use pureboot_harness::lab::{default_hostname, diskless_node, Lab, LabOptions, TINY};
+use pureboot_harness::netns::Netns;
+use pureboot_harness::nfs_server::{NfsServer, Protocols};
+use pureboot_harness::nfs_stats::NfsLoad;
+use pureboot_harness::qemu::BootRun;
+use pureboot_harness::{pi_init_env, serial};
+
+const A: &str = "10.0.3.1";
+const B: &str = "10.0.3.2";
+/// An image imported after the sync and copied to B only.
+const ONLY_B: &str = "tiny-b";
+
+/// One `[[nfs.servers]]` entry exporting `tree` (ganesha's path and pseudo path are one).
+fn server_toml(addr: &str, tree: &Path, weight: u64, state: &str) -> String {
+    format!(
+        "\n[[nfs.servers]]\naddress = \"{addr}\"\nexport_path = \"{t}\"\nlocal_path = \"{t}\"\n\
+         weight = {weight}\nstate = \"{state}\"\n",
+        t = tree.display()
+    )
+}
+
+/// ganesha's bytes read so far (`rchar` of /proc/<pid>/io): what it served from its tree.
+fn rchar(s: &NfsServer) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{}/io", s.ganesha_pid().unwrap_or(0)))
+        .unwrap_or_default();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+struct Pool {
+    a: NfsServer,
+    b: NfsServer,
+    trees: [PathBuf; 2],
+    /// B's host: a second namespace behind a veth pair (dropped after B's ganesha).
+    _b_host: Netns,
+}
+
+/// A in the lab's namespace (the guests' QEMU runs there), B in a second namespace linked
+/// to it: two hosts, each with its own rpcbind and ganesha on the fixed ports.
+fn start_pool(lab: &mut Lab) -> Pool {
+    let fail = |what: &str, e: String| -> ! { panic!("{}: {what}: {e}", lab.name) };
+    // The lab's own ganesha exports the controller's source tree: stopped (its rpcbind too)
+    // so that A exports a tree of its own on the same ports.
+    lab.nfs.stop();
+    let b_host = Netns::new().unwrap_or_else(|e| fail("B's namespace", e.to_string()));
+    lab.ns
+        .link_to(&b_host, A, B)
+        .unwrap_or_else(|e| fail("linking B's namespace", e));
+    let start = |ns: &Netns, i: usize| {
+        let dir = lab.dir.join(&format!("srv-{i}"));
+        let tree = dir.join("nfs");
+        let s = NfsServer::start(ns, &dir, &tree, Protocols::V3AndV4)
+            .unwrap_or_else(|e| fail(&format!("ganesha {i}"), e));
+        (s, tree)
+    };
+    let (a, tree_a) = start(&lab.ns, 0);
+    let (b, tree_b) = start(&b_host, 1);
+    Pool {
+        a,
+        b,
+        trees: [tree_a, tree_b],
+        _b_host: b_host,
+    }
+}
+
+fn serve(lab: &mut Lab) {
+    let ns = &lab.ns;
+    let c = lab.controller.as_mut().expect("this lab runs a controller");
+    c.serve(ns)
+        .unwrap_or_else(|e| panic!("{}: the controller with the pool: {e}", lab.name));
+}
+
+/// A tiny root carrying `/var/marks/<mark>` (the guest's report lists it).
+fn marked_root(lab: &Lab, mark: &str) -> PathBuf {
+    let dir = lab.dir.join(&format!("root-{mark}"));
+    guest_root::build_tiny_root(&lab.env.busybox, &dir).unwrap();
+    std::fs::create_dir_all(dir.join("var/marks")).unwrap();
+    std::fs::write(dir.join("var/marks").join(mark), "").unwrap();
+    guest_root::tarball(&dir, &lab.dir.join(&format!("root-{mark}.tar"))).unwrap()
+}
+
+/// What one boot showed: the server in pi-init's `booting <server>:<path>` line, the
+/// guest's NFS calls, the QEMU run's length.
+struct Booted {
+    serial: String,
+    server: String,
+    calls: u64,
+    secs: f64,
+    marks: String,
+    /// The root's NFS version, as the guest reports it.
+    nfs: String,
+}
+
+fn booted(lab: &Lab, pool: &Pool, run: &BootRun) -> Booted {
+    let report = lab.expect_report(run);
+    let server = [(A, &pool.trees[0]), (B, &pool.trees[1])]
+        .into_iter()
+        .find(|(addr, tree)| {
+            run.console
+                .contains(&format!("booting {addr}:{} ", tree.display()))
+        })
+        .map(|(addr, _)| addr.to_string());
+    lab.check(
+        server.is_some(),
+        "pi-init names a pool server and its export in `booting <server>:<path>`",
+        run,
+    );
+    let load = NfsLoad::from_console(&run.console)
+        .unwrap_or_else(|e| panic!("{}: NFS counters of {}: {e}", lab.name, run.serial));
+    Booted {
+        serial: run.serial.clone(),
+        server: server.unwrap_or_default(),
+        calls: load.total_calls(),
+        secs: run.elapsed.as_secs_f64(),
+        marks: report.get("marks").to_string(),
+        nfs: report.get("nfs").to_string(),
+    }
+}
+
+/// Boots `serials` together; prints and returns what each showed, with ganesha's bytes
+/// read per server during the round.
+fn round(lab: &Lab, pool: &Pool, label: &str, serials: &[&str]) -> Vec<Booted> {
+    let pis: Vec<_> = serials
+        .iter()
+        .map(|s| {
+            lab.pi(s)
+                .unwrap()
+                .arg("probe.nfsstats=1")
+                .timeout(Duration::from_secs(300))
+        })
+        .collect();
+    let before = (rchar(&pool.a), rchar(&pool.b));
+    let out: Vec<Booted> = lab
+        .boot_together(&pis)
+        .unwrap()
+        .iter()
+        .map(|run| booted(lab, pool, run))
+        .collect();
+    let per = |addr: &str| -> u64 {
+        out.iter()
+            .filter(|b| b.server == addr)
+            .map(|b| b.calls)
+            .sum()
+    };
+    println!("nfs_pool {label}:");
+    for b in &out {
+        println!(
+            "  {} from {} (NFS {}) in {:.1} s ({} NFS calls, marks {})",
+            b.serial, b.server, b.nfs, b.secs, b.calls, b.marks
+        );
+    }
+    println!(
+        "  per server: {A} {} calls, ganesha read {} KiB; {B} {} calls, ganesha read {} KiB",
+        per(A),
+        (rchar(&pool.a) - before.0) / 1024,
+        per(B),
+        (rchar(&pool.b) - before.1) / 1024
+    );
+    out
+}
+
+fn server_of<'a>(round: &'a [Booted], serial: &str) -> &'a Booted {
+    round.iter().find(|b| b.serial == serial).unwrap()
+}
+
+fn has_tree(tree: &Path, serial: &str) -> bool {
+    tree.join("nodes").join(serial).is_dir()
+}
+
+/// `image status` for `image` on `server`: (status, detail).
+fn image_on(c: &Controller, image: &str, server: &str) -> (String, String) {
+    let all = c.cli_json(&["image", "status"]);
+    let line = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["image"] == image && l["server"] == server)
+        .unwrap_or_else(|| panic!("no line for {image} on {server}: {all}"));
+    let s = |k: &str| line[k].as_str().unwrap_or_default().to_string();
+    (s("status"), s("detail"))
+}
+
+#[test]
+fn two_servers_place_by_weight_skip_a_missing_image_and_drain() {
+    let name = "nfs-pool";
+    let env = pi_init_env!(name);
+    let opts = LabOptions {
+        serve: false,
+        ..Default::default()
+    };
+    let mut lab =
+        Lab::start(name, env, opts).unwrap_or_else(|e| panic!("{name}: starting the lab: {e}"));
+    let pool = start_pool(&mut lab);
+    let [tree_a, tree_b] = pool.trees.clone();
+    let servers =
+        |b_state: &str| server_toml(A, &tree_a, 2, "active") + &server_toml(B, &tree_b, 1, b_state);
+    lab.controller()
+        .edit_config(|t| t + &servers("active"))
+        .unwrap();
+    serve(&mut lab);
+
+    let c = lab.controller();
+    c.import_image(&lab.tiny_root_tarball().unwrap(), TINY)
+        .unwrap();
+    c.cli(&["image", "sync"]).unwrap();
+    for tree in [&tree_a, &tree_b] {
+        assert!(
+            tree.join("base").join(TINY).is_dir(),
+            "synced to {}",
+            tree.display()
+        );
+    }
+    let s: Vec<String> = (0xb1..=0xb4).map(serial).collect();
+    for n in &s[..3] {
+        lab.add_node(n, diskless_node(&default_hostname(n)))
+            .unwrap();
+    }
+
+    // Weights 2:1: the first two nodes to A, the third to B (each to the server furthest
+    // below its share, ties to the first listed). One after the other: first boots racing
+    // each other all go to the server chosen while none was recorded yet (each boot
+    // prepares its tree on that server before its placement is recorded, and keeps it):
+    // three together once went 3:0 here, a defect of the controller's left to its owner.
+    let mut first = Vec::new();
+    for (i, n) in s[..3].iter().enumerate() {
+        let label = format!("placed by weight 2:1, node {}/3", i + 1);
+        first.extend(round(&lab, &pool, &label, &[n]));
+    }
+    let servers_of: Vec<&str> = first.iter().map(|b| b.server.as_str()).collect();
+    assert_eq!(servers_of, [A, A, B], "weights 2:1, in boot order");
+    for b in &first {
+        let (mine, other) = if b.server == A {
+            (&tree_a, &tree_b)
+        } else {
+            (&tree_b, &tree_a)
+        };
+        assert!(
+            has_tree(mine, &b.serial),
+            "{}'s tree on its server",
+            b.serial
+        );
+        assert!(
+            !has_tree(other, &b.serial),
+            "{}: not on the other",
+            b.serial
+        );
+    }
+    let on_b = first.iter().find(|b| b.server == B).unwrap().serial.clone();
+    let listed = c.cli_json(&["nfs", "servers"]);
+    assert_eq!(listed[0]["nodes"], 2, "{listed}");
+    assert_eq!(listed[1]["nodes"], 1, "{listed}");
+
+    // An image that A lacks: imported and synced, then A's copy and stamp removed (as on a
+    // server added after the sync). A new node would go to A by weight (3/2 < 2/1); it
+    // goes to B, and `image status` says why.
+    c.import_image(&marked_root(&lab, "b-only"), ONLY_B)
+        .unwrap();
+    c.cli(&["image", "sync"]).unwrap();
+    std::fs::remove_dir_all(tree_a.join("base").join(ONLY_B)).unwrap();
+    std::fs::remove_file(tree_a.join(".pureboot-digests").join(ONLY_B)).unwrap();
+    let mut spec = diskless_node(&default_hostname(&s[3]));
+    spec.base_image = Some(ONLY_B.into());
+    lab.add_node(&s[3], spec).unwrap();
+    let missing = round(&lab, &pool, "image missing on A", &[&s[3]]);
+    assert_eq!(missing[0].server, B, "{ONLY_B} is only on B");
+    assert_eq!(missing[0].marks, "b-only", "booted {ONLY_B}");
+    let (status, detail) = image_on(c, ONLY_B, A);
+    assert_eq!(status, "missing", "{detail}");
+    assert!(detail.contains(&format!("base/{ONLY_B}")), "{detail}");
+    assert_eq!(image_on(c, ONLY_B, B).0, "ok");
+    assert_eq!(image_on(c, TINY, A).0, "ok");
+
+    // B draining (the config is read at start: restart). Its tmpfs node on `tiny` boots
+    // from A; the node on the image A lacks stays on B (no other server can take it).
+    lab.controller_mut().stop();
+    lab.controller()
+        .edit_config(|t| t.replace(&servers("active"), &servers("draining")))
+        .unwrap();
+    serve(&mut lab);
+    let c = lab.controller();
+    assert_eq!(c.cli_json(&["nfs", "servers"])[1]["state"], "draining");
+    let drained = round(&lab, &pool, "B draining", &[&on_b, &s[3]]);
+    assert_eq!(server_of(&drained, &on_b).server, A, "off the draining B");
+    assert!(has_tree(&tree_a, &on_b), "{on_b}'s tree now on A");
+    assert_eq!(
+        server_of(&drained, &s[3]).server,
+        B,
+        "{ONLY_B} is on B only: its node stays on the draining B"
+    );
+    let listed = c.cli_json(&["nfs", "servers"]);
+    assert_eq!(listed[0]["nodes"], 3, "{listed}");
+    assert_eq!(listed[1]["nodes"], 1, "{listed}");
+    // B dropped before the lab (declared after it): its ganesha stops before the namespace.
+    drop(pool);
+}
