@@ -56,8 +56,11 @@ pub struct Placement {
 
 /// Where a node boots, or why it cannot boot anywhere. `image` names its base image in
 /// the messages. `prefer`: the server a new or moving node was prepared for a moment ago
-/// (the boot's first half), kept while it may still take new nodes, so boots of new nodes
-/// racing each other do not undo each other's preparation.
+/// (the boot's first half), kept while it may still take new nodes and one more keeps it
+/// within its weighted share, so boots of new nodes racing each other do not undo each
+/// other's preparation, and a rack powered on at once (every boot prepared on the same
+/// counts, so for the same server) is still spread by the weights: the commits, one after
+/// another, send the boots past that server's share elsewhere (prepared again there).
 pub fn place(
     home: Option<&str>,
     pin: Option<&Sourced<String>>,
@@ -68,7 +71,7 @@ pub fn place(
 ) -> Result<Placement, String> {
     let newcomer = |servers: &[ServerView], image: &str| match prefer
         .and_then(|p| servers.iter().find(|s| s.name == p))
-        .filter(|s| takes_new(s))
+        .filter(|s| takes_new(s) && within_share(s, servers))
     {
         Some(s) => Ok(s.name.clone()),
         None => newcomer(servers, image),
@@ -161,6 +164,17 @@ fn newcomer(servers: &[ServerView], image: &str) -> Result<String, String> {
         })
 }
 
+/// Whether one more node on `s` keeps it within its weighted share of the nodes on the
+/// servers that take new ones (rounded up): `nodes + 1 ≤ ⌈(all + 1) · weight / weights⌉`.
+fn within_share(s: &ServerView, servers: &[ServerView]) -> bool {
+    let open = servers.iter().filter(|v| takes_new(v));
+    let (all, weights) = open.fold((0u128, 0u128), |(n, w), v| {
+        (n + u128::from(v.nodes), w + u128::from(v.weight))
+    });
+    let (nodes, weight) = (u128::from(s.nodes), u128::from(s.weight));
+    (nodes + 1) * weights <= (all + 1) * weight + weights.saturating_sub(1)
+}
+
 fn takes_new(s: &ServerView) -> bool {
     s.state == ServerState::Active && s.weight > 0 && s.has_image
 }
@@ -211,6 +225,36 @@ mod tests {
             ["a", "a", "b", "a", "a", "b"],
             "2:1, ties to the first"
         );
+    }
+
+    /// New nodes booting at once are all prepared on the same counts, so for the same
+    /// server; their commits come one after another and spread them by the weights.
+    #[test]
+    fn new_nodes_prepared_together_are_spread_by_their_commits() {
+        for (weights, boots, want) in [
+            ([2, 1], 3, vec!["a", "a", "b"]),
+            ([1, 1], 4, vec!["a", "b", "a", "b"]),
+            ([2, 1], 6, vec!["a", "a", "b", "a", "a", "b"]),
+        ] {
+            let mut servers = vec![
+                view("a", Active, weights[0], 0),
+                view("b", Active, weights[1], 0),
+            ];
+            let prepared = place(None, None, false, "img", &servers, None)
+                .unwrap()
+                .server;
+            let mut got = Vec::new();
+            for _ in 0..boots {
+                let p = place(None, None, false, "img", &servers, Some(&prepared)).unwrap();
+                servers
+                    .iter_mut()
+                    .find(|s| s.name == p.server)
+                    .unwrap()
+                    .nodes += 1;
+                got.push(p.server);
+            }
+            assert_eq!(got, want, "weights {weights:?}");
+        }
     }
 
     #[test]
