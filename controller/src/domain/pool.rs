@@ -207,19 +207,27 @@ mod tests {
         }
     }
 
+    /// `n` new nodes placed one after another (each counted on its server), each prepared
+    /// for `prepared`; the servers they went to.
+    fn place_new_nodes(
+        servers: &mut [ServerView],
+        n: usize,
+        prepared: Option<&str>,
+    ) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let p = place(None, None, false, "img", servers, prepared).unwrap();
+                let on = servers.iter_mut().find(|s| s.name == p.server).unwrap();
+                on.nodes += 1;
+                p.server
+            })
+            .collect()
+    }
+
     #[test]
     fn new_nodes_follow_the_weights() {
         let mut servers = vec![view("a", Active, 2, 0), view("b", Active, 1, 0)];
-        let mut got = Vec::new();
-        for _ in 0..6 {
-            let p = place(None, None, false, "img", &servers, None).unwrap();
-            servers
-                .iter_mut()
-                .find(|s| s.name == p.server)
-                .unwrap()
-                .nodes += 1;
-            got.push(p.server);
-        }
+        let got = place_new_nodes(&mut servers, 6, None);
         assert_eq!(
             got,
             ["a", "a", "b", "a", "a", "b"],
@@ -243,16 +251,7 @@ mod tests {
             let prepared = place(None, None, false, "img", &servers, None)
                 .unwrap()
                 .server;
-            let mut got = Vec::new();
-            for _ in 0..boots {
-                let p = place(None, None, false, "img", &servers, Some(&prepared)).unwrap();
-                servers
-                    .iter_mut()
-                    .find(|s| s.name == p.server)
-                    .unwrap()
-                    .nodes += 1;
-                got.push(p.server);
-            }
+            let got = place_new_nodes(&mut servers, boots, Some(&prepared));
             assert_eq!(got, want, "weights {weights:?}");
         }
     }
