@@ -7,6 +7,28 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{sql, StoreError, Tx, NOW};
 
+/// A table of NFS server pins: its name and key column (fixed names, never input) and
+/// the operation's name for errors.
+#[derive(Clone, Copy)]
+struct Pins {
+    table: &'static str,
+    key_column: &'static str,
+    op: &'static str,
+}
+
+impl Pins {
+    const NODE: Pins = Pins {
+        table: "node_nfs_pins",
+        key_column: "node_id",
+        op: "set node nfs pin",
+    };
+    const GROUP: Pins = Pins {
+        table: "group_nfs_pins",
+        key_column: "group_name",
+        op: "set group nfs pin",
+    };
+}
+
 impl Tx<'_> {
     /// The server the node was placed on (none: never placed).
     pub fn nfs_home(&self, node_id: &str) -> Result<Option<String>, StoreError> {
@@ -72,18 +94,7 @@ impl Tx<'_> {
 
     /// Sets (`Some`) or clears the node's pin.
     pub fn set_node_nfs_pin(&self, node_id: &str, server: Option<&str>) -> Result<(), StoreError> {
-        match server {
-            Some(s) => self.tx.execute(
-                "INSERT INTO node_nfs_pins (node_id, server) VALUES (?1, ?2)
-                 ON CONFLICT (node_id) DO UPDATE SET server = excluded.server",
-                params![node_id, s],
-            ),
-            None => self
-                .tx
-                .execute("DELETE FROM node_nfs_pins WHERE node_id = ?1", [node_id]),
-        }
-        .map_err(sql("set node nfs pin"))?;
-        Ok(())
+        self.set_pin(Pins::NODE, node_id, server)
     }
 
     /// Every group's pin, by group name.
@@ -101,17 +112,30 @@ impl Tx<'_> {
 
     /// Sets (`Some`) or clears the group's pin.
     pub fn set_group_nfs_pin(&self, group: &str, server: Option<&str>) -> Result<(), StoreError> {
+        self.set_pin(Pins::GROUP, group, server)
+    }
+
+    /// Sets or clears one pin in `pins` (the node's or the group's table).
+    fn set_pin(&self, pins: Pins, key: &str, server: Option<&str>) -> Result<(), StoreError> {
+        let Pins {
+            table,
+            key_column,
+            op,
+        } = pins;
         match server {
             Some(s) => self.tx.execute(
-                "INSERT INTO group_nfs_pins (group_name, server) VALUES (?1, ?2)
-                 ON CONFLICT (group_name) DO UPDATE SET server = excluded.server",
-                params![group, s],
+                &format!(
+                    "INSERT INTO {table} ({key_column}, server) VALUES (?1, ?2)
+                     ON CONFLICT ({key_column}) DO UPDATE SET server = excluded.server"
+                ),
+                params![key, s],
             ),
-            None => self
-                .tx
-                .execute("DELETE FROM group_nfs_pins WHERE group_name = ?1", [group]),
+            None => self.tx.execute(
+                &format!("DELETE FROM {table} WHERE {key_column} = ?1"),
+                [key],
+            ),
         }
-        .map_err(sql("set group nfs pin"))?;
+        .map_err(sql(op))?;
         Ok(())
     }
 
