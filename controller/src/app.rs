@@ -20,8 +20,9 @@ pub struct App {
     /// The management API's own listener (`admin_listen`), if configured.
     admin: Option<(TcpListener, SocketAddr)>,
     state: AppState,
-    /// Held while serving: one daemon per database.
-    _serving: std::fs::File,
+    /// Held while serving: one daemon per SQLite file (none for PostgreSQL, made for
+    /// several).
+    _serving: Option<std::fs::File>,
     _checkpoints: crate::store::Checkpointer,
 }
 

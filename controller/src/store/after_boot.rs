@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use super::db::{params, OptionalExtension, Row};
 use pureboot_contract::after_boot::{BootComplete, StepOutcome};
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::{sql, StoreError, Tx, NOW};
@@ -83,15 +83,15 @@ const BOOT_COLUMNS: &str = "boot_id, ip, at, layer, installed_at, installed_ms, 
     complete, healthy,
     CAST((julianday(installed_at) - julianday(at)) * 86400000 AS INTEGER)";
 
-fn boot_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BootRecord> {
+fn boot_from_row(r: &Row<'_>) -> super::db::Result<BootRecord> {
     boot_at(r, 0)
 }
 
 /// The boot whose [`BOOT_COLUMNS`] start at column `o`.
-fn boot_at(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<BootRecord> {
-    let json = |i: usize| -> rusqlite::Result<Option<String>> { r.get(o + i) };
-    let ms = |i: usize| -> rusqlite::Result<Option<u64>> {
-        Ok(r.get::<_, Option<i64>>(o + i)?.map(|v| v.max(0) as u64))
+fn boot_at(r: &Row<'_>, o: usize) -> super::db::Result<BootRecord> {
+    let json = |i: usize| -> super::db::Result<Option<String>> { r.get(o + i) };
+    let ms = |i: usize| -> super::db::Result<Option<u64>> {
+        Ok(r.get::<Option<i64>>(o + i)?.map(|v| v.max(0) as u64))
     };
     Ok(BootRecord {
         boot_id: r.get(o)?,
@@ -104,7 +104,7 @@ fn boot_at(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<BootRecord> {
         complete_at: r.get(o + 7)?,
         answer_to_complete_ms: ms(8)?,
         complete: json(9)?.and_then(|t| serde_json::from_str(&t).ok()),
-        healthy: r.get::<_, Option<bool>>(o + 10)?,
+        healthy: r.get::<Option<bool>>(o + 10)?,
         answer_to_installed_ms: ms(11)?,
     })
 }
@@ -231,30 +231,34 @@ impl Tx<'_> {
         output: &str,
     ) -> Result<i64, StoreError> {
         let ok = o.succeeded();
-        self.tx
+        let id = self
+            .tx
             .prepare_cached(&format!(
                 "INSERT INTO step_runs (node_id, boot_id, name, digest, layer, ok, summary,
                    exit_code, timed_out, duration_ms, output, output_dropped, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, {NOW})"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, {NOW})
+                 RETURNING id"
             ))
             .and_then(|mut st| {
-                st.execute(params![
-                    node_id,
-                    boot_id,
-                    o.name,
-                    o.digest,
-                    layer,
-                    ok,
-                    o.summary(),
-                    o.exit_code,
-                    o.timed_out,
-                    o.duration_ms as i64,
-                    output,
-                    o.output_dropped as i64
-                ])
+                st.query_row(
+                    params![
+                        node_id,
+                        boot_id,
+                        o.name,
+                        o.digest,
+                        layer,
+                        ok,
+                        o.summary(),
+                        o.exit_code,
+                        o.timed_out,
+                        o.duration_ms as i64,
+                        output,
+                        o.output_dropped as i64
+                    ],
+                    |r| r.get::<i64>(0),
+                )
             })
             .map_err(sql("record step run"))?;
-        let id = self.tx.last_insert_rowid();
         if ok {
             self.tx
                 .prepare_cached(
@@ -298,9 +302,9 @@ impl Tx<'_> {
                     summary: r.get(5)?,
                     exit_code: r.get(6)?,
                     timed_out: r.get(7)?,
-                    duration_ms: r.get::<_, i64>(8)?.max(0) as u64,
+                    duration_ms: r.get::<i64>(8)?.max(0) as u64,
                     output: r.get(9)?,
-                    output_dropped: r.get::<_, i64>(10)?.max(0) as u64,
+                    output_dropped: r.get::<i64>(10)?.max(0) as u64,
                     at: r.get(11)?,
                 })
             })
@@ -317,7 +321,7 @@ impl Tx<'_> {
         let rows = st
             .query_map([node_id], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
+                    r.get::<String>(0)?,
                     StepDone {
                         digest: r.get(1)?,
                         layer: r.get(2)?,

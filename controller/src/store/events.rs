@@ -1,6 +1,6 @@
 //! The append-only `boot_events` log (triggers refuse UPDATE and DELETE).
 
-use rusqlite::params;
+use super::db::{params, Row};
 use serde::Serialize;
 
 use super::{sql, StoreError, Tx, NOW};
@@ -53,10 +53,9 @@ pub struct Event {
 impl Tx<'_> {
     pub fn append_event(&self, e: &NewEvent<'_>) -> Result<i64, StoreError> {
         self.tx
-            .prepare_cached(&format!("INSERT INTO boot_events (node_id, serial, kind, at, ip, detail) VALUES (?1, ?2, ?3, {NOW}, ?4, ?5)"))
-            .and_then(|mut st| st.execute(params![e.node_id, e.serial, e.kind.as_str(), e.ip, e.detail.to_string()]))
-            .map_err(sql("append event"))?;
-        Ok(self.tx.last_insert_rowid())
+            .prepare_cached(&format!("INSERT INTO boot_events (node_id, serial, kind, at, ip, detail) VALUES (?1, ?2, ?3, {NOW}, ?4, ?5) RETURNING id"))
+            .and_then(|mut st| st.query_row(params![e.node_id, e.serial, e.kind.as_str(), e.ip, e.detail.to_string()], |r| r.get(0)))
+            .map_err(sql("append event"))
     }
 
     /// The newest `limit` events of a serial (which survive the node's removal), oldest first.
@@ -65,7 +64,7 @@ impl Tx<'_> {
             .tx
             .prepare(
                 "SELECT id, node_id, serial, kind, at, ip, detail FROM
-                   (SELECT * FROM boot_events WHERE serial = ?1 ORDER BY id DESC LIMIT ?2)
+                   (SELECT * FROM boot_events WHERE serial = ?1 ORDER BY id DESC LIMIT ?2) AS newest
                  ORDER BY id",
             )
             .map_err(sql("read events"))?;
@@ -214,7 +213,7 @@ impl Tx<'_> {
 }
 
 /// An `Event` from a row of `id, node_id, serial, kind, at, ip, detail`.
-fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+fn event_from_row(r: &Row<'_>) -> super::db::Result<Event> {
     let detail: String = r.get(6)?;
     Ok(Event {
         id: r.get(0)?,
@@ -239,7 +238,7 @@ mod tests {
     #[test]
     fn nodes_and_events_round_trip_and_events_are_append_only() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = Store::open(&crate::store::test_support::database(dir.path(), "r.db")).unwrap();
         let node = store
             .write(|tx| {
                 let n = tx.insert_node(&NewNode::new(Serial::parse("d83add36").unwrap()))?;

@@ -14,8 +14,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, TransactionBehavior};
-
+use super::db::Conn;
 use super::{sql, StoreError, Tx};
 
 /// Requests per transaction at most: bounds how long the first of a batch waits.
@@ -126,7 +125,7 @@ pub(super) struct GroupWriter {
 impl GroupWriter {
     /// `event_cap`: the store's `max_events` (0 = none), kept by every batch.
     pub(super) fn start(
-        conn: Arc<Mutex<Connection>>,
+        conn: Arc<Mutex<Conn>>,
         event_cap: Arc<AtomicU64>,
     ) -> Result<GroupWriter, StoreError> {
         let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Job>>();
@@ -198,7 +197,7 @@ impl Drop for GroupWriter {
 /// The writer's loop: blocks for a first request, then takes the connection and whatever
 /// else is queued by then.
 fn run(
-    conn: &Mutex<Connection>,
+    conn: &Mutex<Conn>,
     queue: &Receiver<Box<dyn Job>>,
     stats: &GroupStats,
     event_cap: &AtomicU64,
@@ -230,14 +229,13 @@ fn run(
 /// One transaction: each job in a savepoint, then the event log pruned back under
 /// `event_cap` (0 = no cap), one commit.
 fn apply_batch(
-    conn: &mut Connection,
+    conn: &mut Conn,
     batch: &mut [Box<dyn Job>],
     event_cap: u64,
 ) -> Result<(), StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql("begin transaction"))?;
-    let tx = Tx { tx };
+    let tx = Tx {
+        tx: conn.begin_write().map_err(sql("begin transaction"))?,
+    };
     for job in batch.iter_mut() {
         tx.tx
             .execute_batch("SAVEPOINT request")
@@ -306,7 +304,7 @@ mod tests {
     #[test]
     fn a_failing_request_rolls_back_alone_and_gets_its_own_error() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("g.db")).unwrap();
+        let store = Store::open(&crate::store::test_support::database(dir.path(), "g.db")).unwrap();
         let before = store.group_counts();
         let results = in_one_batch(
             &store,
@@ -322,7 +320,9 @@ mod tests {
         );
         assert_eq!(results[0].as_deref().unwrap(), "00000001");
         let err = results[1].as_ref().unwrap_err().to_string();
-        assert!(err.contains("UNIQUE"), "{err}");
+        // SQLite: "UNIQUE constraint failed"; PostgreSQL: "duplicate key value violates
+        // unique constraint".
+        assert!(err.to_lowercase().contains("unique"), "{err}");
         assert_eq!(results[2].as_deref().unwrap(), "00000003");
         assert!(exists(&store, "00000001") && exists(&store, "00000003"));
         assert!(
@@ -336,7 +336,7 @@ mod tests {
     #[test]
     fn a_batch_of_requests_is_one_transaction() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("g.db")).unwrap();
+        let store = Store::open(&crate::store::test_support::database(dir.path(), "g.db")).unwrap();
         let n = 100;
         let jobs = (0..n)
             .map(|i| Box::new(insert(&format!("{i:08x}"))) as TestJob<_>)
@@ -360,7 +360,7 @@ mod tests {
     #[test]
     fn requests_are_answered_only_after_their_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("g.db")).unwrap();
+        let store = Store::open(&crate::store::test_support::database(dir.path(), "g.db")).unwrap();
         std::thread::scope(|scope| {
             for t in 0..4 {
                 let store = &store;
@@ -415,7 +415,7 @@ mod tests {
     #[test]
     fn a_panicking_request_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("g.db")).unwrap();
+        let store = Store::open(&crate::store::test_support::database(dir.path(), "g.db")).unwrap();
         let results = in_one_batch(
             &store,
             vec![
@@ -435,7 +435,7 @@ mod tests {
     #[test]
     fn dropping_the_store_finishes_the_queue() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.db");
+        let path = crate::store::test_support::database(dir.path(), "g.db");
         let store = Store::open(&path).unwrap();
         let tickets: Vec<_> = (0..20)
             .map(|i| store.enqueue(insert(&format!("{i:08x}"))))

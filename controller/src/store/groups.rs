@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use super::db::{params, OptionalExtension, Row};
 use pureboot_contract::OverlayMode;
-use rusqlite::{params, OptionalExtension, Row};
 
 use super::{sql, StoreError, Tx, NOW};
 use crate::domain::group::{self, Group};
@@ -34,7 +34,7 @@ type GroupRow = (
     Option<String>,
 );
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<GroupRow> {
+fn from_row(r: &Row<'_>) -> super::db::Result<GroupRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,

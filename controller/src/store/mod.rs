@@ -1,10 +1,13 @@
-//! The SQLite registry: the only place with SQL.
+//! The registry: the only place with SQL. SQLite by default (a file, nothing to set up);
+//! PostgreSQL when `database` is a `postgres://` URL, for several controllers on one registry
+//! (the two engines behind one interface: [`db`]).
 //!
-//! One writing connection per process behind a mutex, and a few read-only ones (in WAL mode
-//! a reader sees the last commit without waiting for the writer); WAL and a busy timeout let
-//! the CLI and the daemon share the file. Every write runs in `BEGIN IMMEDIATE`, so a
-//! read-then-write (a boot's commit) holds the write lock from its first read and two
-//! requests for one serial cannot interleave, in this process or across processes.
+//! One writing connection per process behind a mutex, and a few read-only ones (in SQLite's
+//! WAL mode, as in PostgreSQL, a reader sees the last commit without waiting for the writer);
+//! WAL and a busy timeout let the CLI and the daemon share the file. Every write holds the
+//! database's write lock from its first statement (SQLite `BEGIN IMMEDIATE`, a PostgreSQL
+//! advisory lock), so a read-then-write (a boot's commit) and another for the same serial
+//! cannot interleave, in this process or across processes and controllers.
 //!
 //! Operators' reads (the status page, the management API) never take the boot path's read
 //! connections: a thread that entered [`Store::admin_reads`] reads on connections of its own,
@@ -12,12 +15,15 @@
 //! Every write keeps the event log under `max_events` (see [`Store::keep_events_at_most`]).
 
 pub mod after_boot;
+pub mod db;
 pub mod events;
 pub mod group;
 pub mod groups;
 mod migrations;
 pub mod nodes;
 pub mod pool;
+#[doc(hidden)]
+pub mod test_support;
 pub mod versions;
 
 use std::cell::Cell;
@@ -26,8 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use db::{Conn, DbTx, Engine, PgConn};
 use group::{GroupCounts, Ticket};
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,13 +42,13 @@ pub enum StoreError {
     Sql {
         op: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: db::Error,
     },
     #[error("database {path}: {source}")]
     Open {
         path: String,
         #[source]
-        source: rusqlite::Error,
+        source: db::Error,
     },
     #[error(
         "schema version {found}, newer than this controller knows ({known}): a newer \
@@ -76,11 +83,52 @@ pub enum StoreError {
     Cancelled { op: &'static str },
 }
 
-pub(crate) fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| match source.sqlite_error_code() {
+pub(crate) fn sql<E: Into<db::Error>>(op: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |source| {
+        let source = source.into();
         // Only an operator's read past its deadline is interrupted (see `read_before`).
-        Some(rusqlite::ErrorCode::OperationInterrupted) => StoreError::Cancelled { op },
-        _ => StoreError::Sql { op, source },
+        if source.is_cancelled() {
+            StoreError::Cancelled { op }
+        } else {
+            StoreError::Sql { op, source }
+        }
+    }
+}
+
+/// Where the registry lives: `database` in the config, a file or a `postgres://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    pub fn of(setting: &Path) -> Location {
+        let text = setting.to_string_lossy();
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Location::Postgres(text.into_owned())
+        } else {
+            Location::Sqlite(setting.to_path_buf())
+        }
+    }
+}
+
+/// For messages and logs: the file, or the URL without its password.
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+                match rest.split_once('@') {
+                    Some((user, host)) if user.contains(':') => {
+                        let user = user.split(':').next().unwrap_or("");
+                        write!(f, "{scheme}://{user}:***@{host}")
+                    }
+                    _ => write!(f, "{url}"),
+                }
+            }
+        }
     }
 }
 
@@ -89,28 +137,26 @@ pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 
 pub struct Store {
     /// The writing connection: [`Store::write`] and the group writer's thread take turns.
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Conn>>,
     /// Started by the first [`Store::enqueue`] (the CLI never needs it).
     group: OnceLock<group::GroupWriter>,
     /// [`Store::read`]'s connections: a boot's first look at its node must not queue
     /// behind the writes of every other request.
-    readers: Vec<Mutex<Connection>>,
+    readers: Vec<Mutex<Conn>>,
     next_reader: std::sync::atomic::AtomicUsize,
     /// The operators' read connections (see [`Store::admin_reads`]): a status page over a
     /// large registry never holds a connection a boot waits for.
-    admin_readers: Vec<Mutex<Connection>>,
+    admin_readers: Vec<Mutex<Conn>>,
     next_admin_reader: std::sync::atomic::AtomicUsize,
     /// Events kept at most, 0 = no cap: every write transaction prunes past it.
     event_cap: Arc<AtomicU64>,
-    path: std::path::PathBuf,
+    location: Location,
 }
 
 /// Read-only connections per store, for the boot path (and the CLI).
 const READERS: usize = 4;
 /// Read-only connections for operators' requests.
 const ADMIN_READERS: usize = 2;
-/// SQLite virtual machine steps between two looks at an operator read's deadline.
-const DEADLINE_CHECK_STEPS: i32 = 1000;
 
 thread_local! {
     /// The deadline of the operator's request this thread runs (see [`Store::admin_reads`]).
@@ -140,7 +186,7 @@ pub const WAL_RESTART_PAGES: i64 = 2_000;
 
 /// One round of the daemon's checkpoint thread on its connection `conn`; `writer` is the
 /// registry's writing connection (see [`Store::checkpoint_in_background`]).
-fn checkpoint_round(conn: &Connection, writer: &Mutex<Connection>) {
+fn checkpoint_round(conn: &Connection, writer: &Mutex<Conn>) {
     match checkpoint(conn, "PASSIVE") {
         Ok((_, frames)) if frames >= WAL_RESTART_PAGES => {
             // Another pass first copies what came during the first, so the writer is held
@@ -183,43 +229,61 @@ impl Drop for Checkpointer {
 
 /// A write (or read) transaction; the registry operations live on it.
 pub struct Tx<'a> {
-    tx: rusqlite::Transaction<'a>,
+    tx: DbTx<'a>,
+}
+
+impl Tx<'_> {
+    /// The engine under this transaction (for the rare statement the two write apart).
+    pub fn engine(&self) -> Engine {
+        self.tx.engine()
+    }
 }
 
 impl Store {
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.display().to_string(),
+    /// Opens the registry at `setting` (a file, or a `postgres://` URL: [`Location::of`]),
+    /// brought to this controller's schema.
+    pub fn open(setting: &Path) -> Result<Store, StoreError> {
+        let location = Location::of(setting);
+        let open_err = |source: db::Error| StoreError::Open {
+            path: location.to_string(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            // A missing folder would give SQLite's bare "unable to open database file".
-            if !parent.is_dir() {
-                return Err(open_err(rusqlite::Error::InvalidPath(parent.to_path_buf())));
+        let connect = |writer: bool| -> Result<Conn, db::Error> {
+            match &location {
+                Location::Sqlite(path) => {
+                    let c = Connection::open(path)?;
+                    c.busy_timeout(Duration::from_secs(10))?;
+                    if writer {
+                        c.pragma_update(None, "journal_mode", "WAL")?;
+                        c.pragma_update(None, "synchronous", "NORMAL")?;
+                        c.pragma_update(None, "foreign_keys", "ON")?;
+                    } else {
+                        c.pragma_update(None, "query_only", true)?;
+                    }
+                    Ok(Conn::Lite(c))
+                }
+                Location::Postgres(url) => Ok(Conn::Pg(Box::new(PgConn::connect(url)?))),
+            }
+        };
+        if let Location::Sqlite(path) = &location {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                // A missing folder would give SQLite's bare "unable to open database file".
+                if !parent.is_dir() {
+                    return Err(open_err(
+                        rusqlite::Error::InvalidPath(parent.to_path_buf()).into(),
+                    ));
+                }
             }
         }
-        let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
+        let mut conn = connect(true).map_err(open_err)?;
         migrations::migrate(&mut conn).map_err(|e| StoreError::Schema {
-            path: path.display().to_string(),
+            path: location.to_string(),
             source: Box::new(e),
         })?;
         let open_readers = |n: usize| {
             (0..n)
-                .map(|_| {
-                    let r = Connection::open(path)?;
-                    r.busy_timeout(Duration::from_secs(10))?;
-                    r.pragma_update(None, "query_only", true)?;
-                    Ok(Mutex::new(r))
-                })
-                .collect::<Result<Vec<_>, rusqlite::Error>>()
+                .map(|_| connect(false).map(Mutex::new))
+                .collect::<Result<Vec<_>, db::Error>>()
                 .map_err(open_err)
         };
         Ok(Store {
@@ -230,8 +294,13 @@ impl Store {
             admin_readers: open_readers(ADMIN_READERS)?,
             next_admin_reader: Default::default(),
             event_cap: Arc::new(AtomicU64::new(0)),
-            path: path.to_path_buf(),
+            location,
         })
+    }
+
+    /// Where the registry lives.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// From now on every write transaction (the group writer's batches and [`Store::write`])
@@ -259,9 +328,7 @@ impl Store {
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql("begin transaction"))?;
+        let tx = conn.begin_write().map_err(sql("begin transaction"))?;
         let tx = Tx { tx };
         let out = f(&tx)?;
         tx.keep_events_at_most(self.event_cap.load(Ordering::Relaxed))?;
@@ -314,7 +381,7 @@ impl Store {
             return self.read_before(deadline, f);
         }
         let mut conn = self.reader(&self.readers, &self.next_reader);
-        let tx = conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = conn.begin_read(None).map_err(sql("begin transaction"))?;
         // Bound first: the transaction borrows `conn` and must drop before the guard.
         #[allow(clippy::let_and_return)]
         let out = f(&Tx { tx });
@@ -333,11 +400,7 @@ impl Store {
         if Instant::now() >= deadline {
             return Err(StoreError::Cancelled { op: "read" }.into());
         }
-        conn.progress_handler(
-            DEADLINE_CHECK_STEPS,
-            Some(move || Instant::now() >= deadline),
-        );
-        let out = match conn.transaction() {
+        let out = match conn.begin_read(Some(deadline)) {
             Ok(tx) => {
                 // Bound first: the transaction borrows `conn` and must drop before it is used.
                 #[allow(clippy::let_and_return)]
@@ -346,16 +409,17 @@ impl Store {
             }
             Err(e) => Err(sql("begin transaction")(e).into()),
         };
-        conn.progress_handler(0, None::<fn() -> bool>);
+        // The connection's next reader may be a boot's: no deadline left behind.
+        conn.clear_deadline();
         out
     }
 
     /// A free connection of `pool`, or else the next one in turn.
     fn reader<'a>(
         &self,
-        pool: &'a [Mutex<Connection>],
+        pool: &'a [Mutex<Conn>],
         next: &std::sync::atomic::AtomicUsize,
-    ) -> std::sync::MutexGuard<'a, Connection> {
+    ) -> std::sync::MutexGuard<'a, Conn> {
         use std::sync::TryLockError;
         for r in pool {
             match r.try_lock() {
@@ -370,10 +434,14 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Claims the database for one daemon: an exclusive lock on `<database>.serve-lock`,
-    /// held as long as the returned file is open (the CLI does not take it; WAL lets it
-    /// share the file with the daemon). A second daemon on the same database is refused.
-    pub fn lock_for_serving(path: &Path) -> Result<std::fs::File, StoreError> {
+    /// Claims an SQLite database for one daemon: an exclusive lock on
+    /// `<database>.serve-lock`, held as long as the returned file is open (the CLI does not
+    /// take it; WAL lets it share the file with the daemon). A second daemon on the same file
+    /// is refused. A PostgreSQL registry is made for several: no lock (`None`).
+    pub fn lock_for_serving(path: &Path) -> Result<Option<std::fs::File>, StoreError> {
+        if let Location::Postgres(_) = Location::of(path) {
+            return Ok(None);
+        }
         let mut lock = path.as_os_str().to_owned();
         lock.push(".serve-lock");
         let lock = std::path::PathBuf::from(lock);
@@ -393,7 +461,7 @@ impl Store {
         // Held while the file is open; any refusal means another holder.
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| in_use())?;
-        Ok(file)
+        Ok(Some(file))
     }
 
     /// Moves WAL checkpoints out of the requests: SQLite runs an automatic one inside
@@ -417,21 +485,26 @@ impl Store {
     /// has. Readers never wait for the writer, so that wait ends when their reads do (at
     /// most the connection's 1 s busy timeout: then the round logs it and a later one tries
     /// again). Writer held 2-5 ms a round on the bench's disk, 4-27 ms on its `sync` path.
+    ///
+    /// PostgreSQL checkpoints itself: there the returned value does nothing.
     pub fn checkpoint_in_background(&self, every: Duration) -> Result<Checkpointer, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: self.path.display().to_string(),
-            source,
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let Location::Sqlite(path) = &self.location else {
+            return Ok(Checkpointer { stop });
         };
-        let conn = Connection::open(&self.path).map_err(open_err)?;
+        let open_err = |source: rusqlite::Error| StoreError::Open {
+            path: path.display().to_string(),
+            source: source.into(),
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(1))
             .map_err(open_err)?;
-        self.conn
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)
-            .map_err(open_err)?;
+        if let Conn::Lite(writer) = &*self.conn.lock().unwrap_or_else(|p| p.into_inner()) {
+            writer
+                .pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)
+                .map_err(open_err)?;
+        }
         let writer = self.conn.clone();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         std::thread::Builder::new()
             .name("wal-checkpoint".into())
@@ -448,13 +521,16 @@ impl Store {
         Ok(Checkpointer { stop })
     }
 
-    /// The WAL size (pages) past which a committing request checkpoints itself.
-    pub fn wal_autocheckpoint(&self) -> Result<i64, StoreError> {
-        self.conn
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
-            .map_err(sql("read wal_autocheckpoint"))
+    /// The WAL size (pages) past which a committing request checkpoints itself (SQLite;
+    /// PostgreSQL has no such setting: `None`).
+    pub fn wal_autocheckpoint(&self) -> Result<Option<i64>, StoreError> {
+        match &*self.conn.lock().unwrap_or_else(|p| p.into_inner()) {
+            Conn::Lite(c) => c
+                .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+                .map(Some)
+                .map_err(sql("read wal_autocheckpoint")),
+            Conn::Pg(_) => Ok(None),
+        }
     }
 
     /// A real (tiny) write transaction, committed: fails when writes do not reach the disk.
@@ -462,7 +538,10 @@ impl Store {
         self.write(|tx| {
             tx.tx
                 .execute(
-                    &format!("INSERT OR REPLACE INTO write_check (id, at) VALUES (1, {NOW})"),
+                    &format!(
+                        "INSERT INTO write_check (id, at) VALUES (1, {NOW})
+                         ON CONFLICT (id) DO UPDATE SET at = excluded.at"
+                    ),
                     [],
                 )
                 .map_err(sql("write check"))?;
@@ -494,6 +573,9 @@ mod tests {
     /// for such readers, and the next commit writes the WAL from its start.
     #[test]
     fn a_checkpoint_round_past_the_restart_size_starts_the_wal_over() {
+        if crate::store::test_support::sqlite_only("WAL checkpoints and the file's folder") {
+            return;
+        }
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("w.db");
         let store = Store::open(&db).unwrap();
@@ -570,12 +652,18 @@ mod tests {
     /// bound when the thread's passive checkpoints never catch up.
     #[test]
     fn background_checkpoints_keep_a_backstop() {
+        if crate::store::test_support::sqlite_only("WAL checkpoints and the file's folder") {
+            return;
+        }
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let store = Store::open(&crate::store::test_support::database(dir.path(), "t.db")).unwrap();
         let _checkpoints = store
             .checkpoint_in_background(Duration::from_secs(3600))
             .unwrap();
-        let pages = store.wal_autocheckpoint().unwrap();
+        let pages = store
+            .wal_autocheckpoint()
+            .unwrap()
+            .expect("a file is SQLite");
         assert_eq!(pages, WAL_BACKSTOP_PAGES);
         assert!(pages > 0, "0 would turn the automatic checkpoint off");
     }
@@ -585,7 +673,7 @@ mod tests {
     #[test]
     fn reads_do_not_wait_for_the_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let store = Store::open(&crate::store::test_support::database(dir.path(), "t.db")).unwrap();
         let serial = pureboot_contract::ids::Serial::parse("0000abcd").unwrap();
         let node = NodeRef::Serial(serial.clone());
         let (inside, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
@@ -615,14 +703,14 @@ mod tests {
     #[test]
     fn an_operators_read_is_cancelled_at_its_deadline() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let store = Store::open(&crate::store::test_support::database(dir.path(), "t.db")).unwrap();
         let endless = |tx: &Tx<'_>| {
             tx.tx
                 .query_row(
                     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)
                      SELECT COUNT(*) FROM n",
                     [],
-                    |r| r.get::<_, i64>(0),
+                    |r| r.get::<i64>(0),
                 )
                 .map_err(sql("endless read"))
         };
@@ -661,7 +749,7 @@ mod tests {
     #[test]
     fn two_connections_register_one_serial_once() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.db");
+        let path = crate::store::test_support::database(dir.path(), "r.db");
         let stores = [Store::open(&path).unwrap(), Store::open(&path).unwrap()];
         let (rounds, per_store) = (30u32, 2);
         let barrier = std::sync::Barrier::new(stores.len() * per_store);
@@ -712,6 +800,9 @@ mod tests {
 
     #[test]
     fn missing_folder_is_named() {
+        if crate::store::test_support::sqlite_only("WAL checkpoints and the file's folder") {
+            return;
+        }
         let err = Store::open(Path::new("/nonexistent-dir/x.db"))
             .err()
             .expect("must fail");

@@ -1,8 +1,8 @@
 //! The `nodes` table.
 
+use super::db::{params, OptionalExtension, Row};
 use pureboot_contract::ids::{Hostname, Mac, MachineId, Serial};
 use pureboot_contract::OverlayMode;
-use rusqlite::{params, OptionalExtension, Row};
 
 use super::{sql, StoreError, Tx, NOW};
 use crate::domain::ids::NodeRef;
@@ -94,7 +94,7 @@ struct NodeRow {
     group: Option<String>,
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<NodeRow> {
+fn from_row(r: &Row<'_>) -> super::db::Result<NodeRow> {
     Ok(NodeRow {
         id: r.get(0)?,
         serial: r.get(1)?,
@@ -251,8 +251,10 @@ impl Tx<'_> {
             .tx
             .prepare(&format!(
                 "SELECT {COLUMNS} FROM nodes
-                 WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR workflow_id = ?2)
-                   AND (?3 IS NULL OR serial > ?3) AND (?5 IS NULL OR group_name = ?5)
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR state = ?1)
+                   AND (CAST(?2 AS TEXT) IS NULL OR workflow_id = ?2)
+                   AND (CAST(?3 AS TEXT) IS NULL OR serial > ?3)
+                   AND (CAST(?5 AS TEXT) IS NULL OR group_name = ?5)
                  ORDER BY serial LIMIT ?4"
             ))
             .map_err(sql("list nodes"))?;
@@ -262,7 +264,7 @@ impl Tx<'_> {
                     filter.state.map(|s| s.as_str()),
                     filter.workflow_id,
                     filter.after.as_ref().map(Serial::as_str),
-                    filter.limit.map_or(-1, i64::from),
+                    filter.limit.map_or(i64::MAX, i64::from),
                     filter.group,
                 ],
                 from_row,
@@ -411,7 +413,7 @@ mod tests {
     #[test]
     fn a_boot_replaces_only_its_own_address_s_and_goes_with_its_node() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("b.db")).unwrap();
+        let store = Store::open(&crate::store::test_support::database(dir.path(), "b.db")).unwrap();
         store
             .write(|tx| {
                 let node = tx.insert_node(&NewNode::new(Serial::parse("d83add36").unwrap()))?;

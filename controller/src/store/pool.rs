@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
 
 use super::{sql, StoreError, Tx, NOW};
 
@@ -58,7 +58,7 @@ impl Tx<'_> {
             .prepare_cached("SELECT server, COUNT(*) FROM nfs_homes GROUP BY server")
             .map_err(sql("count nfs homes"))?;
         let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_map([], |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))
             .map_err(sql("count nfs homes"))?;
         let mut out = BTreeMap::new();
         for row in rows {
@@ -146,7 +146,7 @@ impl Tx<'_> {
                 "SELECT COUNT(*) FROM nodes WHERE id = ?1 AND last_boot_at IS NOT NULL
                  AND julianday(last_boot_at) > julianday('now') - ?2 / 86400.0",
             )
-            .and_then(|mut st| st.query_row(params![node_id, secs as i64], |r| r.get::<_, i64>(0)))
+            .and_then(|mut st| st.query_row(params![node_id, secs as i64], |r| r.get::<i64>(0)))
             .map(|n| n > 0)
             .map_err(sql("read last boot"))
     }

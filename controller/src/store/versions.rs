@@ -1,7 +1,7 @@
 //! Image versions, channels, rollouts and their event stream (migration 10). Rows become
 //! typed values here; what they mean is `domain::versions` and `domain::rollout`.
 
-use rusqlite::{params, OptionalExtension, Row};
+use super::db::{params, OptionalExtension, Row};
 use serde::Serialize;
 
 use super::{sql, StoreError, Tx, NOW};
@@ -77,14 +77,14 @@ pub struct CanaryBoot {
 
 const VERSION_COLUMNS: &str = "id, channel, seq, dir, digest, size, imported_at, complete, bad";
 
-fn version_row(r: &Row<'_>) -> rusqlite::Result<Version> {
+fn version_row(r: &Row<'_>) -> super::db::Result<Version> {
     Ok(Version {
         id: r.get(0)?,
         channel: r.get(1)?,
         seq: r.get(2)?,
         dir: r.get(3)?,
         digest: r.get(4)?,
-        size: r.get::<_, Option<i64>>(5)?.map(|v| v.max(0) as u64),
+        size: r.get::<Option<i64>>(5)?.map(|v| v.max(0) as u64),
         imported_at: r.get(6)?,
         complete: r.get(7)?,
         bad: r.get(8)?,
@@ -95,7 +95,7 @@ const ROLLOUT_COLUMNS: &str = "id, channel, version, from_version, canaries, wai
     min_healthy, health, started_at, CAST(strftime('%s', started_at) AS INTEGER), outcome,
     reason, ended_at";
 
-fn rollout_row(r: &Row<'_>) -> rusqlite::Result<Rollout> {
+fn rollout_row(r: &Row<'_>) -> super::db::Result<Rollout> {
     let canaries: String = r.get(4)?;
     Ok(Rollout {
         id: r.get(0)?,
@@ -103,7 +103,7 @@ fn rollout_row(r: &Row<'_>) -> rusqlite::Result<Rollout> {
         version: r.get(2)?,
         from_version: r.get(3)?,
         canaries: serde_json::from_str(&canaries).unwrap_or_default(),
-        wait_secs: r.get::<_, i64>(5)?.max(0) as u64,
+        wait_secs: r.get::<i64>(5)?.max(0) as u64,
         min_healthy: r.get(6)?,
         health: r.get(7)?,
         started_at: r.get(8)?,
@@ -308,21 +308,23 @@ impl Tx<'_> {
             .prepare_cached(&format!(
                 "INSERT INTO rollouts (channel, version, from_version, canaries, wait_secs,
                    min_healthy, health, started_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, {NOW})"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, {NOW}) RETURNING id"
             ))
             .and_then(|mut st| {
-                st.execute(params![
-                    r.channel,
-                    r.version,
-                    r.from_version,
-                    serde_json::to_string(&r.canaries).expect("serials serialise"),
-                    r.wait_secs as i64,
-                    r.min_healthy,
-                    r.health
-                ])
+                st.query_row(
+                    params![
+                        r.channel,
+                        r.version,
+                        r.from_version,
+                        serde_json::to_string(&r.canaries).expect("serials serialise"),
+                        r.wait_secs as i64,
+                        r.min_healthy,
+                        r.health
+                    ],
+                    |row| row.get(0),
+                )
             })
-            .map_err(sql("start rollout"))?;
-        Ok(self.tx.last_insert_rowid())
+            .map_err(sql("start rollout"))
     }
 
     fn rollouts_where(&self, filter: &str, arg: &str) -> Result<Vec<Rollout>, StoreError> {
@@ -459,7 +461,7 @@ impl Tx<'_> {
         self.tx
             .prepare_cached("SELECT running_version FROM nodes WHERE id = ?1")
             .and_then(|mut st| {
-                st.query_row([node_id], |r| r.get::<_, Option<String>>(0))
+                st.query_row([node_id], |r| r.get::<Option<String>>(0))
                     .optional()
             })
             .map(Option::flatten)
