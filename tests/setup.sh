@@ -37,6 +37,8 @@ PACKAGES=(
   squashfs-tools
   # tests/package.sh: systemd-analyze verify, readelf for Depends and pi-init, /bin/kill
   systemd binutils procps
+  # The registry's PostgreSQL back-end is tested against a private cluster (tests/postgres)
+  postgresql-15
 )
 
 # --- Debian packages ---------------------------------------------------------------------

@@ -74,6 +74,9 @@ pub const HOST_FILES: &[HostFile] = &[
     f("sqlite3", "sqlite3"),
     // The status page's test loads it in a real browser.
     f("chromium", "chromium"),
+    // The registry's PostgreSQL tests run their own cluster (tests/postgres).
+    f("/usr/lib/postgresql/15/bin/initdb", "postgresql-15"),
+    f("/usr/lib/postgresql/15/bin/postgres", "postgresql-15"),
 ];
 
 /// nfs-ganesha loads its VFS backend as a plugin: a file, not a program.
