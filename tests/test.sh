@@ -65,6 +65,12 @@ step "fuzz targets compile (tests/fuzz, cargo check)" \
   env CARGO_TARGET_DIR="$REPO/target/fuzz-check" cargo check --manifest-path tests/fuzz/Cargo.toml --bins
 step "cargo test --workspace (unit and HTTP tests)" \
   cargo test --workspace --exclude pureboot-harness
+# The controller's suite again with the registry on PostgreSQL: a private cluster (initdb in a
+# temporary directory, a free 127.0.0.1 port; tests/postgres) started for the run and stopped
+# after it; every test's registry is a database of its own there (store/test_support.rs).
+step "cargo test -p pureboot-controller, registry on PostgreSQL" \
+  bash -c 'cargo build -q -p pureboot-test-postgres --bin pureboot-with-postgres &&
+           target/debug/pureboot-with-postgres cargo test -p pureboot-controller'
 # The harness's own unit tests, among them the import graph (tests/harness/src/import_graph/):
 # no import circle between files; pi-init and image take only the contract from controller/.
 step "harness self-tests" cargo test -p pureboot-harness --lib --bins

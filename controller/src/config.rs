@@ -428,9 +428,14 @@ impl Config {
         url.trim_end_matches('/').to_string()
     }
 
-    /// Where the secrets are read from (`secrets_file`, else beside the database).
+    /// Where the secrets are read from (`secrets_file`, else beside an SQLite database; with
+    /// PostgreSQL, `secrets.toml` in the working directory, as `pureboot.db` would be).
     pub fn secrets_path(&self) -> PathBuf {
         self.secrets_file.clone().unwrap_or_else(|| {
+            if let crate::store::Location::Postgres(_) = crate::store::Location::of(&self.database)
+            {
+                return PathBuf::from("secrets.toml");
+            }
             self.database
                 .parent()
                 .unwrap_or(Path::new(""))

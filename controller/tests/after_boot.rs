@@ -29,7 +29,7 @@ fn app() -> TestApp {
 
 fn app_with(more: impl FnOnce(&mut pureboot_controller::config::Config)) -> TestApp {
     spawn_app_with(|c| {
-        let dir = c.database.parent().unwrap().to_path_buf();
+        let dir = c.nfs.root_path.parent().unwrap().to_path_buf();
         let wf = dir.join("workflows");
         std::fs::create_dir_all(&wf).unwrap();
         std::fs::write(wf.join("steps.yaml"), WORKFLOW).unwrap();

@@ -680,6 +680,11 @@ fn serve_refuses_a_config_that_would_fail_later_naming_key_and_file() {
 
 #[test]
 fn a_second_daemon_on_the_same_database_is_refused() {
+    if pureboot_controller::store::test_support::sqlite_only(
+        "the serve lock (PostgreSQL is for several)",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let c = common::test_config(dir.path());
     let config = dir.path().join("c.toml");

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pureboot_controller::store::test_support;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "crash-Zq7vN4kP9xR2mW8t";
@@ -17,12 +18,15 @@ const TOKEN: &str = "crash-Zq7vN4kP9xR2mW8t";
 struct Setup {
     dir: tempfile::TempDir,
     config: PathBuf,
+    /// The `database` setting: a file in `dir`, or a PostgreSQL database (test_support).
+    database: PathBuf,
 }
 
 impl Setup {
     fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("controller.toml");
+        let database = test_support::database(dir.path(), "registry.db");
         let workflows = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
         std::fs::write(
             &config,
@@ -31,13 +35,17 @@ impl Setup {
                  admin_token = \"{TOKEN}\"\nnfs_server = \"10.0.2.2\"\n\
                  node_requests_per_minute = 0\n\
                  [nfs]\nroot_path = \"{}\"\ndefault_base_image = \"tiny\"\n",
-                dir.path().join("registry.db").display(),
+                database.display(),
                 workflows.display(),
                 dir.path().join("nfsroot").display()
             ),
         )
         .unwrap();
-        Setup { dir, config }
+        Setup {
+            dir,
+            config,
+            database,
+        }
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -74,8 +82,18 @@ impl Setup {
         self.dir.path().join("nfsroot/base")
     }
 
+    /// SQLite's `PRAGMA integrity_check` of the registry; PostgreSQL's own crash recovery
+    /// is not ours to check: there, whether the registry opens and reads (the store's
+    /// schema check).
     fn integrity_check(&self) -> String {
-        let db = rusqlite::Connection::open(self.dir.path().join("registry.db")).unwrap();
+        if test_support::postgres_server().is_some() {
+            let store = pureboot_controller::store::Store::open(&self.database).unwrap();
+            return match store.schema_version() {
+                Ok(_) => "ok".into(),
+                Err(e) => e.to_string(),
+            };
+        }
+        let db = rusqlite::Connection::open(&self.database).unwrap();
         db.query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap()
     }

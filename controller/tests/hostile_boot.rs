@@ -9,6 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{post_from, report_path, spawn_app, spawn_app_with, which, TestApp};
+use pureboot_controller::store::test_support;
 use serde_json::{json, Value};
 
 const SERIAL: &str = "d83add36";
@@ -284,7 +285,7 @@ fn a_refused_report_stores_nothing_but_a_count() {
     let failure = report_path(&r, true);
     assert_eq!(app.post(&failure, &json!({"error": "first"})).0, 200);
     let events = app.event_kinds(SERIAL).len();
-    let size = |app: &TestApp| std::fs::metadata(&app.config.database).unwrap().len();
+    let size = |app: &TestApp| std::fs::metadata(&app.config.database).map_or(0, |m| m.len());
     let db_before = size(&app);
     // install_failed -> install_failed is no transition: 409, again and again, big bodies.
     let pad = "x".repeat(3000);
@@ -308,7 +309,9 @@ fn a_refused_report_stores_nothing_but_a_count() {
         })
         .unwrap();
     assert_eq!(events_now, 1);
-    assert!(size(&app) < db_before + 40 * 3000, "the database grew");
+    if !test_support::sqlite_only("the registry's file size") {
+        assert!(size(&app) < db_before + 40 * 3000, "the database grew");
+    }
     assert_eq!(
         app.metric("pureboot_callbacks_total{kind=\"install_failed\",outcome=\"rejected\"}"),
         "40",

@@ -33,7 +33,7 @@ fn server(address: &str, local: PathBuf, weight: u64, state: ServerState) -> Nfs
 fn pool_in(dir: &Path, states: [ServerState; 2], within: u64, sync: bool) -> TestApp {
     let dir = dir.to_path_buf();
     let app = spawn_app_with(move |c| {
-        c.database = dir.join("registry.db");
+        c.database = pureboot_controller::store::test_support::database(&dir, "registry.db");
         c.nfs.root_path = dir.join("nfsroot");
         c.nfs.persist_size_mb = 16;
         c.boot_complete_within_secs = within;

@@ -38,14 +38,21 @@ pub const WRITE_LOCK: i64 = 0x7075_7265_626f_6f74;
 pub enum Error {
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// Not a `#[source]`: [`pg_message`] already says all the client's chain would.
     #[error("{}", pg_message(.0))]
-    Postgres(#[from] postgres::Error),
+    Postgres(postgres::Error),
     #[error("query returned no rows")]
     NoRows,
     #[error("column {index}: {message}")]
     Column { index: usize, message: String },
     #[error("parameter of type {ty}: {message}")]
     Param { ty: String, message: String },
+}
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Error {
+        Error::Postgres(e)
+    }
 }
 
 /// PostgreSQL's own words: its message, detail and SQLSTATE (the client's `Display` says
@@ -476,28 +483,60 @@ pub enum Engine {
 /// after the server restarted.
 pub struct PgConn {
     url: String,
-    client: postgres::Client,
+    /// `None` only while [`PgConn`] drops.
+    client: Option<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
+}
+
+/// Closing the client blocks on its runtime too (a store dropped inside the daemon's).
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        let client = self.client.take();
+        outside_async(|| drop(client));
+    }
 }
 
 impl PgConn {
     pub fn connect(url: &str) -> Result<PgConn> {
         Ok(PgConn {
             url: url.to_string(),
-            client: connect(url)?,
+            client: Some(connect(url)?),
             statements: HashMap::new(),
         })
     }
 
     /// A new connection when the old one was closed (the server restarted, the network
     /// dropped it): the next transaction runs on it instead of failing for ever.
-    fn reconnect_if_closed(&mut self) -> Result<()> {
-        if self.client.is_closed() {
-            log::warn!("database connection closed; connecting again");
-            self.client = connect(&self.url)?;
-            self.statements.clear();
+    /// The open client (see above) and its statements.
+    #[allow(clippy::type_complexity)]
+    fn open(
+        &mut self,
+    ) -> Result<(
+        &mut postgres::Client,
+        &mut HashMap<String, postgres::Statement>,
+    )> {
+        let client = match self.client.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => {
+                log::warn!("database connection closed; connecting again");
+                self.statements.clear();
+                connect(&self.url)?
+            }
+        };
+        Ok((self.client.insert(client), &mut self.statements))
+    }
+}
+
+/// Runs `f`, which may block on PostgreSQL's client, from wherever the store is called: on a
+/// worker of a multi-threaded tokio runtime (the daemon's request handlers) as blocking work
+/// (`block_in_place`: the client starts a runtime of its own, which tokio refuses inside its
+/// workers); elsewhere (the group writer's thread, the CLI) as it is.
+pub fn outside_async<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
         }
-        Ok(())
+        _ => f(),
     }
 }
 
@@ -509,6 +548,8 @@ fn connect(url: &str) -> Result<postgres::Client> {
         config.connect_timeout(Duration::from_secs(10));
     }
     config.application_name("pureboot-controller");
+    // Its notices ("already exists, skipping") are not the operator's business.
+    config.options("-c client_min_messages=warning");
     Ok(config.connect(postgres::NoTls)?)
 }
 
@@ -534,13 +575,10 @@ impl Conn {
                 c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
             )),
             Conn::Pg(c) => {
-                c.reconnect_if_closed()?;
-                let mut tx = c.client.transaction()?;
+                let (client, statements) = c.open()?;
+                let mut tx = client.transaction()?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-                Ok(DbTx::Pg(RefCell::new(PgTx {
-                    tx,
-                    statements: &mut c.statements,
-                })))
+                Ok(DbTx::Pg(RefCell::new(PgTx { tx, statements })))
             }
         }
     }
@@ -556,9 +594,8 @@ impl Conn {
                 Ok(DbTx::Lite(c.transaction()?))
             }
             Conn::Pg(c) => {
-                c.reconnect_if_closed()?;
-                let mut tx = c
-                    .client
+                let (client, statements) = c.open()?;
+                let mut tx = client
                     .build_transaction()
                     .isolation_level(postgres::IsolationLevel::RepeatableRead)
                     .read_only(true)
@@ -570,10 +607,7 @@ impl Conn {
                         .max(1);
                     tx.batch_execute(&format!("SET LOCAL statement_timeout = {ms}"))?;
                 }
-                Ok(DbTx::Pg(RefCell::new(PgTx {
-                    tx,
-                    statements: &mut c.statements,
-                })))
+                Ok(DbTx::Pg(RefCell::new(PgTx { tx, statements })))
             }
         }
     }

@@ -243,6 +243,10 @@ impl Store {
     /// Opens the registry at `setting` (a file, or a `postgres://` URL: [`Location::of`]),
     /// brought to this controller's schema.
     pub fn open(setting: &Path) -> Result<Store, StoreError> {
+        db::outside_async(|| Store::open_now(setting))
+    }
+
+    fn open_now(setting: &Path) -> Result<Store, StoreError> {
         let location = Location::of(setting);
         let open_err = |source: db::Error| StoreError::Open {
             path: location.to_string(),
@@ -327,6 +331,23 @@ impl Store {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.outside_async(|| self.write_now(f))
+    }
+
+    /// Runs `f` where the engine's client may block: PostgreSQL's client drives its own
+    /// runtime and refuses to inside the daemon's (a request handler's read), so there it
+    /// runs as blocking work ([`db::outside_async`]); SQLite's calls are plain syscalls.
+    fn outside_async<T>(&self, f: impl FnOnce() -> T) -> T {
+        match self.location {
+            Location::Postgres(_) => db::outside_async(f),
+            Location::Sqlite(_) => f(),
+        }
+    }
+
+    fn write_now<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.begin_write().map_err(sql("begin transaction"))?;
         let tx = Tx { tx };
@@ -374,6 +395,13 @@ impl Store {
     /// snapshot of the last commit.
     /// In a thread inside [`Store::admin_reads`], an operator's read (see there).
     pub fn read<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.outside_async(|| self.read_now(f))
+    }
+
+    fn read_now<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {

@@ -16,12 +16,20 @@ pub fn postgres_server() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// The `database` setting for a test: `dir/file`, or a fresh PostgreSQL database.
+/// The `database` setting for a test: `dir/file`, or a PostgreSQL database made for it. The
+/// same for the same `dir` and `file` (a test that starts a controller again on its registry):
+/// the database's URL is kept in `dir/file.postgres-url`.
 pub fn database(dir: &Path, file: &str) -> PathBuf {
-    match postgres_server() {
-        Some(server) => PathBuf::from(fresh_postgres_database(&server)),
-        None => dir.join(file),
+    let Some(server) = postgres_server() else {
+        return dir.join(file);
+    };
+    let kept = dir.join(format!("{file}.postgres-url"));
+    if let Ok(url) = std::fs::read_to_string(&kept) {
+        return PathBuf::from(url);
     }
+    let url = fresh_postgres_database(&server);
+    std::fs::write(&kept, &url).unwrap_or_else(|e| panic!("{}: {e}", kept.display()));
+    PathBuf::from(url)
 }
 
 /// Creates an empty database on `server` (a URL whose path names a database to connect to,

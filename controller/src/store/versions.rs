@@ -287,8 +287,10 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         self.tx
             .prepare_cached(
-                "INSERT OR REPLACE INTO version_pins (node_id, channel, version, rollout)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO version_pins (node_id, channel, version, rollout)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (node_id) DO UPDATE SET channel = excluded.channel,
+                   version = excluded.version, rollout = excluded.rollout",
             )
             .and_then(|mut st| st.execute(params![node_id, channel, version, rollout]))
             .map_err(sql("pin version"))?;
@@ -406,7 +408,7 @@ impl Tx<'_> {
             .tx
             .prepare_cached(
                 "SELECT id, channel, rollout, kind, at, detail FROM
-                   (SELECT * FROM image_events WHERE channel = ?1 ORDER BY id DESC LIMIT ?2)
+                   (SELECT * FROM image_events WHERE channel = ?1 ORDER BY id DESC LIMIT ?2) AS newest
                  ORDER BY id",
             )
             .map_err(sql("read image events"))?;

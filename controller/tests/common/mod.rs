@@ -68,7 +68,7 @@ pub fn test_config(dir: &Path) -> Config {
         listen: "127.0.0.1:0".into(),
         public_url: Some("http://10.0.2.2:8080".into()),
         nfs_server: "10.0.2.2".into(),
-        database: dir.join("registry.db"),
+        database: pureboot_controller::store::test_support::database(dir, "registry.db"),
         workflows_dir: repo_workflows(),
         admin_token: Some(TOKEN.into()),
         body_limit_bytes: 4096,
@@ -261,9 +261,11 @@ impl TestApp {
             &config,
             format!(
                 "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nworkflows_dir = \"{}\"\n\
-                 public_url = \"http://10.0.2.2:8080\"\n[nfs]\nroot_path = \"{}\"\npersist_size_mb = 16\n",
+                 public_url = \"http://10.0.2.2:8080\"\nsecrets_file = \"{}\"\n\
+                 [nfs]\nroot_path = \"{}\"\npersist_size_mb = 16\n",
                 c.database.display(),
                 c.workflows_dir.display(),
+                c.secrets_path().display(),
                 c.nfs.root_path.display()
             ),
         )
