@@ -1,4 +1,8 @@
 //! Prometheus text metrics: boot answers by action, callbacks, failures, request latency.
+//!
+//! This process's counts: controllers sharing a PostgreSQL registry each count what they
+//! answered (sum them over the scrape targets); the registry-wide figures (nodes per NFS
+//! server) are read from the registry and the same on each.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

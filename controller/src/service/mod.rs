@@ -78,6 +78,12 @@ pub enum ServiceError {
 
 const TREE_LOCK_STRIPES: usize = 64;
 
+/// Held while a node's tree is written ([`Services::tree_lock`]).
+pub(crate) struct TreeLock<'a> {
+    _process: std::sync::MutexGuard<'a, ()>,
+    _file: Option<std::fs::File>,
+}
+
 pub struct Services {
     pub config: Config,
     pub store: Store,
@@ -157,13 +163,55 @@ impl Services {
         self.store.enqueue(move |tx| f(&services, tx))
     }
 
-    /// The lock of `serial`'s node tree.
-    pub(crate) fn tree_lock(&self, serial: &Serial) -> std::sync::MutexGuard<'_, ()> {
+    /// The lock of `serial`'s node tree: this process's, and, on a PostgreSQL registry
+    /// (several controllers, one export), a lock file's too (see [`TreeLock`]).
+    pub(crate) fn tree_lock(&self, serial: &Serial) -> TreeLock<'_> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         serial.hash(&mut h);
         let stripe = &self.tree_locks[(h.finish() % TREE_LOCK_STRIPES as u64) as usize];
-        stripe.lock().unwrap_or_else(|p| p.into_inner())
+        let process = stripe.lock().unwrap_or_else(|p| p.into_inner());
+        let file = match self.store.location() {
+            crate::store::Location::Postgres(_) => self.tree_lock_file(serial),
+            crate::store::Location::Sqlite(_) => None,
+        };
+        TreeLock {
+            _process: process,
+            _file: file,
+        }
+    }
+
+    /// `<root>/.locks/<serial>`, locked (`flock`, exclusive; released when closed). Two
+    /// controllers preparing one node's tree at once (its boot retried on the other) take
+    /// turns. Unlockable (a read-only root, no flock on its file system): said, and the
+    /// process's own lock goes on alone, as with one controller.
+    fn tree_lock_file(&self, serial: &Serial) -> Option<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = self.tree.root().join(".locks");
+        let path = dir.join(serial.as_str());
+        let locked = std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+            })
+            .and_then(|f| {
+                rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+                Ok(f)
+            });
+        match locked {
+            Ok(f) => Some(f),
+            Err(e) => {
+                log::warn!(
+                    "node tree lock {}: {e}; only this controller's own lock holds",
+                    path.display()
+                );
+                None
+            }
+        }
     }
 
     /// The workflows as loaded last.

@@ -10,9 +10,6 @@
 //! started by the CLI is driven by the daemon and survives restarts (its state is rows).
 //! Rebooting nodes is the operator's job, or `rollout_hook`'s.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
-
 use serde::Serialize;
 use serde_json::json;
 
@@ -124,12 +121,6 @@ fn spec_of(r: &Rollout) -> Spec {
     }
 }
 
-/// The canary states last recorded per rollout, so a change is one event (this process).
-fn last_seen() -> &'static Mutex<HashMap<(i64, String), &'static str>> {
-    static SEEN: OnceLock<Mutex<HashMap<(i64, String), &'static str>>> = OnceLock::new();
-    SEEN.get_or_init(Default::default)
-}
-
 fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -155,11 +146,11 @@ fn abort_in(tx: &Tx<'_>, r: &Rollout, why: &str) -> Result<bool, StoreError> {
     Ok(true)
 }
 
-/// Records a canary's state as an event when it changed since the last one recorded.
+/// Records a canary's state as an event when it changed since the last one recorded (in the
+/// registry, not in memory: several controllers, or one restarted, record a change once).
 fn note_canary(tx: &Tx<'_>, r: &Rollout, serial: &str, c: &Canary) -> Result<(), StoreError> {
     let label = c.label(spec_of(r).health);
-    let mut seen = last_seen().lock().unwrap_or_else(|p| p.into_inner());
-    if seen.insert((r.id, serial.to_string()), label) == Some(label) {
+    if tx.last_canary_state(&r.channel, r.id, serial)?.as_deref() == Some(label) {
         return Ok(());
     }
     tx.image_event(

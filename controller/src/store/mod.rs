@@ -826,6 +826,50 @@ mod tests {
         assert_eq!(events, (stores.len() * per_store) as i64);
     }
 
+    /// PostgreSQL restarted (here: every connection of the store ended by the server): the
+    /// transaction that meets the closed connection fails, the next one connects again.
+    #[test]
+    fn a_closed_postgres_connection_is_opened_again() {
+        let Some(server) = crate::store::test_support::postgres_server() else {
+            eprintln!(
+                "SQLite only here: the reconnection is PostgreSQL's (PUREBOOT_TEST_DATABASE)"
+            );
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::store::test_support::database(dir.path(), "t.db");
+        let store = Store::open(&url).unwrap();
+        let add = |serial: &str| {
+            let serial = pureboot_contract::ids::Serial::parse(serial).unwrap();
+            store.write(|tx| tx.insert_node(&NewNode::new(serial)).map(drop))
+        };
+        add("0000000a").unwrap();
+        let name = url
+            .to_string_lossy()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let mut admin = postgres::Client::connect(&server, postgres::NoTls).unwrap();
+        let ended = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .unwrap()
+            .len();
+        assert!(ended > READERS + ADMIN_READERS, "{ended} connections ended");
+        let first = add("0000000b");
+        assert!(first.is_err(), "the closed connection is met: {first:?}");
+        add("0000000c").unwrap();
+        let nodes = store
+            .read(|tx| tx.list_nodes(&NodeFilter::default()))
+            .or_else(|_| store.read(|tx| tx.list_nodes(&NodeFilter::default())))
+            .unwrap();
+        assert_eq!(nodes.len(), 2, "a and c: b's transaction failed");
+    }
+
     #[test]
     fn missing_folder_is_named() {
         if crate::store::test_support::sqlite_only("WAL checkpoints and the file's folder") {

@@ -402,6 +402,32 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The state `serial` had in the newest `canary` event of rollout `rollout` (on
+    /// `channel`): what a canary's next state is compared with, by every controller.
+    pub fn last_canary_state(
+        &self,
+        channel: &str,
+        rollout: i64,
+        serial: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let details = self
+            .tx
+            .prepare_cached(
+                "SELECT detail FROM image_events
+                 WHERE channel = ?1 AND rollout = ?2 AND kind = 'canary' ORDER BY id DESC",
+            )
+            .and_then(|mut st| st.query_map(params![channel, rollout], |r| r.get::<String>(0)))
+            .map_err(sql("read canary events"))?;
+        for detail in details {
+            let detail = detail.map_err(sql("read canary events"))?;
+            let v: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
+            if v["serial"] == serial {
+                return Ok(v["state"].as_str().map(str::to_string));
+            }
+        }
+        Ok(None)
+    }
+
     /// The channel's newest `limit` events, oldest first.
     pub fn image_events(&self, channel: &str, limit: u32) -> Result<Vec<ImageEvent>, StoreError> {
         let mut st = self
@@ -552,5 +578,49 @@ impl Tx<'_> {
             .and_then(|mut st| st.execute(params![node_id, version]))
             .map_err(sql("record the layer's version"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Store, StoreError};
+    use serde_json::json;
+
+    /// What a canary's next state is compared with is in the registry: another controller
+    /// (or this one restarted) sees the state the first recorded.
+    #[test]
+    fn the_last_canary_state_is_read_back_per_rollout_and_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::test_support::database(dir.path(), "v.db");
+        let store = Store::open(&db).unwrap();
+        store
+            .write(|tx| {
+                for (rollout, serial, state) in [
+                    (1, "0000000a", "waiting"),
+                    (1, "0000000b", "waiting"),
+                    (1, "0000000a", "healthy"),
+                    (2, "0000000a", "failed"),
+                ] {
+                    tx.image_event(
+                        "tiny",
+                        Some(rollout),
+                        "canary",
+                        &json!({"serial": serial, "state": state}),
+                    )?;
+                }
+                tx.image_event("tiny", Some(1), "rollout_started", &json!({}))?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let other = Store::open(&db).unwrap();
+        let state = |rollout, serial| {
+            other
+                .write(|tx| tx.last_canary_state("tiny", rollout, serial))
+                .unwrap()
+        };
+        assert_eq!(state(1, "0000000a").as_deref(), Some("healthy"));
+        assert_eq!(state(1, "0000000b").as_deref(), Some("waiting"));
+        assert_eq!(state(2, "0000000a").as_deref(), Some("failed"));
+        assert_eq!(state(2, "0000000b"), None);
     }
 }
