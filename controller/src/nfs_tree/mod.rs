@@ -36,6 +36,10 @@ pub const NODE_DIR_MODE: u32 = 0o700;
 /// `base/` and `nodes/`: listed by anyone, written by the controller only.
 pub const TOP_DIR_MODE: u32 = 0o755;
 
+/// Under the root: a lock file per node tree, for controllers sharing the export
+/// ([`NfsTree::lock_node`]).
+const LOCKS_DIR: &str = ".locks";
+
 /// A base image name safe as `base/<name>`, or [`NfsTreeError::InvalidImageName`].
 pub fn parse_image_name(name: &str) -> Result<ImageName> {
     ImageName::parse(name).map_err(|_| NfsTreeError::InvalidImageName(name.to_string()))
@@ -112,6 +116,36 @@ impl NfsTree {
             d.set_mode(NODE_DIR_MODE)?;
         }
         Ok(dir)
+    }
+
+    /// Locks `serial`'s tree against other processes: `flock` on `.locks/<serial>` under the
+    /// root (made 0700 if missing, opened without following a symlink: a Pi is root on the
+    /// export); released when the file is closed. Waits for the holder.
+    pub fn lock_node(&self, serial: &Serial) -> Result<std::fs::File> {
+        let missing = |path: PathBuf| NfsTreeError::Io {
+            op: "create",
+            path,
+            error: std::io::ErrorKind::NotFound.into(),
+        };
+        let root = Dir::root(self.root(), true)?;
+        let locks = root
+            .subdir(LOCKS_DIR, Some(0o700))?
+            .ok_or_else(|| missing(root.child(LOCKS_DIR)))?;
+        let name = serial.as_str();
+        let file = locks
+            .open_file(
+                name,
+                rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CREATE,
+            )?
+            .ok_or_else(|| missing(locks.child(name)))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            NfsTreeError::Io {
+                op: "flock",
+                path: locks.child(name),
+                error: e.into(),
+            }
+        })?;
+        Ok(file)
     }
 
     /// `nodes/<serial8>`; the directory need not exist.

@@ -495,3 +495,33 @@ fn a_symlink_in_place_of_a_volume_image_is_refused_and_never_followed() {
     assert_eq!(fresh, "data.2.img");
     assert_eq!(fs::read(&outside).unwrap(), b"not the node's");
 }
+
+/// Two holders of one node's lock take turns (flock: two controllers on one export); another
+/// node's lock is free meanwhile; a `.locks` a client planted as a symlink is refused.
+#[test]
+fn a_node_lock_is_held_by_one_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tree(&tmp);
+    let held = t.lock_node(&serial("0000000a")).unwrap();
+    let other = t.lock_node(&serial("0000000b")).unwrap();
+    drop(other);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _second = t.lock_node(&serial("0000000a")).unwrap();
+            tx.send(std::time::Instant::now()).unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(rx.try_recv().is_err(), "the second holder waits");
+        let released = std::time::Instant::now();
+        drop(held);
+        let got = rx.recv().unwrap();
+        assert!(got >= released);
+    });
+
+    let planted = tempfile::tempdir().unwrap();
+    let t = NfsTree::new(planted.path());
+    std::os::unix::fs::symlink("/tmp", planted.path().join(".locks")).unwrap();
+    let err = t.lock_node(&serial("0000000a")).unwrap_err();
+    assert!(matches!(err, NfsTreeError::Symlink { .. }), "{err}");
+}

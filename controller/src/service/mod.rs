@@ -181,37 +181,17 @@ impl Services {
         }
     }
 
-    /// `<root>/.locks/<serial>`, locked (`flock`, exclusive; released when closed). Two
-    /// controllers preparing one node's tree at once (its boot retried on the other) take
-    /// turns. Unlockable (a read-only root, no flock on its file system): said, and the
-    /// process's own lock goes on alone, as with one controller.
+    /// The node's lock file, locked (see [`NfsTree::lock_node`]): two controllers preparing
+    /// one node's tree at once (its boot retried on the other) take turns. Unlockable (a
+    /// read-only root, no flock there): said, and the process's own lock goes on alone, as
+    /// with one controller.
     fn tree_lock_file(&self, serial: &Serial) -> Option<std::fs::File> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = self.tree.root().join(".locks");
-        let path = dir.join(serial.as_str());
-        let locked = std::fs::create_dir_all(&dir)
-            .and_then(|()| {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&path)
+        self.tree
+            .lock_node(serial)
+            .map_err(|e| {
+                log::warn!("node tree lock of {serial}: {e}; only this controller's own lock holds")
             })
-            .and_then(|f| {
-                rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
-                Ok(f)
-            });
-        match locked {
-            Ok(f) => Some(f),
-            Err(e) => {
-                log::warn!(
-                    "node tree lock {}: {e}; only this controller's own lock holds",
-                    path.display()
-                );
-                None
-            }
-        }
+            .ok()
     }
 
     /// The workflows as loaded last.
