@@ -3,6 +3,7 @@
 //! and call the same services as the HTTP API.
 
 mod commands;
+mod database;
 mod groups;
 mod images;
 mod pool;
@@ -74,6 +75,9 @@ pub enum Command {
     /// The Pis' TFTP folders under [tftp] root.
     #[command(subcommand)]
     Tftp(TftpCmd),
+    /// The registry itself: copy an SQLite one into PostgreSQL.
+    #[command(subcommand)]
+    Database(database::DatabaseCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -511,6 +515,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Workflow(WorkflowCmd::Validate { files }) => {
             validate::run(&config, &files, cli.json)
         }
+        Command::Database(cmd) => database::run(&config, cmd, cli.json),
         other => {
             let services = Services::open(config)?;
             let out = commands::Output { json: cli.json };
@@ -524,6 +529,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::Tftp(TftpCmd::Sync) => out.tftp_sync(&services),
                 Command::Serve
                 | Command::Workflow(WorkflowCmd::Validate { .. })
+                | Command::Database(_)
                 | Command::Completions { .. }
                 | Command::Manpage => unreachable!("handled above"),
             }

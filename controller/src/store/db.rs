@@ -129,6 +129,18 @@ pub enum Value {
     Blob(Vec<u8>),
 }
 
+impl Value {
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Int(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(t) => ValueRef::Text(t),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }
+    }
+}
+
 /// What can be bound to a placeholder.
 pub trait Param {
     fn value(&self) -> ValueRef<'_>;
@@ -189,6 +201,11 @@ impl Param for Vec<u8> {
 impl<T: Param + ?Sized> Param for &T {
     fn value(&self) -> ValueRef<'_> {
         (**self).value()
+    }
+}
+impl Param for Value {
+    fn value(&self) -> ValueRef<'_> {
+        self.as_ref()
     }
 }
 impl<T: Param> Param for Option<T> {
@@ -257,6 +274,11 @@ macro_rules! int_columns {
 }
 int_columns!(i64, i32, u64, u32, u16, usize);
 
+impl FromColumn for Value {
+    fn from_value(v: Value) -> Result<Self, String> {
+        Ok(v)
+    }
+}
 impl FromColumn for bool {
     fn from_value(v: Value) -> Result<Self, String> {
         int_of(v).map(|i| i != 0)

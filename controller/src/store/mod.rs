@@ -15,6 +15,7 @@
 //! Every write keeps the event log under `max_events` (see [`Store::keep_events_at_most`]).
 
 pub mod after_boot;
+pub mod copy;
 pub mod db;
 pub mod events;
 pub mod group;
