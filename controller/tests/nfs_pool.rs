@@ -384,6 +384,37 @@ fn draining_moves_tmpfs_nodes_and_lists_data_nodes_which_node_move_moves() {
     assert!(!on(&local(&app, A), &serial(1)), "the old tree is gone");
     assert_eq!(boot(&app, &serial(1))["nfs_server"], B);
     assert_eq!(servers(&app)[0]["data_nodes"], json!([]));
+    // Each node's log says where it went, from where and why.
+    let placements = |serial: &str| -> Vec<Value> {
+        app.node(serial)["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "nfs_server")
+            .map(|e| e["detail"].clone())
+            .collect()
+    };
+    let tmpfs = placements(&serial(0));
+    assert_eq!(tmpfs.len(), 2, "{tmpfs:?}");
+    assert_eq!(
+        (&tmpfs[0]["server"], &tmpfs[0]["from"]),
+        (&json!(A), &Value::Null)
+    );
+    assert_eq!(
+        (&tmpfs[1]["server"], &tmpfs[1]["from"]),
+        (&json!(B), &json!(A))
+    );
+    assert!(tmpfs[1]["why"].as_str().unwrap().contains("at its boot"));
+    let data = placements(&serial(1));
+    assert_eq!(data.len(), 2, "{data:?}");
+    assert_eq!(
+        (&data[1]["server"], &data[1]["from"]),
+        (&json!(B), &json!(A))
+    );
+    assert!(
+        data[1]["why"].as_str().unwrap().contains("operator"),
+        "{data:?}"
+    );
 }
 
 /// The CLI over a config file with `[[nfs.servers]]`: `image status` names what each

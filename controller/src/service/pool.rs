@@ -291,7 +291,7 @@ impl Services {
         ))
     }
 
-    /// Records a committed placement: a new node's home, or a move (logged).
+    /// Records a committed placement: a new node's home, or a move (logged, and an event).
     pub(crate) fn record_placement(
         &self,
         tx: &Tx<'_>,
@@ -301,15 +301,22 @@ impl Services {
         if p.from.as_deref() == Some(p.server.as_str()) {
             return Ok(());
         }
-        match &p.from {
-            Some(from) => log::info!(
-                "node {}: moved from NFS server {from} to {} (no data of its there)",
-                node.serial,
-                p.server
-            ),
-            None => log::info!("node {}: placed on NFS server {}", node.serial, p.server),
-        }
-        tx.set_nfs_home(&node.id, &p.server)
+        let why = match &p.from {
+            Some(from) => {
+                log::info!(
+                    "node {}: moved from NFS server {from} to {} (no data of its there)",
+                    node.serial,
+                    p.server
+                );
+                "moved at its boot (no data of its on the server it left)"
+            }
+            None => {
+                log::info!("node {}: placed on NFS server {}", node.serial, p.server);
+                "placed at its first boot"
+            }
+        };
+        tx.set_nfs_home(&node.id, &p.server)?;
+        placement_event(tx, node, &p.server, p.from.as_deref(), why)
     }
 
     /// Every server with its nodes, and the nodes whose data lives there.
@@ -557,7 +564,16 @@ impl Services {
         let from_tree = self.tree_for(home.as_deref())?.clone();
         let _guard = self.tree_lock(&node.serial);
         let copied = from_tree.copy_node_tree_to(&to_tree, &node.serial)?;
-        self.store.write(|tx| tx.set_nfs_home(&node.id, to))?;
+        self.store.write(|tx| {
+            tx.set_nfs_home(&node.id, to)?;
+            placement_event(
+                tx,
+                &node,
+                to,
+                home.as_deref(),
+                "moved by the operator (node move)",
+            )
+        })?;
         if copied {
             from_tree.delete_node_overlay(&node.serial)?;
         }
@@ -701,4 +717,22 @@ pub(crate) fn write_check(root: &std::path::Path) -> String {
             "write failed; see the controller log".to_string()
         }
     }
+}
+
+/// The node's `nfs_server` event: where it lives now, where from, why.
+fn placement_event(
+    tx: &Tx<'_>,
+    node: &Node,
+    server: &str,
+    from: Option<&str>,
+    why: &str,
+) -> Result<(), StoreError> {
+    tx.append_event(&crate::store::events::NewEvent {
+        node_id: Some(&node.id),
+        serial: node.serial.as_str(),
+        kind: crate::store::events::EventKind::NfsServer,
+        ip: None,
+        detail: serde_json::json!({"server": server, "from": from, "why": why}),
+    })
+    .map(drop)
 }

@@ -27,6 +27,8 @@ pureboot_contract::named_enum! {
         BootComplete = "boot_complete",
         /// The node's TFTP folder was written or removed, or could not be written (why).
         TftpFolder = "tftp_folder",
+        /// The node was placed on an NFS server of the pool, or moved to another (why).
+        NfsServer = "nfs_server",
     }
 }
 
