@@ -520,6 +520,32 @@ fn the_cli_reports_syncs_pins_and_moves() {
     assert!(!ok && err.contains("--off"), "{err}");
     let (ok, _, err) = run(&["node", "move", "20000001", A, "--off"]);
     assert!(!ok && err.contains("booted less than"), "{err}");
+
+    // An image removed goes from every server it was copied to, its stamps too.
+    let old = d.join("nfsroot/base/old");
+    std::fs::create_dir_all(old.join("etc")).unwrap();
+    std::fs::write(old.join("etc/os-release"), "ID=old\n").unwrap();
+    let (ok, text, err) = run(&["image", "sync"]);
+    assert!(ok, "{text}{err}");
+    let copies = |what: &str| -> Vec<bool> {
+        ["srv-a", "srv-b"]
+            .iter()
+            .flat_map(|s| [d.join(s).join(what)])
+            .map(|p| p.exists())
+            .collect()
+    };
+    assert_eq!(copies("base/old"), [true, true]);
+    assert_eq!(copies(".pureboot-digests/old"), [true, true]);
+    let (ok, text, err) = run(&["image", "rm", "old"]);
+    assert!(ok, "{text}{err}");
+    assert_eq!(copies("base/old"), [false, false], "copies left behind");
+    assert_eq!(copies(".pureboot-digests/old"), [false, false]);
+    assert!(!old.exists());
+    assert_eq!(
+        copies(&format!("base/{IMAGE}")),
+        [true, true],
+        "only that one"
+    );
 }
 
 #[test]

@@ -78,7 +78,9 @@ impl From<ServiceError> for ApiErr {
             ServiceError::Transition(_) => {
                 ApiErr::new(StatusCode::CONFLICT, "invalid_transition", detail)
             }
-            ServiceError::Tree(t) => tree_error(t, detail),
+            ServiceError::Tree(t) | ServiceError::NfsServer { source: t, .. } => {
+                tree_error(t, detail)
+            }
             // The server's faults: the details (paths, SQL) go to the log, not to clients.
             ServiceError::NodeTree { serial, source } => {
                 log::error!("{detail}");

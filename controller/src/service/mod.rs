@@ -63,6 +63,13 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tree(#[from] NfsTreeError),
+    /// The tree of one of the pool's servers (through its `local_path`).
+    #[error("NFS server {server}: {source}")]
+    NfsServer {
+        server: String,
+        #[source]
+        source: NfsTreeError,
+    },
     /// The workflows directory cannot be read (the server's configuration).
     #[error("{0}")]
     Workflows(String),

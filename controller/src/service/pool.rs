@@ -119,6 +119,33 @@ impl Services {
             })
     }
 
+    /// Removes `base/<image>` and its stamp from every pool server the controller reaches
+    /// (`image rm`, `image prune`). The first that fails stops the removal, naming the
+    /// server: the image's row stays, so the command can be run again once it is reachable
+    /// (copies already gone are skipped then).
+    pub(crate) fn remove_server_copies(&self, image: &str) -> Result<(), ServiceError> {
+        for server in &self.pool.servers {
+            let Some(tree) = &server.tree else { continue };
+            if tree.root() == self.tree.root() {
+                continue;
+            }
+            let address = &server.config.address;
+            tree.remove_base_image(image)
+                .and_then(|removed| {
+                    tree.set_image_stamp(image, None)?;
+                    if removed {
+                        log::info!("base/{image} removed from NFS server {address}");
+                    }
+                    Ok(())
+                })
+                .map_err(|source| ServiceError::NfsServer {
+                    server: address.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
     /// The tree where `node`'s data lives (its home server's, else the `[nfs]` tree).
     pub(crate) fn node_tree(&self, node: &Node) -> Result<NfsTree, ServiceError> {
         if !self.pool.enabled() {

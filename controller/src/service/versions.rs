@@ -440,14 +440,17 @@ impl Services {
         Ok(true)
     }
 
-    /// Removes a version's directory, then its row, with a `kind` event (plus `detail`).
+    /// Removes a version's directory (and its copies on the pool's servers), then its row,
+    /// with a `kind` event (plus `detail`).
     fn drop_version(
         &self,
         v: &Version,
         kind: &str,
         mut detail: serde_json::Value,
     ) -> Result<(), ServiceError> {
+        self.remove_server_copies(&v.dir)?;
         self.tree.remove_base_image(&v.dir)?;
+        self.tree.set_image_stamp(&v.dir, None)?;
         detail["version"] = json!(v.id);
         detail["dir"] = json!(v.dir);
         Ok(self.store.write(|tx| -> Result<(), StoreError> {
