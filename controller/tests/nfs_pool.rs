@@ -515,6 +515,18 @@ fn the_cli_reports_syncs_pins_and_moves() {
         line(&text, B).contains("20000001") && line(&text, B).contains("active"),
         "{text}"
     );
+    // Export rules per server: its export_path, the nodes that live on it.
+    let (ok, _, err) = run(&["nfs", "exports"]);
+    assert!(!ok && err.contains("--server"), "{err}");
+    let (ok, text, err) = run(&["nfs", "exports", "--server", B, "--network", "10.0.3.0/24"]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains(&format!("/exports/{B}/nodes/20000001")),
+        "{text}"
+    );
+    let (ok, text, err) = run(&["nfs", "exports", "--server", A, "--network", "10.0.3.0/24"]);
+    assert!(ok && !text.contains("20000001"), "{text}{err}");
+    assert!(text.contains(&format!("/exports/{A}/base")), "{text}");
     // Moving it: refused without --off, and while just booted.
     let (ok, _, err) = run(&["node", "move", "20000001", A]);
     assert!(!ok && err.contains("--off"), "{err}");

@@ -465,13 +465,14 @@ impl Output {
     }
 
     pub fn nfs(&self, s: &Services, cmd: NfsCmd) -> Result<()> {
-        let (format, network, addresses, output) = match cmd {
+        let (format, network, addresses, output, server) = match cmd {
             NfsCmd::Exports {
                 format,
                 network,
                 addresses,
                 output,
-            } => (format, network, addresses, output),
+                server,
+            } => (format, network, addresses, output, server),
             NfsCmd::Servers => return self.nfs_servers(s),
             NfsCmd::Pin {
                 node,
@@ -480,13 +481,42 @@ impl Output {
                 ..
             } => return self.nfs_pin(s, node, group, server),
         };
+        let nfs = &s.config.nfs;
+        // Which server's rules: the one nfs_server, or one of the pool with its own nodes.
+        let (address, root, homes) = match (&server, s.pool.enabled()) {
+            (None, false) => (s.config.nfs_server.clone(), nfs.announced_path(), None),
+            (Some(name), true) => {
+                let Some(p) = s.pool.get(name) else {
+                    bail!("--server {name}: not in [[nfs.servers]]");
+                };
+                let homes = s.store.read(|tx| tx.nfs_homes())?;
+                (name.clone(), p.config.export_path.as_path(), Some(homes))
+            }
+            (None, true) => bail!(
+                "[[nfs.servers]] is set: name the server whose rules to write (--server \
+                 <address>); each exports its own nodes"
+            ),
+            (Some(name), false) => {
+                bail!("--server {name}: no [[nfs.servers]] in the configuration")
+            }
+        };
         let network = match network {
             Some(n) => n,
-            None => default_network(&s.config.nfs_server)?,
+            None => default_network(&address)?,
         };
         let mut nodes = Vec::new();
         let mut unaddressed = Vec::new();
+        let mut elsewhere = 0;
         for node in s.list_nodes(&NodeFilter::default())? {
+            if let Some(homes) = &homes {
+                let here = homes
+                    .iter()
+                    .any(|(serial, home)| serial == node.serial.as_str() && *home == address);
+                if !here {
+                    elsewhere += 1;
+                    continue;
+                }
+            }
             let given = addresses.iter().find(|(serial, _)| *serial == node.serial);
             let last = node.last_ip.as_deref().and_then(|ip| ip.parse().ok());
             match given.map(|(_, ip)| *ip).or(last) {
@@ -501,10 +531,19 @@ impl Output {
         }
         nodes.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         unaddressed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        let nfs = &s.config.nfs;
+        if homes.is_some() {
+            eprintln!(
+                "rules of NFS server {address}: its nodes; {elsewhere} node(s) live on another \
+                 server or are not placed yet (placed at their first boot)"
+            );
+        }
         let plan = ExportPlan {
-            root: &nfs.root_path,
-            pseudo_root: nfs.announced_path(),
+            root: if homes.is_some() {
+                root
+            } else {
+                &nfs.root_path
+            },
+            pseudo_root: root,
             network,
             nodes,
             unaddressed,

@@ -372,6 +372,10 @@ pub enum NfsCmd {
         /// Write here (replaced whole) instead of stdout.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// With [[nfs.servers]]: the server (its address) whose rules to write: its
+        /// export_path, the nodes that live on it.
+        #[arg(long)]
+        server: Option<String>,
     },
 }
 
