@@ -18,7 +18,7 @@ use pureboot_harness::process::Daemon;
 use pureboot_harness::workdir::WorkDir;
 use pureboot_test_postgres::Cluster;
 
-use crate::procfs::proc_stats;
+use crate::procfs::{proc_stats, tree_cpu_s};
 use crate::stats::{cell, percentile};
 use crate::storm::{self, Figures, Route, Tally};
 
@@ -137,6 +137,7 @@ fn two_controllers(
 
     let (reg, reg_wall) = storm::register_all(p, addrs[0])?;
     let before = [proc_stats(pids[0])?, proc_stats(pids[1])?];
+    let pg_before = tree_cpu_s(cluster.pid())?;
     let mut s = format!(
         "### PostgreSQL {}, two controllers on one database\n\n\
          {} nodes registered through controller A in {:.2} s ({} retried after 503). Each \
@@ -151,16 +152,21 @@ fn two_controllers(
     let (rows, rounds, mut all) = storm::boot_rounds(p, "storm-pg", |i| crossed(&addrs, i, false));
     s += &rows;
     let after = [proc_stats(pids[0])?, proc_stats(pids[1])?];
-    let cpu: Vec<String> = (0..2)
-        .map(|k| format!("{:.2} s", after[k].cpu_s - before[k].cpu_s))
-        .collect();
+    let cpu = [
+        after[0].cpu_s - before[0].cpu_s,
+        after[1].cpu_s - before[1].cpu_s,
+        tree_cpu_s(cluster.pid())? - pg_before,
+    ];
+    let per_request = |x: f64| x * 1000.0 / all.requests().max(1) as f64;
     s += &format!(
-        "\ncontrollers' CPU during the storm: A {}, B {} = {:.2} ms per request; peak RSS \
-         (VmHWM) A {:.1} MiB, B {:.1} MiB\n",
+        "\nCPU during the storm: controller A {:.2} s, B {:.2} s, PostgreSQL (postmaster and \
+         backends) {:.2} s = {:.2} + {:.2} ms per request; peak RSS (VmHWM) A {:.1} MiB, \
+         B {:.1} MiB\n",
         cpu[0],
         cpu[1],
-        (after[0].cpu_s - before[0].cpu_s + after[1].cpu_s - before[1].cpu_s) * 1000.0
-            / all.requests().max(1) as f64,
+        cpu[2],
+        per_request(cpu[0] + cpu[1]),
+        per_request(cpu[2]),
         after[0].hwm_kb as f64 / 1024.0,
         after[1].hwm_kb as f64 / 1024.0,
     );
@@ -178,6 +184,21 @@ fn two_controllers(
     s += &fo_text;
     passed &= fo_passed;
     b.stop(Duration::from_secs(5));
+    s += &format!(
+        "- logs: {}; {}\n",
+        [
+            ("controller-a.log", "controller A"),
+            ("controller-b.log", "controller B")
+        ]
+        .map(|(log, who)| warnings(&dir.join(log), "listening on", CONTROLLER_MARKS, who))
+        .join("; "),
+        warnings(
+            &cluster.log(),
+            "ready to accept connections",
+            PG_MARKS,
+            "PostgreSQL"
+        )
+    );
     Ok(Outcome {
         text: s,
         rounds,
@@ -274,6 +295,35 @@ fn failover(
     let (events_text, lost) = storm::events_verdict("postgres", p.nodes, &recorded(pg)?, all);
     s += &format!("- after the failover, over the whole run: {nodes_text}- {events_text}");
     Ok((s, percent >= MIN_COMPLETED_PERCENT && lost == 0 && nodes_ok))
+}
+
+/// The lines of a controller's log, and of PostgreSQL's, that say something went wrong.
+const CONTROLLER_MARKS: &[&str] = &["[WARN", "[ERROR"];
+const PG_MARKS: &[&str] = &["ERROR:", "FATAL:", "PANIC:", "deadlock"];
+
+/// How many lines of the log at `path` hold any of `marks`, and the first of them; from the
+/// first line holding `from` on (a controller warns of its config before it listens;
+/// PostgreSQL turns away clients while it starts).
+fn warnings(path: &Path, from: &str, marks: &[&str], who: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let hits: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains(from))
+        .filter(|l| marks.iter().any(|m| l.contains(m)))
+        .collect();
+    match hits.first() {
+        None => format!("{who}: no {} line", marks.join(" / ")),
+        Some(first) => format!(
+            "{who}: {} {} lines, the first: `{}`",
+            hits.len(),
+            marks.join(" / "),
+            first
+                .chars()
+                .take(300)
+                .collect::<String>()
+                .replace('`', "'")
+        ),
+    }
 }
 
 /// No serial twice, and as many nodes as registered: the sentence and whether both hold.
