@@ -63,6 +63,9 @@ pub(crate) struct Tally {
     pub retries: usize,
     /// Requests sent again to the next controller after a failure (see [`Route`]).
     pub failovers: usize,
+    /// Attempts that reached a controller and got no answer from it (a reset, a cut reply,
+    /// a 5xx), as against finding no controller at all.
+    pub cut: usize,
     pub first_error: Option<String>,
 }
 
@@ -101,6 +104,7 @@ impl Tally {
         self.errors += o.errors;
         self.retries += o.retries;
         self.failovers += o.failovers;
+        self.cut += o.cut;
         if self.first_error.is_none() {
             self.first_error = o.first_error;
         }
@@ -227,15 +231,17 @@ impl<'a> Route<'a> {
                 t.failovers += 1;
             }
             let t0 = Instant::now();
-            match request(self.servers[server], method, path, None, body) {
+            let addr = self.servers[server];
+            match request(addr, method, path, None, body) {
                 Ok(r) if r.status >= 500 => {
-                    last = format!(
-                        "{method} {path} on {}: {} {}",
-                        self.servers[server], r.status, r.body
-                    )
+                    t.cut += 1;
+                    last = format!("{method} {path} on {addr}: {} {}", r.status, r.body)
                 }
                 Ok(r) => return Ok((server, t0, r)),
-                Err(e) => last = e,
+                Err(e) => {
+                    t.cut += usize::from(!e.contains(&crate::http::connect_failed(addr)));
+                    last = e
+                }
             }
         }
         Err(last)
@@ -648,7 +654,7 @@ mod tests {
         let mut t = Tally::default();
         // Refused, then a 5xx: on to the third.
         let (server, _, r) = route.send(0, "GET", "/x", None, &mut t).unwrap();
-        assert_eq!((server, r.status, t.failovers), (2, 200, 2));
+        assert_eq!((server, r.status, t.failovers, t.cut), (2, 200, 2, 1));
         // Without failing over, the first failure is the answer, and it names the server.
         let alone = Route {
             fail_over: false,

@@ -29,12 +29,6 @@ const KILL_AT_PERCENT: usize = 30;
 
 /// The section: Markdown, and whether every figure met its bar.
 pub fn run(env: &'static TestEnv, p: &storm::Params, bin: &Path) -> (String, bool) {
-    let mut s = format!(
-        "## 3b. Boot storm on PostgreSQL: two controllers on one registry ({} nodes, {} \
-         concurrent clients, {} rounds, then a failover round; one TCP connection per request; \
-         clients, controllers and PostgreSQL share the machine)\n\n",
-        p.nodes, p.clients, p.rounds
-    );
     let sqlite = storm::run(env, p, storm::DbPath::Disk, bin, "this build");
     let mut ok = true;
     let sqlite_rounds = match &sqlite {
@@ -46,7 +40,7 @@ pub fn run(env: &'static TestEnv, p: &storm::Params, bin: &Path) -> (String, boo
         Ok(o) => o.rounds.as_slice(),
         Err(_) => &[],
     };
-    s += &side_by_side(sqlite_rounds, pg_rounds);
+    let mut s = side_by_side(sqlite_rounds, pg_rounds);
     match sqlite {
         Ok(storm) => s += &format!("\n{}", storm.text),
         Err(e) => {
@@ -67,7 +61,16 @@ pub fn run(env: &'static TestEnv, p: &storm::Params, bin: &Path) -> (String, boo
             ok = false;
         }
     }
-    (s, ok)
+    let heading = format!(
+        "## 3b. Boot storm on PostgreSQL: two controllers on one registry ({} nodes, {} \
+         concurrent clients, {} rounds, then a failover round; one TCP connection per request; \
+         clients, controllers and PostgreSQL share the machine){}\n\n",
+        p.nodes,
+        p.clients,
+        p.rounds,
+        if ok { "" } else { ": FAILED" }
+    );
+    (heading + &s, ok)
 }
 
 /// The PostgreSQL half's report, its rounds' figures, and whether every check passed.
@@ -272,7 +275,8 @@ fn failover(
     s += &format!(
         "\n- boots completed (boot and callback acknowledged) / attempted: **{completed} / \
          {attempted} = {percent:.2}%** (bar: ≥ {MIN_COMPLETED_PERCENT}%): **{}**\n\
-         - requests sent again to the other controller: {}\n\
+         - requests sent again to the other controller: {} ({} of them after reaching a \
+         controller that gave no answer: a reset, a cut reply, a 5xx; the rest found none)\n\
          - survivor (B) after the kill: {} requests answered, p50 {} ms, **p99 {} ms** (that \
          attempt's own latency); a Pi's boot wait over the round (failed attempts included): \
          p99 {} ms\n",
@@ -282,6 +286,7 @@ fn failover(
             "TOO FEW"
         },
         t.failovers,
+        t.cut,
         survivor.len(),
         cell(percentile(&survivor, 50.0), 1),
         cell(percentile(&survivor, 99.0), 1),
