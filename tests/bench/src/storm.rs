@@ -423,11 +423,11 @@ fn sql(db: &Path, query: &str) -> Result<String, String> {
     process::run(Command::new("sqlite3").arg(db).arg(query)).map(|s| s.trim().to_string())
 }
 
-/// Events per (serial, kind) in the database.
 /// The storm's events per serial and kind (`boot_request`, `installed`), in SQL either engine runs.
 pub(crate) const EVENT_COUNTS: &str = "SELECT serial, kind, COUNT(*) FROM boot_events \
      WHERE kind IN ('boot_request', 'installed') GROUP BY serial, kind";
 
+/// Events per (serial, kind) in the database.
 fn recorded(db: &Path) -> Result<HashMap<(String, String), usize>, String> {
     let rows = sql(db, EVENT_COUNTS)?;
     rows.lines()
@@ -473,7 +473,7 @@ pub(crate) fn events_verdict(
 /// What the database holds against what the clients were told: (nodes with every
 /// acknowledged request recorded, acknowledged requests missing, requests recorded beyond
 /// those acknowledged — a 503'd request the controller still completed).
-pub(crate) fn reconcile(
+fn reconcile(
     nodes: usize,
     db: &HashMap<(String, String), usize>,
     acked: &[(&str, &[usize])],
