@@ -22,7 +22,7 @@ pub fn request(
 ) -> Result<Response, String> {
     let what = || format!("{method} {path}");
     let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)
-        .map_err(|e| format!("{}: connect {addr}: {e}", what()))?;
+        .map_err(|e| format!("{}: {}{e}", what(), connect_failed(addr)))?;
     s.set_read_timeout(Some(TIMEOUT))
         .map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(TIMEOUT))
@@ -48,6 +48,12 @@ pub fn request(
     parse(&raw).ok_or_else(|| format!("{}: malformed reply ({} bytes)", what(), raw.len()))
 }
 
+/// What an error of [`request`] says when it found no server at `addr` (the request never
+/// reached one), as against a reset or a cut reply after it did.
+pub fn connect_failed(addr: SocketAddr) -> String {
+    format!("connect {addr}: ")
+}
+
 fn parse(raw: &[u8]) -> Option<Response> {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n")?;
@@ -61,6 +67,16 @@ fn parse(raw: &[u8]) -> Option<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_connection_says_so() {
+        // Nothing listens on a port just closed.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let e = request(addr, "GET", "/", None, None).err().unwrap();
+        assert!(e.contains(&connect_failed(addr)), "{e}");
+    }
 
     #[test]
     fn status_and_body_are_split_at_the_blank_line() {

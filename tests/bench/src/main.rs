@@ -14,7 +14,9 @@
 //! `--usable-variant <label>=<kernel parameters>` (one more pi-init variant; repeatable),
 //! `--pis <n>` (4: virtual Pis booting the Debian root at once from one NFS server),
 //! `--crowd-rounds <n>` (2), `--pi-memory <MiB>` (384, each of those Pis),
-//! `--only boot,sizes,storm,import,usable,crowd`,
+//! `--only boot,sizes,storm,storm-pg,import,usable,crowd` (storm-pg: the storm on SQLite
+//! beside two controllers on one PostgreSQL, then one of them killed; `--nodes`, `--clients`,
+//! `--rounds` as the storm's),
 //! `--out <file>`, `--storm-baseline <controller binary>` (another build, e.g. of main, stormed
 //! beside this one in the same run).
 
@@ -27,6 +29,7 @@ mod procfs;
 mod sizes;
 mod stats;
 mod storm;
+mod storm_pg;
 mod usable;
 mod watch;
 
@@ -135,7 +138,7 @@ fn main() {
     let mut failed = false;
     // Each section gives its Markdown and whether everything in it ran.
     type Section<'a> = Box<dyn Fn() -> (String, bool) + 'a>;
-    let sections: [(&str, Section); 6] = [
+    let sections: [(&str, Section); 7] = [
         (
             "boot",
             Box::new(|| {
@@ -153,6 +156,7 @@ fn main() {
         ),
         ("sizes", Box::new(|| whole("sizes", sizes::run(env)))),
         ("storm", Box::new(|| storm_run(env, &args))),
+        ("storm-pg", Box::new(|| storm_pg_run(env, &args))),
         (
             "import",
             Box::new(|| whole("import", import::run(env, args.import_mb, args.import_runs))),
@@ -211,15 +215,31 @@ fn whole(name: &str, r: Result<String, String>) -> (String, bool) {
     }
 }
 
-/// The storm twice: the database on the machine's disk, then on the slow path. One
-/// placement failing does not hide the other's figures.
-fn storm_run(env: &'static TestEnv, a: &Args) -> (String, bool) {
-    let p = storm::Params {
+/// The storm on SQLite (the machine's disk) and on PostgreSQL with two controllers, then
+/// with one of them killed (see storm_pg.rs).
+fn storm_pg_run(env: &'static TestEnv, a: &Args) -> (String, bool) {
+    match env.binary("pureboot-controller") {
+        Ok(bin) => storm_pg::run(env, &storm_params(a), &bin),
+        Err(e) => (
+            format!("## 3b. Boot storm on PostgreSQL: FAILED\n\n{e}\n"),
+            false,
+        ),
+    }
+}
+
+fn storm_params(a: &Args) -> storm::Params {
+    storm::Params {
         nodes: a.nodes,
         clients: a.clients,
         rounds: a.rounds,
         round_limit: Duration::from_secs(300),
-    };
+    }
+}
+
+/// The storm twice: the database on the machine's disk, then on the slow path. One
+/// placement failing does not hide the other's figures.
+fn storm_run(env: &'static TestEnv, a: &Args) -> (String, bool) {
+    let p = storm_params(a);
     let mut s = format!(
         "## 3. Boot storm ({} nodes, {} concurrent clients, {} rounds; one TCP connection per \
          request; client and controller share the machine)\n\n",
@@ -238,7 +258,7 @@ fn storm_run(env: &'static TestEnv, a: &Args) -> (String, bool) {
     for db in [storm::DbPath::Disk, storm::DbPath::SlowLoop] {
         for (bin, who) in &builds {
             match storm::run(env, &p, db, bin, who) {
-                Ok(text) => s += &text,
+                Ok(storm) => s += &storm.text,
                 Err(e) => {
                     s += &format!("{who}: FAILED:\n\n```\n{e}\n```\n");
                     ok = false;

@@ -17,21 +17,55 @@ pub fn proc_stats(pid: u32) -> Result<ProcStats, String> {
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
     };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    // Fields after the command name's closing parenthesis; utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let f = stat_fields(pid)?;
+    let hz = clock_ticks();
     Ok(ProcStats {
         hwm_kb: field("VmHWM:"),
         rss_kb: field("VmRSS:"),
         cpu_s: (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / hz,
     })
+}
+
+/// CPU seconds used so far by process `pid` and its children: those it reaped and those
+/// still running (one level: PostgreSQL's postmaster and its backends).
+pub fn tree_cpu_s(pid: u32) -> Result<f64, String> {
+    let ticks = |f: &[f64], from: usize| f.iter().skip(from).take(4).sum::<f64>();
+    // utime, stime, cutime, cstime.
+    let mut total = ticks(&stat_fields(pid)?, 11);
+    let dir = std::fs::read_dir("/proc").map_err(|e| format!("/proc: {e}"))?;
+    for entry in dir.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process that exits between the listing and the read is skipped.
+        match stat_fields(child) {
+            // The parent's pid is the second field after the command name.
+            Ok(f) if f.get(1) == Some(&f64::from(pid)) => total += ticks(&f, 11),
+            _ => {}
+        }
+    }
+    Ok(total / clock_ticks())
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name's closing parenthesis (the
+/// state is 0, utime 11 and stime 12), as numbers (0 where not one).
+fn stat_fields(pid: u32) -> Result<Vec<f64>, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    Ok(rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect())
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
 
 /// Bytes sent through `dev` in the network namespace of process `pid` (`/proc/<pid>/net/dev`:
@@ -51,6 +85,33 @@ pub fn dev_sent_bytes(pid: u32, dev: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_child_s_cpu_time_counts_for_its_parent() {
+        let me = std::process::id();
+        // The children's part: the whole tree's less this process's own.
+        let children = || super::tree_cpu_s(me).unwrap() - super::proc_stats(me).unwrap().cpu_s;
+        let before = children();
+        // A child that burns CPU for a while, still running when counted.
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .unwrap();
+        let mut spent = 0.0;
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            spent = children() - before;
+            if spent >= 0.1 {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(spent >= 0.1, "{spent} s");
+    }
+
     #[test]
     fn the_loopback_of_this_process_has_counters() {
         let before = super::dev_sent_bytes(std::process::id(), "lo").unwrap();
