@@ -13,8 +13,9 @@
 //! `--import-mb <n>` (300), `--import-runs <n>` (5), `--usable-boots <n>` (5),
 //! `--usable-variant <label>=<kernel parameters>` (one more pi-init variant; repeatable),
 //! `--pis <n>` (4: virtual Pis booting the Debian root at once from one NFS server),
-//! `--crowd-rounds <n>` (2), `--pi-memory <MiB>` (384, each of those Pis),
-//! `--only boot,sizes,storm,import,usable,crowd`,
+//! `--crowd-rounds <n>` (2), `--pi-memory <MiB>` (384, each of those Pis; `--pis` and it
+//! also size the `pool` section: the same Pis at once from a pool of two NFS servers and
+//! from one), `--only boot,sizes,storm,import,usable,crowd,pool`,
 //! `--out <file>`, `--storm-baseline <controller binary>` (another build, e.g. of main, stormed
 //! beside this one in the same run).
 
@@ -23,6 +24,7 @@ mod crowd;
 mod http;
 mod import;
 mod machine;
+mod pool;
 mod procfs;
 mod sizes;
 mod stats;
@@ -135,7 +137,7 @@ fn main() {
     let mut failed = false;
     // Each section gives its Markdown and whether everything in it ran.
     type Section<'a> = Box<dyn Fn() -> (String, bool) + 'a>;
-    let sections: [(&str, Section); 6] = [
+    let sections: [(&str, Section); 7] = [
         (
             "boot",
             Box::new(|| {
@@ -175,6 +177,16 @@ fn main() {
                     memory_mb: args.pi_memory,
                 };
                 whole("crowd", crowd::run(env, &p))
+            }),
+        ),
+        (
+            "pool",
+            Box::new(|| {
+                let p = pool::Params {
+                    pis: args.pis,
+                    memory_mb: args.pi_memory,
+                };
+                whole("pool", pool::run(env, &p))
             }),
         ),
     ];
