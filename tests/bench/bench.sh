@@ -5,8 +5,9 @@
 # path (pi-init vs the busybox shell flow, virtual Pi, on Debian's kernel and on the Pi-like
 # one), sizes, a boot storm against the release controller on 127.0.0.1, base image import vs
 # GNU tar, time to a usable Debian root and the NFS load of a boot (pi-init vs the shell flow),
-# several Pis at once from one NFS server (crowd), and the storm on two controllers sharing a
-# private PostgreSQL beside the one on SQLite, then one of the two killed (storm-pg).
+# several Pis at once from one NFS server (crowd), the same Pis at once from a pool of two NFS
+# servers against one (pool), and the storm on two controllers sharing a private PostgreSQL
+# beside the one on SQLite, then one of the two killed (storm-pg).
 # Prints a Markdown report; a full run (no --only) also writes it to tests/bench/RESULTS.md.
 # Takes about 25 minutes on 2 cores, plus the Pi-like kernel's build the first time.
 #
@@ -14,7 +15,7 @@
 #                       [--rounds 3] [--import-mb 300] [--import-runs 5] [--usable-boots 5]
 #                       [--usable-variant '<label>=<kernel parameters>']
 #                       [--pis 4] [--crowd-rounds 2] [--pi-memory 384]
-#                       [--only boot,sizes,storm,storm-pg,import,usable,crowd]
+#                       [--only boot,sizes,storm,storm-pg,import,usable,crowd,pool]
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"

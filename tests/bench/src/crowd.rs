@@ -20,7 +20,7 @@ use pureboot_harness::env::TestEnv;
 use pureboot_harness::guest_root::{self, USABLE_MARK};
 use pureboot_harness::lab::{default_hostname, diskless_node, Lab, LabOptions};
 use pureboot_harness::nfs_stats::NfsLoad;
-use pureboot_harness::qemu::{Outcome, VirtualPi, HOST_FROM_GUEST};
+use pureboot_harness::qemu::{BootRun, Outcome, VirtualPi, HOST_FROM_GUEST};
 use pureboot_harness::{initramfs, serial};
 
 use crate::procfs::{dev_sent_bytes, proc_stats};
@@ -43,9 +43,9 @@ struct Image {
 }
 
 /// One boot's figures.
-struct Sample {
-    usable_s: f64,
-    load: NfsLoad,
+pub struct Sample {
+    pub usable_s: f64,
+    pub load: NfsLoad,
 }
 
 /// Every crowd of one size on one image, over the rounds.
@@ -73,10 +73,8 @@ fn node_serial(image: usize, slot: usize) -> String {
 }
 
 pub fn run(env: &'static TestEnv, p: &Params) -> Result<String, String> {
-    let debian = env.debian_root()?;
     let initrd = initramfs::pi_init(env)?;
     let lab = Lab::start("bench-crowd", env, LabOptions::default())?;
-    let tar = guest_root::debian_usable_tarball(&debian, &lab.dir.join("debian-usable.tar"))?;
     let images = [
         Image {
             label: "directory",
@@ -89,20 +87,8 @@ pub fn run(env: &'static TestEnv, p: &Params) -> Result<String, String> {
             format: "squashfs",
         },
     ];
-    let tar_arg = tar.display().to_string();
-    for image in &images {
-        let import = [
-            "image",
-            "import",
-            &tar_arg,
-            image.name,
-            "--format",
-            image.format,
-        ];
-        lab.controller().cli(&import)?;
-    }
-    // 290 MB, no longer needed once imported.
-    let _ = std::fs::remove_file(&tar);
+    let formats: Vec<_> = images.iter().map(|i| (i.name, i.format)).collect();
+    import_debian(&lab, &formats)?;
     for (i, image) in images.iter().enumerate() {
         for slot in 0..p.pis {
             let s = node_serial(i, slot);
@@ -143,53 +129,23 @@ fn crowd(
     out: &mut Series,
 ) -> Result<(), String> {
     let ganesha = lab.nfs.ganesha_pid().ok_or("ganesha is not running")?;
-    let url = format!("http://{HOST_FROM_GUEST}:{PORT}");
-    // A lone boot takes 40-75 s here; a crowd shares 2 cores.
-    let timeout = Duration::from_secs(120 + 60 * company as u64);
-    let pis: Vec<VirtualPi> = (0..company)
+    let pis: Vec<(String, VirtualPi)> = (0..company)
         .map(|slot| {
-            VirtualPi::new(&node_serial(i, slot), &lab.env.kernel().image, initrd)
-                .arg(format!("pureboot.url={url}"))
-                .arg("probe.nfsstats=1")
-                .arg("sysctl.kernel.hung_task_timeout_secs=30")
-                .memory(p.memory_mb)
-                .timeout(timeout)
+            let label = format!("crowd-{i}-{company}-{round}-{slot}");
+            let pi = crowd_pi(lab, initrd, &node_serial(i, slot), p.memory_mb, company);
+            (label, pi)
         })
         .collect();
     let before = proc_stats(ganesha)?;
     let lo_before = dev_sent_bytes(ganesha, "lo")?;
-    let runs: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = pis
-            .iter()
-            .enumerate()
-            .map(|(slot, pi)| {
-                let label = format!("crowd-{i}-{company}-{round}-{slot}");
-                s.spawn(move || (label.clone(), watch::boot(lab, pi, &label, USABLE_MARK)))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a boot's thread panicked"))
-            .collect()
-    });
+    let runs = boot_at_once(lab, &pis);
     let after = proc_stats(ganesha)?;
     let lo_after = dev_sent_bytes(ganesha, "lo")?;
     out.boots += company;
     out.ganesha_cpu_s += after.cpu_s - before.cpu_s;
     out.server_bytes += lo_after.saturating_sub(lo_before);
     for (label, got) in runs {
-        let sample = got.and_then(|(run, arrival)| match (run.outcome, arrival) {
-            (Outcome::Exited, Some(t)) => NfsLoad::from_console(&run.console)
-                .map(|load| Sample {
-                    usable_s: t.as_secs_f64(),
-                    load,
-                })
-                .map_err(|e| format!("{e} (console {})", run.console_path.display())),
-            (outcome, _) => Err(format!(
-                "{outcome:?} without `{USABLE_MARK}` (console {})",
-                run.console_path.display()
-            )),
-        });
+        let sample = got.and_then(|(run, arrival)| sample(&run, arrival));
         match sample {
             Ok(s) => {
                 eprintln!(
@@ -206,6 +162,76 @@ fn crowd(
         }
     }
     Ok(())
+}
+
+/// Imports the bench's Debian root (multi-user.target prints [`USABLE_MARK`]) as each
+/// `(name, format)` (`image import`'s `--format`).
+pub fn import_debian(lab: &Lab, images: &[(&str, &str)]) -> Result<(), String> {
+    let debian = lab.env.debian_root()?;
+    let tar = guest_root::debian_usable_tarball(&debian, &lab.dir.join("debian-usable.tar"))?;
+    let tar_arg = tar.display().to_string();
+    for (name, format) in images {
+        lab.controller()
+            .cli(&["image", "import", &tar_arg, name, "--format", format])?;
+    }
+    // 290 MB, no longer needed once imported.
+    let _ = std::fs::remove_file(&tar);
+    Ok(())
+}
+
+/// A Pi of a crowd of `company`: pi-init at its default level (info, as deployed), its NFS
+/// counters dumped after the mark.
+pub fn crowd_pi(
+    lab: &Lab,
+    initrd: &Path,
+    serial: &str,
+    memory_mb: u32,
+    company: usize,
+) -> VirtualPi {
+    let url = format!("http://{HOST_FROM_GUEST}:{PORT}");
+    // A lone boot takes 40-75 s here; a crowd shares 2 cores.
+    let timeout = Duration::from_secs(120 + 60 * company as u64);
+    VirtualPi::new(serial, &lab.env.kernel().image, initrd)
+        .arg(format!("pureboot.url={url}"))
+        .arg("probe.nfsstats=1")
+        .arg("sysctl.kernel.hung_task_timeout_secs=30")
+        .memory(memory_mb)
+        .timeout(timeout)
+}
+
+/// A boot and the time its console showed [`USABLE_MARK`] (None: never).
+pub type Watched = Result<(BootRun, Option<Duration>), String>;
+
+/// Boots the labelled `pis` at once, each to its end: per Pi its label and what it showed.
+pub fn boot_at_once(lab: &Lab, pis: &[(String, VirtualPi)]) -> Vec<(String, Watched)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = pis
+            .iter()
+            .map(|(label, pi)| {
+                s.spawn(move || (label.clone(), watch::boot(lab, pi, label, USABLE_MARK)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a boot's thread panicked"))
+            .collect()
+    })
+}
+
+/// One boot's figures: it reached the mark and dumped its NFS counters, or why not.
+pub fn sample(run: &BootRun, arrival: Option<Duration>) -> Result<Sample, String> {
+    match (run.outcome, arrival) {
+        (Outcome::Exited, Some(t)) => NfsLoad::from_console(&run.console)
+            .map(|load| Sample {
+                usable_s: t.as_secs_f64(),
+                load,
+            })
+            .map_err(|e| format!("{e} (console {})", run.console_path.display())),
+        (outcome, _) => Err(format!(
+            "{outcome:?} without `{USABLE_MARK}` (console {})",
+            run.console_path.display()
+        )),
+    }
 }
 
 fn report(images: &[Image], companies: &[usize; 2], p: &Params, series: &[[Series; 2]]) -> String {

@@ -13,10 +13,11 @@
 //! `--import-mb <n>` (300), `--import-runs <n>` (5), `--usable-boots <n>` (5),
 //! `--usable-variant <label>=<kernel parameters>` (one more pi-init variant; repeatable),
 //! `--pis <n>` (4: virtual Pis booting the Debian root at once from one NFS server),
-//! `--crowd-rounds <n>` (2), `--pi-memory <MiB>` (384, each of those Pis),
-//! `--only boot,sizes,storm,storm-pg,import,usable,crowd` (storm-pg: the storm on SQLite
-//! beside two controllers on one PostgreSQL, then one of them killed; `--nodes`, `--clients`,
-//! `--rounds` as the storm's),
+//! `--crowd-rounds <n>` (2), `--pi-memory <MiB>` (384, each of those Pis; `--pis` and it
+//! also size the `pool` section: the same Pis at once from a pool of two NFS servers and
+//! from one), `--only boot,sizes,storm,storm-pg,import,usable,crowd,pool` (storm-pg: the
+//! storm on SQLite beside two controllers on one PostgreSQL, then one of them killed;
+//! `--nodes`, `--clients`, `--rounds` as the storm's),
 //! `--out <file>`, `--storm-baseline <controller binary>` (another build, e.g. of main, stormed
 //! beside this one in the same run).
 
@@ -25,6 +26,7 @@ mod crowd;
 mod http;
 mod import;
 mod machine;
+mod pool;
 mod procfs;
 mod sizes;
 mod stats;
@@ -138,7 +140,7 @@ fn main() {
     let mut failed = false;
     // Each section gives its Markdown and whether everything in it ran.
     type Section<'a> = Box<dyn Fn() -> (String, bool) + 'a>;
-    let sections: [(&str, Section); 7] = [
+    let sections: [(&str, Section); 8] = [
         (
             "boot",
             Box::new(|| {
@@ -179,6 +181,16 @@ fn main() {
                     memory_mb: args.pi_memory,
                 };
                 whole("crowd", crowd::run(env, &p))
+            }),
+        ),
+        (
+            "pool",
+            Box::new(|| {
+                let p = pool::Params {
+                    pis: args.pis,
+                    memory_mb: args.pi_memory,
+                };
+                whole("pool", pool::run(env, &p))
             }),
         ),
     ];

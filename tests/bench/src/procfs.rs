@@ -68,18 +68,36 @@ fn clock_ticks() -> f64 {
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
 
-/// Bytes sent through `dev` in the network namespace of process `pid` (`/proc/<pid>/net/dev`:
-/// the namespace's own counters, read from outside it).
+/// Bytes sent through `dev` in the network namespace of process `pid` (see [`dev_bytes`]).
 pub fn dev_sent_bytes(pid: u32, dev: &str) -> Result<u64, String> {
+    dev_bytes(pid, dev).map(|b| b.sent)
+}
+
+/// A network device's byte counters.
+#[derive(Clone, Copy, Default)]
+pub struct DevBytes {
+    pub received: u64,
+    pub sent: u64,
+}
+
+/// Bytes received and sent through `dev` in the network namespace of process `pid`
+/// (`/proc/<pid>/net/dev`: the namespace's own counters, read from outside it).
+pub fn dev_bytes(pid: u32, dev: &str) -> Result<DevBytes, String> {
     let path = format!("/proc/{pid}/net/dev");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
     text.lines()
         .find_map(|l| {
             let (name, counters) = l.split_once(':')?;
-            (name.trim() == dev).then_some(counters)
+            let c: Vec<u64> = counters
+                .split_whitespace()
+                .map(|x| x.parse().ok())
+                .collect::<Option<_>>()?;
+            // Receive has 8 counters, bytes first; transmit bytes is the 9th.
+            (name.trim() == dev).then_some(DevBytes {
+                received: *c.first()?,
+                sent: *c.get(8)?,
+            })
         })
-        // Receive has 8 counters; transmit bytes is the 9th.
-        .and_then(|c| c.split_whitespace().nth(8)?.parse().ok())
         .ok_or_else(|| format!("{path}: no counters for {dev}"))
 }
 
@@ -121,6 +139,9 @@ mod tests {
         drop(c);
         let after = super::dev_sent_bytes(std::process::id(), "lo").unwrap();
         assert!(after >= before + 100_000, "{before} -> {after}");
+        // On the loopback every byte sent is received too.
+        let lo = super::dev_bytes(std::process::id(), "lo").unwrap();
+        assert!(lo.received >= after, "{} < {after}", lo.received);
         assert!(super::dev_sent_bytes(std::process::id(), "nonesuch0").is_err());
     }
 }

@@ -19,6 +19,7 @@ pub mod initramfs;
 pub mod lab;
 pub mod lan;
 pub mod netns;
+pub mod nfs_pool;
 pub mod nfs_server;
 pub mod nfs_stats;
 pub mod oci;

@@ -15,6 +15,10 @@ pub struct Netns {
     holder: Child,
 }
 
+/// The linked namespace's end of a [`Netns::link_to`] pair: everything that namespace
+/// exchanges with the one it is linked to crosses it (its counters in `/proc/<pid>/net/dev`).
+pub const PEER_LINK: &str = "pb1";
+
 const HOLDER_SCRIPT: &str = "ip link set lo up && mount -t tmpfs -o mode=0755 tmpfs /run \
                              && echo ready && exec sleep 2147483647";
 
@@ -96,9 +100,10 @@ impl Netns {
     }
 
     /// Links this namespace to `other` by a veth pair, `addr` on this side and `peer_addr`
-    /// on the other (a /24): a second host for a scenario, with its own rpcbind and ports.
-    /// A QEMU guest on user networking reaches `peer_addr` too: QEMU connects to it from
-    /// this namespace.
+    /// on the other (a /24 each link, so one namespace can link to several): a second host
+    /// for a scenario, with its own rpcbind and ports. A QEMU guest on user networking
+    /// reaches `peer_addr` too: QEMU connects to it from this namespace. The other side's
+    /// end is [`PEER_LINK`]; this side's is named after the other's holder pid.
     pub fn link_to(&self, other: &Netns, addr: &str, peer_addr: &str) -> Result<(), String> {
         let ip = |ns: &Netns, args: &[&str]| {
             process::run(ns.command("ip").args(args))
@@ -106,19 +111,20 @@ impl Netns {
                 .map_err(|e| format!("ip {}: {e}", args.join(" ")))
         };
         let peer = other.pid().to_string();
+        let here = format!("pb{peer}");
         ip(
             self,
             &[
-                "link", "add", "pb0", "type", "veth", "peer", "name", "pb1", "netns", &peer,
+                "link", "add", &here, "type", "veth", "peer", "name", PEER_LINK, "netns", &peer,
             ],
         )?;
-        ip(self, &["addr", "add", &format!("{addr}/24"), "dev", "pb0"])?;
-        ip(self, &["link", "set", "pb0", "up"])?;
+        ip(self, &["addr", "add", &format!("{addr}/24"), "dev", &here])?;
+        ip(self, &["link", "set", &here, "up"])?;
         ip(
             other,
-            &["addr", "add", &format!("{peer_addr}/24"), "dev", "pb1"],
+            &["addr", "add", &format!("{peer_addr}/24"), "dev", PEER_LINK],
         )?;
-        ip(other, &["link", "set", "pb1", "up"])
+        ip(other, &["link", "set", PEER_LINK, "up"])
     }
 
     /// Whether something listens on TCP `port` inside the namespace.

@@ -1,11 +1,8 @@
-//! A pool of two NFS servers (`[[nfs.servers]]`) with virtual Pis: two hosts, each with its
-//! own rpcbind and ganesha on the fixed ports: A (10.0.3.1) in the lab's namespace, B
-//! (10.0.3.2) in a second namespace behind a veth pair. A guest on QEMU user networking that
-//! connects to either makes QEMU connect to it from the lab's namespace. No NFS version is
-//! forced (each host has the rpcbind an NFSv3 mount asks; the roots report NFSv4).
-//! (One namespace with two addresses does not do: ganesha 4.3 binds IPv6 sockets, and its
-//! `Bind_Addr` is parsed as IPv4 and its IPv6 sockets bound to the wildcard, so both
-//! would claim *:2049.)
+//! A pool of two NFS servers (`[[nfs.servers]]`) with virtual Pis: two hosts, A (10.0.3.1)
+//! and B (10.0.4.1), each a namespace of its own behind a veth pair from the lab's, with its
+//! own rpcbind and ganesha on the fixed ports (`pureboot_harness::nfs_pool`, shared with the
+//! bench's `pool` section). No NFS version is forced (each host has the rpcbind an NFSv3
+//! mount asks; the roots report NFSv4).
 //!
 //! Three tmpfs nodes (booted together) are placed by weight 2:1 and boot from their servers (the console's
 //! `booting <server>:<path>`, each tree on its own server's export only); an image missing
@@ -21,25 +18,14 @@ use std::time::Duration;
 use pureboot_harness::controller::Controller;
 use pureboot_harness::guest_root;
 use pureboot_harness::lab::{default_hostname, diskless_node, Lab, LabOptions, TINY};
-use pureboot_harness::netns::Netns;
-use pureboot_harness::nfs_server::{NfsServer, Protocols};
+use pureboot_harness::nfs_pool::{Pool, A, B};
+use pureboot_harness::nfs_server::NfsServer;
 use pureboot_harness::nfs_stats::NfsLoad;
 use pureboot_harness::qemu::BootRun;
 use pureboot_harness::{pi_init_env, serial};
 
-const A: &str = "10.0.3.1";
-const B: &str = "10.0.3.2";
 /// An image imported after the sync and copied to B only.
 const ONLY_B: &str = "tiny-b";
-
-/// One `[[nfs.servers]]` entry exporting `tree` (ganesha's path and pseudo path are one).
-fn server_toml(addr: &str, tree: &Path, weight: u64, state: &str) -> String {
-    format!(
-        "\n[[nfs.servers]]\naddress = \"{addr}\"\nexport_path = \"{t}\"\nlocal_path = \"{t}\"\n\
-         weight = {weight}\nstate = \"{state}\"\n",
-        t = tree.display()
-    )
-}
 
 /// ganesha's bytes read so far (`rchar` of /proc/<pid>/io): what it served from its tree.
 fn rchar(s: &NfsServer) -> u64 {
@@ -49,42 +35,6 @@ fn rchar(s: &NfsServer) -> u64 {
         .find_map(|l| l.strip_prefix("rchar: "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
-}
-
-struct Pool {
-    a: NfsServer,
-    b: NfsServer,
-    trees: [PathBuf; 2],
-    /// B's host: a second namespace behind a veth pair (dropped after B's ganesha).
-    _b_host: Netns,
-}
-
-/// A in the lab's namespace (the guests' QEMU runs there), B in a second namespace linked
-/// to it: two hosts, each with its own rpcbind and ganesha on the fixed ports.
-fn start_pool(lab: &mut Lab) -> Pool {
-    let fail = |what: &str, e: String| -> ! { panic!("{}: {what}: {e}", lab.name) };
-    // The lab's own ganesha exports the controller's source tree: stopped (its rpcbind too)
-    // so that A exports a tree of its own on the same ports.
-    lab.nfs.stop();
-    let b_host = Netns::new().unwrap_or_else(|e| fail("B's namespace", e.to_string()));
-    lab.ns
-        .link_to(&b_host, A, B)
-        .unwrap_or_else(|e| fail("linking B's namespace", e));
-    let start = |ns: &Netns, i: usize| {
-        let dir = lab.dir.join(&format!("srv-{i}"));
-        let tree = dir.join("nfs");
-        let s = NfsServer::start(ns, &dir, &tree, Protocols::V3AndV4)
-            .unwrap_or_else(|e| fail(&format!("ganesha {i}"), e));
-        (s, tree)
-    };
-    let (a, tree_a) = start(&lab.ns, 0);
-    let (b, tree_b) = start(&b_host, 1);
-    Pool {
-        a,
-        b,
-        trees: [tree_a, tree_b],
-        _b_host: b_host,
-    }
 }
 
 fn serve(lab: &mut Lab) {
@@ -117,13 +67,7 @@ struct Booted {
 
 fn booted(lab: &Lab, pool: &Pool, run: &BootRun) -> Booted {
     let report = lab.expect_report(run);
-    let server = [(A, &pool.trees[0]), (B, &pool.trees[1])]
-        .into_iter()
-        .find(|(addr, tree)| {
-            run.console
-                .contains(&format!("booting {addr}:{} ", tree.display()))
-        })
-        .map(|(addr, _)| addr.to_string());
+    let server = pool.server_of(&run.console).map(|s| s.addr.to_string());
     lab.check(
         server.is_some(),
         "pi-init names a pool server and its export in `booting <server>:<path>`",
@@ -153,7 +97,8 @@ fn round(lab: &Lab, pool: &Pool, label: &str, serials: &[&str]) -> Vec<Booted> {
                 .timeout(Duration::from_secs(300))
         })
         .collect();
-    let before = (rchar(&pool.a), rchar(&pool.b));
+    let [a, b] = &pool.servers;
+    let before = (rchar(&a.nfs), rchar(&b.nfs));
     let out: Vec<Booted> = lab
         .boot_together(&pis)
         .unwrap()
@@ -176,9 +121,9 @@ fn round(lab: &Lab, pool: &Pool, label: &str, serials: &[&str]) -> Vec<Booted> {
     println!(
         "  per server: {A} {} calls, ganesha read {} KiB; {B} {} calls, ganesha read {} KiB",
         per(A),
-        (rchar(&pool.a) - before.0) / 1024,
+        (rchar(&a.nfs) - before.0) / 1024,
         per(B),
-        (rchar(&pool.b) - before.1) / 1024
+        (rchar(&b.nfs) - before.1) / 1024
     );
     out
 }
@@ -214,10 +159,9 @@ fn two_servers_place_by_weight_skip_a_missing_image_and_drain() {
     };
     let mut lab =
         Lab::start(name, env, opts).unwrap_or_else(|e| panic!("{name}: starting the lab: {e}"));
-    let pool = start_pool(&mut lab);
-    let [tree_a, tree_b] = pool.trees.clone();
-    let servers =
-        |b_state: &str| server_toml(A, &tree_a, 2, "active") + &server_toml(B, &tree_b, 1, b_state);
+    let pool = Pool::start(&mut lab).unwrap_or_else(|e| panic!("{name}: the pool: {e}"));
+    let [tree_a, tree_b] = pool.servers.each_ref().map(|s| s.tree.clone());
+    let servers = |b_state: &str| pool.toml([2, 1], ["active", b_state]);
     lab.controller()
         .edit_config(|t| t + &servers("active"))
         .unwrap();
@@ -314,6 +258,6 @@ fn two_servers_place_by_weight_skip_a_missing_image_and_drain() {
     let listed = c.cli_json(&["nfs", "servers"]);
     assert_eq!(listed[0]["nodes"], 3, "{listed}");
     assert_eq!(listed[1]["nodes"], 1, "{listed}");
-    // B dropped before the lab (declared after it): its ganesha stops before the namespace.
+    // The pool dropped before the lab (declared after it): the servers stop first.
     drop(pool);
 }
