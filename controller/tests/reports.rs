@@ -54,6 +54,32 @@ fn upstream_failure_report_on_the_callback_counts_as_install_failed() {
     }
 }
 
+/// A report sent again on the same boot id (the controller that committed it died before
+/// answering, and the Pi or its agent asked another controller of the registry) is answered
+/// as the first one was and stored once; the next boot's report is a new one.
+#[test]
+fn an_installed_report_sent_again_is_answered_and_stored_once() {
+    let app = spawn_app();
+    app.add_node(json!({"serial": SERIAL, "workflow_id": "pi-diskless-nfs"}));
+    let report = json!({"success": true, "mode": "nfs_boot"});
+    let (_, r) = app.boot(&format!("serial={SERIAL}&mac={MAC}"));
+    for _ in 0..2 {
+        let (status, n) = app.post(&report_path(&r, false), &report);
+        assert_eq!((status, n["state"].as_str()), (200, Some("active")), "{n}");
+    }
+    let installed = |app: &common::TestApp| {
+        app.event_kinds(SERIAL)
+            .iter()
+            .filter(|k| *k == "installed")
+            .count()
+    };
+    assert_eq!(installed(&app), 1);
+    let (_, again) = app.boot(&format!("serial={SERIAL}&mac={MAC}"));
+    let (status, n) = app.post(&report_path(&again, false), &report);
+    assert_eq!(status, 200, "{n}");
+    assert_eq!(installed(&app), 2, "a new boot's report is recorded");
+}
+
 #[test]
 fn an_8_hex_full_serial_is_a_short_one_and_the_16_digit_form_is_taken_later() {
     let app = spawn_app();

@@ -711,6 +711,19 @@ impl Services {
         }
         let outcome = self.grouped(move |s, tx| {
             let (mut node, boot_ip) = s.reporting_node(tx, &boot_id, peer_ip.as_deref())?;
+            // This boot's report is already recorded: the same report sent again (a
+            // controller that committed it died before answering, and the Pi or its agent
+            // asked another) is answered as the first was, and stored once.
+            if tx
+                .boot_record(&boot_id)?
+                .is_some_and(|b| b.installed_at.is_some())
+            {
+                log::info!(
+                    "node {}: installed report of boot {boot_id} sent again; already recorded",
+                    node.serial
+                );
+                return Ok(Ok((node, Repairs::default())));
+            }
             let ip = Some(boot_ip.as_str()).filter(|ip| !ip.is_empty());
             let diskless = report.mode == "nfs_boot" || s.is_diskless(&node);
             let states = match node.state.on_installed(diskless) {
