@@ -98,7 +98,7 @@ impl Metrics {
             let mut out = String::new();
             let _ = writeln!(
                 out,
-                "# HELP pureboot_boot_requests_total Boot requests answered, by action."
+                "# HELP pureboot_boot_requests_total Boot requests this controller answered, by action."
             );
             let _ = writeln!(out, "# TYPE pureboot_boot_requests_total counter");
             for (action, n) in &m.boots {
@@ -109,7 +109,7 @@ impl Metrics {
             }
             let _ = writeln!(
                 out,
-                "# HELP pureboot_callbacks_total Node callbacks, by kind and outcome."
+                "# HELP pureboot_callbacks_total Node callbacks this controller received, by kind and outcome."
             );
             let _ = writeln!(out, "# TYPE pureboot_callbacks_total counter");
             for ((kind, outcome), n) in &m.callbacks {
@@ -120,13 +120,13 @@ impl Metrics {
             }
             let _ = writeln!(
                 out,
-                "# HELP pureboot_node_failures_total Boot failures reported by nodes."
+                "# HELP pureboot_node_failures_total Boot failures nodes reported to this controller."
             );
             let _ = writeln!(out, "# TYPE pureboot_node_failures_total counter");
             let _ = writeln!(out, "pureboot_node_failures_total {}", m.node_failures);
             let _ = writeln!(
                 out,
-                "# HELP pureboot_post_boot_steps_total Post-boot steps reported by nodes, by outcome."
+                "# HELP pureboot_post_boot_steps_total Post-boot steps nodes reported to this controller, by outcome."
             );
             let _ = writeln!(out, "# TYPE pureboot_post_boot_steps_total counter");
             for key in ["ok", "failed"] {
@@ -135,8 +135,8 @@ impl Metrics {
             }
             let _ = writeln!(
                 out,
-                "# HELP pureboot_boot_complete_total Boot complete reports, by health (healthy: \
-                 target reached, every step succeeded)."
+                "# HELP pureboot_boot_complete_total Boot complete reports to this controller, by \
+                 health (healthy: target reached, every step succeeded)."
             );
             let _ = writeln!(out, "# TYPE pureboot_boot_complete_total counter");
             for key in ["healthy", "unhealthy"] {
@@ -145,13 +145,13 @@ impl Metrics {
             }
             let _ = writeln!(
                 out,
-                "# HELP pureboot_http_server_errors_total Responses with a 5xx status."
+                "# HELP pureboot_http_server_errors_total This controller's responses with a 5xx status."
             );
             let _ = writeln!(out, "# TYPE pureboot_http_server_errors_total counter");
             let _ = writeln!(out, "pureboot_http_server_errors_total {}", m.server_errors);
             let _ = writeln!(
                 out,
-                "# HELP pureboot_http_request_duration_seconds HTTP request latency."
+                "# HELP pureboot_http_request_duration_seconds This controller's HTTP request latency."
             );
             let _ = writeln!(
                 out,
