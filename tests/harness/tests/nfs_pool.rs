@@ -4,7 +4,7 @@
 //! bench's `pool` section). No NFS version is forced (each host has the rpcbind an NFSv3
 //! mount asks; the roots report NFSv4).
 //!
-//! Three tmpfs nodes (booted together) are placed by weight 2:1 and boot from their servers (the console's
+//! Six tmpfs nodes (booted together) are placed by weight 2:1 (four and two) and boot from their servers (the console's
 //! `booting <server>:<path>`, each tree on its own server's export only); an image missing
 //! on the heavier server sends a new node to the other, and `image status` says why; with
 //! the second server draining (config change, controller restarted) its `tmpfs` node on an
@@ -178,22 +178,22 @@ fn two_servers_place_by_weight_skip_a_missing_image_and_drain() {
             tree.display()
         );
     }
-    let s: Vec<String> = (0xb1..=0xb4).map(serial).collect();
-    for n in &s[..3] {
+    let s: Vec<String> = (0xb1..=0xb7).map(serial).collect();
+    for n in &s[..6] {
         lab.add_node(n, diskless_node(&default_hostname(n)))
             .unwrap();
     }
 
-    // Weights 2:1, the three booting together, as a rack powered on at once: each boot
-    // prepares its tree on the counts it read (none recorded yet: A for all three), and the
-    // commits, one after another, send the one past A's share to B (prepared again there).
-    let three: Vec<&str> = s[..3].iter().map(String::as_str).collect();
-    let first = round(&lab, &pool, "three new nodes together, weights 2:1", &three);
+    // Weights 2:1, the six booting together, as a rack powered on at once: each boot
+    // prepares its tree on the counts it read (none recorded yet: A for all), and the
+    // commits, one after another, send those past A's share to B (prepared again there).
+    let six: Vec<&str> = s[..6].iter().map(String::as_str).collect();
+    let first = round(&lab, &pool, "six new nodes together, weights 2:1", &six);
     let mut servers_of: Vec<&str> = first.iter().map(|b| b.server.as_str()).collect();
     servers_of.sort_unstable();
     assert_eq!(
         servers_of,
-        [A, A, B],
+        [A, A, A, A, B, B],
         "weights 2:1 for nodes booting together"
     );
     for b in &first {
@@ -215,21 +215,21 @@ fn two_servers_place_by_weight_skip_a_missing_image_and_drain() {
     }
     let on_b = first.iter().find(|b| b.server == B).unwrap().serial.clone();
     let listed = c.cli_json(&["nfs", "servers"]);
-    assert_eq!(listed[0]["nodes"], 2, "{listed}");
-    assert_eq!(listed[1]["nodes"], 1, "{listed}");
+    assert_eq!(listed[0]["nodes"], 4, "{listed}");
+    assert_eq!(listed[1]["nodes"], 2, "{listed}");
 
     // An image that A lacks: imported and synced, then A's copy and stamp removed (as on a
-    // server added after the sync). A new node would go to A by weight (3/2 < 2/1); it
-    // goes to B, and `image status` says why.
+    // server added after the sync). A new node would go to A by weight (both at their
+    // share, 4/2 = 2/1: the first listed); it goes to B, and `image status` says why.
     c.import_image(&marked_root(&lab, "b-only"), ONLY_B)
         .unwrap();
     c.cli(&["image", "sync"]).unwrap();
     std::fs::remove_dir_all(tree_a.join("base").join(ONLY_B)).unwrap();
     std::fs::remove_file(tree_a.join(".pureboot-digests").join(ONLY_B)).unwrap();
-    let mut spec = diskless_node(&default_hostname(&s[3]));
+    let mut spec = diskless_node(&default_hostname(&s[6]));
     spec.base_image = Some(ONLY_B.into());
-    lab.add_node(&s[3], spec).unwrap();
-    let missing = round(&lab, &pool, "image missing on A", &[&s[3]]);
+    lab.add_node(&s[6], spec).unwrap();
+    let missing = round(&lab, &pool, "image missing on A", &[&s[6]]);
     assert_eq!(missing[0].server, B, "{ONLY_B} is only on B");
     assert_eq!(missing[0].marks, "b-only", "booted {ONLY_B}");
     let (status, detail) = image_on(c, ONLY_B, A);
@@ -247,17 +247,17 @@ fn two_servers_place_by_weight_skip_a_missing_image_and_drain() {
     serve(&mut lab);
     let c = lab.controller();
     assert_eq!(c.cli_json(&["nfs", "servers"])[1]["state"], "draining");
-    let drained = round(&lab, &pool, "B draining", &[&on_b, &s[3]]);
+    let drained = round(&lab, &pool, "B draining", &[&on_b, &s[6]]);
     assert_eq!(server_of(&drained, &on_b).server, A, "off the draining B");
     assert!(has_tree(&tree_a, &on_b), "{on_b}'s tree now on A");
     assert_eq!(
-        server_of(&drained, &s[3]).server,
+        server_of(&drained, &s[6]).server,
         B,
         "{ONLY_B} is on B only: its node stays on the draining B"
     );
     let listed = c.cli_json(&["nfs", "servers"]);
-    assert_eq!(listed[0]["nodes"], 3, "{listed}");
-    assert_eq!(listed[1]["nodes"], 1, "{listed}");
+    assert_eq!(listed[0]["nodes"], 5, "{listed}");
+    assert_eq!(listed[1]["nodes"], 2, "{listed}");
     // The pool dropped before the lab (declared after it): the servers stop first.
     drop(pool);
 }
