@@ -671,13 +671,6 @@ pub enum DbTx<'c> {
 }
 
 impl<'c> DbTx<'c> {
-    pub fn engine(&self) -> Engine {
-        match self {
-            DbTx::Lite(_) => Engine::Sqlite,
-            DbTx::Pg(_) => Engine::Postgres,
-        }
-    }
-
     pub fn prepare_cached(&self, sql: &str) -> Result<Statement<'_, 'c>> {
         Ok(match self {
             DbTx::Lite(tx) => Statement::Lite(tx.prepare_cached(sql)?),

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use db::{Conn, DbTx, Engine, PgConn};
+use db::{Conn, DbTx, PgConn};
 use group::{GroupCounts, Ticket};
 use rusqlite::Connection;
 
@@ -231,13 +231,6 @@ impl Drop for Checkpointer {
 /// A write (or read) transaction; the registry operations live on it.
 pub struct Tx<'a> {
     tx: DbTx<'a>,
-}
-
-impl Tx<'_> {
-    /// The engine under this transaction (for the rare statement the two write apart).
-    pub fn engine(&self) -> Engine {
-        self.tx.engine()
-    }
 }
 
 impl Store {
